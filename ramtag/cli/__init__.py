@@ -1,0 +1,1 @@
+"""The ``ramtag`` command line: ``app.py`` wires the commands, one module per command."""

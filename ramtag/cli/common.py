@@ -1,0 +1,80 @@
+"""What every command shares: the error mapping, the consoles and the model options."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ..errors import RamtagError
+
+# Diagnostics go to stderr; stdout carries data only.
+err_console = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def reporting_errors() -> Iterator[None]:
+    """Turn expected failures into one line on stderr and an exit code.
+
+    ``RAMTAG_DEBUG=1`` re-raises them with their traceback instead.
+    """
+    try:
+        yield
+    except RamtagError as exc:
+        if os.environ.get("RAMTAG_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+MODEL_PANEL = "Model"
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="Which model: ram_plus (RAM++) or ram. With --checkpoint, the file must be of this kind.",
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
+CheckpointOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--checkpoint",
+        help="Official .pth (or converted .safetensors) weights file; default: download the release.",
+        dir_okay=False,
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
+TagListOpt = Annotated[
+    Optional[Path],
+    typer.Option("--tag-list", help="Tag list, one tag per line, in class order.", dir_okay=False, rich_help_panel=MODEL_PANEL),
+]
+TagListZhOpt = Annotated[
+    Optional[Path],
+    typer.Option("--tag-list-zh", help="Chinese tag list in the same order.", dir_okay=False, rich_help_panel=MODEL_PANEL),
+]
+ThresholdsOpt = Annotated[
+    Optional[Path],
+    typer.Option("--thresholds", help="Per-tag thresholds, one per line.", dir_okay=False, rich_help_panel=MODEL_PANEL),
+]
+ThresholdOpt = Annotated[
+    Optional[float],
+    typer.Option("--threshold", help="One threshold for every tag (overrides --thresholds).", min=0.0, max=1.0, rich_help_panel=MODEL_PANEL),
+]
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL),
+]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option("--precision", help="auto, fp32, bf16 or fp16 (auto: fp32 on CPU, bf16/fp16 on GPUs).", rich_help_panel=MODEL_PANEL),
+]

@@ -1,0 +1,129 @@
+"""The tag vocabulary: names (English, optionally Chinese) and one threshold per tag."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VocabularyError
+
+# The official code starts every class at 0.68 and then overwrites it from the thresholds file.
+DEFAULT_THRESHOLD = 0.68
+
+
+def read_lines(path: Path, what: str) -> list[str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise VocabularyError(f"{path}: {what} not found; check the path") from None
+    except UnicodeDecodeError:
+        raise VocabularyError(f"{path}: {what} is not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise VocabularyError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def read_thresholds(path: Path) -> list[float]:
+    values = []
+    for number, line in enumerate(read_lines(path, "thresholds file"), start=1):
+        try:
+            value = float(line.strip())
+        except ValueError:
+            raise VocabularyError(
+                f"{path}:{number}: {line.strip()!r} is not a number; one threshold per line"
+            ) from None
+        if not 0.0 <= value <= 1.0:
+            raise VocabularyError(f"{path}:{number}: threshold {value} is outside [0, 1]")
+        values.append(value)
+    return values
+
+
+@dataclass(frozen=True)
+class TagVocabulary:
+    tags: tuple[str, ...]
+    thresholds: np.ndarray
+    tags_zh: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.thresholds) != len(self.tags):
+            raise VocabularyError(
+                f"{len(self.thresholds)} thresholds for {len(self.tags)} tags"
+            )
+        if self.tags_zh is not None and len(self.tags_zh) != len(self.tags):
+            raise VocabularyError(
+                f"the Chinese tag list has {len(self.tags_zh)} entries for {len(self.tags)} tags"
+            )
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    @classmethod
+    def from_names(
+        cls,
+        tags: Sequence[str],
+        thresholds: Sequence[float] | None = None,
+        tags_zh: Sequence[str] | None = None,
+    ) -> TagVocabulary:
+        values = np.full(len(tags), DEFAULT_THRESHOLD, dtype=np.float32)
+        if thresholds is not None:
+            given = np.asarray(thresholds, dtype=np.float32)[: len(tags)]
+            values[: len(given)] = given
+        return cls(tuple(tags), values, tuple(tags_zh) if tags_zh is not None else None)
+
+    @classmethod
+    def from_files(
+        cls,
+        tag_list: Path,
+        tag_list_zh: Path | None = None,
+        thresholds: Path | None = None,
+    ) -> TagVocabulary:
+        """Read the official file formats: one entry per line, in class order.
+
+        As in the official code, a thresholds file shorter than the tag list leaves the rest at 0.68;
+        a longer one is an error (it belongs to another vocabulary).
+        """
+        tags = read_lines(tag_list, "tag list")
+        if not tags:
+            raise VocabularyError(f"{tag_list}: tag list is empty")
+        zh = None
+        if tag_list_zh is not None:
+            zh = [name.strip() for name in read_lines(tag_list_zh, "Chinese tag list")]
+            if len(zh) != len(tags):
+                raise VocabularyError(
+                    f"{tag_list_zh}: {len(zh)} Chinese tags but {tag_list} has {len(tags)}; "
+                    "use the two lists of the same release"
+                )
+        values = None
+        if thresholds is not None:
+            values = read_thresholds(thresholds)
+            if len(values) > len(tags):
+                raise VocabularyError(
+                    f"{thresholds}: {len(values)} thresholds but {tag_list} has {len(tags)} tags; "
+                    "use the thresholds of the same release"
+                )
+        return cls.from_names(tags, values, zh)
+
+    def with_threshold(self, threshold: float) -> TagVocabulary:
+        """One threshold for every tag (``--threshold``)."""
+        if not 0.0 <= threshold <= 1.0:
+            raise VocabularyError(f"threshold {threshold} is outside [0, 1]")
+        return replace(self, thresholds=np.full(len(self.tags), threshold, dtype=np.float32))
+
+    def extend(self, other: TagVocabulary) -> TagVocabulary:
+        """This vocabulary followed by ``other`` (open-set tags after the built-in ones)."""
+        zh = None
+        if self.tags_zh is not None or other.tags_zh is not None:
+            zh = (self.tags_zh or self.tags) + (other.tags_zh or other.tags)
+        return TagVocabulary(
+            self.tags + other.tags, np.concatenate([self.thresholds, other.thresholds]), zh
+        )
+
+    def selected(self, scores: np.ndarray) -> np.ndarray:
+        """Boolean mask of tags over threshold (strictly, as the official code)."""
+        return scores > self.thresholds
