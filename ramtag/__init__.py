@@ -1,5 +1,15 @@
-"""ramtag: tag image collections with RAM++ and RAM."""
+"""ramtag: tag image collections with RAM++ (Recognize Anything Plus) and RAM."""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+__all__ = ["Tagger", "TagResult", "__version__", "load_tagger"]
+
+
+def __getattr__(name: str):  # keep ``import ramtag`` light: torch loads on first use
+    if name in {"Tagger", "TagResult", "load_tagger"}:
+        from . import tagger
+
+        return getattr(tagger, name)
+    raise AttributeError(name)

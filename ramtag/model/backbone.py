@@ -28,6 +28,8 @@ def build_swin(config: ModelConfig) -> SwinTransformer:
         mlp_ratio=4.0,
         qkv_bias=True,
         drop_path_rate=0.0,
+        # Weights always come from a checkpoint; timm's truncated-normal init would only cost time.
+        weight_init="skip",
     )
 
 

@@ -1,0 +1,224 @@
+"""From a weights file to a ready ``RamModel``: safe read, convert, strict load, cache.
+
+Official ``.pth`` files are read with ``torch.load(weights_only=True)`` (memory-mapped), so no Python
+object other than tensors is ever unpickled. The converted weights are cached as safetensors keyed
+by the source file's sha256, which makes every later start a plain memory-mapped read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import CheckpointError
+from ..hashing import sha256_file
+from ..paths import cache_dir
+from .config import ModelConfig
+from .convert import convert_official, infer_config, unwrap
+from .network import RamModel
+
+# Bump when RamModel's parameter layout changes, so stale converted caches are not reused.
+LAYOUT_VERSION = "1"
+KIND_NAMES = {"ram_plus": "RAM++", "ram": "RAM"}
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """Where the weights came from; enough to record provenance in outputs."""
+
+    path: Path
+    sha256: str
+    config: ModelConfig
+    from_cache: bool
+
+
+def _fail(path: Path, message: str) -> CheckpointError:
+    return CheckpointError(f"{path}: {message}")
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of an official-format file (``.pth``/``.pt``/``.bin`` or ``.safetensors``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "no such checkpoint file; check --checkpoint")
+    if path.stat().st_size == 0:
+        raise _fail(path, "checkpoint file is empty; download it again")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise _fail(path, f"not a readable safetensors file ({exc}); download it again") from None
+    try:
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc).lower():
+                raise
+            raw = torch.load(path, map_location="cpu", weights_only=True)  # legacy, non-zip format
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
+            raise _fail(
+                path,
+                "holds Python objects besides tensors, and ramtag never unpickles those; "
+                "use the released checkpoint or re-save it as a plain state dict",
+            ) from None
+        raise _fail(path, "not a PyTorch checkpoint; check --checkpoint") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        size = path.stat().st_size
+        raise _fail(
+            path,
+            f"not a complete PyTorch checkpoint ({size:,} bytes; {str(exc).splitlines()[0][:80]}); "
+            "it may be truncated: download it again",
+        ) from None
+    if not isinstance(raw, dict):
+        raise _fail(path, "does not hold a state dict; not a RAM/RAM++ checkpoint")
+    return unwrap(raw)
+
+
+def build_model(config: ModelConfig) -> RamModel:
+    """An inference-ready network with placeholder weights."""
+    with torch.device("cpu"):
+        model = RamModel(config)
+    return model.eval().requires_grad_(False)
+
+
+def _strict_load(model: RamModel, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = set(model.state_dict())
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise _fail(
+            path,
+            f"weights do not fit the {KIND_NAMES[model.config.kind]} architecture: "
+            + ", ".join(parts)
+            + "; is this a RAM/RAM++ checkpoint?",
+        )
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "")
+        raise _fail(path, f"tensor shapes do not fit the inferred architecture: {detail[:160]}") from None
+
+
+def _cache_path(sha256: str, num_tags: int | None, image_size: int | None) -> Path:
+    tail = f"t{num_tags or 'auto'}-s{image_size or 'auto'}-v{LAYOUT_VERSION}"
+    return cache_dir() / "converted" / f"{sha256}-{tail}.safetensors"
+
+
+def save_converted(model: RamModel, dest: Path, *, source_sha256: str = "") -> None:
+    """Write ramtag-layout weights with their config (atomic: temp file, then rename)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "format": "ramtag",
+        "layout_version": LAYOUT_VERSION,
+        "config": model.config.to_json(),
+        "source_sha256": source_sha256,
+    }
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        save_file(state, str(tmp), metadata=metadata)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _converted_metadata(path: Path) -> dict[str, str] | None:
+    """The ramtag metadata of a safetensors file, or None for any other file."""
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        with open(path, "rb") as handle:
+            header_len = int.from_bytes(handle.read(8), "little")
+            if not 0 < header_len < 100_000_000:
+                return None
+            header = json.loads(handle.read(header_len))
+    except (OSError, ValueError):
+        return None
+    metadata = header.get("__metadata__") or {}
+    return metadata if metadata.get("format") == "ramtag" else None
+
+
+def _load_converted(path: Path, metadata: dict[str, str]) -> RamModel:
+    if metadata.get("layout_version") != LAYOUT_VERSION:
+        raise _fail(path, "converted by another ramtag version; convert the original .pth again")
+    config = ModelConfig.from_json(metadata["config"])
+    model = build_model(config)
+    _strict_load(model, load_file(str(path)), path)
+    return model
+
+
+def load_model(
+    path: Path,
+    *,
+    num_tags: int | None = None,
+    kind: str | None = None,
+    image_size: int | None = None,
+    use_cache: bool = True,
+) -> tuple[RamModel, LoadInfo]:
+    """Load any official RAM/RAM++ checkpoint (or a ramtag-converted one).
+
+    ``num_tags`` is the tag list's length (it fixes RAM++'s descriptions per tag); ``kind`` makes
+    a RAM file given where RAM++ was asked for (or the reverse) a clear error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "no such checkpoint file; check --checkpoint")
+    sha256 = sha256_file(path)
+    metadata = _converted_metadata(path)
+    from_cache = False
+    if metadata is not None:
+        model = _load_converted(path, metadata)
+    else:
+        cached = _cache_path(sha256, num_tags, image_size)
+        cached_meta = _converted_metadata(cached) if use_cache and cached.is_file() else None
+        if cached_meta is not None:
+            try:
+                model = _load_converted(cached, cached_meta)
+                from_cache = True
+            except CheckpointError:
+                cached_meta = None
+        if cached_meta is None:
+            state = read_checkpoint(path)
+            try:
+                config = infer_config(state, num_tags=num_tags, image_size=image_size)
+            except CheckpointError as exc:
+                raise _fail(path, str(exc)) from None
+            _check_kind(path, config.kind, kind)
+            model = build_model(config)
+            _strict_load(model, convert_official(state, model), path)
+            if use_cache:
+                try:
+                    save_converted(model, cached, source_sha256=sha256)
+                except OSError:
+                    pass  # an unwritable cache only costs a slower next start
+    _check_kind(path, model.config.kind, kind)
+    if num_tags is not None and model.config.num_tags != num_tags:
+        raise _fail(
+            path,
+            f"has {model.config.num_tags} tags but the tag list has {num_tags}; "
+            "use the tag list that belongs to this checkpoint",
+        )
+    return model, LoadInfo(path=path, sha256=sha256, config=model.config, from_cache=from_cache)
+
+
+def _check_kind(path: Path, found: str, wanted: str | None) -> None:
+    if wanted and wanted != found:
+        raise _fail(
+            path,
+            f"is a {KIND_NAMES[found]} checkpoint but {KIND_NAMES.get(wanted, wanted)} was asked for; "
+            f"pass --model {found} or a {KIND_NAMES.get(wanted, wanted)} checkpoint",
+        )

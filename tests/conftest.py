@@ -1,0 +1,90 @@
+"""Shared test set-up: an isolated user cache, no network, and the official tiny fixtures."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+
+
+@dataclass(frozen=True)
+class OfficialFixture:
+    """A tiny checkpoint run through the official code, with its expected outputs."""
+
+    root: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint.pth"
+
+    @property
+    def tags(self) -> Path:
+        return self.root / "tags.txt"
+
+    @property
+    def tags_zh(self) -> Path:
+        return self.root / "tags_chinese.txt"
+
+    @property
+    def thresholds(self) -> Path:
+        return self.root / "thresholds.txt"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def expected(self) -> dict:
+        return json.loads((self.root / "expected.json").read_text(encoding="utf-8"))
+
+    def tagger_kwargs(self) -> dict:
+        return {
+            "checkpoint": self.checkpoint,
+            "tag_list": self.tags,
+            "tag_list_zh": self.tags_zh,
+            "thresholds": self.thresholds,
+        }
+
+    def cli_args(self) -> list[str]:
+        return [
+            "--checkpoint", str(self.checkpoint),
+            "--tag-list", str(self.tags),
+            "--tag-list-zh", str(self.tags_zh),
+            "--thresholds", str(self.thresholds),
+        ]
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every cache at a temporary folder and forbid the network."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("RAMTAG_CACHE", str(home / "ramtag"))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("RAMTAG_OFFLINE", "1")
+    monkeypatch.delenv("RAMTAG_DEBUG", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def ramplus_tiny() -> OfficialFixture:
+    return OfficialFixture(FIXTURES / "official_ramplus_tiny")
+
+
+@pytest.fixture(scope="session")
+def ram_tiny() -> OfficialFixture:
+    return OfficialFixture(FIXTURES / "official_ram_tiny")
+
+
+@pytest.fixture
+def tiny_tagger(ramplus_tiny: OfficialFixture):
+    """The official tiny RAM++ on the CPU in fp32: a real model that runs in milliseconds."""
+    from ramtag import load_tagger
+
+    return load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="fp32")
