@@ -94,14 +94,10 @@ class Tagger:
         top_k: int | None = None,
     ) -> list[TagResult]:
         """Tag paths or PIL images; a file that cannot be decoded raises ``ImageDecodeError``."""
-        from .inputs import decode_image
-
         results: list[TagResult] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            decoded = [
-                item if isinstance(item, Image.Image) else decode_image(Path(item)) for item in chunk
-            ]
+            decoded = [item if isinstance(item, Image.Image) else _decode(item) for item in chunk]
             batch = torch.stack([self.preprocess(image) for image in decoded])
             results.extend(self.result(row, top_k) for row in self.scores(batch))
         return results
@@ -178,6 +174,12 @@ def load_tagger(
     return Tagger(
         network, vocabulary, device=target, dtype=resolve_precision(precision, target), info=info
     )
+
+
+def _decode(path: str | Path) -> Image.Image:
+    from .inputs import decode_image
+
+    return decode_image(Path(path))
 
 
 def _path(value: str | Path | None) -> Path | None:

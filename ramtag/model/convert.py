@@ -196,22 +196,28 @@ def convert_official(state: Tensors, model: torch.nn.Module) -> dict[str, torch.
     return out
 
 
-def export_official(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def export_official(model: torch.nn.Module, *, with_buffers: bool = True) -> dict[str, torch.Tensor]:
     """The inverse of ``convert_official``: ``RamModel`` weights in the official layout.
 
     Used to write official-format checkpoints (random full-size weights for benchmarks, round-trip
-    tests). Derived buffers are left out; the official loader drops them anyway.
+    tests). ``with_buffers`` adds the derived Swin buffers that released files carry.
     """
     config: ModelConfig = model.config  # type: ignore[assignment]
-    inverse = {replacement: pattern.replace("\\", "") for pattern, replacement in _DECODER_RENAMES}
+    inverse = {ours: theirs.replace("\\", "") for theirs, ours in _DECODER_RENAMES}
+    tensors = dict(model.state_dict())
+    if with_buffers:
+        tensors.update(
+            (name, buffer)
+            for name, buffer in model.named_buffers()
+            if name.endswith(("relative_position_index", "attn_mask"))
+        )
     out: dict[str, torch.Tensor] = {}
-    for key, value in model.state_dict().items():
+    for key, value in tensors.items():
         if key.startswith("image_encoder.swin."):
-            key = key.removeprefix("image_encoder.swin.")
-            if "relative_position_index" in key or "attn_mask" in key:
-                continue
             key = re.sub(
-                r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) - 1}.downsample", key
+                r"^layers\.(\d+)\.downsample",
+                lambda m: f"layers.{int(m.group(1)) - 1}.downsample",
+                key.removeprefix("image_encoder.swin."),
             )
             key = "visual_encoder." + key
         elif key == "label_embed":

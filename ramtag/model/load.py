@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from timm.models._manipulate import reinit_non_persistent_buffers
 
 from ..errors import CheckpointError
 from ..hashing import sha256_file
@@ -71,7 +71,7 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
                 "use the released checkpoint or re-save it as a plain state dict",
             ) from None
         raise _fail(path, "not a PyTorch checkpoint; check --checkpoint") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to parse a foreign file means "not usable"
         size = path.stat().st_size
         raise _fail(
             path,
@@ -84,10 +84,24 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 
 def build_model(config: ModelConfig) -> RamModel:
-    """An inference-ready network with placeholder weights."""
-    with torch.device("cpu"):
+    """An empty network (parameters on the meta device) for ``_strict_load`` to fill.
+
+    Initialising Swin-L's weights only to overwrite them costs seconds; on the meta device nothing
+    is allocated, and the strict load assigns the checkpoint's tensors directly.
+    """
+    with torch.device("meta"):
         model = RamModel(config)
     return model.eval().requires_grad_(False)
+
+
+def _materialize_buffers(model: torch.nn.Module) -> None:
+    """Recompute the buffers that are derived from the config (Swin's index tables and masks)."""
+    for name, buffer in list(model.named_buffers()):
+        if buffer.is_meta:
+            owner_name, _, attr = name.rpartition(".")
+            owner = model.get_submodule(owner_name)
+            owner.register_buffer(attr, torch.empty_like(buffer, device="cpu"), persistent=False)
+    reinit_non_persistent_buffers(model)
 
 
 def _strict_load(model: RamModel, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -111,6 +125,7 @@ def _strict_load(model: RamModel, state: dict[str, torch.Tensor], path: Path) ->
     except RuntimeError as exc:
         detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "")
         raise _fail(path, f"tensor shapes do not fit the inferred architecture: {detail[:160]}") from None
+    _materialize_buffers(model)
 
 
 def _cache_path(sha256: str, num_tags: int | None, image_size: int | None) -> Path:

@@ -1,0 +1,236 @@
+"""Official-format checkpoints of any size load: architecture inferred, strict, with clear errors."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+
+from ramtag.errors import CheckpointError
+from ramtag.model.config import DecoderConfig, ModelConfig, SwinConfig
+from ramtag.model.convert import convert_official, export_official, infer_config, unwrap
+from ramtag.model.load import load_model, read_checkpoint
+from ramtag.model.network import RamModel
+
+CONFIGS = {
+    # RAM++ at 224 px (window 7), uneven heads, three decoder layers.
+    "ramplus_224": ModelConfig(
+        kind="ram_plus",
+        image_size=224,
+        swin=SwinConfig(embed_dim=24, depths=(2, 2, 4, 2), num_heads=(2, 3, 6, 12), window_size=7),
+        decoder=DecoderConfig(hidden_size=128, num_layers=3, intermediate_size=256),
+        num_tags=7,
+        descriptions_per_tag=51,
+    ),
+    # RAM++ whose decoder is as wide as the text embeddings: no wordvec_proj (identity).
+    "ramplus_identity_proj": ModelConfig(
+        kind="ram_plus",
+        image_size=384,
+        swin=SwinConfig(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=12),
+        decoder=DecoderConfig(hidden_size=512, num_layers=1, intermediate_size=256),
+        num_tags=5,
+        descriptions_per_tag=4,
+    ),
+    # RAM at 224 px with a three-stage Swin.
+    "ram_224_three_stages": ModelConfig(
+        kind="ram",
+        image_size=224,
+        swin=SwinConfig(embed_dim=16, depths=(2, 2, 2), num_heads=(1, 2, 4), window_size=7),
+        decoder=DecoderConfig(hidden_size=64, num_layers=2, intermediate_size=128),
+        num_tags=11,
+        descriptions_per_tag=1,
+    ),
+}
+
+
+def random_model(config: ModelConfig, seed: int = 0) -> RamModel:
+    generator = torch.Generator().manual_seed(seed)
+    model = RamModel(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name == "reweight_scale":
+                param.fill_(3.0)
+            else:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+    return model
+
+
+def save_official(model: RamModel, path: Path, **extra: object) -> Path:
+    torch.save({"model": export_official(model), **extra}, path)
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_any_official_checkpoint_round_trips(name: str, tmp_path: Path) -> None:
+    config = CONFIGS[name]
+    source = random_model(config)
+    path = save_official(source, tmp_path / "model.pth")
+
+    model, info = load_model(path, num_tags=config.num_tags)
+
+    assert info.config == config
+    images = torch.randn(2, 3, config.image_size, config.image_size, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        torch.testing.assert_close(model(images), source(images), atol=1e-5, rtol=0)
+
+
+def test_input_size_comes_from_attention_mask(tmp_path: Path) -> None:
+    """A window-6 Swin at 192 px: the mask's window count tells the size; the window alone cannot."""
+    config = ModelConfig(
+        kind="ram",
+        image_size=192,
+        swin=SwinConfig(embed_dim=16, depths=(2, 2, 2), num_heads=(1, 1, 2), window_size=6),
+        decoder=DecoderConfig(hidden_size=32, num_layers=1, intermediate_size=64),
+        num_tags=3,
+        descriptions_per_tag=1,
+    )
+    state = export_official(random_model(config))
+    assert infer_config(state).image_size == 192
+    without_masks = {k: v for k, v in state.items() if "attn_mask" not in k}
+    with pytest.raises(CheckpointError, match="--image-size"):
+        infer_config(without_masks)
+    assert infer_config(without_masks, image_size=192).image_size == 192
+
+
+def test_released_window_sizes_imply_input_size() -> None:
+    for name, size in (("ramplus_224", 224), ("ramplus_identity_proj", 384)):
+        state = export_official(random_model(CONFIGS[name]), with_buffers=False)
+        assert infer_config(state, num_tags=CONFIGS[name].num_tags).image_size == size
+
+
+def test_descriptions_per_tag_follow_the_tag_list() -> None:
+    state = export_official(random_model(CONFIGS["ramplus_identity_proj"]))
+    assert infer_config(state, num_tags=5).descriptions_per_tag == 4
+    assert infer_config(state, num_tags=10).descriptions_per_tag == 2
+    with pytest.raises(CheckpointError, match="not a multiple"):
+        infer_config(state, num_tags=3)
+    with pytest.raises(CheckpointError, match="give its tag list"):
+        infer_config(state)
+
+
+def test_fixture_converts_and_exports_back_unchanged(ramplus_tiny, ram_tiny) -> None:
+    for fixture in (ramplus_tiny, ram_tiny):
+        official = read_checkpoint(fixture.checkpoint)
+        model = RamModel(infer_config(official, num_tags=16))
+        model.load_state_dict(convert_official(official, model), strict=True)
+        back = export_official(model)
+        kept = {k: v for k, v in official.items() if not k.startswith(("tag_encoder.", "text_decoder."))}
+        assert set(back) == set(kept)
+        for key, value in kept.items():
+            assert torch.equal(back[key], value), key
+
+
+def test_vision_multi_naming_is_accepted(ram_tiny, tmp_path: Path) -> None:
+    state = read_checkpoint(ram_tiny.checkpoint)
+    renamed = {k.replace("tagging_head.", "vision_multi.", 1): v for k, v in state.items()}
+    path = tmp_path / "old_names.pth"
+    torch.save({"model": renamed}, path)
+    model, _ = load_model(path, num_tags=16)
+    reference, _ = load_model(ram_tiny.checkpoint, num_tags=16)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value)
+
+
+def test_converted_weights_are_cached(ramplus_tiny, isolated_user_dirs: Path) -> None:
+    first, info1 = load_model(ramplus_tiny.checkpoint, num_tags=16)
+    second, info2 = load_model(ramplus_tiny.checkpoint, num_tags=16)
+    assert not info1.from_cache and info2.from_cache
+    assert info1.sha256 == info2.sha256 and len(info1.sha256) == 64
+    cached = list((isolated_user_dirs / "ramtag" / "converted").glob(f"{info1.sha256}*.safetensors"))
+    assert len(cached) == 1
+    # The converted file itself is a valid --checkpoint.
+    third, info3 = load_model(cached[0])
+    for key, value in first.state_dict().items():
+        assert torch.equal(second.state_dict()[key], value)
+        assert torch.equal(third.state_dict()[key], value)
+    assert info3.config == info1.config
+
+
+def test_corrupt_cache_is_rebuilt(ramplus_tiny, isolated_user_dirs: Path) -> None:
+    _, info = load_model(ramplus_tiny.checkpoint, num_tags=16)
+    (cached,) = (isolated_user_dirs / "ramtag" / "converted").glob("*.safetensors")
+    cached.write_bytes(cached.read_bytes()[:1000])
+    model, again = load_model(ramplus_tiny.checkpoint, num_tags=16)
+    assert not again.from_cache
+    assert cached.stat().st_size > 1000
+
+
+# --- errors: one line naming the file and what to do -------------------------------------------
+
+
+def _message(excinfo: pytest.ExceptionInfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError) as excinfo:
+        load_model(tmp_path / "nope.pth")
+    assert "nope.pth" in _message(excinfo) and "--checkpoint" in _message(excinfo)
+
+
+def test_truncated_download(ramplus_tiny, tmp_path: Path) -> None:
+    cut = tmp_path / "ram_plus.pth"
+    cut.write_bytes(ramplus_tiny.checkpoint.read_bytes()[:4_000_000])
+    with pytest.raises(CheckpointError) as excinfo:
+        load_model(cut)
+    assert str(cut) in _message(excinfo) and "download it again" in _message(excinfo)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not weights\n"])
+def test_not_a_checkpoint(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as excinfo:
+        load_model(path)
+    assert str(path) in _message(excinfo)
+
+
+def test_arbitrary_objects_are_never_unpickled(ram_tiny, tmp_path: Path) -> None:
+    state = read_checkpoint(ram_tiny.checkpoint)
+    path = tmp_path / "with_args.pth"
+    torch.save({"model": state, "args": argparse.Namespace(lr=1)}, path)
+    with pytest.raises(CheckpointError) as excinfo:
+        load_model(path)
+    assert "never unpickles" in _message(excinfo)
+
+
+def test_ram_file_where_ram_plus_was_asked(ram_tiny) -> None:
+    with pytest.raises(CheckpointError) as excinfo:
+        load_model(ram_tiny.checkpoint, num_tags=16, kind="ram_plus")
+    message = _message(excinfo)
+    assert "is a RAM checkpoint but RAM++ was asked for" in message and "--model ram" in message
+
+
+def test_missing_and_unexpected_keys_are_named(ramplus_tiny, tmp_path: Path) -> None:
+    state = read_checkpoint(ramplus_tiny.checkpoint)
+    del state["image_proj.bias"]
+    state["surprise.weight"] = torch.zeros(2)
+    path = tmp_path / "edited.pth"
+    torch.save({"model": state}, path)
+    with pytest.raises(CheckpointError) as excinfo:
+        load_model(path, num_tags=16)
+    message = _message(excinfo)
+    assert "1 missing (e.g. image_proj.bias)" in message
+    assert "1 unexpected (e.g. surprise.weight)" in message
+
+
+def test_wrong_tag_list_length(ram_tiny) -> None:
+    with pytest.raises(CheckpointError, match="has 16 tags but the tag list has 15"):
+        load_model(ram_tiny.checkpoint, num_tags=15)
+
+
+def test_not_a_ram_model(tmp_path: Path) -> None:
+    path = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(4, 3, 3, 3)}, path)
+    with pytest.raises(CheckpointError, match="not a RAM or RAM\\+\\+ checkpoint"):
+        load_model(path)
+
+
+def test_unwrap_accepts_bare_state_dicts() -> None:
+    bare = {"label_embed": torch.zeros(2, 4)}
+    assert unwrap(bare).keys() == {"label_embed"}
+    assert unwrap({"model": bare}).keys() == {"label_embed"}

@@ -1,0 +1,49 @@
+"""The released architecture at full size: Swin-L, 4,585 tags x 51 descriptions (random weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import FIXTURES
+from ramtag.model.config import named_config
+from ramtag.model.convert import export_official
+from ramtag.model.load import load_model
+from ramtag.model.network import RamModel
+from ramtag.model.transform import preprocess
+
+
+@pytest.mark.slow
+def test_full_size_ram_plus_round_trips_and_runs(tmp_path: Path) -> None:
+    config = named_config("ram_plus_swin_large_14m")
+    generator = torch.Generator().manual_seed(0)
+    source = RamModel(config).eval()
+    with torch.no_grad():
+        for name, param in source.named_parameters():
+            if name == "reweight_scale":
+                param.fill_(np.log(1 / 0.07))
+            else:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+    path = tmp_path / "ram_plus_swin_large_14m.pth"
+    torch.save({"model": export_official(source)}, path)
+
+    loaded, info = load_model(path, num_tags=4585)
+    assert info.config == config and not info.from_cache
+    assert tuple(loaded.label_embed.shape) == (4585, 51, 512)
+    cached, again = load_model(path, num_tags=4585)
+    assert again.from_cache
+
+    image = Image.open(FIXTURES / "official_ramplus_tiny" / "images" / "demo4.jpg")
+    batch = preprocess(image, config)[None]
+    assert batch.shape == (1, 3, 384, 384)
+    with torch.inference_mode():
+        want = source(batch)
+        got = loaded(batch)
+        got_cached = cached(batch)
+    assert got.shape == (1, 4585)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+    torch.testing.assert_close(got_cached, want, atol=1e-4, rtol=0)

@@ -1,0 +1,392 @@
+"""Discovery (order, keys, lists, filters, hidden files, symlinks) and decoding, good and bad."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageFile, features
+
+from ramtag import inputs
+from ramtag.errors import RamtagError, UsageError
+from ramtag.inputs import (
+    IMAGE_EXTENSIONS,
+    MAX_PIXELS,
+    ImageDecodeError,
+    ImageRef,
+    decode_image,
+    discover,
+)
+
+
+@pytest.fixture(autouse=True)
+def restore_pillow_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """decode_image may raise Pillow's process-wide limit; keep that out of other tests."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+
+
+def _save(
+    path: Path, size: tuple[int, int] = (24, 16), color: str = "red", **kwargs: object
+) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = kwargs.pop("format", None)
+    Image.new("RGB", size, color).save(path, format=fmt, **kwargs)
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A folder with everything a real photo collection throws at a walker, created out of order."""
+    root = tmp_path / "tree"
+    _save(root / "sub" / "deeper" / "d.webp", format="WEBP")
+    _save(root / "a.jpg")
+    _save(root / "sub" / "c.PNG", format="PNG")
+    _save(root / "B.JPG", format="JPEG")
+    (root / "notes.txt").write_text("not an image")
+    _save(root / ".hidden.jpg")
+    _save(root / ".secret" / "x.png")
+    _save(tmp_path / "elsewhere" / "e.jpg")
+    (root / "ext").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (root / "sub" / "loop").symlink_to("..", target_is_directory=True)  # back to tree: a loop
+    (root / "link.jpg").symlink_to(root / "sub" / "c.PNG")
+    (root / "broken.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    return root
+
+
+EXPECTED = ["B.JPG", "a.jpg", "link.jpg", "ext/e.jpg", "sub/c.PNG", "sub/deeper/d.webp"]
+
+
+def _keys(refs: object) -> list[str]:
+    return [ref.key for ref in refs]  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery
+
+
+def test_extensions_cover_the_common_formats() -> None:
+    assert {".jpg", ".jpe", ".jfif", ".dib", ".tiff", ".heic", ".heif", ".avif"} <= IMAGE_EXTENSIONS
+    assert inputs.is_image_name("IMG_0001.JPEG") and not inputs.is_image_name("notes.txt")
+
+
+def test_walk_order_keys_and_paths(tree: Path) -> None:
+    errors: list[tuple[Path, str]] = []
+    refs = list(discover([tree], on_error=lambda path, why: errors.append((path, why))))
+    assert _keys(refs) == EXPECTED  # files first (by code point), then folders; loop walked once
+    assert _keys(discover([str(tree)])) == EXPECTED  # deterministic, str or Path
+    assert all(isinstance(ref, ImageRef) and ref.path.is_file() for ref in refs)
+    assert refs[3].path == tree / "ext" / "e.jpg"  # opened through the link, as the user sees it
+    assert refs[5].path == tree / "sub" / "deeper" / "d.webp"
+    assert errors == [(tree / "broken.jpg", "broken symbolic link skipped")]
+
+
+def test_hidden_files_and_folders_on_request(tree: Path) -> None:
+    keys = _keys(discover([tree], hidden=True))
+    assert keys == [".hidden.jpg", *EXPECTED[:3], ".secret/x.png", *EXPECTED[3:]]
+
+
+def test_files_given_directly_keep_their_spelling(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tree)
+    refs = list(discover(["notes.txt", "./sub/c.PNG", tree / "a.jpg", ".hidden.jpg", "ext"]))
+    assert _keys(refs) == ["notes.txt", "./sub/c.PNG", str(tree / "a.jpg"), ".hidden.jpg", "e.jpg"]
+    assert refs[1].path == Path("./sub/c.PNG")
+
+
+def test_a_loop_is_walked_once(tree: Path) -> None:
+    # From sub, "loop" leads to the parent, which is new to this walk; sub itself is not re-entered.
+    keys = _keys(discover([tree / "sub"]))
+    assert keys == [
+        "c.PNG", "deeper/d.webp", "loop/B.JPG", "loop/a.jpg", "loop/link.jpg", "loop/ext/e.jpg"
+    ]
+
+
+def test_missing_input_is_a_usage_error_before_iterating(tree: Path) -> None:
+    with pytest.raises(UsageError) as caught:
+        discover([tree, tree / "nope"])  # no next(): checked at the call
+    assert str(caught.value) == f"input not found: {tree / 'nope'}"
+    with pytest.raises(UsageError, match="files-from"):
+        discover([], files_from=tree / "missing.txt")
+
+
+def test_files_from_stdin_and_file(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tree)
+    listing = "# my picks\n\na.jpg\r\n  sub/deeper  \nnotes.txt\n# gone.jpg\ngone.jpg\n"
+    refs = list(discover([], files_from="-", stdin=io.StringIO(listing)))
+    assert _keys(refs) == ["a.jpg", "d.webp", "notes.txt", "gone.jpg"]  # a listed folder is walked
+    assert refs[0].path == Path("a.jpg")  # relative to the current folder
+    list_file = tree.parent / "list.txt"
+    list_file.write_text(listing, encoding="utf-8")
+    both = _keys(discover(["B.JPG"], files_from=list_file))
+    assert both == ["B.JPG", "a.jpg", "d.webp", "notes.txt", "gone.jpg"]  # inputs, then the list
+
+
+def test_include_and_exclude(tree: Path) -> None:
+    assert _keys(discover([tree], include=["*.webp"])) == ["sub/deeper/d.webp"]
+    assert _keys(discover([tree], include=["sub/*"])) == ["sub/c.PNG", "sub/deeper/d.webp"]
+    one_letter = ["B.JPG", "a.jpg", "ext/e.jpg", "sub/c.PNG", "sub/deeper/d.webp"]
+    assert _keys(discover([tree], include=["?.*"])) == one_letter  # matches the name alone too
+    kept = ["a.jpg", "link.jpg", "ext/e.jpg", "sub/c.PNG"]
+    assert _keys(discover([tree], exclude=["sub/deeper/*", "B.*"])) == kept
+    assert _keys(discover([tree], include=["*.jpg"], exclude=["ext/*"])) == ["a.jpg", "link.jpg"]
+
+
+def test_unreadable_folder_is_reported_and_skipped(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tree / "sub"
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> object:
+        if Path(path) == blocked:
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    errors: list[tuple[Path, str]] = []
+    with monkeypatch.context() as patch:  # root ignores chmod 000, so simulate it
+        patch.setattr(os, "scandir", scandir)
+        keys = _keys(discover([tree], on_error=lambda path, why: errors.append((path, why))))
+    assert keys == EXPECTED[:4]
+    assert (blocked, "permission denied: folder skipped") in errors
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="chmod does not stop root")
+def test_unreadable_folder_for_real(tree: Path) -> None:
+    blocked = tree / "sub"
+    blocked.chmod(0)
+    try:
+        errors: list[tuple[Path, str]] = []
+        keys = _keys(discover([tree], on_error=lambda path, why: errors.append((path, why))))
+    finally:
+        blocked.chmod(0o755)
+    assert keys == EXPECTED[:4] and (blocked, "permission denied: folder skipped") in errors
+
+
+def test_discovery_streams(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    listed: list[str] = []
+    real = inputs._sorted_listing
+
+    def counting(folder: str, on_error: object) -> list[os.DirEntry[str]]:
+        listed.append(folder)
+        return real(folder, on_error)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inputs, "_sorted_listing", counting)
+    refs = discover([tree])
+    assert listed == []
+    assert next(refs).key == "B.JPG"
+    assert len(listed) == 1  # only the top folder has been read so far
+
+
+def test_official_fixture_images(ramplus_tiny: object) -> None:
+    refs = list(discover([ramplus_tiny.images]))  # type: ignore[attr-defined]
+    keys = _keys(refs)
+    assert keys == sorted(keys) and "synth_cmyk.jpg" in keys
+    for ref in refs:
+        image = decode_image(ref.path)
+        assert image.width > 0 and image.height > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding good files
+
+
+def test_decodes_a_plain_jpeg(tmp_path: Path) -> None:
+    image = decode_image(_save(tmp_path / "a.jpg", (30, 20)))
+    assert (image.mode, image.size) == ("RGB", (30, 20))
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    picture = Image.new("RGB", (40, 20), "blue")
+    picture.paste((255, 0, 0), (0, 0, 20, 20))  # left half red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "rotated.jpg"
+    picture.save(path, exif=exif, quality=95)
+    image = decode_image(path)
+    assert image.size == (20, 40)
+    red, green, blue = image.convert("RGB").getpixel((10, 5))
+    assert red > 200 and blue < 60  # the left half is now on top
+
+
+def test_first_frame_of_an_animation(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (16, 16), color) for color in ("red", "lime", "blue")]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    image = decode_image(path)
+    assert not getattr(image, "is_animated", False)
+    assert image.convert("RGB").getpixel((8, 8)) == (255, 0, 0)
+    webp = tmp_path / "anim.webp"
+    frames[0].save(webp, save_all=True, append_images=frames[1:], duration=50, lossless=True)
+    assert decode_image(webp).convert("RGB").getpixel((8, 8)) == (255, 0, 0)
+
+
+def test_first_page_of_a_multipage_tiff(tmp_path: Path) -> None:
+    pages = [Image.new("RGB", (12, 8), "red"), Image.new("RGB", (30, 30), "blue")]
+    path = tmp_path / "pages.TIFF"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    image = decode_image(path)
+    assert image.size == (12, 8) and image.getpixel((0, 0)) == (255, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "fmt"),
+    [("deep.png", "I;16", "PNG"), ("print.jpg", "CMYK", "JPEG"), ("still.webp", "RGB", "WEBP"),
+     ("gray.bmp", "L", "BMP"), ("alpha.png", "RGBA", "PNG")],
+)
+def test_other_modes_decode_as_they_are(tmp_path: Path, name: str, mode: str, fmt: str) -> None:
+    path = tmp_path / name
+    Image.new(mode, (10, 6), 1000 if mode == "I;16" else 200).save(path, format=fmt)
+    image = decode_image(path)
+    assert image.size == (10, 6) and image.mode.startswith(mode[0])
+
+
+def test_heic(tmp_path: Path) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    if not pillow_heif.libheif_info().get("HEIF"):
+        pytest.skip("pillow-heif has no HEIF encoder here")
+    pillow_heif.register_heif_opener()
+    path = tmp_path / "phone.HEIC"
+    Image.new("RGB", (64, 48), "red").save(path, format="HEIF")
+    image = decode_image(path)
+    assert image.size == (64, 48)
+    assert image.convert("RGB").getpixel((32, 24))[0] > 200
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="Pillow built without AVIF")
+def test_avif(tmp_path: Path) -> None:
+    path = tmp_path / "modern.avif"
+    Image.new("RGB", (32, 16), "red").save(path, format="AVIF")
+    assert decode_image(path).size == (32, 16)
+
+
+def test_raised_limit_gets_past_pillows_own_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow would refuse over 2,000 pixels
+    path = _save(tmp_path / "big.png", (64, 64))
+    assert decode_image(path, max_pixels=10_000).size == (64, 64)
+    assert Image.MAX_IMAGE_PIXELS == 5000  # raised just enough, never lowered
+    with pytest.raises(ImageDecodeError):
+        decode_image(path, max_pixels=3000)  # our limit still decides
+    assert Image.MAX_IMAGE_PIXELS == 5000
+    assert decode_image(path, max_pixels=None).size == (64, 64)
+    assert Image.MAX_IMAGE_PIXELS is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding bad files: one clear message each, never the path
+
+
+def _failure(path: Path, **kwargs: object) -> ImageDecodeError:
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_image(path, **kwargs)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "\n" not in message and str(path) not in message and path.name not in message
+    return caught.value
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    error = _failure(path)
+    assert error.kind == "empty" and str(error).startswith("empty file (0 bytes)")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_truncated_file(tmp_path: Path, fmt: str) -> None:
+    noise = Image.effect_noise((96, 64), 60).convert("RGB")
+    buffer = io.BytesIO()
+    noise.save(buffer, format=fmt)
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    error = _failure(path)
+    assert error.kind == "truncated"
+    assert str(error).startswith("truncated file: the image data ends early")
+
+
+def test_text_named_png(tmp_path: Path) -> None:
+    path = tmp_path / "fake.png"
+    path.write_text("hello, I am not a picture\n")
+    error = _failure(path)
+    assert error.kind == "not_image" and str(error).startswith("not an image Pillow can read")
+
+
+def test_corrupt_data(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buffer, format="WEBP")
+    path = tmp_path / "cut.webp"
+    path.write_bytes(buffer.getvalue()[:40])
+    error = _failure(path)
+    assert error.kind in {"corrupt", "truncated"} and "image data" in str(error)
+
+
+def test_decompression_bomb(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.png"
+    Image.new("1", (14_000, 14_000)).save(path, optimize=True)  # ~24 kB on disk, 196 Mpx
+    assert path.stat().st_size < 100_000
+    error = _failure(path)
+    assert error.kind == "too_large"
+    assert "196,000,000 pixels is over the limit of 178,956,970" in str(error)
+    assert "--max-pixels" in str(error)
+    assert MAX_PIXELS == 178_956_970
+
+
+def test_over_a_small_limit(tmp_path: Path) -> None:
+    error = _failure(_save(tmp_path / "a.jpg", (64, 64)), max_pixels=1000)
+    assert str(error).startswith("image too large: 4,096 pixels is over the limit of 1,000")
+
+
+def test_directory(tmp_path: Path) -> None:
+    folder = tmp_path / "album.jpg"
+    folder.mkdir()
+    assert _failure(folder).kind == "folder"
+
+
+def test_deleted_after_discovery(tree: Path) -> None:
+    ref = next(discover([tree]))
+    ref.path.unlink()
+    error = _failure(ref.path)
+    assert error.kind == "missing" and str(error).startswith("file not found")
+
+
+def test_deleted_between_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _save(tmp_path / "a.jpg")
+
+    def vanished(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(Image, "open", vanished)
+    assert _failure(path).kind == "missing"
+
+
+def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _save(tmp_path / "locked.jpg")
+    if os.name == "posix" and os.geteuid() != 0:
+        path.chmod(0)
+    else:  # root reads anything: simulate what chmod 000 does for everyone else
+
+        def denied(*args: object, **kwargs: object) -> None:
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(Image, "open", denied)
+    error = _failure(path)
+    assert error.kind == "permission" and str(error).startswith("permission denied")
+
+
+def test_heic_without_pillow_heif(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inputs, "_heif_ready", lambda: False)
+    path = tmp_path / "phone.heic"
+    path.write_bytes(b"\x00\x00\x00\x18ftypmif1" + b"\x00" * 32)
+    assert "pip install pillow-heif" in str(_failure(path))
+
+
+def test_error_is_a_ramtag_error_and_pickles() -> None:
+    error = ImageDecodeError("empty file (0 bytes)", "empty")
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, RamtagError)
+    assert (str(copy), copy.kind) == ("empty file (0 bytes)", "empty")

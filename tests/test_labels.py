@@ -1,0 +1,85 @@
+"""Tag lists and thresholds in the official formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED
+from ramtag.errors import VocabularyError
+from ramtag.model.labels import DEFAULT_THRESHOLD, TagVocabulary
+
+RAM_DATA = SHARED / "ram_data"
+
+
+def test_official_lists_read_as_released() -> None:
+    vocabulary = TagVocabulary.from_files(
+        RAM_DATA / "ram_tag_list.txt",
+        RAM_DATA / "ram_tag_list_chinese.txt",
+        RAM_DATA / "ram_tag_list_threshold.txt",
+    )
+    assert len(vocabulary) == 4585
+    assert vocabulary.tags[-1] == "zoo"
+    assert vocabulary.thresholds.dtype == np.float32
+    # The Chinese list has stray trailing spaces upstream; names come out clean.
+    assert all(name == name.strip() and name for name in vocabulary.tags_zh)
+    raw_zh = (RAM_DATA / "ram_tag_list_chinese.txt").read_text(encoding="utf-8").splitlines()
+    assert any(line != line.strip() for line in raw_zh)
+    raw_thresholds = (RAM_DATA / "ram_tag_list_threshold.txt").read_text().split()
+    np.testing.assert_allclose(vocabulary.thresholds, [float(t) for t in raw_thresholds], atol=1e-7)
+
+
+def test_short_thresholds_file_leaves_the_default(tmp_path: Path) -> None:
+    (tmp_path / "tags.txt").write_text("a\nb\nc\n", encoding="utf-8")
+    (tmp_path / "thr.txt").write_text("0.5\n0.9\n", encoding="utf-8")
+    vocabulary = TagVocabulary.from_files(tmp_path / "tags.txt", thresholds=tmp_path / "thr.txt")
+    np.testing.assert_allclose(vocabulary.thresholds, [0.5, 0.9, DEFAULT_THRESHOLD])
+    assert vocabulary.tags_zh is None
+
+
+def test_selection_is_strictly_greater(tmp_path: Path) -> None:
+    vocabulary = TagVocabulary.from_names(["a", "b", "c"], [0.5, 0.5, 0.5])
+    mask = vocabulary.selected(np.array([0.5, 0.50001, 0.2], dtype=np.float32))
+    assert mask.tolist() == [False, True, False]
+    assert vocabulary.with_threshold(0.1).selected(np.array([0.5, 0.5, 0.2])).all()
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"thr.txt": "0.5\nlots\n"}, "thr.txt:2: 'lots' is not a number"),
+        ({"thr.txt": "0.5\n1.5\n"}, "outside"),
+        ({"thr.txt": "0.5\n0.5\n0.5\n0.5\n"}, "4 thresholds but"),
+        ({"zh.txt": "甲\n"}, "1 Chinese tags but"),
+    ],
+)
+def test_mismatched_files_are_one_line_errors(tmp_path: Path, files: dict, message: str) -> None:
+    (tmp_path / "tags.txt").write_text("a\nb\nc\n", encoding="utf-8")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    kwargs = {}
+    if "thr.txt" in files:
+        kwargs["thresholds"] = tmp_path / "thr.txt"
+    if "zh.txt" in files:
+        kwargs["tag_list_zh"] = tmp_path / "zh.txt"
+    with pytest.raises(VocabularyError, match=message):
+        TagVocabulary.from_files(tmp_path / "tags.txt", **kwargs)
+
+
+def test_missing_and_binary_files(tmp_path: Path) -> None:
+    with pytest.raises(VocabularyError, match="tag list not found"):
+        TagVocabulary.from_files(tmp_path / "absent.txt")
+    (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(VocabularyError, match="not UTF-8"):
+        TagVocabulary.from_files(tmp_path / "bin.txt")
+
+
+def test_extend_appends_open_set_tags() -> None:
+    base = TagVocabulary.from_names(["cat", "dog"], [0.7, 0.8], ["猫", "狗"])
+    extra = TagVocabulary.from_names(["red umbrella"], [0.5])
+    both = base.extend(extra)
+    assert both.tags == ("cat", "dog", "red umbrella")
+    assert both.tags_zh == ("猫", "狗", "red umbrella")
+    np.testing.assert_allclose(both.thresholds, [0.7, 0.8, 0.5])
