@@ -69,6 +69,11 @@ def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("RAMTAG_OFFLINE", "1")
     monkeypatch.delenv("RAMTAG_DEBUG", raising=False)
+    # huggingface_hub reads its environment once, at import: point its constants here as well.
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(home / "hf" / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     return home
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import RamtagError
 
@@ -28,7 +29,7 @@ def reporting_errors() -> Iterator[None]:
     except RamtagError as exc:
         if os.environ.get("RAMTAG_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -1,0 +1,1 @@
+complete --command ramtag --no-files --arguments "(env _RAMTAG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) ramtag)" --condition "env _RAMTAG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) ramtag"

@@ -1,0 +1,192 @@
+"""``ramtag models``: list, download and verify the released weights and the official data files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.filesize import decimal
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import RamtagError, UsageError
+from ..hashing import sha256_file
+from ..model.download import (
+    FileCheck,
+    cached_data_file,
+    cached_weights,
+    check_data_file,
+    check_weights,
+    data_dir,
+    data_file,
+    data_url,
+    weights_file,
+    weights_source,
+)
+from ..model.registry import DATA_FILES, WEIGHTS
+from .common import err_console, reporting_errors
+
+DEFAULT_MODEL = "ram_plus"
+
+app = typer.Typer(
+    help="The released RAM++/RAM weights and the official tag lists: list, download, verify.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _model_names() -> list[str]:
+    return list(WEIGHTS)
+
+
+@app.command("list")
+def list_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show the released weights and data files, and where they are cached (no network)."""
+    with reporting_errors():
+        rows = inventory()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "kind", "source", "cached", "size")
+    table.columns[2].overflow = table.columns[3].overflow = "fold"
+    for row in rows:
+        size = decimal(row["size"]) if row["size"] is not None else ""
+        table.add_row(row["name"], row["kind"], row["source"], row["path"] or "not downloaded", size)
+    Console(highlight=False).print(table)
+
+
+def inventory() -> list[dict[str, Any]]:
+    """One row per released file: what it is, where it comes from, where it is cached."""
+    rows = []
+    for name, source in WEIGHTS.items():
+        rows.append(_row(name, "weights", source.display, cached_weights(name)))
+    for name in DATA_FILES:
+        rows.append(_row(name, "data", data_url(name), cached_data_file(name)))
+    return rows
+
+
+def _row(name: str, kind: str, source: str, path: Path | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "kind": kind,
+        "source": source,
+        "path": str(path) if path else None,
+        "size": path.stat().st_size if path else None,
+    }
+
+
+@app.command("download")
+def download_command(
+    names: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            help=f"Models to fetch (default: {DEFAULT_MODEL}).", autocompletion=_model_names, show_default=False
+        ),
+    ] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Fetch every released model.")] = False,
+) -> None:
+    """Fetch the weights and the official data files, so that later runs (or a copy of the caches) work offline.
+
+    Prints one "name<TAB>path" line per file on stdout.
+    """
+    with reporting_errors():
+        if names and all_models:
+            raise UsageError("give model names or --all, not both")
+        chosen = list(WEIGHTS) if all_models else list(dict.fromkeys(names or [DEFAULT_MODEL]))
+        sources = [weights_source(name) for name in chosen]  # every name checked before any download
+        for name in DATA_FILES:
+            typer.echo(f"{name}\t{data_file(name)}")
+        for source in sources:
+            err_console.print(f"fetching {source.display}", markup=False, soft_wrap=True)
+            typer.echo(f"{source.name}\t{weights_file(source.name)}")
+    err_console.print(
+        f"To run offline elsewhere, copy {data_dir()} and the Hugging Face cache (HF_HOME) to the same places"
+        " there and set RAMTAG_OFFLINE=1.",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("verify")
+def verify_command(
+    name: Annotated[
+        Optional[str],
+        typer.Argument(
+            help=f"Model whose cached weights to check (default: {DEFAULT_MODEL});"
+            " with --checkpoint, the kind the file must be.",
+            autocompletion=_model_names,
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--checkpoint", help="Check this weights file instead of the cached release.", exists=True, dir_okay=False
+        ),
+    ] = None,
+) -> None:
+    """Re-hash the cached files and load the checkpoint; exit non-zero if anything is wrong.
+
+    Data files that were never downloaded are reported but are not a failure.
+    """
+    with reporting_errors():
+        kind = weights_source(name).kind if name else None
+        if checkpoint is None:
+            weights = check_weights(name or DEFAULT_MODEL)
+        else:
+            weights = FileCheck("checkpoint", checkpoint, sha256_file(checkpoint, remember=False))
+        checks = [*(check_data_file(data_name) for data_name in DATA_FILES), weights]
+        failures = sum(_print_check(check) for check in checks)
+        if weights.path is None:
+            failures += 1
+            err_console.print(
+                f"{weights.name} is not downloaded:"
+                f" run `ramtag models download {weights.name}` or pass --checkpoint PATH",
+                markup=False,
+                soft_wrap=True,
+            )
+        elif weights.ok:
+            failures += _verify_loads(weights.path, kind)
+    if failures:
+        err_console.print(f"[bold red]verify failed:[/] {failures} problem(s)", markup=True)
+        raise typer.Exit(1)
+
+
+def _print_check(check: FileCheck) -> int:
+    """One stdout line for a file; returns 1 when it counts as a failure."""
+    if check.path is None:
+        typer.echo(f"missing  {check.name:<12} not downloaded")
+        return 0
+    if not check.ok:
+        typer.echo(f"DAMAGED  {check.name:<12} sha256 {check.sha256} (expected {check.expected})  {check.path}")
+        return 1
+    note = "" if check.expected else "  (no reference sha256 to compare with)"
+    typer.echo(f"ok       {check.name:<12} sha256 {check.sha256}  {check.path}{note}")
+    return 0
+
+
+def _verify_loads(path: Path, kind: str | None) -> int:
+    """Load the checkpoint and print what it is; returns the number of failures (0 or 1)."""
+    from ..model.load import load_model
+
+    try:
+        # use_cache=False: read the file itself, not a conversion of it cached by an earlier run.
+        _model, info = load_model(path, use_cache=False)
+    except RamtagError as exc:
+        err_console.print(f"[bold red]cannot load:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
+        return 1
+    config = info.config
+    depths = "-".join(str(depth) for depth in config.swin.depths)
+    typer.echo(
+        f"loads    {path}: {config.kind}, {config.num_tags} tags, {config.image_size}x{config.image_size} px,"
+        f" Swin embed_dim {config.swin.embed_dim} depths {depths}"
+    )
+    if kind is not None and config.kind != kind:
+        err_console.print(f"{path} is a {config.kind} checkpoint, not {kind}", markup=False, soft_wrap=True)
+        return 1
+    return 0

@@ -1,0 +1,350 @@
+"""Fetching the released weights and the official data files, and checking them before use.
+
+Weights come from the Hugging Face Hub through ``huggingface_hub``, which brings its cache
+(``HF_HOME``), ``HF_ENDPOINT``, resumable downloads and the progress bar. After a download the file's
+sha256 is compared once with the one the Hub lists; the result is remembered in
+``cache_dir()/verified_weights.json`` so later runs neither re-hash the file nor ask the Hub for its sha256 again.
+
+The three data files (tag list, Chinese tag list, thresholds) are 20-45 kB each, pinned by commit
+and sha256 in ``registry``; they live in ``cache_dir()/data/<commit>/`` and are re-hashed every time
+they are handed out, so a damaged copy is never used.
+
+``RAMTAG_DATA_URL`` points the data downloads at a mirror. Either a base URL under which the
+official repository tree at the pinned commit lies (``<base>/ram/data/ram_tag_list.txt``), or a
+format string with any of ``{path}``, ``{filename}``, ``{commit}`` and ``{repo}``
+(e.g. ``http://mirror.local/ram/{filename}``). ``file://`` URLs work too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..errors import ChecksumError, ResourceUnavailableError, UsageError
+from ..hashing import sha256_file, sha256_of
+from ..paths import cache_dir, offline
+from .registry import (
+    DATA_FILES,
+    OFFICIAL_COMMIT,
+    OFFICIAL_REPO,
+    WEIGHTS,
+    DataFile,
+    WeightsSource,
+)
+
+DATA_URL_ENV = "RAMTAG_DATA_URL"
+_TIMEOUT_S = 30
+# The largest official data file is 44 kB; a longer response cannot match its sha256 anyway.
+_MAX_DATA_BYTES = 16 << 20
+_OFFLINE_VARS = "HF_HUB_OFFLINE / RAMTAG_OFFLINE"
+# What each data file is called in messages, and the flag that replaces it.
+_DATA_HELP = {
+    "tag_list": ("tag list", "--tag-list"),
+    "tag_list_zh": ("Chinese tag list", "--tag-list-zh"),
+    "thresholds": ("thresholds", "--thresholds"),
+}
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """A cached file re-hashed from disk and compared with the sha256 it must have.
+
+    ``expected`` is None when nothing is known to compare with (weights never verified against the
+    Hub while it was out of reach); ``path`` is None when the file is not cached.
+    """
+
+    name: str
+    path: Path | None
+    sha256: str | None = None
+    expected: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.sha256 is not None and self.expected in (None, self.sha256)
+
+
+# --- data files -------------------------------------------------------------------------------
+
+
+def _data_entry(name: str) -> DataFile:
+    try:
+        return DATA_FILES[name]
+    except KeyError:
+        raise UsageError(f"unknown data file {name!r}; known: {', '.join(DATA_FILES)}") from None
+
+
+def data_dir() -> Path:
+    """Where the data files of the pinned commit are cached; copy it to prepare an offline machine."""
+    return cache_dir() / "data" / OFFICIAL_COMMIT
+
+
+def data_url(name: str) -> str:
+    """The URL a data file is downloaded from: the pinned GitHub commit, or ``RAMTAG_DATA_URL``."""
+    entry = _data_entry(name)
+    template = os.environ.get(DATA_URL_ENV, "").strip()
+    if not template:
+        return entry.url
+    if "{" in template:
+        return template.format(path=entry.path, filename=entry.filename, commit=OFFICIAL_COMMIT, repo=OFFICIAL_REPO)
+    return f"{template.rstrip('/')}/{entry.path}"
+
+
+def cached_data_file(name: str) -> Path | None:
+    """The cached copy of a data file, unchecked (for listing); None when absent. No network."""
+    path = data_dir() / _data_entry(name).filename
+    return path if path.is_file() else None
+
+
+def data_file(name: str) -> Path:
+    """The official data file, downloaded on first use and checked against its pinned sha256."""
+    entry = _data_entry(name)
+    what, flag = _DATA_HELP[name]
+    instead = f"pass {flag} PATH, or run `ramtag models download` on a connected machine and copy {data_dir()} here"
+    target = data_dir() / entry.filename
+    if target.is_file():
+        actual = sha256_of(target)
+        if actual == entry.sha256:
+            return target
+        if offline():
+            raise ChecksumError(
+                f"{target}: the cached {what} is damaged (sha256 {actual[:12]}…, expected {entry.sha256[:12]}…)"
+                f" and ramtag is offline ({_OFFLINE_VARS}): delete it, then {instead}"
+            )
+        # Online, a damaged copy is replaced below; if that fails it must not linger either.
+        with contextlib.suppress(OSError):
+            target.unlink()
+    elif offline():
+        raise ResourceUnavailableError(
+            f"the official {what} ({entry.filename}) is not cached and ramtag is offline ({_OFFLINE_VARS}): {instead}"
+        )
+    _download_data(entry, target, instead)
+    return target
+
+
+def _download_data(entry: DataFile, target: Path, instead: str) -> None:
+    url = data_url(entry.name)
+    shown = _without_credentials(url)
+    request = urllib.request.Request(url, headers={"User-Agent": f"ramtag/{__version__}"})
+    try:
+        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+            payload = response.read(_MAX_DATA_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise ResourceUnavailableError(f"cannot download {shown}: HTTP {exc.code} {exc.reason}; {instead}") from None
+    except urllib.error.URLError as exc:
+        raise ResourceUnavailableError(f"cannot download {shown}: {exc.reason}; {instead}") from None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise ResourceUnavailableError(f"cannot download {shown}: {_one_line(exc)}; {instead}") from None
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != entry.sha256:
+        raise ChecksumError(
+            f"{shown} sent a file with sha256 {actual[:12]}…, not the pinned {entry.sha256[:12]}…; nothing was"
+            f" cached. Check {DATA_URL_ENV} or your proxy, or {instead}"
+        )
+    _write_atomic(target, payload)
+
+
+def _without_credentials(url: str) -> str:
+    """The URL as shown to users: a mirror's ``user:password@`` must never reach a log."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _write_atomic(target: Path, payload: bytes) -> None:
+    """Write beside the target and rename, so a reader never sees half a file."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(payload)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ResourceUnavailableError(
+            f"cannot write {target}: {exc.strerror or exc}; set RAMTAG_CACHE to a writable folder"
+        ) from None
+
+
+def check_data_file(name: str) -> FileCheck:
+    """Re-hash the cached copy of a data file against its pinned sha256. No network."""
+    entry = _data_entry(name)
+    path = cached_data_file(name)
+    return FileCheck(name, path, sha256_of(path) if path else None, entry.sha256)
+
+
+# --- weights --------------------------------------------------------------------------------
+
+
+def weights_source(name: str) -> WeightsSource:
+    """The released checkpoint called ``name``; a UsageError lists the known names."""
+    try:
+        return WEIGHTS[name]
+    except KeyError:
+        raise UsageError(f"unknown model {name!r}; known: {', '.join(WEIGHTS)}") from None
+
+
+def cached_weights(name: str) -> Path | None:
+    """The checkpoint in the Hugging Face cache, unchecked; None when absent. No network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    source = weights_source(name)
+    found = try_to_load_from_cache(source.repo_id, source.filename, repo_type=source.repo_type)
+    return Path(found) if isinstance(found, str) else None
+
+
+def weights_file(name: str, *, progress: bool = True) -> Path:
+    """The released checkpoint, downloaded through the Hub cache and checked against the Hub's sha256.
+
+    Offline, only the cache is looked at and no check is made (the Hub is out of reach).
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    source = weights_source(name)
+    is_offline = offline()
+    instead = (
+        f"pass --checkpoint PATH, or run `ramtag models download {name}` on a connected machine"
+        " and copy its Hugging Face cache (HF_HOME) here"
+    )
+    try:
+        found = hf_hub_download(
+            source.repo_id,
+            source.filename,
+            repo_type=source.repo_type,
+            local_files_only=is_offline,
+            library_name="ramtag",
+            library_version=__version__,
+            tqdm_class=None if progress else _quiet_bar(),
+        )
+    except _hub_errors() as exc:
+        if is_offline and isinstance(exc, LocalEntryNotFoundError):
+            raise ResourceUnavailableError(
+                f"{source.display} is not in the Hugging Face cache and ramtag is offline ({_OFFLINE_VARS}): {instead}"
+            ) from None
+        raise ResourceUnavailableError(f"cannot download {source.display}: {_one_line(exc)}; {instead}") from None
+    path = Path(found)
+    if not is_offline:
+        _verify_download(source, path)
+    return path
+
+
+def check_weights(name: str) -> FileCheck:
+    """Re-hash the cached checkpoint (no memo) against the sha256 verified earlier or, online, the Hub's."""
+    path = cached_weights(name)
+    if path is None:
+        return FileCheck(name, None)
+    actual = sha256_file(path, remember=False)
+    expected = _read_verified().get(str(path.resolve()))
+    if expected is None and not offline():
+        expected = _hub_sha256(weights_source(name), path)
+        if expected == actual:
+            _remember_verified(path, actual)
+    return FileCheck(name, path, actual, expected)
+
+
+def _verify_download(source: WeightsSource, path: Path) -> None:
+    actual = sha256_file(path)  # memo: a 3 GB file is hashed once per (path, size, mtime)
+    if _read_verified().get(str(path.resolve())) == actual:
+        return
+    expected = _hub_sha256(source, path)
+    if expected is None:
+        return  # the Hub lists no sha256 (or is out of reach): nothing to compare with
+    if actual != expected:
+        raise ChecksumError(
+            f"{path.resolve()}: sha256 {actual[:12]}… does not match {expected[:12]}… listed by the Hub for"
+            f" {source.display}; delete that file and run `ramtag models download {source.name}` again"
+        )
+    _remember_verified(path, actual)
+
+
+def _hub_sha256(source: WeightsSource, path: Path) -> str | None:
+    """The LFS sha256 the Hub lists for the file, at the commit it was downloaded from when known."""
+    from huggingface_hub import HfApi
+
+    # hf_hub_download returns ``.../snapshots/<commit>/<filename>``: ask about that very commit.
+    snapshot = path.parent
+    revision = snapshot.name if snapshot.parent.name == "snapshots" and len(snapshot.name) == 40 else None
+    try:
+        infos = HfApi(library_name="ramtag", library_version=__version__).get_paths_info(
+            source.repo_id, [source.filename], repo_type=source.repo_type, revision=revision
+        )
+    except _hub_errors():
+        return None
+    for info in infos:
+        lfs = getattr(info, "lfs", None)
+        if getattr(info, "path", None) == source.filename and lfs is not None:
+            return getattr(lfs, "sha256", None) or None
+    return None
+
+
+def _verified_file() -> Path:
+    return cache_dir() / "verified_weights.json"
+
+
+def _read_verified() -> dict[str, str]:
+    """Resolved checkpoint path -> sha256 that once matched the Hub's (with the hash memo, no re-hash)."""
+    try:
+        data = json.loads(_verified_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember_verified(path: Path, sha256: str) -> None:
+    record = _read_verified()
+    record[str(path.resolve())] = sha256
+    try:
+        _write_atomic(_verified_file(), json.dumps(record, indent=1, sort_keys=True).encode("utf-8"))
+    except ResourceUnavailableError:
+        pass  # a read-only cache only costs one more Hub query next time
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """What huggingface_hub raises for a failed download or query.
+
+    Its HTTP client changed over versions (requests, whose errors are OSErrors, then httpx/httpx2);
+    ``huggingface_hub.utils.httpx`` names the one in use where there is one.
+    """
+    from huggingface_hub.utils import EntryNotFoundError
+
+    try:
+        from huggingface_hub.utils import httpx
+
+        transport: tuple[type[BaseException], ...] = (httpx.HTTPError,)
+    except ImportError:
+        transport = ()
+    return (OSError, EntryNotFoundError, *transport)
+
+
+def _quiet_bar() -> type:
+    """A progress-bar class that never draws, for callers that show their own progress."""
+    from huggingface_hub.utils import tqdm as hub_tqdm
+
+    class QuietBar(hub_tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return QuietBar
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error's message: huggingface_hub's run over several lines."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip().rstrip(".")
+    return type(exc).__name__

@@ -1,0 +1,69 @@
+"""The command line as a user meets it: help, version, shell completions, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import REPO
+from ramtag import __version__
+from ramtag.cli.app import app
+
+SHELLS = {"bash": "ramtag.bash", "zsh": "_ramtag", "fish": "ramtag.fish"}
+
+
+def completion_script(shell: str) -> str:
+    result = CliRunner().invoke(app, [], prog_name="ramtag", env={"_RAMTAG_COMPLETE": f"source_{shell}"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"ramtag {__version__}"
+
+
+def test_help_lists_only_working_commands() -> None:
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "models"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_completion_scripts_are_current(shell: str) -> None:
+    """completions/ is generated from the app; regenerate with `python completions/generate.py`."""
+    committed = (REPO / "completions" / SHELLS[shell]).read_text(encoding="utf-8")
+    assert committed == completion_script(shell), (
+        f"completions/{SHELLS[shell]} is stale: run `python completions/generate.py`"
+    )
+
+
+def test_bad_checkpoint_is_one_line_on_stderr(tmp_path: Path, ramplus_tiny) -> None:
+    broken = tmp_path / "ram_plus.pth"
+    broken.write_bytes(ramplus_tiny.checkpoint.read_bytes()[:1_000_000])
+    result = CliRunner().invoke(
+        app,
+        ["run", str(ramplus_tiny.images / "demo4.jpg"), "--checkpoint", str(broken),
+         "--tag-list", str(ramplus_tiny.tags)],
+    )
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert str(broken) in lines[0].replace("\n", "") and "download it again" in lines[0]
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+def test_offline_without_cached_weights_names_the_fix(tmp_path: Path) -> None:
+    tags = tmp_path / "tags.txt"
+    tags.write_text("cat\ndog\n", encoding="utf-8")
+    image = tmp_path / "x.jpg"
+    image.write_bytes(b"")
+    result = CliRunner().invoke(app, ["run", str(image), "--tag-list", str(tags)])
+    assert result.exit_code != 0
+    assert "--checkpoint" in result.stderr and "offline" in result.stderr
+    assert "Traceback" not in result.output

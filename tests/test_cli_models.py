@@ -1,0 +1,195 @@
+"""``ramtag models`` through CliRunner: data files from file:// URLs, weights from a stand-in Hub."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import huggingface_hub
+import huggingface_hub.constants
+import pytest
+from typer.testing import CliRunner, Result
+
+from ramtag.cli.models import app
+from ramtag.model import download
+from ramtag.model.registry import DATA_FILES, WEIGHTS
+
+RAM_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "ram_data"
+COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
+runner = CliRunner()
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    return runner.invoke(app, list(args), env=env)
+
+
+@pytest.fixture
+def hub_cache(isolated_user_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """conftest's temporary caches; the Hub cache follows its HF_HOME (huggingface_hub reads it at import)."""
+    hub = isolated_user_dirs / "hf" / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("RAMTAG_DATA_URL", f"{RAM_DATA.as_uri()}/{{filename}}")
+    return hub
+
+
+@pytest.fixture
+def online(hub_cache: Path, ramplus_tiny: Any, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Network allowed, served by stand-ins: every release 'is' the tiny official RAM++ checkpoint."""
+    monkeypatch.delenv("RAMTAG_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    content = ramplus_tiny.checkpoint.read_bytes()
+    calls: list[dict[str, Any]] = []
+
+    def hf_hub_download(repo_id: str, filename: str, **kwargs: Any) -> str:
+        calls.append({"repo_id": repo_id, "filename": filename, **kwargs})
+        folder = "spaces" if kwargs.get("repo_type") == "space" else "models"
+        repo = hub_cache / f"{folder}--{repo_id.replace('/', '--')}"
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(COMMIT)
+        path = repo / "snapshots" / COMMIT / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        return str(path)
+
+    def get_paths_info(_api: object, repo_id: str, paths: list[str], **kwargs: Any) -> list[Any]:
+        lfs = SimpleNamespace(sha256=hashlib.sha256(content).hexdigest())
+        return [SimpleNamespace(path=path, lfs=lfs) for path in paths]
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    monkeypatch.setattr(huggingface_hub.HfApi, "get_paths_info", get_paths_info)
+    return calls
+
+
+def _lines(output: str) -> dict[str, str]:
+    return dict(line.split("\t") for line in output.splitlines())
+
+
+def test_list_before_anything_is_downloaded(hub_cache: Path) -> None:
+    result = invoke("list", env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    for name in [*WEIGHTS, *DATA_FILES]:
+        assert name in result.stdout
+    assert result.stdout.count("not downloaded") == len(WEIGHTS) + len(DATA_FILES)
+    assert WEIGHTS["ram_plus"].display in result.stdout
+
+
+def test_list_json(hub_cache: Path) -> None:
+    result = invoke("list", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [row["name"] for row in rows] == [*WEIGHTS, *DATA_FILES]
+    assert [row["kind"] for row in rows] == ["weights"] * len(WEIGHTS) + ["data"] * len(DATA_FILES)
+    assert rows[0]["source"] == WEIGHTS["ram_plus"].display
+    assert rows[-1]["source"] == (RAM_DATA / "ram_tag_list_threshold.txt").as_uri()
+    assert all(row["path"] is None and row["size"] is None for row in rows)
+
+
+def test_download_fetches_weights_and_data_then_list_shows_them(
+    online: list[dict[str, Any]], ramplus_tiny: Any
+) -> None:
+    result = invoke("download")
+    assert result.exit_code == 0, result.output
+    paths = {name: Path(path) for name, path in _lines(result.stdout).items()}
+    assert list(paths) == [*DATA_FILES, "ram_plus"]
+    for name, entry in DATA_FILES.items():
+        assert hashlib.sha256(paths[name].read_bytes()).hexdigest() == entry.sha256
+    assert paths["ram_plus"].read_bytes() == ramplus_tiny.checkpoint.read_bytes()
+    (call,) = online
+    assert (call["repo_id"], call["filename"]) == (WEIGHTS["ram_plus"].repo_id, WEIGHTS["ram_plus"].filename)
+    assert call["local_files_only"] is False
+    assert "RAMTAG_OFFLINE=1" in result.stderr
+
+    rows = {row["name"]: row for row in json.loads(invoke("list", "--json").stdout)}
+    assert rows["ram_plus"]["path"] == str(paths["ram_plus"])
+    assert rows["ram_plus"]["size"] == ramplus_tiny.checkpoint.stat().st_size
+    assert rows["ram"]["path"] is None
+    assert rows["tag_list"]["path"] == str(paths["tag_list"])
+
+
+def test_download_all(online: list[dict[str, Any]]) -> None:
+    result = invoke("download", "--all")
+    assert result.exit_code == 0, result.output
+    assert set(_lines(result.stdout)) == {*DATA_FILES, *WEIGHTS}
+    assert [call["repo_type"] for call in online] == [WEIGHTS[name].repo_type for name in WEIGHTS]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["ram", "ram_pluss"], "unknown model 'ram_pluss'"), (["ram", "--all"], "not both")],
+)
+def test_download_usage_errors_fetch_nothing(online: list[dict[str, Any]], args: list[str], message: str) -> None:
+    result = invoke("download", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr and result.stdout == ""
+    assert online == [] and download.cached_data_file("tag_list") is None
+
+
+def test_download_offline_with_nothing_cached_is_one_line(hub_cache: Path) -> None:
+    result = invoke("download")  # conftest sets RAMTAG_OFFLINE and HF_HUB_OFFLINE
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error:") and result.stderr.count("\n") == 1
+    assert "--tag-list PATH" in result.stderr and "offline" in result.stderr
+
+
+def test_verify_checkpoint_loads_the_official_fixture(hub_cache: Path, ramplus_tiny: Any) -> None:
+    result = invoke("verify", "--checkpoint", str(ramplus_tiny.checkpoint))
+    assert result.exit_code == 0, result.output
+    assert hashlib.sha256(ramplus_tiny.checkpoint.read_bytes()).hexdigest() in result.stdout
+    assert "ram_plus, 16 tags, 384x384 px" in result.stdout
+    assert result.stdout.count("not downloaded") == len(DATA_FILES)  # reported, not a failure
+
+
+def test_verify_downloaded_release(online: list[dict[str, Any]], ramplus_tiny: Any) -> None:
+    assert invoke("download").exit_code == 0
+    result = invoke("verify")
+    assert result.exit_code == 0, result.output
+    sha = hashlib.sha256(ramplus_tiny.checkpoint.read_bytes()).hexdigest()
+    assert f"ok       ram_plus     sha256 {sha}" in result.stdout
+    assert "no reference" not in result.stdout  # compared with the sha256 the Hub listed
+    for name in DATA_FILES:
+        assert f"ok       {name:<12} sha256 {DATA_FILES[name].sha256}" in result.stdout
+    assert "ram_plus, 16 tags" in result.stdout
+
+
+def test_verify_finds_damaged_files(online: list[dict[str, Any]]) -> None:
+    assert invoke("download").exit_code == 0
+    download.cached_data_file("thresholds").write_text("0.5\n", encoding="utf-8")
+    with open(download.cached_weights("ram_plus"), "r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"\0" * 8)
+    result = invoke("verify", "ram_plus")
+    assert result.exit_code == 1
+    assert "DAMAGED  thresholds   sha256" in result.stdout and "ok       tag_list " in result.stdout
+    assert "DAMAGED  ram_plus     sha256" in result.stdout and "loads" not in result.stdout
+    assert "verify failed: 2 problem(s)" in result.stderr
+
+
+def test_verify_rejects_a_checkpoint_of_the_other_kind(hub_cache: Path, ramplus_tiny: Any) -> None:
+    result = invoke("verify", "ram", "--checkpoint", str(ramplus_tiny.checkpoint))
+    assert result.exit_code == 1
+    assert "is a ram_plus checkpoint, not ram" in result.stderr
+
+
+def test_verify_reports_a_checkpoint_that_does_not_load(hub_cache: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    result = invoke("verify", "--checkpoint", str(bad))
+    assert result.exit_code == 1
+    assert "cannot load" in result.stderr and "bad.pth" in result.stderr
+
+
+def test_verify_without_weights_fails(hub_cache: Path) -> None:
+    result = invoke("verify")
+    assert result.exit_code == 1
+    assert "ram_plus is not downloaded" in result.stderr and "--checkpoint PATH" in result.stderr
+
+
+def test_models_is_wired_into_the_main_app(hub_cache: Path) -> None:
+    from ramtag.cli.app import app as main_app
+
+    result = runner.invoke(main_app, ["models", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [row["name"] for row in json.loads(result.stdout)] == [*WEIGHTS, *DATA_FILES]
