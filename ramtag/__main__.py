@@ -1,0 +1,5 @@
+"""``python -m ramtag``: the same command line as ``ramtag``."""
+
+from ramtag.cli.app import main
+
+main()

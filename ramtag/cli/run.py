@@ -1,0 +1,450 @@
+"""``ramtag run``: tag every image under the inputs and stream the results to a file or stdout."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional, Union
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ..inputs import ImageRef
+    from ..outputs.resume import ResumableOutput
+    from ..pipeline import ImageRecord, StageTimings
+    from ..tagger import Tagger
+from .common import (
+    CheckpointOpt,
+    DeviceOpt,
+    ModelOpt,
+    PrecisionOpt,
+    TagListOpt,
+    TagListZhOpt,
+    ThresholdOpt,
+    ThresholdsOpt,
+    err_console,
+    reporting_errors,
+)
+
+INPUT_PANEL = "Input"
+OUTPUT_PANEL = "Output"
+SPEED_PANEL = "Speed"
+LOG_EVERY_S = 10.0  # how often a run without a terminal logs a progress line
+
+
+class OutputFormat(str, Enum):
+    parquet = "parquet"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class Lang(str, Enum):
+    en = "en"
+    zh = "zh"
+    both = "both"
+
+
+def run_command(
+    inputs: Annotated[
+        Optional[list[Path]],
+        typer.Argument(help="Folders (walked recursively) and image files.", show_default=False),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", "-o",
+            help="Output file: .parquet, .csv or .jsonl. Without it, results go to stdout "
+            "(a table on a terminal, JSON Lines otherwise).",
+            dir_okay=False, rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = None,
+    fmt: Annotated[
+        Optional[OutputFormat],
+        typer.Option("--format", help="Output format (default: from the --out extension).", rich_help_panel=OUTPUT_PANEL),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an existing --out file (by default a rerun adds only new images to it) "
+            "and drop an unfinished run made with other settings.",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = False,
+    lang: Annotated[
+        Lang,
+        typer.Option(
+            "--lang",
+            help="en: English tags. zh, both: add a tags_zh column (tags stays English in files; "
+            "the terminal table shows Chinese for zh, both for both).",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = Lang.en,
+    top_k: Annotated[
+        Optional[int],
+        typer.Option("--top-k", min=1, help="At most K tags per image (the best ones).", rich_help_panel=OUTPUT_PANEL),
+    ] = None,
+    all_scores: Annotated[
+        bool,
+        typer.Option("--all-scores", help="Add all_scores: one score per vocabulary tag.", rich_help_panel=OUTPUT_PANEL),
+    ] = False,
+    files_from: Annotated[
+        Optional[str],
+        typer.Option("--files-from", help="Also tag the paths listed in this file, one per line ('-': stdin).", rich_help_panel=INPUT_PANEL),
+    ] = None,
+    include: Annotated[
+        Optional[list[str]],
+        typer.Option("--include", help="Only paths matching this glob (repeatable).", rich_help_panel=INPUT_PANEL),
+    ] = None,
+    exclude: Annotated[
+        Optional[list[str]],
+        typer.Option("--exclude", help="Skip paths matching this glob (repeatable).", rich_help_panel=INPUT_PANEL),
+    ] = None,
+    hidden: Annotated[
+        bool,
+        typer.Option("--hidden", help="Also walk hidden files and folders (names starting with '.').", rich_help_panel=INPUT_PANEL),
+    ] = False,
+    max_pixels: Annotated[
+        Optional[int],
+        typer.Option("--max-pixels", min=1, help="Refuse images larger than this (default: about 179 million, a decompression-bomb guard).", rich_help_panel=INPUT_PANEL),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Images per model call.", rich_help_panel=SPEED_PANEL)
+    ] = 8,
+    workers: Annotated[
+        Optional[int],
+        typer.Option("--workers", min=0, help="Decoding processes (default: min(4, cores - 1); 0 decodes in the main process).", rich_help_panel=SPEED_PANEL),
+    ] = None,
+    save_every: Annotated[
+        int,
+        typer.Option("--save-every", min=1, help="Make results durable every N images (and at least every minute): what a crash can cost.", rich_help_panel=OUTPUT_PANEL),
+    ] = 1000,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary; errors only.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Report each bad image and the time spent per stage.")] = False,
+    model: ModelOpt = None,  # type: ignore[assignment]  # None: the kind of --checkpoint, else ram_plus
+    checkpoint: CheckpointOpt = None,
+    tag_list: TagListOpt = None,
+    tag_list_zh: TagListZhOpt = None,
+    thresholds: ThresholdsOpt = None,
+    threshold: ThresholdOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+) -> None:
+    """Tag images and write one row per image: path, tags, scores, size, error.
+
+    A file that cannot be read becomes a row with an error; the run goes on and exits 0.
+    """
+    started = time.perf_counter()
+    with reporting_errors():
+        if not inputs and files_from is None:
+            raise UsageError("give folders or image files to tag, or --files-from LIST")
+        from ..outputs import format_for
+
+        chosen = format_for(out, fmt.value if fmt else None) if out else (fmt.value if fmt else None)
+        if out is None and chosen == "parquet":
+            raise UsageError("Parquet needs a file: add --out FILE.parquet")
+        report = _Report(quiet=quiet, verbose=verbose, started=started)
+        discovery = dict(
+            inputs=inputs or [], files_from=files_from, include=include or (),
+            exclude=exclude or (), hidden=hidden,
+        )
+        from ..inputs import MAX_PIXELS, discover
+        from ..tagger import load_tagger
+
+        refs = discover(**discovery, on_error=report.skipped)  # checks the inputs exist first
+        tagger = load_tagger(
+            checkpoint, model=model, tag_list=tag_list, tag_list_zh=tag_list_zh,
+            thresholds=thresholds, threshold=threshold, device=device, precision=precision,
+        )
+        if lang != Lang.en and tagger.vocabulary.tags_zh is None:
+            raise UsageError(f"--lang {lang.value} needs Chinese tag names: pass --tag-list-zh")
+        schema = _schema(tagger, lang.value, all_scores, top_k)
+        if out is not None:
+            from ..outputs.resume import ResumableOutput
+
+            target = ResumableOutput(out, chosen, schema, overwrite=overwrite, save_every=save_every)
+        else:
+            target = _StdoutTarget(chosen, schema, lang.value)
+        with target:
+            fresh = (ref for ref in refs if ref.key not in target.done)
+            batches = dict(
+                batch_size=batch_size, workers=workers, top_k=top_k,
+                max_pixels=MAX_PIXELS if max_pixels is None else max_pixels,
+            )
+            counting = None if files_from == "-" else lambda: (
+                ref for ref in discover(**discovery) if ref.key not in target.done
+            )
+            _tag(fresh, tagger, target, schema, report, batches, counting)
+
+
+def _schema(tagger: Tagger, lang: str, all_scores: bool, top_k: int | None) -> pa.Schema:
+    from ..outputs import Layout, output_schema
+
+    layout = Layout.for_lang(lang, len(tagger.vocabulary), all_scores=all_scores)
+    return output_schema(layout, {**tagger.metadata(), "top_k": top_k})
+
+
+def _tag(
+    refs: Iterable[ImageRef],
+    tagger: Tagger,
+    target: Union[ResumableOutput, _StdoutTarget],
+    schema: pa.Schema,
+    report: _Report,
+    options: dict[str, Any],
+    counting: Callable[[], Iterator[ImageRef]] | None,
+) -> None:
+    """The runner: reader → model → writer, timed per stage; Ctrl-C ends it after a batch."""
+    from ..outputs import to_record_batch
+    from ..pipeline import StageTimings, run_batches
+
+    timings = StageTimings()
+    report.resuming(len(target.done))
+    batches = run_batches(refs, tagger, timings=timings, **options)
+    with _CtrlC() as ctrl_c, report:  # the bar stops before anything else is printed
+        for number, records in enumerate(batches):
+            with timings.timing("write"):
+                target.write(to_record_batch(records, schema))
+            report.advance(records)
+            if number == 0 and counting is not None:  # only once the workers are forked
+                report.count_later(counting)
+            if ctrl_c.pressed:
+                break
+        batches.close()  # stops the workers
+        if ctrl_c.pressed:
+            target.save()
+    if ctrl_c.pressed:
+        report.interrupted(target)
+        raise typer.Exit(130)
+    with timings.timing("write"):
+        target.finish()
+    report.summary(target, timings)
+
+
+class _CtrlC:
+    """The first Ctrl-C lets the batch in hand finish and be saved; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, _signum: int, _frame: object) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+        err_console.print("stopping after this batch (Ctrl-C again to stop at once)", markup=False)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class _StdoutTarget:
+    """Results on stdout: a table on a terminal, JSON Lines (or --format csv) otherwise."""
+
+    dest = None
+    done: frozenset[str] = frozenset()  # nothing to resume
+
+    def __init__(self, fmt: str | None, schema: pa.Schema, lang: str) -> None:
+        from ..outputs import text_sink
+
+        if fmt is None and sys.stdout.isatty():
+            self.sink = _TerminalTable(Console(highlight=False), lang)
+        else:
+            self.sink = text_sink(fmt or "jsonl", sys.stdout, schema)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.sink.write(batch)
+
+    def save(self) -> None:
+        self.sink.close()
+
+    def finish(self) -> None:
+        self.sink.close()
+
+    def __enter__(self) -> _StdoutTarget:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
+class _TerminalTable:
+    """A readable table for someone who tagged a few photos at a terminal."""
+
+    ROWS_PER_TABLE = 200
+
+    def __init__(self, console: Console, lang: str) -> None:
+        self.console = console
+        self.lang = lang
+        self.rows: list[dict[str, Any]] = []
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.rows.extend(batch.to_pylist())
+        if len(self.rows) >= self.ROWS_PER_TABLE:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.rows:
+            return
+        table = Table("path", "tags", "size")
+        table.columns[0].overflow = table.columns[1].overflow = "fold"
+        for row in self.rows:
+            if row["error"] is not None:
+                tags = f"[red]{escape(row['error'])}[/]"
+                size = ""
+            else:
+                names = {"en": row["tags"], "zh": row.get("tags_zh"), "both": None}[self.lang]
+                if names is None:
+                    names = [f"{en} {zh}" for en, zh in zip(row["tags"], row["tags_zh"])]
+                tags = ", ".join(f"{escape(n)} [dim]{s:.2f}[/]" for n, s in zip(names, row["scores"]))
+                size = f"{row['width']}x{row['height']}"
+            table.add_row(escape(row["path"]), tags, size)
+        self.console.print(table)
+        self.rows = []
+
+    def close(self) -> None:
+        self._flush()
+
+
+def _images(count: int) -> str:
+    return f"{count} image" if count == 1 else f"{count} images"
+
+
+class _Report:
+    """Everything the run says on stderr: progress, skipped folders, bad images, the summary."""
+
+    def __init__(self, *, quiet: bool, verbose: bool, started: float) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+        self.started = started  # when the command started: the summary's wall time
+        self.done = 0
+        self.errors = 0
+        self.total: int | None = None
+        self._bar: Progress | None = None
+        self._task: Any = None
+        self._tagging_since = self._logged = time.perf_counter()
+
+    def __enter__(self) -> _Report:
+        self._tagging_since = self._logged = time.perf_counter()
+        if not self.quiet and err_console.is_terminal:
+            self._bar = Progress(
+                SpinnerColumn(),
+                TextColumn("tagging"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("[red]{task.fields[errors]}"),
+                console=err_console,
+                transient=True,
+            )
+            self._task = self._bar.add_task("tagging", total=None, rate="", errors="")
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def _rate(self) -> float:
+        elapsed = time.perf_counter() - self._tagging_since
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def skipped(self, path: Path, why: str) -> None:
+        if not self.quiet:
+            err_console.print(f"warning: {path}: {why}", markup=False, soft_wrap=True)
+
+    def advance(self, records: Iterable[ImageRecord]) -> None:
+        for record in records:
+            self.done += 1
+            if record.error is not None:
+                self.errors += 1
+                if self.verbose:
+                    err_console.print(f"{record.key}: {record.error}", markup=False, soft_wrap=True)
+        if self._bar is not None:
+            self._bar.update(
+                self._task,
+                completed=self.done,
+                total=self.total,
+                rate=f"{self._rate():.1f} img/s",
+                errors=f"{self.errors} errors" if self.errors else "",
+            )
+        elif not self.quiet and time.perf_counter() - self._logged >= LOG_EVERY_S:
+            self._logged = time.perf_counter()
+            of = f"/{self.total}" if self.total is not None else ""
+            err_console.print(
+                f"{self.done}{of} images, {self._rate():.1f} images/s, {self.errors} errors",
+                markup=False,
+            )
+
+    def count_later(self, refs: Callable[[], Iterator[ImageRef]]) -> None:
+        """Count the images in the background; the bar gets a total when the walk is done."""
+        if self.quiet:
+            return
+
+        def count() -> None:
+            self.total = sum(1 for _ in refs())
+
+        threading.Thread(target=count, name="ramtag-count", daemon=True).start()
+
+    def resuming(self, done: int) -> None:
+        if done and not self.quiet:
+            err_console.print(
+                f"skipping {_images(done)} already tagged (--overwrite redoes them)",
+                markup=False, soft_wrap=True,
+            )
+
+    def interrupted(self, target: Union[ResumableOutput, _StdoutTarget]) -> None:
+        if target.dest is None:
+            err_console.print("interrupted", markup=False)
+            return
+        err_console.print(
+            f"interrupted: {_images(target.saved_rows)} saved in {target.folder}; "
+            "run the same command again to continue",
+            markup=False, soft_wrap=True,
+        )
+
+    def summary(self, target: Union[ResumableOutput, _StdoutTarget], timings: StageTimings) -> None:
+        if self.quiet:
+            return
+        seconds = time.perf_counter() - self.started
+        where = f" → {target.dest}" if target.dest is not None else ""
+        err_console.print(
+            f"{_images(self.done)}: {self.done - self.errors} tagged, {self.errors} errors "
+            f"in {seconds:.1f} s ({self._rate():.1f} images/s){where}",
+            markup=False,
+            soft_wrap=True,
+        )
+        if self.verbose:
+            stages = ", ".join(f"{name} {value:.2f} s" for name, value in timings.stages().items())
+            err_console.print(f"time per stage: {stages}", markup=False, soft_wrap=True)

@@ -1,0 +1,212 @@
+"""From a stream of image files to one scored record per image, with the model kept resident.
+
+Reader → mapper: ``ImageDataset`` decodes and preprocesses one image inside a DataLoader worker
+(a bad file becomes an error string: failures are data, a worker never raises), ``collate`` stacks
+the good ones and keeps the failures beside them, and ``run_batches`` feeds the model and yields the
+records of each batch in discovery order. The writer is the caller's business.
+
+The refs reach the workers through the DataLoader's sampler, which pulls them lazily from whatever
+iterable it is given (``inputs.discover`` streams), so a million-file collection is never held as a
+list: at most ``prefetch_factor * workers`` batches are in flight, and records are yielded, not kept.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from functools import partial
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .errors import RamtagError
+from .inputs import MAX_PIXELS, ImageRef, decode_image
+from .model.transform import preprocess
+from .tagger import Tagger, TagResult
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One image as a worker hands it back: pixels and size, or why there are none."""
+
+    key: str
+    pixels: torch.Tensor | None
+    width: int | None
+    height: int | None
+    error: str | None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """The outcome for one image: its tags, or the error that kept it from being tagged."""
+
+    key: str
+    result: TagResult | None
+    width: int | None
+    height: int | None
+    error: str | None
+
+
+@dataclass
+class StageTimings:
+    """Seconds spent per stage, summed over the run: how to find the bottleneck (``--verbose``).
+
+    ``decode`` is worker time (summed over workers, so it can exceed the wall time); ``wait`` is the
+    time the model sat idle waiting for decoded batches, which is what matters when it is large.
+    """
+
+    images: int = 0
+    batches: int = 0
+    decode: float = 0.0
+    wait: float = 0.0
+    model: float = 0.0
+    write: float = 0.0
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - start)
+
+    def add(self, stage: str, seconds: float) -> None:
+        setattr(self, stage, getattr(self, stage) + seconds)
+
+    def stages(self) -> dict[str, float]:
+        return {"decode": self.decode, "wait": self.wait, "model": self.model, "write": self.write}
+
+
+class ImageDataset(Dataset):
+    """Decode and preprocess the ``ImageRef`` it is indexed with (the sampler yields refs)."""
+
+    def __init__(
+        self,
+        prepare: Callable[[Image.Image], torch.Tensor],
+        *,
+        max_pixels: int | None = MAX_PIXELS,
+    ) -> None:
+        self.prepare = prepare
+        self.max_pixels = max_pixels
+
+    def __getitem__(self, ref: ImageRef) -> Prepared:  # type: ignore[override]
+        start = time.perf_counter()
+        try:
+            image = decode_image(ref.path, max_pixels=self.max_pixels)
+            width, height = image.size
+            pixels = self.prepare(image)
+        except RamtagError as exc:
+            return Prepared(ref.key, None, None, None, str(exc), time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - a worker must hand back data, never die
+            message = f"cannot use this image ({type(exc).__name__}: {exc})"
+            return Prepared(ref.key, None, None, None, message, time.perf_counter() - start)
+        return Prepared(ref.key, pixels, width, height, None, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The images of one batch in order; ``pixels`` stacks only those that decoded."""
+
+    items: list[Prepared]
+    pixels: torch.Tensor | None
+
+    def pin_memory(self) -> Batch:  # called by the DataLoader's pinning thread on CUDA
+        return replace(self, pixels=self.pixels.pin_memory() if self.pixels is not None else None)
+
+
+def collate(items: list[Prepared]) -> Batch:
+    good = [item.pixels for item in items if item.pixels is not None]
+    pixels = torch.stack(good) if good else None
+    return Batch([replace(item, pixels=None) for item in items], pixels)
+
+
+class _RefStream(Sampler):
+    """Hands the DataLoader refs as they are discovered: the refs are the dataset's indices."""
+
+    def __init__(self, refs: Iterable[ImageRef]) -> None:
+        self.refs = refs
+
+    def __iter__(self) -> Iterator[ImageRef]:
+        return iter(self.refs)
+
+
+def default_workers() -> int:
+    """Leave one core to the main process (which runs the model on CPU); none on a single core."""
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    return min(4, cores - 1) if cores > 1 else 0
+
+
+def _init_worker(_worker_id: int) -> None:
+    # Ctrl-C is the main process's to handle: it finishes the batch in hand, which needs the
+    # workers alive. One thread each: decoding is per-image work, threads would only compete.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    refs: Iterable[ImageRef],
+    tagger: Tagger,
+    *,
+    batch_size: int = 8,
+    workers: int | None = None,
+    max_pixels: int | None = MAX_PIXELS,
+) -> DataLoader:
+    workers = default_workers() if workers is None else workers
+    dataset = ImageDataset(partial(preprocess, config=tagger.config), max_pixels=max_pixels)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=_RefStream(refs),
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=tagger.device.type == "cuda",
+        worker_init_fn=_init_worker if workers else None,
+        prefetch_factor=2 if workers else None,
+    )
+
+
+def run_batches(
+    refs: Iterable[ImageRef],
+    tagger: Tagger,
+    *,
+    batch_size: int = 8,
+    workers: int | None = None,
+    top_k: int | None = None,
+    max_pixels: int | None = MAX_PIXELS,
+    timings: StageTimings | None = None,
+) -> Iterator[list[ImageRecord]]:
+    """Tag ``refs`` and yield each batch's records, in the order the refs came."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    timings = timings if timings is not None else StageTimings()
+    loader = make_loader(refs, tagger, batch_size=batch_size, workers=workers, max_pixels=max_pixels)
+    batches = iter(loader)
+    while True:
+        with timings.timing("wait"):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        timings.add("decode", sum(item.seconds for item in batch.items))
+        with timings.timing("model"):
+            scores = tagger.scores(batch.pixels) if batch.pixels is not None else None
+        records = []
+        row = 0
+        for item in batch.items:
+            if item.error is not None:
+                records.append(ImageRecord(item.key, None, None, None, item.error))
+                continue
+            result = tagger.result(scores[row], top_k)
+            records.append(ImageRecord(item.key, result, item.width, item.height, None))
+            row += 1
+        timings.images += len(records)
+        timings.batches += 1
+        yield records

@@ -1,0 +1,293 @@
+"""``ramtag run`` end to end through the real command line, on the shared tiny RAM++ fixture."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from ramtag.cli.app import app
+from ramtag.outputs import METADATA_KEY, Layout, output_schema
+from ramtag.outputs.resume import ResumableOutput
+
+from test_pipeline import bad_folder  # tests/ is on sys.path (pytest rootdir import)
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ramtag(*args: str | Path, input: str | None = None):
+    result = runner.invoke(app, ["run", *map(str, args)], input=input)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def _images(root: Path, names: list[str], size: tuple[int, int] = (24, 16)) -> Path:
+    for number, name in enumerate(names):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, (number * 40 % 256, 90, 160)).save(path, "JPEG")
+    return root
+
+
+@pytest.fixture(scope="module")
+def fixture_run(ramplus_tiny, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """The whole fixture folder tagged once, with every optional column, for several tests to read."""
+    out = tmp_path_factory.mktemp("run") / "tags.parquet"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAMTAG_CACHE", str(out.parent / "cache"))
+        patch.setenv("RAMTAG_OFFLINE", "1")
+        result = ramtag(
+            ramplus_tiny.images, "--out", out, "--all-scores", "--lang", "both",
+            "--workers", "0", "--batch-size", "5", *ramplus_tiny.cli_args(),
+        )
+    return out, result
+
+
+def test_one_row_per_image_with_the_official_scores(fixture_run, ramplus_tiny) -> None:
+    out, result = fixture_run
+    assert result.exit_code == 0, result.output
+    expected = ramplus_tiny.expected["images"]
+    frame = pd.read_parquet(out)
+    assert sorted(frame["path"]) == sorted(expected)
+    thresholds = np.loadtxt(ramplus_tiny.thresholds, dtype=np.float32)
+    vocabulary = ramplus_tiny.tags.read_text(encoding="utf-8").split()
+    for _, row in frame.iterrows():
+        want = expected[row["path"]]
+        np.testing.assert_allclose(row["all_scores"], want["scores"], atol=1e-4)
+        assert sorted(row["tags"]) == sorted(want["tags"])
+        assert sorted(row["tags_zh"]) == sorted(want["tags_chinese"])
+        for tag, score in zip(row["tags"], row["scores"]):
+            assert score >= thresholds[vocabulary.index(tag)]
+        assert list(row["scores"]) == sorted(row["scores"], reverse=True)
+        assert pd.isna(row["error"]) and row["width"] > 0 and row["height"] > 0
+    assert "9 images: 9 tagged, 0 errors" in result.stderr
+    assert str(out) in result.stderr
+
+
+def test_parquet_carries_provenance_and_answers_duckdb(fixture_run, ramplus_tiny) -> None:
+    out, _ = fixture_run
+    meta = json.loads(pq.read_metadata(out).metadata[METADATA_KEY.encode()])
+    assert meta["model_kind"] == "ram_plus"
+    assert meta["vocabulary"][:2] == ["cat", "dog"] and len(meta["thresholds"]) == 16
+    assert meta["input_size"] == 384 and meta["precision"] == "fp32" and meta["checkpoint_sha256"]
+    schema = pq.read_schema(out)
+    kind = schema.field("all_scores").type
+    assert pa.types.is_fixed_size_list(kind) and kind.list_size == 16 and kind.value_type == pa.float32()
+    cats = duckdb.sql(f"SELECT path FROM '{out}' WHERE list_contains(tags, 'cat') ORDER BY path").fetchall()
+    expected = ramplus_tiny.expected["images"]
+    assert [path for (path,) in cats] == sorted(name for name, e in expected.items() if "cat" in e["tags"])
+
+
+def test_bad_files_become_rows_and_the_run_succeeds(tmp_path: Path, ramplus_tiny) -> None:
+    errors = bad_folder(tmp_path / "photos")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{tmp_path / 'gone.jpg'}\n")
+    out = tmp_path / "tags.csv"
+    result = ramtag(
+        tmp_path / "photos", "--files-from", listing, "--out", out, "--max-pixels", "10000",
+        "--workers", "0", "-v", *ramplus_tiny.cli_args(),
+    )
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out)
+    gone = str(tmp_path / "gone.jpg")
+    assert frame["path"].tolist() == ["a_good.jpg", *sorted(errors), gone]  # folders, then the list
+    errors[gone] = "not found"
+    for _, row in frame.iterrows():
+        if row["path"] in errors:
+            assert errors[row["path"]] in row["error"]
+            assert pd.isna(row["tags"]) and pd.isna(row["width"])
+        else:
+            assert pd.isna(row["error"]) and (row["width"], row["height"]) == (40, 30)
+    assert "6 images: 1 tagged, 5 errors" in result.stderr
+    assert "b_empty.jpg: empty file" in result.stderr  # --verbose names each bad file
+    assert "time per stage: decode" in result.stderr
+
+
+def test_workers_give_the_same_rows(tmp_path: Path, ramplus_tiny) -> None:
+    bad_folder(tmp_path / "photos")
+    _images(tmp_path / "photos", ["f.jpg", "g.jpg"])
+    rows = {}
+    for workers in ("0", "2"):
+        out = tmp_path / f"w{workers}.parquet"
+        result = ramtag(
+            tmp_path / "photos", "-o", out, "--workers", workers, "--batch-size", "2",
+            "--max-pixels", "10000", "--all-scores", *ramplus_tiny.cli_args(),
+        )
+        assert result.exit_code == 0, result.output
+        rows[workers] = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(rows["0"], rows["2"])
+    assert rows["2"]["error"].notna().sum() == 4
+
+
+def test_csv_round_trips_awkward_file_names(tmp_path: Path, ramplus_tiny) -> None:
+    names = ["a, comma.jpg", 'b "quoted".jpg', "c\nnewline.jpg", "d 日本語 é.jpg", "sub,dir/e.jpg"]
+    _images(tmp_path / "photos", names)
+    out = tmp_path / "tags.csv"
+    result = ramtag(tmp_path / "photos", "--out", out, "--lang", "zh", "--workers", "0", *ramplus_tiny.cli_args())
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out)
+    assert frame["path"].tolist() == sorted(names)
+    assert list(frame.columns) == ["path", "tags", "scores", "tags_zh", "width", "height", "error"]
+    assert (frame["width"] == 24).all() and frame["error"].isna().all()
+    for _, row in frame.iterrows():
+        tags = [] if pd.isna(row["tags"]) else row["tags"].split("|")
+        assert len(tags) == len(str(row["scores"]).split("|")) or not tags
+
+
+def test_refuses_to_replace_what_it_cannot_add_to(tmp_path: Path, ramplus_tiny) -> None:
+    photos = _images(tmp_path / "photos", ["a.jpg"])
+    csv_out, foreign = tmp_path / "tags.csv", tmp_path / "other.parquet"
+    csv_out.write_text("someone's data\n")
+    pd.DataFrame({"x": [1]}).to_parquet(foreign)
+    for out in (csv_out, foreign):
+        before = out.read_bytes()
+        result = ramtag(photos, "--out", out, *ramplus_tiny.cli_args())
+        assert result.exit_code == 1
+        assert "already exists" in result.stderr and "--overwrite" in result.stderr
+        assert out.read_bytes() == before
+    result = ramtag(photos, "--out", csv_out, "--overwrite", "--workers", "0", *ramplus_tiny.cli_args())
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(csv_out)["path"].tolist() == ["a.jpg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.parquet", "photos", "tags.csv"]
+
+
+def test_rerun_adds_only_new_images_and_refuses_other_settings(tmp_path: Path, ramplus_tiny) -> None:
+    photos = _images(tmp_path / "photos", ["a.jpg", "c.jpg"])
+    out = tmp_path / "tags.parquet"
+    args = [photos, "--out", out, "--workers", "0", *ramplus_tiny.cli_args()]
+    assert ramtag(*args).exit_code == 0
+    first = pd.read_parquet(out)
+    _images(photos, ["b.jpg"])
+    result = ramtag(*args)
+    assert result.exit_code == 0, result.output
+    assert "skipping 2 images already tagged" in result.stderr
+    assert "1 image: 1 tagged" in result.stderr
+    second = pd.read_parquet(out)
+    assert second["path"].tolist() == ["a.jpg", "c.jpg", "b.jpg"]  # kept rows first, then new ones
+    pd.testing.assert_frame_equal(second.iloc[:2], first)
+    before = out.read_bytes()
+    result = ramtag(*args, "--threshold", "0.3")
+    assert result.exit_code == 1
+    assert "other settings: thresholds" in result.stderr and "--overwrite" in result.stderr
+    assert out.read_bytes() == before
+    result = ramtag(*args, "--threshold", "0.3", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sorted(pd.read_parquet(out)["path"]) == ["a.jpg", "b.jpg", "c.jpg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "tags.parquet"]
+
+
+def test_ctrl_c_saves_the_batch_and_a_rerun_finishes(tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    photos = _images(tmp_path / "photos", ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"])
+    args = ["--workers", "0", "--batch-size", "2", "--all-scores", *ramplus_tiny.cli_args()]
+    out = tmp_path / "tags.parquet"
+    write = ResumableOutput.write
+
+    def write_then_ctrl_c(self, batch):
+        write(self, batch)
+        signal.raise_signal(signal.SIGINT)  # as if pressed while the batch was in hand
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ResumableOutput, "write", write_then_ctrl_c)
+        result = ramtag(photos, "--out", out, *args)
+    assert result.exit_code == 130
+    assert "interrupted: 2 images saved in" in result.stderr
+    assert "run the same command again to continue" in result.stderr
+    assert not out.exists()
+    result = ramtag(photos, "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    assert "skipping 2 images" in result.stderr
+    assert ramtag(photos, "--out", tmp_path / "whole.parquet", *args).exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(tmp_path / "whole.parquet"))
+
+
+def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path, ramplus_tiny) -> None:
+    photos = _images(tmp_path / "photos", ["a.jpg"])
+    out = tmp_path / "tags.parquet"
+    with ResumableOutput(out, "parquet", output_schema(Layout(16))):
+        result = ramtag(photos, "--out", out, *ramplus_tiny.cli_args())
+    assert result.exit_code == 1
+    assert "another ramtag run is writing" in result.stderr
+    assert not out.exists()
+
+
+def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, ramplus_tiny) -> None:
+    """A real ``python -m ramtag run`` killed with SIGKILL after some parts were saved."""
+    photos = _images(tmp_path / "photos", [f"{i:02}.jpg" for i in range(10)])
+    listing = "".join(f"{path}\n" for path in sorted(photos.iterdir()))
+    args = ["--files-from", "-", "--save-every", "2", "--batch-size", "2", "--workers", "0", "--all-scores", *ramplus_tiny.cli_args()]
+    out = tmp_path / "tags.parquet"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ramtag", "run", "--out", str(out), *args],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    # All but the last path: the run cannot finish before it is killed, however fast it is.
+    process.stdin.write(listing.rsplit("\n", 2)[0] + "\n")
+    process.stdin.flush()
+    journal = tmp_path / "tags.parquet.parts" / "journal"
+    deadline = time.monotonic() + 120
+    while not journal.exists() or journal.read_text().count("\n") < 2:
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "no part was saved in time"
+        time.sleep(0.02)
+    time.sleep(0.3)  # let it get into the next batch
+    process.kill()
+    process.wait()
+    process.stdin.close()
+    process.stderr.close()
+    assert not out.exists()
+    result = ramtag("--out", out, *args, input=listing)
+    assert result.exit_code == 0, result.output
+    assert "skipping" in result.stderr
+    assert ramtag("--out", tmp_path / "whole.parquet", *args, input=listing).exit_code == 0
+    resumed, whole = pd.read_parquet(out), pd.read_parquet(tmp_path / "whole.parquet")
+    assert resumed["path"].is_unique and len(resumed) == 10
+    pd.testing.assert_frame_equal(resumed, whole)
+    assert not (tmp_path / "tags.parquet.parts").exists()
+
+
+def test_stdout_is_json_lines_when_piped(tmp_path: Path, ramplus_tiny) -> None:
+    image = _images(tmp_path, ["one.jpg"]) / "one.jpg"
+    result = ramtag(image, "--top-k", "1", "--workers", "0", "-q", *ramplus_tiny.cli_args())
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    row = json.loads(lines[0])
+    assert row["path"] == str(image)  # a file named directly keeps the path as given
+    assert len(row["tags"]) <= 1 and row["width"] == 24 and row["error"] is None
+    assert result.stderr == ""  # --quiet
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give folders or image files"),
+        (["{photos}", "--out", "{tmp}/tags.txt"], "--format"),
+        (["{photos}", "--format", "parquet"], "needs a file"),
+        (["{tmp}/nowhere"], "input not found"),
+        (["{photos}", "--lang", "zh", "--checkpoint", "{ckpt}", "--tag-list", "{tags}"], "--tag-list-zh"),
+    ],
+)
+def test_usage_errors_are_one_line(tmp_path: Path, ramplus_tiny, args: list[str], message: str) -> None:
+    photos = _images(tmp_path / "photos", ["a.jpg"])
+    fill = {"photos": photos, "tmp": tmp_path, "tags": ramplus_tiny.tags, "ckpt": ramplus_tiny.checkpoint}
+    model = [] if "--tag-list" in args else ramplus_tiny.cli_args()
+    result = ramtag(*[arg.format(**fill) for arg in args], *model)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
