@@ -1,0 +1,450 @@
+"""Labelled images for ``ramtag eval``: the label files users and the paper use, matched to a model.
+
+Three formats, told apart by their first lines (or named with ``dialect``):
+
+- ``csv``: a header with ``path`` and ``tags`` columns (others are ignored, so an edited ``ramtag run``
+  CSV works), tags joined with ``|``;
+- ``openimages``: the official OpenImages files, ``test/<id>,tag,tag`` without header or extension;
+- ``indices``: the official ImageNet-multi and HICO files, ``file.JPEG,i j k`` with 0-based line
+  numbers of a taglist, and no comma at all for an image without labels.
+
+The classes are a taglist's lines when one is given (a benchmark list may name one tag on two lines:
+both lines are classes, as in the official mAP), otherwise the tags the file uses, in order of first
+use. A label naming no class, a class the model does not know and an image present on one side
+only are counted for the report; only a malformed file is an error.
+
+The paper's benchmark files are fetched from the official repository at the pinned commit and
+checked by sha256, into the same cache as the official tag lists (``RAMTAG_DATA_URL`` applies).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import http.client
+import io
+import os
+import re
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from . import __version__
+from .errors import ChecksumError, RamtagError, ResourceUnavailableError, UsageError
+from .hashing import sha256_of
+from .inputs import IMAGE_EXTENSIONS
+from .model.download import DATA_URL_ENV, _one_line, _without_credentials, _write_atomic, data_dir
+from .model.registry import OFFICIAL_COMMIT, OFFICIAL_REPO, DataFile
+from .paths import offline
+
+DIALECTS = ("csv", "openimages", "indices")
+TAG_SEPARATOR = "|"
+_INDICES = re.compile(r"\d+(?:\s+\d+)*")
+
+
+class GroundTruthError(RamtagError):
+    """A label file or taglist that cannot be read as any of the formats."""
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Images and their positive classes; ``labels[i]`` holds indices into ``classes``."""
+
+    images: tuple[str, ...]
+    classes: tuple[str, ...]
+    labels: tuple[tuple[int, ...], ...]
+    dialect: str
+    unknown_labels: Counter[str] = field(default_factory=Counter)  # label -> occurrences
+    repeated_images: int = 0  # lines naming an image already seen (their labels are merged)
+
+    def targets(self, rows: Sequence[int], columns: Sequence[int]) -> np.ndarray:
+        """Bool matrix: image ``rows[i]`` is positive for class ``columns[j]``."""
+        where = {column: j for j, column in enumerate(columns)}
+        out = np.zeros((len(rows), len(columns)), dtype=bool)
+        for i, row in enumerate(rows):
+            for label in self.labels[row]:
+                j = where.get(label)
+                if j is not None:
+                    out[i, j] = True
+        return out
+
+
+def read_taglist(path: Path) -> list[str]:
+    """One class per line; trailing blank lines dropped, a blank line inside is an error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GroundTruthError(f"{path}: cannot read the taglist ({getattr(exc, 'strerror', None) or exc})") from None
+    names = [line.strip() for line in text.splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise GroundTruthError(f"{path}: the taglist is empty")
+    if "" in names:
+        raise GroundTruthError(f"{path}:{names.index('') + 1}: blank line in the taglist (one tag per line)")
+    return names
+
+
+def read_ground_truth(path: Path, *, taglist: Sequence[str] | None = None, dialect: str = "auto") -> GroundTruth:
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GroundTruthError(f"{path}: cannot read the labels ({getattr(exc, 'strerror', None) or exc})") from None
+    return parse_ground_truth(text, taglist=taglist, dialect=dialect, source=str(path))
+
+
+def parse_ground_truth(
+    text: str, *, taglist: Sequence[str] | None = None, dialect: str = "auto", source: str = "labels"
+) -> GroundTruth:
+    """Parse label text in one of ``DIALECTS`` (``auto``: guessed from the content)."""
+    if dialect == "auto":
+        dialect = guess_dialect(text)
+    if dialect == "csv":
+        rows = _csv_rows(text, source)
+    elif dialect == "openimages":
+        rows = _openimages_rows(text)
+    elif dialect == "indices":
+        if taglist is None:
+            raise UsageError(f"{source} names classes by number: give the taglist they index (--taglist)")
+        return _collect(_indices_rows(text, len(taglist), source), tuple(taglist), dialect, by_index=True)
+    else:
+        raise UsageError(f"unknown label format {dialect!r}; use auto or one of {', '.join(DIALECTS)}")
+    classes = tuple(taglist) if taglist is not None else tuple(dict.fromkeys(t for _, ts, _ in rows for t in ts))
+    return _collect(rows, classes, dialect, by_index=False)
+
+
+def guess_dialect(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "csv"
+    header = next(csv.reader([lines[0]]))
+    if {"path", "tags"} <= {cell.strip().lower() for cell in header}:
+        return "csv"
+    labelled = [line.partition(",")[2].strip() for line in lines if "," in line]
+    if all(not rest or _INDICES.fullmatch(rest) for rest in labelled):
+        return "indices"
+    return "openimages"
+
+
+# Each parser yields (image, labels, line number); labels are names, or ints for ``indices``.
+
+
+def _csv_rows(text: str, source: str) -> list[tuple[str, list[str], int]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [cell.strip().lower() for cell in next(reader, [])]
+    if "path" not in header or "tags" not in header:
+        raise GroundTruthError(f"{source}: a labels CSV needs a header with path and tags columns")
+    path_at, tags_at = header.index("path"), header.index("tags")
+    rows = []
+    for cells in reader:
+        if not any(cell.strip() for cell in cells):
+            continue
+        number = reader.line_num
+        if len(cells) <= path_at:
+            raise GroundTruthError(f"{source}:{number}: no path on this line")
+        image = cells[path_at].strip()
+        if not image:
+            raise GroundTruthError(f"{source}:{number}: empty path")
+        tags = cells[tags_at].split(TAG_SEPARATOR) if tags_at < len(cells) else []
+        rows.append((image, [tag.strip() for tag in tags if tag.strip()], number))
+    return rows
+
+
+def _openimages_rows(text: str) -> list[tuple[str, list[str], int]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        image, *tags = line.split(",")
+        rows.append((image.strip(), [tag.strip() for tag in tags if tag.strip()], number))
+    return rows
+
+
+def _indices_rows(text: str, classes: int, source: str) -> list[tuple[str, list[int], int]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        image, _, rest = line.partition(",")
+        try:
+            labels = [int(token) for token in rest.split()]
+        except ValueError:
+            raise GroundTruthError(
+                f"{source}:{number}: expected class numbers after the comma, got {rest.strip()!r}"
+            ) from None
+        wrong = [label for label in labels if not 0 <= label < classes]
+        if wrong:
+            raise GroundTruthError(
+                f"{source}:{number}: class number {wrong[0]} is not a line of the {classes}-line taglist"
+            )
+        rows.append((image.strip(), labels, number))
+    return rows
+
+
+def _collect(rows: list, classes: tuple[str, ...], dialect: str, *, by_index: bool) -> GroundTruth:
+    lines_of: dict[str, list[int]] = {}
+    for index, name in enumerate(classes):
+        lines_of.setdefault(name, []).append(index)  # a name on two lines labels both
+    unknown: Counter[str] = Counter()
+    where: dict[str, int] = {}
+    images: list[str] = []
+    labels: list[set[int]] = []
+    for image, names, _ in rows:
+        if image not in where:
+            where[image] = len(images)
+            images.append(image)
+            labels.append(set())
+        found = labels[where[image]]
+        for name in names:
+            if by_index:
+                found.add(name)
+            elif name in lines_of:
+                found.update(lines_of[name])
+            else:
+                unknown[name] += 1
+    return GroundTruth(
+        tuple(images), classes, tuple(tuple(sorted(s)) for s in labels), dialect,
+        unknown, repeated_images=len(rows) - len(images),
+    )
+
+
+# --- the model's side ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VocabularyMatch:
+    """The classes the model can score: ``classes[i]`` is vocabulary tag ``vocabulary_index[i]``."""
+
+    classes: np.ndarray  # indices into GroundTruth.classes
+    vocabulary_index: np.ndarray
+    unknown: tuple[str, ...]  # class names the model does not know, each once
+
+
+def match_vocabulary(classes: Sequence[str], vocabulary: Sequence[str]) -> VocabularyMatch:
+    """Each class by its exact name, as the official code looks tags up (``Boxer`` the dog breed is
+    not ``boxer``): a near miss is reported as unknown rather than guessed."""
+    index_of = {name: index for index, name in reversed(list(enumerate(vocabulary)))}
+    kept, where, unknown = [], [], {}
+    for position, name in enumerate(classes):
+        index = index_of.get(name)
+        if index is None:
+            unknown[name] = None
+            continue
+        kept.append(position)
+        where.append(index)
+    return VocabularyMatch(np.array(kept, dtype=np.int64), np.array(where, dtype=np.int64), tuple(unknown))
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Which prediction row holds each labelled image that has one."""
+
+    labelled_rows: np.ndarray  # indices into GroundTruth.images
+    predicted_rows: np.ndarray  # the matching prediction rows
+    missing: tuple[str, ...]  # labelled images with no prediction
+    unlabelled: int  # predictions of images the labels do not name
+
+
+def _parts(key: str) -> tuple[str, ...]:
+    parts = [part for part in PurePosixPath(key.replace("\\", "/")).parts if part not in (".", "/")]
+    if parts and os.path.splitext(parts[-1])[1].lower() in IMAGE_EXTENSIONS:
+        parts[-1] = os.path.splitext(parts[-1])[0]
+    return tuple(parts)
+
+
+def align(labelled: Sequence[str], predicted: Sequence[str]) -> Alignment:
+    """Match label names to prediction paths: exactly, else by their last components.
+
+    A benchmark names ``test/abc`` where ``ramtag run`` wrote ``imgs/test/abc.jpg`` or ``abc.jpg``:
+    names are compared without image extensions, on as many trailing components as match
+    unambiguously; a prediction is used once.
+    """
+    exact = {key: row for row, key in enumerate(predicted)}
+    tails: dict[int, dict[tuple[str, ...], int]] = {}
+    split = [_parts(key) for key in predicted]
+
+    def by_tail(parts: tuple[str, ...]) -> int | None:
+        for size in range(len(parts), 0, -1):
+            if size not in tails:
+                table: dict[tuple[str, ...], int] = {}
+                for row, pieces in enumerate(split):
+                    if len(pieces) >= size:
+                        tail = pieces[-size:]
+                        table[tail] = -1 if tail in table else row  # -1: ambiguous
+                tails[size] = table
+            row = tails[size].get(parts[-size:])
+            if row is not None:
+                return row if row >= 0 else None
+        return None
+
+    used: set[int] = set()
+    pairs, missing = [], []
+    for position, key in enumerate(labelled):
+        row = exact.get(key)
+        if row is None or row in used:
+            row = by_tail(_parts(key))
+        if row is None or row in used:
+            missing.append(key)
+            continue
+        used.add(row)
+        pairs.append((position, row))
+    rows = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    return Alignment(rows[:, 0], rows[:, 1], tuple(missing), len(predicted) - len(used))
+
+
+class ImageFinder:
+    """The file a label name means under ``root``: as named, with ``suffix`` or an image extension
+    added, or the same name directly in ``root`` (a flat copy of a benchmark's folders).
+
+    Each folder is listed once, so finding 100,000 names costs a few listings, not a million stats.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._listings: dict[str, frozenset[str]] = {}
+
+    def __call__(self, name: str, suffix: str = "") -> Path | None:
+        name = name.replace("\\", "/").lstrip("/")
+        tried = [name + suffix] if suffix else []
+        tried.append(name)
+        if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+            tried += [name + ext for ext in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")]
+        base = name.rpartition("/")[2]
+        if base != name:
+            tried += [base + suffix] if suffix else []
+            tried.append(base)
+        for relative in dict.fromkeys(tried):
+            folder, _, file = relative.rpartition("/")
+            if file in self._listing(folder) and (self.root / relative).is_file():
+                return self.root / relative
+        return None
+
+    def _listing(self, folder: str) -> frozenset[str]:
+        if folder not in self._listings:
+            try:
+                self._listings[folder] = frozenset(os.listdir(self.root / folder))
+            except OSError:
+                self._listings[folder] = frozenset()
+        return self._listings[folder]
+
+
+# --- the paper's benchmarks --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One of the paper's test sets: its label files in the official repository and its protocol."""
+
+    name: str
+    taglist: DataFile
+    annotations: DataFile
+    dialect: str
+    image_suffix: str = ""  # what the label names lack to be file names
+    descriptions: DataFile | None = None  # open-set tags (LLM descriptions) instead of the vocabulary
+    threshold: float | None = None  # the protocol's threshold, where it is not the model's own
+
+
+def _dataset(folder: str, filename: str, sha256: str) -> DataFile:
+    return DataFile(filename.rsplit(".", 1)[0], f"datasets/{folder}/{filename}", sha256)
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "openimages_common_214": Benchmark(
+        "openimages_common_214",
+        _dataset("openimages_common_214", "openimages_common_214_ram_taglist.txt",
+                 "3b2ec80fc92178b1e672a087a1e8c034ba3008dcb48dcfa5b2a38641077fc6cb"),
+        _dataset("openimages_common_214", "openimages_common_214_ram_annots.txt",
+                 "f54429fd57ee9798aee2c7511a28b080998672a91886510ea2e7b60a785ad6cc"),
+        "openimages", ".jpg",
+    ),
+    "openimages_rare_200": Benchmark(
+        "openimages_rare_200",
+        _dataset("openimages_rare_200", "openimages_rare_200_ram_taglist.txt",
+                 "8a173d0132907fa88451de2370d2dc4efee6807b952dfe6eeb9e77eeea2315cf"),
+        _dataset("openimages_rare_200", "openimages_rare_200_ram_annots.txt",
+                 "6a6f87480aaf86083131c632573c6ea302ca1dced29fbe5274254364fc1305a2"),
+        "openimages", ".jpg",
+        descriptions=_dataset("openimages_rare_200", "openimages_rare_200_llm_tag_descriptions.json",
+                              "b65f1cdf4506df0efe987a8178f06c076e38ea5be5432355a00d12ac0db296e7"),
+        threshold=0.5,
+    ),
+    "imagenet_multi_1000": Benchmark(
+        "imagenet_multi_1000",
+        _dataset("imagenet_multi", "imagenet_multi_1000_taglist.txt",
+                 "571ae1c583b4be7da87519494c52bf405a46af05d5815627c7a0dee997068b60"),
+        _dataset("imagenet_multi", "imagenet_multi_1000_annots.txt",
+                 "5e67b16d3e207f3af3cd4d2f105442e28e9770a92669d1ee8c11367a85bdfcd4"),
+        "indices",
+    ),
+    "hico_600": Benchmark(
+        "hico_600",
+        _dataset("hico", "hico_600_taglist.txt", "9154ff557b7c3bd1d3589f5a0fdfa3774ebe8c6e1f205d93a5058f7426303938"),
+        _dataset("hico", "hico_600_annots.txt", "68a0f34293550194ca9beb1ba6b0bed0bee134d5c956f286ef09427a484f3707"),
+        "indices",
+    ),
+}
+
+
+def benchmark(name: str) -> Benchmark:
+    try:
+        return BENCHMARKS[name]
+    except KeyError:
+        raise UsageError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}") from None
+
+
+def benchmark_url(entry: DataFile) -> str:
+    """As ``download.data_url``: the pinned commit on GitHub, or the ``RAMTAG_DATA_URL`` mirror."""
+    template = os.environ.get(DATA_URL_ENV, "").strip()
+    if not template:
+        return entry.url
+    if "{" in template:
+        return template.format(path=entry.path, filename=entry.filename, commit=OFFICIAL_COMMIT, repo=OFFICIAL_REPO)
+    return f"{template.rstrip('/')}/{entry.path}"
+
+
+# The largest benchmark file (the rare-200 descriptions) is 3.3 MB.
+_MAX_BENCHMARK_BYTES = 64 << 20
+
+
+def benchmark_file(entry: DataFile) -> Path:
+    """A benchmark file, downloaded on first use, cached beside the tag lists, sha256-checked each use."""
+    target = data_dir() / entry.filename
+    instead = f"download {entry.url} on a connected machine into {data_dir()}"
+    if target.is_file():
+        actual = sha256_of(target)
+        if actual == entry.sha256:
+            return target
+        if offline():
+            raise ChecksumError(
+                f"{target}: damaged (sha256 {actual[:12]}…, expected {entry.sha256[:12]}…); delete it, then {instead}"
+            )
+        target.unlink(missing_ok=True)
+    elif offline():
+        raise ResourceUnavailableError(
+            f"{entry.filename} is not cached and ramtag is offline (RAMTAG_OFFLINE / HF_HUB_OFFLINE): {instead}"
+        )
+    url = benchmark_url(entry)
+    shown = _without_credentials(url)
+    request = urllib.request.Request(url, headers={"User-Agent": f"ramtag/{__version__}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            payload = response.read(_MAX_BENCHMARK_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise ResourceUnavailableError(f"cannot download {shown}: HTTP {exc.code} {exc.reason}; {instead}") from None
+    except urllib.error.URLError as exc:
+        raise ResourceUnavailableError(f"cannot download {shown}: {exc.reason}; {instead}") from None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise ResourceUnavailableError(f"cannot download {shown}: {_one_line(exc)}; {instead}") from None
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != entry.sha256:
+        raise ChecksumError(
+            f"{shown} sent a file with sha256 {actual[:12]}…, not the pinned {entry.sha256[:12]}…; nothing was cached. "
+            f"Check {DATA_URL_ENV} or your proxy"
+        )
+    _write_atomic(target, payload)
+    return target

@@ -1,0 +1,279 @@
+"""``ramtag eval`` end to end on the tiny RAM++ fixture: run, eval, calibrate, run with the result."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score
+from typer.testing import CliRunner, Result
+
+from conftest import OfficialFixture
+from ramtag.cli.app import app
+from ramtag.groundtruth import read_taglist
+
+runner = CliRunner()
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+BENCH = SHARED / "ram_data" / "benchmarks"
+TOP3 = ("cat", "car", "sky")  # labelled on the three images scoring highest for them
+
+
+def invoke(*args: str | Path) -> Result:
+    result = runner.invoke(app, [str(arg) for arg in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+@pytest.fixture(scope="module")
+def tagged(ramplus_tiny: OfficialFixture, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One `run --all-scores` of the fixture images, and labels made for them."""
+    folder = tmp_path_factory.mktemp("eval")
+    out = folder / "tags.parquet"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAMTAG_CACHE", str(folder / "cache"))
+        patch.setenv("RAMTAG_OFFLINE", "1")
+        result = invoke("run", ramplus_tiny.images, "--out", out, "--all-scores", "--workers", "0",
+                        "--batch-size", "9", *ramplus_tiny.cli_args())
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out).sort_values("path").reset_index(drop=True)
+    vocabulary = read_taglist(ramplus_tiny.tags)
+    scores = np.stack(frame["all_scores"].to_numpy()).astype(np.float32)
+    labels: dict[str, list[str]] = {path: [] for path in frame["path"]}
+    for tag in TOP3:
+        for row in np.argsort(-scores[:, vocabulary.index(tag)])[:3]:
+            labels[frame["path"][row]].append(tag)
+    labels[frame["path"][0]] += ["dog", "unicorn"]  # dog once; unicorn is no tag of the model
+    labels[frame["path"][4]].append("dog")
+    gt = folder / "labels.csv"
+    gt.write_text(
+        "path,tags\n" + "".join(f"{p},{'|'.join(t)}\n" for p, t in labels.items()) + "not_tagged.jpg,cat\n",
+        encoding="utf-8",
+    )
+    taglist = folder / "taglist.txt"
+    taglist.write_text("cat\ncar\nsky\ndog\nnight\nunicorn\n", encoding="utf-8")  # night: no positive
+    return {"out": out, "frame": frame, "scores": scores, "vocabulary": vocabulary, "labels": labels,
+            "gt": gt, "taglist": taglist, "folder": folder}
+
+
+def targets_of(tagged: dict, tag: str) -> np.ndarray:
+    return np.array([tag in tagged["labels"][p] for p in tagged["frame"]["path"]])
+
+
+def eval_json(*args: str | Path) -> dict:
+    result = invoke("eval", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_eval_matches_independent_numbers(tagged: dict, ramplus_tiny: OfficialFixture) -> None:
+    report = eval_json("--gt", tagged["gt"], "--pred", tagged["out"], "--taglist", tagged["taglist"])
+    vocabulary, scores = tagged["vocabulary"], tagged["scores"]
+    classes = ["cat", "car", "sky", "dog", "night"]
+    aps = [
+        average_precision_score(targets_of(tagged, tag), scores[:, vocabulary.index(tag)]) if targets_of(tagged, tag).any() else 0.0
+        for tag in classes
+    ]
+    assert report["mAP"] == pytest.approx(np.mean(aps), abs=1e-6)
+    assert report["mAP_positive"] == pytest.approx(np.mean(aps[:4]), abs=1e-6)
+    thresholds = np.loadtxt(ramplus_tiny.thresholds, dtype=np.float32)
+    tp = fp = fn = 0
+    precisions, recalls = [], []
+    for tag in classes:
+        k = vocabulary.index(tag)
+        predicted, truth = scores[:, k] > thresholds[k], targets_of(tagged, tag)
+        t, f, n = (predicted & truth).sum(), (predicted & ~truth).sum(), (~predicted & truth).sum()
+        tp, fp, fn = tp + t, fp + f, fn + n
+        precisions.append(t / (t + f) if t + f else 0.0)
+        recalls.append(t / (t + n) if t + n else 0.0)
+    assert report["CP"] == pytest.approx(np.mean(precisions))
+    assert report["CR"] == pytest.approx(np.mean(recalls))
+    assert report["OP"] == pytest.approx(tp / (tp + fp))
+    assert report["OR"] == pytest.approx(tp / (tp + fn))
+    for key in ("CF1", "OF1", "mAP", "mAP_positive"):
+        assert 0.0 <= report[key] <= 1.0
+    assert report["counts"] == {
+        "images_labelled": 10, "images_evaluated": 9, "images_without_prediction": 1, "images_failed": 0,
+        "predictions_without_labels": 0, "repeated_label_lines": 0, "classes": 5, "classes_with_positives": 4,
+        "classes_without_positives": 1, "classes_unknown_to_model": 1, "labels_naming_no_class": 0,
+    }
+    assert report["unknown_classes"] == ["unicorn"]
+    assert report["thresholds"] == "the run's"
+    assert [row["tag"] for row in report["per_class"]] == classes
+    assert report["per_class"][0]["AP"] == pytest.approx(1.0)  # cat labelled on its top three
+
+
+def test_table_warnings_and_per_class_csv(tagged: dict) -> None:
+    per_class = tagged["folder"] / "ap.csv"
+    result = invoke("eval", "--gt", tagged["gt"], "--pred", tagged["out"], "--per-class", per_class)
+    assert result.exit_code == 0, result.output
+    assert "mAP" in result.stdout and "OF1" in result.stdout
+    assert "unicorn" in result.stderr and "1 labelled images have no scores" in result.stderr
+    rows = pd.read_csv(per_class)
+    assert list(rows.columns) == ["tag", "class_index", "vocabulary_index", "positives", "AP", "precision", "recall", "threshold"]
+    assert set(rows["tag"]) == {"cat", "car", "sky", "dog"}  # no taglist: the labels' known tags
+
+
+def test_threshold_changes_precision_not_ap(tagged: dict) -> None:
+    base = eval_json("--gt", tagged["gt"], "--pred", tagged["out"])
+    low = eval_json("--gt", tagged["gt"], "--pred", tagged["out"], "--threshold", "0.0")
+    assert low["mAP"] == base["mAP"]
+    assert low["OR"] == pytest.approx(1.0) and low["thresholds"] == "0 for every tag"
+
+
+def test_calibrate_then_run_with_the_calibrated_thresholds(tagged: dict, ramplus_tiny: OfficialFixture) -> None:
+    calibrated = tagged["folder"] / "calibrated.txt"
+    report = eval_json("--gt", tagged["gt"], "--pred", tagged["out"], "--calibrate", calibrated)
+    assert report["calibration"]["calibrated"] == 4 and report["calibration"]["tags"] == 16
+    values = np.loadtxt(calibrated, dtype=np.float32)
+    previous = np.loadtxt(ramplus_tiny.thresholds, dtype=np.float32)
+    vocabulary, scores = tagged["vocabulary"], tagged["scores"]
+    for k, tag in enumerate(vocabulary):
+        if tag in TOP3:  # between the third and fourth highest score: F1 = 1
+            ranked = np.sort(scores[:, k])[::-1]
+            assert ranked[3] <= values[k] < ranked[2]
+        elif tag != "dog":
+            assert values[k] == previous[k]  # no positives: unchanged
+
+    out = tagged["folder"] / "recalibrated.parquet"
+    result = invoke("run", ramplus_tiny.images, "--out", out, "--workers", "0", "--batch-size", "9",
+                    "--checkpoint", ramplus_tiny.checkpoint, "--tag-list", ramplus_tiny.tags,
+                    "--thresholds", calibrated)
+    assert result.exit_code == 0, result.output
+    before = dict(zip(tagged["frame"]["path"], tagged["frame"]["tags"]))
+    for path, tags in zip(*pd.read_parquet(out)[["path", "tags"]].to_numpy().T):
+        for tag in TOP3:  # now tagged exactly where labelled
+            assert (tag in tags) == (tag in tagged["labels"][path]), (path, tag)
+        untouched = set(tags) - {*TOP3, "dog"}
+        assert untouched == set(before[path]) - {*TOP3, "dog"}
+
+    again = eval_json("--gt", tagged["gt"], "--pred", tagged["out"], "--thresholds", calibrated)
+    by_tag = {row["tag"]: row for row in again["per_class"]}
+    for tag in TOP3:
+        assert by_tag[tag]["precision"] == 1.0 and by_tag[tag]["recall"] == 1.0
+
+
+def test_calibrate_for_a_target_precision(tagged: dict) -> None:
+    strict = tagged["folder"] / "strict.txt"
+    report = eval_json("--gt", tagged["gt"], "--pred", tagged["out"], "--calibrate", strict,
+                       "--target-precision", "1.0")
+    assert report["calibration"]["rule"] == "lowest threshold with precision >= 1"
+    vocabulary, scores = tagged["vocabulary"], tagged["scores"]
+    values = np.loadtxt(strict, dtype=np.float32)
+    for tag in (*TOP3, "dog"):
+        k = vocabulary.index(tag)
+        truth = targets_of(tagged, tag)[np.argsort(-scores[:, k])]
+        leading = int(np.argmin(truth)) if not truth.all() else len(truth)  # positives ranked first
+        if leading:
+            assert (scores[:, k] > values[k]).sum() == leading, tag  # the longest run of positives at the top: precision 1
+        else:
+            assert values[k] == np.loadtxt(SHARED / "fixtures/official_ramplus_tiny/thresholds.txt")[k].astype(np.float32)
+    assert report["calibration"]["calibrated"] + report["calibration"]["kept_unreachable"] == 4
+
+
+def test_images_mode_scores_once_then_reuses(tagged: dict, ramplus_tiny: OfficialFixture) -> None:
+    args = ["--gt", tagged["gt"], "--images", ramplus_tiny.images, "--checkpoint", ramplus_tiny.checkpoint,
+            "--tag-list", ramplus_tiny.tags, "--workers", "0", "--batch-size", "9"]
+    first = invoke("eval", *args, "--json")
+    assert first.exit_code == 0, first.output
+    assert "9 images scored" in first.stderr and "1 labelled images are not under" in first.stderr
+    expected = eval_json("--gt", tagged["gt"], "--pred", tagged["out"])
+    got = json.loads(first.stdout)
+    assert got["mAP"] == pytest.approx(expected["mAP"], abs=1e-6)
+    # The default thresholds are the official list's 0.68 here (no --thresholds given to the model).
+    second = invoke("eval", *args, "--json", "--threshold", "0.5")
+    assert second.exit_code == 0, second.output
+    assert "scores of 9 images reused" in second.stderr
+    assert json.loads(second.stdout)["mAP"] == got["mAP"]
+
+
+@pytest.fixture
+def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "mirror"
+    (root / "datasets").mkdir(parents=True)
+    for folder in BENCH.iterdir():
+        (root / "datasets" / folder.name).symlink_to(folder)
+    monkeypatch.setenv("RAMTAG_DATA_URL", root.as_uri())
+    monkeypatch.delenv("RAMTAG_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    return root
+
+
+def test_benchmark_with_the_images_of_a_few_lines(mirror: Path, tmp_path: Path, ramplus_tiny: OfficialFixture) -> None:
+    images = tmp_path / "openimages"
+    (images / "test").mkdir(parents=True)
+    picked = {"0000c64e1253d68f": "demo2.jpg", "0002ab0af02e4a77": "demo3.jpg",
+              "000ccf1d00f7f1cd": "demo4.jpg", "004421e64e1be85b": "synth_cmyk.jpg"}  # car, flower, pet+dog, pet+dog+car
+    for name, source in picked.items():
+        shutil.copy(ramplus_tiny.images / source, images / "test" / f"{name}.jpg")
+    result = invoke("eval", "--benchmark", "openimages_common_214", "--images", images, "--json",
+                    "--checkpoint", ramplus_tiny.checkpoint, "--tag-list", ramplus_tiny.tags, "--workers", "0")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    counts = report["counts"]
+    assert counts["images_labelled"] == 57224 and counts["images_evaluated"] == 4
+    assert counts["images_without_prediction"] == 57220
+    assert counts["classes"] == 4 and counts["classes_unknown_to_model"] == 210  # cat dog car flower
+    assert {row["tag"]: row["positives"] for row in report["per_class"]} == {"car": 2, "cat": 0, "dog": 2, "flower": 1}
+    assert counts["classes_without_positives"] == 1
+
+
+def test_rare_200_needs_open_set_support(mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ramtag
+
+    monkeypatch.setitem(sys.modules, "ramtag.openset", None)  # importing it fails
+    monkeypatch.delattr(ramtag, "openset", raising=False)
+    result = invoke("eval", "--benchmark", "openimages_rare_200", "--images", tmp_path)
+    assert result.exit_code == 1
+    assert "open-set support" in result.stderr and "Traceback" not in result.output
+
+
+def test_rare_200_with_open_set_tags(mirror: Path, tmp_path: Path, ramplus_tiny: OfficialFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from ramtag import openset
+    from ramtag.describe.files import LabelEmbeddings
+
+    asked = []
+
+    def embed(descriptions: dict[str, list[str]], text_encoder: str, *, device: str = "cpu") -> LabelEmbeddings:  # the CLIP text tower is open-set's to test
+        asked.append((len(descriptions), text_encoder))
+        vectors = torch.nn.functional.normalize(torch.randn(len(descriptions), 51, 512), dim=-1)
+        return LabelEmbeddings(tuple(descriptions), vectors, text_encoder)
+
+    monkeypatch.setattr(openset, "embed_cached", embed)
+    images = tmp_path / "openimages" / "test"
+    images.mkdir(parents=True)
+    for name, source in {"0000c64e1253d68f": "demo2.jpg", "0002cc8afaf1b611": "demo3.jpg"}.items():
+        shutil.copy(ramplus_tiny.images / source, images / f"{name}.jpg")
+    result = invoke("eval", "--benchmark", "openimages_rare_200", "--images", images.parent, "--json",
+                    "--checkpoint", ramplus_tiny.checkpoint, "--tag-list", ramplus_tiny.tags, "--workers", "0",
+                    "--text-encoder", "my/clip")
+    assert result.exit_code == 0, result.output
+    assert asked == [(200, "my/clip")]  # the official descriptions, fetched and read
+    report = json.loads(result.stdout)
+    assert report["counts"]["classes"] == 200 and report["counts"]["classes_unknown_to_model"] == 0
+    assert report["counts"]["images_evaluated"] == 2
+    assert report["thresholds"] == "0.5 for every tag"
+    positives = {row["tag"]: row["positives"] for row in report["per_class"] if row["positives"]}
+    assert positives == {"Auto racing": 1, "Residential area": 1}
+
+
+def test_usage_errors(tagged: dict, tmp_path: Path) -> None:
+    both = invoke("eval", "--gt", tagged["gt"], "--benchmark", "hico_600", "--pred", tagged["out"])
+    assert both.exit_code == 2 and "--gt FILE or --benchmark NAME" in both.stderr
+    plain = tmp_path / "plain.parquet"
+    tagged["frame"].drop(columns=["all_scores"]).to_parquet(plain)
+    missing = invoke("eval", "--gt", tagged["gt"], "--pred", plain)
+    assert missing.exit_code == 2 and "--all-scores" in missing.stderr
+    other = tmp_path / "other.csv"
+    other.write_text("path,tags\nelsewhere/x.jpg,cat\n", encoding="utf-8")
+    unmatched = invoke("eval", "--gt", other, "--pred", tagged["out"])
+    assert unmatched.exit_code == 1 and "no labelled image has scores" in unmatched.stderr
+    alone = invoke("eval", "--gt", tagged["gt"], "--pred", tagged["out"], "--target-precision", "0.9")
+    assert alone.exit_code == 2 and "--calibrate" in alone.stderr

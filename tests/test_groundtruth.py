@@ -1,0 +1,245 @@
+"""Label files: the shared excerpts of the paper's four benchmarks, user CSVs, matching, fetching."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ramtag import groundtruth
+from ramtag.errors import ChecksumError, ResourceUnavailableError, UsageError
+from ramtag.groundtruth import (
+    BENCHMARKS,
+    GroundTruthError,
+    align,
+    benchmark_file,
+    guess_dialect,
+    ImageFinder,
+    match_vocabulary,
+    parse_ground_truth,
+    read_ground_truth,
+    read_taglist,
+)
+from ramtag.model.registry import OFFICIAL_COMMIT, DataFile
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+RAM_DATA = SHARED / "ram_data"
+BENCH = RAM_DATA / "benchmarks"
+COMMON = BENCH / "openimages_common_214"
+RARE = BENCH / "openimages_rare_200"
+IMAGENET = BENCH / "imagenet_multi"
+HICO = BENCH / "hico"
+
+
+def lines(path: Path, *numbers: int) -> str:
+    """Lines of a shared file by 1-based number, as an excerpt to parse."""
+    text = path.read_text(encoding="utf-8").splitlines()
+    return "".join(text[n - 1] + "\n" for n in numbers)
+
+
+@pytest.fixture(scope="module")
+def vocabulary() -> list[str]:
+    return read_taglist(RAM_DATA / "ram_tag_list.txt")
+
+
+def test_openimages_common_excerpt(vocabulary: list[str]) -> None:
+    taglist = read_taglist(COMMON / "openimages_common_214_ram_taglist.txt")
+    assert len(taglist) == 214
+    text = lines(COMMON / "openimages_common_214_ram_annots.txt", 1, 2, 3, 4, 8)
+    assert guess_dialect(text) == "openimages"
+    gt = parse_ground_truth(text, taglist=taglist)
+    assert gt.dialect == "openimages"
+    assert gt.images == ("test/0000c64e1253d68f", "test/0002ab0af02e4a77", "test/000411001ff7dd4f",
+                         "test/00045d609ca3f4eb", "test/000ccf1d00f7f1cd")
+    assert [[taglist[i] for i in labels] for labels in gt.labels] == [
+        ["car"], ["flower"], ["chicken"], sorted(["pumpkin", "halloween"], key=taglist.index),
+        sorted(["pet", "dog"], key=taglist.index),
+    ]
+    assert not gt.unknown_labels
+    match = match_vocabulary(gt.classes, vocabulary)
+    assert match.unknown == () and len(match.classes) == 214  # the common tags are all RAM tags
+    assert vocabulary[match.vocabulary_index[taglist.index("car")]] == "car"
+
+
+def test_openimages_rare_excerpt_has_names_with_spaces(vocabulary: list[str]) -> None:
+    taglist = read_taglist(RARE / "openimages_rare_200_ram_taglist.txt")
+    gt = parse_ground_truth(lines(RARE / "openimages_rare_200_ram_annots.txt", 1, 2, 3), taglist=taglist)
+    assert [taglist[gt.labels[i][0]] for i in range(3)] == ["Auto racing", "Residential area", "Lawn game"]
+    assert len(match_vocabulary(taglist, vocabulary).unknown) == 200  # open-set tags, by design
+
+
+def test_imagenet_excerpt_with_an_unlabelled_line_and_a_repeated_tag(vocabulary: list[str]) -> None:
+    taglist = read_taglist(IMAGENET / "imagenet_multi_1000_taglist.txt")
+    assert len(taglist) == 1000
+    assert [i for i, name in enumerate(taglist) if name == "missile"] == [657, 744]
+    assert [i for i, name in enumerate(taglist) if name == "sunglasses"] == [836, 837]
+    text = lines(IMAGENET / "imagenet_multi_1000_annots.txt", 1, 2, 255, 468, 621)
+    assert text.splitlines()[0] == "ILSVRC2012_val_00000001.JPEG"  # no comma: no label
+    assert guess_dialect(text) == "indices"
+    gt = parse_ground_truth(text, taglist=taglist)
+    assert gt.images[0] == "ILSVRC2012_val_00000001.JPEG" and gt.labels[0] == ()
+    assert gt.labels[1] == (795, 970)
+    assert gt.labels[2] == (801, 836, 837, 983)
+    assert gt.labels[3] == (657,)  # one missile line, not the other: numbers are lines, not names
+    assert gt.labels[4] == (657, 744)
+    targets = gt.targets(range(5), [657, 744])
+    np.testing.assert_array_equal(targets, [[0, 0], [0, 0], [0, 0], [1, 0], [1, 1]])
+    match = match_vocabulary(taglist, vocabulary)
+    both = [int(v) for c, v in zip(match.classes, match.vocabulary_index) if c in (657, 744)]
+    assert both == [vocabulary.index("missile")] * 2  # both lines are the model's one tag
+    assert (len(match.classes), len(match.unknown)) == (369, 631)  # 'missile' and 'sunglasses' twice each
+
+
+def test_hico_excerpt_and_its_taglist_without_final_newline(vocabulary: list[str]) -> None:
+    assert not (HICO / "hico_600_taglist.txt").read_bytes().endswith(b"\n")
+    taglist = read_taglist(HICO / "hico_600_taglist.txt")
+    assert len(taglist) == 600 and taglist[0] == "person board airplane"
+    gt = read_ground_truth(HICO / "hico_600_annots.txt", taglist=taglist)
+    assert gt.dialect == "indices" and len(gt.images) == 9658
+    assert gt.labels[1] == (131, 139, 143)
+    assert len(match_vocabulary(taglist, vocabulary).unknown) == 600  # interaction phrases
+
+
+def test_name_taglist_naming_one_tag_twice_labels_both_lines() -> None:
+    gt = parse_ground_truth("a.jpg,missile\nb.jpg,cat\n", taglist=["missile", "cat", "missile"], dialect="openimages")
+    assert gt.labels == ((0, 2), (1,))
+
+
+def test_csv_labels(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        'path,width,tags\n'
+        'a.jpg,3,cat|dog\n'
+        '"b, with comma.jpg",4,\n'
+        'c.jpg,5, dog | unicorn \n'
+        '\n'
+        'a.jpg,3,tree\n',
+        encoding="utf-8",
+    )
+    gt = read_ground_truth(path, taglist=None)
+    assert gt.dialect == "csv"
+    assert gt.images == ("a.jpg", "b, with comma.jpg", "c.jpg")
+    assert gt.classes == ("cat", "dog", "unicorn", "tree")
+    assert gt.labels == ((0, 1, 3), (), (1, 2))
+    assert gt.repeated_images == 1
+    with_list = read_ground_truth(path, taglist=["dog", "cat"])
+    assert with_list.labels == ((0, 1), (), (0,))
+    assert with_list.unknown_labels == {"unicorn": 1, "tree": 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x.jpg,0 7\n", ":1: class number 7"),
+        ("x.jpg,0\ny.jpg,1 b\n", ":2: expected class numbers"),
+    ],
+)
+def test_bad_indices_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(GroundTruthError, match=message):
+        parse_ground_truth(text, taglist=["a", "b"], dialect="indices", source="labels.txt")
+
+
+def test_indices_need_a_taglist_and_csv_a_header() -> None:
+    with pytest.raises(UsageError, match="--taglist"):
+        parse_ground_truth("x.jpg,1 2\n")
+    with pytest.raises(GroundTruthError, match="header"):
+        parse_ground_truth("x.jpg,cat\n", dialect="csv")
+    with pytest.raises(GroundTruthError, match="blank line"):
+        read_taglist_text("cat\n\ndog\n")
+
+
+def read_taglist_text(text: str) -> list[str]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "taglist.txt"
+        path.write_text(text, encoding="utf-8")
+        return read_taglist(path)
+
+
+def test_match_vocabulary_by_exact_name() -> None:
+    match = match_vocabulary(["Cat", "dog", "red panda", "unicorn", "dog", "Cat"], ["dog", "cat", "red panda"])
+    assert match.classes.tolist() == [1, 2, 4]
+    assert match.vocabulary_index.tolist() == [0, 2, 0]
+    assert match.unknown == ("Cat", "unicorn")  # each unknown name once
+
+
+def test_align_benchmark_names_with_run_paths() -> None:
+    labelled = ["test/aa", "test/bb", "test/cc", "dd.JPEG", "x/ee", "y/ee"]
+    predicted = ["imgs/test/aa.jpg", "bb.jpg", "dd.JPEG", "other.jpg", "p/ee.png", "q/ee.png"]
+    result = align(labelled, predicted)
+    pairs = dict(zip(result.labelled_rows.tolist(), result.predicted_rows.tolist()))
+    assert pairs == {0: 0, 1: 1, 3: 2}  # ee is ambiguous, cc absent
+    assert result.missing == ("test/cc", "x/ee", "y/ee")
+    assert result.unlabelled == 3
+
+
+def test_image_finder_finds_benchmark_names(tmp_path: Path) -> None:
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "aa.jpg").write_bytes(b"")
+    (tmp_path / "bb.jpg").write_bytes(b"")
+    (tmp_path / "cc.JPEG").write_bytes(b"")
+    (tmp_path / "dd.png").mkdir()  # a folder is not an image
+    find = ImageFinder(tmp_path)
+    assert find("test/aa", ".jpg") == tmp_path / "test" / "aa.jpg"
+    assert find("test/bb", ".jpg") == tmp_path / "bb.jpg"  # a flat copy
+    assert find("cc.JPEG") == tmp_path / "cc.JPEG"
+    assert find("test/zz", ".jpg") is None
+    assert find("dd") is None
+
+
+# --- fetching the benchmark files -------------------------------------------------------------
+
+
+def _shared_copy(entry: DataFile) -> Path:
+    folder = entry.path.split("/")[1]
+    return BENCH / {"imagenet_multi": "imagenet_multi", "hico": "hico"}.get(folder, folder) / entry.filename
+
+
+def test_pinned_sha256_are_those_of_the_official_files() -> None:
+    for bench in BENCHMARKS.values():
+        for entry in filter(None, (bench.taglist, bench.annotations, bench.descriptions)):
+            assert hashlib.sha256(_shared_copy(entry).read_bytes()).hexdigest() == entry.sha256, entry.path
+            assert entry.url.startswith(f"https://raw.githubusercontent.com/xinyu1205/recognize-anything/{OFFICIAL_COMMIT}/datasets/")
+
+
+@pytest.fixture
+def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The official repository layout as file:// URLs, online but with no network."""
+    root = tmp_path / "mirror"
+    (root / "datasets").mkdir(parents=True)
+    for folder in BENCH.iterdir():
+        (root / "datasets" / folder.name).symlink_to(folder)
+    monkeypatch.setenv("RAMTAG_DATA_URL", root.as_uri())
+    monkeypatch.delenv("RAMTAG_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    return root
+
+
+def test_benchmark_files_are_fetched_checked_and_cached(mirror: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = BENCHMARKS["hico_600"].taglist
+    path = benchmark_file(entry)
+    assert path.read_bytes() == _shared_copy(entry).read_bytes()
+    assert path.parent.name == OFFICIAL_COMMIT
+    monkeypatch.setenv("RAMTAG_OFFLINE", "1")
+    assert benchmark_file(entry) == path  # cached: no download offline
+    path.write_text("tampered\n")
+    with pytest.raises(ChecksumError, match="damaged"):
+        benchmark_file(entry)
+
+
+def test_a_wrong_download_is_refused_and_not_cached(mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "hico_600_taglist.txt").write_text("not the list\n")
+    monkeypatch.setenv("RAMTAG_DATA_URL", wrong.as_uri() + "/{filename}")
+    with pytest.raises(ChecksumError, match="not the pinned"):
+        benchmark_file(BENCHMARKS["hico_600"].taglist)
+    assert not (groundtruth.data_dir() / "hico_600_taglist.txt").exists()
+
+
+def test_offline_and_not_cached_says_what_to_do() -> None:
+    with pytest.raises(ResourceUnavailableError, match="offline"):
+        benchmark_file(BENCHMARKS["openimages_common_214"].annotations)
