@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -40,6 +41,7 @@ class Prepared:
     height: int | None
     error: str | None
     seconds: float = 0.0
+    path: Path | None = None  # where the image is, for outputs placed beside it (XMP sidecars)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class ImageRecord:
     width: int | None
     height: int | None
     error: str | None
+    path: Path | None = None  # the file it came from, for outputs placed beside it (XMP sidecars)
 
 
 @dataclass
@@ -102,11 +105,11 @@ class ImageDataset(Dataset):
             width, height = image.size
             pixels = self.prepare(image)
         except RamtagError as exc:
-            return Prepared(ref.key, None, None, None, str(exc), time.perf_counter() - start)
+            return Prepared(ref.key, None, None, None, str(exc), time.perf_counter() - start, ref.path)
         except Exception as exc:  # noqa: BLE001 - a worker must hand back data, never die
             message = f"cannot use this image ({type(exc).__name__}: {exc})"
-            return Prepared(ref.key, None, None, None, message, time.perf_counter() - start)
-        return Prepared(ref.key, pixels, width, height, None, time.perf_counter() - start)
+            return Prepared(ref.key, None, None, None, message, time.perf_counter() - start, ref.path)
+        return Prepared(ref.key, pixels, width, height, None, time.perf_counter() - start, ref.path)
 
 
 @dataclass(frozen=True)
@@ -202,10 +205,10 @@ def run_batches(
         row = 0
         for item in batch.items:
             if item.error is not None:
-                records.append(ImageRecord(item.key, None, None, None, item.error))
+                records.append(ImageRecord(item.key, None, None, None, item.error, item.path))
                 continue
             result = tagger.result(scores[row], top_k)
-            records.append(ImageRecord(item.key, result, item.width, item.height, None))
+            records.append(ImageRecord(item.key, result, item.width, item.height, None, item.path))
             row += 1
         timings.images += len(records)
         timings.batches += 1

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from ..inputs import ImageRef
     from ..outputs.resume import ResumableOutput
+    from ..outputs.xmp import SidecarWriter
     from ..pipeline import ImageRecord, StageTimings
     from ..tagger import Tagger
 from .common import (
@@ -46,6 +47,9 @@ from .common import (
     ThresholdsOpt,
     err_console,
     reporting_errors,
+)
+from .xmp import (
+    Naming, Pending, SidecarsOnly, XmpNamingOpt, XmpOpt, XmpParentOpt, report_skipped, sidecar_writer,
 )
 
 INPUT_PANEL = "Input"
@@ -151,6 +155,9 @@ def run_command(
     threshold: ThresholdOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    xmp: XmpOpt = False,
+    xmp_naming: XmpNamingOpt = Naming.auto,
+    xmp_parent: XmpParentOpt = "ramtag",
 ) -> None:
     """Tag images and write one row per image: path, tags, scores, size, error.
 
@@ -181,22 +188,27 @@ def run_command(
         if lang != Lang.en and tagger.vocabulary.tags_zh is None:
             raise UsageError(f"--lang {lang.value} needs Chinese tag names: pass --tag-list-zh")
         schema = _schema(tagger, lang.value, all_scores, top_k)
+        sidecars = sidecar_writer(xmp, xmp_naming, xmp_parent, {**tagger.metadata(), "top_k": top_k}, lang.value)
         if out is not None:
             from ..outputs.resume import ResumableOutput
 
             target = ResumableOutput(out, chosen, schema, overwrite=overwrite, save_every=save_every)
+        elif sidecars is not None and fmt is None:
+            target = SidecarsOnly()
         else:
             target = _StdoutTarget(chosen, schema, lang.value)
         with target:
-            fresh = (ref for ref in refs if ref.key not in target.done)
+            pending = Pending(target.done, out is not None, sidecars)
+            fresh = (ref for ref in refs if pending(ref))
             batches = dict(
                 batch_size=batch_size, workers=workers, top_k=top_k,
                 max_pixels=MAX_PIXELS if max_pixels is None else max_pixels,
             )
             counting = None if files_from == "-" else lambda: (
-                ref for ref in discover(**discovery) if ref.key not in target.done
+                ref for ref in discover(**discovery) if pending.counted(ref)
             )
-            _tag(fresh, tagger, target, schema, report, batches, counting)
+            _tag(fresh, tagger, target, schema, report, batches, counting, sidecars)
+        report_skipped(pending, quiet)
 
 
 def _schema(tagger: Tagger, lang: str, all_scores: bool, top_k: int | None) -> pa.Schema:
@@ -214,6 +226,7 @@ def _tag(
     report: _Report,
     options: dict[str, Any],
     counting: Callable[[], Iterator[ImageRef]] | None,
+    sidecars: SidecarWriter | None = None,
 ) -> None:
     """The runner: reader → model → writer, timed per stage; Ctrl-C ends it after a batch."""
     from ..outputs import to_record_batch
@@ -225,7 +238,10 @@ def _tag(
     with _CtrlC() as ctrl_c, report:  # the bar stops before anything else is printed
         for number, records in enumerate(batches):
             with timings.timing("write"):
-                target.write(to_record_batch(records, schema))
+                if sidecars is not None:  # a sidecar that cannot be written is the image's error
+                    records = sidecars.write(records)
+                rows = records if sidecars is None else [r for r in records if r.key not in target.done]
+                target.write(to_record_batch(rows, schema))
             report.advance(records)
             if number == 0 and counting is not None:  # only once the workers are forked
                 report.count_later(counting)

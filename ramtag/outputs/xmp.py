@@ -1,0 +1,567 @@
+"""XMP sidecars: ramtag's keywords merged into what photo software already wrote, never over it.
+
+A sidecar holds a person's work (Lightroom develop settings, darktable history, ratings, their own
+keywords), so it is edited in place (``xmlspans``): only the byte ranges of ramtag's own entries
+change, every other byte stays as it was.
+
+What ramtag owns is written down in the sidecar, in its own namespace: the keywords it added to
+each field, their scores, and the settings they came from. A later run takes out exactly those and
+puts in its new ones; ``clean`` takes them all out. Additions go after the last kept entry, indented
+like it, and removals take their leading whitespace with them, so cleaning after a run gives back
+the original bytes. A sidecar that cannot be parsed is never written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import RamtagError
+from .resume import RESULT_SETTINGS
+from .xmlspans import XML_NS, Edit, Element, XmlError, escape, indent_at, parse, removal, splice, xml_text
+
+if TYPE_CHECKING:
+    from ..pipeline import ImageRecord
+    from ..tagger import TagResult
+
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+DC = "http://purl.org/dc/elements/1.1/"
+LR = "http://ns.adobe.com/lightroom/1.0/"
+DIGIKAM = "http://www.digikam.org/ns/1.0/"
+RAMTAG = "https://ramtag.invalid/ns/xmp/1.0/"  # a name only: the .invalid domain never resolves
+NAMINGS = ("auto", "ext", "replace")
+MAX_SIDECAR_BYTES = 64 * 1024 * 1024
+_STEP = " "  # one space per level, as Adobe's toolkit, exiv2 and exiftool indent
+_NOT_PROPERTIES = {(RDF, "about"), (RDF, "ID"), (RDF, "nodeID")}
+_SIMPLE = ("Settings", "Model", "Checkpoint", "Thresholds")
+
+
+class SidecarError(RamtagError):
+    """A sidecar ramtag leaves alone: not XML, not XMP, not UTF-8, unreadable or unwritable."""
+
+
+@dataclass(frozen=True)
+class _Field:
+    """A keyword field photo software reads, and the name of ramtag's record of its additions."""
+
+    record: str
+    uri: str
+    prefix: str
+    local: str
+    container: str
+
+
+FIELDS = (
+    _Field("AddedSubject", DC, "dc", "subject", "Bag"),  # flat: read by everything
+    _Field("AddedHierarchicalSubject", LR, "lr", "hierarchicalSubject", "Bag"),  # Lightroom, darktable
+    _Field("AddedTagsList", DIGIKAM, "digiKam", "TagsList", "Seq"),  # digiKam
+)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What every sidecar of one run records beside its tags; ``settings`` decides what is current."""
+
+    model: str
+    checkpoint_sha256: str
+    thresholds: str
+    settings: str
+    parent: str = "ramtag"
+    lang: str = "en"
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any], *, parent: str, lang: str) -> Provenance:
+        """From ``Tagger.metadata()`` plus ``top_k``: what the keywords depend on, hashed."""
+        chosen = {key: metadata.get(key) for key in (*RESULT_SETTINGS, "open_set")}
+        chosen["xmp"] = {"parent": parent, "lang": lang}
+        values = metadata.get("thresholds") or []
+        same = len(set(values)) == 1
+        return cls(
+            model=str(metadata.get("model_kind") or ""),
+            checkpoint_sha256=str(metadata.get("checkpoint_sha256") or ""),
+            thresholds=f"{values[0]:g}" if same else f"per tag, sha256 {_sha256(values)[:16]}",
+            settings=_sha256(chosen),
+            parent=parent,
+            lang=lang,
+        )
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+State = dict[str, Any]  # ramtag's record: _SIMPLE values, Tags, and one list per FIELDS record
+
+
+def _descriptions(data: bytes) -> tuple[Element, list[Element]]:
+    """rdf:RDF and its rdf:Description children, or why this is no sidecar to edit."""
+    try:
+        root = parse(data)
+    except XmlError as exc:
+        raise SidecarError(str(exc)) from None
+    rdf = next((e for e in root.walk() if e.uri == RDF and e.local == "RDF"), None)
+    if rdf is None:
+        raise SidecarError("not an XMP sidecar (no rdf:RDF element)")
+    return rdf, list(rdf.find(RDF, "Description"))
+
+
+def _properties(description: Element) -> list[tuple[str, str, str]]:
+    """Its attributes that are XMP properties (not rdf:about, xml:lang, namespace declarations)."""
+    attrs = description.resolved_attrs()
+    return [a for a in attrs if a[0] not in ("", XML_NS) and a[:2] not in _NOT_PROPERTIES]
+
+
+def _items(prop: Element) -> tuple[Element | None, list[Element]]:
+    """A list property's container (rdf:Bag, Seq or Alt) and its entries."""
+    for child in prop.children:
+        if child.uri == RDF and child.local in ("Bag", "Seq", "Alt"):
+            return child, list(child.find(RDF, "li"))
+    return None, []
+
+
+def _struct(item: Element) -> dict[str, str]:
+    """A struct's ramtag fields however spelled: parseType Resource, a Description, attributes."""
+    fields: dict[str, str] = {}
+    for holder in (item, *item.find(RDF, "Description")):
+        fields.update((local, value) for uri, local, value in holder.resolved_attrs() if uri == RAMTAG)
+        fields.update((child.local, child.text) for child in holder.children if child.uri == RAMTAG)
+    return fields
+
+
+def _read_state(descriptions: Sequence[Element]) -> tuple[State | None, str]:
+    """ramtag's record (None if the sidecar has none) and its date; attribute form read too."""
+    state: State = {**dict.fromkeys(_SIMPLE, ""), "Tags": [], **{f.record: [] for f in FIELDS}}
+    date, seen = "", False
+    for description in descriptions:
+        simple = [(local, value) for uri, local, value in _properties(description) if uri == RAMTAG]
+        simple += [(c.local, c.text) for c in description.children if c.uri == RAMTAG and not c.children]
+        for local, value in simple:
+            seen = True
+            if local in _SIMPLE:
+                state[local] = value.strip()
+            elif local == "Date":
+                date = value.strip()
+        for child in description.children:
+            if child.uri == RAMTAG and child.children:
+                seen = True
+                entries = _items(child)[1]
+                if child.local == "Tags":
+                    fields = [_struct(entry) for entry in entries]
+                    state["Tags"] = [(f.get("Name", ""), f.get("NameZh", ""), f.get("Score", "")) for f in fields]
+                elif child.local in state:
+                    state[child.local] = [entry.text for entry in entries]
+    return (state if seen else None), date
+
+
+# -- what ramtag wants now -------------------------------------------------------------------------
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _wanted(provenance: Provenance, result: TagResult) -> dict[str, list[str]]:
+    """Each field's keywords for these tags: ``tag``, ``parent|tag``, ``parent/tag``."""
+    zh = result.tags_zh or [None] * len(result.tags)
+    names = []
+    for en, chinese in zip(result.tags, zh):
+        if provenance.lang in ("en", "both"):
+            names.append(en)
+        if provenance.lang in ("zh", "both") and chinese:
+            names.append(chinese)
+    names = _unique(xml_text(name) for name in names)
+    parent = xml_text(provenance.parent)
+    return {
+        "AddedSubject": names,
+        "AddedHierarchicalSubject": [f"{parent}|{n}" if parent else n for n in names],
+        "AddedTagsList": [f"{parent.replace('|', '/')}/{n}" if parent else n for n in names],
+    }
+
+
+def _scored(provenance: Provenance, result: TagResult) -> list[tuple[str, str, str]]:
+    """(name, Chinese name if the keywords use it, score to 4 places) per tag, best first."""
+    zh = result.tags_zh if provenance.lang != "en" and result.tags_zh else [""] * len(result.tags)
+    return [(xml_text(t), xml_text(z), f"{s:.4f}") for t, s, z in zip(result.tags, result.scores, zh)]
+
+
+def _added(wanted: dict[str, list[str]], person: dict[str, list[str]]) -> dict[str, list[str]]:
+    """What ramtag adds to each field: its keywords the person does not have there already.
+
+    darktable reads only the hierarchical field once it exists, digiKam only TagsList: a field that
+    ramtag starts would hide the person's keywords held in the flatter ones, so those are copied in
+    (recorded as ramtag's additions, so ``clean`` takes the copies out again).
+    """
+    flat, hier, tags_list = (f.record for f in FIELDS)
+    wanted = {key: list(values) for key, values in wanted.items()}
+    if wanted[hier] and not person[hier]:
+        wanted[hier] += person[flat]
+    if wanted[tags_list] and not person[tags_list]:
+        wanted[tags_list] += [v.replace("|", "/") for v in person[hier]] or person[flat]
+    return {key: [v for v in _unique(values) if v not in person[key]] for key, values in wanted.items()}
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Text of new elements, with ramtag's prefixes declared wherever they are not in force."""
+
+    def __init__(self, scope: dict[str, str]) -> None:
+        self.scope = scope
+
+    def declare(self, *pairs: tuple[str, str]) -> str:
+        return "".join(f' xmlns:{p}="{escape(u, True)}"' for p, u in pairs if self.scope.get(p) != u)
+
+    def bag(self, field: _Field, items: Sequence[str], indent: str) -> str:
+        name, kind = f"{field.prefix}:{field.local}", field.container
+        one, two = indent + _STEP, indent + _STEP * 2
+        lines = [f"<{name}{self.declare((field.prefix, field.uri), ('rdf', RDF))}>", f"{one}<rdf:{kind}>"]
+        lines += [f"{two}<rdf:li>{escape(item)}</rdf:li>" for item in items]
+        return "\n".join([*lines, f"{one}</rdf:{kind}>", f"{indent}</{name}>"])
+
+    def simple(self, local: str, value: str) -> str:
+        return f"<ramtag:{local}{self.declare(('ramtag', RAMTAG))}>{escape(value)}</ramtag:{local}>"
+
+    def tags(self, tags: Sequence[tuple[str, str, str]], indent: str) -> str:
+        one, two, three = (indent + _STEP * n for n in (1, 2, 3))
+        lines = [f"<ramtag:Tags{self.declare(('ramtag', RAMTAG), ('rdf', RDF))}>", f"{one}<rdf:Seq>"]
+        for name, zh, score in tags:
+            lines.append(f'{two}<rdf:li rdf:parseType="Resource">')
+            lines.append(f"{three}<ramtag:Name>{escape(name)}</ramtag:Name>")
+            if zh:
+                lines.append(f"{three}<ramtag:NameZh>{escape(zh)}</ramtag:NameZh>")
+            lines += [f"{three}<ramtag:Score>{score}</ramtag:Score>", f"{two}</rdf:li>"]
+        return "\n".join([*lines, f"{one}</rdf:Seq>", f"{indent}</ramtag:Tags>"])
+
+    def block(self, state: State, date: str, created: dict[str, list[str]], indent: str) -> list[str]:
+        """The keyword fields no description holds yet, then ramtag's record."""
+        parts = [self.bag(f, created[f.record], indent) for f in FIELDS if created.get(f.record)]
+        parts += [self.simple(key, state[key]) for key in _SIMPLE]
+        parts.append(self.simple("Date", date))
+        if state["Tags"]:
+            parts.append(self.tags(state["Tags"], indent))
+        records = [_Field(f.record, RAMTAG, "ramtag", f.record, "Bag") for f in FIELDS if state[f.record]]
+        return parts + [self.bag(record, state[record.local], indent) for record in records]
+
+
+def merge(
+    data: bytes | None,
+    provenance: Provenance | None,
+    result: TagResult | None = None,
+    *,
+    now: Callable[[], str] = _utc_now,
+) -> bytes | None:
+    """The sidecar with ramtag's entries replaced by ``result``'s, or removed (``provenance`` None).
+
+    Returns ``data`` itself when nothing changes (an unchanged record keeps its date, so a rerun is
+    byte-identical), and ``None`` when removing leaves nothing at all (a sidecar only ramtag wrote).
+    """
+    source = data if data is not None else _EMPTY
+    if len(source) > MAX_SIDECAR_BYTES:
+        raise SidecarError(f"larger than {MAX_SIDECAR_BYTES >> 20} MiB; not a sidecar ramtag edits")
+    rdf, descriptions = _descriptions(source)
+    old, old_date = _read_state(descriptions)
+    props = {f.record: [c for d in descriptions for c in d.find(f.uri, f.local)] for f in FIELDS}
+    present = {key: [item.text for p in found for item in _items(p)[1]] for key, found in props.items()}
+    owned = {key: set(old[key]) if old else set() for key in props}
+    person = {key: [v for v in values if v not in owned[key]] for key, values in present.items()}
+    new: State | None = None
+    added: dict[str, list[str]] = {key: [] for key in props}
+    if provenance is not None:
+        if result is None:
+            raise ValueError("merge needs the result to write")
+        added = _added(_wanted(provenance, result), person)
+        new = {
+            "Settings": provenance.settings, "Model": provenance.model,
+            "Checkpoint": provenance.checkpoint_sha256, "Thresholds": provenance.thresholds,
+            "Tags": _scored(provenance, result), **added,
+        }
+    in_place = all(
+        set(added[key]) <= set(present[key]) and not (owned[key] - set(added[key])) & set(present[key])
+        for key in props
+    )
+    if new == old and in_place:
+        return data
+    date = old_date if new == old and old_date else now()
+
+    edits: list[Edit] = []
+    removed: set[int] = set()  # ids of the elements taken out whole
+    created = _edit_keywords(source, descriptions, props, present, owned, added, edits, removed)
+    if new is not None:
+        _place_record(source, rdf, descriptions, new, date, created, edits, removed)
+    else:
+        for description in descriptions:
+            for child in (c for c in description.children if c.uri == RAMTAG):
+                edits.append(removal(source, child, description.inner))
+                removed.add(id(child))
+    for description in descriptions:
+        if any(uri == RAMTAG for uri, _, _ in _properties(description)):
+            edits.append((description.start, description.inner, _start_tag_without_ramtag(description)))
+    remaining = _drop_emptied(source, rdf, descriptions, removed, edits)
+    if new is None and not remaining and len(rdf.children) == len(descriptions):
+        return None
+    return splice(source, edits)
+
+
+_EMPTY = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="ramtag">\n'
+    f' <rdf:RDF xmlns:rdf="{RDF}">\n'
+    " </rdf:RDF>\n"
+    "</x:xmpmeta>\n"
+).encode("utf-8")
+
+
+def _edit_keywords(
+    data: bytes,
+    descriptions: list[Element],
+    props: dict[str, list[Element]],
+    present: dict[str, list[str]],
+    owned: dict[str, set[str]],
+    added: dict[str, list[str]],
+    edits: list[Edit],
+    removed: set[int],
+) -> dict[str, list[str]]:
+    """Entries out of and into the keyword fields there are; returns those for fields to create."""
+    created = {}
+    for f in FIELDS:
+        drop = owned[f.record] - set(added[f.record])
+        missing = [v for v in added[f.record] if v not in present[f.record]]
+        if not props[f.record]:
+            created[f.record] = missing
+        for number, prop in enumerate(props[f.record]):
+            container, items = _items(prop)
+            if container is None:
+                raise SidecarError(f"{prop.name} is not a list; ramtag leaves this sidecar alone")
+            adding = missing if number == 0 else []
+            kept = [item for item in items if item.text not in drop]
+            if not kept and not adding and items:  # emptied by ramtag: the field goes
+                holder = next(d for d in descriptions if any(c is prop for c in d.children))
+                edits.append(removal(data, prop, holder.inner))
+                removed.add(id(prop))
+                continue
+            edits += [removal(data, item, container.inner) for item in items if item.text in drop]
+            if adding:
+                edits.append(_insertion(data, container, kept, items, adding))
+    return created
+
+
+def _insertion(
+    data: bytes, container: Element, kept: list[Element], items: list[Element], adding: list[str]
+) -> Edit:
+    """New entries after the last kept one, indented like the entries there."""
+    li = f"{container.prefix}li"
+    if container.inner == container.end:  # <rdf:Bag/>: written out again, with its entries
+        outer = indent_at(data, container.start)
+        entries = "".join(f"\n{outer}{_STEP}<{li}>{escape(v)}</{li}>" for v in adding)
+        tag = data[container.start : container.end - 2].decode("utf-8").rstrip()
+        return container.start, container.end, f"{tag}>{entries}\n{outer}</{container.name}>"
+    indent = indent_at(data, items[0].start) if items else indent_at(data, container.start) + _STEP
+    at = kept[-1].end if kept else container.inner
+    return at, at, "".join(f"\n{indent}<{li}>{escape(v)}</{li}>" for v in adding)
+
+
+def _place_record(
+    data: bytes,
+    rdf: Element,
+    descriptions: list[Element],
+    state: State,
+    date: str,
+    created: dict[str, list[str]],
+    edits: list[Edit],
+    removed: set[int],
+) -> None:
+    """ramtag's record where the previous one began, else in a description of its own at the end."""
+    previous = [(d, c) for d in descriptions for c in d.children if c.uri == RAMTAG]
+    if previous:
+        holder, first = previous[0]
+        indent = indent_at(data, first.start)
+        parts = _Writer(holder.scope).block(state, date, created, indent)
+        edits.append((first.start, first.end, f"\n{indent}".join(parts)))
+        for description, child in previous[1:]:
+            edits.append(removal(data, child, description.inner))
+            removed.add(id(child))
+        return
+    about = next((v for d in descriptions for u, n, v in d.resolved_attrs() if (u, n) == (RDF, "about")), "")
+    indent = indent_at(data, descriptions[-1].start) if descriptions else indent_at(data, rdf.start) + _STEP
+    used = [("rdf", RDF), *((f.prefix, f.uri) for f in FIELDS if created.get(f.record)), ("ramtag", RAMTAG)]
+    head = f'<rdf:Description rdf:about="{escape(about, True)}"{_Writer(rdf.scope).declare(*used)}>'
+    parts = _Writer({**rdf.scope, **dict(used)}).block(state, date, created, indent + _STEP)
+    body = "".join(f"\n{indent}{_STEP}{part}" for part in parts)
+    at = descriptions[-1].end if descriptions else rdf.inner
+    edits.append((at, at, f"\n{indent}{head}{body}\n{indent}</rdf:Description>"))
+
+
+def _start_tag_without_ramtag(element: Element) -> str:
+    """The start tag again without ramtag's attribute-form properties (another tool's compact form)."""
+    def ramtag_property(name: str) -> bool:
+        prefix, colon, _ = name.partition(":")
+        return bool(colon) and prefix != "xmlns" and element.scope.get(prefix) == RAMTAG
+
+    attrs = "".join(f' {n}="{escape(v, True)}"' for n, v in element.attrs if not ramtag_property(n))
+    return f"<{element.name}{attrs}{'/>' if element.inner == element.end else '>'}"
+
+
+def _drop_emptied(
+    data: bytes, rdf: Element, descriptions: list[Element], removed: set[int], edits: list[Edit]
+) -> list[Element]:
+    """Take out whole each description ramtag's removals left without any property; the rest."""
+    remaining = []
+    for description in descriptions:
+        attrs = _properties(description)
+        touched = any(id(c) in removed for c in description.children) or any(a[0] == RAMTAG for a in attrs)
+        emptied = all(id(c) in removed for c in description.children) and all(a[0] == RAMTAG for a in attrs)
+        if not (touched and emptied):
+            remaining.append(description)
+            continue
+        start, end, _ = gone = removal(data, description, rdf.inner)
+        edits[:] = [e for e in edits if not (start <= e[0] and e[1] <= end and (e[0], e[1]) != (end, end))]
+        edits.append(gone)
+    return remaining
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+
+def sidecar_path(image: Path, naming: str = "auto") -> Path:
+    """``ext``: IMG_0001.CR2.xmp (darktable, digiKam, Immich); ``replace``: IMG_0001.xmp (Lightroom).
+
+    ``auto``: whichever exists, ``ext`` if both, else ``ext``. An existing ``.XMP`` spelling is
+    used rather than a second sidecar made beside it.
+    """
+    if naming not in NAMINGS:
+        raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
+    forms = {"ext": image.with_name(image.name + ".xmp"), "replace": image.with_suffix(".xmp")}
+    order = ["ext", "replace"] if naming == "auto" else [naming]
+    for form in order:
+        for candidate in (forms[form], forms[form].with_suffix(".XMP")):
+            if candidate.is_file():
+                return candidate
+    return forms[order[0]]
+
+
+def read_sidecar(path: Path) -> bytes | None:
+    """The sidecar's bytes, or None when there is none yet."""
+    try:
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            raise SidecarError(f"larger than {MAX_SIDECAR_BYTES >> 20} MiB; not a sidecar ramtag edits")
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SidecarError(f"cannot read it ({exc.strerror or exc})") from None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """A temporary file beside it, synced, renamed over it: readers see the old or the new one."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        mode = path.stat().st_mode & 0o7777 if path.exists() else None
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if mode is not None:
+                os.chmod(tmp, mode)  # an existing sidecar keeps its permissions
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise SidecarError(f"cannot write it ({exc.strerror or exc})") from None
+
+
+class SidecarWriter:
+    """One run's results into each image's sidecar: what ``ramtag run --xmp`` drives."""
+
+    def __init__(
+        self, provenance: Provenance, *, naming: str = "auto", now: Callable[[], str] = _utc_now
+    ) -> None:
+        if naming not in NAMINGS:
+            raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
+        self.provenance = provenance
+        self.naming = naming
+        self.now = now
+
+    def path_for(self, image: Path) -> Path:
+        return sidecar_path(image, self.naming)
+
+    def is_current(self, image: Path) -> bool:
+        """Whether the sidecar holds ramtag's entries from these settings already (a rerun skips it)."""
+        try:
+            data = read_sidecar(self.path_for(image))
+            state = _read_state(_descriptions(data)[1])[0] if data is not None else None
+        except SidecarError:
+            return False  # tagged again, and the error reported then
+        return state is not None and state["Settings"] == self.provenance.settings
+
+    def update(self, image: Path, result: TagResult) -> Path:
+        """Merge ``result`` into the image's sidecar; the image itself is never opened."""
+        path = self.path_for(image)
+        if path.resolve() == image.resolve():
+            raise SidecarError("the sidecar would be the image itself")
+        data = read_sidecar(path)
+        merged = merge(data, self.provenance, result, now=self.now)
+        if merged is not None and merged is not data:
+            write_atomically(path, merged)
+        return path
+
+    def write(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
+        """Each tagged record's sidecar; one that cannot be written makes its record an error."""
+        out = []
+        for record in records:
+            if record.result is not None and record.path is not None:
+                try:
+                    self.update(record.path, record.result)
+                except SidecarError as exc:
+                    error = f"sidecar {self.path_for(record.path).name}: {exc}"
+                    record = replace(record, result=None, width=None, height=None, error=error)
+            out.append(record)
+        return out
+
+
+def clean(path: Path, *, dry_run: bool = False) -> str:
+    """Take ramtag's entries out of one sidecar: ``"cleaned"``, ``"removed"`` (nothing else was in
+    it, so the file goes) or ``"untouched"`` (nothing of ramtag's in it)."""
+    data = read_sidecar(path)
+    if data is None:
+        raise SidecarError("not found")
+    merged = merge(data, None)
+    if merged is data:
+        return "untouched"
+    if not dry_run and merged is None:
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise SidecarError(f"cannot remove it ({exc.strerror or exc})") from None
+    elif not dry_run:
+        write_atomically(path, merged)
+    return "removed" if merged is None else "cleaned"
+
+
+def find_sidecars(paths: Iterable[Path], *, hidden: bool = False) -> Iterator[Path]:
+    """``.xmp`` files under folders (sorted, recursively) and those named directly."""
+    for root in paths:
+        if not root.is_dir():
+            yield root
+            continue
+        for folder, subfolders, files in os.walk(root):
+            subfolders[:] = sorted(d for d in subfolders if hidden or not d.startswith("."))
+            for name in sorted(files):
+                if name.lower().endswith(".xmp") and (hidden or not name.startswith(".")):
+                    yield Path(folder) / name

@@ -1,0 +1,428 @@
+"""XMP sidecars without the model: merging into what photo software wrote, cleaning, refusing.
+
+The sidecars below are written in the styles of Lightroom Classic and darktable; what they must keep
+is checked byte for byte and, where exiftool is installed, as exiftool reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ramtag.outputs.xmp import (
+    RAMTAG,
+    Provenance,
+    SidecarError,
+    SidecarWriter,
+    clean,
+    find_sidecars,
+    merge,
+    sidecar_path,
+    write_atomically,
+)
+from ramtag.pipeline import ImageRecord
+from ramtag.tagger import TagResult
+
+EXIFTOOL = shutil.which("exiftool")
+needs_exiftool = pytest.mark.skipif(
+    EXIFTOOL is None, reason="exiftool is not installed (Debian: libimage-exiftool-perl; .ci/run installs it)"
+)
+KEYWORD_TAGS = ["-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject", "-XMP-digiKam:TagsList"]
+
+LIGHTROOM = """\
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Adobe XMP Core 7.0-c000 1.000000, 0000/00/00-00:00:00        ">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/"
+    xmlns:dc="http://purl.org/dc/elements/1.1/"
+    xmlns:lr="http://ns.adobe.com/lightroom/1.0/"
+   xmp:Rating="4"
+   xmp:Label="Red"
+   crs:Version="15.4"
+   crs:ProcessVersion="11.0"
+   crs:WhiteBalance="As Shot"
+   crs:Exposure2012="+0.35"
+   crs:Shadows2012="+21"
+   crs:LookName="Adobe Color &amp; &quot;Vivid&quot;">
+   <crs:ToneCurvePV2012>
+    <rdf:Seq>
+     <rdf:li>0, 0</rdf:li>
+     <rdf:li>128, 140</rdf:li>
+     <rdf:li>255, 255</rdf:li>
+    </rdf:Seq>
+   </crs:ToneCurvePV2012>
+   <dc:title>
+    <rdf:Alt>
+     <rdf:li xml:lang="x-default">Sunday walk</rdf:li>
+    </rdf:Alt>
+   </dc:title>
+   <dc:subject>
+    <rdf:Bag>
+     <rdf:li>Grandma's garden</rdf:li>
+     <rdf:li>dog</rdf:li>
+    </rdf:Bag>
+   </dc:subject>
+   <lr:hierarchicalSubject>
+    <rdf:Bag>
+     <rdf:li>Places|Grandma's garden</rdf:li>
+     <rdf:li>Animals|dog</rdf:li>
+    </rdf:Bag>
+   </lr:hierarchicalSubject>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+DARKTABLE = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/"
+    xmlns:dc="http://purl.org/dc/elements/1.1/"
+    xmlns:lr="http://ns.adobe.com/lightroom/1.0/"
+    xmlns:darktable="http://darktable.sf.net/"
+   xmp:Rating="2"
+   xmpMM:DerivedFrom="IMG_0002.CR2"
+   darktable:xmp_version="5"
+   darktable:raw_params="0"
+   darktable:auto_presets_applied="1"
+   darktable:history_end="2"
+   darktable:iop_order_version="4">
+   <dc:subject>
+    <rdf:Bag>
+     <rdf:li>holiday</rdf:li>
+    </rdf:Bag>
+   </dc:subject>
+   <lr:hierarchicalSubject>
+    <rdf:Bag>
+     <rdf:li>darktable|format|cr2</rdf:li>
+     <rdf:li>holiday</rdf:li>
+    </rdf:Bag>
+   </lr:hierarchicalSubject>
+   <darktable:masks_history>
+    <rdf:Seq/>
+   </darktable:masks_history>
+   <darktable:history>
+    <rdf:Seq>
+     <rdf:li
+      darktable:num="0"
+      darktable:operation="exposure"
+      darktable:enabled="1"
+      darktable:modversion="6"
+      darktable:params="0000000000000000cdcc4c3e"
+      darktable:multi_name=""
+      darktable:multi_priority="0"/>
+     <rdf:li
+      darktable:num="1"
+      darktable:operation="colorbalancergb"
+      darktable:enabled="1"
+      darktable:modversion="5"
+      darktable:params="gz09eJxjYGBgYAFiCQYYcHIiYWGQ=="
+      darktable:multi_name="&lt;warm&gt; &amp; soft"
+      darktable:multi_priority="0"/>
+    </rdf:Seq>
+   </darktable:history>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+PROVENANCE = Provenance("ram_plus", "ab" * 32, "per tag, sha256 0123456789abcdef", "settings-1")
+
+
+def result(tags: list[str], scores: list[float] | None = None, zh: list[str] | None = None) -> TagResult:
+    scores = scores if scores is not None else [0.9 - 0.1 * i for i in range(len(tags))]
+    return TagResult(tags, scores, zh, np.zeros(4, dtype=np.float32))
+
+
+def clock(value: str = "2024-05-01T10:00:00Z"):
+    return lambda: value
+
+
+def exiftool_keywords(path: Path, *extra: str) -> dict[str, list[str]]:
+    out = subprocess.run(
+        [EXIFTOOL, "-j", "-charset", "utf8", *KEYWORD_TAGS, *extra, str(path)],
+        check=True, capture_output=True,
+    ).stdout
+    found = json.loads(out)[0]
+    found.pop("SourceFile")
+    return {key: value if isinstance(value, list) else [value] for key, value in found.items()}
+
+
+def exiftool_everything_but_keywords(path: Path) -> dict:
+    """Every XMP tag exiftool reads (each of a list, each group), less the keyword fields and ramtag's."""
+    out = subprocess.run([EXIFTOOL, "-j", "-a", "-G1", "-XMP:all", str(path)], check=True, capture_output=True).stdout
+    keywords = {tag[1:] for tag in KEYWORD_TAGS}
+    return {
+        key: value for key, value in json.loads(out)[0].items()
+        if key != "SourceFile" and key not in keywords and not key.startswith("XMP-ramtag:")
+    }
+
+
+def element(text: str, name: str) -> str:
+    """One element's text exactly as written in ``text``."""
+    start = text.index(f"<{name}")
+    return text[start : text.index(f"</{name}>", start) + len(name) + 3]
+
+
+# -- merging ---------------------------------------------------------------------------------------
+
+
+def test_lightroom_sidecar_keeps_everything_and_clean_gives_back_its_bytes() -> None:
+    original = LIGHTROOM.encode()
+    merged = merge(original, PROVENANCE, result(["cat", "dog", "sky"]), now=clock())
+    text = merged.decode()
+    start_tag = LIGHTROOM[LIGHTROOM.index("<rdf:Description") : LIGHTROOM.index(">", LIGHTROOM.index("crs:LookName")) + 1]
+    assert start_tag in text  # develop settings, rating, label: the same bytes
+    for name in ("crs:ToneCurvePV2012", "dc:title"):
+        assert element(LIGHTROOM, name) in text
+    subject = element(text, "dc:subject")
+    assert subject.count("<rdf:li>dog</rdf:li>") == 1  # the person's dog, not a second one
+    assert "<rdf:li>Grandma's garden</rdf:li>" in subject and "<rdf:li>cat</rdf:li>" in subject
+    assert "<rdf:li>ramtag|dog</rdf:li>" in element(text, "lr:hierarchicalSubject")
+    assert merge(merged, None) == original
+
+
+def test_darktable_history_stays_byte_for_byte() -> None:
+    merged = merge(DARKTABLE.encode(), PROVENANCE, result(["holiday", "beach"]), now=clock()).decode()
+    for name in ("darktable:history", "darktable:masks_history"):
+        assert element(DARKTABLE, name) in merged
+    assert merged.startswith(DARKTABLE[: DARKTABLE.index("<dc:subject>")])
+    assert element(merged, "dc:subject").count("holiday") == 1
+    assert merge(merged.encode(), None) == DARKTABLE.encode()
+
+
+@needs_exiftool
+def test_exiftool_reads_the_keywords_and_everything_else_is_unchanged(tmp_path: Path) -> None:
+    for name, original in (("lr.xmp", LIGHTROOM), ("dt.xmp", DARKTABLE)):
+        before, after = tmp_path / f"before-{name}", tmp_path / name
+        before.write_text(original, encoding="utf-8")
+        after.write_bytes(merge(original.encode(), PROVENANCE, result(["cat", "dog"]), now=clock()))
+        assert exiftool_everything_but_keywords(after) == exiftool_everything_but_keywords(before)
+        was, now = exiftool_keywords(before), exiftool_keywords(after)
+        assert set(now["Subject"]) == set(was["Subject"]) | {"cat", "dog"}
+        assert set(now["HierarchicalSubject"]) == set(was["HierarchicalSubject"]) | {"ramtag|cat", "ramtag|dog"}
+        assert set(now["TagsList"]) >= {"ramtag/cat", "ramtag/dog"}
+        for values in now.values():
+            assert len(values) == len(set(values))
+
+
+def test_rerun_changes_nothing_and_the_date_moves_only_with_the_tags() -> None:
+    first = merge(LIGHTROOM.encode(), PROVENANCE, result(["cat"]), now=clock("2024-01-01T00:00:00Z"))
+    assert merge(first, PROVENANCE, result(["cat"]), now=clock("2030-01-01T00:00:00Z")) is first
+    rescored = merge(first, PROVENANCE, result(["cat"], [0.5]), now=clock("2030-01-01T00:00:00Z"))
+    assert b"2030-01-01T00:00:00Z" in rescored and b"2024-01-01" not in rescored
+    # A person deleting a ramtag keyword by hand: it comes back, the record (and date) does not change.
+    edited = first.replace(b"\n     <rdf:li>cat</rdf:li>", b"", 1)
+    again = merge(edited, PROVENANCE, result(["cat"]), now=clock("2030-01-01T00:00:00Z"))
+    assert again == first
+
+
+def test_new_settings_replace_only_ramtags_keywords() -> None:
+    first = merge(LIGHTROOM.encode(), PROVENANCE, result(["cat", "dog", "sky"]), now=clock())
+    other = Provenance("ram", "cd" * 32, "0.5", "settings-2", parent="auto|ramtag")
+    second = merge(first, other, result(["tree"]), now=clock("2025-01-01T00:00:00Z")).decode()
+    subject = element(second, "dc:subject")
+    assert "cat" not in subject and "sky" not in subject and "<rdf:li>tree</rdf:li>" in subject
+    assert "<rdf:li>dog</rdf:li>" in subject  # the person's, though ramtag no longer sees a dog
+    hierarchy = element(second, "lr:hierarchicalSubject")
+    assert "ramtag|" not in hierarchy.replace("auto|ramtag|tree", "") and "Animals|dog" in hierarchy
+    assert "<rdf:li>auto/ramtag/tree</rdf:li>" in element(second, "digiKam:TagsList")
+    assert second.count("<ramtag:Settings>") == 1 and "settings-2" in second
+    assert merge(second.encode(), None) == LIGHTROOM.encode()
+
+
+def test_a_started_hierarchy_gets_the_persons_flat_keywords_too() -> None:
+    """darktable and digiKam stop reading dc:subject once a hierarchical field exists."""
+    flat_only = DARKTABLE.replace(element(DARKTABLE, "lr:hierarchicalSubject"), "<lr:hierarchicalSubject/>")
+    flat_only = flat_only.replace("\n   <lr:hierarchicalSubject/>", "")
+    merged = merge(flat_only.encode(), PROVENANCE, result(["beach"]), now=clock()).decode()
+    assert "<rdf:li>holiday</rdf:li>" in element(merged, "lr:hierarchicalSubject")
+    assert "<rdf:li>holiday</rdf:li>" in element(merged, "digiKam:TagsList")
+    assert merge(merged.encode(), None) == flat_only.encode()
+
+
+def test_new_sidecar_and_its_removal() -> None:
+    created = merge(None, PROVENANCE, result(["cat"]), now=clock())
+    assert created.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
+    assert merge(created, PROVENANCE, result(["cat"])) is created
+    assert merge(created, None) is None  # nothing of anyone else's: the file can go
+
+
+def test_escaping_control_characters_and_chinese_round_trip() -> None:
+    tags = ["rock & roll", "<b>bold</b>", 'say "hi"', "it's", "bell\x07"]
+    zh = ["摇滚", "粗体", "说“嗨”", "它的", "铃"]
+    provenance = Provenance("ram_plus", "", "0.5", "s", parent='A&B "<x>"', lang="both")
+    merged = merge(LIGHTROOM.encode(), provenance, result(tags, zh=zh), now=clock())
+    assert b"\x07" not in merged and "bell\ufffd".encode() in merged
+    assert "<rdf:li>rock &amp; roll</rdf:li>" in merged.decode()
+    assert merge(merged, provenance, result(tags, zh=zh)) is merged
+    assert merge(merged, None) == LIGHTROOM.encode()
+
+
+@needs_exiftool
+def test_exiftool_reads_escaped_and_chinese_tags(tmp_path: Path) -> None:
+    tags = ["rock & roll", "<b>bold</b>", 'say "hi"', "it's"]
+    zh = ["摇滚", "粗体", "说“嗨”", "它的"]
+    provenance = Provenance("ram_plus", "", "0.5", "s", parent="标签 & <co>", lang="both")
+    path = tmp_path / "a.xmp"
+    path.write_bytes(merge(None, provenance, result(tags, zh=zh), now=clock()))
+    found = exiftool_keywords(path)
+    names = [name for pair in zip(tags, zh) for name in pair]
+    assert found["Subject"] == names
+    assert found["HierarchicalSubject"] == [f"标签 & <co>|{n}" for n in names]
+    assert found["TagsList"] == [f"标签 & <co>/{n}" for n in names]
+
+
+@needs_exiftool
+def test_sidecars_rewritten_by_exiftool_are_still_understood(tmp_path: Path) -> None:
+    path = tmp_path / "a.xmp"
+    path.write_bytes(merge(LIGHTROOM.encode(), PROVENANCE, result(["cat", "dog"]), now=clock()))
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-xmp:Rating=5", str(path)], check=True)
+    rewritten = path.read_bytes()
+    assert b"<rdf:Description rdf:about=''\n  xmlns:ramtag=" in rewritten  # exiftool's own layout
+    writer = SidecarWriter(PROVENANCE)
+    assert writer.is_current(tmp_path / "a")
+    other = Provenance("ram_plus", "", "0.5", "settings-2")
+    path.write_bytes(merge(rewritten, other, result(["sky"]), now=clock()))
+    assert path.read_bytes().count(b"<ramtag:Settings>") == 1
+    assert clean(path) == "cleaned"
+    found = exiftool_keywords(path, "-XMP-xmp:Rating", "-XMP-ramtag:all")
+    assert found == {
+        "Subject": ["Grandma's garden", "dog"],
+        "HierarchicalSubject": ["Places|Grandma's garden", "Animals|dog"],
+        "Rating": [5],
+    }
+
+
+def test_compact_attribute_form_is_read_and_replaced(tmp_path: Path) -> None:
+    """Adobe's toolkit writes simple properties as attributes; ramtag's record may come back so."""
+    compact = LIGHTROOM.replace(
+        '   xmp:Rating="4"',
+        f'    xmlns:ramtag="{RAMTAG}"\n   ramtag:Settings="settings-1"\n   ramtag:Date="2020-01-01T00:00:00Z"\n'
+        '   ramtag:Model="ram_plus"\n   xmp:Rating="4"',
+    ).replace("<rdf:li>Grandma's garden</rdf:li>", "<rdf:li>Grandma's garden</rdf:li>\n     <rdf:li>cat</rdf:li>")
+    compact = compact.replace(
+        "  </rdf:Description>",
+        "   <ramtag:AddedSubject>\n    <rdf:Bag>\n     <rdf:li>cat</rdf:li>\n    </rdf:Bag>\n"
+        "   </ramtag:AddedSubject>\n  </rdf:Description>",
+    )
+    (tmp_path / "a.jpg.xmp").write_text(compact, encoding="utf-8")
+    assert SidecarWriter(PROVENANCE).is_current(tmp_path / "a.jpg")  # the attribute form counts
+    merged = merge(compact.encode(), PROVENANCE, result(["sky"]), now=clock()).decode()
+    assert "ramtag:Settings=" not in merged and merged.count("<ramtag:Settings>") == 1
+    assert 'xmp:Rating="4"' in merged and "<rdf:li>cat</rdf:li>" not in element(merged, "dc:subject")
+    cleaned = merge(merged.encode(), None).decode()
+    assert "ramtag:" not in cleaned.replace(f'xmlns:ramtag="{RAMTAG}"', "")
+    assert element(cleaned, "dc:subject") == element(LIGHTROOM, "dc:subject")
+
+
+def test_empty_list_and_other_prefixes() -> None:
+    odd = """<x:xmpmeta xmlns:x="adobe:ns:meta/"><RDF xmlns="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<Description xmlns:d="http://purl.org/dc/elements/1.1/"><d:subject><Bag/></d:subject></Description>
+</RDF></x:xmpmeta>"""
+    merged = merge(odd.encode(), PROVENANCE, result(["cat"]), now=clock()).decode()
+    assert "<d:subject><Bag>\n <li>cat</li>\n</Bag></d:subject>" in merged
+    assert 'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"' in merged  # rdf: declared for its own
+    assert merge(merged.encode(), PROVENANCE, result(["cat"])) is not None
+
+
+# -- refusing --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"<x:xmpmeta><rdf:RDF>", "not valid XML"),
+        (b"this is not xml", "not valid XML"),
+        (b"", "not valid XML"),
+        (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><r>&b;</r>', "DOCTYPE"),
+        (b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>', "DOCTYPE"),
+        (b'<?xml version="1.0" encoding="ISO-8859-1"?><r/>', "ISO-8859-1"),
+        ("<r/>".encode("utf-16"), "not UTF-8"),
+        (b"<html><body>hello</body></html>", "no rdf:RDF"),
+    ],
+)
+def test_what_is_not_an_xmp_sidecar_is_refused(content: bytes, words: str) -> None:
+    with pytest.raises(SidecarError, match=words):
+        merge(content, PROVENANCE, result(["cat"]))
+    with pytest.raises(SidecarError, match=words):
+        merge(content, None)
+
+
+def test_a_bad_sidecar_is_left_alone_and_becomes_the_images_error(tmp_path: Path) -> None:
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"not opened")
+    sidecar = tmp_path / "a.jpg.xmp"
+    sidecar.write_bytes(b"<x:xmpmeta><broken")
+    good = tmp_path / "b.jpg"
+    records = [
+        ImageRecord("a.jpg", result(["cat"]), 10, 10, None, image),
+        ImageRecord("b.jpg", result(["dog"]), 10, 10, None, good),
+        ImageRecord("c.jpg", None, None, None, "truncated", tmp_path / "c.jpg"),
+    ]
+    writer = SidecarWriter(PROVENANCE)
+    out = writer.write(records)
+    assert out[0].result is None and out[0].error.startswith("sidecar a.jpg.xmp: not valid XML")
+    assert sidecar.read_bytes() == b"<x:xmpmeta><broken" and image.read_bytes() == b"not opened"
+    assert out[1] == records[1] and (tmp_path / "b.jpg.xmp").is_file()
+    assert out[2] == records[2] and not (tmp_path / "c.jpg.xmp").exists()
+    assert not writer.is_current(image) and writer.is_current(good)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a.jpg.xmp", "b.jpg.xmp"]
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+
+def test_sidecar_names(tmp_path: Path) -> None:
+    raw = tmp_path / "IMG_0001.CR2"
+    assert sidecar_path(raw, "ext").name == "IMG_0001.CR2.xmp"
+    assert sidecar_path(raw, "replace").name == "IMG_0001.xmp"
+    assert sidecar_path(raw).name == "IMG_0001.CR2.xmp"  # auto, none yet
+    (tmp_path / "IMG_0001.xmp").write_text("x")
+    assert sidecar_path(raw).name == "IMG_0001.xmp"  # auto: the one there
+    (tmp_path / "IMG_0001.CR2.XMP").write_text("x")
+    assert sidecar_path(raw).name == "IMG_0001.CR2.XMP"  # ext first, and its existing spelling
+    assert sidecar_path(raw, "replace").name == "IMG_0001.xmp"
+    with pytest.raises(ValueError):
+        sidecar_path(raw, "sideways")
+
+
+def test_atomic_write_keeps_permissions_and_leaves_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "a.xmp"
+    path.write_text("old")
+    path.chmod(0o640)
+    write_atomically(path, b"new")
+    assert path.read_bytes() == b"new" and (path.stat().st_mode & 0o777) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["a.xmp"]
+    (tmp_path / "b.xmp").mkdir()  # a folder where the sidecar should be: the rename fails
+    with pytest.raises(SidecarError, match="cannot write"):
+        write_atomically(tmp_path / "b.xmp", b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.xmp", "b.xmp"]
+
+
+def test_clean_outcomes_and_search(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    ours = tmp_path / "sub" / "a.jpg.xmp"
+    ours.write_bytes(merge(None, PROVENANCE, result(["cat"]), now=clock()))
+    mixed = tmp_path / "b.XMP"
+    mixed.write_bytes(merge(LIGHTROOM.encode(), PROVENANCE, result(["cat"]), now=clock()))
+    foreign = tmp_path / "c.xmp"
+    foreign.write_text(DARKTABLE)
+    (tmp_path / ".hidden" / "d.xmp").write_text(DARKTABLE)
+    (tmp_path / "notes.txt").write_text("x")
+    found = list(find_sidecars([tmp_path]))
+    assert found == [mixed, foreign, ours]
+    assert len(list(find_sidecars([tmp_path], hidden=True))) == 4
+    assert clean(mixed, dry_run=True) == "cleaned" and b"ramtag" in mixed.read_bytes()
+    assert [clean(p) for p in found] == ["cleaned", "untouched", "removed"]
+    assert mixed.read_text() == LIGHTROOM and foreign.read_text() == DARKTABLE and not ours.exists()
