@@ -38,3 +38,7 @@ class UsageError(RamtagError):
 
 class OutputError(RamtagError):
     """An output file that cannot be written without losing a user's data."""
+
+
+class GroundTruthError(RamtagError):
+    """A label file or taglist that cannot be read as any of the formats."""

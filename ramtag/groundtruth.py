@@ -20,13 +20,9 @@ checked by sha256, into the same cache as the official tag lists (``RAMTAG_DATA_
 from __future__ import annotations
 
 import csv
-import hashlib
-import http.client
 import io
 import os
 import re
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,21 +30,14 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from . import __version__
-from .errors import ChecksumError, RamtagError, ResourceUnavailableError, UsageError
-from .hashing import sha256_of
+from .errors import GroundTruthError, UsageError  # GroundTruthError: still importable from here
 from .inputs import IMAGE_EXTENSIONS
-from .model.download import DATA_URL_ENV, _one_line, _without_credentials, _write_atomic, data_dir
-from .model.registry import OFFICIAL_COMMIT, OFFICIAL_REPO, DataFile
-from .paths import offline
+from .model.download import data_dir, fetch_pinned
+from .model.registry import DataFile
 
 DIALECTS = ("csv", "openimages", "indices")
 TAG_SEPARATOR = "|"
 _INDICES = re.compile(r"\d+(?:\s+\d+)*")
-
-
-class GroundTruthError(RamtagError):
-    """A label file or taglist that cannot be read as any of the formats."""
 
 
 @dataclass(frozen=True)
@@ -397,54 +386,11 @@ def benchmark(name: str) -> Benchmark:
         raise UsageError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}") from None
 
 
-def benchmark_url(entry: DataFile) -> str:
-    """As ``download.data_url``: the pinned commit on GitHub, or the ``RAMTAG_DATA_URL`` mirror."""
-    template = os.environ.get(DATA_URL_ENV, "").strip()
-    if not template:
-        return entry.url
-    if "{" in template:
-        return template.format(path=entry.path, filename=entry.filename, commit=OFFICIAL_COMMIT, repo=OFFICIAL_REPO)
-    return f"{template.rstrip('/')}/{entry.path}"
-
-
 # The largest benchmark file (the rare-200 descriptions) is 3.3 MB.
 _MAX_BENCHMARK_BYTES = 64 << 20
 
 
 def benchmark_file(entry: DataFile) -> Path:
     """A benchmark file, downloaded on first use, cached beside the tag lists, sha256-checked each use."""
-    target = data_dir() / entry.filename
     instead = f"download {entry.url} on a connected machine into {data_dir()}"
-    if target.is_file():
-        actual = sha256_of(target)
-        if actual == entry.sha256:
-            return target
-        if offline():
-            raise ChecksumError(
-                f"{target}: damaged (sha256 {actual[:12]}…, expected {entry.sha256[:12]}…); delete it, then {instead}"
-            )
-        target.unlink(missing_ok=True)
-    elif offline():
-        raise ResourceUnavailableError(
-            f"{entry.filename} is not cached and ramtag is offline (RAMTAG_OFFLINE / HF_HUB_OFFLINE): {instead}"
-        )
-    url = benchmark_url(entry)
-    shown = _without_credentials(url)
-    request = urllib.request.Request(url, headers={"User-Agent": f"ramtag/{__version__}"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            payload = response.read(_MAX_BENCHMARK_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise ResourceUnavailableError(f"cannot download {shown}: HTTP {exc.code} {exc.reason}; {instead}") from None
-    except urllib.error.URLError as exc:
-        raise ResourceUnavailableError(f"cannot download {shown}: {exc.reason}; {instead}") from None
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise ResourceUnavailableError(f"cannot download {shown}: {_one_line(exc)}; {instead}") from None
-    actual = hashlib.sha256(payload).hexdigest()
-    if actual != entry.sha256:
-        raise ChecksumError(
-            f"{shown} sent a file with sha256 {actual[:12]}…, not the pinned {entry.sha256[:12]}…; nothing was cached. "
-            f"Check {DATA_URL_ENV} or your proxy"
-        )
-    _write_atomic(target, payload)
-    return target
+    return fetch_pinned(entry, what="benchmark file", instead=instead, max_bytes=_MAX_BENCHMARK_BYTES)

@@ -1,54 +1,35 @@
 """``ramtag eval``: the paper's metrics for a ramtag output (or a fresh run) against labelled images.
 
-The command is a thin wrapper: ``evaluate`` returns an ``Evaluation`` (numbers and counts), the
-rest prints it. With ``--images`` the model scores the labelled images first, into an ordinary
-``ramtag run --all-scores`` Parquet file (resumable, incremental) kept in the ramtag cache, so a
-second eval with other thresholds reads the scores instead of running the model again.
+The command is a thin wrapper over ``ramtag.evaluation``: ``evaluate`` returns an ``Evaluation``
+(numbers and counts), this module prints it. With ``--images`` the model scores the labelled images
+first, into an ordinary ``ramtag run --all-scores`` Parquet file (resumable, incremental) kept in the
+ramtag cache, so a second eval with other thresholds reads the scores instead of running the model again.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .. import metrics
-from ..errors import OutputError, RamtagError, UsageError
-from ..groundtruth import (
-    BENCHMARKS,
-    Benchmark,
-    GroundTruth,
-    ImageFinder,
-    align,
-    benchmark,
-    benchmark_file,
-    match_vocabulary,
-    read_ground_truth,
-    read_taglist,
-)
+from ..errors import RamtagError, UsageError
+from ..evaluation import Evaluation, evaluate, protocol_threshold, read_labels, write_per_class
+from ..groundtruth import BENCHMARKS, Benchmark, GroundTruth, ImageFinder, benchmark, benchmark_file
 from .common import (
     MODEL_PANEL, CheckpointOpt, DeviceOpt, ModelOpt, PrecisionOpt, TagListOpt, err_console, reporting_errors,
 )
 
 if TYPE_CHECKING:
-    import pyarrow.parquet as pq
-
     from ..tagger import Tagger
-
-_READ_ROWS = 1024  # all_scores rows per read: 1024 x 4,585 floats is 19 MB
 
 
 class LabelFormat(str, Enum):
@@ -131,34 +112,6 @@ class ModelOptions:
     text_encoder: str | None = None  # for open-set tags; None: open-set's default CLIP
 
 
-@dataclass
-class Evaluation:
-    """What an eval found: the summary metrics, the per-class details and the counts behind them."""
-
-    summary: dict[str, float]
-    per_class: list[dict[str, Any]]
-    counts: dict[str, int]
-    thresholds_from: str
-    predictions: str
-    unknown_classes: list[str] = field(default_factory=list)
-    unknown_labels: list[str] = field(default_factory=list)
-    missing_examples: list[str] = field(default_factory=list)
-    calibration: dict[str, Any] | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            **self.summary,
-            "thresholds": self.thresholds_from,
-            "predictions": self.predictions,
-            "counts": self.counts,
-            "unknown_classes": self.unknown_classes,
-            "unknown_labels": self.unknown_labels,
-            "images_without_prediction_examples": self.missing_examples,
-            "calibration": self.calibration,
-            "per_class": self.per_class,
-        }
-
-
 def eval_command(
     gt: GtOpt = None,
     bench: BenchmarkOpt = None,
@@ -195,229 +148,22 @@ def eval_command(
         chosen = benchmark(bench.value) if bench is not None else None
         if chosen is not None and chosen.descriptions is not None and images is not None:
             _open_set_module(chosen)  # before any download or model load
-        labels = _labels(gt, chosen, taglist, label_format.value)
+        labels = read_labels(gt, chosen, taglist, label_format.value)
         if images is not None:
             options = ModelOptions(model, checkpoint, tag_list, device, precision, batch_size, workers, text_encoder)
             pred = _scored(labels, images, chosen, options, scores, rescore, quiet)
         result = evaluate(
-            labels, pred, threshold=_protocol_threshold(threshold, thresholds, chosen),
+            labels, pred, threshold=protocol_threshold(threshold, thresholds, chosen),
             thresholds=thresholds, calibrate=calibrate, target_precision=target_precision,
         )
         if per_class is not None:
-            _write_per_class(per_class, result.per_class)
+            write_per_class(per_class, result.per_class)
     if as_json:
         typer.echo(json.dumps(result.as_json(), ensure_ascii=False))
     else:
         _print(result, Console(highlight=False))
     if not quiet:
         _warn(result)
-
-
-def _protocol_threshold(threshold: float | None, thresholds: Path | None, chosen: Benchmark | None) -> float | None:
-    """The user's threshold, else the benchmark's own (rare-200: 0.5) unless a thresholds file is given."""
-    if threshold is not None or thresholds is not None or chosen is None:
-        return threshold
-    return chosen.threshold
-
-
-def _labels(gt: Path | None, chosen: Benchmark | None, taglist: Path | None, dialect: str) -> GroundTruth:
-    if chosen is not None:
-        names = read_taglist(benchmark_file(chosen.taglist))
-        return read_ground_truth(benchmark_file(chosen.annotations), taglist=names, dialect=chosen.dialect)
-    names = read_taglist(taglist) if taglist is not None else None
-    return read_ground_truth(gt, taglist=names, dialect=dialect)
-
-
-# --- evaluation ----------------------------------------------------------------------------
-
-
-def evaluate(
-    labels: GroundTruth,
-    pred: Path,
-    *,
-    threshold: float | None = None,
-    thresholds: Path | None = None,
-    calibrate: Path | None = None,
-    target_precision: float | None = None,
-) -> Evaluation:
-    """Read the scores of the labelled classes from ``pred`` and compute every metric."""
-    file = _open_scores(pred)
-    vocabulary, run_thresholds = _run_settings(file, pred)
-    match = match_vocabulary(labels.classes, vocabulary)
-    if match.classes.size == 0:
-        raise RamtagError(
-            f"none of the {len(labels.classes)} classes of the labels is a tag of the model that wrote {pred} "
-            f"(e.g. {labels.classes[0]!r}); check the taglist or the model's vocabulary" if labels.classes
-            else "the labels name no class at all"
-        )
-    columns = np.unique(match.vocabulary_index)
-    keys, failed, table = _read_columns(file, columns)
-    paired = align(labels.images, keys)
-    ok = ~failed[paired.predicted_rows]
-    rows, pred_rows = paired.labelled_rows[ok], paired.predicted_rows[ok]
-    if rows.size == 0:
-        example = f" (labels name {labels.images[0]!r}, {pred} has {keys[0]!r})" if labels.images and keys else ""
-        raise RamtagError(f"no labelled image has scores in {pred}{example}: are the labels for these images?")
-    where = np.searchsorted(columns, match.vocabulary_index)
-    class_scores = table[pred_rows][:, where]
-    targets = labels.targets(rows, match.classes)
-
-    in_use, thresholds_from = _thresholds(vocabulary, run_thresholds, threshold, thresholds)
-    class_thresholds = in_use[match.vocabulary_index]
-    ap = metrics.mean_average_precision(class_scores, targets)
-    counts = metrics.precision_recall(metrics.predict(class_scores, class_thresholds), targets)
-    result = Evaluation(
-        summary={"mAP": ap.official, "mAP_positive": ap.over_positive, **counts.summary()},
-        per_class=[
-            {
-                "tag": labels.classes[c], "class_index": int(c), "vocabulary_index": int(v),
-                "positives": int(ap.positives[i]), "AP": float(ap.per_class[i]),
-                "precision": float(counts.precision[i]), "recall": float(counts.recall[i]),
-                "threshold": float(class_thresholds[i]),
-            }
-            for i, (c, v) in enumerate(zip(match.classes, match.vocabulary_index))
-        ],
-        counts={
-            "images_labelled": len(labels.images),
-            "images_evaluated": int(rows.size),
-            "images_without_prediction": len(paired.missing),
-            "images_failed": int((~ok).sum()),
-            "predictions_without_labels": paired.unlabelled,
-            "repeated_label_lines": labels.repeated_images,
-            "classes": int(match.classes.size),
-            "classes_with_positives": int(match.classes.size - ap.classes_without_positives),
-            "classes_without_positives": ap.classes_without_positives,
-            "classes_unknown_to_model": len(match.unknown),
-            "labels_naming_no_class": sum(labels.unknown_labels.values()),
-        },
-        thresholds_from=thresholds_from,
-        predictions=str(pred),
-        unknown_classes=list(match.unknown),
-        unknown_labels=sorted(labels.unknown_labels),
-        missing_examples=list(paired.missing[:5]),
-    )
-    if calibrate is not None:
-        result.calibration = _calibrate(
-            calibrate, table[pred_rows], columns, targets, match.vocabulary_index, in_use, target_precision
-        )
-    return result
-
-
-def _open_scores(pred: Path) -> pq.ParquetFile:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        file = pq.ParquetFile(pred)
-    except FileNotFoundError:
-        raise UsageError(f"{pred}: not found") from None
-    except (OSError, pa.ArrowException):
-        raise UsageError(
-            f"{pred}: not a Parquet file; eval reads the Parquet of `ramtag run --out FILE.parquet --all-scores` "
-            "(CSV and JSON Lines outputs carry no vocabulary)"
-        ) from None
-    if "all_scores" not in file.schema_arrow.names:
-        raise UsageError(f"{pred} has no all_scores column: tag the images again with `ramtag run ... --all-scores`")
-    return file
-
-
-def _run_settings(file: pq.ParquetFile, pred: Path) -> tuple[list[str], np.ndarray | None]:
-    from ..outputs import read_metadata
-
-    metadata = read_metadata(file.schema_arrow) or {}
-    vocabulary = metadata.get("vocabulary")
-    size = file.schema_arrow.field("all_scores").type.list_size
-    if not isinstance(vocabulary, list) or len(vocabulary) != size:
-        raise UsageError(f"{pred} does not record the vocabulary of its all_scores: was it written by `ramtag run`?")
-    found = metadata.get("thresholds")
-    run_thresholds = np.asarray(found, dtype=np.float32) if isinstance(found, list) and len(found) == size else None
-    return vocabulary, run_thresholds
-
-
-def _read_columns(file: pq.ParquetFile, columns: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Every row's path, whether it failed, and its scores for the vocabulary ``columns`` only."""
-    size = file.schema_arrow.field("all_scores").type.list_size
-    keys: list[str] = []
-    failed: list[np.ndarray] = []
-    parts: list[np.ndarray] = []
-    for batch in file.iter_batches(batch_size=_READ_ROWS, columns=["path", "error", "all_scores"]):
-        keys += batch.column("path").to_pylist()
-        scored = batch.column("all_scores")
-        failed.append(batch.column("error").is_valid().to_numpy(zero_copy_only=False)
-                      | scored.is_null().to_numpy(zero_copy_only=False))
-        values = scored.values.slice(scored.offset * size, len(scored) * size).fill_null(0.0)
-        parts.append(values.to_numpy(zero_copy_only=False).reshape(len(scored), size)[:, columns])
-    if not parts:
-        return [], np.zeros(0, dtype=bool), np.zeros((0, len(columns)), dtype=np.float32)
-    return keys, np.concatenate(failed), np.concatenate(parts)
-
-
-def _thresholds(
-    vocabulary: Sequence[str], run: np.ndarray | None, threshold: float | None, path: Path | None
-) -> tuple[np.ndarray, str]:
-    from ..model.labels import DEFAULT_THRESHOLD, read_thresholds
-
-    if threshold is not None:
-        return np.full(len(vocabulary), threshold, dtype=np.float32), f"{threshold:g} for every tag"
-    if path is not None:
-        values = read_thresholds(path)
-        if len(values) > len(vocabulary):
-            raise UsageError(f"{path}: {len(values)} thresholds for a vocabulary of {len(vocabulary)} tags")
-        out = np.full(len(vocabulary), DEFAULT_THRESHOLD, dtype=np.float32)
-        out[: len(values)] = values
-        return out, str(path)
-    if run is not None:
-        return run, "the run's"
-    return np.full(len(vocabulary), DEFAULT_THRESHOLD, dtype=np.float32), f"{DEFAULT_THRESHOLD:g} for every tag"
-
-
-def _calibrate(
-    dest: Path,
-    table: np.ndarray,
-    columns: np.ndarray,
-    targets: np.ndarray,
-    vocabulary_index: np.ndarray,
-    in_use: np.ndarray,
-    target_precision: float | None,
-) -> dict[str, Any]:
-    """Thresholds per vocabulary tag; a tag several classes map to is positive where any of them is."""
-    tag_targets = np.zeros(table.shape, dtype=bool)
-    for j, column in enumerate(np.searchsorted(columns, vocabulary_index)):
-        tag_targets[:, column] |= targets[:, j]
-    chosen = metrics.calibrate(table, tag_targets, in_use[columns], target_precision=target_precision)
-    full = in_use.copy()
-    full[columns] = chosen.thresholds
-    text = "".join(np.format_float_positional(np.float32(t), unique=True, trim="0") + "\n" for t in full)
-    _write_text(dest, text)
-    return {
-        "file": str(dest),
-        "rule": f"lowest threshold with precision >= {target_precision:g}" if target_precision is not None else "best F1",
-        "tags": len(full),
-        "calibrated": int(chosen.calibrated.sum()),
-        "kept_without_positives": int(chosen.without_positives.sum()) + len(full) - len(columns),
-        "kept_unreachable": int(chosen.unreachable.sum()),
-    }
-
-
-def _write_text(dest: Path, text: str) -> None:
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, dest)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{dest}: cannot write it ({exc.strerror or exc})") from None
-
-
-def _write_per_class(dest: Path, rows: list[dict[str, Any]]) -> None:
-    import io
-
-    names = ["tag", "class_index", "vocabulary_index", "positives", "AP", "precision", "recall", "threshold"]
-    buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _write_text(dest, buffer.getvalue())
 
 
 # --- running the model on the labelled images ------------------------------------------------

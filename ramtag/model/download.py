@@ -7,7 +7,8 @@ sha256 is compared once with the one the Hub lists; the result is remembered in
 
 The three data files (tag list, Chinese tag list, thresholds) are 20-45 kB each, pinned by commit
 and sha256 in ``registry``; they live in ``cache_dir()/data/<commit>/`` and are re-hashed every time
-they are handed out, so a damaged copy is never used.
+they are handed out, so a damaged copy is never used. ``fetch_pinned`` does the same for any other
+pinned file of that commit (the benchmarks' label files).
 
 ``RAMTAG_DATA_URL`` points the data downloads at a mirror. Either a base URL under which the
 official repository tree at the pinned commit lies (``<base>/ram/data/ram_tag_list.txt``), or a
@@ -88,15 +89,19 @@ def data_dir() -> Path:
     return cache_dir() / "data" / OFFICIAL_COMMIT
 
 
-def data_url(name: str) -> str:
-    """The URL a data file is downloaded from: the pinned GitHub commit, or ``RAMTAG_DATA_URL``."""
-    entry = _data_entry(name)
+def pinned_url(entry: DataFile) -> str:
+    """The URL a pinned file is downloaded from: the pinned GitHub commit, or ``RAMTAG_DATA_URL``."""
     template = os.environ.get(DATA_URL_ENV, "").strip()
     if not template:
         return entry.url
     if "{" in template:
         return template.format(path=entry.path, filename=entry.filename, commit=OFFICIAL_COMMIT, repo=OFFICIAL_REPO)
     return f"{template.rstrip('/')}/{entry.path}"
+
+
+def data_url(name: str) -> str:
+    """The URL the registered data file ``name`` is downloaded from (see ``pinned_url``)."""
+    return pinned_url(_data_entry(name))
 
 
 def cached_data_file(name: str) -> Path | None:
@@ -110,6 +115,16 @@ def data_file(name: str) -> Path:
     entry = _data_entry(name)
     what, flag = _DATA_HELP[name]
     instead = f"pass {flag} PATH, or run `ramtag models download` on a connected machine and copy {data_dir()} here"
+    return fetch_pinned(entry, what=what, instead=instead)
+
+
+def fetch_pinned(entry: DataFile, *, what: str, instead: str, max_bytes: int = _MAX_DATA_BYTES) -> Path:
+    """Any file of the official repository at the pinned commit, registered or not (the benchmarks'
+    label files too), cached in ``data_dir()`` and re-hashed on every use so a damaged copy is never used.
+
+    ``what`` names the file in messages and ``instead`` says how to do without the download; a
+    response longer than ``max_bytes`` is cut there, so it can only fail the sha256 check.
+    """
     target = data_dir() / entry.filename
     if target.is_file():
         actual = sha256_of(target)
@@ -127,17 +142,17 @@ def data_file(name: str) -> Path:
         raise ResourceUnavailableError(
             f"the official {what} ({entry.filename}) is not cached and ramtag is offline ({_OFFLINE_VARS}): {instead}"
         )
-    _download_data(entry, target, instead)
+    _download_pinned(entry, target, instead, max_bytes)
     return target
 
 
-def _download_data(entry: DataFile, target: Path, instead: str) -> None:
-    url = data_url(entry.name)
+def _download_pinned(entry: DataFile, target: Path, instead: str, max_bytes: int) -> None:
+    url = pinned_url(entry)
     shown = _without_credentials(url)
     request = urllib.request.Request(url, headers={"User-Agent": f"ramtag/{__version__}"})
     try:
         with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
-            payload = response.read(_MAX_DATA_BYTES + 1)
+            payload = response.read(max_bytes + 1)
     except urllib.error.HTTPError as exc:
         raise ResourceUnavailableError(f"cannot download {shown}: HTTP {exc.code} {exc.reason}; {instead}") from None
     except urllib.error.URLError as exc:
