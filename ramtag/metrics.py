@@ -1,7 +1,7 @@
 """The paper's tagging metrics on arrays: AP/mAP, CP/CR/CF1, OP/OR/OF1, and threshold calibration.
 
 Everything takes ``scores`` (images × classes, float) and ``targets`` (images × classes, bool) and
-opens no file: ``cli/eval.py`` reads the outputs and the ground truth, this module only counts.
+opens no file: ``evaluation.py`` reads the outputs and the ground truth, this module only counts.
 
 AP follows the official definition (RAM/RAM++ ``get_mAP``): the mean, over a class's positives, of
 the precision among the images ranked at or above that positive; a class without positives has
