@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -13,21 +12,14 @@ from conftest import FIXTURES
 from ramtag.model.config import named_config
 from ramtag.model.convert import export_official
 from ramtag.model.load import load_model
-from ramtag.model.network import RamModel
+from ramtag.model.synthetic import random_model
 from ramtag.model.transform import preprocess
 
 
 @pytest.mark.slow
 def test_full_size_ram_plus_round_trips_and_runs(tmp_path: Path) -> None:
     config = named_config("ram_plus_swin_large_14m")
-    generator = torch.Generator().manual_seed(0)
-    source = RamModel(config).eval()
-    with torch.no_grad():
-        for name, param in source.named_parameters():
-            if name == "reweight_scale":
-                param.fill_(np.log(1 / 0.07))
-            else:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+    source = random_model(config, seed=0)
     path = tmp_path / "ram_plus_swin_large_14m.pth"
     torch.save({"model": export_official(source)}, path)
 
