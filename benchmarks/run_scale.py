@@ -19,12 +19,14 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procmem import MemorySampler  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO.parent / "shared" / "fixtures" / "official_ramplus_tiny"
@@ -43,26 +45,6 @@ def make_images(folder: Path, count: int, *, seed: int = 0) -> None:
         Image.fromarray(pixels).save(sub / f"img_{index:06d}.jpg", quality=85)
 
 
-def _tree_rss_kb(root: int) -> int:
-    """Memory of a process and all its descendants (Linux /proc), as PSS.
-
-    DataLoader workers are forked from the main process and share its pages (torch's libraries
-    alone are ~500 MB); proportional set size counts a shared page once in total, where summing
-    RSS would count it in every process.
-    """
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        try:
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-            total += int(re.search(r"^Pss:\s+(\d+)", rollup, flags=re.M).group(1))
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                stack.extend(int(c) for c in (task / "children").read_text().split())
-        except (OSError, AttributeError, ValueError):
-            continue
-    return total
-
-
 def run_once(folder: Path, out: Path, extra: list[str]) -> dict:
     command = [
         sys.executable, "-m", "ramtag", "run", str(folder), "--out", str(out),
@@ -73,30 +55,16 @@ def run_once(folder: Path, out: Path, extra: list[str]) -> dict:
     ]
     started = time.perf_counter()
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    peak, samples = 0, []
-
-    def sample() -> None:
-        nonlocal peak
-        while process.poll() is None:
-            rss = _tree_rss_kb(process.pid)
-            peak = max(peak, rss)
-            samples.append((time.perf_counter() - started, rss))
-            time.sleep(0.5)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, stderr = process.communicate()
-    sampler.join()
+    with MemorySampler(process) as memory:
+        _, stderr = process.communicate()
     if process.returncode != 0:
         raise SystemExit(f"ramtag run failed ({process.returncode}):\n{stderr}")
     match = re.search(r"\(([\d.]+) images/s\)", stderr)
-    # RSS over the second half of the run: flat memory means this stays near the peak's level.
-    late = [rss for t, rss in samples if t > (time.perf_counter() - started) / 2]
     return {
         "images_per_s": float(match.group(1)) if match else None,
         "wall_s": round(time.perf_counter() - started, 1),
-        "peak_rss_mb": round(peak / 1024, 1),
-        "late_median_rss_mb": round(float(np.median(late)) / 1024, 1) if late else None,
+        "peak_rss_mb": memory.peak_mb,
+        "late_median_rss_mb": memory.late_median_mb(),
         "summary": stderr.strip().splitlines()[-1] if stderr.strip() else "",
     }
 

@@ -46,16 +46,26 @@ class Tagger:
         device: torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         info: LoadInfo | None = None,
+        open_embed: torch.Tensor | None = None,
+        builtin: bool = True,
+        open_set: dict[str, Any] | None = None,
     ) -> None:
-        if len(vocabulary) != model.config.num_tags:
-            raise UsageError(
-                f"the vocabulary has {len(vocabulary)} tags but the model has {model.config.num_tags}"
-            )
+        # Open-set tags (``open_embed``, ``(T, D, width)``) come after the built-in ones, or alone.
+        expected = (model.config.num_tags if builtin else 0) + (
+            open_embed.shape[0] if open_embed is not None else 0
+        )
+        if len(vocabulary) != expected:
+            raise UsageError(f"the vocabulary has {len(vocabulary)} tags but the model has {expected}")
         self.device = device or torch.device("cpu")
         self.dtype = dtype
         self.model = model.to(device=self.device, dtype=dtype)
         self.vocabulary = vocabulary
         self.info = info
+        self.builtin = builtin
+        self.open_embed = (
+            open_embed.to(device=self.device, dtype=dtype) if open_embed is not None else None
+        )
+        self.open_set = open_set
 
     @property
     def config(self):  # -> ModelConfig
@@ -69,8 +79,45 @@ class Tagger:
     def scores(self, batch: torch.Tensor) -> np.ndarray:
         """Sigmoid scores ``(B, T)`` for a preprocessed batch ``(B, 3, S, S)``."""
         batch = batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
-        logits = self.model(batch)
+        if self.open_embed is None:
+            logits = self.model(batch)
+        else:
+            # Tags are decoded independently, so the built-in and open-set tags can share one image
+            # pass without concatenating (and copying) the 4,585-tag embedding table.
+            tokens = self.model.forward_features(batch)
+            parts = [self.model.forward_head(tokens)] if self.builtin else []
+            parts.append(self.model.forward_head(tokens, self.open_embed))
+            logits = torch.cat(parts, dim=1)
         return torch.sigmoid(logits.float()).cpu().numpy()
+
+    def with_open_set(
+        self,
+        vocabulary: TagVocabulary,
+        label_embed: torch.Tensor,
+        *,
+        keep_builtin: bool,
+        provenance: dict[str, Any] | None = None,
+    ) -> Tagger:
+        """The same model recognising open-set tags: alone, or after the built-in vocabulary.
+
+        ``label_embed`` is ``(T, D, width)``; RAM++ re-weights the D descriptions per image, RAM
+        needs D = 1. ``provenance`` is recorded in the metadata of every output.
+        """
+        if label_embed.dim() != 3 or label_embed.shape[-1] != self.config.text_width:
+            raise UsageError(
+                f"open-set label embeddings of shape {tuple(label_embed.shape)} do not fit the model: "
+                f"expected (tags, descriptions, {self.config.text_width})"
+            )
+        if self.config.kind == "ram" and label_embed.shape[1] != 1:
+            raise UsageError("RAM takes one embedding per tag; average the descriptions first")
+        if self.open_embed is not None or not self.builtin:
+            raise UsageError("this tagger already has open-set tags; start from the built-in one")
+        combined = self.vocabulary.extend(vocabulary) if keep_builtin else vocabulary
+        return Tagger(
+            self.model, combined, device=self.device, dtype=self.dtype, info=self.info,
+            open_embed=label_embed, builtin=keep_builtin,
+            open_set={**(provenance or {}), "tags": list(vocabulary.tags)},
+        )
 
     def result(self, scores: np.ndarray, top_k: int | None = None) -> TagResult:
         """Turn one image's scores into its tags (over threshold, best first, at most ``top_k``)."""
@@ -104,7 +151,7 @@ class Tagger:
 
     def metadata(self) -> dict[str, Any]:
         """Provenance recorded with every output: enough to tell whether results are comparable."""
-        return {
+        data = {
             "ramtag_version": __version__,
             "model_kind": self.config.kind,
             "checkpoint": str(self.info.path) if self.info else None,
@@ -114,6 +161,9 @@ class Tagger:
             "vocabulary": list(self.vocabulary.tags),
             "thresholds": [round(float(t), 6) for t in self.vocabulary.thresholds],
         }
+        if self.open_set is not None:
+            data["open_set"] = self.open_set  # which tags are open-set, and from what
+        return data
 
 
 def load_vocabulary(

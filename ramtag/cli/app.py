@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import models, run
+from . import describe, eval, models, run, xmp
 
 app = typer.Typer(
     name="ramtag",
@@ -34,7 +34,10 @@ def _root(
 
 
 app.command("run")(run.run_command)
+app.command("eval")(eval.eval_command)
+app.command("describe")(describe.describe_command)
 app.add_typer(models.app, name="models")
+app.add_typer(xmp.app, name="xmp")
 
 
 def main() -> None:

@@ -55,6 +55,7 @@ from .xmp import (
 INPUT_PANEL = "Input"
 OUTPUT_PANEL = "Output"
 SPEED_PANEL = "Speed"
+OPEN_SET_PANEL = "Open-set tags"
 LOG_EVERY_S = 10.0  # how often a run without a terminal logs a progress line
 
 
@@ -62,6 +63,11 @@ class OutputFormat(str, Enum):
     parquet = "parquet"
     csv = "csv"
     jsonl = "jsonl"
+
+
+class Vocab(str, Enum):
+    open = "open"
+    both = "both"
 
 
 class Lang(str, Enum):
@@ -158,6 +164,26 @@ def run_command(
     xmp: XmpOpt = False,
     xmp_naming: XmpNamingOpt = Naming.auto,
     xmp_parent: XmpParentOpt = "ramtag",
+    tags: Annotated[
+        Optional[str],
+        typer.Option(
+            "--tags",
+            help="Open-set tags: a descriptions .json (from `ramtag describe`), its embeddings "
+            ".safetensors, a .txt of names, or names separated by commas (template descriptions).",
+            rich_help_panel=OPEN_SET_PANEL,
+        ),
+    ] = None,
+    vocab: Annotated[
+        Vocab,
+        typer.Option("--vocab", help="open: the --tags alone; both: the built-in tags and the --tags.", rich_help_panel=OPEN_SET_PANEL),
+    ] = Vocab.open,
+    text_encoder: Annotated[
+        Optional[str],
+        typer.Option(
+            "--text-encoder", help="CLIP text model for --tags: Hub id or local folder "
+            "(default: openai/clip-vit-base-patch16).", rich_help_panel=OPEN_SET_PANEL, show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Tag images and write one row per image: path, tags, scores, size, error.
 
@@ -172,6 +198,8 @@ def run_command(
         chosen = format_for(out, fmt.value if fmt else None) if out else (fmt.value if fmt else None)
         if out is None and chosen == "parquet":
             raise UsageError("Parquet needs a file: add --out FILE.parquet")
+        if tags is None and (vocab != Vocab.open or text_encoder is not None):
+            raise UsageError("--vocab and --text-encoder go with --tags (open-set tags)")
         report = _Report(quiet=quiet, verbose=verbose, started=started)
         discovery = dict(
             inputs=inputs or [], files_from=files_from, include=include or (),
@@ -185,6 +213,12 @@ def run_command(
             checkpoint, model=model, tag_list=tag_list, tag_list_zh=tag_list_zh,
             thresholds=thresholds, threshold=threshold, device=device, precision=precision,
         )
+        if tags is not None:
+            from ..openset import tagger_with_descriptions
+
+            tagger = tagger_with_descriptions(
+                tagger, tags, vocab=vocab.value, text_encoder=text_encoder, threshold=threshold
+            )
         if lang != Lang.en and tagger.vocabulary.tags_zh is None:
             raise UsageError(f"--lang {lang.value} needs Chinese tag names: pass --tag-list-zh")
         schema = _schema(tagger, lang.value, all_scores, top_k)
