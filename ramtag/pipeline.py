@@ -62,6 +62,9 @@ class StageTimings:
 
     ``decode`` is worker time (summed over workers, so it can exceed the wall time); ``wait`` is the
     time the model sat idle waiting for decoded batches, which is what matters when it is large.
+    ``model`` is split into ``transfer`` (host to device), ``backbone`` (image tokens) and ``head``
+    (re-weighting, decoder, scores back on the host) by ``Tagger.scores``; the split is what says
+    whether a faster backbone, head or input path would pay.
     """
 
     images: int = 0
@@ -70,6 +73,9 @@ class StageTimings:
     wait: float = 0.0
     model: float = 0.0
     write: float = 0.0
+    transfer: float = 0.0
+    backbone: float = 0.0
+    head: float = 0.0
 
     @contextmanager
     def timing(self, stage: str) -> Iterator[None]:
@@ -84,6 +90,10 @@ class StageTimings:
 
     def stages(self) -> dict[str, float]:
         return {"decode": self.decode, "wait": self.wait, "model": self.model, "write": self.write}
+
+    def model_stages(self) -> dict[str, float]:
+        """The parts of ``model``; their sum falls short of it by the call overhead."""
+        return {"transfer": self.transfer, "backbone": self.backbone, "head": self.head}
 
 
 class ImageDataset(Dataset):
@@ -200,7 +210,7 @@ def run_batches(
             return
         timings.add("decode", sum(item.seconds for item in batch.items))
         with timings.timing("model"):
-            scores = tagger.scores(batch.pixels) if batch.pixels is not None else None
+            scores = tagger.scores(batch.pixels, timings) if batch.pixels is not None else None
         records = []
         row = 0
         for item in batch.items:

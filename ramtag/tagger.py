@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +27,9 @@ from .model.labels import TagVocabulary
 from .model.load import LoadInfo, load_model
 from .model.network import RamModel
 from .model.transform import preprocess
+
+if TYPE_CHECKING:
+    from .pipeline import StageTimings
 
 
 @dataclass(frozen=True)
@@ -76,19 +81,25 @@ class Tagger:
         return preprocess(image, self.config)
 
     @torch.inference_mode()
-    def scores(self, batch: torch.Tensor) -> np.ndarray:
-        """Sigmoid scores ``(B, T)`` for a preprocessed batch ``(B, 3, S, S)``."""
-        batch = batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
-        if self.open_embed is None:
-            logits = self.model(batch)
-        else:
-            # Tags are decoded independently, so the built-in and open-set tags can share one image
-            # pass without concatenating (and copying) the 4,585-tag embedding table.
+    def scores(self, batch: torch.Tensor, timings: StageTimings | None = None) -> np.ndarray:
+        """Sigmoid scores ``(B, T)`` for a preprocessed batch ``(B, 3, S, S)``.
+
+        With ``timings``, the seconds of its ``transfer``, ``backbone`` and ``head`` are added there.
+        """
+        with _timed(timings, "transfer", self.device):
+            batch = batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
+        with _timed(timings, "backbone", self.device):
             tokens = self.model.forward_features(batch)
-            parts = [self.model.forward_head(tokens)] if self.builtin else []
-            parts.append(self.model.forward_head(tokens, self.open_embed))
-            logits = torch.cat(parts, dim=1)
-        return torch.sigmoid(logits.float()).cpu().numpy()
+        with _timed(timings, "head", self.device):
+            if self.open_embed is None:
+                logits = self.model.forward_head(tokens)
+            else:
+                # Tags are decoded independently, so the built-in and open-set tags can share one
+                # image pass without concatenating (and copying) the 4,585-tag embedding table.
+                parts = [self.model.forward_head(tokens)] if self.builtin else []
+                parts.append(self.model.forward_head(tokens, self.open_embed))
+                logits = torch.cat(parts, dim=1)
+            return torch.sigmoid(logits.float()).cpu().numpy()
 
     def with_open_set(
         self,
@@ -224,6 +235,25 @@ def load_tagger(
     return Tagger(
         network, vocabulary, device=target, dtype=resolve_precision(precision, target), info=info
     )
+
+
+@contextmanager
+def _timed(timings: StageTimings | None, stage: str, device: torch.device) -> Iterator[None]:
+    """Time one part of ``scores`` when asked to; nothing is added (or waited for) otherwise.
+
+    GPUs run asynchronously, so the stage ends when the device has finished its work: without that,
+    the backbone's time would show up in whichever later stage first waited for the results.
+    """
+    if timings is None:
+        yield
+        return
+    start = time.perf_counter()
+    yield
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+    timings.add(stage, time.perf_counter() - start)
 
 
 def _decode(path: str | Path) -> Image.Image:

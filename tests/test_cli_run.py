@@ -116,6 +116,7 @@ def test_bad_files_become_rows_and_the_run_succeeds(tmp_path: Path, ramplus_tiny
     assert "6 images: 1 tagged, 5 errors" in result.stderr
     assert "b_empty.jpg: empty file" in result.stderr  # --verbose names each bad file
     assert "time per stage: decode" in result.stderr
+    assert "(transfer " in result.stderr and ", backbone " in result.stderr  # the model split
 
 
 def test_workers_give_the_same_rows(tmp_path: Path, ramplus_tiny) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import describe, eval, models, run, xmp
+from . import bench, describe, eval, models, run, xmp
 
 app = typer.Typer(
     name="ramtag",
@@ -36,6 +36,7 @@ def _root(
 app.command("run")(run.run_command)
 app.command("eval")(eval.eval_command)
 app.command("describe")(describe.describe_command)
+app.command("bench")(bench.bench_command)
 app.add_typer(models.app, name="models")
 app.add_typer(xmp.app, name="xmp")
 

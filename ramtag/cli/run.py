@@ -496,5 +496,9 @@ class _Report:
             soft_wrap=True,
         )
         if self.verbose:
-            stages = ", ".join(f"{name} {value:.2f} s" for name, value in timings.stages().items())
+            split = ", ".join(f"{name} {value:.2f} s" for name, value in timings.model_stages().items())
+            stages = ", ".join(
+                f"{name} {value:.2f} s" + (f" ({split})" if name == "model" else "")
+                for name, value in timings.stages().items()
+            )
             err_console.print(f"time per stage: {stages}", markup=False, soft_wrap=True)
