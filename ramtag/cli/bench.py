@@ -13,7 +13,17 @@ import typer
 from rich.console import Console
 
 from ..errors import UsageError
-from .common import DeviceOpt, PrecisionOpt, TagListOpt, ThresholdsOpt, err_console, reporting_errors
+from .common import (
+    SPEED_PANEL,
+    BatchSizeOpt,
+    DeviceOpt,
+    PrecisionOpt,
+    TagListOpt,
+    ThresholdsOpt,
+    WorkersOpt,
+    err_console,
+    reporting_errors,
+)
 
 if TYPE_CHECKING:
     from ..bench import BenchResult
@@ -21,7 +31,6 @@ if TYPE_CHECKING:
 
 WEIGHTS_PANEL = "Weights"
 INPUT_PANEL = "Images"
-SPEED_PANEL = "Speed"
 DEFAULT_SYNTHETIC = 32
 STAGE_WORDS = {
     "decode": "decode+preprocess (worker time)",
@@ -79,13 +88,8 @@ def bench_command(
             rich_help_panel=INPUT_PANEL, show_default=False,
         ),
     ] = None,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Images per model call.", rich_help_panel=SPEED_PANEL)
-    ] = 8,
-    workers: Annotated[
-        Optional[int],
-        typer.Option("--workers", min=0, help="Decoding processes (default: as ramtag run).", rich_help_panel=SPEED_PANEL),
-    ] = None,
+    batch_size: BatchSizeOpt = 8,
+    workers: WorkersOpt = None,
     warmup: Annotated[
         int,
         typer.Option("--warmup", min=0, help="Batches tagged first and left out of the figures.", rich_help_panel=SPEED_PANEL),

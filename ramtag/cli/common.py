@@ -79,3 +79,18 @@ PrecisionOpt = Annotated[
     str,
     typer.Option("--precision", help="auto, fp32, bf16 or fp16 (auto: fp32 on CPU, bf16/fp16 on GPUs).", rich_help_panel=MODEL_PANEL),
 ]
+
+SPEED_PANEL = "Speed"
+
+BatchSizeOpt = Annotated[
+    int, typer.Option("--batch-size", min=1, help="Images per model call.", rich_help_panel=SPEED_PANEL)
+]
+WorkersOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--workers",
+        min=0,
+        help="Decoding processes (default: min(4, cores - 1); 0 decodes in the main process).",
+        rich_help_panel=SPEED_PANEL,
+    ),
+]

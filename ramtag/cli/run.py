@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from ..pipeline import ImageRecord, StageTimings
     from ..tagger import Tagger
 from .common import (
+    BatchSizeOpt,
+    WorkersOpt,
     CheckpointOpt,
     DeviceOpt,
     ModelOpt,
@@ -54,7 +56,6 @@ from .xmp import (
 
 INPUT_PANEL = "Input"
 OUTPUT_PANEL = "Output"
-SPEED_PANEL = "Speed"
 OPEN_SET_PANEL = "Open-set tags"
 LOG_EVERY_S = 10.0  # how often a run without a terminal logs a progress line
 
@@ -140,13 +141,8 @@ def run_command(
         Optional[int],
         typer.Option("--max-pixels", min=1, help="Refuse images larger than this (default: about 179 million, a decompression-bomb guard).", rich_help_panel=INPUT_PANEL),
     ] = None,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Images per model call.", rich_help_panel=SPEED_PANEL)
-    ] = 8,
-    workers: Annotated[
-        Optional[int],
-        typer.Option("--workers", min=0, help="Decoding processes (default: min(4, cores - 1); 0 decodes in the main process).", rich_help_panel=SPEED_PANEL),
-    ] = None,
+    batch_size: BatchSizeOpt = 8,
+    workers: WorkersOpt = None,
     save_every: Annotated[
         int,
         typer.Option("--save-every", min=1, help="Make results durable every N images (and at least every minute): what a crash can cost.", rich_help_panel=OUTPUT_PANEL),
