@@ -10,7 +10,8 @@ has them, e.g. transformers 4.36 and timm 0.4.12):
 What it measures, per image with start-up excluded:
 - official: the single-image path of ``inference_ram_plus.py`` (open, ``get_transform``,
   ``generate_tag`` at batch 1), with the visual encoder timed apart from the tagging head;
-- ramtag: ``ramtag run`` through its DataLoader, once per precision (fp32, bf16).
+- ramtag: ``ramtag bench`` (the ``run`` pipeline with its DataLoader; start-up and one warm-up
+  batch excluded) for the time, and ``ramtag run`` for the scores, once per precision.
 It then compares scores (max |difference| against the official fp32 scores) and tag sets (Jaccard of
 each image's top-k tags, and of the tags over the official thresholds) and prints medians and ratios.
 ``--random-weights`` writes a full-size RAM++ with random weights in the official format, so nothing
@@ -126,30 +127,39 @@ def run_official(args: argparse.Namespace, checkpoint: Path, images: list[Path])
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _ramtag(args: argparse.Namespace, command: list[str]) -> tuple[str, str, float]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ramtag", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env,
+    )
+    with MemorySampler(process) as memory:
+        stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"ramtag {command[0]} failed:\n{stderr[-3000:]}")
+    return stdout, stderr, memory.peak_mb
+
+
 def run_ramtag(
     args: argparse.Namespace, checkpoint: Path, folder: Path, tags: Path, precision: str, out: Path
 ) -> dict:
-    command = [
-        sys.executable, "-m", "ramtag", "run", str(folder), "--out", str(out), "--overwrite",
-        "--checkpoint", str(checkpoint), "--tag-list", str(tags), "--all-scores",
-        "--device", "cpu", "--precision", precision, "--batch-size", str(args.batch_size),
-        "--verbose",
-    ]
+    """Time with ``ramtag bench`` (the run pipeline, start-up and a warm-up batch excluded), then
+    take the scores from a real ``ramtag run``."""
+    common = ["--checkpoint", str(checkpoint), "--tag-list", str(tags), "--device", "cpu",
+              "--precision", precision, "--batch-size", str(args.batch_size)]
     if args.workers is not None:
-        command += ["--workers", str(args.workers)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
-    with MemorySampler(process) as memory:
-        _, stderr = process.communicate()
-    if process.returncode != 0:
-        raise SystemExit(f"ramtag run failed:\n{stderr[-3000:]}")
-    rate = float(re.search(r"\(([\d.]+) images/s\)", stderr).group(1))
+        common += ["--workers", str(args.workers)]
+    stdout, _, peak = _ramtag(args, ["bench", "--images", str(folder), "--warmup", "1", "--json", *common])
+    timing = json.loads(stdout)
+    _ramtag(args, ["run", str(folder), "--out", str(out), "--overwrite", "--all-scores", "--quiet", *common])
     import pyarrow.parquet as pq
 
     table = pq.read_table(out).to_pandas()
     scores = {Path(p).name: np.asarray(s) for p, s in zip(table["path"], table["all_scores"])}
-    stages = stderr.strip().splitlines()[-1]
-    return {"per_image_s": 1.0 / rate, "scores": scores, "peak_pss_mb": memory.peak_mb, "stages": stages}
+    return {
+        "per_image_s": 1.0 / timing["images_per_s"], "scores": scores, "peak_pss_mb": peak,
+        "stages": timing["ms_per_image"], "startup_s": timing["startup_s"],
+    }
 
 
 def jaccard(a: set, b: set) -> float:
