@@ -93,3 +93,16 @@ def tiny_tagger(ramplus_tiny: OfficialFixture):
     from ramtag import load_tagger
 
     return load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="fp32")
+
+
+@pytest.fixture
+def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The official repository's benchmark files as file:// URLs: online, but with no network."""
+    root = tmp_path / "mirror"
+    (root / "datasets").mkdir(parents=True)
+    for folder in (SHARED / "ram_data" / "benchmarks").iterdir():
+        (root / "datasets" / folder.name).symlink_to(folder)
+    monkeypatch.setenv("RAMTAG_DATA_URL", root.as_uri())
+    monkeypatch.delenv("RAMTAG_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    return root

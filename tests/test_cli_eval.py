@@ -19,7 +19,6 @@ from ramtag.groundtruth import read_taglist
 
 runner = CliRunner()
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-BENCH = SHARED / "ram_data" / "benchmarks"
 TOP3 = ("cat", "car", "sky")  # labelled on the three images scoring highest for them
 
 
@@ -190,18 +189,6 @@ def test_images_mode_scores_once_then_reuses(tagged: dict, ramplus_tiny: Officia
     assert second.exit_code == 0, second.output
     assert "scores of 9 images reused" in second.stderr
     assert json.loads(second.stdout)["mAP"] == got["mAP"]
-
-
-@pytest.fixture
-def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "mirror"
-    (root / "datasets").mkdir(parents=True)
-    for folder in BENCH.iterdir():
-        (root / "datasets" / folder.name).symlink_to(folder)
-    monkeypatch.setenv("RAMTAG_DATA_URL", root.as_uri())
-    monkeypatch.delenv("RAMTAG_OFFLINE")
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    return root
 
 
 def test_benchmark_with_the_images_of_a_few_lines(mirror: Path, tmp_path: Path, ramplus_tiny: OfficialFixture) -> None:

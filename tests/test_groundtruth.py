@@ -205,19 +205,6 @@ def test_pinned_sha256_are_those_of_the_official_files() -> None:
             assert entry.url.startswith(f"https://raw.githubusercontent.com/xinyu1205/recognize-anything/{OFFICIAL_COMMIT}/datasets/")
 
 
-@pytest.fixture
-def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The official repository layout as file:// URLs, online but with no network."""
-    root = tmp_path / "mirror"
-    (root / "datasets").mkdir(parents=True)
-    for folder in BENCH.iterdir():
-        (root / "datasets" / folder.name).symlink_to(folder)
-    monkeypatch.setenv("RAMTAG_DATA_URL", root.as_uri())
-    monkeypatch.delenv("RAMTAG_OFFLINE")
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    return root
-
-
 def test_benchmark_files_are_fetched_checked_and_cached(mirror: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     entry = BENCHMARKS["hico_600"].taglist
     path = benchmark_file(entry)
