@@ -44,5 +44,15 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[name]
 
 
+def default_batch_size(device: torch.device) -> int:
+    """1 on CPUs, 32 on GPUs.
+
+    On a CPU the model is bound by matrix products that already have thousands of rows per image
+    (4,585 tag queries); larger batches only spill caches: full-size RAM++ measured 2.67 s/image at
+    batch 1, 2.95 at batch 2 and 3.24 at batch 4 on a 2-core AVX2 machine. GPUs need batches to fill.
+    """
+    return 1 if device.type == "cpu" else 32
+
+
 def precision_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in PRECISIONS.items()}[dtype]

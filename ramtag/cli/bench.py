@@ -88,7 +88,7 @@ def bench_command(
             rich_help_panel=INPUT_PANEL, show_default=False,
         ),
     ] = None,
-    batch_size: BatchSizeOpt = 8,
+    batch_size: BatchSizeOpt = None,
     workers: WorkersOpt = None,
     warmup: Annotated[
         int,
@@ -117,7 +117,7 @@ def bench_command(
             else:
                 source = str(images)
             result = run_bench(
-                load, images or Path(tmp), batch_size=batch_size, workers=workers, warmup=warmup,
+                load, images or Path(tmp), batch_size=batch_size or _default_batch_size(device), workers=workers, warmup=warmup,
                 on_status=lambda text: err_console.print(text, markup=False),
             )
         if as_json:
@@ -209,3 +209,9 @@ def _mb(value: float | None) -> str:
 
 def _count(number: int, noun: str, plural: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}{plural}"
+
+
+def _default_batch_size(device: str) -> int:
+    from ..devices import default_batch_size, resolve_device
+
+    return default_batch_size(resolve_device(device))

@@ -107,7 +107,7 @@ class ModelOptions:
     tag_list: Path | None = None
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int = 8
+    batch_size: int | None = None  # None: the device default
     workers: int | None = None
     text_encoder: str | None = None  # for open-set tags; None: open-set's default CLIP
 
@@ -128,7 +128,7 @@ def eval_command(
     target_precision: TargetPrecisionOpt = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no warnings; errors only.")] = False,
-    batch_size: BatchSizeOpt = 8,
+    batch_size: BatchSizeOpt = None,
     workers: WorkersOpt = None,
     model: ModelOpt = None,  # type: ignore[assignment]
     checkpoint: CheckpointOpt = None,
@@ -262,7 +262,10 @@ def _run_model(
     with ResumableOutput(dest, "parquet", schema, overwrite=overwrite) as target:
         fresh = [ImageRef(path, key) for key, path in present if key not in target.done]
         with _Progress(len(fresh), quiet) as progress:
-            batches = run_batches(iter(fresh), tagger, batch_size=options.batch_size, workers=options.workers)
+            batches = run_batches(
+                iter(fresh), tagger, batch_size=options.batch_size or _default_batch_size(tagger.device),
+                workers=options.workers,
+            )
             for records in batches:
                 target.write(to_record_batch(records, schema))
                 progress.advance(len(records))
@@ -369,3 +372,9 @@ def _warn(result: Evaluation) -> None:
         say(f"{counts['repeated_label_lines']} label lines repeat an image; their labels were merged")
     if result.calibration is not None and result.calibration["kept_unreachable"]:
         say(f"{result.calibration['kept_unreachable']} tags never reach the target precision and keep their threshold")
+
+
+def _default_batch_size(device: object) -> int:
+    from ..devices import default_batch_size
+
+    return default_batch_size(device)  # type: ignore[arg-type]

@@ -141,7 +141,7 @@ def run_command(
         Optional[int],
         typer.Option("--max-pixels", min=1, help="Refuse images larger than this (default: about 179 million, a decompression-bomb guard).", rich_help_panel=INPUT_PANEL),
     ] = None,
-    batch_size: BatchSizeOpt = 8,
+    batch_size: BatchSizeOpt = None,
     workers: WorkersOpt = None,
     save_every: Annotated[
         int,
@@ -231,7 +231,7 @@ def run_command(
             pending = Pending(target.done, out is not None, sidecars)
             fresh = (ref for ref in refs if pending(ref))
             batches = dict(
-                batch_size=batch_size, workers=workers, top_k=top_k,
+                batch_size=batch_size or _default_batch_size(tagger), workers=workers, top_k=top_k,
                 max_pixels=MAX_PIXELS if max_pixels is None else max_pixels,
             )
             counting = None if files_from == "-" else lambda: (
@@ -239,6 +239,12 @@ def run_command(
             )
             _tag(fresh, tagger, target, schema, report, batches, counting, sidecars)
         report_skipped(pending, quiet)
+
+
+def _default_batch_size(tagger: Tagger) -> int:
+    from ..devices import default_batch_size
+
+    return default_batch_size(tagger.device)
 
 
 def _schema(tagger: Tagger, lang: str, all_scores: bool, top_k: int | None) -> pa.Schema:
