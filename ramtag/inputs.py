@@ -1,29 +1,35 @@
 """Find the images to tag, and decode one image into pixels or a failure a user can read.
 
 Discovery streams: a folder walk holds one directory listing (plus the names of folders still to
-visit), so a million files cost no more memory than a thousand. Decoding turns every way a file can
-be bad into an ``ImageDecodeError`` whose message says what is wrong without naming the file: the
-caller knows the path and prefixes it, and a bad file becomes a row with an error, not a crash.
+visit), so a million files cost no more memory than a thousand. Tar shards (``shards``) and URLs
+(``sources``) are found here too, their modules imported only when an input needs them. Decoding
+turns every way a file can be bad into an ``ImageDecodeError`` whose message says what is wrong
+without naming the file: the caller knows the path and prefixes it, and a bad file becomes a row
+with an error, not a crash.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import os
 import re
 import stat
 import struct
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from pathlib import Path
-from typing import TextIO
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Protocol, TextIO, Union
 
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from .errors import RamtagError, UsageError
+
+if TYPE_CHECKING:
+    from .shards import TarShard
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
@@ -49,17 +55,39 @@ _MALFORMED = (ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError
 _pillow_limit_lock = threading.Lock()
 
 
+def max_file_bytes(max_pixels: int | None) -> int | None:
+    """Largest image file read into memory whole (a tar member, a remote file), or ``None``.
+
+    An uncompressed 8-bit RGBA image at the pixel limit, plus 64 KiB of headers: anything larger
+    cannot be an image ramtag would decode, and reading it could cost more memory than decoding.
+    """
+    return None if max_pixels is None else 4 * max_pixels + (1 << 16)
+
+
+class ImageSource(Protocol):
+    """Where the bytes of an image that is not a local file come from (picklable: it crosses to
+    decoding workers). ``name`` is the file name, for messages that depend on the extension."""
+
+    name: str
+
+    def read(self, limit: int | None) -> bytes:
+        """The whole file; an ``ImageDecodeError`` when it is over ``limit`` bytes or unreadable."""
+        ...
+
+
 @dataclass(frozen=True)
 class ImageRef:
-    """One file to tag: ``path`` to open, ``key`` to write in the outputs.
+    """One image to tag: ``path`` to open (or ``source`` to read), ``key`` to write in the outputs.
 
     ``key`` is relative to the input folder it was found under, with ``/`` separators on every
     system, so outputs from different machines line up; a file named directly or in a list keeps
-    the path exactly as the user wrote it.
+    the path exactly as the user wrote it. Tar members and remote files have a ``source``; their
+    ``path`` then only says where they came from (the shard, the URL's path).
     """
 
     path: Path
     key: str
+    source: ImageSource | None = field(default=None, repr=False)
 
 
 class ImageDecodeError(RamtagError):
@@ -83,6 +111,10 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+Item = Union[ImageRef, "TarShard"]
+"""What discovery finds: an image, or a tar shard whose image members are read later."""
+
+
 def discover(
     inputs: Sequence[str | Path],
     *,
@@ -92,38 +124,73 @@ def discover(
     hidden: bool = False,
     stdin: TextIO | None = None,
     on_error: ErrorCallback | None = None,
+    max_pixels: int | None = MAX_PIXELS,
 ) -> Iterator[ImageRef]:
-    """Every image under ``inputs`` (folders and files, in the order given), then those listed.
+    """Every image under ``inputs`` (folders, files, tar shards, URLs, in the order given), then
+    those listed.
 
     Inputs are checked now, so a typo fails before any work starts; the files themselves are found
     lazily. ``files_from`` names a text file with one path per line (``-``: ``stdin``, by default
     ``sys.stdin``); a listed folder is walked like an input, a listed file is yielded even if it
     is missing or not an image, so it fails at decode as a row rather than stopping the run.
     ``include``/``exclude`` are globs (case-sensitive, ``*`` crosses ``/``) on the key; a pattern
-    without ``/`` also matches the file name alone.
+    without ``/`` also matches the file name alone. Tar shards are read here, one member at a time
+    (``max_pixels`` bounds the size of a member read).
     """
-    roots = [_existing_input(item) for item in inputs]
+    items = discover_items(inputs, files_from=files_from, hidden=hidden, stdin=stdin, on_error=on_error)
+    return select(image_refs(items, hidden=hidden, max_pixels=max_pixels), include, exclude)
+
+
+def discover_items(
+    inputs: Sequence[str | Path],
+    *,
+    files_from: str | Path | None = None,
+    hidden: bool = False,
+    stdin: TextIO | None = None,
+    on_error: ErrorCallback | None = None,
+) -> Iterator[Item]:
+    """Like ``discover``, but tar shards come as ``TarShard`` items, unopened: what an engine
+    that hands out whole shards needs. Nothing is filtered."""
+    roots = [root for item in inputs for root in _resolved(item)]
     if files_from is not None and str(files_from) != "-" and not os.path.isfile(files_from):
         raise UsageError(f"--files-from list not found (or not a file): {files_from}")
-    refs = _all_refs(roots, files_from, stdin, hidden, on_error)
+    return _all_items(roots, files_from, stdin, hidden, on_error)
+
+
+def image_refs(items: Iterable[Item], *, hidden: bool = False, max_pixels: int | None = MAX_PIXELS) -> Iterator[ImageRef]:
+    """``items`` with each tar shard replaced by its image members, read in order."""
+    for item in items:
+        if isinstance(item, ImageRef):
+            yield item
+        else:
+            from .shards import members_or_error
+
+            yield from members_or_error(item, hidden=hidden, max_pixels=max_pixels)
+
+
+def select(refs: Iterable[ImageRef], include: Sequence[str], exclude: Sequence[str]) -> Iterator[ImageRef]:
+    """The refs whose key passes ``--include``/``--exclude``."""
     if not include and not exclude:
-        return refs
+        return iter(refs)
     return (ref for ref in refs if _selected(ref.key, include, exclude))
 
 
-def _existing_input(item: str | Path) -> str | Path:
-    if not os.path.exists(item):
-        raise UsageError(f"input not found: {item}")
-    return item
+def _resolved(item: str | Path) -> list[str | Path | Item]:
+    """An input as given on the command line, checked: a URL or brace pattern may stand for many."""
+    if os.path.exists(item):
+        return [item]
+    from .sources import resolve_input
+
+    return resolve_input(os.fspath(item))
 
 
-def _all_refs(
-    roots: Sequence[str | Path],
+def _all_items(
+    roots: Sequence[str | Path | Item],
     files_from: str | Path | None,
     stdin: TextIO | None,
     hidden: bool,
     on_error: ErrorCallback | None,
-) -> Iterator[ImageRef]:
+) -> Iterator[Item]:
     for root in roots:
         yield from _expand(root, hidden, on_error)
     if files_from is not None:
@@ -131,10 +198,24 @@ def _all_refs(
             yield from _expand(line, hidden, on_error)
 
 
-def _expand(item: str | Path, hidden: bool, on_error: ErrorCallback | None) -> Iterator[ImageRef]:
-    """A folder walked, anything else yielded as the user wrote it (they asked for it)."""
-    if os.path.isdir(item):
-        yield from walk_folder(Path(item), hidden=hidden, on_error=on_error)
+def _expand(item: str | Path | Item, hidden: bool, on_error: ErrorCallback | None) -> Iterator[Item]:
+    """A folder walked (or its tar shards), anything else yielded as the user wrote it."""
+    if not isinstance(item, (str, Path)):
+        yield item  # already resolved: a shard or a remote image
+        return
+    from .shards import TarShard, is_shard_name, shard_folder
+    from .sources import is_url, remote_item
+
+    if isinstance(item, str) and is_url(item):  # a URL in a list: no lookup, it fails as a row
+        yield remote_item(item, item)
+    elif os.path.isdir(item):
+        shards = shard_folder(Path(item), hidden=hidden)
+        if shards is not None:
+            yield from shards
+        else:
+            yield from walk_folder(Path(item), hidden=hidden, on_error=on_error)
+    elif is_shard_name(os.fspath(item)):
+        yield TarShard(os.fspath(item), os.path.basename(item))
     else:
         yield ImageRef(Path(item), str(item))
 
@@ -264,8 +345,30 @@ def decode_image(path: Path, *, max_pixels: int | None = MAX_PIXELS) -> Image.Im
     """
     _prepare_pillow(max_pixels)
     _check_file(path)
+    return _decode(path, path, max_pixels)
+
+
+def decode_bytes(data: bytes, *, name: str, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+    """``decode_image`` for a file already in memory; ``name`` (its file name) words the errors."""
+    _prepare_pillow(max_pixels)
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes): an interrupted copy or download?", "empty")
+    return _decode(io.BytesIO(data), PurePosixPath(name), max_pixels)
+
+
+def decode_ref(ref: ImageRef, *, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+    """The image ``ref`` stands for: a local file, or the bytes its ``source`` reads."""
+    if ref.source is None:
+        return decode_image(ref.path, max_pixels=max_pixels)
+    data = ref.source.read(max_file_bytes(max_pixels))
+    return decode_bytes(data, name=ref.source.name, max_pixels=max_pixels)
+
+
+def _decode(
+    where: Path | io.BytesIO, named: Path | PurePosixPath, max_pixels: int | None
+) -> Image.Image:
     try:
-        with Image.open(path) as image:
+        with Image.open(where) as image:
             _check_pixels(image.size, max_pixels)
             image.load()  # errors in the pixel data surface here, not in a worker later
             return ImageOps.exif_transpose(image)  # a copy, detached from the (closed) file
@@ -278,7 +381,7 @@ def decode_image(path: Path, *, max_pixels: int | None = MAX_PIXELS) -> Image.Im
     except PermissionError as error:
         raise _denied() from error
     except UnidentifiedImageError as error:
-        raise _unidentified(path) from error
+        raise _unidentified(named) from error
     except MemoryError as error:
         raise ImageDecodeError(
             "not enough memory to decode this image; lower --max-pixels to skip images this large",
@@ -345,7 +448,7 @@ def _denied() -> ImageDecodeError:
     )
 
 
-def _unidentified(path: Path) -> ImageDecodeError:
+def _unidentified(path: Path | PurePosixPath) -> ImageDecodeError:
     suffix = path.suffix.lower()
     if suffix in _HEIF_EXTENSIONS and not _heif_ready():
         return ImageDecodeError(

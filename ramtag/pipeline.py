@@ -26,7 +26,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import RamtagError
-from .inputs import MAX_PIXELS, ImageRef, decode_image
+from .hostmem import release_activations_promptly
+from .inputs import MAX_PIXELS, ImageRef, decode_ref
 from .model.transform import preprocess
 from .tagger import Tagger, TagResult
 
@@ -111,7 +112,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, ref: ImageRef) -> Prepared:  # type: ignore[override]
         start = time.perf_counter()
         try:
-            image = decode_image(ref.path, max_pixels=self.max_pixels)
+            image = decode_ref(ref, max_pixels=self.max_pixels)  # a file, or a tar member's bytes
             width, height = image.size
             pixels = self.prepare(image)
         except RamtagError as exc:
@@ -200,6 +201,8 @@ def run_batches(
     """Tag ``refs`` and yield each batch's records, in the order the refs came."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if tagger.device.type == "cpu":
+        release_activations_promptly()  # activations live in host memory: keep its peak flat
     timings = timings if timings is not None else StageTimings()
     loader = make_loader(refs, tagger, batch_size=batch_size, workers=workers, max_pixels=max_pixels)
     batches = iter(loader)

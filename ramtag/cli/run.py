@@ -50,6 +50,7 @@ from .common import (
     err_console,
     reporting_errors,
 )
+from .scale import AddressOpt, ConcurrencyOpt, Engine, EngineOpt, GpusOpt, check_local
 from .xmp import (
     Naming, Pending, SidecarsOnly, XmpNamingOpt, XmpOpt, XmpParentOpt, report_skipped, sidecar_writer,
 )
@@ -80,7 +81,11 @@ class Lang(str, Enum):
 def run_command(
     inputs: Annotated[
         Optional[list[Path]],
-        typer.Argument(help="Folders (walked recursively) and image files.", show_default=False),
+        typer.Argument(
+            help="Folders (walked recursively), image files, tar shards (webdataset/img2dataset; "
+            "'shards/{00000..00127}.tar' expanded by ramtag) and URLs (s3://, gs://, file://, ...).",
+            show_default=False, path_type=str,  # str: a URL's '//' survives
+        ),
     ] = None,
     out: Annotated[
         Optional[Path],
@@ -88,7 +93,7 @@ def run_command(
             "--out", "-o",
             help="Output file: .parquet, .csv or .jsonl. Without it, results go to stdout "
             "(a table on a terminal, JSON Lines otherwise).",
-            dir_okay=False, rich_help_panel=OUTPUT_PANEL,
+            rich_help_panel=OUTPUT_PANEL,
         ),
     ] = None,
     fmt: Annotated[
@@ -145,7 +150,7 @@ def run_command(
     workers: WorkersOpt = None,
     save_every: Annotated[
         int,
-        typer.Option("--save-every", min=1, help="Make results durable every N images (and at least every minute): what a crash can cost.", rich_help_panel=OUTPUT_PANEL),
+        typer.Option("--save-every", min=1, help="Make results durable every N images (and at least every minute): what a crash can cost. With --engine ray: image files per part (a tar shard is one part).", rich_help_panel=OUTPUT_PANEL),
     ] = 1000,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary; errors only.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Report each bad image and the time spent per stage.")] = False,
@@ -180,6 +185,10 @@ def run_command(
             "(default: openai/clip-vit-base-patch16).", rich_help_panel=OPEN_SET_PANEL, show_default=False,
         ),
     ] = None,
+    engine: EngineOpt = Engine.local,
+    address: AddressOpt = None,
+    num_gpus_per_worker: GpusOpt = None,
+    concurrency: ConcurrencyOpt = None,
 ) -> None:
     """Tag images and write one row per image: path, tags, scores, size, error.
 
@@ -189,19 +198,47 @@ def run_command(
     with reporting_errors():
         if not inputs and files_from is None:
             raise UsageError("give folders or image files to tag, or --files-from LIST")
+        from ..inputs import MAX_PIXELS, discover
         from ..outputs import format_for
+        from ..sources import is_plain_input, is_url
 
+        if tags is None and (vocab != Vocab.open or text_encoder is not None):
+            raise UsageError("--vocab and --text-encoder go with --tags (open-set tags)")
+        # A URL stays a string; a path is a Path, so its key is spelled as before (a/./b.jpg → a/b.jpg).
+        inputs = [item if is_url(str(item)) else Path(item) for item in inputs or []]
+        limit = MAX_PIXELS if max_pixels is None else max_pixels
+        if engine == Engine.ray:
+            if xmp or tags is not None:
+                raise UsageError(f"{'--xmp' if xmp else '--tags'} is not available with --engine ray yet; use the local engine")
+            from .scale import run_on_ray
+
+            run_on_ray(
+                discovery=dict(inputs=inputs, files_from=files_from, hidden=hidden), out=out,
+                fmt=fmt.value if fmt else None, overwrite=overwrite,
+                model=dict(checkpoint=str(checkpoint) if checkpoint else None, model=model,
+                           tag_list=_text(tag_list), tag_list_zh=_text(tag_list_zh),
+                           thresholds=_text(thresholds), threshold=threshold, device=device, precision=precision),
+                job=dict(lang=lang.value, all_scores=all_scores, top_k=top_k, batch_size=batch_size,
+                         workers=workers, max_pixels=limit, include=tuple(include or ()),
+                         exclude=tuple(exclude or ()), hidden=hidden),
+                cluster=dict(address=address, num_gpus_per_worker=num_gpus_per_worker, concurrency=concurrency),
+                save_every=save_every, quiet=quiet, verbose=verbose, started=started,
+            )
+            return
+        check_local(address, num_gpus_per_worker, concurrency)
+        plain = all(is_plain_input(item) for item in inputs)  # no tar shards, no URLs
+        if xmp and not plain:
+            raise UsageError("--xmp writes sidecars beside image files; tar shards and URLs have none")
+        if out is not None and out.is_dir():
+            raise UsageError(f"{out} is a folder: the local engine writes one file (--engine ray writes a folder)")
         chosen = format_for(out, fmt.value if fmt else None) if out else (fmt.value if fmt else None)
         if out is None and chosen == "parquet":
             raise UsageError("Parquet needs a file: add --out FILE.parquet")
-        if tags is None and (vocab != Vocab.open or text_encoder is not None):
-            raise UsageError("--vocab and --text-encoder go with --tags (open-set tags)")
         report = _Report(quiet=quiet, verbose=verbose, started=started)
         discovery = dict(
-            inputs=inputs or [], files_from=files_from, include=include or (),
-            exclude=exclude or (), hidden=hidden,
+            inputs=inputs, files_from=files_from, include=include or (),
+            exclude=exclude or (), hidden=hidden, max_pixels=limit,
         )
-        from ..inputs import MAX_PIXELS, discover
         from ..tagger import load_tagger
 
         refs = discover(**discovery, on_error=report.skipped)  # checks the inputs exist first
@@ -229,16 +266,45 @@ def run_command(
             target = _StdoutTarget(chosen, schema, lang.value)
         with target:
             pending = Pending(target.done, out is not None, sidecars)
-            fresh = (ref for ref in refs if pending(ref))
+            fresh = (ref for ref in (refs if sidecars is None else _files_only(refs)) if pending(ref))
             batches = dict(
                 batch_size=batch_size or _default_batch_size(tagger), workers=workers, top_k=top_k,
-                max_pixels=MAX_PIXELS if max_pixels is None else max_pixels,
+                max_pixels=limit,
             )
-            counting = None if files_from == "-" else lambda: (
-                ref for ref in discover(**discovery) if pending.counted(ref)
+            # Counting walks the inputs again: cheap for folders, not for tar shards or URLs.
+            counting = None if files_from == "-" or not plain else lambda: (
+                ref for ref in _countable(discovery) if pending.counted(ref)
             )
             _tag(fresh, tagger, target, schema, report, batches, counting, sidecars)
         report_skipped(pending, quiet)
+
+
+class _Uncountable(Exception):
+    """A tar shard or URL among listed files: counting would read it all, so there is no total."""
+
+
+def _countable(discovery: dict[str, Any]) -> Iterator[ImageRef]:
+    from ..inputs import ImageRef, discover_items, select
+
+    def plain() -> Iterator[ImageRef]:
+        for item in discover_items(**{key: discovery[key] for key in ("inputs", "files_from", "hidden")}):
+            if not isinstance(item, ImageRef) or item.source is not None:
+                raise _Uncountable
+            yield item
+
+    return select(plain(), discovery["include"], discovery["exclude"])
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+def _files_only(refs: Iterable[ImageRef]) -> Iterator[ImageRef]:
+    """XMP sidecars go beside image files: a tar member or a URL has nowhere to put one."""
+    for ref in refs:
+        if ref.source is not None:
+            raise UsageError(f"{ref.key}: --xmp writes sidecars beside image files; tar shards and URLs have none")
+        yield ref
 
 
 def _default_batch_size(tagger: Tagger) -> int:
@@ -248,10 +314,9 @@ def _default_batch_size(tagger: Tagger) -> int:
 
 
 def _schema(tagger: Tagger, lang: str, all_scores: bool, top_k: int | None) -> pa.Schema:
-    from ..outputs import Layout, output_schema
+    from ..outputs import schema_for
 
-    layout = Layout.for_lang(lang, len(tagger.vocabulary), all_scores=all_scores)
-    return output_schema(layout, {**tagger.metadata(), "top_k": top_k})
+    return schema_for(tagger, lang, all_scores, top_k)
 
 
 def _tag(
@@ -465,7 +530,10 @@ class _Report:
             return
 
         def count() -> None:
-            self.total = sum(1 for _ in refs())
+            try:
+                self.total = sum(1 for _ in refs())
+            except _Uncountable:
+                pass
 
         threading.Thread(target=count, name="ramtag-count", daemon=True).start()
 

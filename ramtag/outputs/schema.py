@@ -18,6 +18,7 @@ import pyarrow as pa
 
 if TYPE_CHECKING:
     from ..pipeline import ImageRecord
+    from ..tagger import Tagger
 
 # Parquet key-value metadata key holding the run's provenance (``Tagger.metadata()`` as JSON).
 METADATA_KEY = "ramtag"
@@ -58,6 +59,12 @@ def output_schema(layout: Layout, metadata: dict[str, Any] | None = None) -> pa.
     if metadata is not None:
         schema = schema.with_metadata({METADATA_KEY: json.dumps(metadata, ensure_ascii=False)})
     return schema
+
+
+def schema_for(tagger: Tagger, lang: str, all_scores: bool, top_k: int | None) -> pa.Schema:
+    """The schema of a run's output: one function, so every engine writes exactly the same."""
+    layout = Layout.for_lang(lang, len(tagger.vocabulary), all_scores=all_scores)
+    return output_schema(layout, {**tagger.metadata(), "top_k": top_k})
 
 
 def read_metadata(schema: pa.Schema) -> dict[str, Any] | None:

@@ -1,0 +1,251 @@
+"""``ramtag run --engine ray``: the options, the run on a Ray cluster, and what it says on stderr."""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from ..errors import UsageError
+from .common import err_console
+
+if TYPE_CHECKING:
+    from ..engines.ray_engine import UnitOutcome
+    from ..engines.units import Plan
+    from ..outputs.dataset import DatasetOutput
+
+SCALE_PANEL = "Scaling out (Ray)"
+LOG_EVERY_S = 10.0
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+EngineOpt = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        help="local: this machine. ray: a Ray cluster (pip install 'ramtag\\[ray]'); --out is then a "
+        "folder of Parquet parts, one per tar shard or per --save-every image files, resumable by part.",
+        rich_help_panel=SCALE_PANEL,
+    ),
+]
+AddressOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--address",
+        help="Ray cluster to join: auto (the one `ray start` runs here) or ray://HOST:PORT "
+        "(default: RAY_ADDRESS, else a local Ray started for this run).",
+        rich_help_panel=SCALE_PANEL, show_default=False,
+    ),
+]
+GpusOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--num-gpus-per-worker", min=0.0,
+        help="GPUs per Ray actor (default: 1 when the cluster has GPUs, else 0: CPUs).",
+        rich_help_panel=SCALE_PANEL, show_default=False,
+    ),
+]
+ConcurrencyOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--concurrency", min=1,
+        help="Ray actors, each holding the model (default: all the cluster's GPUs, or its CPU "
+        "cores, 1 + --workers cores per actor).",
+        rich_help_panel=SCALE_PANEL, show_default=False,
+    ),
+]
+
+
+def check_local(address: str | None, gpus: float | None, concurrency: int | None) -> None:
+    given = [name for name, value in (("--address", address), ("--num-gpus-per-worker", gpus),
+                                      ("--concurrency", concurrency)) if value is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} go with --engine ray")
+
+
+def run_on_ray(
+    *,
+    discovery: dict[str, Any],
+    out: Path | None,
+    fmt: str | None,
+    overwrite: bool,
+    model: dict[str, Any],
+    job: dict[str, Any],
+    cluster: dict[str, Any],
+    save_every: int,
+    quiet: bool,
+    verbose: bool,
+    started: float,
+) -> None:
+    """Plan the units, tag them on the cluster, commit each part as it comes, say how it went."""
+    if out is None:
+        raise UsageError("--engine ray writes a folder of Parquet parts: add --out FOLDER")
+    if fmt not in (None, "parquet"):
+        raise UsageError(f"--engine ray writes Parquet only, not {fmt}")
+    from ..inputs import discover_items
+
+    def skipped(path: Path, why: str) -> None:
+        if not quiet:
+            err_console.print(f"warning: {path}: {why}", markup=False, soft_wrap=True)
+
+    items = discover_items(**discovery, on_error=skipped)  # checks the inputs exist first
+    from ..engines.ray_engine import RayEngine
+    from ..engines.units import plan_units
+    from ..engines.worker import JobSettings
+    from ..outputs import schema_for
+    from ..outputs.dataset import DatasetOutput
+    from ..tagger import load_tagger
+
+    with RayEngine(**cluster, workers=job.get("workers")) as engine:
+        device, precision = engine.device_and_precision(model["device"], model["precision"])
+        model = {**model, "device": device, "precision": precision}
+        # The driver's own copy checks the files and gives the schema; the actors load theirs.
+        tagger = load_tagger(**{**model, "device": "cpu"})
+        if job["lang"] != "en" and tagger.vocabulary.tags_zh is None:
+            raise UsageError(f"--lang {job['lang']} needs Chinese tag names: pass --tag-list-zh")
+        schema = schema_for(tagger, job["lang"], job["all_scores"], job["top_k"])
+        del tagger
+        with DatasetOutput.for_schema(out, schema, overwrite=overwrite) as output:
+            plan = plan_units(
+                items, done_shards=output.done_shards, done_keys=output.done_keys(),
+                images_per_unit=save_every, include=job["include"], exclude=job["exclude"],
+            )
+            settings = JobSettings(model=model, **job)
+            report = _UnitReport(plan, quiet=quiet, verbose=verbose, started=started)
+            report.start(output, engine.concurrency)
+            failures = _tag(engine, plan, settings, output, report)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _tag(engine: Any, plan: Plan, job: Any, output: DatasetOutput, report: _UnitReport) -> int:
+    outcomes = engine.run(plan.units, job, output)
+    try:
+        with report:
+            for outcome in outcomes:
+                report.advance(outcome)
+    except KeyboardInterrupt:
+        try:
+            outcomes.close()  # stops the Ray run; the parts already committed stay
+        except Exception:  # noqa: BLE001 - Ctrl-C may have stopped a local Ray already
+            pass
+        err_console.print(
+            f"interrupted: {_parts(len(output.parts))} saved in {output.dest}; "
+            "run the same command again to continue",
+            markup=False, soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
+    report.summary(output)
+    return report.failures
+
+
+def _parts(count: int) -> str:
+    return f"{count} part" if count == 1 else f"{count} parts"
+
+
+class _UnitReport:
+    """Progress by unit (tar shard or chunk of files) and images; the summary; failed shards."""
+
+    def __init__(self, plan: Plan, *, quiet: bool, verbose: bool, started: float) -> None:
+        self.plan = plan
+        self.quiet = quiet
+        self.verbose = verbose
+        self.started = started
+        self.images = self.errors = self.failures = self.units = 0
+        self._bar: Progress | None = None
+        self._task: Any = None
+        self._since = self._logged = time.perf_counter()
+
+    def start(self, output: DatasetOutput, actors: int) -> None:
+        if self.quiet:
+            return
+        plan = self.plan
+        if plan.skipped_shards or plan.skipped_images:
+            err_console.print(
+                f"skipping {plan.skipped_shards} shards and {plan.skipped_images} images already in "
+                f"{output.dest} (--overwrite redoes them)",
+                markup=False, soft_wrap=True,
+            )
+        if not plan.units:
+            err_console.print("nothing new to tag", markup=False)
+            return
+        err_console.print(
+            f"{_parts(len(plan.units))} to tag ({plan.shards} tar shards, {plan.images} image files) "
+            f"on {min(actors, len(plan.units))} Ray actors",
+            markup=False, soft_wrap=True,
+        )
+
+    def __enter__(self) -> _UnitReport:
+        self._since = self._logged = time.perf_counter()
+        if not self.quiet and err_console.is_terminal:
+            self._bar = Progress(
+                SpinnerColumn(), TextColumn("tagging"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("parts, {task.fields[images]} images, {task.fields[rate]}"),
+                TimeElapsedColumn(), TextColumn("[red]{task.fields[errors]}"),
+                console=err_console, transient=True,
+            )
+            self._task = self._bar.add_task("tagging", total=len(self.plan.units), images=0, rate="", errors="")
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def _rate(self) -> float:
+        elapsed = time.perf_counter() - self._since
+        return self.images / elapsed if elapsed > 0 else 0.0
+
+    def advance(self, outcome: UnitOutcome) -> None:
+        self.units += 1
+        what = outcome.unit.name or f"{len(outcome.unit.images)} image files"
+        if outcome.part is None:
+            self.failures += 1
+            err_console.print(f"warning: {outcome.failure} (not saved; a re-run retries it)", markup=False, soft_wrap=True)
+        else:
+            self.images += outcome.part.rows
+            self.errors += outcome.part.errors
+            if self.verbose:
+                err_console.print(
+                    f"{what} → {outcome.part.name}: {outcome.part.rows} images, "
+                    f"{outcome.part.errors} errors, {outcome.seconds:.1f} s",
+                    markup=False, soft_wrap=True,
+                )
+        if self._bar is not None:
+            self._bar.update(
+                self._task, completed=self.units, images=self.images, rate=f"{self._rate():.1f} img/s",
+                errors=f"{self.errors} errors" if self.errors else "",
+            )
+        elif not self.quiet and time.perf_counter() - self._logged >= LOG_EVERY_S:
+            self._logged = time.perf_counter()
+            err_console.print(
+                f"{self.units}/{len(self.plan.units)} parts, {self.images} images, "
+                f"{self._rate():.1f} images/s, {self.errors} errors",
+                markup=False,
+            )
+
+    def summary(self, output: DatasetOutput) -> None:
+        if self.failures:
+            err_console.print(
+                f"{self.failures} tar shards could not be read and were not saved; "
+                "run the same command again to retry them",
+                markup=False, soft_wrap=True,
+            )
+        if self.quiet:
+            return
+        seconds = time.perf_counter() - self.started
+        err_console.print(
+            f"{self.images} images: {self.images - self.errors} tagged, {self.errors} errors "
+            f"in {seconds:.1f} s ({self._rate():.1f} images/s) → {output.dest} "
+            f"({_parts(len(output.parts))})",
+            markup=False, soft_wrap=True,
+        )
+

@@ -1,0 +1,139 @@
+"""The work of a run cut into units, each tagged and committed whole, and what a re-run skips.
+
+A tar shard is one unit: it is read in one sequential pass, and its name is its identity, so a
+committed shard is skipped without being opened. Image files (folders, files named directly, lists,
+URLs) are cut into chunks of ``images_per_unit`` in discovery order, after leaving out the keys
+already committed: adding images to a folder tags only those, and nothing is tagged twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Container, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..inputs import MAX_PIXELS, ImageRef, Item, select
+from ..shards import TarShard, shard_members
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """A tar shard, or image files given as ``(location, key, remote)``."""
+
+    shard: TarShard | None = None
+    images: tuple[tuple[str, str, bool], ...] = ()
+
+    @property
+    def name(self) -> str | None:
+        """The shard's name (what it is committed under), ``None`` for image files."""
+        return self.shard.name if self.shard is not None else None
+
+    def refs(
+        self,
+        *,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        hidden: bool = False,
+        max_pixels: int | None = MAX_PIXELS,
+    ) -> Iterator[ImageRef]:
+        """The images to tag, as a local run would find them; a shard is read here, member by
+        member (``ShardReadError`` when it cannot be read at all)."""
+        if self.shard is not None:
+            members = shard_members(self.shard, hidden=hidden, max_pixels=max_pixels)
+            return select(members, include, exclude)
+        return (_image_ref(location, key, remote) for location, key, remote in self.images)
+
+    def to_json(self) -> str:
+        shard = None if self.shard is None else [self.shard.location, self.shard.name, self.shard.remote]
+        return json.dumps({"shard": shard, "images": self.images}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkUnit:
+        data: dict[str, Any] = json.loads(text)
+        shard = TarShard(*data["shard"]) if data["shard"] is not None else None
+        return cls(shard, tuple((str(loc), str(key), bool(remote)) for loc, key, remote in data["images"]))
+
+
+def _image_ref(location: str, key: str, remote: bool) -> ImageRef:
+    if not remote:
+        return ImageRef(Path(location), key)
+    from ..sources import RemoteFile
+
+    return ImageRef(Path(location.split("://", 1)[-1]), key, RemoteFile(location))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The units still to tag, and how much a previous run already did."""
+
+    units: list[WorkUnit]
+    skipped_shards: int
+    skipped_images: int
+
+    @property
+    def images(self) -> int:
+        """Image files in the plan (a shard's members are only known once it is read)."""
+        return sum(len(unit.images) for unit in self.units)
+
+    @property
+    def shards(self) -> int:
+        return sum(unit.shard is not None for unit in self.units)
+
+
+def plan_units(
+    items: Iterable[Item],
+    *,
+    done_shards: Container[str] = frozenset(),
+    done_keys: Container[str] = frozenset(),
+    images_per_unit: int = 1000,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> Plan:
+    """Shards in the order found, then the image files in chunks; committed work left out.
+
+    Two shards with the same file name would give the same keys, so they are refused.
+    """
+    if images_per_unit < 1:
+        raise ValueError("images_per_unit must be at least 1")
+    units: list[WorkUnit] = []
+    shards: dict[str, str] = {}
+    chunk: list[tuple[str, str, bool]] = []
+    skipped_shards = skipped_images = 0
+    for item in items:
+        if isinstance(item, TarShard):
+            if item.name in shards:
+                raise UsageError(
+                    f"two tar shards are named {item.name} ({shards[item.name]} and {item.location}): "
+                    "their keys would collide; tag them in separate runs (another --out)"
+                )
+            shards[item.name] = item.location
+            if item.name in done_shards:
+                skipped_shards += 1
+            else:
+                units.append(WorkUnit(shard=item))
+            continue
+        if not next(select([item], include, exclude), None):
+            continue
+        if item.key in done_keys:
+            skipped_images += 1
+            continue
+        chunk.append(_image_entry(item))
+        if len(chunk) == images_per_unit:
+            units.append(WorkUnit(images=tuple(chunk)))
+            chunk = []
+    if chunk:
+        units.append(WorkUnit(images=tuple(chunk)))
+    return Plan(units, skipped_shards, skipped_images)
+
+
+def _image_entry(ref: ImageRef) -> tuple[str, str, bool]:
+    from ..sources import RemoteFile
+
+    if isinstance(ref.source, RemoteFile):
+        return (ref.source.url, ref.key, True)
+    if ref.source is not None:
+        raise ValueError(f"{ref.key}: only files and URLs travel to workers")  # a bug, not a user's
+    return (str(ref.path), ref.key, False)

@@ -1,0 +1,265 @@
+"""A Parquet dataset folder committed part by part: what ``ramtag run --engine ray`` writes.
+
+Each unit of work (a tar shard, or a chunk of image files) becomes one part file at the top of the
+folder, in the shared output schema with its ``ramtag`` metadata, so pandas, DuckDB, Spark and
+pyarrow read the folder as one table. Beside the parts, ``_ramtag/`` (ignored by those readers,
+like every name starting with ``_``) holds:
+
+- ``lock``: held (``flock``) by the run writing here, so a second run on the same folder refuses;
+- ``settings.json``: what the rows depend on, checked when a run continues;
+- ``journal``: JSON lines. ``{"writing": name}`` is appended before a part is renamed into place,
+  ``{"part": name, "shard": ..., "rows": ...}`` once it is there and synced. A part is committed
+  when its second line exists and its file does; a part announced but never committed is crash
+  debris and is deleted, and so is a ``.<name>.ramtag.tmp`` file. Nothing else is ever deleted.
+
+A re-run skips the shards (by name) and the image files (by key) of committed parts. Deleting a
+part file redoes its unit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from ..errors import OutputError
+from .resume import differences, settings_of
+from .tabular import replace_durably
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a second run is not refused there
+    fcntl = None  # type: ignore[assignment]
+
+CONTROL = "_ramtag"
+_TMP = ".ramtag.tmp"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One committed part: its file name, the shard it holds (``None``: image files), its rows."""
+
+    name: str
+    shard: str | None
+    rows: int
+    errors: int = 0
+
+
+class DatasetOutput:
+    """The folder ``dest``, opened for a run whose rows follow ``settings`` (``settings_of``).
+
+    Refuses a folder ramtag did not write (whatever ``overwrite`` says), and committed parts made
+    with other settings unless ``overwrite``, which deletes ramtag's parts before anything new is
+    written.
+    """
+
+    def __init__(self, dest: Path, settings: dict[str, Any], *, overwrite: bool = False) -> None:
+        self.dest = dest
+        self.settings = settings
+        self.control = dest / CONTROL
+        self.parts: dict[str, Part] = {}
+        self._lock_fd: int | None = None
+        self._check_folder()
+        self._created = not dest.exists()
+        try:
+            self.control.mkdir(parents=True, exist_ok=True)
+            self._lock()
+        except OSError as exc:
+            raise OutputError(f"{dest}: cannot write here ({exc.strerror})") from None
+        try:
+            self._recover(overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def for_schema(cls, dest: Path, schema: Any, *, overwrite: bool = False) -> DatasetOutput:
+        return cls(dest, settings_of(schema), overwrite=overwrite)
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    def _check_folder(self) -> None:
+        if self.dest.is_file() or (self.dest.exists() and not self.dest.is_dir()):
+            raise OutputError(
+                f"{self.dest} is a file; --engine ray writes a folder of Parquet parts: "
+                "give --out a folder name that is new or empty"
+            )
+        if self.dest.is_dir() and not self.control.is_dir() and any(self.dest.iterdir()):
+            raise OutputError(
+                f"{self.dest} is a folder ramtag did not write (it has files and no {CONTROL}/); "
+                "give --out a folder that is new or empty"
+            )
+
+    def _lock(self) -> None:
+        path = self.control / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise OutputError(
+                    f"another ramtag run is writing {self.dest} (it holds {path}); "
+                    "wait for it to finish or stop it first"
+                ) from None
+        self._lock_fd = fd
+
+    def _recover(self, overwrite: bool) -> None:
+        committed, announced = self._read_journal()
+        for name in announced - set(committed):  # renamed (or about to be), never committed
+            (self.dest / name).unlink(missing_ok=True)
+        for path in self.dest.iterdir():
+            if path.name.startswith(".") and path.name.endswith(_TMP):
+                path.unlink()
+        parts = {name: part for name, part in committed.items() if (self.dest / name).is_file()}
+        if parts:
+            changed = differences(self._read_settings(), self.settings)
+            if changed and not overwrite:
+                raise OutputError(
+                    f"{self.dest} holds results made with other settings: {'; '.join(changed)}. "
+                    "Run with those settings to add to it, or pass --overwrite to start over"
+                )
+            if overwrite:
+                for name in parts:
+                    (self.dest / name).unlink()
+                parts = {}
+        self.parts = parts
+        self._write_settings()
+        self._rewrite_journal()
+
+    def _read_journal(self) -> tuple[dict[str, Part], set[str]]:
+        """Committed parts by name, and every name announced; a torn last line is dropped."""
+        path = self.control / "journal"
+        committed: dict[str, Part] = {}
+        announced: set[str] = set()
+        if not path.exists():
+            return committed, announced
+        for line in path.read_text(encoding="utf-8").split("\n")[:-1]:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if "writing" in entry:
+                announced.add(_safe_name(entry["writing"]))
+            elif "part" in entry:
+                name = _safe_name(entry["part"])
+                committed[name] = Part(name, entry.get("shard"), int(entry["rows"]), int(entry.get("errors", 0)))
+        return committed, announced
+
+    def _read_settings(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.control / "settings.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def _write_settings(self) -> None:
+        tmp = self.control / "settings.json.tmp"
+        tmp.write_text(json.dumps(self.settings, ensure_ascii=False), encoding="utf-8")
+        replace_durably(tmp, self.control / "settings.json")
+
+    def _rewrite_journal(self) -> None:
+        tmp = self.control / "journal.tmp"
+        tmp.write_text("".join(_line(_entry(part)) for part in self.parts.values()), encoding="utf-8")
+        replace_durably(tmp, self.control / "journal")
+
+    # -- what a run skips ------------------------------------------------------------------------
+
+    @property
+    def done_shards(self) -> set[str]:
+        return {part.shard for part in self.parts.values() if part.shard is not None}
+
+    def done_keys(self) -> set[str]:
+        """The keys in parts of image files (not shards): those files are not tagged again."""
+        keys: set[str] = set()
+        for part in self.parts.values():
+            if part.shard is None:
+                keys.update(pq.read_table(self.dest / part.name, columns=["path"]).column("path").to_pylist())
+        return keys
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def part_name(self, shard: str | None) -> str:
+        """A new part's file name: the shard's stem (``00012.tar`` → ``00012.parquet``), or the next
+        free ``images-NNNNNN.parquet`` for image files."""
+        if shard is not None:
+            stem = shard.split(".", 1)[0].lstrip("._") or "shard"  # readers skip "_x" and ".x" files
+            name, number = f"{stem}.parquet", 1
+            while self._taken(name):
+                number += 1
+                name = f"{stem}-{number}.parquet"
+            return name
+        number = sum(part.shard is None for part in self.parts.values()) + 1
+        while self._taken(f"images-{number:06d}.parquet"):
+            number += 1
+        return f"images-{number:06d}.parquet"
+
+    def _taken(self, name: str) -> bool:
+        return name in self.parts or (self.dest / name).exists()
+
+    def commit(self, shard: str | None, data: bytes, rows: int, errors: int = 0) -> Part:
+        """Put one part (Parquet bytes) in place; once this returns, a crash loses none of it."""
+        name = self.part_name(shard)
+        tmp = self.dest / f".{name}{_TMP}"
+        part = Part(name, shard, rows, errors)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            self._append({"writing": name})
+            replace_durably(tmp, self.dest / name)
+            self._append(_entry(part))
+        except OSError as exc:
+            raise OutputError(f"{self.dest}: cannot save results ({exc.strerror or exc})") from None
+        self.parts[name] = part
+        return part
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        with open(self.control / "journal", "a", encoding="utf-8") as journal:
+            journal.write(_line(entry))
+            journal.flush()
+            os.fsync(journal.fileno())
+
+    @property
+    def saved_rows(self) -> int:
+        return sum(part.rows for part in self.parts.values())
+
+    def close(self) -> None:
+        """Release the lock. With nothing committed, what this run made goes again."""
+        if self._lock_fd is None:
+            return
+        os.close(self._lock_fd)
+        self._lock_fd = None
+        if not self.parts and not _has_other_files(self.dest):
+            shutil.rmtree(self.control, ignore_errors=True)
+            if self._created:
+                self.dest.rmdir()
+
+    def __enter__(self) -> DatasetOutput:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _entry(part: Part) -> dict[str, Any]:
+    return {"part": part.name, "shard": part.shard, "rows": part.rows, "errors": part.errors}
+
+
+def _line(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, ensure_ascii=False) + "\n"
+
+
+def _safe_name(name: str) -> str:
+    """A part name from the journal, refused if it could point outside the folder."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in {".", ".."}:
+        raise OutputError(f"the journal names an impossible part {name!r}; pass --overwrite to start over")
+    return name
+
+
+def _has_other_files(folder: Path) -> bool:
+    return any(path.name != CONTROL for path in folder.iterdir())
+

@@ -1,0 +1,216 @@
+"""Tar shards (webdataset / img2dataset): image members read in order, in memory, one at a time.
+
+Nothing is extracted to disk: each image member is read into memory when its turn comes, so a
+shard streams from a local disk or object storage in one sequential pass, and names inside the
+archive (absolute, ``..``) can never write anywhere. Only regular members count; directories,
+links and devices are skipped, and so are members that are not images (``.json``, ``.txt``).
+
+Keys follow the webdataset convention: a member's key is its path inside the archive up to the
+first dot of its file name (``00000/000000123.jpg`` → ``00000/000000123``), and the row key is
+``<shard file name>/<member key>`` (``00012.tar/000120034``), unique across the shards of a run
+and the same whether the shard is read from a folder, a URL or a pattern. A sample with several
+images (``x.jpg``, ``x.depth.png``) gives its first one the key ``x`` and the others their full
+member name (``x.depth.png``).
+
+A member too large to be an image ramtag would decode, or cut off, becomes an error row keyed like
+any other. A damaged archive gives a row keyed by the shard name that says where reading stopped.
+A shard that cannot be read at all (I/O, network) raises ``ShardReadError``: worth retrying.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from .errors import RamtagError
+from .inputs import MAX_PIXELS, ImageDecodeError, ImageRef, is_image_name, max_file_bytes
+
+SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+# What a damaged or mislabelled archive raises, as opposed to a failure to read its bytes.
+_FORMAT_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+
+
+class ShardReadError(RamtagError):
+    """A shard whose bytes could not be read (missing, permission, network): retry it later."""
+
+
+@dataclass(frozen=True)
+class TarShard:
+    """A tar file of images: ``location`` is a local path or a URL, ``name`` its file name (the
+    prefix of its keys and, for the Ray engine, the name it is committed under)."""
+
+    location: str
+    name: str
+    remote: bool = False
+
+    def open(self) -> BinaryIO:
+        if not self.remote:
+            return open(self.location, "rb")
+        from .sources import filesystem
+
+        fs, path = filesystem(self.location)
+        return fs.open(path, "rb")
+
+
+@dataclass(frozen=True)
+class InMemory:
+    """An image already read (a tar member read in order with its shard)."""
+
+    name: str
+    data: bytes = field(repr=False)
+
+    def read(self, limit: int | None) -> bytes:
+        return self.data  # its size was checked before it was read
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """An image known to be bad before decoding (a tar member too large or cut off): the error is
+    raised at decode time, so it becomes a row like any other bad image."""
+
+    name: str
+    message: str
+    kind: str
+
+    def read(self, limit: int | None) -> bytes:
+        raise ImageDecodeError(self.message, self.kind)
+
+
+def is_shard_name(name: str) -> bool:
+    return name.lower().endswith(SHARD_SUFFIXES)
+
+
+def shard_folder(folder: Path, *, hidden: bool = False) -> list[TarShard] | None:
+    """The shards of an img2dataset-style folder, sorted by name, or ``None`` for a photo folder.
+
+    A folder is a shard folder when its own listing has tar files and no images (its subfolders are
+    not walked); anything else is walked for images as before, tar files ignored.
+    """
+    try:
+        with os.scandir(folder) as listing:
+            names = sorted(entry.name for entry in listing if _is_file(entry))
+    except OSError:
+        return None  # the walk reports an unreadable folder
+    visible = [name for name in names if hidden or not name.startswith(".")]
+    shards = [name for name in visible if is_shard_name(name)]
+    if not shards or any(is_image_name(name) for name in visible):
+        return None
+    return [TarShard(os.path.join(folder, name), name) for name in shards]
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def member_key(name: str) -> str:
+    """The webdataset key of a member: its path with everything from the file name's first dot cut
+    (a leading dot, as in ``._x.jpg``, belongs to the name)."""
+    folder, _, base = name.rpartition("/")
+    stem = base[:1] + base[1:].split(".", 1)[0]
+    return f"{folder}/{stem}" if folder else stem
+
+
+def _clean(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name.lstrip("/")
+
+
+def _hidden(name: str) -> bool:
+    return any(part.startswith(".") for part in PurePosixPath(name).parts)
+
+
+def shard_members(
+    shard: TarShard, *, hidden: bool = False, max_pixels: int | None = MAX_PIXELS
+) -> Iterator[ImageRef]:
+    """The image members of ``shard`` in archive order, each read into memory as it is yielded.
+
+    ``max_pixels`` bounds what is read (``inputs.max_file_bytes``); a hidden member (a name part
+    starting with ``.``, like macOS's ``._x.jpg``) is skipped unless ``hidden``.
+    """
+    limit = max_file_bytes(max_pixels)
+    where = Path(shard.location) if not shard.remote else Path(shard.location.split("://", 1)[-1])
+    try:
+        stream = shard.open()
+    except RamtagError:
+        raise
+    except OSError as error:
+        raise _unreadable(shard, error) from error
+    with stream:
+        used: set[str] = set()
+        count = 0
+        try:
+            archive = tarfile.open(fileobj=stream, mode="r|*")
+            for member in archive:
+                name = _clean(member.name)
+                if not member.isreg() or not is_image_name(name) or (not hidden and _hidden(name)):
+                    continue
+                key = f"{shard.name}/{member_key(name)}"
+                if key in used:
+                    key = f"{shard.name}/{name}"
+                    if key in used:
+                        continue  # the same member name again (an appended tar): the first counts
+                used.add(key)
+                count += 1
+                if limit is not None and member.size > limit:
+                    yield ImageRef(where, key, Unusable(name, _too_large(member.size, limit), "too_large"))
+                    continue
+                try:
+                    data = archive.extractfile(member).read()  # type: ignore[union-attr]
+                except _FORMAT_ERRORS as error:
+                    data, why = b"", str(error)
+                else:
+                    why = f"{len(data):,} of {member.size:,} bytes"
+                if len(data) < member.size:
+                    yield ImageRef(where, key, Unusable(name, _cut_off(why), "truncated"))
+                    return  # nothing after it can be read
+                yield ImageRef(where, key, InMemory(name, data))
+        except _FORMAT_ERRORS as error:
+            yield ImageRef(where, shard.name, Unusable(shard.name, _damaged(count, error), "corrupt"))
+        except OSError as error:
+            raise _unreadable(shard, error) from error
+
+
+def members_or_error(
+    shard: TarShard, *, hidden: bool = False, max_pixels: int | None = MAX_PIXELS
+) -> Iterator[ImageRef]:
+    """``shard_members``, with a shard that cannot be read as one error row (keyed by its name):
+    what a single run wants, where a bad input is a row and the run goes on."""
+    try:
+        yield from shard_members(shard, hidden=hidden, max_pixels=max_pixels)
+    except ShardReadError as error:
+        where = Path(shard.location)
+        yield ImageRef(where, shard.name, Unusable(shard.name, str(error), "unreadable"))
+
+
+def _unreadable(shard: TarShard, error: OSError) -> ShardReadError:
+    reason = error.strerror or str(error) or type(error).__name__
+    return ShardReadError(f"{shard.location}: cannot read this tar shard ({reason})")
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"tar member too large: {size:,} bytes is over the limit of {limit:,} for images within "
+        "--max-pixels (not read); raise --max-pixels if you trust the file"
+    )
+
+
+def _cut_off(why: str) -> str:
+    return f"the tar shard ends inside this member ({why}): an interrupted download?"
+
+
+def _damaged(count: int, error: BaseException) -> str:
+    words = str(error) or type(error).__name__
+    if count == 0:
+        return f"not a readable tar archive ({words})"
+    return f"damaged tar archive: reading stopped after {count} image members ({words})"

@@ -1,0 +1,155 @@
+"""What the Ray engine is built from, without Ray: work units, a unit tagged into a Parquet part,
+and the dataset folder that commits parts and resumes by shard."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ramtag.engines.units import WorkUnit, plan_units
+from ramtag.engines.worker import JobSettings, UnitTagger
+from ramtag.errors import OutputError, UsageError
+from ramtag.inputs import ImageRef, discover_items
+from ramtag.outputs import Layout, output_schema, read_metadata, to_record_batch
+from ramtag.outputs.dataset import DatasetOutput
+from ramtag.outputs.resume import settings_of
+from ramtag.outputs.tabular import ParquetSink
+from ramtag.pipeline import ImageRecord
+from ramtag.shards import TarShard
+
+from test_shards import _jpeg, sample_shards, write_shard
+
+META = {"model_kind": "ram_plus", "checkpoint_sha256": "ab" * 32, "vocabulary": list("abcd"),
+        "thresholds": [0.5] * 4, "input_size": 384, "precision": "fp32", "top_k": None}
+
+
+def _part(keys: list[str], schema=None) -> bytes:
+    schema = schema or output_schema(Layout(4), META)
+    records = [ImageRecord(key, None, None, None, "bad") for key in keys]
+    buffer = io.BytesIO()
+    sink = ParquetSink(buffer, schema)
+    sink.write(to_record_batch(records, schema))
+    sink.close()
+    return buffer.getvalue()
+
+
+SETTINGS = settings_of(output_schema(Layout(4), META))
+
+
+# -- planning ------------------------------------------------------------------------------------
+
+
+def test_units_are_shards_then_chunks_of_files_and_skip_committed_work(tmp_path: Path) -> None:
+    sample_shards(tmp_path / "shards", count=3)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in "abcde":
+        (photos / f"{name}.jpg").write_bytes(_jpeg())
+    items = list(discover_items([tmp_path / "shards", photos]))
+    plan = plan_units(items, images_per_unit=2)
+    assert [unit.name for unit in plan.units] == ["00000.tar", "00001.tar", "00002.tar", None, None, None]
+    assert [[key for _, key, _ in unit.images] for unit in plan.units[3:]] == [["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"], ["e.jpg"]]
+    again = plan_units(items, done_shards={"00001.tar"}, done_keys={"b.jpg"}, images_per_unit=2, exclude=["d.jpg"])
+    assert [unit.name for unit in again.units] == ["00000.tar", "00002.tar", None, None]
+    assert [[key for _, key, _ in unit.images] for unit in again.units[2:]] == [["a.jpg", "c.jpg"], ["e.jpg"]]
+    assert (again.skipped_shards, again.skipped_images, again.shards, again.images) == (1, 1, 2, 3)
+    for unit in plan.units:
+        assert WorkUnit.from_json(unit.to_json()) == unit
+    other = write_shard(tmp_path / "elsewhere" / "00001.tar", [("x.jpg", _jpeg())])
+    with pytest.raises(UsageError, match="two tar shards are named 00001.tar"):
+        plan_units([*items, TarShard(str(other), "00001.tar")])
+
+
+def test_a_unit_is_tagged_like_a_local_run(tmp_path: Path, tiny_tagger, ramplus_tiny) -> None:
+    [shard] = sample_shards(tmp_path, count=1, per_shard=3)
+    job = JobSettings(model={}, lang="both", all_scores=True, batch_size=2, include=("*0001", "*0002"))
+    worker = UnitTagger(job, tagger=tiny_tagger)
+    result = worker.tag(WorkUnit(shard=TarShard(str(shard), shard.name)))
+    assert (result.rows, result.errors, result.failure) == (2, 0, None)
+    table = pq.read_table(io.BytesIO(result.data))
+    assert table.column("path").to_pylist() == ["00000.tar/000000001", "00000.tar/000000002"]
+    assert table.schema.names == worker.schema.names
+    assert read_metadata(table.schema) == read_metadata(worker.schema) and read_metadata(table.schema)["vocabulary"]
+    assert result.settings == settings_of(worker.schema)
+    expected = tiny_tagger.tag([_decoded(_jpeg(color="blue"))])[0]  # member 1 of the shard
+    assert table.column("all_scores")[0].as_py() == pytest.approx(list(expected.all_scores), abs=1e-6)
+    failed = worker.tag(WorkUnit(shard=TarShard(str(tmp_path / "gone.tar"), "gone.tar")))
+    assert failed.data is None and "gone.tar: cannot read this tar shard" in failed.failure
+    assert JobSettings.from_json(job.to_json()) == job
+
+
+def _decoded(data: bytes):
+    from ramtag.inputs import decode_bytes
+
+    return decode_bytes(data, name="x.jpg")
+
+
+# -- the dataset folder --------------------------------------------------------------------------
+
+
+def test_parts_are_committed_and_a_crash_leaves_no_duplicates(tmp_path: Path) -> None:
+    dest = tmp_path / "tags"
+    out = DatasetOutput(dest, SETTINGS)
+    first = out.commit("00000.tar", _part(["00000.tar/a"]), 1, 1)
+    out.commit(None, _part(["x.jpg", "y.jpg"]), 2, 2)
+    assert (first.name, sorted(p.name for p in dest.iterdir())) == (
+        "00000.parquet", ["00000.parquet", "_ramtag", "images-000001.parquet"])
+    os.close(out._lock_fd)  # the process dies: its lock goes with it
+    # What a crash can leave: a half-written temporary file, and a part renamed into place
+    # whose commit line never made it (it would be redone: kept, its rows would be there twice).
+    (dest / ".00001.parquet.ramtag.tmp").write_bytes(b"PAR1 half")
+    (dest / "00001.parquet").write_bytes(_part(["00001.tar/a"]))
+    with open(dest / "_ramtag" / "journal", "a") as journal:
+        journal.write(json.dumps({"writing": "00001.parquet"}) + "\n" + '{"part": "000')
+    with DatasetOutput(dest, SETTINGS) as again:
+        assert again.done_shards == {"00000.tar"} and again.done_keys() == {"x.jpg", "y.jpg"}
+        assert sorted(p.name for p in dest.iterdir()) == ["00000.parquet", "_ramtag", "images-000001.parquet"]
+        again.commit("00001.tar", _part(["00001.tar/a"]), 1, 1)
+    assert pq.read_table(dest).num_rows == 4  # pyarrow reads the folder as one table, _ramtag ignored
+    (dest / "00000.parquet").unlink()  # deleting a part redoes its shard
+    with DatasetOutput(dest, SETTINGS) as again:
+        assert again.done_shards == {"00001.tar"}
+
+
+def test_other_settings_foreign_folders_and_files_are_refused(tmp_path: Path) -> None:
+    dest = tmp_path / "tags"
+    with DatasetOutput(dest, SETTINGS) as out:
+        out.commit("00000.tar", _part(["00000.tar/a"]), 1)
+    other = {**SETTINGS, "thresholds": [0.3] * 4}
+    with pytest.raises(OutputError, match=r"other settings: thresholds .*--overwrite"):
+        DatasetOutput(dest, other)
+    with DatasetOutput(dest, other, overwrite=True) as out:
+        assert out.parts == {} and not (dest / "00000.parquet").exists()
+    assert dest.is_dir() and not any(dest.iterdir())  # nothing committed: its control files go
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    afile = tmp_path / "tags.parquet"
+    afile.write_bytes(b"someone's file")
+    for where, words in ((foreign, "ramtag did not write"), (afile, "is a file")):
+        for overwrite in (False, True):
+            with pytest.raises(OutputError, match=words):
+                DatasetOutput(where, SETTINGS, overwrite=overwrite)
+    assert (foreign / "keep.txt").read_text() == "mine" and afile.read_bytes() == b"someone's file"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with DatasetOutput(empty, SETTINGS):
+        with pytest.raises(OutputError, match="another ramtag run is writing"):
+            DatasetOutput(empty, SETTINGS)
+    assert empty.is_dir() and not any(empty.iterdir())  # the user's empty folder stays
+
+
+def test_a_local_file_unit_keeps_the_file_keys(tmp_path: Path, tiny_tagger) -> None:
+    (tmp_path / "a.jpg").write_bytes(_jpeg())
+    (tmp_path / "b.jpg").write_bytes(b"")
+    unit = WorkUnit(images=((str(tmp_path / "a.jpg"), "a.jpg", False), (str(tmp_path / "b.jpg"), "b.jpg", False)))
+    assert list(unit.refs()) == [ImageRef(tmp_path / "a.jpg", "a.jpg"), ImageRef(tmp_path / "b.jpg", "b.jpg")]
+    result = UnitTagger(JobSettings(model={}), tagger=tiny_tagger).tag(unit)
+    table = pq.read_table(io.BytesIO(result.data))
+    assert table.column("path").to_pylist() == ["a.jpg", "b.jpg"] and (result.rows, result.errors) == (2, 1)
+    assert "empty file" in table.column("error")[1].as_py()

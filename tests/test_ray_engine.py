@@ -1,0 +1,143 @@
+"""``ramtag run --engine ray`` on a local Ray instance (2 CPUs, no GPU) with the tiny RAM++ fixture:
+the same rows as the local engine, a Parquet dataset every reader sees as one table, and a run
+interrupted then resumed by shard, with nothing redone and nothing duplicated."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from ramtag.cli.app import app
+from ramtag.inputs import discover
+from ramtag.outputs import METADATA_KEY
+from ramtag.outputs.dataset import DatasetOutput
+
+from test_shards import _jpeg, write_shard
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory: pytest.TempPathFactory):
+    """One small Ray instance for the module; its workers get the tests' isolated, offline caches."""
+    home = tmp_path_factory.mktemp("ray-home")
+    env = {"RAMTAG_CACHE": str(home / "ramtag"), "HF_HOME": str(home / "hf"),
+           "HF_HUB_OFFLINE": "1", "RAMTAG_OFFLINE": "1"}
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
+             object_store_memory=200 * 1024 * 1024, runtime_env={"env_vars": env})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def dataset(ramplus_tiny, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture's images as a folder (plus a broken file) and as three tar shards."""
+    root = tmp_path_factory.mktemp("data")
+    photos = root / "photos"
+    shutil.copytree(ramplus_tiny.images, photos)
+    (photos / "zz_empty.jpg").write_bytes(b"")
+    images = sorted(path for path in ramplus_tiny.images.rglob("*") if path.is_file())
+    for number in range(3):
+        members = [(f"{number:05d}{index:04d}{path.suffix.lower()}", path.read_bytes())
+                   for index, path in enumerate(images[number * 3 : number * 3 + 3])]
+        members.append((f"{number:05d}0000.json", b"{}"))  # ignored: not an image
+        if number == 2:
+            members.append(("broken.jpg", _jpeg()[:200]))
+        write_shard(root / "shards" / f"{number:05d}.tar", members)
+    return root
+
+
+def ramtag(*args: str | Path):
+    result = CliRunner().invoke(app, ["run", *map(str, args)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def _inputs(root: Path) -> list[str]:
+    return [str(root / "photos"), str(root / "shards" / "{00000..00002}.tar")]
+
+
+def test_ray_rows_equal_the_local_engine(local_ray, dataset: Path, ramplus_tiny, tmp_path: Path) -> None:
+    model = ["--all-scores", "--lang", "both", *ramplus_tiny.cli_args()]
+    local = tmp_path / "local.parquet"
+    assert ramtag(*_inputs(dataset), "--out", local, "--workers", "0", *model).exit_code == 0
+    out = tmp_path / "tags"
+    result = ramtag(*_inputs(dataset), "--engine", "ray", "--out", out, "--save-every", "4", *model)
+    assert result.exit_code == 0, result.output
+    assert "6 parts to tag (3 tar shards, 10 image files) on 2 Ray actors" in result.stderr
+    assert "20 images: 18 tagged, 2 errors" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "00000.parquet", "00001.parquet", "00002.parquet", "_ramtag",
+        "images-000001.parquet", "images-000002.parquet", "images-000003.parquet"]
+    want = pd.read_parquet(local).sort_values("path", ignore_index=True)
+    got = pd.read_parquet(out).sort_values("path", ignore_index=True)  # the folder as one table
+    assert got["path"].tolist() == want["path"].tolist()
+    assert got["path"].str.startswith("0000").sum() == 10 and "00002.tar/broken" in set(got["path"])
+    pd.testing.assert_frame_equal(got[["path", "width", "height", "error"]], want[["path", "width", "height", "error"]])
+    worst = 0.0
+    for mine, theirs in zip(got.itertuples(), want.itertuples()):
+        if theirs.error is None:
+            worst = max(worst, float(np.abs(mine.all_scores - theirs.all_scores).max()))
+            assert dict(zip(mine.tags, mine.scores)) == pytest.approx(dict(zip(theirs.tags, theirs.scores)), abs=1e-6)
+            assert sorted(mine.tags_zh) == sorted(theirs.tags_zh)
+    assert worst <= 1e-6
+    local_meta = json.loads(pq.read_schema(local).metadata[METADATA_KEY.encode()])
+    for part in out.glob("*.parquet"):
+        assert json.loads(pq.read_schema(part).metadata[METADATA_KEY.encode()]) == local_meta
+        assert pq.read_schema(part).names == pq.read_schema(local).names
+    [(count, unique)] = duckdb.sql(f"SELECT count(*), count(DISTINCT path) FROM '{out}/*.parquet'").fetchall()
+    assert count == unique == 20
+
+
+def test_an_interrupted_ray_run_resumes_without_redoing_or_duplicating(
+    local_ray, dataset: Path, ramplus_tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def args(out: Path) -> list[str | Path]:
+        return [*_inputs(dataset), "--engine", "ray", "--out", out, "--save-every", "5", "--concurrency", "1",
+                *ramplus_tiny.cli_args()]
+
+    out = tmp_path / "tags"
+    commit = DatasetOutput.commit
+
+    def commit_then_ctrl_c(self, *commit_args, **kwargs):
+        part = commit(self, *commit_args, **kwargs)
+        raise KeyboardInterrupt  # as if pressed right after the first part was saved
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DatasetOutput, "commit", commit_then_ctrl_c)
+        result = ramtag(*args(out))
+    assert result.exit_code == 130, result.output
+    assert "interrupted: 1 part saved in" in result.stderr and "run the same command again" in result.stderr
+    [first] = [p for p in out.glob("*.parquet")]
+    before = (first.stat().st_ino, first.stat().st_mtime_ns, first.read_bytes())
+    first_rows = pq.read_table(first).column("path").to_pylist()
+
+    committed: list[str] = []
+
+    def counting_commit(self, shard, *rest, **kwargs):
+        part = commit(self, shard, *rest, **kwargs)
+        committed.append(part.name)
+        return part
+
+    monkeypatch.setattr(DatasetOutput, "commit", counting_commit)
+    result = ramtag(*args(out))
+    assert result.exit_code == 0, result.output
+    skipped = "1 shards and 0 images" if first.name.startswith("0000") else "0 shards and 5 images"
+    assert f"skipping {skipped} already in" in result.stderr
+    assert first.name not in committed and len(committed) == 4  # the saved part was not redone
+    assert (first.stat().st_ino, first.stat().st_mtime_ns, first.read_bytes()) == before
+    paths = pd.read_parquet(out)["path"]
+    every = {ref.key for ref in discover(_inputs(dataset))} | {"00002.tar/broken"}
+    assert paths.is_unique and set(paths) == every and set(first_rows) <= every  # no duplicate, no gap
+    result = ramtag(*args(out))  # all done: nothing to tag
+    assert result.exit_code == 0 and "skipping 3 shards and 10 images" in result.stderr
+    assert "nothing new to tag" in result.stderr and len(committed) == 4

@@ -1,0 +1,274 @@
+"""Tar shards and URLs as inputs: brace patterns, webdataset keys, members read in memory, bad
+members and archives as rows, fsspec URLs; the local engine on shards; Ray never imported."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import fsspec
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import REPO
+from ramtag.cli.app import app
+from ramtag.errors import UsageError
+from ramtag.inputs import ImageDecodeError, decode_bytes, decode_image, decode_ref, discover, discover_items
+from ramtag.shards import ShardReadError, TarShard, member_key, members_or_error, shard_members
+from ramtag.sources import expand_braces
+
+
+def _jpeg(size: tuple[int, int] = (24, 16), color: str = "teal") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _add(archive: tarfile.TarFile, name: str, data: bytes, kind: bytes = tarfile.REGTYPE, **fields: object) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    for field, value in fields.items():
+        setattr(info, field, value)
+    archive.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+def write_shard(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    """A webdataset shard with these (name, bytes) members, in order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as archive:
+        for name, data in members:
+            _add(archive, name, data)
+    return path
+
+
+def sample_shards(folder: Path, count: int = 2, per_shard: int = 2) -> list[Path]:
+    """img2dataset-like shards: key.jpg with key.json and key.txt beside it."""
+    shards = []
+    for shard in range(count):
+        members = []
+        for index in range(per_shard):
+            key = f"{shard:05d}{index:04d}"
+            members += [
+                (f"{key}.jpg", _jpeg(color=("red", "blue", "green")[index % 3])),
+                (f"{key}.json", json.dumps({"key": key}).encode()),
+                (f"{key}.txt", b"a caption"),
+            ]
+        shards.append(write_shard(folder / f"{shard:05d}.tar", members))
+    return shards
+
+
+# -- patterns and keys ---------------------------------------------------------------------------
+
+
+def test_brace_patterns_are_expanded_by_ramtag() -> None:
+    assert expand_braces("s/{00000..00002}.tar") == ["s/00000.tar", "s/00001.tar", "s/00002.tar"]
+    assert expand_braces("{8..11}")[-2:] == ["10", "11"]  # no padding without leading zeros
+    assert expand_braces("{098..100}") == ["098", "099", "100"]
+    assert expand_braces("{0..10..5}/{a,b}") == ["0/a", "0/b", "5/a", "5/b", "10/a", "10/b"]
+    assert expand_braces("{3..1}") == ["3", "2", "1"]
+    assert expand_braces("x{y}.tar") == ["x{y}.tar"]  # neither a range nor a list
+    with pytest.raises(UsageError, match="split it"):
+        expand_braces("{0..9999999}")
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [("000000123.jpg", "000000123"), ("00000/000000123.jpg", "00000/000000123"),
+     ("x.depth.png", "x"), ("dir.v2/a.b.c.webp", "dir.v2/a"), ("._x.jpg", "._x")],
+)
+def test_webdataset_keys(name: str, key: str) -> None:
+    assert member_key(name) == key
+
+
+# -- reading shards ------------------------------------------------------------------------------
+
+
+def test_image_members_in_order_keyed_by_shard_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "00007.tar"
+    with tarfile.open(path, "w") as archive:
+        _add(archive, "./a/000.jpg", _jpeg())
+        _add(archive, "a/000.json", b"{}")
+        _add(archive, "a/000.depth.png", b"png bytes")  # a second image of the same sample
+        _add(archive, "link.jpg", b"", tarfile.SYMTYPE, linkname="/etc/passwd")
+        _add(archive, "hard.jpg", b"", tarfile.LNKTYPE, linkname="a/000.jpg")
+        _add(archive, "dir.jpg", b"", tarfile.DIRTYPE)
+        _add(archive, "._001.jpg", b"macOS junk")
+        _add(archive, "/abs/002.JPEG", _jpeg())
+    refs = list(shard_members(TarShard(str(path), "00007.tar")))
+    assert [ref.key for ref in refs] == ["00007.tar/a/000", "00007.tar/a/000.depth.png", "00007.tar/abs/002"]
+    assert decode_ref(refs[0]).size == (24, 16)
+    assert [ref.key for ref in shard_members(TarShard(str(path), "00007.tar"), hidden=True)][-2] == "00007.tar/._001"
+    assert not any(tmp_path.glob("**/etc")) and sorted(p.name for p in tmp_path.iterdir()) == ["00007.tar"]
+
+
+def test_bad_members_and_archives_are_rows(tmp_path: Path) -> None:
+    good = _jpeg((40, 30))
+    big = write_shard(tmp_path / "big.tar", [("a.jpg", good), ("b.png", b"x" * 70_000), ("c.jpg", good[:60])])
+    refs = list(shard_members(TarShard(str(big), "big.tar"), max_pixels=1000))  # files over 68 kB unread
+    errors = {}
+    for ref in refs:
+        try:
+            decode_ref(ref, max_pixels=1200)
+            errors[ref.key] = None
+        except ImageDecodeError as error:
+            errors[ref.key] = str(error)
+    assert errors["big.tar/a"] is None
+    assert "tar member too large: 70,000 bytes" in errors["big.tar/b"]
+    assert "truncated" in errors["big.tar/c"] or "corrupt" in errors["big.tar/c"]
+    whole = (tmp_path / "whole.tar")
+    write_shard(whole, [("a.jpg", good), ("b.jpg", good)])
+    cut = tmp_path / "cut.tar"
+    padded = -(-len(good) // 512) * 512
+    cut.write_bytes(whole.read_bytes()[: 512 + padded + 512 + 100])  # ends inside b.jpg
+    keys = [(ref.key, ref.source.__class__.__name__) for ref in shard_members(TarShard(str(cut), "cut.tar"))]
+    assert keys == [("cut.tar/a", "InMemory"), ("cut.tar/b", "Unusable")]
+    with pytest.raises(ImageDecodeError, match="ends inside this member"):
+        decode_ref(list(shard_members(TarShard(str(cut), "cut.tar")))[-1])
+    text = tmp_path / "notes.tar"
+    text.write_text("not a tar archive at all\n" * 40)
+    [row] = shard_members(TarShard(str(text), "notes.tar"))
+    assert row.key == "notes.tar"
+    with pytest.raises(ImageDecodeError, match="not a readable tar archive"):
+        decode_ref(row)
+    missing = TarShard(str(tmp_path / "gone.tar"), "gone.tar")
+    with pytest.raises(ShardReadError, match="gone.tar: cannot read this tar shard"):
+        list(shard_members(missing))
+    [row] = members_or_error(missing)  # the local engine: a row, the run goes on
+    assert row.key == "gone.tar"
+
+
+def test_bytes_decode_like_files(tmp_path: Path) -> None:
+    for data in (b"", b"not an image", _jpeg()[:100]):
+        path = tmp_path / "x.jpg"
+        path.write_bytes(data)
+        with pytest.raises(ImageDecodeError) as from_file:
+            decode_image(path)
+        with pytest.raises(ImageDecodeError) as from_bytes:
+            decode_bytes(data, name="x.jpg")
+        assert str(from_bytes.value) == str(from_file.value)
+    assert decode_bytes(_jpeg((7, 5)), name="a.jpg").size == (7, 5)
+
+
+# -- discovery -----------------------------------------------------------------------------------
+
+
+def test_shards_from_patterns_folders_and_urls(tmp_path: Path) -> None:
+    shards = sample_shards(tmp_path / "shards", count=3)
+    expected = ["00000.tar/000000000", "00000.tar/000000001", "00001.tar/000010000",
+                "00001.tar/000010001", "00002.tar/000020000", "00002.tar/000020001"]
+    for spelling in (str(tmp_path / "shards/{00000..00002}.tar"), tmp_path / "shards",
+                     (tmp_path / "shards").as_uri(), (tmp_path / "shards").as_uri() + "/{00000..00002}.tar"):
+        assert [ref.key for ref in discover([spelling])] == expected, spelling
+    assert [ref.key for ref in discover([shards[1]], include=["*0001"])] == ["00001.tar/000010001"]
+    items = list(discover_items([tmp_path / "shards"]))
+    assert [item.name for item in items] == ["00000.tar", "00001.tar", "00002.tar"]  # not opened
+    Image.new("RGB", (8, 8)).save(tmp_path / "shards" / "photo.jpg")  # images beside: a photo folder
+    assert [ref.key for ref in discover([tmp_path / "shards"])] == ["photo.jpg"]
+    with pytest.raises(UsageError, match=r"input not found: .*00003.tar \(from .*4 names\)"):
+        discover([str(tmp_path / "shards/{00000..00003}.tar")])
+
+
+def test_fsspec_urls_folders_and_files(tmp_path: Path) -> None:
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/photos/b/2.jpg", _jpeg((5, 4)))
+    memory.pipe("/photos/a.png", b"broken")
+    memory.pipe("/photos/.hidden.jpg", _jpeg())
+    memory.pipe("/photos/notes.txt", b"text")
+    try:
+        refs = list(discover(["memory://photos"]))
+        assert [ref.key for ref in refs] == ["a.png", "b/2.jpg"]
+        assert decode_ref(refs[1]).size == (5, 4)
+        with pytest.raises(ImageDecodeError, match="not an image"):
+            decode_ref(refs[0])
+        [one] = discover(["memory://photos/b/2.jpg"])
+        assert one.key == "memory://photos/b/2.jpg"  # a file named directly keeps its spelling
+        memory.pipe("/big.jpg", b"x" * 70_000)
+        [big] = discover(["memory://big.jpg"])
+        with pytest.raises(ImageDecodeError, match="file too large"):
+            decode_ref(big, max_pixels=1000)
+    finally:
+        memory.rm("/", recursive=True)
+    with pytest.raises(UsageError, match="input not found: memory://nothing"):
+        discover(["memory://nothing"])
+    with pytest.raises(UsageError, match="cannot use this URL"):
+        discover(["nosuchscheme://bucket/x.tar"])
+
+
+def test_cloud_urls_name_the_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec.core
+
+    def missing(url: str, **_: object) -> None:
+        raise ImportError("Install s3fs to access S3")
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", missing)
+    result = CliRunner().invoke(app, ["run", "s3://bucket/shards/{00000..00127}.tar"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: s3://bucket/shards/00000.tar: reading s3:// URLs needs s3fs: pip install s3fs"
+    )
+
+
+# -- the local engine on shards ------------------------------------------------------------------
+
+
+def test_local_engine_tags_shards_and_resumes_by_key(tmp_path: Path, ramplus_tiny) -> None:
+    sample_shards(tmp_path / "shards", count=2)
+    write_shard(tmp_path / "shards" / "00002.tar", [("bad.jpg", b"broken"), ("ok.jpg", _jpeg())])
+    out = tmp_path / "tags.parquet"
+    args = ["run", str(tmp_path / "shards"), "--out", str(out), "--workers", "1", *ramplus_tiny.cli_args()]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out)
+    assert frame["path"].tolist() == ["00000.tar/000000000", "00000.tar/000000001", "00001.tar/000010000",
+                                      "00001.tar/000010001", "00002.tar/bad", "00002.tar/ok"]
+    assert "not an image" in frame.set_index("path").loc["00002.tar/bad", "error"]
+    assert frame["error"].notna().sum() == 1 and (frame["width"].dropna() == 24).all()
+    sample_shards(tmp_path / "shards", count=4)  # two more shards (and the first two rewritten)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "skipping 6 images already tagged" in result.stderr and "4 images: 4 tagged" in result.stderr
+    assert pd.read_parquet(out)["path"].is_unique
+    result = CliRunner().invoke(app, [*args, "--xmp"])
+    assert result.exit_code == 2 and "--xmp writes sidecars beside image files" in result.stderr
+
+
+def test_local_runs_never_import_ray(tmp_path: Path, ramplus_tiny) -> None:
+    sample_shards(tmp_path, count=1, per_shard=1)
+    code = (
+        "import sys\n"
+        "import ramtag.cli.app\n"
+        "assert 'ray' not in sys.modules, 'import'\n"
+        "from typer.testing import CliRunner\n"
+        f"result = CliRunner().invoke(ramtag.cli.app.app, {['run', str(tmp_path), '-q', '--workers', '0', *ramplus_tiny.cli_args()]!r})\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert 'ray' not in sys.modules, 'run'\n"
+        "print(result.stdout.count('00000.tar/'))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+
+
+def test_ray_engine_needs_an_output_folder(tmp_path: Path, ramplus_tiny) -> None:
+    sample_shards(tmp_path / "shards", count=1)
+    cases = [
+        ([], "add --out FOLDER"),
+        (["--out", str(tmp_path / "x"), "--format", "csv"], "Parquet only"),
+        (["--out", str(tmp_path / "x"), "--xmp"], "--xmp is not available with --engine ray"),
+    ]
+    for extra, message in cases:
+        result = CliRunner().invoke(app, ["run", str(tmp_path / "shards"), "--engine", "ray", *extra, *ramplus_tiny.cli_args()])
+        assert result.exit_code == 2 and message in result.stderr, result.output
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "shards"), "--concurrency", "2"])
+    assert result.exit_code == 2 and "--concurrency go with --engine ray" in result.stderr
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "shards"), "--out", str(tmp_path), *ramplus_tiny.cli_args()])
+    assert result.exit_code == 2 and "is a folder" in result.stderr
