@@ -187,7 +187,7 @@ def _print(result: BenchResult, source: str) -> None:
     )
     out.print(
         f"{result.images_per_s:.2f} images/s over {result.measured_images} images "
-        f"({result.wall_s:.1f} s; start-up {result.startup_s:.1f} s and "
+        f"({result.wall_s:.1f} s; start-up {_startup(result)} and "
         f"{_count(s['warmup_batches'], 'warm-up batch', 'es')} excluded; "
         f"{_count(result.errors, 'error', 's')})",
         markup=False, soft_wrap=True,
@@ -201,6 +201,10 @@ def _print(result: BenchResult, source: str) -> None:
     if result.peak_gpu_mb is not None:
         memory.append(f"peak GPU memory {_mb(result.peak_gpu_mb)}")
     out.print("memory: " + ", ".join(memory), markup=False, soft_wrap=True)
+
+
+def _startup(result: BenchResult) -> str:
+    return f"{result.ready_s:.1f} s from launch, {result.startup_s:.1f} s of it loading the model,"
 
 
 def _mb(value: float | None) -> str:
