@@ -336,42 +336,72 @@ def _matches(key: str, patterns: Sequence[str]) -> bool:
 # Decoding
 
 
-def decode_image(path: Path, *, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+def decode_image(
+    path: Path, *, max_pixels: int | None = MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
     """The first frame of ``path``, upright (EXIF orientation applied), pixels loaded.
 
     The mode is whatever the file holds (``RGB``, ``L``, ``CMYK``, ``I;16``...): converting is the
     caller's job. The size limit is checked on the header, before any pixel is decoded; ``None``
     means no limit. Every failure is an ``ImageDecodeError`` whose message omits the path.
+
+    With ``draft_size``, a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) as
+    long as both sides stay at least ``draft_size``: several times faster for photos much larger
+    than the model's input, at the price of slightly different pixels. ``original_size`` still
+    gives the file's own size.
     """
     _prepare_pillow(max_pixels)
     _check_file(path)
-    return _decode(path, path, max_pixels)
+    return _decode(path, path, max_pixels, draft_size)
 
 
-def decode_bytes(data: bytes, *, name: str, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+def decode_bytes(
+    data: bytes, *, name: str, max_pixels: int | None = MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
     """``decode_image`` for a file already in memory; ``name`` (its file name) words the errors."""
     _prepare_pillow(max_pixels)
     if not data:
         raise ImageDecodeError("empty file (0 bytes): an interrupted copy or download?", "empty")
-    return _decode(io.BytesIO(data), PurePosixPath(name), max_pixels)
+    return _decode(io.BytesIO(data), PurePosixPath(name), max_pixels, draft_size)
 
 
-def decode_ref(ref: ImageRef, *, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+def decode_ref(
+    ref: ImageRef, *, max_pixels: int | None = MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
     """The image ``ref`` stands for: a local file, or the bytes its ``source`` reads."""
     if ref.source is None:
-        return decode_image(ref.path, max_pixels=max_pixels)
+        return decode_image(ref.path, max_pixels=max_pixels, draft_size=draft_size)
     data = ref.source.read(max_file_bytes(max_pixels))
-    return decode_bytes(data, name=ref.source.name, max_pixels=max_pixels)
+    return decode_bytes(data, name=ref.source.name, max_pixels=max_pixels, draft_size=draft_size)
+
+
+def original_size(image: Image.Image) -> tuple[int, int]:
+    """The upright size of the file an image came from, also when it was decoded in draft mode."""
+    return image.info.get(_ORIGINAL_SIZE, image.size)
+
+
+_ORIGINAL_SIZE = "ramtag_original_size"
 
 
 def _decode(
-    where: Path | io.BytesIO, named: Path | PurePosixPath, max_pixels: int | None
+    where: Path | io.BytesIO,
+    named: Path | PurePosixPath,
+    max_pixels: int | None,
+    draft_size: int | None = None,
 ) -> Image.Image:
     try:
         with Image.open(where) as image:
             _check_pixels(image.size, max_pixels)
+            width, height = image.size
+            if draft_size is not None and image.format == "JPEG":
+                image.draft(image.mode, (draft_size, draft_size))
             image.load()  # errors in the pixel data surface here, not in a worker later
-            return ImageOps.exif_transpose(image)  # a copy, detached from the (closed) file
+            upright = ImageOps.exif_transpose(image)  # a copy, detached from the (closed) file
+            if upright.size != image.size:  # rotated by a quarter turn
+                width, height = height, width
+            if (width, height) != upright.size:
+                upright.info[_ORIGINAL_SIZE] = (width, height)
+            return upright
     except Image.DecompressionBombError as error:
         raise _too_large_from_pillow(error, max_pixels) from error
     except Image.DecompressionBombWarning as error:  # only when warnings are turned into errors

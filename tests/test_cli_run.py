@@ -292,3 +292,27 @@ def test_usage_errors_are_one_line(tmp_path: Path, ramplus_tiny, args: list[str]
     assert result.exit_code == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_draft_decoding_is_recorded_and_keeps_the_file_size(tmp_path: Path, ramplus_tiny) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.jpg", "b.jpg"):
+        coarse = Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).resize((1600, 1200))
+        coarse.save(photos / name, quality=90)
+    args = [photos, "--workers", "0", "--all-scores", *ramplus_tiny.cli_args()]
+    assert ramtag(*args, "--out", tmp_path / "exact.parquet").exit_code == 0
+    draft_out = tmp_path / "draft.parquet"
+    result = ramtag(*args, "--out", draft_out, "--draft-decode")
+    assert result.exit_code == 0, result.output
+    exact, draft = pd.read_parquet(tmp_path / "exact.parquet"), pd.read_parquet(draft_out)
+    assert draft[["path", "width", "height"]].equals(exact[["path", "width", "height"]])
+    assert draft["width"].tolist() == [1600, 1600]
+    change = np.abs(np.stack(draft["all_scores"]) - np.stack(exact["all_scores"]))
+    assert 0 < change.max() < 0.05  # other pixels, nearly the same scores
+    metadata = json.loads(pq.read_schema(draft_out).metadata[METADATA_KEY.encode()])
+    assert metadata["draft_decode"] is True
+    assert "draft_decode" not in json.loads(pq.read_schema(tmp_path / "exact.parquet").metadata[METADATA_KEY.encode()])
+    result = ramtag(*args, "--out", draft_out)  # the same output without draft decoding: refused
+    assert result.exit_code == 1 and "other settings" in result.stderr

@@ -7,6 +7,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageFile, features
 
@@ -390,3 +391,39 @@ def test_error_is_a_ramtag_error_and_pickles() -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert isinstance(copy, RamtagError)
     assert (str(copy), copy.kind) == ("empty file (0 bytes)", "empty")
+
+
+def _photo(path: Path, size: tuple[int, int], **save: object) -> Path:
+    """A JPEG with detail at every scale, so a reduced-scale decode differs from a full one."""
+    rng = np.random.default_rng(0)
+    coarse = Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).resize(size)
+    noise = rng.integers(-30, 30, (size[1], size[0], 3))
+    pixels = np.clip(np.asarray(coarse, dtype=np.int64) + noise, 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path, quality=90, **save)
+    return path
+
+
+def test_draft_decoding_shrinks_large_jpegs_but_not_below_the_input(tmp_path: Path) -> None:
+    path = _photo(tmp_path / "big.jpg", (1600, 1200))
+    exact = decode_image(path)
+    draft = decode_image(path, draft_size=384)
+    assert exact.size == inputs.original_size(exact) == (1600, 1200)
+    assert draft.size == (800, 600)  # 1/4 would make the short side 300 < 384
+    assert inputs.original_size(draft) == (1600, 1200)  # outputs report the file's own size
+    assert decode_image(path, draft_size=100).size == (200, 150)  # 1/8, the largest DCT step
+    assert decode_image(path, draft_size=1000).size == (1600, 1200)  # no smaller scale fits
+
+
+def test_draft_decoding_keeps_the_upright_original_size(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = _photo(tmp_path / "rotated.jpg", (1600, 1200), exif=exif)
+    draft = decode_image(path, draft_size=384)
+    assert draft.size == (600, 800)
+    assert inputs.original_size(draft) == (1200, 1600)
+
+
+def test_draft_decoding_leaves_other_formats_alone(tmp_path: Path) -> None:
+    path = _save(tmp_path / "big.png", (1600, 1200))
+    image = decode_image(path, draft_size=384)
+    assert image.size == inputs.original_size(image) == (1600, 1200)

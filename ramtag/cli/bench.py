@@ -17,6 +17,7 @@ from .common import (
     SPEED_PANEL,
     BatchSizeOpt,
     DeviceOpt,
+    DraftDecodeOpt,
     PrecisionOpt,
     TagListOpt,
     ThresholdsOpt,
@@ -90,6 +91,7 @@ def bench_command(
     ] = None,
     batch_size: BatchSizeOpt = None,
     workers: WorkersOpt = None,
+    draft_decode: DraftDecodeOpt = False,
     warmup: Annotated[
         int,
         typer.Option("--warmup", min=0, help="Batches tagged first and left out of the figures.", rich_help_panel=SPEED_PANEL),
@@ -106,7 +108,9 @@ def bench_command(
         load = _loader(checkpoint, random_weights, config, tag_list, thresholds, device, precision)
         if images is not None and (synthetic is not None or image_size is not None):
             raise UsageError("give --images DIR or --synthetic N (with --image-size), not both")
-        from ..bench import run_bench, write_synthetic_images
+        from ..bench import process_age_s, run_bench, write_synthetic_images
+
+        imports = process_age_s()  # torch and timm are in: the rest of start-up is loading
 
         with tempfile.TemporaryDirectory(prefix="ramtag-bench-images-") as tmp:
             if images is None:
@@ -118,6 +122,7 @@ def bench_command(
                 source = str(images)
             result = run_bench(
                 load, images or Path(tmp), batch_size=batch_size or _default_batch_size(device), workers=workers, warmup=warmup,
+                draft_decode=draft_decode, imports_s=imports,
                 on_status=lambda text: err_console.print(text, markup=False),
             )
         if as_json:
@@ -179,7 +184,8 @@ def _print(result: BenchResult, source: str) -> None:
     where = m["device_name"] or m["cpu"]
     out.print(
         f"{s['model']} ({weights}), {s['device']} {s['precision']}, batch {s['batch_size']}, "
-        f"{_count(s['workers'], 'worker', 's')}; {source}", markup=False, soft_wrap=True,
+        f"{_count(s['workers'], 'worker', 's')}{', draft decoding' if s['draft_decode'] else ''}; {source}",
+        markup=False, soft_wrap=True,
     )
     out.print(
         f"machine: {where}, {m['cores']} cores, torch {m['torch']} with {m['torch_threads']} threads",

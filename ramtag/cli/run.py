@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ..tagger import Tagger
 from .common import (
     BatchSizeOpt,
+    DraftDecodeOpt,
     WorkersOpt,
     CheckpointOpt,
     DeviceOpt,
@@ -185,6 +186,7 @@ def run_command(
             "(default: openai/clip-vit-base-patch16).", rich_help_panel=OPEN_SET_PANEL, show_default=False,
         ),
     ] = None,
+    draft_decode: DraftDecodeOpt = False,
     engine: EngineOpt = Engine.local,
     address: AddressOpt = None,
     num_gpus_per_worker: GpusOpt = None,
@@ -220,7 +222,7 @@ def run_command(
                            thresholds=_text(thresholds), threshold=threshold, device=device, precision=precision),
                 job=dict(lang=lang.value, all_scores=all_scores, top_k=top_k, batch_size=batch_size,
                          workers=workers, max_pixels=limit, include=tuple(include or ()),
-                         exclude=tuple(exclude or ()), hidden=hidden),
+                         exclude=tuple(exclude or ()), hidden=hidden, draft_decode=draft_decode),
                 cluster=dict(address=address, num_gpus_per_worker=num_gpus_per_worker, concurrency=concurrency),
                 save_every=save_every, quiet=quiet, verbose=verbose, started=started,
             )
@@ -254,7 +256,7 @@ def run_command(
             )
         if lang != Lang.en and tagger.vocabulary.tags_zh is None:
             raise UsageError(f"--lang {lang.value} needs Chinese tag names: pass --tag-list-zh")
-        schema = _schema(tagger, lang.value, all_scores, top_k)
+        schema = _schema(tagger, lang.value, all_scores, top_k, draft_decode)
         sidecars = sidecar_writer(xmp, xmp_naming, xmp_parent, {**tagger.metadata(), "top_k": top_k}, lang.value)
         if out is not None:
             from ..outputs.resume import ResumableOutput
@@ -269,7 +271,7 @@ def run_command(
             fresh = (ref for ref in (refs if sidecars is None else _files_only(refs)) if pending(ref))
             batches = dict(
                 batch_size=batch_size or _default_batch_size(tagger), workers=workers, top_k=top_k,
-                max_pixels=limit,
+                max_pixels=limit, draft_decode=draft_decode,
             )
             # Counting walks the inputs again: cheap for folders, not for tar shards or URLs.
             counting = None if files_from == "-" or not plain else lambda: (
@@ -313,10 +315,12 @@ def _default_batch_size(tagger: Tagger) -> int:
     return default_batch_size(tagger.device)
 
 
-def _schema(tagger: Tagger, lang: str, all_scores: bool, top_k: int | None) -> pa.Schema:
+def _schema(
+    tagger: Tagger, lang: str, all_scores: bool, top_k: int | None, draft_decode: bool
+) -> pa.Schema:
     from ..outputs import schema_for
 
-    return schema_for(tagger, lang, all_scores, top_k)
+    return schema_for(tagger, lang, all_scores, top_k, draft_decode)
 
 
 def _tag(

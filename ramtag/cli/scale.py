@@ -111,7 +111,7 @@ def run_on_ray(
         tagger = load_tagger(**{**model, "device": "cpu"})
         if job["lang"] != "en" and tagger.vocabulary.tags_zh is None:
             raise UsageError(f"--lang {job['lang']} needs Chinese tag names: pass --tag-list-zh")
-        schema = schema_for(tagger, job["lang"], job["all_scores"], job["top_k"])
+        schema = schema_for(tagger, job["lang"], job["all_scores"], job["top_k"], job["draft_decode"])
         del tagger
         with DatasetOutput.for_schema(out, schema, overwrite=overwrite) as output:
             plan = plan_units(

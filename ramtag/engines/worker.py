@@ -41,6 +41,7 @@ class JobSettings:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     hidden: bool = False
+    draft_decode: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -75,7 +76,7 @@ class UnitTagger:
 
         self.job = job
         self.tagger = tagger if tagger is not None else load_tagger(**job.model)
-        self.schema = schema_for(self.tagger, job.lang, job.all_scores, job.top_k)
+        self.schema = schema_for(self.tagger, job.lang, job.all_scores, job.top_k, job.draft_decode)
         self.settings = settings_of(self.schema)
         if job.batch_size is not None:
             self.batch_size = job.batch_size
@@ -98,7 +99,7 @@ class UnitTagger:
         try:
             for records in run_batches(
                 refs, self.tagger, batch_size=self.batch_size, workers=job.workers,
-                top_k=job.top_k, max_pixels=job.max_pixels,
+                top_k=job.top_k, max_pixels=job.max_pixels, draft_decode=job.draft_decode,
             ):
                 sink.write(to_record_batch(records, self.schema))
                 rows += len(records)

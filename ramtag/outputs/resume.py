@@ -41,6 +41,7 @@ except ImportError:  # Windows: no advisory locks; a second run is not refused t
 # What makes two runs' results comparable: any difference and the rows cannot share one file.
 RESULT_SETTINGS = (
     "model_kind", "checkpoint_sha256", "vocabulary", "thresholds", "input_size", "precision", "top_k",
+    "draft_decode",
 )
 SAVE_EVERY = 1000
 SAVE_EVERY_S = 60.0

@@ -61,10 +61,17 @@ def output_schema(layout: Layout, metadata: dict[str, Any] | None = None) -> pa.
     return schema
 
 
-def schema_for(tagger: Tagger, lang: str, all_scores: bool, top_k: int | None) -> pa.Schema:
-    """The schema of a run's output: one function, so every engine writes exactly the same."""
+def schema_for(
+    tagger: Tagger, lang: str, all_scores: bool, top_k: int | None, draft_decode: bool = False
+) -> pa.Schema:
+    """The schema of a run's output: one function, so every engine writes exactly the same.
+
+    Draft decoding changes the scores a little, so it is part of the settings a resumed run must
+    share; it is recorded only when used, which keeps earlier outputs resumable.
+    """
     layout = Layout.for_lang(lang, len(tagger.vocabulary), all_scores=all_scores)
-    return output_schema(layout, {**tagger.metadata(), "top_k": top_k})
+    extra = {"draft_decode": True} if draft_decode else {}
+    return output_schema(layout, {**tagger.metadata(), "top_k": top_k, **extra})
 
 
 def read_metadata(schema: pa.Schema) -> dict[str, Any] | None:
