@@ -183,11 +183,11 @@ def run_bench(
             f"{len(refs)} images make {batches} batches of {batch_size}, none left to measure after "
             f"{warmup} warm-up batches: give more images or a smaller --warmup"
         )
-    workers = default_workers() if workers is None else workers
     status("loading the model")
     started = time.perf_counter()
     tagger = load()
     startup = time.perf_counter() - started
+    workers = default_workers(tagger.device) if workers is None else workers
     ready = imports + startup
     cuda = tagger.device.type == "cuda"
     if cuda:

@@ -40,9 +40,11 @@ def bad_folder(root: Path) -> dict[str, str]:
 
 
 def test_default_workers_leave_a_core_for_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    for cores, expected in [(1, 0), (2, 1), (4, 3), (16, 4)]:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    for cores, expected, on_cpu in [(1, 0, 0), (2, 1, 0), (3, 2, 2), (4, 3, 3), (16, 4, 4)]:
         monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)), raising=False)
-        assert default_workers() == expected
+        assert default_workers() == default_workers(gpu) == expected
+        assert default_workers(cpu) == on_cpu  # a CPU model on 2 cores: decoding beside it only competes
 
 
 def test_dataset_turns_every_failure_into_data(tmp_path: Path, tiny_tagger) -> None:

@@ -106,7 +106,8 @@ WorkersOpt = Annotated[
     typer.Option(
         "--workers",
         min=0,
-        help="Decoding processes (default: min(4, cores - 1); 0 decodes in the main process).",
+        help="Decoding processes (default: min(4, cores - 1), none for a CPU model on 2 cores or "
+        "fewer; 0 decodes in the main process).",
         rich_help_panel=SPEED_PANEL,
     ),
 ]
