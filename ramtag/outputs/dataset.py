@@ -28,13 +28,9 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ..errors import OutputError
-from .resume import differences, settings_of
+from .resume import differences, hold_lock, settings_of
 from .tabular import replace_durably
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; a second run is not refused there
-    fcntl = None  # type: ignore[assignment]
 
 CONTROL = "_ramtag"
 _TMP = ".ramtag.tmp"
@@ -96,18 +92,7 @@ class DatasetOutput:
             )
 
     def _lock(self) -> None:
-        path = self.control / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise OutputError(
-                    f"another ramtag run is writing {self.dest} (it holds {path}); "
-                    "wait for it to finish or stop it first"
-                ) from None
-        self._lock_fd = fd
+        self._lock_fd = hold_lock(self.control / "lock", self.dest)
 
     def _recover(self, overwrite: bool) -> None:
         committed, announced = self._read_journal()

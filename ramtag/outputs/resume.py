@@ -60,6 +60,29 @@ def settings_of(schema: pa.Schema) -> dict[str, Any]:
     return settings
 
 
+def hold_lock(path: Path, dest: Path) -> int:
+    """Take the lock file ``path`` of the output ``dest`` for this run (a file descriptor to keep
+    open), or refuse in words when another run holds it. No lock where there is no ``fcntl``.
+
+    A run that finishes removes its lock file, so a lock taken on a file unlinked meanwhile would
+    protect nothing: the inode check makes that case a refusal too.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held = os.fstat(fd).st_ino == os.stat(path).st_ino  # not removed meanwhile
+    except (BlockingIOError, FileNotFoundError):
+        held = False
+    if not held:
+        os.close(fd)
+        raise OutputError(
+            f"another ramtag run is writing {dest} (it holds {path}); wait for it to finish or stop it first"
+        )
+    return fd
+
+
 def differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Each differing setting in words: what the existing results used, what this run would use."""
     return [
@@ -124,21 +147,7 @@ class ResumableOutput:
     # -- opening ---------------------------------------------------------------------------------
 
     def _lock(self) -> None:
-        path = self.folder / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held = os.fstat(fd).st_ino == os.stat(path).st_ino  # not removed meanwhile
-            except (BlockingIOError, FileNotFoundError):
-                held = False
-            if not held:
-                os.close(fd)
-                raise OutputError(
-                    f"another ramtag run is writing {self.dest} (it holds {path}); "
-                    "wait for it to finish or stop it first"
-                )
-        self._lock_fd = fd
+        self._lock_fd = hold_lock(self.folder / "lock", self.dest)
 
     def _recover(self) -> None:
         journal = self._read_journal()
