@@ -169,7 +169,7 @@ def run_bench(
     """
     imports = process_age_s() if imports_s is None else imports_s
     from .inputs import discover
-    from .outputs import Layout, output_schema, to_record_batch
+    from .outputs import schema_for, to_record_batch
     from .outputs.resume import ResumableOutput
     from .pipeline import StageTimings, default_workers, run_batches
 
@@ -192,7 +192,7 @@ def run_bench(
     cuda = tagger.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(tagger.device)
-    schema = output_schema(Layout.for_lang("en", len(tagger.vocabulary)), tagger.metadata())
+    schema = schema_for(tagger, "en", False, None, draft_decode)  # what `ramtag run` would write
     timings = StageTimings()
     errors = 0
     warming = f", the first {warmup * batch_size} to warm up" if warmup else ""

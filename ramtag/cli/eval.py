@@ -235,7 +235,7 @@ def _run_model(
     import pyarrow.parquet as pq
 
     from ..inputs import ImageRef
-    from ..outputs import Layout, output_schema, to_record_batch
+    from ..outputs import schema_for, to_record_batch
     from ..outputs.resume import ResumableOutput, differences, settings_of
     from ..pipeline import run_batches
     from ..tagger import load_tagger
@@ -246,8 +246,7 @@ def _run_model(
     )
     if chosen is not None and chosen.descriptions is not None:
         tagger = _open_set_tagger(tagger, chosen, options.text_encoder)
-    layout = Layout.for_lang("en", len(tagger.vocabulary), all_scores=True)
-    schema = output_schema(layout, {**tagger.metadata(), "top_k": None})
+    schema = schema_for(tagger, "en", True, None)
     if dest.is_file() and not overwrite:
         try:
             changed = differences(settings_of(pq.ParquetFile(dest).schema_arrow), settings_of(schema))
