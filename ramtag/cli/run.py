@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -12,19 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, Union
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+from rich.progress import ProgressColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import UsageError
 
@@ -51,7 +38,9 @@ from .common import (
     err_console,
     reporting_errors,
 )
+from .progress import ProgressReport, plural
 from .scale import AddressOpt, ConcurrencyOpt, Engine, EngineOpt, GpusOpt, check_local
+from .stdout import StdoutTarget
 from .xmp import (
     Naming, Pending, SidecarsOnly, XmpNamingOpt, XmpOpt, XmpParentOpt, report_skipped, sidecar_writer,
 )
@@ -59,7 +48,6 @@ from .xmp import (
 INPUT_PANEL = "Input"
 OUTPUT_PANEL = "Output"
 OPEN_SET_PANEL = "Open-set tags"
-LOG_EVERY_S = 10.0  # how often a run without a terminal logs a progress line
 
 
 class OutputFormat(str, Enum):
@@ -265,7 +253,7 @@ def run_command(
         elif sidecars is not None and fmt is None:
             target = SidecarsOnly()
         else:
-            target = _StdoutTarget(chosen, schema, lang.value)
+            target = StdoutTarget(chosen, schema, lang.value)
         with target:
             pending = Pending(target.done, out is not None, sidecars)
             fresh = (ref for ref in (refs if sidecars is None else _files_only(refs)) if pending(ref))
@@ -326,7 +314,7 @@ def _schema(
 def _tag(
     refs: Iterable[ImageRef],
     tagger: Tagger,
-    target: Union[ResumableOutput, _StdoutTarget],
+    target: Union[ResumableOutput, StdoutTarget],
     schema: pa.Schema,
     report: _Report,
     options: dict[str, Any],
@@ -386,147 +374,38 @@ class _CtrlC:
             signal.signal(signal.SIGINT, self._previous)
 
 
-class _StdoutTarget:
-    """Results on stdout: a table on a terminal, JSON Lines (or --format csv) otherwise."""
-
-    dest = None
-    done: frozenset[str] = frozenset()  # nothing to resume
-
-    def __init__(self, fmt: str | None, schema: pa.Schema, lang: str) -> None:
-        from ..outputs import text_sink
-
-        if fmt is None and sys.stdout.isatty():
-            self.sink = _TerminalTable(Console(highlight=False), lang)
-        else:
-            self.sink = text_sink(fmt or "jsonl", sys.stdout, schema)
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self.sink.write(batch)
-
-    def save(self) -> None:
-        self.sink.close()
-
-    def finish(self) -> None:
-        self.sink.close()
-
-    def __enter__(self) -> _StdoutTarget:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
-
-
-class _TerminalTable:
-    """A readable table for someone who tagged a few photos at a terminal."""
-
-    ROWS_PER_TABLE = 200
-
-    def __init__(self, console: Console, lang: str) -> None:
-        self.console = console
-        self.lang = lang
-        self.rows: list[dict[str, Any]] = []
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self.rows.extend(batch.to_pylist())
-        if len(self.rows) >= self.ROWS_PER_TABLE:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self.rows:
-            return
-        table = Table("path", "tags", "size")
-        table.columns[0].overflow = table.columns[1].overflow = "fold"
-        for row in self.rows:
-            if row["error"] is not None:
-                tags = f"[red]{escape(row['error'])}[/]"
-                size = ""
-            else:
-                names = {"en": row["tags"], "zh": row.get("tags_zh"), "both": None}[self.lang]
-                if names is None:
-                    names = [f"{en} {zh}" for en, zh in zip(row["tags"], row["tags_zh"])]
-                tags = ", ".join(f"{escape(n)} [dim]{s:.2f}[/]" for n, s in zip(names, row["scores"]))
-                size = f"{row['width']}x{row['height']}"
-            table.add_row(escape(row["path"]), tags, size)
-        self.console.print(table)
-        self.rows = []
-
-    def close(self) -> None:
-        self._flush()
-
-
-def _images(count: int) -> str:
-    return f"{count} image" if count == 1 else f"{count} images"
-
-
-class _Report:
+class _Report(ProgressReport):
     """Everything the run says on stderr: progress, skipped folders, bad images, the summary."""
 
     def __init__(self, *, quiet: bool, verbose: bool, started: float) -> None:
-        self.quiet = quiet
-        self.verbose = verbose
-        self.started = started  # when the command started: the summary's wall time
-        self.done = 0
-        self.errors = 0
+        super().__init__(quiet=quiet, verbose=verbose, started=started)
         self.total: int | None = None
-        self._bar: Progress | None = None
-        self._task: Any = None
-        self._tagging_since = self._logged = time.perf_counter()
 
-    def __enter__(self) -> _Report:
-        self._tagging_since = self._logged = time.perf_counter()
-        if not self.quiet and err_console.is_terminal:
-            self._bar = Progress(
-                SpinnerColumn(),
-                TextColumn("tagging"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TaskProgressColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                TextColumn("[red]{task.fields[errors]}"),
-                console=err_console,
-                transient=True,
-            )
-            self._task = self._bar.add_task("tagging", total=None, rate="", errors="")
-            self._bar.start()
-        return self
+    def columns(self) -> list[ProgressColumn]:
+        return [
+            TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), TextColumn("[red]{task.fields[errors]}"),
+        ]
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def _rate(self) -> float:
-        elapsed = time.perf_counter() - self._tagging_since
-        return self.done / elapsed if elapsed > 0 else 0.0
+    def fields(self) -> dict[str, Any]:
+        return {"total": None}
 
     def skipped(self, path: Path, why: str) -> None:
         if not self.quiet:
-            err_console.print(f"warning: {path}: {why}", markup=False, soft_wrap=True)
+            self.say(f"warning: {path}: {why}")
 
     def advance(self, records: Iterable[ImageRecord]) -> None:
         for record in records:
-            self.done += 1
+            self.images += 1
             if record.error is not None:
                 self.errors += 1
                 if self.verbose:
-                    err_console.print(f"{record.key}: {record.error}", markup=False, soft_wrap=True)
-        if self._bar is not None:
-            self._bar.update(
-                self._task,
-                completed=self.done,
-                total=self.total,
-                rate=f"{self._rate():.1f} img/s",
-                errors=f"{self.errors} errors" if self.errors else "",
-            )
-        elif not self.quiet and time.perf_counter() - self._logged >= LOG_EVERY_S:
-            self._logged = time.perf_counter()
-            of = f"/{self.total}" if self.total is not None else ""
-            err_console.print(
-                f"{self.done}{of} images, {self._rate():.1f} images/s, {self.errors} errors",
-                markup=False,
-            )
+                    self.say(f"{record.key}: {record.error}")
+        of = f"/{self.total}" if self.total is not None else ""
+        self.show(
+            f"{self.images}{of} images, {self.rate():.1f} images/s, {self.errors} errors",
+            completed=self.images, total=self.total,
+        )
 
     def count_later(self, refs: Callable[[], Iterator[ImageRef]]) -> None:
         """Count the images in the background; the bar gets a total when the walk is done."""
@@ -543,31 +422,24 @@ class _Report:
 
     def resuming(self, done: int) -> None:
         if done and not self.quiet:
-            err_console.print(
-                f"skipping {_images(done)} already tagged (--overwrite redoes them)",
-                markup=False, soft_wrap=True,
-            )
+            self.say(f"skipping {plural(done, 'image')} already tagged (--overwrite redoes them)")
 
-    def interrupted(self, target: Union[ResumableOutput, _StdoutTarget]) -> None:
+    def interrupted(self, target: Union[ResumableOutput, StdoutTarget]) -> None:
         if target.dest is None:
-            err_console.print("interrupted", markup=False)
+            self.say("interrupted")
             return
-        err_console.print(
-            f"interrupted: {_images(target.saved_rows)} saved in {target.folder}; "
-            "run the same command again to continue",
-            markup=False, soft_wrap=True,
+        self.say(
+            f"interrupted: {plural(target.saved_rows, 'image')} saved in {target.folder}; "
+            "run the same command again to continue"
         )
 
-    def summary(self, target: Union[ResumableOutput, _StdoutTarget], timings: StageTimings) -> None:
+    def summary(self, target: Union[ResumableOutput, StdoutTarget], timings: StageTimings) -> None:
         if self.quiet:
             return
-        seconds = time.perf_counter() - self.started
         where = f" → {target.dest}" if target.dest is not None else ""
-        err_console.print(
-            f"{_images(self.done)}: {self.done - self.errors} tagged, {self.errors} errors "
-            f"in {seconds:.1f} s ({self._rate():.1f} images/s){where}",
-            markup=False,
-            soft_wrap=True,
+        self.say(
+            f"{plural(self.images, 'image')}: {self.images - self.errors} tagged, {self.errors} errors "
+            f"in {self.elapsed():.1f} s ({self.rate():.1f} images/s){where}"
         )
         if self.verbose:
             split = ", ".join(f"{name} {value:.2f} s" for name, value in timings.model_stages().items())
@@ -575,4 +447,4 @@ class _Report:
                 f"{name} {value:.2f} s" + (f" ({split})" if name == "model" else "")
                 for name, value in timings.stages().items()
             )
-            err_console.print(f"time per stage: {stages}", markup=False, soft_wrap=True)
+            self.say(f"time per stage: {stages}")

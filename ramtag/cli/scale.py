@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import ProgressColumn, TextColumn, TimeElapsedColumn
 
 from ..errors import UsageError
 from .common import err_console
+from .progress import ProgressReport, plural
 
 if TYPE_CHECKING:
     from ..engines.ray_engine import UnitOutcome
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from ..outputs.dataset import DatasetOutput
 
 SCALE_PANEL = "Scaling out (Ray)"
-LOG_EVERY_S = 10.0
 
 
 class Engine(str, Enum):
@@ -138,7 +137,7 @@ def _tag(engine: Any, plan: Plan, job: Any, output: DatasetOutput, report: _Unit
         except Exception:  # noqa: BLE001 - Ctrl-C may have stopped a local Ray already
             pass
         err_console.print(
-            f"interrupted: {_parts(len(output.parts))} saved in {output.dest}; "
+            f"interrupted: {plural(len(output.parts), 'part')} saved in {output.dest}; "
             "run the same command again to continue",
             markup=False, soft_wrap=True,
         )
@@ -147,105 +146,70 @@ def _tag(engine: Any, plan: Plan, job: Any, output: DatasetOutput, report: _Unit
     return report.failures
 
 
-def _parts(count: int) -> str:
-    return f"{count} part" if count == 1 else f"{count} parts"
-
-
-class _UnitReport:
+class _UnitReport(ProgressReport):
     """Progress by unit (tar shard or chunk of files) and images; the summary; failed shards."""
 
     def __init__(self, plan: Plan, *, quiet: bool, verbose: bool, started: float) -> None:
+        super().__init__(quiet=quiet, verbose=verbose, started=started)
         self.plan = plan
-        self.quiet = quiet
-        self.verbose = verbose
-        self.started = started
-        self.images = self.errors = self.failures = self.units = 0
-        self._bar: Progress | None = None
-        self._task: Any = None
-        self._since = self._logged = time.perf_counter()
+        self.failures = self.units = 0
+
+    def columns(self) -> list[ProgressColumn]:
+        return [
+            TextColumn("parts, {task.fields[images]} images, {task.fields[rate]}"), TimeElapsedColumn(),
+            TextColumn("[red]{task.fields[errors]}"),
+        ]
+
+    def fields(self) -> dict[str, Any]:
+        return {"total": len(self.plan.units), "images": 0}
 
     def start(self, output: DatasetOutput, actors: int) -> None:
         if self.quiet:
             return
         plan = self.plan
         if plan.skipped_shards or plan.skipped_images:
-            err_console.print(
+            self.say(
                 f"skipping {plan.skipped_shards} shards and {plan.skipped_images} images already in "
-                f"{output.dest} (--overwrite redoes them)",
-                markup=False, soft_wrap=True,
+                f"{output.dest} (--overwrite redoes them)"
             )
         if not plan.units:
-            err_console.print("nothing new to tag", markup=False)
+            self.say("nothing new to tag")
             return
-        err_console.print(
-            f"{_parts(len(plan.units))} to tag ({plan.shards} tar shards, {plan.images} image files) "
-            f"on {min(actors, len(plan.units))} Ray actors",
-            markup=False, soft_wrap=True,
+        self.say(
+            f"{plural(len(plan.units), 'part')} to tag ({plan.shards} tar shards, {plan.images} image files) "
+            f"on {min(actors, len(plan.units))} Ray actors"
         )
-
-    def __enter__(self) -> _UnitReport:
-        self._since = self._logged = time.perf_counter()
-        if not self.quiet and err_console.is_terminal:
-            self._bar = Progress(
-                SpinnerColumn(), TextColumn("tagging"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("parts, {task.fields[images]} images, {task.fields[rate]}"),
-                TimeElapsedColumn(), TextColumn("[red]{task.fields[errors]}"),
-                console=err_console, transient=True,
-            )
-            self._task = self._bar.add_task("tagging", total=len(self.plan.units), images=0, rate="", errors="")
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def _rate(self) -> float:
-        elapsed = time.perf_counter() - self._since
-        return self.images / elapsed if elapsed > 0 else 0.0
 
     def advance(self, outcome: UnitOutcome) -> None:
         self.units += 1
         what = outcome.unit.name or f"{len(outcome.unit.images)} image files"
         if outcome.part is None:
             self.failures += 1
-            err_console.print(f"warning: {outcome.failure} (not saved; a re-run retries it)", markup=False, soft_wrap=True)
+            self.say(f"warning: {outcome.failure} (not saved; a re-run retries it)")
         else:
             self.images += outcome.part.rows
             self.errors += outcome.part.errors
             if self.verbose:
-                err_console.print(
+                self.say(
                     f"{what} → {outcome.part.name}: {outcome.part.rows} images, "
-                    f"{outcome.part.errors} errors, {outcome.seconds:.1f} s",
-                    markup=False, soft_wrap=True,
+                    f"{outcome.part.errors} errors, {outcome.seconds:.1f} s"
                 )
-        if self._bar is not None:
-            self._bar.update(
-                self._task, completed=self.units, images=self.images, rate=f"{self._rate():.1f} img/s",
-                errors=f"{self.errors} errors" if self.errors else "",
-            )
-        elif not self.quiet and time.perf_counter() - self._logged >= LOG_EVERY_S:
-            self._logged = time.perf_counter()
-            err_console.print(
-                f"{self.units}/{len(self.plan.units)} parts, {self.images} images, "
-                f"{self._rate():.1f} images/s, {self.errors} errors",
-                markup=False,
-            )
+        self.show(
+            f"{self.units}/{len(self.plan.units)} parts, {self.images} images, "
+            f"{self.rate():.1f} images/s, {self.errors} errors",
+            completed=self.units, images=self.images,
+        )
 
     def summary(self, output: DatasetOutput) -> None:
         if self.failures:
-            err_console.print(
+            self.say(
                 f"{self.failures} tar shards could not be read and were not saved; "
-                "run the same command again to retry them",
-                markup=False, soft_wrap=True,
+                "run the same command again to retry them"
             )
         if self.quiet:
             return
-        seconds = time.perf_counter() - self.started
-        err_console.print(
+        self.say(
             f"{self.images} images: {self.images - self.errors} tagged, {self.errors} errors "
-            f"in {seconds:.1f} s ({self._rate():.1f} images/s) → {output.dest} "
-            f"({_parts(len(output.parts))})",
-            markup=False, soft_wrap=True,
+            f"in {self.elapsed():.1f} s ({self.rate():.1f} images/s) → {output.dest} "
+            f"({plural(len(output.parts), 'part')})"
         )
-
