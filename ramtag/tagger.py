@@ -71,6 +71,7 @@ class Tagger:
             open_embed.to(device=self.device, dtype=dtype) if open_embed is not None else None
         )
         self.open_set = open_set
+        self._wide: tuple[RamModel, torch.Tensor | None] | None = None  # made at an fp16 overflow
 
     @property
     def config(self):  # -> ModelConfig
@@ -87,19 +88,51 @@ class Tagger:
         With ``timings``, the seconds of its ``transfer``, ``backbone`` and ``head`` are added there.
         """
         with _timed(timings, "transfer", self.device):
-            batch = batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
+            pixels = batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
+        logits = self._logits(self.model, pixels, self.open_embed, timings)
+        if self.dtype == torch.float16 and not bool(torch.isfinite(logits).all()):
+            logits = self._without_overflow(batch, timings)
+        return torch.sigmoid(logits.float()).cpu().numpy()
+
+    def _logits(
+        self, model: RamModel, pixels: torch.Tensor, open_embed: torch.Tensor | None,
+        timings: StageTimings | None,
+    ) -> torch.Tensor:
         with _timed(timings, "backbone", self.device):
-            tokens = self.model.forward_features(batch)
+            tokens = model.forward_features(pixels)
         with _timed(timings, "head", self.device):
-            if self.open_embed is None:
-                logits = self.model.forward_head(tokens)
-            else:
-                # Tags are decoded independently, so the built-in and open-set tags can share one
-                # image pass without concatenating (and copying) the 4,585-tag embedding table.
-                parts = [self.model.forward_head(tokens)] if self.builtin else []
-                parts.append(self.model.forward_head(tokens, self.open_embed))
-                logits = torch.cat(parts, dim=1)
-            return torch.sigmoid(logits.float()).cpu().numpy()
+            if open_embed is None:
+                return model.forward_head(tokens)
+            # Tags are decoded independently, so the built-in and open-set tags can share one
+            # image pass without concatenating (and copying) the 4,585-tag embedding table.
+            parts = [model.forward_head(tokens)] if self.builtin else []
+            parts.append(model.forward_head(tokens, open_embed))
+            return torch.cat(parts, dim=1)
+
+    def _without_overflow(self, batch: torch.Tensor, timings: StageTimings | None) -> torch.Tensor:
+        """Tag a batch again with a wider-range copy of the model: fp16 overflowed on it.
+
+        fp16 is the default on CUDA because it kept scores closest to fp32 at bf16's speed, but its
+        range ends at 65,504; rather than write NaN scores, the batch is redone in bf16 (fp32 where
+        the device has no bf16), and later batches that overflow reuse that copy.
+        """
+        if self._wide is None:
+            import copy
+            import warnings
+
+            wide = torch.bfloat16 if _bf16_supported(self.device) else torch.float32
+            warnings.warn(
+                f"fp16 overflowed on a batch; it was tagged again in {precision_name(wide)} "
+                f"(--precision {precision_name(wide)} avoids the retry)",
+                RuntimeWarning, stacklevel=3,
+            )
+            self._wide = (
+                copy.deepcopy(self.model).to(dtype=wide),
+                self.open_embed.to(dtype=wide) if self.open_embed is not None else None,
+            )
+        model, open_embed = self._wide
+        pixels = batch.to(device=self.device, dtype=next(model.parameters()).dtype)
+        return self._logits(model, pixels, open_embed, timings)
 
     def with_open_set(
         self,
@@ -235,6 +268,12 @@ def load_tagger(
     return Tagger(
         network, vocabulary, device=target, dtype=resolve_precision(precision, target), info=info
     )
+
+
+def _bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu"
 
 
 @contextmanager

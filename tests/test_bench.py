@@ -64,6 +64,10 @@ def test_synthetic_images_are_distinct_photos_of_the_size_asked(tmp_path: Path) 
             assert image.format == "JPEG" and image.size == (96, 64)
             pixels.append(np.asarray(image.convert("RGB"), dtype=np.int16))
     assert np.abs(pixels[0] - pixels[1]).mean() > 10
+    again = tmp_path / "again"
+    again.mkdir()  # made by two processes: the same bytes, file for file
+    copies = write_synthetic_images(again, 3, (96, 64), processes=2)
+    assert [path.read_bytes() for path in copies] == [path.read_bytes() for path in paths]
     assert synthetic_vocabulary(4585).tags[:2] == ("tag0000", "tag0001")
     assert synthetic_vocabulary(4585).tags[-1] == "tag4584"
     assert float(synthetic_vocabulary(3).thresholds[0]) == pytest.approx(0.68)

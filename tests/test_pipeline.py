@@ -41,10 +41,12 @@ def bad_folder(root: Path) -> dict[str, str]:
 
 def test_default_workers_leave_a_core_for_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    for cores, expected, on_cpu in [(1, 0, 0), (2, 1, 0), (3, 2, 2), (4, 3, 3), (16, 4, 4)]:
+    table = [(1, 0, 0, 0), (2, 1, 0, 1), (3, 2, 2, 2), (4, 3, 3, 3), (16, 4, 4, 15), (96, 4, 4, 32)]
+    for cores, unknown, on_cpu, on_gpu in table:
         monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)), raising=False)
-        assert default_workers() == default_workers(gpu) == expected
+        assert default_workers() == unknown
         assert default_workers(cpu) == on_cpu  # a CPU model on 2 cores: decoding beside it only competes
+        assert default_workers(gpu) == on_gpu  # a GPU model waits for decoding: every spare core decodes
 
 
 def test_dataset_turns_every_failure_into_data(tmp_path: Path, tiny_tagger) -> None:

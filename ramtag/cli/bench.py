@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -116,7 +117,7 @@ def bench_command(
             if images is None:
                 count, size = synthetic or DEFAULT_SYNTHETIC, _size(image_size or "1600x1200")
                 err_console.print(f"generating {count} images of {size[0]}x{size[1]}", markup=False)
-                write_synthetic_images(Path(tmp), count, size)
+                write_synthetic_images(Path(tmp), count, size, processes=os.cpu_count() or 1)
                 source = f"{count} synthetic JPEGs, {size[0]}x{size[1]}"
             else:
                 source = str(images)

@@ -77,7 +77,7 @@ DeviceOpt = Annotated[
 ]
 PrecisionOpt = Annotated[
     str,
-    typer.Option("--precision", help="auto, fp32, bf16 or fp16 (auto: fp32 on CPU, bf16/fp16 on GPUs).", rich_help_panel=MODEL_PANEL),
+    typer.Option("--precision", help="auto, fp32, bf16 or fp16 (auto: fp32 on CPU, fp16 on GPUs, where it kept scores closest to fp32 at bf16's speed).", rich_help_panel=MODEL_PANEL),
 ]
 
 SPEED_PANEL = "Speed"
@@ -87,7 +87,7 @@ BatchSizeOpt = Annotated[
     typer.Option(
         "--batch-size",
         min=1,
-        help="Images per model call (default: 4 on CPUs, where larger batches measured slower; 32 on GPUs).",
+        help="Images per model call (default: 4 on CPUs, where larger batches measured slower; 64 on GPUs).",
         rich_help_panel=SPEED_PANEL,
         show_default=False,
     ),
@@ -106,8 +106,9 @@ WorkersOpt = Annotated[
     typer.Option(
         "--workers",
         min=0,
-        help="Decoding processes (default: min(4, cores - 1), none for a CPU model on 2 cores or "
-        "fewer; 0 decodes in the main process).",
+        help="Decoding processes (default: for a GPU model cores - 1, at most 32, as decoding sets "
+        "the pace there; for a CPU model min(4, cores - 1), none on 2 cores or fewer; 0 decodes in "
+        "the main process).",
         rich_help_panel=SPEED_PANEL,
     ),
 ]

@@ -1,0 +1,139 @@
+"""How much lower precision changes RAM++'s scores and tags: bf16 and fp16 against fp32.
+
+One model (random weights in the released architecture, or a checkpoint) tags the same images at
+each precision on one device; every precision is compared with fp32 on that device, and, with
+``--cpu-reference N``, the device's fp32 with the CPU's fp32 on the first N images (a GPU's fp32
+should match the CPU's: ramtag leaves TF32 matrix products off).
+
+    python benchmarks/precision_agreement.py --device cuda --synthetic 64 \\
+        --thresholds ram_tag_list_threshold.txt --cpu-reference 8 --json agreement.json
+
+Figures per precision: max and mean |score difference|, the mean Jaccard index of each image's
+top-k tags and of its tags over the thresholds (the official per-tag thresholds when given, else
+0.68), tags per image, and whether any score came out NaN. Random weights recognise nothing, so
+they put more scores near a threshold than real weights do: tag-set agreement measured on them is
+a pessimistic estimate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ramtag.bench import model_config, synthetic_vocabulary, write_synthetic_images
+from ramtag.devices import resolve_device
+from ramtag.inputs import decode_image
+from ramtag.model.labels import TagVocabulary
+from ramtag.model.synthetic import random_model
+from ramtag.tagger import Tagger
+
+
+def jaccard(a: set, b: set) -> float:
+    return 1.0 if not a and not b else len(a & b) / len(a | b)
+
+
+def scores_at(model, vocabulary, pixels: torch.Tensor, device, dtype, batch_size: int) -> np.ndarray:
+    tagger = Tagger(copy.deepcopy(model), vocabulary, device=device, dtype=dtype)
+    parts = [tagger.scores(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
+    del tagger
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return np.concatenate(parts)
+
+
+def compare(scores: np.ndarray, reference: np.ndarray, thresholds: np.ndarray, top_k: int) -> dict:
+    rows = range(len(reference))
+    return {
+        "max_abs_score_diff": float(np.nanmax(np.abs(scores - reference))),
+        "mean_abs_score_diff": float(np.nanmean(np.abs(scores - reference))),
+        f"top{top_k}_jaccard": statistics.mean(
+            jaccard(set(np.argsort(-scores[n])[:top_k]), set(np.argsort(-reference[n])[:top_k])) for n in rows
+        ),
+        "thresholded_jaccard": statistics.mean(
+            jaccard(set(np.flatnonzero(scores[n] > thresholds)), set(np.flatnonzero(reference[n] > thresholds)))
+            for n in rows
+        ),
+        "tags_per_image": float((scores > thresholds).sum(axis=1).mean()),
+        "nan_scores": int(np.isnan(scores).sum()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precisions", nargs="+", default=["bf16", "fp16"])
+    parser.add_argument("--config", default="ram_plus_swin_large_14m", help="with random weights")
+    parser.add_argument("--checkpoint", type=Path, help="real weights instead of random ones")
+    parser.add_argument("--thresholds", type=Path, help="per-tag thresholds, one per line")
+    parser.add_argument("--images", type=Path, help="a folder of images (default: generated photos)")
+    parser.add_argument("--synthetic", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--cpu-reference", type=int, default=0, metavar="N")
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    if args.checkpoint:
+        from ramtag.model.load import load_model
+
+        model, _ = load_model(args.checkpoint)
+    else:
+        model = random_model(model_config(args.config), seed=0)
+    num_tags = model.config.num_tags
+    thresholds = (
+        np.loadtxt(args.thresholds, dtype=np.float64) if args.thresholds else np.full(num_tags, 0.68)
+    )
+    if thresholds.shape != (num_tags,):
+        raise SystemExit(f"{args.thresholds}: {thresholds.size} thresholds for a model of {num_tags} tags")
+    vocabulary = synthetic_vocabulary(num_tags)
+    vocabulary = TagVocabulary.from_names(list(vocabulary.tags), thresholds=thresholds.tolist())
+
+    with tempfile.TemporaryDirectory(prefix="ramtag-agreement-") as tmp:
+        paths = (
+            sorted(p for p in args.images.iterdir() if p.is_file())
+            if args.images
+            else write_synthetic_images(Path(tmp), args.synthetic)
+        )
+        probe = Tagger(model, vocabulary)  # only for its preprocessing
+        pixels = torch.stack([probe.preprocess(decode_image(p)) for p in paths])
+
+    device = resolve_device(args.device)
+    reference = scores_at(model, vocabulary, pixels, device, torch.float32, args.batch_size)
+    report = {"device": str(device), "images": len(paths), "num_tags": num_tags}
+    if device.type == "cuda":
+        report["device_name"] = torch.cuda.get_device_name(device)
+    if args.cpu_reference and device.type != "cpu":
+        count = min(args.cpu_reference, len(paths))
+        cpu = scores_at(model, vocabulary, pixels[:count], torch.device("cpu"), torch.float32, args.batch_size)
+        report[f"fp32_{device.type}_vs_cpu"] = compare(reference[:count], cpu, thresholds, args.top_k)
+    report["fp32"] = {"tags_per_image": float((reference > thresholds).sum(axis=1).mean())}
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    for name in args.precisions:
+        scores = scores_at(model, vocabulary, pixels, device, dtypes[name], args.batch_size)
+        report[name] = compare(scores, reference, thresholds, args.top_k)
+
+    for key, figures in report.items():
+        if isinstance(figures, dict) and "max_abs_score_diff" in figures:
+            print(
+                f"{key:<18} max |diff| {figures['max_abs_score_diff']:.2e}  mean {figures['mean_abs_score_diff']:.2e}  "
+                f"top-{args.top_k} Jaccard {figures[f'top{args.top_k}_jaccard']:.4f}  "
+                f"thresholded Jaccard {figures['thresholded_jaccard']:.4f}  "
+                f"tags/image {figures['tags_per_image']:.1f}  NaN {figures['nan_scores']}",
+                file=sys.stderr,
+            )
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    else:
+        print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

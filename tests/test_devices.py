@@ -1,0 +1,73 @@
+"""Device defaults (precision, batch size) and the fp16 overflow retry."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from ramtag import load_tagger
+from ramtag.devices import default_batch_size, resolve_precision
+from ramtag.errors import UsageError
+from ramtag.inputs import decode_image
+
+
+def test_auto_precision_is_exact_on_cpus_and_fp16_on_gpus() -> None:
+    assert resolve_precision("auto", torch.device("cpu")) is torch.float32
+    assert resolve_precision("auto", torch.device("cuda")) is torch.float16
+    assert resolve_precision("auto", torch.device("mps")) is torch.float16
+    assert resolve_precision("BF16", torch.device("cuda")) is torch.bfloat16
+    assert resolve_precision("fp32", torch.device("cuda")) is torch.float32
+    with pytest.raises(UsageError, match="fp32, bf16 or fp16"):
+        resolve_precision("int8", torch.device("cpu"))
+
+
+def test_default_batch_size_small_on_cpus_large_on_gpus() -> None:
+    assert default_batch_size(torch.device("cpu")) == 4
+    assert default_batch_size(torch.device("cuda")) == 64
+
+
+def _pixels(tagger, fixture) -> torch.Tensor:
+    paths = sorted(fixture.images.iterdir())[:3]
+    return torch.stack([tagger.preprocess(decode_image(path)) for path in paths])
+
+
+def test_an_fp16_overflow_is_tagged_again_in_a_wider_precision(ramplus_tiny) -> None:
+    reference = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="fp32")
+    pixels = _pixels(reference, ramplus_tiny)
+    expected = reference.scores(pixels)
+
+    tagger = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="fp16")
+    proj = tagger.model.image_encoder.swin.patch_embed.proj
+    with torch.no_grad():  # LayerNorm follows the patch embedding, so scaling it changes nothing in
+        # a wide format; weights scaled to just under fp16's 65,504 make sums of them overflow
+        gain = 30_000 / float(proj.weight.abs().max())
+        proj.weight.mul_(gain)
+        proj.bias.mul_(gain)
+        assert torch.isfinite(proj.weight).all()
+        tokens = tagger.model.forward_features(pixels.to(torch.float16))
+    assert not torch.isfinite(tokens).all()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = tagger.scores(pixels)
+        second = tagger.scores(pixels)
+    retries = [w for w in caught if "fp16 overflowed" in str(w.message)]
+    assert len(retries) == 1 and "--precision bf16" in str(retries[0].message)  # said once
+    for scores in (first, second):
+        assert np.isfinite(scores).all()
+        np.testing.assert_allclose(scores, expected, atol=0.03)  # bf16's rounding, not NaN
+    assert next(tagger.model.parameters()).dtype is torch.float16  # the fp16 model stays in use
+
+
+def test_fp16_without_overflow_uses_no_second_copy(ramplus_tiny) -> None:
+    tagger = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="fp16")
+    reference = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="fp32")
+    pixels = _pixels(tagger, ramplus_tiny)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no retry warning
+        scores = tagger.scores(pixels)
+    assert tagger._wide is None
+    np.testing.assert_allclose(scores, reference.scores(pixels), atol=0.01)
