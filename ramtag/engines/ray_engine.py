@@ -25,6 +25,7 @@ import pyarrow as pa
 from ..errors import OutputError, RamtagError, UsageError
 from ..outputs.dataset import DatasetOutput, Part
 from ..outputs.resume import differences
+from ..pipeline import MAX_GPU_WORKERS
 from .units import WorkUnit
 from .worker import JobSettings, UnitTagger
 
@@ -34,7 +35,6 @@ try:
 except ImportError:  # pragma: no cover - the message is the point
     raise UsageError("--engine ray needs Ray: pip install 'ramtag[ray]'") from None
 
-GPU_WORKERS = 4  # most decoding processes per GPU actor by default: a GPU outruns one decoding core
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,10 @@ class RayEngine:
                 )
             if self.num_gpus:
                 fits = max(1, int(gpus // self.num_gpus))
-                # Decoding processes beside each GPU actor: what the cluster's CPUs allow, at most 4.
+                # Decoding processes beside each GPU actor: every CPU the cluster has for it, as
+                # for a local GPU run (decoding, not the GPU, sets the pace: ramtag.pipeline).
                 spare = int(cpus // fits) - 1
-                self.workers = workers if workers is not None else max(0, min(GPU_WORKERS, spare))
+                self.workers = workers if workers is not None else max(0, min(MAX_GPU_WORKERS, spare))
                 self.num_cpus = 1 + self.workers
             else:
                 self.workers = workers if workers is not None else 0
