@@ -19,7 +19,7 @@ import struct
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol, TextIO, Union
@@ -80,9 +80,11 @@ class ImageRef:
     """One image to tag: ``path`` to open (or ``source`` to read), ``key`` to write in the outputs.
 
     ``key`` is relative to the input folder it was found under, with ``/`` separators on every
-    system, so outputs from different machines line up; a file named directly or in a list keeps
-    the path exactly as the user wrote it. Tar members and remote files have a ``source``; their
-    ``path`` then only says where they came from (the shard, the URL's path).
+    system, so outputs from different machines line up; when a run has several inputs (or a
+    ``--files-from`` list), a folder's keys start with the folder as the user wrote it, so that
+    ``a/x.jpg`` and ``b/x.jpg`` stay two rows. A file named directly or in a list keeps the path
+    exactly as the user wrote it. Tar members and remote files have a ``source``; their ``path``
+    then only says where they came from (the shard, the URL's path).
     """
 
     path: Path
@@ -151,10 +153,25 @@ def discover_items(
 ) -> Iterator[Item]:
     """Like ``discover``, but tar shards come as ``TarShard`` items, unopened: what an engine
     that hands out whole shards needs. Nothing is filtered."""
-    roots = [root for item in inputs for root in _resolved(item)]
+    given = [(os.fspath(item), _resolved(item)) for item in inputs]
     if files_from is not None and str(files_from) != "-" and not os.path.isfile(files_from):
         raise UsageError(f"--files-from list not found (or not a file): {files_from}")
-    return _all_items(roots, files_from, stdin, hidden, on_error)
+    # A brace pattern stands for several paths; a folder URL for one folder, however many files.
+    places = sum(len(found) if all(isinstance(f, (str, Path)) for f in found) else 1 for _, found in given)
+    several = places > 1 or files_from is not None
+    roots = [root for written, found in given for root in (_under(written, found) if several else found)]
+    return _all_items(roots, files_from, stdin, hidden, on_error, several)
+
+
+def _under(written: str, found: list[str | Path | Item]) -> list[str | Path | Item]:
+    """A folder URL's images keyed under the URL as written (a single URL is keyed by itself)."""
+    base = written.rstrip("/")
+    return [
+        replace(item, key=f"{base}/{item.key}")
+        if isinstance(item, ImageRef) and item.source is not None and item.key != written
+        else item
+        for item in found
+    ]
 
 
 def image_refs(items: Iterable[Item], *, hidden: bool = False, max_pixels: int | None = MAX_PIXELS) -> Iterator[ImageRef]:
@@ -190,16 +207,20 @@ def _all_items(
     stdin: TextIO | None,
     hidden: bool,
     on_error: ErrorCallback | None,
+    several: bool,
 ) -> Iterator[Item]:
     for root in roots:
-        yield from _expand(root, hidden, on_error)
+        yield from _expand(root, hidden, on_error, several)
     if files_from is not None:
         for line in _listed_paths(files_from, stdin):
-            yield from _expand(line, hidden, on_error)
+            yield from _expand(line, hidden, on_error, True)
 
 
-def _expand(item: str | Path | Item, hidden: bool, on_error: ErrorCallback | None) -> Iterator[Item]:
-    """A folder walked (or its tar shards), anything else yielded as the user wrote it."""
+def _expand(
+    item: str | Path | Item, hidden: bool, on_error: ErrorCallback | None, several: bool
+) -> Iterator[Item]:
+    """A folder walked (or its tar shards), anything else yielded as the user wrote it; with
+    ``several`` inputs, a folder's keys start with the folder as written."""
     if not isinstance(item, (str, Path)):
         yield item  # already resolved: a shard or a remote image
         return
@@ -213,7 +234,8 @@ def _expand(item: str | Path | Item, hidden: bool, on_error: ErrorCallback | Non
         if shards is not None:
             yield from shards
         else:
-            yield from walk_folder(Path(item), hidden=hidden, on_error=on_error)
+            prefix = _folder_prefix(os.fspath(item)) if several else ""
+            yield from walk_folder(Path(item), hidden=hidden, on_error=on_error, key_prefix=prefix)
     elif is_shard_name(os.fspath(item)):
         yield TarShard(os.fspath(item), os.path.basename(item))
     else:
@@ -241,17 +263,25 @@ def _list_lines(stream: TextIO) -> Iterator[str]:
             yield line
 
 
+def _folder_prefix(written: str) -> str:
+    """``photos/2024/`` for a folder written ``photos/2024`` or ``./photos/2024/``; "" for ``.``."""
+    path = Path(written).as_posix()
+    if path == ".":
+        return ""
+    return path if path.endswith("/") else path + "/"  # the root folder is "/" already
+
+
 def walk_folder(
-    root: Path, *, hidden: bool = False, on_error: ErrorCallback | None = None
+    root: Path, *, hidden: bool = False, on_error: ErrorCallback | None = None, key_prefix: str = ""
 ) -> Iterator[ImageRef]:
     """Images under ``root``, following symlinks, each real folder visited once (no loops).
 
-    Each folder's files come first, sorted by name (code points, so every machine agrees), then
-    its subfolders in the same order. Only a folder's sorted listing and the names of the folders
-    still to visit are held in memory.
+    Keys are relative to ``root``, after ``key_prefix``. Each folder's files come first, sorted by
+    name (code points, so every machine agrees), then its subfolders in the same order. Only a
+    folder's sorted listing and the names of the folders still to visit are held in memory.
     """
     visited: set[tuple[int, int] | str] = set()
-    pending: list[tuple[str, str]] = [(os.fspath(root), "")]  # (folder path, key prefix), a stack
+    pending: list[tuple[str, str]] = [(os.fspath(root), key_prefix)]  # (folder path, key prefix), a stack
     while pending:
         folder, prefix = pending.pop()
         identity = _folder_identity(folder, on_error)

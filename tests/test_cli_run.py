@@ -105,7 +105,9 @@ def test_bad_files_become_rows_and_the_run_succeeds(tmp_path: Path, ramplus_tiny
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out)
     gone = str(tmp_path / "gone.jpg")
-    assert frame["path"].tolist() == ["a_good.jpg", *sorted(errors), gone]  # folders, then the list
+    folder = f"{(tmp_path / 'photos').as_posix()}/"  # with a list too, a folder's keys start with it
+    errors = {folder + name: why for name, why in errors.items()}
+    assert frame["path"].tolist() == [folder + "a_good.jpg", *sorted(errors), gone]  # folders, then the list
     errors[gone] = "not found"
     for _, row in frame.iterrows():
         if row["path"] in errors:
@@ -165,6 +167,23 @@ def test_refuses_to_replace_what_it_cannot_add_to(tmp_path: Path, ramplus_tiny) 
     assert result.exit_code == 0, result.output
     assert pd.read_csv(csv_out)["path"].tolist() == ["a.jpg"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.parquet", "photos", "tags.csv"]
+
+
+def test_two_folders_with_the_same_names_give_two_rows_each_resumable(
+    tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "day1", ["x.jpg", "y.jpg"])
+    _images(tmp_path / "day2", ["x.jpg"], size=(30, 20))
+    args = ["day1", "day2", "--out", "tags.parquet", "--workers", "0", *ramplus_tiny.cli_args()]
+    assert ramtag(*args).exit_code == 0
+    frame = pd.read_parquet(tmp_path / "tags.parquet")
+    assert frame["path"].tolist() == ["day1/x.jpg", "day1/y.jpg", "day2/x.jpg"]
+    assert frame["width"].tolist() == [24, 24, 30]  # day2's x.jpg is its own row, not a duplicate
+    _images(tmp_path / "day2", ["y.jpg"])
+    result = ramtag(*args)
+    assert "skipping 3 images already tagged" in result.stderr and "1 image: 1 tagged" in result.stderr
+    assert pd.read_parquet(tmp_path / "tags.parquet")["path"].tolist()[-1] == "day2/y.jpg"
 
 
 def test_rerun_adds_only_new_images_and_refuses_other_settings(tmp_path: Path, ramplus_tiny) -> None:

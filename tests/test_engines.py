@@ -53,10 +53,11 @@ def test_units_are_shards_then_chunks_of_files_and_skip_committed_work(tmp_path:
     items = list(discover_items([tmp_path / "shards", photos]))
     plan = plan_units(items, images_per_unit=2)
     assert [unit.name for unit in plan.units] == ["00000.tar", "00001.tar", "00002.tar", None, None, None]
-    assert [[key for _, key, _ in unit.images] for unit in plan.units[3:]] == [["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"], ["e.jpg"]]
-    again = plan_units(items, done_shards={"00001.tar"}, done_keys={"b.jpg"}, images_per_unit=2, exclude=["d.jpg"])
+    p = f"{photos.as_posix()}/"  # two inputs: a folder's keys start with the folder
+    assert [[key for _, key, _ in unit.images] for unit in plan.units[3:]] == [[p + "a.jpg", p + "b.jpg"], [p + "c.jpg", p + "d.jpg"], [p + "e.jpg"]]
+    again = plan_units(items, done_shards={"00001.tar"}, done_keys={p + "b.jpg"}, images_per_unit=2, exclude=["d.jpg"])
     assert [unit.name for unit in again.units] == ["00000.tar", "00002.tar", None, None]
-    assert [[key for _, key, _ in unit.images] for unit in again.units[2:]] == [["a.jpg", "c.jpg"], ["e.jpg"]]
+    assert [[key for _, key, _ in unit.images] for unit in again.units[2:]] == [[p + "a.jpg", p + "c.jpg"], [p + "e.jpg"]]
     assert (again.skipped_shards, again.skipped_images, again.shards, again.images) == (1, 1, 2, 3)
     for unit in plan.units:
         assert WorkUnit.from_json(unit.to_json()) == unit

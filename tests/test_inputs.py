@@ -94,7 +94,7 @@ def test_files_given_directly_keep_their_spelling(
 ) -> None:
     monkeypatch.chdir(tree)
     refs = list(discover(["notes.txt", "./sub/c.PNG", tree / "a.jpg", ".hidden.jpg", "ext"]))
-    assert _keys(refs) == ["notes.txt", "./sub/c.PNG", str(tree / "a.jpg"), ".hidden.jpg", "e.jpg"]
+    assert _keys(refs) == ["notes.txt", "./sub/c.PNG", str(tree / "a.jpg"), ".hidden.jpg", "ext/e.jpg"]
     assert refs[1].path == Path("./sub/c.PNG")
 
 
@@ -118,12 +118,29 @@ def test_files_from_stdin_and_file(tree: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.chdir(tree)
     listing = "# my picks\n\na.jpg\r\n  sub/deeper  \nnotes.txt\n# gone.jpg\ngone.jpg\n"
     refs = list(discover([], files_from="-", stdin=io.StringIO(listing)))
-    assert _keys(refs) == ["a.jpg", "d.webp", "notes.txt", "gone.jpg"]  # a listed folder is walked
+    assert _keys(refs) == ["a.jpg", "sub/deeper/d.webp", "notes.txt", "gone.jpg"]  # a listed folder: walked, keyed under its spelling
     assert refs[0].path == Path("a.jpg")  # relative to the current folder
     list_file = tree.parent / "list.txt"
     list_file.write_text(listing, encoding="utf-8")
     both = _keys(discover(["B.JPG"], files_from=list_file))
-    assert both == ["B.JPG", "a.jpg", "d.webp", "notes.txt", "gone.jpg"]  # inputs, then the list
+    assert both == ["B.JPG", "a.jpg", "sub/deeper/d.webp", "notes.txt", "gone.jpg"]  # inputs, then the list
+
+
+def test_several_folders_keep_the_same_names_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for folder in ("2023/raw", "2024/raw"):
+        (tmp_path / folder / "sub").mkdir(parents=True)
+        for name in ("x.jpg", "sub/y.jpg"):
+            Image.new("RGB", (4, 4)).save(tmp_path / folder / name)
+    assert _keys(discover(["2023/raw"])) == ["x.jpg", "sub/y.jpg"]  # one folder: relative to it
+    both = ["2023/raw/x.jpg", "2023/raw/sub/y.jpg", "2024/raw/x.jpg", "2024/raw/sub/y.jpg"]
+    assert _keys(discover(["./2023/raw/", "2024/raw"])) == both  # as written, tidied
+    assert _keys(discover(["{2023,2024}/raw"])) == both  # one pattern, two folders
+    assert _keys(discover([tmp_path / "2023/raw", "2024/raw/x.jpg"]))[:2] == [
+        f"{(tmp_path / '2023/raw').as_posix()}/x.jpg", f"{(tmp_path / '2023/raw').as_posix()}/sub/y.jpg"
+    ]
+    monkeypatch.chdir(tmp_path / "2023/raw")
+    assert _keys(discover([".", "../../2024/raw/x.jpg"])) == ["x.jpg", "sub/y.jpg", "../../2024/raw/x.jpg"]
 
 
 def test_include_and_exclude(tree: Path) -> None:

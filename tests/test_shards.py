@@ -190,6 +190,9 @@ def test_fsspec_urls_folders_and_files(tmp_path: Path) -> None:
             decode_ref(refs[0])
         [one] = discover(["memory://photos/b/2.jpg"])
         assert one.key == "memory://photos/b/2.jpg"  # a file named directly keeps its spelling
+        memory.pipe("/more/b/2.jpg", _jpeg((5, 4)))
+        keys = [ref.key for ref in discover(["memory://photos/", "memory://more"])]
+        assert keys == ["memory://photos/a.png", "memory://photos/b/2.jpg", "memory://more/b/2.jpg"]
         memory.pipe("/big.jpg", b"x" * 70_000)
         [big] = discover(["memory://big.jpg"])
         with pytest.raises(ImageDecodeError, match="file too large"):
