@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import os
 import re
 import stat
@@ -209,11 +210,39 @@ def _all_items(
     on_error: ErrorCallback | None,
     several: bool,
 ) -> Iterator[Item]:
-    for root in roots:
-        yield from _expand(root, hidden, on_error, several)
+    found = (item for root in roots for item in _expand(root, hidden, on_error, several))
     if files_from is not None:
-        for line in _listed_paths(files_from, stdin):
-            yield from _expand(line, hidden, on_error, True)
+        listed = (item for line in _listed_paths(files_from, stdin) for item in _expand(line, hidden, on_error, True))
+        found = itertools.chain(found, listed)
+    yield from _once(found, on_error) if several else found
+
+
+def _once(items: Iterable[Item], on_error: ErrorCallback | None) -> Iterator[Item]:
+    """Each key once: an image given twice (``photos`` and ``photos/a.jpg``, a list naming a file
+    twice) is tagged once; two tar shards of one name, whose keys would collide, are refused."""
+    from .shards import TarShard
+
+    keys: set[str] = set()
+    shards: dict[str, str] = {}
+    for item in items:
+        if isinstance(item, TarShard):
+            if item.name in shards and shards[item.name] != item.location:
+                raise UsageError(
+                    f"two tar shards are named {item.name} ({shards[item.name]} and {item.location}): "
+                    "their keys would collide; tag them in separate runs (another --out)"
+                )
+            if item.name in shards:
+                if on_error is not None:
+                    on_error(Path(item.location), "given twice among the inputs: tagged once")
+                continue
+            shards[item.name] = item.location
+        elif item.key in keys:
+            if on_error is not None:
+                on_error(item.path, "given twice among the inputs: tagged once")
+            continue
+        else:
+            keys.add(item.key)
+        yield item
 
 
 def _expand(

@@ -141,6 +141,11 @@ def test_several_folders_keep_the_same_names_apart(tmp_path: Path, monkeypatch: 
     ]
     monkeypatch.chdir(tmp_path / "2023/raw")
     assert _keys(discover([".", "../../2024/raw/x.jpg"])) == ["x.jpg", "sub/y.jpg", "../../2024/raw/x.jpg"]
+    warnings: list[tuple[Path, str]] = []
+    twice = discover([".", "x.jpg", "sub/y.jpg"], on_error=lambda path, why: warnings.append((path, why)))
+    assert _keys(twice) == ["x.jpg", "sub/y.jpg"]  # the same files again: tagged once, said so
+    assert warnings == [(Path("x.jpg"), "given twice among the inputs: tagged once"),
+                        (Path("sub/y.jpg"), "given twice among the inputs: tagged once")]
 
 
 def test_include_and_exclude(tree: Path) -> None:

@@ -174,6 +174,10 @@ def test_shards_from_patterns_folders_and_urls(tmp_path: Path) -> None:
     assert [ref.key for ref in discover([tmp_path / "shards"])] == ["photo.jpg"]
     with pytest.raises(UsageError, match=r"input not found: .*00003.tar \(from .*4 names\)"):
         discover([str(tmp_path / "shards/{00000..00003}.tar")])
+    assert [ref.key for ref in discover([shards[0], shards[0]])] == expected[:2]  # given twice: read once
+    sample_shards(tmp_path / "elsewhere", count=1)
+    with pytest.raises(UsageError, match="two tar shards are named 00000.tar"):
+        list(discover([shards[0], tmp_path / "elsewhere"]))
 
 
 def test_fsspec_urls_folders_and_files(tmp_path: Path) -> None:
