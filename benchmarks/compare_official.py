@@ -201,7 +201,14 @@ def main() -> None:
         checkpoint = args.checkpoint
         if args.random_weights:
             checkpoint = tmp_path / "ram_plus_random.pth"
-            random_checkpoint(checkpoint)
+            # In a child process: Linux carries a process's peak RSS over fork and exec, so had this
+            # process held the model, every ramtag run started from here would report its peak.
+            subprocess.run(
+                [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                 "from compare_official import random_checkpoint; from pathlib import Path; "
+                 "random_checkpoint(Path(sys.argv[2]))", str(Path(__file__).resolve().parent), str(checkpoint)],
+                check=True,
+            )
         if args.images:
             folder = args.images
             images = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
@@ -209,9 +216,15 @@ def main() -> None:
             folder = tmp_path / "images"
             images = make_images(folder, args.synthetic)
 
-        official_runs = [run_official(args, checkpoint, images) for _ in range(args.repeats)]
-        ours = {p: [run_ramtag(args, checkpoint, folder, tags, p, tmp_path / f"{p}.parquet")
-                    for _ in range(args.repeats)] for p in args.precisions}
+        # Interleaved (official, then each precision, repeat), so that a machine whose speed drifts
+        # over minutes (shared VMs do) moves every side alike rather than whichever ran last.
+        # ramtag converts the official checkpoint once, before the first timed run.
+        run_ramtag(args, checkpoint, folder, tags, args.precisions[0], tmp_path / "convert.parquet")
+        official_runs, ours = [], {p: [] for p in args.precisions}
+        for _ in range(args.repeats):
+            official_runs.append(run_official(args, checkpoint, images))
+            for p in args.precisions:
+                ours[p].append(run_ramtag(args, checkpoint, folder, tags, p, tmp_path / f"{p}.parquet"))
 
     # The first image of each official run pays for warm-up: leave it out of the per-image time.
     official_s = statistics.median(statistics.mean(r["per_image_s"][1:] or r["per_image_s"]) for r in official_runs)

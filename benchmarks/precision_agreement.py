@@ -1,4 +1,4 @@
-"""How much lower precision changes RAM++'s scores and tags: bf16 and fp16 against fp32.
+"""How much lower precision changes RAM++'s scores and tags: bf16, fp16 and int8 against fp32.
 
 One model (random weights in the released architecture, or a checkpoint) tags the same images at
 each precision on one device; every precision is compared with fp32 on that device, and, with
@@ -7,6 +7,7 @@ should match the CPU's: ramtag leaves TF32 matrix products off).
 
     python benchmarks/precision_agreement.py --device cuda --synthetic 64 \\
         --thresholds ram_tag_list_threshold.txt --cpu-reference 8 --json agreement.json
+    python benchmarks/precision_agreement.py --device cpu --precisions int8 --synthetic 16
 
 Figures per precision: max and mean |score difference|, the mean Jaccard index of each image's
 top-k tags and of its tags over the thresholds (the official per-tag thresholds when given, else
@@ -115,7 +116,7 @@ def main() -> None:
         cpu = scores_at(model, vocabulary, pixels[:count], torch.device("cpu"), torch.float32, args.batch_size)
         report[f"fp32_{device.type}_vs_cpu"] = compare(reference[:count], cpu, thresholds, args.top_k)
     report["fp32"] = {"tags_per_image": float((reference > thresholds).sum(axis=1).mean())}
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.qint8}  # int8: CPUs only
     for name in args.precisions:
         scores = scores_at(model, vocabulary, pixels, device, dtypes[name], args.batch_size)
         report[name] = compare(scores, reference, thresholds, args.top_k)

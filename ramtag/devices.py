@@ -6,7 +6,9 @@ import torch
 
 from .errors import UsageError
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.qint8}
+"""``int8`` (``torch.qint8`` here) is not a tensor format but a mode: fp32 activations, with the
+linear layers' weights in int8 and each input quantised on the fly (``ramtag.tagger``); CPUs only."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -43,7 +45,9 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.float16 if device.type in {"cuda", "mps"} else torch.float32
     if name not in PRECISIONS:
-        raise UsageError(f"unknown precision {name!r}; use auto, fp32, bf16 or fp16")
+        raise UsageError(f"unknown precision {name!r}; use auto, fp32, bf16, fp16 or int8")
+    if name == "int8" and device.type != "cpu":
+        raise UsageError(f"--precision int8 runs on CPUs only; on {device.type} use fp16 (the default there)")
     return PRECISIONS[name]
 
 

@@ -63,12 +63,17 @@ class Tagger:
             raise UsageError(f"the vocabulary has {len(vocabulary)} tags but the model has {expected}")
         self.device = device or torch.device("cpu")
         self.dtype = dtype
-        self.model = model.to(device=self.device, dtype=dtype)
+        compute = torch.float32 if dtype == torch.qint8 else dtype  # int8: fp32 between the layers
+        self.model = model.to(device=self.device, dtype=compute)
+        if dtype == torch.qint8:
+            if self.device.type != "cpu":
+                raise UsageError("int8 runs on CPUs only; use fp16 on a GPU")
+            self.model = quantized_linears(self.model)
         self.vocabulary = vocabulary
         self.info = info
         self.builtin = builtin
         self.open_embed = (
-            open_embed.to(device=self.device, dtype=dtype) if open_embed is not None else None
+            open_embed.to(device=self.device, dtype=compute) if open_embed is not None else None
         )
         self.open_set = open_set
         self._wide: tuple[RamModel, torch.Tensor | None] | None = None  # made at an fp16 overflow
@@ -88,8 +93,14 @@ class Tagger:
         With ``timings``, the seconds of its ``transfer``, ``backbone`` and ``head`` are added there.
         """
         with _timed(timings, "transfer", self.device):
-            pixels = batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
-        logits = self._logits(self.model, pixels, self.open_embed, timings)
+            dtype = torch.float32 if self.dtype == torch.qint8 else self.dtype
+            pixels = batch.to(device=self.device, dtype=dtype, non_blocking=True)
+        if self.dtype == torch.qint8:
+            # int8 layers scale their input by its range, so an image in a batch would move with
+            # its neighbours: one image per pass keeps every image's scores its own.
+            logits = torch.cat([self._logits(self.model, one, self.open_embed, timings) for one in pixels.split(1)])
+        else:
+            logits = self._logits(self.model, pixels, self.open_embed, timings)
         if self.dtype == torch.float16 and not bool(torch.isfinite(logits).all()):
             logits = self._without_overflow(batch, timings)
         return torch.sigmoid(logits.float()).cpu().numpy()
@@ -268,6 +279,36 @@ def load_tagger(
     return Tagger(
         network, vocabulary, device=target, dtype=resolve_precision(precision, target), info=info
     )
+
+
+def quantized_linears(model: RamModel) -> RamModel:
+    """``model`` (in place) with its linear layers in int8: dynamic quantisation, CPUs only.
+
+    Each layer keeps int8 weights (a scale per output channel) and quantises its input per call, so the
+    matrix products run as int8 GEMMs (fbgemm on x86, qnnpack on ARM) while everything between
+    them stays fp32; the final per-tag classifier stays fp32 (its output is the score). About 1.6x
+    faster than fp32 for the full-size model on a 2-core AVX2 machine, with slightly different
+    scores (README). A model already converted is returned as it is.
+    """
+    import warnings
+
+    from torch import nn
+
+    try:
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    except ImportError:  # torch has announced its removal in favour of torchao
+        raise UsageError("--precision int8 needs torch.ao.quantization, which this torch lacks; use fp32") from None
+    # One scale per output channel: on the full-size model half the score change of one scale per
+    # tensor (mean 0.0036 against 0.0079, 4 images), at the same speed.
+    targets = {
+        name: per_channel_dynamic_qconfig for name, module in model.named_modules()
+        if type(module) is nn.Linear and not name.endswith("classifier")
+    }
+    if not targets:
+        return model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's notices of the API's future move to torchao
+        return quantize_dynamic(model, targets, dtype=torch.qint8, inplace=True)
 
 
 def _bf16_supported(device: torch.device) -> bool:

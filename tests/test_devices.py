@@ -20,8 +20,8 @@ def test_auto_precision_is_exact_on_cpus_and_fp16_on_gpus() -> None:
     assert resolve_precision("auto", torch.device("mps")) is torch.float16
     assert resolve_precision("BF16", torch.device("cuda")) is torch.bfloat16
     assert resolve_precision("fp32", torch.device("cuda")) is torch.float32
-    with pytest.raises(UsageError, match="fp32, bf16 or fp16"):
-        resolve_precision("int8", torch.device("cpu"))
+    with pytest.raises(UsageError, match="fp32, bf16, fp16 or int8"):
+        resolve_precision("int4", torch.device("cpu"))
 
 
 def test_default_batch_size_small_on_cpus_large_on_gpus() -> None:
@@ -71,3 +71,50 @@ def test_fp16_without_overflow_uses_no_second_copy(ramplus_tiny) -> None:
         scores = tagger.scores(pixels)
     assert tagger._wide is None
     np.testing.assert_allclose(scores, reference.scores(pixels), atol=0.01)
+
+
+def test_int8_is_a_cpu_mode_with_int8_linear_layers(ramplus_tiny) -> None:
+    from torch import nn
+
+    assert resolve_precision("int8", torch.device("cpu")) is torch.qint8
+    with pytest.raises(UsageError, match="int8 runs on CPUs only"):
+        resolve_precision("int8", torch.device("cuda"))
+
+    reference = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="fp32")
+    tagger = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="int8")
+    kinds = {name: type(module) for name, module in tagger.model.named_modules()}
+    assert kinds["classifier"] is nn.Linear  # the scores' own layer stays fp32
+    quantized = [name for name, kind in kinds.items() if kind.__module__.startswith("torch.ao.nn.quantized")]
+    assert "image_proj" in quantized and any(name.startswith("image_encoder.") for name in quantized)
+    assert not any(kind is nn.Linear for name, kind in kinds.items() if name != "classifier")
+    assert tagger.metadata()["precision"] == "int8"  # recorded in every output, part of the resume settings
+
+    pixels = _pixels(reference, ramplus_tiny)
+    exact, fast = reference.scores(pixels), tagger.scores(pixels)
+    assert fast.dtype == np.float32 and np.isfinite(fast).all()
+    assert np.abs(fast - exact).mean() < 0.03  # close, not equal: that is why it is opt-in
+    assert np.corrcoef(fast.ravel(), exact.ravel())[0, 1] > 0.98
+    assert not np.array_equal(fast, exact)
+
+
+def test_int8_open_set_tags_reuse_the_converted_model(ramplus_tiny) -> None:
+    from ramtag.model.labels import TagVocabulary
+
+    tagger = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="int8")
+    embed = tagger.model.label_embed[:2].detach().clone()
+    opened = tagger.with_open_set(TagVocabulary.from_names(["new a", "new b"]), embed, keep_builtin=True)
+    assert opened.model is tagger.model and opened.metadata()["precision"] == "int8"
+    pixels = _pixels(tagger, ramplus_tiny)
+    scores, alone = opened.scores(pixels), tagger.scores(pixels)
+    builtin = len(tagger.vocabulary)
+    np.testing.assert_array_equal(scores[:, :builtin], alone)  # the built-in pass is untouched
+    # copies of the first two tags score nearly like them: their own pass has its own int8 scales
+    np.testing.assert_allclose(scores[:, builtin:], scores[:, :2], atol=0.05)
+
+
+def test_int8_scores_do_not_depend_on_the_rest_of_the_batch(ramplus_tiny) -> None:
+    tagger = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="int8")
+    pixels = _pixels(tagger, ramplus_tiny)
+    together = tagger.scores(pixels)
+    for index in range(len(pixels)):
+        np.testing.assert_array_equal(tagger.scores(pixels[index : index + 1])[0], together[index])

@@ -77,7 +77,7 @@ DeviceOpt = Annotated[
 ]
 PrecisionOpt = Annotated[
     str,
-    typer.Option("--precision", help="auto, fp32, bf16 or fp16 (auto: fp32 on CPU, fp16 on GPUs, where it kept scores closest to fp32 at bf16's speed).", rich_help_panel=MODEL_PANEL),
+    typer.Option("--precision", help="auto, fp32, bf16, fp16 or int8 (auto: fp32 on CPU, fp16 on GPUs, where it kept scores closest to fp32 at bf16's speed; int8: CPUs only, faster, scores move slightly).", rich_help_panel=MODEL_PANEL),
 ]
 
 SPEED_PANEL = "Speed"
