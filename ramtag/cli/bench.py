@@ -26,6 +26,7 @@ from .common import (
     err_console,
     reporting_errors,
 )
+from .progress import plural
 
 if TYPE_CHECKING:
     from ..bench import BenchResult
@@ -185,7 +186,7 @@ def _print(result: BenchResult, source: str) -> None:
     where = m["device_name"] or m["cpu"]
     out.print(
         f"{s['model']} ({weights}), {s['device']} {s['precision']}, batch {s['batch_size']}, "
-        f"{_count(s['workers'], 'worker', 's')}{', draft decoding' if s['draft_decode'] else ''}; {source}",
+        f"{plural(s['workers'], 'worker')}{', draft decoding' if s['draft_decode'] else ''}; {source}",
         markup=False, soft_wrap=True,
     )
     out.print(
@@ -195,8 +196,8 @@ def _print(result: BenchResult, source: str) -> None:
     out.print(
         f"{result.images_per_s:.2f} images/s over {result.measured_images} images "
         f"({result.wall_s:.1f} s; start-up {_startup(result)} and "
-        f"{_count(s['warmup_batches'], 'warm-up batch', 'es')} excluded; "
-        f"{_count(result.errors, 'error', 's')})",
+        f"{plural(s['warmup_batches'], 'warm-up batch', 'es')} excluded; "
+        f"{plural(result.errors, 'error')})",
         markup=False, soft_wrap=True,
     )
     out.print("ms per image:", markup=False)
@@ -216,10 +217,6 @@ def _startup(result: BenchResult) -> str:
 
 def _mb(value: float | None) -> str:
     return "unknown" if value is None else f"{value:,.0f} MB"
-
-
-def _count(number: int, noun: str, plural: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}{plural}"
 
 
 def _default_batch_size(device: str) -> int:

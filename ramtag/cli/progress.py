@@ -1,7 +1,7 @@
 """What a tagging command says on stderr while it runs: a live bar on a terminal, else a log line.
 
-``ramtag run`` counts images (`RunReport`), ``ramtag run --engine ray`` counts parts of the output
-(`ramtag.cli.scale`); both share the bar's life cycle, the rate and the quiet/terminal rules here.
+``ramtag run`` counts images (``ramtag.cli.run``), ``ramtag run --engine ray`` counts parts of the
+output (``ramtag.cli.scale``); both share the bar's life cycle, the rate and the quiet/terminal rules here.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from .common import err_console
 LOG_EVERY_S = 10.0  # how often a run without a terminal logs a progress line
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+def plural(count: int, noun: str, ending: str = "s") -> str:
+    """``1 image``, ``2 images``; ``ending`` for other plurals (``batch``, ``es``)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{ending}"
 
 
 class ProgressReport:
