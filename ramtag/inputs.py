@@ -220,17 +220,14 @@ def _all_items(
 def _once(items: Iterable[Item], on_error: ErrorCallback | None) -> Iterator[Item]:
     """Each key once: an image given twice (``photos`` and ``photos/a.jpg``, a list naming a file
     twice) is tagged once; two tar shards of one name, whose keys would collide, are refused."""
-    from .shards import TarShard
+    from .shards import TarShard, name_clash
 
     keys: set[str] = set()
     shards: dict[str, str] = {}
     for item in items:
         if isinstance(item, TarShard):
             if item.name in shards and shards[item.name] != item.location:
-                raise UsageError(
-                    f"two tar shards are named {item.name} ({shards[item.name]} and {item.location}): "
-                    "their keys would collide; tag them in separate runs (another --out)"
-                )
+                raise name_clash(shards[item.name], item)
             if item.name in shards:
                 if on_error is not None:
                     on_error(Path(item.location), "given twice among the inputs: tagged once")

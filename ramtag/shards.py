@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from .errors import RamtagError
+from .errors import RamtagError, UsageError
 from .inputs import MAX_PIXELS, ImageDecodeError, ImageRef, is_image_name, max_file_bytes
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -85,6 +85,15 @@ class Unusable:
 
 def is_shard_name(name: str) -> bool:
     return name.lower().endswith(SHARD_SUFFIXES)
+
+
+def name_clash(first: str, second: TarShard) -> UsageError:
+    """The refusal of a second shard with the file name of one already in the run (at ``first``):
+    rows are keyed by shard name, so their keys would collide."""
+    return UsageError(
+        f"two tar shards are named {second.name} ({first} and {second.location}): "
+        "their keys would collide; tag them in separate runs (another --out)"
+    )
 
 
 def shard_folder(folder: Path, *, hidden: bool = False) -> list[TarShard] | None:

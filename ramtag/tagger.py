@@ -63,7 +63,8 @@ class Tagger:
             raise UsageError(f"the vocabulary has {len(vocabulary)} tags but the model has {expected}")
         self.device = device or torch.device("cpu")
         self.dtype = dtype
-        compute = torch.float32 if dtype == torch.qint8 else dtype  # int8: fp32 between the layers
+        # The tensors' format: the precision's own, except int8, which is fp32 between the layers.
+        self.compute_dtype = compute = torch.float32 if dtype == torch.qint8 else dtype
         self.model = model.to(device=self.device, dtype=compute)
         if dtype == torch.qint8:
             if self.device.type != "cpu":
@@ -93,8 +94,7 @@ class Tagger:
         With ``timings``, the seconds of its ``transfer``, ``backbone`` and ``head`` are added there.
         """
         with _timed(timings, "transfer", self.device):
-            dtype = torch.float32 if self.dtype == torch.qint8 else self.dtype
-            pixels = batch.to(device=self.device, dtype=dtype, non_blocking=True)
+            pixels = batch.to(device=self.device, dtype=self.compute_dtype, non_blocking=True)
         if self.dtype == torch.qint8:
             # int8 layers scale their input by its range, so an image in a batch would move with
             # its neighbours: one image per pass keeps every image's scores its own.

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
 from ..inputs import MAX_PIXELS, ImageRef, Item, select
-from ..shards import TarShard, shard_members
+from ..shards import TarShard, name_clash, shard_members
 
 
 @dataclass(frozen=True)
@@ -105,10 +104,7 @@ def plan_units(
     for item in items:
         if isinstance(item, TarShard):
             if item.name in shards:
-                raise UsageError(
-                    f"two tar shards are named {item.name} ({shards[item.name]} and {item.location}): "
-                    "their keys would collide; tag them in separate runs (another --out)"
-                )
+                raise name_clash(shards[item.name], item)
             shards[item.name] = item.location
             if item.name in done_shards:
                 skipped_shards += 1
