@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import metrics
+from .atomic import write_atomically
 from .errors import OutputError, RamtagError, UsageError
 from .groundtruth import (
     Benchmark,
@@ -256,13 +256,10 @@ def _calibrate(
 
 
 def _write_text(dest: Path, text: str) -> None:
-    """Write beside ``dest`` and rename: an interrupted eval never leaves half a thresholds file."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    """Written whole or not at all: an interrupted eval never leaves half a thresholds file."""
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, dest)
+        write_atomically(dest, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"{dest}: cannot write it ({exc.strerror or exc})") from None
 
 

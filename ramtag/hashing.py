@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from .atomic import write_atomically
 from .paths import cache_dir
 
 _CHUNK = 8 << 20
@@ -43,9 +43,7 @@ def sha256_file(path: Path, *, remember: bool = True) -> str:
         memo[key] = value
         try:
             memo_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(memo, indent=0, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, memo_file)
+            write_atomically(memo_file, json.dumps(memo, indent=0, sort_keys=True), durable=False)
         except OSError:
             pass  # a read-only cache only costs a re-hash next time
     return value

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..atomic import AtomicFile
 from ..errors import OutputError, VocabularyError
 
 if TYPE_CHECKING:
@@ -95,15 +95,12 @@ def descriptions_sha256(descriptions: Descriptions) -> str:
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        os.replace(tmp, path)
+        with AtomicFile(path) as pending:
+            write(pending.path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_descriptions(path: Path, descriptions: Descriptions) -> None:

@@ -23,7 +23,6 @@ import hashlib
 import http.client
 import json
 import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
+from ..atomic import write_atomically
 from ..errors import ChecksumError, ResourceUnavailableError, UsageError
 from ..hashing import sha256_file, sha256_of
 from ..paths import cache_dir, offline
@@ -180,14 +180,7 @@ def _write_atomic(target: Path, payload: bytes) -> None:
     """Write beside the target and rename, so a reader never sees half a file."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(payload)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(target, payload, durable=False)  # re-hashed whenever it is used
     except OSError as exc:
         raise ResourceUnavailableError(
             f"cannot write {target}: {exc.strerror or exc}; set RAMTAG_CACHE to a writable folder"

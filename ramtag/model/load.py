@@ -8,7 +8,6 @@ by the source file's sha256, which makes every later start a plain memory-mapped
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from timm.models._manipulate import reinit_non_persistent_buffers
 
+from ..atomic import AtomicFile
 from ..errors import CheckpointError
 from ..hashing import sha256_file
 from ..paths import cache_dir
@@ -143,12 +143,8 @@ def save_converted(model: RamModel, dest: Path, *, source_sha256: str = "") -> N
         "source_sha256": source_sha256,
     }
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        save_file(state, str(tmp), metadata=metadata)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with AtomicFile(dest, durable=False) as pending:  # a cache: rebuilt from the .pth if lost
+        save_file(state, str(pending.path), metadata=metadata)
 
 
 def _converted_metadata(path: Path) -> dict[str, str] | None:

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from ..errors import OutputError
 from .resume import differences, hold_lock, settings_of
-from .tabular import replace_durably
+from ..atomic import replace_durably
 
 
 CONTROL = "_ramtag"

@@ -31,7 +31,8 @@ import pyarrow.parquet as pq
 
 from ..errors import OutputError
 from .schema import read_metadata
-from .tabular import OutputFile, ParquetSink, replace_durably
+from ..atomic import replace_durably
+from .tabular import OutputFile, ParquetSink
 
 try:
     import fcntl

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TextIO
 
@@ -19,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..atomic import AtomicFile
 from ..errors import OutputError, UsageError
 
 FORMATS = ("parquet", "csv", "jsonl")
@@ -153,24 +153,6 @@ def text_sink(fmt: str, stream: TextIO, schema: pa.Schema) -> Sink:
     raise UsageError(f"{fmt} cannot be written to a text stream; give --out FILE")
 
 
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":  # directories cannot be opened for fsync on Windows
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def replace_durably(source: Path, dest: Path) -> None:
-    """Move a fully written ``source`` onto ``dest`` so that a crash leaves one or the other."""
-    with open(source, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(source, dest)
-    _fsync_dir(dest.parent.resolve())
-
-
 class OutputFile:
     """A new version of ``dest`` written beside it and renamed onto it only when complete.
 
@@ -179,7 +161,8 @@ class OutputFile:
 
     def __init__(self, dest: Path, fmt: str, schema: pa.Schema, *, tmp: Path | None = None) -> None:
         self.dest = dest
-        self.tmp = tmp or dest.with_name(f".{dest.name}.{os.getpid()}.tmp")  # same file system
+        self._pending = AtomicFile(dest, tmp=tmp, keep_mode=False)
+        self.tmp = self._pending.path
         try:
             self._file = open(self.tmp, "wb")
         except OSError as exc:
@@ -198,11 +181,11 @@ class OutputFile:
         self.sink.close()
         (self._text or self._file).close()
         try:
-            replace_durably(self.tmp, self.dest)
+            self._pending.commit()
         except OSError as exc:
             raise OutputError(f"{self.dest}: cannot replace it ({exc.strerror})") from None
 
     def discard(self) -> None:
         self.sink.abort()
         (self._text or self._file).close()
-        self.tmp.unlink(missing_ok=True)
+        self._pending.discard()

@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import atomic
 from ..errors import RamtagError
 from .resume import RESULT_SETTINGS
 from .xmlspans import XML_NS, Edit, Element, XmlError, escape, indent_at, parse, removal, splice, xml_text
@@ -466,22 +466,9 @@ def read_sidecar(path: Path) -> bytes | None:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """A temporary file beside it, synced, renamed over it: readers see the old or the new one."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    """Readers see the old sidecar or the new one; an existing one keeps its permissions."""
     try:
-        mode = path.stat().st_mode & 0o7777 if path.exists() else None
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if mode is not None:
-                os.chmod(tmp, mode)  # an existing sidecar keeps its permissions
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic.write_atomically(path, data)
     except OSError as exc:
         raise SidecarError(f"cannot write it ({exc.strerror or exc})") from None
 
