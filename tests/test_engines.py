@@ -20,7 +20,7 @@ from ramtag.outputs.dataset import DatasetOutput
 from ramtag.outputs.resume import settings_of
 from ramtag.outputs.tabular import ParquetSink
 from ramtag.pipeline import ImageRecord
-from ramtag.shards import TarShard
+from ramtag.inputs.shards import TarShard
 
 from test_shards import _jpeg, sample_shards, write_shard
 

@@ -12,6 +12,8 @@ import pytest
 from PIL import Image, ImageFile, features
 
 from ramtag import inputs
+from ramtag.inputs import decode as decoding
+from ramtag.inputs import folders
 from ramtag.errors import RamtagError, UsageError
 from ramtag.inputs import (
     IMAGE_EXTENSIONS,
@@ -191,13 +193,13 @@ def test_unreadable_folder_for_real(tree: Path) -> None:
 
 def test_discovery_streams(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     listed: list[str] = []
-    real = inputs._sorted_listing
+    real = folders._sorted_listing
 
     def counting(folder: str, on_error: object) -> list[os.DirEntry[str]]:
         listed.append(folder)
         return real(folder, on_error)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(inputs, "_sorted_listing", counting)
+    monkeypatch.setattr(folders, "_sorted_listing", counting)
     refs = discover([tree])
     assert listed == []
     assert next(refs).key == "B.JPG"
@@ -402,7 +404,7 @@ def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_heic_without_pillow_heif(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inputs, "_heif_ready", lambda: False)
+    monkeypatch.setattr(decoding, "_heif_ready", lambda: False)
     path = tmp_path / "phone.heic"
     path.write_bytes(b"\x00\x00\x00\x18ftypmif1" + b"\x00" * 32)
     assert "pip install pillow-heif" in str(_failure(path))

@@ -21,8 +21,8 @@ from conftest import REPO
 from ramtag.cli.app import app
 from ramtag.errors import UsageError
 from ramtag.inputs import ImageDecodeError, decode_bytes, decode_image, decode_ref, discover, discover_items
-from ramtag.shards import ShardReadError, TarShard, member_key, members_or_error, shard_members
-from ramtag.sources import expand_braces
+from ramtag.inputs.shards import ShardReadError, TarShard, member_key, members_or_error, shard_members
+from ramtag.inputs.patterns import expand_braces
 
 
 def _jpeg(size: tuple[int, int] = (24, 16), color: str = "teal") -> bytes:

@@ -190,7 +190,8 @@ def run_command(
             raise UsageError("give folders or image files to tag, or --files-from LIST")
         from ..inputs import MAX_PIXELS, discover
         from ..outputs import format_for
-        from ..sources import is_plain_input, is_url
+        from ..inputs import is_plain_input
+        from ..inputs.fs import is_url
 
         if tags is None and (vocab != Vocab.open or text_encoder is not None):
             raise UsageError("--vocab and --text-encoder go with --tags (open-set tags)")

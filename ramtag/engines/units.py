@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..inputs import MAX_PIXELS, ImageRef, Item, select
-from ..shards import TarShard, name_clash, shard_members
+from ..inputs.shards import TarShard, name_clash, shard_members
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class WorkUnit:
 def _image_ref(location: str, key: str, remote: bool) -> ImageRef:
     if not remote:
         return ImageRef(Path(location), key)
-    from ..sources import RemoteFile
+    from ..inputs.remote import RemoteFile
 
     return ImageRef(Path(location.split("://", 1)[-1]), key, RemoteFile(location))
 
@@ -126,7 +126,7 @@ def plan_units(
 
 
 def _image_entry(ref: ImageRef) -> tuple[str, str, bool]:
-    from ..sources import RemoteFile
+    from ..inputs.remote import RemoteFile
 
     if isinstance(ref.source, RemoteFile):
         return (ref.source.url, ref.key, True)

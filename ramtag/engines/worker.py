@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ..inputs import MAX_PIXELS
-from ..shards import ShardReadError
+from ..inputs.shards import ShardReadError
 from .units import WorkUnit
 
 if TYPE_CHECKING:

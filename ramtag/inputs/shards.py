@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from .errors import RamtagError, UsageError
-from .inputs import MAX_PIXELS, ImageDecodeError, ImageRef, is_image_name, max_file_bytes
+from typing import Union
+
+from ..errors import RamtagError, UsageError
+from .fs import filesystem
+from .refs import MAX_PIXELS, ImageDecodeError, ImageRef, is_image_name, max_file_bytes
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 # What a damaged or mislabelled archive raises, as opposed to a failure to read its bytes.
@@ -53,10 +56,12 @@ class TarShard:
     def open(self) -> BinaryIO:
         if not self.remote:
             return open(self.location, "rb")
-        from .sources import filesystem
-
         fs, path = filesystem(self.location)
         return fs.open(path, "rb")
+
+
+Item = Union[ImageRef, TarShard]
+"""What discovery finds: an image, or a tar shard whose image members are read later."""
 
 
 @dataclass(frozen=True)

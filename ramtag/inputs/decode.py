@@ -1,0 +1,243 @@
+"""Decoding one image into upright pixels, or into a failure a user can read.
+
+Every way a file can be bad becomes an ``ImageDecodeError`` whose message says what is wrong without
+naming the file: the caller knows the path and prefixes it, and a bad file becomes a row with an
+error, not a crash.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import re
+import stat
+import struct
+import threading
+from pathlib import Path, PurePosixPath
+
+from PIL import Image, ImageOps, UnidentifiedImageError, features
+
+from .refs import MAX_PIXELS, ImageDecodeError, ImageRef, max_file_bytes
+
+_HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
+_PILLOW_COUNT = re.compile(r"\((\d+) pixels\)")
+# Exceptions Pillow's plugins raise on malformed data besides OSError (each seen in the wild).
+_MALFORMED = (ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, struct.error)
+_pillow_limit_lock = threading.Lock()
+
+
+def decode_image(
+    path: Path, *, max_pixels: int | None = MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
+    """The first frame of ``path``, upright (EXIF orientation applied), pixels loaded.
+
+    The mode is whatever the file holds (``RGB``, ``L``, ``CMYK``, ``I;16``...): converting is the
+    caller's job. The size limit is checked on the header, before any pixel is decoded; ``None``
+    means no limit. Every failure is an ``ImageDecodeError`` whose message omits the path.
+
+    With ``draft_size``, a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) as
+    long as both sides stay at least ``draft_size``: several times faster for photos much larger
+    than the model's input, at the price of slightly different pixels. ``original_size`` still
+    gives the file's own size.
+    """
+    _prepare_pillow(max_pixels)
+    _check_file(path)
+    return _decode(path, path, max_pixels, draft_size)
+
+
+def decode_bytes(
+    data: bytes, *, name: str, max_pixels: int | None = MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
+    """``decode_image`` for a file already in memory; ``name`` (its file name) words the errors."""
+    _prepare_pillow(max_pixels)
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes): an interrupted copy or download?", "empty")
+    return _decode(io.BytesIO(data), PurePosixPath(name), max_pixels, draft_size)
+
+
+def decode_ref(
+    ref: ImageRef, *, max_pixels: int | None = MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
+    """The image ``ref`` stands for: a local file, or the bytes its ``source`` reads."""
+    if ref.source is None:
+        return decode_image(ref.path, max_pixels=max_pixels, draft_size=draft_size)
+    data = ref.source.read(max_file_bytes(max_pixels))
+    return decode_bytes(data, name=ref.source.name, max_pixels=max_pixels, draft_size=draft_size)
+
+
+def original_size(image: Image.Image) -> tuple[int, int]:
+    """The upright size of the file an image came from, also when it was decoded in draft mode."""
+    return image.info.get(_ORIGINAL_SIZE, image.size)
+
+
+_ORIGINAL_SIZE = "ramtag_original_size"
+
+
+def _decode(
+    where: Path | io.BytesIO,
+    named: Path | PurePosixPath,
+    max_pixels: int | None,
+    draft_size: int | None = None,
+) -> Image.Image:
+    try:
+        with Image.open(where) as image:
+            _check_pixels(image.size, max_pixels)
+            width, height = image.size
+            if draft_size is not None and image.format == "JPEG":
+                image.draft(image.mode, (draft_size, draft_size))
+            image.load()  # errors in the pixel data surface here, not in a worker later
+            upright = ImageOps.exif_transpose(image)  # a copy, detached from the (closed) file
+            if upright.size != image.size:  # rotated by a quarter turn
+                width, height = height, width
+            if (width, height) != upright.size:
+                upright.info[_ORIGINAL_SIZE] = (width, height)
+            return upright
+    except Image.DecompressionBombError as error:
+        raise _too_large_from_pillow(error, max_pixels) from error
+    except Image.DecompressionBombWarning as error:  # only when warnings are turned into errors
+        raise _too_large_from_pillow(error, max_pixels) from error
+    except FileNotFoundError as error:
+        raise _gone() from error
+    except PermissionError as error:
+        raise _denied() from error
+    except UnidentifiedImageError as error:
+        raise _unidentified(named) from error
+    except MemoryError as error:
+        raise ImageDecodeError(
+            "not enough memory to decode this image; lower --max-pixels to skip images this large",
+            "memory",
+        ) from error
+    except OSError as error:
+        raise _damaged(error) from error
+    except _MALFORMED as error:
+        raise ImageDecodeError(f"corrupt image data ({_pillow_words(error)})", "corrupt") from error
+
+
+def _check_file(path: Path) -> None:
+    """Cheap checks Pillow would answer confusingly (or, for a pipe, by waiting forever)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError as error:
+        raise _gone() from error
+    except PermissionError as error:
+        raise _denied() from error
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ImageDecodeError(f"cannot read the file ({reason})", "unreadable") from error
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageDecodeError("is a folder, not an image file", "folder")
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageDecodeError("not a regular file (a device, pipe or socket)", "not_image")
+    if info.st_size == 0:
+        raise ImageDecodeError("empty file (0 bytes): an interrupted copy or download?", "empty")
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
+    pixels = size[0] * size[1]
+    if max_pixels is not None and pixels > max_pixels:
+        raise _too_large(pixels, max_pixels)
+
+
+def _too_large(pixels: int, max_pixels: int) -> ImageDecodeError:
+    return ImageDecodeError(
+        f"image too large: {pixels:,} pixels is over the limit of {max_pixels:,} "
+        "(a guard against decompression bombs); raise it with --max-pixels if you trust the file",
+        "too_large",
+    )
+
+
+def _too_large_from_pillow(error: Exception, max_pixels: int | None) -> ImageDecodeError:
+    # Pillow refuses before we see the size; its message is the only place the count appears.
+    found = _PILLOW_COUNT.search(str(error))
+    if found and max_pixels is not None and int(found.group(1)) > max_pixels:
+        return _too_large(int(found.group(1)), max_pixels)
+    return ImageDecodeError(
+        f"Pillow refused it as a possible decompression bomb ({error}); "
+        "raise the limit with --max-pixels if you trust the file",
+        "too_large",
+    )
+
+
+def _gone() -> ImageDecodeError:
+    return ImageDecodeError("file not found: deleted or moved before it could be read", "missing")
+
+
+def _denied() -> ImageDecodeError:
+    return ImageDecodeError(
+        "permission denied: the file is not readable by this user", "permission"
+    )
+
+
+def _unidentified(path: Path | PurePosixPath) -> ImageDecodeError:
+    suffix = path.suffix.lower()
+    if suffix in _HEIF_EXTENSIONS and not _heif_ready():
+        return ImageDecodeError(
+            "HEIC/HEIF images need pillow-heif: pip install pillow-heif", "unsupported"
+        )
+    if suffix == ".avif" and not _avif_ready():
+        return ImageDecodeError(
+            "AVIF images need a Pillow built with AVIF support (the official wheels since 11.3)",
+            "unsupported",
+        )
+    return ImageDecodeError(
+        "not an image Pillow can read: the content matches no supported format "
+        "(mislabelled, corrupt or cut off early)",
+        "not_image",
+    )
+
+
+def _damaged(error: OSError) -> ImageDecodeError:
+    words = _pillow_words(error)
+    if "truncated" in words.lower():
+        return ImageDecodeError(
+            f"truncated file: the image data ends early ({words}); "
+            "an interrupted copy or download?",
+            "truncated",
+        )
+    return ImageDecodeError(f"corrupt image data ({words})", "corrupt")
+
+
+def _pillow_words(error: BaseException) -> str:
+    """Pillow's own explanation, without a file name (the caller adds the path)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+def _prepare_pillow(max_pixels: int | None) -> None:
+    """Register HEIF support, and make sure Pillow's own bomb guard does not refuse first.
+
+    Pillow raises ``DecompressionBombError`` inside ``Image.open`` for anything over
+    2 x ``Image.MAX_IMAGE_PIXELS``, before our check sees the size, so a ``max_pixels`` above that
+    could never work. Only then is Pillow's process-wide limit raised, just enough and never
+    lowered: a lowered or restored limit would race with other threads decoding. At the default
+    ``MAX_PIXELS`` nothing changes.
+    """
+    _heif_ready()
+    current = Image.MAX_IMAGE_PIXELS
+    if current is None or (max_pixels is not None and 2 * current >= max_pixels):
+        return
+    with _pillow_limit_lock:
+        current = Image.MAX_IMAGE_PIXELS
+        if max_pixels is None:
+            Image.MAX_IMAGE_PIXELS = None
+        elif current is not None and 2 * current < max_pixels:
+            Image.MAX_IMAGE_PIXELS = (max_pixels + 1) // 2
+
+
+@functools.cache
+def _heif_ready() -> bool:
+    """Teach Pillow HEIC/HEIF once, at the first decode; False when pillow-heif is missing."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+@functools.cache
+def _avif_ready() -> bool:
+    return bool(features.check("avif"))
+

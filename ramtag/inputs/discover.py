@@ -1,0 +1,209 @@
+"""Discovery: every input a run was given (folders, files, lists, tar shards, URLs, patterns),
+turned into a stream of ``ImageRef`` in a stable order. The top layer of ``ramtag.inputs``.
+
+Inputs are checked when discovery starts, so a typo fails before any work; the files themselves are
+found lazily, one folder listing or tar member at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import UsageError
+from .folders import folder_prefix, walk_folder
+from .refs import MAX_PIXELS, ErrorCallback, ImageRef
+from .remote import is_url, remote_item, resolve_input
+from .shards import Item, TarShard, is_shard_name, members_or_error, name_clash, shard_folder
+
+def discover(
+    inputs: Sequence[str | Path],
+    *,
+    files_from: str | Path | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    hidden: bool = False,
+    stdin: TextIO | None = None,
+    on_error: ErrorCallback | None = None,
+    max_pixels: int | None = MAX_PIXELS,
+) -> Iterator[ImageRef]:
+    """Every image under ``inputs`` (folders, files, tar shards, URLs, in the order given), then
+    those listed.
+
+    Inputs are checked now, so a typo fails before any work starts; the files themselves are found
+    lazily. ``files_from`` names a text file with one path per line (``-``: ``stdin``, by default
+    ``sys.stdin``); a listed folder is walked like an input, a listed file is yielded even if it
+    is missing or not an image, so it fails at decode as a row rather than stopping the run.
+    ``include``/``exclude`` are globs (case-sensitive, ``*`` crosses ``/``) on the key; a pattern
+    without ``/`` also matches the file name alone. Tar shards are read here, one member at a time
+    (``max_pixels`` bounds the size of a member read).
+    """
+    items = discover_items(inputs, files_from=files_from, hidden=hidden, stdin=stdin, on_error=on_error)
+    return select(image_refs(items, hidden=hidden, max_pixels=max_pixels), include, exclude)
+
+
+def discover_items(
+    inputs: Sequence[str | Path],
+    *,
+    files_from: str | Path | None = None,
+    hidden: bool = False,
+    stdin: TextIO | None = None,
+    on_error: ErrorCallback | None = None,
+) -> Iterator[Item]:
+    """Like ``discover``, but tar shards come as ``TarShard`` items, unopened: what an engine
+    that hands out whole shards needs. Nothing is filtered."""
+    given = [(os.fspath(item), _resolved(item)) for item in inputs]
+    if files_from is not None and str(files_from) != "-" and not os.path.isfile(files_from):
+        raise UsageError(f"--files-from list not found (or not a file): {files_from}")
+    # A brace pattern stands for several paths; a folder URL for one folder, however many files.
+    places = sum(len(found) if all(isinstance(f, (str, Path)) for f in found) else 1 for _, found in given)
+    several = places > 1 or files_from is not None
+    roots = [root for written, found in given for root in (_under(written, found) if several else found)]
+    return _all_items(roots, files_from, stdin, hidden, on_error, several)
+
+
+def _under(written: str, found: list[str | Path | Item]) -> list[str | Path | Item]:
+    """A folder URL's images keyed under the URL as written (a single URL is keyed by itself)."""
+    base = written.rstrip("/")
+    return [
+        replace(item, key=f"{base}/{item.key}")
+        if isinstance(item, ImageRef) and item.source is not None and item.key != written
+        else item
+        for item in found
+    ]
+
+
+def image_refs(items: Iterable[Item], *, hidden: bool = False, max_pixels: int | None = MAX_PIXELS) -> Iterator[ImageRef]:
+    """``items`` with each tar shard replaced by its image members, read in order."""
+    for item in items:
+        if isinstance(item, ImageRef):
+            yield item
+        else:
+            yield from members_or_error(item, hidden=hidden, max_pixels=max_pixels)
+
+
+def select(refs: Iterable[ImageRef], include: Sequence[str], exclude: Sequence[str]) -> Iterator[ImageRef]:
+    """The refs whose key passes ``--include``/``--exclude``."""
+    if not include and not exclude:
+        return iter(refs)
+    return (ref for ref in refs if _selected(ref.key, include, exclude))
+
+
+def is_plain_input(item: str | Path) -> bool:
+    """True for an existing local file or folder that holds no tar shards: what discovery did
+    before shards and URLs, cheap to walk again (e.g. to count images)."""
+    if not os.path.exists(item):
+        return False
+    if os.path.isdir(item):
+        return shard_folder(Path(item)) is None
+    return not is_shard_name(os.fspath(item))
+
+
+def _resolved(item: str | Path) -> list[str | Path | Item]:
+    """An input as given on the command line, checked: a URL or brace pattern may stand for many."""
+    if os.path.exists(item):
+        return [item]
+    return resolve_input(os.fspath(item))
+
+
+def _all_items(
+    roots: Sequence[str | Path | Item],
+    files_from: str | Path | None,
+    stdin: TextIO | None,
+    hidden: bool,
+    on_error: ErrorCallback | None,
+    several: bool,
+) -> Iterator[Item]:
+    found = (item for root in roots for item in _expand(root, hidden, on_error, several))
+    if files_from is not None:
+        listed = (item for line in _listed_paths(files_from, stdin) for item in _expand(line, hidden, on_error, True))
+        found = itertools.chain(found, listed)
+    yield from _once(found, on_error) if several else found
+
+
+def _once(items: Iterable[Item], on_error: ErrorCallback | None) -> Iterator[Item]:
+    """Each key once: an image given twice (``photos`` and ``photos/a.jpg``, a list naming a file
+    twice) is tagged once; two tar shards of one name, whose keys would collide, are refused."""
+    keys: set[str] = set()
+    shards: dict[str, str] = {}
+    for item in items:
+        if isinstance(item, TarShard):
+            if item.name in shards and shards[item.name] != item.location:
+                raise name_clash(shards[item.name], item)
+            if item.name in shards:
+                if on_error is not None:
+                    on_error(Path(item.location), "given twice among the inputs: tagged once")
+                continue
+            shards[item.name] = item.location
+        elif item.key in keys:
+            if on_error is not None:
+                on_error(item.path, "given twice among the inputs: tagged once")
+            continue
+        else:
+            keys.add(item.key)
+        yield item
+
+
+def _expand(
+    item: str | Path | Item, hidden: bool, on_error: ErrorCallback | None, several: bool
+) -> Iterator[Item]:
+    """A folder walked (or its tar shards), anything else yielded as the user wrote it; with
+    ``several`` inputs, a folder's keys start with the folder as written."""
+    if not isinstance(item, (str, Path)):
+        yield item  # already resolved: a shard or a remote image
+        return
+    if isinstance(item, str) and is_url(item):  # a URL in a list: no lookup, it fails as a row
+        yield remote_item(item, item)
+    elif os.path.isdir(item):
+        shards = shard_folder(Path(item), hidden=hidden)
+        if shards is not None:
+            yield from shards
+        else:
+            prefix = folder_prefix(os.fspath(item)) if several else ""
+            yield from walk_folder(Path(item), hidden=hidden, on_error=on_error, key_prefix=prefix)
+    elif is_shard_name(os.fspath(item)):
+        yield TarShard(os.fspath(item), os.path.basename(item))
+    else:
+        yield ImageRef(Path(item), str(item))
+
+
+def _listed_paths(files_from: str | Path, stdin: TextIO | None) -> Iterator[str]:
+    if str(files_from) == "-":
+        yield from _list_lines(stdin if stdin is not None else sys.stdin)
+        return
+    try:
+        # surrogateescape: names that are not valid UTF-8 still round-trip on POSIX.
+        handle = open(files_from, encoding="utf-8", errors="surrogateescape")
+    except OSError as error:
+        raise UsageError(f"cannot read --files-from list {files_from}: {error.strerror}") from error
+    with handle:
+        yield from _list_lines(handle)
+
+
+def _list_lines(stream: TextIO) -> Iterator[str]:
+    """Non-blank, non-comment lines with surrounding whitespace (and CRLF endings) removed."""
+    for raw in stream:
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            yield line
+
+
+def _selected(key: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    if include and not _matches(key, include):
+        return False
+    return not _matches(key, exclude)
+
+
+def _matches(key: str, patterns: Sequence[str]) -> bool:
+    name = os.path.basename(key)
+    return any(
+        fnmatchcase(key, pattern) or ("/" not in pattern and fnmatchcase(name, pattern))
+        for pattern in patterns
+    )
+

@@ -1,0 +1,99 @@
+"""Walking local folders for images: streaming, sorted the same on every machine, loops skipped.
+
+A walk holds one directory listing (plus the names of folders still to visit), so a million files
+cost no more memory than a thousand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from .refs import ErrorCallback, ImageRef, is_image_name
+
+
+def folder_prefix(written: str) -> str:
+    """``photos/2024/`` for a folder written ``photos/2024`` or ``./photos/2024/``; "" for ``.``."""
+    path = Path(written).as_posix()
+    if path == ".":
+        return ""
+    return path if path.endswith("/") else path + "/"  # the root folder is "/" already
+
+
+def walk_folder(
+    root: Path, *, hidden: bool = False, on_error: ErrorCallback | None = None, key_prefix: str = ""
+) -> Iterator[ImageRef]:
+    """Images under ``root``, following symlinks, each real folder visited once (no loops).
+
+    Keys are relative to ``root``, after ``key_prefix``. Each folder's files come first, sorted by
+    name (code points, so every machine agrees), then its subfolders in the same order. Only a
+    folder's sorted listing and the names of the folders still to visit are held in memory.
+    """
+    visited: set[tuple[int, int] | str] = set()
+    pending: list[tuple[str, str]] = [(os.fspath(root), key_prefix)]  # (folder path, key prefix), a stack
+    while pending:
+        folder, prefix = pending.pop()
+        identity = _folder_identity(folder, on_error)
+        if identity is None or identity in visited:
+            continue  # unreadable (reported), or a link back to a folder already walked
+        visited.add(identity)
+        entries = _sorted_listing(folder, on_error)
+        subfolders: list[str] = []
+        for entry in entries:
+            if not hidden and entry.name.startswith("."):
+                continue
+            if _is_dir(entry):
+                subfolders.append(entry.name)
+            elif is_image_name(entry.name):
+                if _is_file(entry):
+                    yield ImageRef(Path(entry.path), prefix + entry.name)
+                elif entry.is_symlink() and on_error is not None:
+                    on_error(Path(entry.path), "broken symbolic link skipped")
+        del entries
+        for name in reversed(subfolders):
+            pending.append((os.path.join(folder, name), f"{prefix}{name}/"))
+
+
+def _folder_identity(folder: str, on_error: ErrorCallback | None) -> tuple[int, int] | str | None:
+    try:
+        info = os.stat(folder)
+    except OSError as error:
+        _report(on_error, folder, error)
+        return None
+    if info.st_ino == 0:  # some network and FUSE file systems have no inode numbers
+        return os.path.realpath(folder)
+    return (info.st_dev, info.st_ino)
+
+
+def _sorted_listing(folder: str, on_error: ErrorCallback | None) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as listing:
+            return sorted(listing, key=lambda entry: entry.name)
+    except OSError as error:
+        _report(on_error, folder, error)
+        return []
+
+
+def _report(on_error: ErrorCallback | None, folder: str, error: OSError) -> None:
+    if on_error is None:
+        return
+    if isinstance(error, PermissionError):
+        on_error(Path(folder), "permission denied: folder skipped")
+    else:
+        on_error(Path(folder), f"cannot list folder ({error.strerror or error}): folder skipped")
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+

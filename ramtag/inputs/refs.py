@@ -1,0 +1,87 @@
+"""What every input module shares: one image to tag (``ImageRef``), the size limits, the decode error.
+
+The bottom layer of ``ramtag.inputs``: it imports nothing else of ramtag's but the error base class,
+so finding files, reading tar shards and URLs, and decoding can all build on it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import RamtagError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib",
+        ".tif", ".tiff", ".heic", ".heif", ".avif",
+    }
+)
+
+MAX_PIXELS: int = 178_956_970
+"""Largest image decoded by default: Pillow's own hard limit (2 x ``Image.MAX_IMAGE_PIXELS``).
+
+About 179 megapixels (13,377 x 13,377), above any camera sensor in common use; decoded as RGB it
+takes ~540 MB. A tiny file that claims more is almost certainly a decompression bomb.
+"""
+
+ErrorCallback = Callable[[Path, str], None]
+"""Told about what a walk had to skip (an unreadable folder, a broken link) and why."""
+
+def max_file_bytes(max_pixels: int | None) -> int | None:
+    """Largest image file read into memory whole (a tar member, a remote file), or ``None``.
+
+    An uncompressed 8-bit RGBA image at the pixel limit, plus 64 KiB of headers: anything larger
+    cannot be an image ramtag would decode, and reading it could cost more memory than decoding.
+    """
+    return None if max_pixels is None else 4 * max_pixels + (1 << 16)
+
+
+class ImageSource(Protocol):
+    """Where the bytes of an image that is not a local file come from (picklable: it crosses to
+    decoding workers). ``name`` is the file name, for messages that depend on the extension."""
+
+    name: str
+
+    def read(self, limit: int | None) -> bytes:
+        """The whole file; an ``ImageDecodeError`` when it is over ``limit`` bytes or unreadable."""
+        ...
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image to tag: ``path`` to open (or ``source`` to read), ``key`` to write in the outputs.
+
+    ``key`` is relative to the input folder it was found under, with ``/`` separators on every
+    system, so outputs from different machines line up; when a run has several inputs (or a
+    ``--files-from`` list), a folder's keys start with the folder as the user wrote it, so that
+    ``a/x.jpg`` and ``b/x.jpg`` stay two rows. A file named directly or in a list keeps the path
+    exactly as the user wrote it. Tar members and remote files have a ``source``; their ``path``
+    then only says where they came from (the shard, the URL's path).
+    """
+
+    path: Path
+    key: str
+    source: ImageSource | None = field(default=None, repr=False)
+
+
+class ImageDecodeError(RamtagError):
+    """A file that could not be turned into pixels; ``kind`` names the failure for statistics."""
+
+    def __init__(self, message: str, kind: str = "unreadable") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Decoding may run in DataLoader worker processes: the error must survive pickling.
+        return (type(self), (str(self), self.kind))
+
+
+
+def is_image_name(name: str) -> bool:
+    """True when a file name has one of the image extensions, in any case (``.JPG``)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
