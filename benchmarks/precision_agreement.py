@@ -41,8 +41,8 @@ def jaccard(a: set, b: set) -> float:
     return 1.0 if not a and not b else len(a & b) / len(a | b)
 
 
-def scores_at(model, vocabulary, pixels: torch.Tensor, device, dtype, batch_size: int) -> np.ndarray:
-    tagger = Tagger(copy.deepcopy(model), vocabulary, device=device, dtype=dtype)
+def scores_at(model, vocabulary, pixels: torch.Tensor, device, precision: str, batch_size: int) -> np.ndarray:
+    tagger = Tagger(copy.deepcopy(model), vocabulary, device=device, precision=precision)
     parts = [tagger.scores(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
     del tagger
     if device.type == "cuda":
@@ -107,18 +107,17 @@ def main() -> None:
         pixels = torch.stack([probe.preprocess(decode_image(p)) for p in paths])
 
     device = resolve_device(args.device)
-    reference = scores_at(model, vocabulary, pixels, device, torch.float32, args.batch_size)
+    reference = scores_at(model, vocabulary, pixels, device, "fp32", args.batch_size)
     report = {"device": str(device), "images": len(paths), "num_tags": num_tags}
     if device.type == "cuda":
         report["device_name"] = torch.cuda.get_device_name(device)
     if args.cpu_reference and device.type != "cpu":
         count = min(args.cpu_reference, len(paths))
-        cpu = scores_at(model, vocabulary, pixels[:count], torch.device("cpu"), torch.float32, args.batch_size)
+        cpu = scores_at(model, vocabulary, pixels[:count], torch.device("cpu"), "fp32", args.batch_size)
         report[f"fp32_{device.type}_vs_cpu"] = compare(reference[:count], cpu, thresholds, args.top_k)
     report["fp32"] = {"tags_per_image": float((reference > thresholds).sum(axis=1).mean())}
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.qint8}  # int8: CPUs only
-    for name in args.precisions:
-        scores = scores_at(model, vocabulary, pixels, device, dtypes[name], args.batch_size)
+    for name in args.precisions:  # int8: CPUs only
+        scores = scores_at(model, vocabulary, pixels, device, name, args.batch_size)
         report[name] = compare(scores, reference, thresholds, args.top_k)
 
     for key, figures in report.items():

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .devices import precision_name, resolve_device, resolve_precision
+from .devices import resolve_device
+from .precision import resolve
 from .errors import UsageError
 from .model.config import ModelConfig, named_config
 from .model.labels import TagVocabulary
@@ -77,9 +78,9 @@ def random_tagger(
     from .model.synthetic import random_model
 
     target = resolve_device(device)  # a bad --device fails before the slow part
-    dtype = resolve_precision(precision, target)
+    chosen = resolve(precision, target)
     vocabulary = vocabulary or synthetic_vocabulary(config.num_tags)
-    return Tagger(random_model(config, seed=seed), vocabulary, device=target, dtype=dtype)
+    return Tagger(random_model(config, seed=seed), vocabulary, device=target, precision=chosen)
 
 
 def checkpoint_tagger(
@@ -98,11 +99,11 @@ def checkpoint_tagger(
     from .tagger import load_vocabulary
 
     target = resolve_device(device)
-    dtype = resolve_precision(precision, target)
+    chosen = resolve(precision, target)
     vocabulary = load_vocabulary(tag_list=tag_list, thresholds=thresholds) if tag_list else None
     network, info = load_model(checkpoint, num_tags=len(vocabulary) if vocabulary else None)
     vocabulary = vocabulary or synthetic_vocabulary(network.config.num_tags)
-    return Tagger(network, vocabulary, device=target, dtype=dtype, info=info)
+    return Tagger(network, vocabulary, device=target, precision=chosen, info=info)
 
 
 def write_synthetic_images(
@@ -236,7 +237,7 @@ def run_bench(
             "input_size": tagger.config.image_size,
             "num_tags": len(tagger.vocabulary),
             "device": str(tagger.device),
-            "precision": precision_name(tagger.dtype),
+            "precision": tagger.precision.name,
             "batch_size": batch_size,
             "workers": workers,
             "warmup_batches": warmup,

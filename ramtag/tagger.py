@@ -20,13 +20,14 @@ import torch
 from PIL import Image
 
 from . import __version__
-from .devices import precision_name, resolve_device, resolve_precision
+from .devices import resolve_device
 from .errors import UsageError
 from .model.config import MODEL_KINDS
 from .model.labels import TagVocabulary
 from .model.load import LoadInfo, load_model
 from .model.network import RamModel
 from .model.transform import preprocess
+from .precision import Precision, overflow_fallback, resolve
 
 if TYPE_CHECKING:
     from .pipeline import StageTimings
@@ -49,7 +50,7 @@ class Tagger:
         vocabulary: TagVocabulary,
         *,
         device: torch.device | None = None,
-        dtype: torch.dtype = torch.float32,
+        precision: Precision | str = "fp32",
         info: LoadInfo | None = None,
         open_embed: torch.Tensor | None = None,
         builtin: bool = True,
@@ -62,13 +63,13 @@ class Tagger:
         if len(vocabulary) != expected:
             raise UsageError(f"the vocabulary has {len(vocabulary)} tags but the model has {expected}")
         self.device = device or torch.device("cpu")
-        self.dtype = dtype
-        # The tensors' format: the precision's own, except int8, which is fp32 between the layers.
-        self.compute_dtype = compute = torch.float32 if dtype == torch.qint8 else dtype
+        # One policy decides what a precision means here (and refuses int8 off the CPU).
+        self.precision = resolve(precision.name if isinstance(precision, Precision) else precision, self.device)
+        self.compute_dtype = compute = self.precision.dtype  # int8: fp32 between the int8 layers
         self.model = model.to(device=self.device, dtype=compute)
-        if dtype == torch.qint8:
-            if self.device.type != "cpu":
-                raise UsageError("int8 runs on CPUs only; use fp16 on a GPU")
+        if self.precision.quantized:
+            from .model.quantize import quantized_linears
+
             self.model = quantized_linears(self.model)
         self.vocabulary = vocabulary
         self.info = info
@@ -95,13 +96,11 @@ class Tagger:
         """
         with _timed(timings, "transfer", self.device):
             pixels = batch.to(device=self.device, dtype=self.compute_dtype, non_blocking=True)
-        if self.dtype == torch.qint8:
-            # int8 layers scale their input by its range, so an image in a batch would move with
-            # its neighbours: one image per pass keeps every image's scores its own.
+        if self.precision.per_image:  # (int8) an image's scores must not depend on its neighbours
             logits = torch.cat([self._logits(self.model, one, self.open_embed, timings) for one in pixels.split(1)])
         else:
             logits = self._logits(self.model, pixels, self.open_embed, timings)
-        if self.dtype == torch.float16 and not bool(torch.isfinite(logits).all()):
+        if self.precision.overflow_retry and not bool(torch.isfinite(logits).all()):
             logits = self._without_overflow(batch, timings)
         return torch.sigmoid(logits.float()).cpu().numpy()
 
@@ -131,15 +130,15 @@ class Tagger:
             import copy
             import warnings
 
-            wide = torch.bfloat16 if _bf16_supported(self.device) else torch.float32
+            wide = overflow_fallback(self.device)
             warnings.warn(
-                f"fp16 overflowed on a batch; it was tagged again in {precision_name(wide)} "
-                f"(--precision {precision_name(wide)} avoids the retry)",
+                f"fp16 overflowed on a batch; it was tagged again in {wide.name} "
+                f"(--precision {wide.name} avoids the retry)",
                 RuntimeWarning, stacklevel=3,
             )
             self._wide = (
-                copy.deepcopy(self.model).to(dtype=wide),
-                self.open_embed.to(dtype=wide) if self.open_embed is not None else None,
+                copy.deepcopy(self.model).to(dtype=wide.dtype),
+                self.open_embed.to(dtype=wide.dtype) if self.open_embed is not None else None,
             )
         model, open_embed = self._wide
         pixels = batch.to(device=self.device, dtype=next(model.parameters()).dtype)
@@ -169,7 +168,7 @@ class Tagger:
             raise UsageError("this tagger already has open-set tags; start from the built-in one")
         combined = self.vocabulary.extend(vocabulary) if keep_builtin else vocabulary
         return Tagger(
-            self.model, combined, device=self.device, dtype=self.dtype, info=self.info,
+            self.model, combined, device=self.device, precision=self.precision, info=self.info,
             open_embed=label_embed, builtin=keep_builtin,
             open_set={**(provenance or {}), "tags": list(vocabulary.tags)},
         )
@@ -212,7 +211,7 @@ class Tagger:
             "checkpoint": str(self.info.path) if self.info else None,
             "checkpoint_sha256": self.info.sha256 if self.info else None,
             "input_size": self.config.image_size,
-            "precision": precision_name(self.dtype),
+            "precision": self.precision.name,  # resolved: never "auto"
             "vocabulary": list(self.vocabulary.tags),
             "thresholds": [round(float(t), 6) for t in self.vocabulary.thresholds],
         }
@@ -276,45 +275,7 @@ def load_tagger(
         Path(checkpoint), num_tags=len(vocabulary), kind=model, image_size=image_size
     )
     target = resolve_device(device)
-    return Tagger(
-        network, vocabulary, device=target, dtype=resolve_precision(precision, target), info=info
-    )
-
-
-def quantized_linears(model: RamModel) -> RamModel:
-    """``model`` (in place) with its linear layers in int8: dynamic quantisation, CPUs only.
-
-    Each layer keeps int8 weights (a scale per output channel) and quantises its input per call, so the
-    matrix products run as int8 GEMMs (fbgemm on x86, qnnpack on ARM) while everything between
-    them stays fp32; the final per-tag classifier stays fp32 (its output is the score). About 1.6x
-    faster than fp32 for the full-size model on a 2-core AVX2 machine, with slightly different
-    scores (README). A model already converted is returned as it is.
-    """
-    import warnings
-
-    from torch import nn
-
-    try:
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-    except ImportError:  # torch has announced its removal in favour of torchao
-        raise UsageError("--precision int8 needs torch.ao.quantization, which this torch lacks; use fp32") from None
-    # One scale per output channel: on the full-size model half the score change of one scale per
-    # tensor (mean 0.0036 against 0.0079, 4 images), at the same speed.
-    targets = {
-        name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-        if type(module) is nn.Linear and not name.endswith("classifier")
-    }
-    if not targets:
-        return model
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's notices of the API's future move to torchao
-        return quantize_dynamic(model, targets, dtype=torch.qint8, inplace=True)
-
-
-def _bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu"
+    return Tagger(network, vocabulary, device=target, precision=resolve(precision, target), info=info)
 
 
 @contextmanager

@@ -9,19 +9,21 @@ import pytest
 import torch
 
 from ramtag import load_tagger
-from ramtag.devices import default_batch_size, resolve_precision
+from ramtag.devices import default_batch_size
+from ramtag.precision import resolve
 from ramtag.errors import UsageError
 from ramtag.inputs import decode_image
 
 
 def test_auto_precision_is_exact_on_cpus_and_fp16_on_gpus() -> None:
-    assert resolve_precision("auto", torch.device("cpu")) is torch.float32
-    assert resolve_precision("auto", torch.device("cuda")) is torch.float16
-    assert resolve_precision("auto", torch.device("mps")) is torch.float16
-    assert resolve_precision("BF16", torch.device("cuda")) is torch.bfloat16
-    assert resolve_precision("fp32", torch.device("cuda")) is torch.float32
+    assert resolve("auto", torch.device("cpu")).dtype is torch.float32
+    assert resolve("auto", torch.device("cuda")).dtype is torch.float16
+    assert resolve("auto", torch.device("mps")).dtype is torch.float16
+    assert resolve("BF16", torch.device("cuda")).dtype is torch.bfloat16
+    assert resolve("fp32", torch.device("cuda")).dtype is torch.float32
+    assert resolve("auto", "cpu").name == "fp32" and resolve("auto", "cuda").name == "fp16"  # what outputs record
     with pytest.raises(UsageError, match="fp32, bf16, fp16 or int8"):
-        resolve_precision("int4", torch.device("cpu"))
+        resolve("int4", torch.device("cpu"))
 
 
 def test_default_batch_size_small_on_cpus_large_on_gpus() -> None:
@@ -76,9 +78,10 @@ def test_fp16_without_overflow_uses_no_second_copy(ramplus_tiny) -> None:
 def test_int8_is_a_cpu_mode_with_int8_linear_layers(ramplus_tiny) -> None:
     from torch import nn
 
-    assert resolve_precision("int8", torch.device("cpu")) is torch.qint8
+    int8 = resolve("int8", torch.device("cpu"))
+    assert int8.quantized and int8.per_image and int8.dtype is torch.float32  # a mode, not a tensor format
     with pytest.raises(UsageError, match="int8 runs on CPUs only"):
-        resolve_precision("int8", torch.device("cuda"))
+        resolve("int8", torch.device("cuda"))
 
     reference = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="fp32")
     tagger = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="int8")

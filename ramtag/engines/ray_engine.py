@@ -189,9 +189,10 @@ def _settings(text: str) -> dict[str, Any]:
 
 
 def _resolved_precision(device: str, precision: str) -> str:
-    from ..devices import precision_name, resolve_device, resolve_precision
+    from ..devices import resolve_device
+    from ..precision import resolve
 
-    return precision_name(resolve_precision(precision, resolve_device(device)))
+    return resolve(precision, resolve_device(device)).name
 
 
 def _connect(address: str | None) -> bool:
