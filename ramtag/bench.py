@@ -169,7 +169,7 @@ def run_bench(
     load: Callable[[], Tagger],
     folder: Path,
     *,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     workers: int | None = None,
     warmup: int = 1,
     draft_decode: bool = False,
@@ -183,52 +183,49 @@ def run_bench(
     did other work first (generating images) measures itself instead.
     """
     imports = process_age_s() if imports_s is None else imports_s
+    from .devices import default_batch_size
+    from .engine.job import ResultOptions
+    from .engine.runner import run
     from .inputs import discover
-    from .outputs import schema_for, to_record_batch
-    from .outputs.resume import ResumableOutput
-    from .pipeline import StageTimings, default_workers, run_batches
+    from .outputs.file import ResumableOutput
+    from .outputs.schema import schema_for
+    from .pipeline import StageTimings, default_workers
 
     status = on_status or (lambda _text: None)
     refs = list(discover([folder]))  # found before the clock starts; a benchmark set is small
     if not refs:
         raise UsageError(f"{folder}: no images found to time")
-    batches = math.ceil(len(refs) / batch_size)
-    if warmup >= batches:
-        raise UsageError(
-            f"{len(refs)} images make {batches} batch{'es' if batches != 1 else ''} of {batch_size}, none left to measure after "
-            f"{warmup} warm-up batches: give more images or a smaller --warmup"
-        )
+    if batch_size is not None:
+        _check_warmup(len(refs), batch_size, warmup)
     status("loading the model")
     started = time.perf_counter()
     tagger = load()
     startup = time.perf_counter() - started
+    batch_size = batch_size or default_batch_size(tagger.device)
+    _check_warmup(len(refs), batch_size, warmup)
     workers = default_workers(tagger.device) if workers is None else workers
     ready = imports + startup
     cuda = tagger.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(tagger.device)
-    schema = schema_for(tagger, "en", False, None, draft_decode)  # what `ramtag run` would write
+    schema = schema_for(tagger, "en", False, ResultOptions(draft_decode=draft_decode))  # as `ramtag run` writes
     timings = StageTimings()
-    errors = 0
     warming = f", the first {warmup * batch_size} to warm up" if warmup else ""
     status(f"tagging {len(refs)} images{warming}")
+    clock = {"started": time.perf_counter(), "before": replace(timings)}
+
+    def batch(number: int, _records: list) -> None:
+        if number == warmup:  # the measured part starts after the warm-up batches
+            clock.update(started=time.perf_counter(), before=replace(timings))
+
     with tempfile.TemporaryDirectory(prefix="ramtag-bench-") as tmp:
         with ResumableOutput(Path(tmp) / "bench.parquet", "parquet", schema, overwrite=True) as target:
-            started, before = time.perf_counter(), replace(timings)
-            stream = run_batches(
-                refs, tagger, batch_size=batch_size, workers=workers, timings=timings,
-                draft_decode=draft_decode,
-            )
-            for number, records in enumerate(stream, start=1):
-                with timings.timing("write"):
-                    target.write(to_record_batch(records, schema))
-                errors += sum(record.error is not None for record in records)
-                if number == warmup:
-                    started, before = time.perf_counter(), replace(timings)
-            stream.close()  # the workers have exited: their peak memory is now known
-            with timings.timing("write"):
-                target.finish()
-            wall = time.perf_counter() - started
+            result = run(
+                refs, tagger, target, batch_size=batch_size, workers=workers, timings=timings,
+                draft_decode=draft_decode, on_batch=batch,
+            )  # the workers have exited when it returns: their peak memory is known
+        wall = time.perf_counter() - clock["started"]
+    before, errors = clock["before"], result.errors
     measured = timings.images - before.images
     return BenchResult(
         settings={
@@ -259,6 +256,15 @@ def run_bench(
         peak_gpu_mb=round(torch.cuda.max_memory_allocated(tagger.device) / 2**20, 1) if cuda else None,
         machine=machine(tagger.device),
     )
+
+
+def _check_warmup(images: int, batch_size: int, warmup: int) -> None:
+    batches = math.ceil(images / batch_size)
+    if warmup >= batches:
+        raise UsageError(
+            f"{images} images make {batches} batch{'es' if batches != 1 else ''} of {batch_size}, none left to measure after "
+            f"{warmup} warm-up batches: give more images or a smaller --warmup"
+        )
 
 
 def process_age_s() -> float:

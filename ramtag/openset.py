@@ -33,7 +33,7 @@ from .describe.files import (
 )
 from .describe.prompts import template_descriptions
 from .errors import UsageError, VocabularyError
-from .model.labels import TagVocabulary, read_lines
+from .model.labels import VOCAB_MODES, TagVocabulary, read_lines
 from .paths import cache_dir
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 # The official open-set scripts use 0.5 for unseen tags: their scores run lower than trained ones.
 OPEN_SET_THRESHOLD = 0.5
-VOCAB_MODES = ("open", "both")
 _FILE_SUFFIXES = {".json", ".safetensors", ".txt"}
 
 

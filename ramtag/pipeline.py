@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -29,7 +30,9 @@ from .errors import RamtagError
 from .hostmem import release_activations_promptly
 from .inputs import MAX_PIXELS, ImageRef, decode_ref, original_size
 from .model.transform import preprocess
-from .tagger import Tagger, TagResult
+
+if TYPE_CHECKING:  # the pipeline is handed a tagger; it never imports one
+    from .tagger import Tagger, TagResult
 
 
 @dataclass(frozen=True)

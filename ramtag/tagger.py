@@ -2,16 +2,21 @@
 
     from ramtag import load_tagger
     tagger = load_tagger()                      # RAM++, downloaded at first use
+    print(tagger.tag("cat.jpg").tags)           # one image: one result
     for result in tagger.tag(["cat.jpg", pil_image]):
-        print(result.tags, result.scores)
+        print(result.path, result.tags, result.scores, result.error)
+
+``tag`` runs through the engine every command uses (``engine.runner``: the same decoding, batching
+and device defaults); a file that cannot be used is a result with an ``error``, not an exception.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,12 +40,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TagResult:
-    """Tags over threshold by descending score, and the score of every vocabulary tag."""
+    """Tags over threshold by descending score, and the score of every vocabulary tag.
+
+    From ``Tagger.tag``: ``path`` is the file as given (None for a PIL image), ``width``/``height``
+    its upright size, and ``error`` why it has no tags (then ``all_scores`` is None).
+    """
 
     tags: list[str]
     scores: list[float]
     tags_zh: list[str] | None
-    all_scores: np.ndarray
+    all_scores: np.ndarray | None
+    path: str | None = None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
 
 
 class Tagger:
@@ -189,19 +202,43 @@ class Tagger:
 
     def tag(
         self,
-        images: Sequence[str | Path | Image.Image],
+        images: str | os.PathLike[str] | Image.Image | Iterable[str | os.PathLike[str] | Image.Image],
         *,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         top_k: int | None = None,
-    ) -> list[TagResult]:
-        """Tag paths or PIL images; a file that cannot be decoded raises ``ImageDecodeError``."""
-        results: list[TagResult] = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            decoded = [item if isinstance(item, Image.Image) else _decode(item) for item in chunk]
-            batch = torch.stack([self.preprocess(image) for image in decoded])
-            results.extend(self.result(row, top_k) for row in self.scores(batch))
-        return results
+        raise_errors: bool = False,
+    ) -> Any:
+        """Tag one image (a path or a PIL image: one ``TagResult``) or several (a list, in order).
+
+        A file that cannot be decoded gives a result with ``error`` set and no tags, and the other
+        images are still tagged; with ``raise_errors`` an ``ImageDecodeError`` naming the first such
+        file is raised instead. ``batch_size`` defaults to the device's, as on the command line.
+        """
+        from .devices import default_batch_size
+        from .engine.runner import run
+        from .inputs import ImageDecodeError, ImageRef
+        from .inputs.refs import Decoded
+        from .outputs.base import Collected
+
+        single = isinstance(images, (str, os.PathLike, Image.Image))
+        items = [images] if single else list(images)  # type: ignore[list-item, arg-type]
+        refs = [
+            ImageRef(Path(f"<image {n}>"), f"<image {n}>", Decoded(f"image {n}", item))
+            if isinstance(item, Image.Image) else ImageRef(Path(item), os.fspath(item))
+            for n, item in enumerate(items)
+        ]
+        collected = Collected()
+        run(refs, self, collected, batch_size=batch_size or default_batch_size(self.device), workers=0, top_k=top_k)
+        results = []
+        for ref, record in zip(refs, collected.records):
+            path = None if isinstance(ref.source, Decoded) else record.key
+            if record.result is None:
+                if raise_errors:
+                    raise ImageDecodeError(f"{path or record.key}: {record.error}")
+                results.append(TagResult([], [], None, None, path, None, None, record.error))
+            else:
+                results.append(replace(record.result, path=path, width=record.width, height=record.height))
+        return results[0] if single else results
 
     def metadata(self) -> dict[str, Any]:
         """Provenance recorded with every output: enough to tell whether results are comparable."""
@@ -295,12 +332,6 @@ def _timed(timings: StageTimings | None, stage: str, device: torch.device) -> It
     elif device.type == "mps":
         torch.mps.synchronize()
     timings.add(stage, time.perf_counter() - start)
-
-
-def _decode(path: str | Path) -> Image.Image:
-    from .inputs import decode_image
-
-    return decode_image(Path(path))
 
 
 def _path(value: str | Path | None) -> Path | None:

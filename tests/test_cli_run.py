@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from ramtag.cli.app import app
 from ramtag.outputs import METADATA_KEY, Layout, output_schema
-from ramtag.outputs.resume import ResumableOutput
+from ramtag.outputs.file import ResumableOutput
 
 from test_pipeline import bad_folder  # tests/ is on sys.path (pytest rootdir import)
 

@@ -11,14 +11,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ramtag.engines.units import WorkUnit, plan_units
-from ramtag.engines.worker import JobSettings, UnitTagger
+from ramtag.engine.job import InputOptions, Job, OutputOptions
+from ramtag.engine.units import WorkUnit, plan_units
+from ramtag.engine.worker import UnitTagger
 from ramtag.errors import OutputError, UsageError
 from ramtag.inputs import ImageRef, discover_items
 from ramtag.outputs import Layout, output_schema, read_metadata, to_record_batch
 from ramtag.outputs.dataset import DatasetOutput
-from ramtag.outputs.resume import settings_of
-from ramtag.outputs.tabular import ParquetSink
+from ramtag.outputs.formats import ParquetSink
+from ramtag.outputs.schema import settings_of
 from ramtag.pipeline import ImageRecord
 from ramtag.inputs.shards import TarShard
 
@@ -68,7 +69,7 @@ def test_units_are_shards_then_chunks_of_files_and_skip_committed_work(tmp_path:
 
 def test_a_unit_is_tagged_like_a_local_run(tmp_path: Path, tiny_tagger, ramplus_tiny) -> None:
     [shard] = sample_shards(tmp_path, count=1, per_shard=3)
-    job = JobSettings(model={}, lang="both", all_scores=True, batch_size=2, include=("*0001", "*0002"))
+    job = Job(inputs=InputOptions(include=("*0001", "*0002")), outputs=OutputOptions(lang="both", all_scores=True), batch_size=2)
     worker = UnitTagger(job, tagger=tiny_tagger)
     result = worker.tag(WorkUnit(shard=TarShard(str(shard), shard.name)))
     assert (result.rows, result.errors, result.failure) == (2, 0, None)
@@ -81,7 +82,7 @@ def test_a_unit_is_tagged_like_a_local_run(tmp_path: Path, tiny_tagger, ramplus_
     assert table.column("all_scores")[0].as_py() == pytest.approx(list(expected.all_scores), abs=1e-6)
     failed = worker.tag(WorkUnit(shard=TarShard(str(tmp_path / "gone.tar"), "gone.tar")))
     assert failed.data is None and "gone.tar: cannot read this tar shard" in failed.failure
-    assert JobSettings.from_json(job.to_json()) == job
+    assert Job.from_json(job.to_json()) == job
 
 
 def _decoded(data: bytes):
@@ -150,7 +151,7 @@ def test_a_local_file_unit_keeps_the_file_keys(tmp_path: Path, tiny_tagger) -> N
     (tmp_path / "b.jpg").write_bytes(b"")
     unit = WorkUnit(images=((str(tmp_path / "a.jpg"), "a.jpg", False), (str(tmp_path / "b.jpg"), "b.jpg", False)))
     assert list(unit.refs()) == [ImageRef(tmp_path / "a.jpg", "a.jpg"), ImageRef(tmp_path / "b.jpg", "b.jpg")]
-    result = UnitTagger(JobSettings(model={}), tagger=tiny_tagger).tag(unit)
+    result = UnitTagger(Job(), tagger=tiny_tagger).tag(unit)
     table = pq.read_table(io.BytesIO(result.data))
     assert table.column("path").to_pylist() == ["a.jpg", "b.jpg"] and (result.rows, result.errors) == (2, 1)
     assert "empty file" in table.column("error")[1].as_py()

@@ -24,8 +24,10 @@ from ramtag.outputs import (
     text_sink,
     to_record_batch,
 )
-from ramtag.outputs import tabular
-from ramtag.outputs.resume import ResumableOutput, differences
+from ramtag.outputs import formats as tabular
+from ramtag.outputs.file import ResumableOutput
+from ramtag.outputs.journal import Journal
+from ramtag.outputs.schema import differences
 from ramtag.pipeline import ImageRecord
 from ramtag.tagger import TagResult
 
@@ -207,7 +209,7 @@ def test_parts_are_journaled_and_a_crash_loses_only_unsaved_rows(tmp_path: Path)
     assert out.parts == []  # not yet due
     out.write(_batch(["c", "d"], schema))
     out.write(_batch(["e"], schema))  # pending, then "kill -9": never saved
-    assert (tmp_path / "tags.parquet.parts" / "journal").read_text() == "part 000001.parquet 4\n"
+    assert Journal(tmp_path / "tags.parquet.parts" / "journal").read() == [{"part": "000001.parquet", "rows": 4}]
     out._lock_fd and os.close(out._lock_fd)  # the process dies: its lock goes with it
     # Debris a crash can leave: a half-written part and a torn journal line.
     folder = tmp_path / "tags.parquet.parts"

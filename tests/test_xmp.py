@@ -14,17 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ramtag.outputs.xmp import (
-    RAMTAG,
+from ramtag.outputs.sidecars import (
     Provenance,
-    SidecarError,
     SidecarWriter,
     clean,
     find_sidecars,
-    merge,
     sidecar_path,
     write_atomically,
 )
+from ramtag.outputs.xmp import RAMTAG, SidecarError, merge
 from ramtag.pipeline import ImageRecord
 from ramtag.tagger import TagResult
 

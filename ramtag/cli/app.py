@@ -1,4 +1,10 @@
-"""The Typer application: one module per command, wired here."""
+"""The Typer application: one module per command, wired here, with the one error mapping.
+
+Every command is registered through ``mapping_errors``: a ``RamtagError`` (a mistake or condition a
+user can fix) becomes one ``error:`` line on stderr and its exit code (2 for usage mistakes, 1
+otherwise), Ctrl-C becomes ``interrupted`` and 130, and anything else is a bug that keeps its
+traceback. ``RAMTAG_DEBUG=1`` shows the traceback of the first kind too.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import typer
 
 from .. import __version__
 from . import bench, describe, eval, models, run, xmp
+from .common import mapping_errors
 
 app = typer.Typer(
     name="ramtag",
@@ -33,12 +40,14 @@ def _root(
     """Tag image collections with RAM++ (Recognize Anything Plus) and RAM."""
 
 
-app.command("run")(run.run_command)
-app.command("eval")(eval.eval_command)
-app.command("describe")(describe.describe_command)
-app.command("bench")(bench.bench_command)
-app.add_typer(models.app, name="models")
-app.add_typer(xmp.app, name="xmp")
+app.command("run")(mapping_errors(run.run_command))
+app.command("eval")(mapping_errors(eval.eval_command))
+app.command("describe")(mapping_errors(describe.describe_command))
+app.command("bench")(mapping_errors(bench.bench_command))
+for group, name in ((models.app, "models"), (xmp.app, "xmp")):
+    for command in group.registered_commands:
+        command.callback = mapping_errors(command.callback)
+    app.add_typer(group, name=name)
 
 
 def main() -> None:

@@ -24,7 +24,6 @@ from .common import (
     ThresholdsOpt,
     WorkersOpt,
     err_console,
-    reporting_errors,
 )
 from .progress import plural
 
@@ -106,31 +105,30 @@ def bench_command(
 
     Start-up and the warm-up batches are left out. Without --tag-list, a made-up vocabulary of the model's size is used (tag names do not change the speed).
     """
-    with reporting_errors():
-        load = _loader(checkpoint, random_weights, config, tag_list, thresholds, device, precision)
-        if images is not None and (synthetic is not None or image_size is not None):
-            raise UsageError("give --images DIR or --synthetic N (with --image-size), not both")
-        from ..bench import process_age_s, run_bench, write_synthetic_images
+    load = _loader(checkpoint, random_weights, config, tag_list, thresholds, device, precision)
+    if images is not None and (synthetic is not None or image_size is not None):
+        raise UsageError("give --images DIR or --synthetic N (with --image-size), not both")
+    from ..bench import process_age_s, run_bench, write_synthetic_images
 
-        imports = process_age_s()  # torch and timm are in: the rest of start-up is loading
+    imports = process_age_s()  # torch and timm are in: the rest of start-up is loading
 
-        with tempfile.TemporaryDirectory(prefix="ramtag-bench-images-") as tmp:
-            if images is None:
-                count, size = synthetic or DEFAULT_SYNTHETIC, _size(image_size or "1600x1200")
-                err_console.print(f"generating {count} images of {size[0]}x{size[1]}", markup=False)
-                write_synthetic_images(Path(tmp), count, size, processes=os.cpu_count() or 1)
-                source = f"{count} synthetic JPEGs, {size[0]}x{size[1]}"
-            else:
-                source = str(images)
-            result = run_bench(
-                load, images or Path(tmp), batch_size=batch_size or _default_batch_size(device), workers=workers, warmup=warmup,
-                draft_decode=draft_decode, imports_s=imports,
-                on_status=lambda text: err_console.print(text, markup=False),
-            )
-        if as_json:
-            typer.echo(json.dumps({**result.to_dict(), "images_from": source}, indent=2))
+    with tempfile.TemporaryDirectory(prefix="ramtag-bench-images-") as tmp:
+        if images is None:
+            count, size = synthetic or DEFAULT_SYNTHETIC, _size(image_size or "1600x1200")
+            err_console.print(f"generating {count} images of {size[0]}x{size[1]}", markup=False)
+            write_synthetic_images(Path(tmp), count, size, processes=os.cpu_count() or 1)
+            source = f"{count} synthetic JPEGs, {size[0]}x{size[1]}"
         else:
-            _print(result, source)
+            source = str(images)
+        result = run_bench(
+            load, images or Path(tmp), batch_size=batch_size or _default_batch_size(device), workers=workers, warmup=warmup,
+            draft_decode=draft_decode, imports_s=imports,
+            on_status=lambda text: err_console.print(text, markup=False),
+        )
+    if as_json:
+        typer.echo(json.dumps({**result.to_dict(), "images_from": source}, indent=2))
+    else:
+        _print(result, source)
 
 
 def _loader(

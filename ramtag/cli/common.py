@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +18,26 @@ from ..errors import RamtagError
 
 # Diagnostics go to stderr; stdout carries data only.
 err_console = Console(stderr=True, highlight=False)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def choices(name: str, values: Iterable[str]) -> Any:
+    """A string Enum for Typer from the one list of a choice's values (formats, languages...)."""
+    return Enum(name, {value: value for value in values}, type=str)
+
+
+def mapping_errors(command: F) -> F:
+    """``command`` with ramtag's errors as one line and an exit code: applied to every command
+    once, where the app registers them (``cli/app.py``)."""
+
+    @functools.wraps(command)
+    def mapped(*args: Any, **kwargs: Any) -> Any:
+        with reporting_errors():
+            return command(*args, **kwargs)
+
+    return mapped  # type: ignore[return-value]
 
 
 @contextmanager

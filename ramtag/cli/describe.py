@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import OutputError, UsageError
-from .common import DeviceOpt, err_console, reporting_errors
+from .common import DeviceOpt, err_console
 
 if TYPE_CHECKING:
     from ..describe.describer import Answerer
@@ -88,49 +88,48 @@ def describe_command(
 
     Answers are cached, so running again costs no requests and an interrupted run resumes.
     """
-    with reporting_errors():
-        from ..describe.files import (
-            descriptions_json,
-            embeddings_path_for,
-            read_tag_names,
-            write_descriptions,
-        )
-        from ..model.labels import read_lines
+    from ..describe.files import (
+        descriptions_json,
+        embeddings_path_for,
+        read_tag_names,
+        write_descriptions,
+    )
+    from ..model.labels import read_lines
 
-        names = list(tags or [])
-        if from_file is not None:
-            names += read_tag_names(read_lines(from_file, "tag file"))
-        if embed and out is None:
-            raise UsageError("--embed writes next to the descriptions file: add --out FILE.json")
-        targets = [out] + ([embeddings_path_for(out)] if embed and out is not None else [])
-        for target in targets:
-            if target is not None and target.exists() and not overwrite:
-                raise OutputError(f"{target} exists; pass --overwrite to replace it")
-        descriptions, sent = _describe(
-            names, llm, base_url=base_url, model=model, api_key=api_key, api_key_file=api_key_file,
-            concurrency=concurrency, timeout=timeout, retries=retries, device=device, quiet=quiet,
-        )
-        if out is None:
-            sys.stdout.write(descriptions_json(descriptions))
-        else:
-            write_descriptions(out, descriptions)
-        if embed:
-            from ..describe.encoder import DEFAULT_TEXT_ENCODER
-            from ..describe.files import write_embeddings
-            from ..devices import resolve_device
-            from ..openset import embed_cached
+    names = list(tags or [])
+    if from_file is not None:
+        names += read_tag_names(read_lines(from_file, "tag file"))
+    if embed and out is None:
+        raise UsageError("--embed writes next to the descriptions file: add --out FILE.json")
+    targets = [out] + ([embeddings_path_for(out)] if embed and out is not None else [])
+    for target in targets:
+        if target is not None and target.exists() and not overwrite:
+            raise OutputError(f"{target} exists; pass --overwrite to replace it")
+    descriptions, sent = _describe(
+        names, llm, base_url=base_url, model=model, api_key=api_key, api_key_file=api_key_file,
+        concurrency=concurrency, timeout=timeout, retries=retries, device=device, quiet=quiet,
+    )
+    if out is None:
+        sys.stdout.write(descriptions_json(descriptions))
+    else:
+        write_descriptions(out, descriptions)
+    if embed:
+        from ..describe.encoder import DEFAULT_TEXT_ENCODER
+        from ..describe.files import write_embeddings
+        from ..devices import resolve_device
+        from ..openset import embed_cached
 
-            embedded = embed_cached(
-                descriptions, text_encoder or DEFAULT_TEXT_ENCODER, device=str(resolve_device(device))
-            )
-            write_embeddings(embeddings_path_for(out), embedded)
-        if not quiet:
-            where = f" → {out}" if out is not None else ""
-            also = f" and {embeddings_path_for(out)}" if embed else ""
-            requests = "" if sent is None else f" ({sent} requests sent)"
-            err_console.print(
-                f"described {len(descriptions)} tags{requests}{where}{also}", markup=False, soft_wrap=True
-            )
+        embedded = embed_cached(
+            descriptions, text_encoder or DEFAULT_TEXT_ENCODER, device=str(resolve_device(device))
+        )
+        write_embeddings(embeddings_path_for(out), embedded)
+    if not quiet:
+        where = f" → {out}" if out is not None else ""
+        also = f" and {embeddings_path_for(out)}" if embed else ""
+        requests = "" if sent is None else f" ({sent} requests sent)"
+        err_console.print(
+            f"described {len(descriptions)} tags{requests}{where}{also}", markup=False, soft_wrap=True
+        )
 
 
 def _describe(

@@ -27,7 +27,7 @@ from ..model.download import (
     weights_source,
 )
 from ..model.registry import DATA_FILES, WEIGHTS
-from .common import err_console, reporting_errors
+from .common import err_console
 
 DEFAULT_MODEL = "ram_plus"
 
@@ -47,8 +47,7 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show the released weights and data files, and where they are cached (no network)."""
-    with reporting_errors():
-        rows = inventory()
+    rows = inventory()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -94,16 +93,15 @@ def download_command(
 
     Prints one "name<TAB>path" line per file on stdout.
     """
-    with reporting_errors():
-        if names and all_models:
-            raise UsageError("give model names or --all, not both")
-        chosen = list(WEIGHTS) if all_models else list(dict.fromkeys(names or [DEFAULT_MODEL]))
-        sources = [weights_source(name) for name in chosen]  # every name checked before any download
-        for name in DATA_FILES:
-            typer.echo(f"{name}\t{data_file(name)}")
-        for source in sources:
-            err_console.print(f"fetching {source.display}", markup=False, soft_wrap=True)
-            typer.echo(f"{source.name}\t{weights_file(source.name)}")
+    if names and all_models:
+        raise UsageError("give model names or --all, not both")
+    chosen = list(WEIGHTS) if all_models else list(dict.fromkeys(names or [DEFAULT_MODEL]))
+    sources = [weights_source(name) for name in chosen]  # every name checked before any download
+    for name in DATA_FILES:
+        typer.echo(f"{name}\t{data_file(name)}")
+    for source in sources:
+        err_console.print(f"fetching {source.display}", markup=False, soft_wrap=True)
+        typer.echo(f"{source.name}\t{weights_file(source.name)}")
     err_console.print(
         f"To run offline elsewhere, copy {data_dir()} and the Hugging Face cache (HF_HOME) to the same places"
         " there and set RAMTAG_OFFLINE=1.",
@@ -134,24 +132,23 @@ def verify_command(
 
     Data files that were never downloaded are reported but are not a failure.
     """
-    with reporting_errors():
-        kind = weights_source(name).kind if name else None
-        if checkpoint is None:
-            weights = check_weights(name or DEFAULT_MODEL)
-        else:
-            weights = FileCheck("checkpoint", checkpoint, sha256_file(checkpoint, remember=False))
-        checks = [*(check_data_file(data_name) for data_name in DATA_FILES), weights]
-        failures = sum(_print_check(check) for check in checks)
-        if weights.path is None:
-            failures += 1
-            err_console.print(
-                f"{weights.name} is not downloaded:"
-                f" run `ramtag models download {weights.name}` or pass --checkpoint PATH",
-                markup=False,
-                soft_wrap=True,
-            )
-        elif weights.ok:
-            failures += _verify_loads(weights.path, kind)
+    kind = weights_source(name).kind if name else None
+    if checkpoint is None:
+        weights = check_weights(name or DEFAULT_MODEL)
+    else:
+        weights = FileCheck("checkpoint", checkpoint, sha256_file(checkpoint, remember=False))
+    checks = [*(check_data_file(data_name) for data_name in DATA_FILES), weights]
+    failures = sum(_print_check(check) for check in checks)
+    if weights.path is None:
+        failures += 1
+        err_console.print(
+            f"{weights.name} is not downloaded:"
+            f" run `ramtag models download {weights.name}` or pass --checkpoint PATH",
+            markup=False,
+            soft_wrap=True,
+        )
+    elif weights.ok:
+        failures += _verify_loads(weights.path, kind)
     if failures:
         err_console.print(f"[bold red]verify failed:[/] {failures} problem(s)", markup=True)
         raise typer.Exit(1)

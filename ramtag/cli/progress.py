@@ -42,7 +42,8 @@ class ProgressReport:
         """The task's ``total`` and the starting values of the fields the columns show."""
         raise NotImplementedError
 
-    def __enter__(self) -> ProgressReport:
+    def begin(self) -> None:
+        """Start the bar (on a terminal) and the clock of the rate: tagging starts now."""
         self._since = self._logged = time.perf_counter()
         if not self.quiet and err_console.is_terminal:
             self._bar = Progress(
@@ -51,11 +52,19 @@ class ProgressReport:
             )
             self._task = self._bar.add_task("tagging", rate="", errors="", **self.fields())
             self._bar.start()
+
+    def end(self) -> None:
+        """Stop the bar, so that what is printed next is not drawn over."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __enter__(self) -> ProgressReport:
+        self.begin()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+        self.end()
 
     def rate(self) -> float:
         """Images per second since tagging began."""

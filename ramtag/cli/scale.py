@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.progress import ProgressColumn, TextColumn, TimeElapsedColumn
 
-from ..errors import UsageError
-from .common import err_console
+from ..engine.job import ENGINES
+from .common import choices
 from .progress import ProgressReport, plural
 
 if TYPE_CHECKING:
-    from ..engines.ray_engine import UnitOutcome
-    from ..engines.units import Plan
+    from ..engine.job import Job
+    from ..engine.ray_engine import UnitOutcome
+    from ..engine.units import Plan
     from ..outputs.dataset import DatasetOutput
 
 SCALE_PANEL = "Scaling out (Ray)"
 
-
-class Engine(str, Enum):
-    local = "local"
-    ray = "ray"
+Engine = choices("Engine", ENGINES)
 
 
 EngineOpt = Annotated[
@@ -63,95 +60,45 @@ ConcurrencyOpt = Annotated[
 ]
 
 
-def check_local(address: str | None, gpus: float | None, concurrency: int | None) -> None:
-    given = [name for name, value in (("--address", address), ("--num-gpus-per-worker", gpus),
-                                      ("--concurrency", concurrency)) if value is not None]
-    if given:
-        raise UsageError(f"{', '.join(given)} go with --engine ray")
+def run_on_ray(job: Job, *, quiet: bool, verbose: bool, started: float) -> None:
+    """Run ``job`` on a Ray cluster and say how it went; exit 1 if a shard could not be read."""
+    from ..engine.ray_engine import ClusterEvents, run_job_on_ray
 
+    class Events(ClusterEvents):
+        def warning(self, path: Path, why: str) -> None:
+            if not quiet:
+                report.say(f"warning: {path}: {why}")
 
-def run_on_ray(
-    *,
-    discovery: dict[str, Any],
-    out: Path | None,
-    fmt: str | None,
-    overwrite: bool,
-    model: dict[str, Any],
-    job: dict[str, Any],
-    cluster: dict[str, Any],
-    save_every: int,
-    quiet: bool,
-    verbose: bool,
-    started: float,
-) -> None:
-    """Plan the units, tag them on the cluster, commit each part as it comes, say how it went."""
-    if out is None:
-        raise UsageError("--engine ray writes a folder of Parquet parts: add --out FOLDER")
-    if fmt not in (None, "parquet"):
-        raise UsageError(f"--engine ray writes Parquet only, not {fmt}")
-    from ..inputs import discover_items
+        def planned(self, plan: Plan, output: DatasetOutput, actors: int) -> None:
+            report.plan = plan
+            report.start(output, actors)
+            report.begin()
 
-    def skipped(path: Path, why: str) -> None:
-        if not quiet:
-            err_console.print(f"warning: {path}: {why}", markup=False, soft_wrap=True)
+        def unit(self, outcome: UnitOutcome) -> None:
+            report.advance(outcome)
 
-    items = discover_items(**discovery, on_error=skipped)  # checks the inputs exist first
-    from ..engines.ray_engine import RayEngine
-    from ..engines.units import plan_units
-    from ..engines.worker import JobSettings
-    from ..outputs import schema_for
-    from ..outputs.dataset import DatasetOutput
-    from ..tagger import load_tagger
-
-    with RayEngine(**cluster, workers=job.get("workers")) as engine:
-        device, precision = engine.device_and_precision(model["device"], model["precision"])
-        model = {**model, "device": device, "precision": precision}
-        # The driver's own copy checks the files and gives the schema; the actors load theirs.
-        tagger = load_tagger(**{**model, "device": "cpu"})
-        if job["lang"] != "en" and tagger.vocabulary.tags_zh is None:
-            raise UsageError(f"--lang {job['lang']} needs Chinese tag names: pass --tag-list-zh")
-        schema = schema_for(tagger, job["lang"], job["all_scores"], job["top_k"], job["draft_decode"])
-        del tagger
-        with DatasetOutput.for_schema(out, schema, overwrite=overwrite) as output:
-            plan = plan_units(
-                items, done_shards=output.done_shards, done_keys=output.done_keys(),
-                images_per_unit=save_every, include=job["include"], exclude=job["exclude"],
-            )
-            settings = JobSettings(model=model, **job)
-            report = _UnitReport(plan, quiet=quiet, verbose=verbose, started=started)
-            report.start(output, engine.concurrency)
-            failures = _tag(engine, plan, settings, output, report)
-    if failures:
-        raise typer.Exit(1)
-
-
-def _tag(engine: Any, plan: Plan, job: Any, output: DatasetOutput, report: _UnitReport) -> int:
-    outcomes = engine.run(plan.units, job, output)
+    report = _UnitReport(quiet=quiet, verbose=verbose, started=started)
     try:
-        with report:
-            for outcome in outcomes:
-                report.advance(outcome)
-    except KeyboardInterrupt:
-        try:
-            outcomes.close()  # stops the Ray run; the parts already committed stay
-        except Exception:  # noqa: BLE001 - Ctrl-C may have stopped a local Ray already
-            pass
-        err_console.print(
-            f"interrupted: {plural(len(output.parts), 'part')} saved in {output.dest}; "
-            "run the same command again to continue",
-            markup=False, soft_wrap=True,
+        done = run_job_on_ray(job, Events())
+    finally:
+        report.end()
+    if done.interrupted:
+        report.say(
+            f"interrupted: {plural(len(done.output.parts), 'part')} saved in {done.output.dest}; "
+            "run the same command again to continue"
         )
-        raise typer.Exit(130) from None
-    report.summary(output)
-    return report.failures
+        raise typer.Exit(130)
+    report.summary(done.output)
+    if done.failures:
+        raise typer.Exit(1)
 
 
 class _UnitReport(ProgressReport):
     """Progress by unit (tar shard or chunk of files) and images; the summary; failed shards."""
 
-    def __init__(self, plan: Plan, *, quiet: bool, verbose: bool, started: float) -> None:
+    def __init__(self, *, quiet: bool, verbose: bool, started: float) -> None:
         super().__init__(quiet=quiet, verbose=verbose, started=started)
-        self.plan = plan
+        self.plan: Plan | None = None
         self.failures = self.units = 0
 
     def columns(self) -> list[ProgressColumn]:
@@ -161,7 +108,7 @@ class _UnitReport(ProgressReport):
         ]
 
     def fields(self) -> dict[str, Any]:
-        return {"total": len(self.plan.units), "images": 0}
+        return {"total": len(self.plan.units) if self.plan else None, "images": 0}
 
     def start(self, output: DatasetOutput, actors: int) -> None:
         if self.quiet:

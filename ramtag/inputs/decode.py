@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-from .refs import MAX_PIXELS, ImageDecodeError, ImageRef, max_file_bytes
+from .refs import MAX_PIXELS, Decoded, ImageDecodeError, ImageRef, max_file_bytes
 
 _HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 _PILLOW_COUNT = re.compile(r"\((\d+) pixels\)")
@@ -59,7 +59,10 @@ def decode_bytes(
 def decode_ref(
     ref: ImageRef, *, max_pixels: int | None = MAX_PIXELS, draft_size: int | None = None
 ) -> Image.Image:
-    """The image ``ref`` stands for: a local file, or the bytes its ``source`` reads."""
+    """The image ``ref`` stands for: a local file, the bytes its ``source`` reads, or an image
+    decoded already (``Decoded``)."""
+    if isinstance(ref.source, Decoded):
+        return ref.source.image
     if ref.source is None:
         return decode_image(ref.path, max_pixels=max_pixels, draft_size=draft_size)
     data = ref.source.read(max_file_bytes(max_pixels))

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import RamtagError
 
@@ -85,3 +85,14 @@ def is_image_name(name: str) -> bool:
     """True when a file name has one of the image extensions, in any case (``.JPG``)."""
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An image its caller decoded already (a PIL image given to ``Tagger.tag``): used as it is."""
+
+    name: str
+    image: Any = field(repr=False)
+
+    def read(self, limit: int | None) -> bytes:
+        raise ImageDecodeError("an image already decoded has no bytes to read", "internal")

@@ -1,18 +1,33 @@
-"""What ramtag writes: one Arrow schema, and the Parquet, CSV and JSON Lines writers that share it."""
+"""What ramtag writes: one Arrow schema, one output protocol, and its implementations.
 
-from .schema import LANGS, METADATA_KEY, Layout, output_schema, read_metadata, schema_for, to_record_batch
-from .tabular import FORMATS, OutputFile, format_for, text_sink
+- ``schema``: the columns, the provenance metadata, the settings two runs must share;
+- ``formats``: the table of output formats and their writers;
+- ``journal``: the journal, lock and settings file of a resumable output;
+- ``base``: the ``Output`` protocol, ``Tee`` and ``Collected``;
+- ``file``, ``stdout``, ``sidecars`` (with ``xmp``, ``xmlspans``), ``dataset``: the outputs;
+- ``open``: the outputs a run's options ask for.
 
-__all__ = [
-    "FORMATS",
-    "LANGS",
-    "METADATA_KEY",
-    "Layout",
-    "OutputFile",
-    "format_for",
-    "output_schema",
-    "read_metadata",
-    "schema_for",
-    "text_sink",
-    "to_record_batch",
-]
+Names are imported from here lazily, so choosing a format on the command line loads no pyarrow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "METADATA_KEY": "schema", "Layout": "schema", "output_schema": "schema", "read_metadata": "schema",
+    "schema_for": "schema", "to_record_batch": "schema", "settings_of": "schema", "differences": "schema",
+    "FORMATS": "formats", "format_for": "formats", "text_sink": "formats",
+    "OutputFile": "file", "ResumableOutput": "file",
+    "Output": "base", "Tee": "base", "Collected": "base",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

@@ -5,12 +5,14 @@ folder, in the shared output schema with its ``ramtag`` metadata, so pandas, Duc
 pyarrow read the folder as one table. Beside the parts, ``_ramtag/`` (ignored by those readers,
 like every name starting with ``_``) holds:
 
-- ``lock``: held (``flock``) by the run writing here, so a second run on the same folder refuses;
-- ``settings.json``: what the rows depend on, checked when a run continues;
-- ``journal``: JSON lines. ``{"writing": name}`` is appended before a part is renamed into place,
-  ``{"part": name, "shard": ..., "rows": ...}`` once it is there and synced. A part is committed
-  when its second line exists and its file does; a part announced but never committed is crash
-  debris and is deleted, and so is a ``.<name>.ramtag.tmp`` file. Nothing else is ever deleted.
+``lock``, ``settings.json`` and ``journal``, kept as for a local run's output (``journal``). The
+journal says ``{"writing": name}`` before a part is renamed into place and ``{"part": name, "shard":
+..., "rows": ...}`` once it is there and synced. A part is committed when its second entry exists and
+its file does; a part announced but never committed is crash debris and is deleted, and so is a
+``.<name>.ramtag.tmp`` file. Nothing else is ever deleted.
+
+Each part is made on a Ray actor by the runner writing into a ``PartOutput``: the part's Parquet
+bytes in memory, handed back whole, so only the driver writes the folder.
 
 A re-run skips the shards (by name) and the image files (by key) of committed parts. Deleting a
 part file redoes its unit.
@@ -18,18 +20,21 @@ part file redoes its unit.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import OutputError
-from .resume import differences, hold_lock, settings_of
 from ..atomic import replace_durably
+from ..errors import OutputError
+from .base import RowOutput
+from .formats import ParquetSink
+from .journal import Journal, hold_lock, read_settings, write_settings
+from .schema import differences, settings_of
 
 
 CONTROL = "_ramtag"
@@ -58,6 +63,7 @@ class DatasetOutput:
         self.dest = dest
         self.settings = settings
         self.control = dest / CONTROL
+        self.journal = Journal(self.control / "journal")
         self.parts: dict[str, Part] = {}
         self._lock_fd: int | None = None
         self._check_folder()
@@ -103,7 +109,7 @@ class DatasetOutput:
                 path.unlink()
         parts = {name: part for name, part in committed.items() if (self.dest / name).is_file()}
         if parts:
-            changed = differences(self._read_settings(), self.settings)
+            changed = differences(read_settings(self.control / "settings.json"), self.settings)
             if changed and not overwrite:
                 raise OutputError(
                     f"{self.dest} holds results made with other settings: {'; '.join(changed)}. "
@@ -114,43 +120,23 @@ class DatasetOutput:
                     (self.dest / name).unlink()
                 parts = {}
         self.parts = parts
-        self._write_settings()
-        self._rewrite_journal()
+        write_settings(self.control / "settings.json", self.settings)
+        self.journal.rewrite([_entry(part) for part in self.parts.values()])
 
     def _read_journal(self) -> tuple[dict[str, Part], set[str]]:
-        """Committed parts by name, and every name announced; a torn last line is dropped."""
-        path = self.control / "journal"
+        """Committed parts by name, and every name announced."""
         committed: dict[str, Part] = {}
         announced: set[str] = set()
-        if not path.exists():
-            return committed, announced
-        for line in path.read_text(encoding="utf-8").split("\n")[:-1]:
+        for entry in self.journal.read():
             try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if "writing" in entry:
-                announced.add(_safe_name(entry["writing"]))
-            elif "part" in entry:
-                name = _safe_name(entry["part"])
-                committed[name] = Part(name, entry.get("shard"), int(entry["rows"]), int(entry.get("errors", 0)))
+                if "writing" in entry:
+                    announced.add(_safe_name(entry["writing"]))
+                elif "part" in entry:
+                    name = _safe_name(entry["part"])
+                    committed[name] = Part(name, entry.get("shard"), int(entry["rows"]), int(entry.get("errors", 0)))
+            except (KeyError, TypeError, ValueError):
+                continue  # not an entry of this folder's
         return committed, announced
-
-    def _read_settings(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.control / "settings.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-
-    def _write_settings(self) -> None:
-        tmp = self.control / "settings.json.tmp"
-        tmp.write_text(json.dumps(self.settings, ensure_ascii=False), encoding="utf-8")
-        replace_durably(tmp, self.control / "settings.json")
-
-    def _rewrite_journal(self) -> None:
-        tmp = self.control / "journal.tmp"
-        tmp.write_text("".join(_line(_entry(part)) for part in self.parts.values()), encoding="utf-8")
-        replace_durably(tmp, self.control / "journal")
 
     # -- what a run skips ------------------------------------------------------------------------
 
@@ -194,19 +180,13 @@ class DatasetOutput:
         try:
             with open(tmp, "wb") as handle:
                 handle.write(data)
-            self._append({"writing": name})
+            self.journal.append({"writing": name})
             replace_durably(tmp, self.dest / name)
-            self._append(_entry(part))
+            self.journal.append(_entry(part))
         except OSError as exc:
             raise OutputError(f"{self.dest}: cannot save results ({exc.strerror or exc})") from None
         self.parts[name] = part
         return part
-
-    def _append(self, entry: dict[str, Any]) -> None:
-        with open(self.control / "journal", "a", encoding="utf-8") as journal:
-            journal.write(_line(entry))
-            journal.flush()
-            os.fsync(journal.fileno())
 
     @property
     def saved_rows(self) -> int:
@@ -234,10 +214,6 @@ def _entry(part: Part) -> dict[str, Any]:
     return {"part": part.name, "shard": part.shard, "rows": part.rows, "errors": part.errors}
 
 
-def _line(entry: dict[str, Any]) -> str:
-    return json.dumps(entry, ensure_ascii=False) + "\n"
-
-
 def _safe_name(name: str) -> str:
     """A part name from the journal, refused if it could point outside the folder."""
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in {".", ".."}:
@@ -248,3 +224,26 @@ def _safe_name(name: str) -> str:
 def _has_other_files(folder: Path) -> bool:
     return any(path.name != CONTROL for path in folder.iterdir())
 
+
+
+class PartOutput(RowOutput):
+    """One part of the dataset, built in memory where the runner tags its unit (a Ray actor)."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        super().__init__(schema)
+        self._stream = pa.BufferOutputStream()
+        self._sink = ParquetSink(self._stream, schema)
+        self.rows = self.errors = 0
+        self.data: bytes | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._sink.write(batch)
+        self.rows += batch.num_rows
+        self.errors += batch.num_rows - batch.column("error").null_count
+
+    def finish(self) -> None:
+        self._sink.close()
+        self.data = self._stream.getvalue().to_pybytes()
+
+    def discard(self) -> None:
+        self._sink.abort()

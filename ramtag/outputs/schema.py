@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+
+from ..engine.job import RESULT_DEFAULTS, RESULT_SETTINGS, ResultOptions
+from ..model.labels import LANGS
 
 if TYPE_CHECKING:
     from ..pipeline import ImageRecord
@@ -22,7 +25,6 @@ if TYPE_CHECKING:
 
 # Parquet key-value metadata key holding the run's provenance (``Tagger.metadata()`` as JSON).
 METADATA_KEY = "ramtag"
-LANGS = ("en", "zh", "both")
 
 
 @dataclass(frozen=True)
@@ -61,17 +63,17 @@ def output_schema(layout: Layout, metadata: dict[str, Any] | None = None) -> pa.
     return schema
 
 
-def schema_for(
-    tagger: Tagger, lang: str, all_scores: bool, top_k: int | None, draft_decode: bool = False
-) -> pa.Schema:
+def schema_for(tagger: Tagger, lang: str, all_scores: bool, results: ResultOptions | None = None) -> pa.Schema:
     """The schema of a run's output: one function, so every engine writes exactly the same.
 
-    Draft decoding changes the scores a little, so it is part of the settings a resumed run must
-    share; it is recorded only when used, which keeps earlier outputs resumable.
+    Its metadata is the tagger's provenance plus the job's result options (``ResultOptions``), each
+    recorded only when it is not at its default, so an output written before an option existed still
+    matches a run that leaves it at its default.
     """
     layout = Layout.for_lang(lang, len(tagger.vocabulary), all_scores=all_scores)
-    extra = {"draft_decode": True} if draft_decode else {}
-    return output_schema(layout, {**tagger.metadata(), "top_k": top_k, **extra})
+    chosen = asdict(results) if results is not None else {}
+    recorded = {key: value for key, value in chosen.items() if value != RESULT_DEFAULTS[key]}
+    return output_schema(layout, {**tagger.metadata(), **recorded})
 
 
 def read_metadata(schema: pa.Schema) -> dict[str, Any] | None:
@@ -107,3 +109,35 @@ def to_record_batch(records: Sequence[ImageRecord], schema: pa.Schema) -> pa.Rec
             pa.array(values.reshape(-1)), size, mask=pa.array([not good for good in ok])
         )
     return pa.RecordBatch.from_arrays([columns[name] for name in schema.names], schema=schema)
+
+
+def settings_of(schema: pa.Schema) -> dict[str, Any]:
+    """The settings an output's rows depend on (``RESULT_SETTINGS``, defaults where not recorded)
+    and its columns: what two runs must share to write into one output."""
+    metadata = read_metadata(schema) or {}
+    settings = {key: metadata.get(key, RESULT_DEFAULTS.get(key)) for key in RESULT_SETTINGS}
+    settings["columns"] = schema.names
+    return settings
+
+
+def differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """Each differing setting in words: what the existing results used, what this run would use."""
+    def value(settings: dict[str, Any], key: str) -> Any:
+        found = settings.get(key)  # a result option absent or null in older files: its default
+        return RESULT_DEFAULTS.get(key) if found is None else found
+
+    return [
+        f"{key} ({_brief(value(found, key))} there, {_brief(value(wanted, key))} now)"
+        for key in (*RESULT_SETTINGS, "columns", "previous_output")
+        if value(found, key) != value(wanted, key)
+    ]
+
+
+def _brief(value: Any) -> str:
+    if isinstance(value, list) and len(value) > 8:
+        return f"{len(value)} values starting {', '.join(map(str, value[:3]))}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, str) and len(value) > 16:  # a sha256
+        return value[:12] + "…"
+    return str(value)

@@ -13,30 +13,23 @@ the original bytes. A sidecar that cannot be parsed is never written.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import atomic
 from ..errors import RamtagError
-from .resume import RESULT_SETTINGS
 from .xmlspans import XML_NS, Edit, Element, XmlError, escape, indent_at, parse, removal, splice, xml_text
 
 if TYPE_CHECKING:
-    from ..pipeline import ImageRecord
     from ..tagger import TagResult
+    from .sidecars import Provenance
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DC = "http://purl.org/dc/elements/1.1/"
 LR = "http://ns.adobe.com/lightroom/1.0/"
 DIGIKAM = "http://www.digikam.org/ns/1.0/"
 RAMTAG = "https://ramtag.invalid/ns/xmp/1.0/"  # a name only: the .invalid domain never resolves
-NAMINGS = ("auto", "ext", "replace")
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
 _STEP = " "  # one space per level, as Adobe's toolkit, exiv2 and exiftool indent
 _NOT_PROPERTIES = {(RDF, "about"), (RDF, "ID"), (RDF, "nodeID")}
@@ -63,38 +56,6 @@ FIELDS = (
     _Field("AddedHierarchicalSubject", LR, "lr", "hierarchicalSubject", "Bag"),  # Lightroom, darktable
     _Field("AddedTagsList", DIGIKAM, "digiKam", "TagsList", "Seq"),  # digiKam
 )
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """What every sidecar of one run records beside its tags; ``settings`` decides what is current."""
-
-    model: str
-    checkpoint_sha256: str
-    thresholds: str
-    settings: str
-    parent: str = "ramtag"
-    lang: str = "en"
-
-    @classmethod
-    def from_metadata(cls, metadata: dict[str, Any], *, parent: str, lang: str) -> Provenance:
-        """From ``Tagger.metadata()`` plus ``top_k``: what the keywords depend on, hashed."""
-        chosen = {key: metadata.get(key) for key in (*RESULT_SETTINGS, "open_set")}
-        chosen["xmp"] = {"parent": parent, "lang": lang}
-        values = metadata.get("thresholds") or []
-        same = len(set(values)) == 1
-        return cls(
-            model=str(metadata.get("model_kind") or ""),
-            checkpoint_sha256=str(metadata.get("checkpoint_sha256") or ""),
-            thresholds=f"{values[0]:g}" if same else f"per tag, sha256 {_sha256(values)[:16]}",
-            settings=_sha256(chosen),
-            parent=parent,
-            lang=lang,
-        )
-
-
-def _sha256(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def _utc_now() -> str:
@@ -431,124 +392,3 @@ def _drop_emptied(
         edits[:] = [e for e in edits if not (start <= e[0] and e[1] <= end and (e[0], e[1]) != (end, end))]
         edits.append(gone)
     return remaining
-
-
-# -- files -----------------------------------------------------------------------------------------
-
-
-def sidecar_path(image: Path, naming: str = "auto") -> Path:
-    """``ext``: IMG_0001.CR2.xmp (darktable, digiKam, Immich); ``replace``: IMG_0001.xmp (Lightroom).
-
-    ``auto``: whichever exists, ``ext`` if both, else ``ext``. An existing ``.XMP`` spelling is
-    used rather than a second sidecar made beside it.
-    """
-    if naming not in NAMINGS:
-        raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
-    forms = {"ext": image.with_name(image.name + ".xmp"), "replace": image.with_suffix(".xmp")}
-    order = ["ext", "replace"] if naming == "auto" else [naming]
-    for form in order:
-        for candidate in (forms[form], forms[form].with_suffix(".XMP")):
-            if candidate.is_file():
-                return candidate
-    return forms[order[0]]
-
-
-def read_sidecar(path: Path) -> bytes | None:
-    """The sidecar's bytes, or None when there is none yet."""
-    try:
-        if path.stat().st_size > MAX_SIDECAR_BYTES:
-            raise SidecarError(f"larger than {MAX_SIDECAR_BYTES >> 20} MiB; not a sidecar ramtag edits")
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise SidecarError(f"cannot read it ({exc.strerror or exc})") from None
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old sidecar or the new one; an existing one keeps its permissions."""
-    try:
-        atomic.write_atomically(path, data)
-    except OSError as exc:
-        raise SidecarError(f"cannot write it ({exc.strerror or exc})") from None
-
-
-class SidecarWriter:
-    """One run's results into each image's sidecar: what ``ramtag run --xmp`` drives."""
-
-    def __init__(
-        self, provenance: Provenance, *, naming: str = "auto", now: Callable[[], str] = _utc_now
-    ) -> None:
-        if naming not in NAMINGS:
-            raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
-        self.provenance = provenance
-        self.naming = naming
-        self.now = now
-
-    def path_for(self, image: Path) -> Path:
-        return sidecar_path(image, self.naming)
-
-    def is_current(self, image: Path) -> bool:
-        """Whether the sidecar holds ramtag's entries from these settings already (a rerun skips it)."""
-        try:
-            data = read_sidecar(self.path_for(image))
-            state = _read_state(_descriptions(data)[1])[0] if data is not None else None
-        except SidecarError:
-            return False  # tagged again, and the error reported then
-        return state is not None and state["Settings"] == self.provenance.settings
-
-    def update(self, image: Path, result: TagResult) -> Path:
-        """Merge ``result`` into the image's sidecar; the image itself is never opened."""
-        path = self.path_for(image)
-        if path.resolve() == image.resolve():
-            raise SidecarError("the sidecar would be the image itself")
-        data = read_sidecar(path)
-        merged = merge(data, self.provenance, result, now=self.now)
-        if merged is not None and merged is not data:
-            write_atomically(path, merged)
-        return path
-
-    def write(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
-        """Each tagged record's sidecar; one that cannot be written makes its record an error."""
-        out = []
-        for record in records:
-            if record.result is not None and record.path is not None:
-                try:
-                    self.update(record.path, record.result)
-                except SidecarError as exc:
-                    error = f"sidecar {self.path_for(record.path).name}: {exc}"
-                    record = replace(record, result=None, width=None, height=None, error=error)
-            out.append(record)
-        return out
-
-
-def clean(path: Path, *, dry_run: bool = False) -> str:
-    """Take ramtag's entries out of one sidecar: ``"cleaned"``, ``"removed"`` (nothing else was in
-    it, so the file goes) or ``"untouched"`` (nothing of ramtag's in it)."""
-    data = read_sidecar(path)
-    if data is None:
-        raise SidecarError("not found")
-    merged = merge(data, None)
-    if merged is data:
-        return "untouched"
-    if not dry_run and merged is None:
-        try:
-            path.unlink()
-        except OSError as exc:
-            raise SidecarError(f"cannot remove it ({exc.strerror or exc})") from None
-    elif not dry_run:
-        write_atomically(path, merged)
-    return "removed" if merged is None else "cleaned"
-
-
-def find_sidecars(paths: Iterable[Path], *, hidden: bool = False) -> Iterator[Path]:
-    """``.xmp`` files under folders (sorted, recursively) and those named directly."""
-    for root in paths:
-        if not root.is_dir():
-            yield root
-            continue
-        for folder, subfolders, files in os.walk(root):
-            subfolders[:] = sorted(d for d in subfolders if hidden or not d.startswith("."))
-            for name in sorted(files):
-                if name.lower().endswith(".xmp") and (hidden or not name.startswith(".")):
-                    yield Path(folder) / name

@@ -1,4 +1,4 @@
-"""``ramtag run`` without ``--out``: a table on a terminal, JSON Lines or CSV when piped."""
+"""A run without ``--out``: results on stdout, a table on a terminal, JSON Lines (or CSV) when piped."""
 
 from __future__ import annotations
 
@@ -9,38 +9,47 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .base import RowOutput
+from .formats import text_sink
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from ..inputs import ImageRef
+    from ..pipeline import ImageRecord
 
-class StdoutTarget:
-    """Results on stdout: a table on a terminal, JSON Lines (or --format csv) otherwise."""
 
-    dest = None
-    done: frozenset[str] = frozenset()  # nothing to resume
+class StdoutOutput(RowOutput):
+    """Rows on stdout: a table on a terminal, JSON Lines (or ``fmt``) otherwise. Nothing to resume.
 
-    def __init__(self, fmt: str | None, schema: pa.Schema, lang: str) -> None:
-        from ..outputs import text_sink
+    Alone it wants every image; beside sidecars (``everything=False``) it shows the images the
+    sidecars needed, without making a re-run tag the others again.
+    """
 
+    def __init__(self, fmt: str | None, schema: pa.Schema, lang: str, *, everything: bool = True) -> None:
+        super().__init__(schema)
+        self.everything = everything
         if fmt is None and sys.stdout.isatty():
-            self.sink = TerminalTable(Console(highlight=False), lang)
+            self.sink: Any = TerminalTable(Console(highlight=False), lang)
         else:
             self.sink = text_sink(fmt or "jsonl", sys.stdout, schema)
+
+    def needs(self, item: ImageRef | ImageRecord) -> bool:
+        return self.everything
+
+    def write_records(self, records: list[ImageRecord]) -> list[ImageRecord]:
+        if not records:
+            return records
+        from .schema import to_record_batch
+
+        self.write(to_record_batch(records, self.schema))
+        return records
 
     def write(self, batch: pa.RecordBatch) -> None:
         self.sink.write(batch)
 
     def save(self) -> None:
         self.sink.close()
-
-    def finish(self) -> None:
-        self.sink.close()
-
-    def __enter__(self) -> StdoutTarget:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
 
 
 class TerminalTable:

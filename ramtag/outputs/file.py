@@ -1,4 +1,5 @@
-"""A resumable output file: results made durable in part files as they come, a journal commits them.
+"""The file a local run writes: results made durable in part files as they come, a journal commits
+them, and the complete file is renamed into place at the end.
 
 Beside ``tags.parquet`` a run keeps ``tags.parquet.parts/``:
 
@@ -6,8 +7,8 @@ Beside ``tags.parquet`` a run keeps ``tags.parquet.parts/``:
 - ``settings.json``: what the results depend on, checked when a run resumes;
 - ``000001.parquet``, ...: parts, in the output schema, each written under a temporary name,
   fsynced and renamed;
-- ``journal``: one line per part, appended and fsynced only once the part is on disk. A part
-  without a line is debris from a crash and is deleted; a line always names a complete part.
+- ``journal`` (``journal.Journal``): one entry per part, appended and fsynced only once the part is
+  on disk. A part without an entry is debris from a crash and is deleted.
 
 When the run ends, the previous output (for an incremental run) and the parts are streamed into a
 new version that atomically replaces ``--out``, so ``--out`` is at every moment absent, the previous
@@ -19,31 +20,22 @@ command continues: images already in a part or in the output are skipped, the re
 
 from __future__ import annotations
 
-import json
+import io
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..atomic import AtomicFile, replace_durably
 from ..errors import OutputError
-from .schema import read_metadata
-from ..atomic import replace_durably
-from .tabular import OutputFile, ParquetSink
+from .base import RowOutput
+from .formats import FORMATS, ParquetSink, Sink
+from .journal import Journal, hold_lock, read_settings, write_settings
+from .schema import differences, read_metadata, settings_of
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; a second run is not refused there
-    fcntl = None  # type: ignore[assignment]
-
-# What makes two runs' results comparable: any difference and the rows cannot share one file.
-RESULT_SETTINGS = (
-    "model_kind", "checkpoint_sha256", "vocabulary", "thresholds", "input_size", "precision", "top_k",
-    "draft_decode",
-)
 SAVE_EVERY = 1000
 SAVE_EVERY_S = 60.0
 _READ_BATCH_ROWS = 8192
@@ -53,57 +45,42 @@ def parts_dir(dest: Path) -> Path:
     return dest.with_name(dest.name + ".parts")
 
 
-def settings_of(schema: pa.Schema) -> dict[str, Any]:
-    """The settings an output's rows depend on: the result-changing metadata and the columns."""
-    metadata = read_metadata(schema) or {}
-    settings = {key: metadata.get(key) for key in RESULT_SETTINGS}
-    settings["columns"] = schema.names
-    return settings
+class OutputFile:
+    """A new version of ``dest`` written beside it and renamed onto it only when complete.
 
-
-def hold_lock(path: Path, dest: Path) -> int:
-    """Take the lock file ``path`` of the output ``dest`` for this run (a file descriptor to keep
-    open), or refuse in words when another run holds it. No lock where there is no ``fcntl``.
-
-    A run that finishes removes its lock file, so a lock taken on a file unlinked meanwhile would
-    protect nothing: the inode check makes that case a refusal too.
+    Until ``commit()``, ``dest`` is untouched: absent, or the previous complete version.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    if fcntl is None:
-        return fd
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        held = os.fstat(fd).st_ino == os.stat(path).st_ino  # not removed meanwhile
-    except (BlockingIOError, FileNotFoundError):
-        held = False
-    if not held:
-        os.close(fd)
-        raise OutputError(
-            f"another ramtag run is writing {dest} (it holds {path}); wait for it to finish or stop it first"
-        )
-    return fd
+
+    def __init__(self, dest: Path, fmt: str, schema: pa.Schema, *, tmp: Path | None = None) -> None:
+        self.dest = dest
+        self._pending = AtomicFile(dest, tmp=tmp)
+        self.tmp = self._pending.path
+        try:
+            self._file = open(self.tmp, "wb")
+        except OSError as exc:
+            raise OutputError(f"{dest}: cannot write here ({exc.strerror})") from None
+        chosen = FORMATS[fmt]
+        self._text = None if chosen.binary else io.TextIOWrapper(self._file, encoding="utf-8", newline="")
+        self.sink: Sink = chosen.writer(self._text or self._file, schema)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.sink.write(batch)
+
+    def commit(self) -> None:
+        self.sink.close()
+        (self._text or self._file).close()
+        try:
+            self._pending.commit()
+        except OSError as exc:
+            raise OutputError(f"{self.dest}: cannot replace it ({exc.strerror})") from None
+
+    def discard(self) -> None:
+        self.sink.abort()
+        (self._text or self._file).close()
+        self._pending.discard()
 
 
-def differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """Each differing setting in words: what the existing results used, what this run would use."""
-    return [
-        f"{key} ({_brief(found.get(key))} there, {_brief(wanted.get(key))} now)"
-        for key in (*RESULT_SETTINGS, "columns", "previous_output")
-        if found.get(key) != wanted.get(key)
-    ]
-
-
-def _brief(value: Any) -> str:
-    if isinstance(value, list) and len(value) > 8:
-        return f"{len(value)} values starting {', '.join(map(str, value[:3]))}"
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    if isinstance(value, str) and len(value) > 16:  # a sha256
-        return value[:12] + "…"
-    return str(value)
-
-
-class ResumableOutput:
+class ResumableOutput(RowOutput):
     """Where ``ramtag run --out`` writes; see the module docstring for the on-disk protocol.
 
     Without ``overwrite``, an existing complete output at ``dest`` is built upon (its images are
@@ -120,13 +97,14 @@ class ResumableOutput:
         save_every: int = SAVE_EVERY,
         save_every_s: float = SAVE_EVERY_S,
     ) -> None:
+        super().__init__(schema)
         self.dest = dest
         self.fmt = fmt
-        self.schema = schema
         self.overwrite = overwrite
         self.save_every = save_every
         self.save_every_s = save_every_s
         self.folder = parts_dir(dest)
+        self.journal = Journal(self.folder / "journal")
         self.parts: list[tuple[str, int]] = []  # committed (name, rows), in order
         self.done: set[str] = set()  # keys already in a part or in the previous output
         self.builds_on = False  # whether the rows of an existing --out are kept
@@ -136,7 +114,7 @@ class ResumableOutput:
         self._lock_fd: int | None = None
         try:
             self.folder.mkdir(exist_ok=True)
-            self._lock()
+            self._lock_fd = hold_lock(self.folder / "lock", self.dest)
         except OSError as exc:
             raise OutputError(f"{self.folder}: cannot create it ({exc.strerror})") from None
         try:
@@ -145,22 +123,26 @@ class ResumableOutput:
             self.close()
             raise
 
+    @property
+    def resumed(self) -> int:
+        return len(self.done)
+
+    def needs(self, item: object) -> bool:
+        return item.key not in self.done  # type: ignore[attr-defined]
+
     # -- opening ---------------------------------------------------------------------------------
 
-    def _lock(self) -> None:
-        self._lock_fd = hold_lock(self.folder / "lock", self.dest)
-
     def _recover(self) -> None:
-        journal = self._read_journal()
-        finishing = [entry for kind, entry in journal if kind == "finish"]
+        journal = self._complete(self.journal.read())
+        finishing = [entry["finish"] for entry in journal if "finish" in entry]
         if finishing and not (self.folder / finishing[-1]).exists():
             journal = []  # the last run's final rename happened: its parts are in --out already
         # Whether the rows of an existing --out belong to this run: part of what must match.
         self.builds_on = self.dest.exists() and not self.overwrite
         settings = {**settings_of(self.schema), "previous_output": self.builds_on}
-        parts = [entry.split(" ") for kind, entry in journal if kind == "part"]
+        parts = [(entry["part"], int(entry["rows"])) for entry in journal if "part" in entry]
         if parts:
-            changed = differences(self._read_json(self.folder / "settings.json"), settings)
+            changed = differences(read_settings(self.folder / "settings.json"), settings)
             if changed and not self.overwrite:
                 raise OutputError(
                     f"{self.folder} holds an unfinished run with other settings: {'; '.join(changed)}. "
@@ -168,35 +150,34 @@ class ResumableOutput:
                 )
             if changed:
                 parts = []
-        self.parts = [(name, int(rows)) for name, rows in parts]
+        self.parts = parts
         self._sweep()  # before anything new is written: debris, or the parts of a finished run
-        self._write_json(self.folder / "settings.json", settings)
-        self._rewrite_journal()
+        write_settings(self.folder / "settings.json", settings)
+        self.journal.rewrite([{"part": name, "rows": rows} for name, rows in self.parts])
         for name, _ in self.parts:
             self.done.update(pq.read_table(self.folder / name, columns=["path"]).column("path").to_pylist())
         if self.builds_on:
             self._adopt_previous()
 
-    def _read_journal(self) -> list[tuple[str, str]]:
-        """Complete, well-formed lines whose part exists; a torn last line (a crash) is dropped."""
-        path = self.folder / "journal"
-        if not path.exists():
-            return []
-        entries = []
-        for line in path.read_text(encoding="utf-8").split("\n")[:-1]:
-            kind, _, entry = line.partition(" ")
-            name, _, rows = entry.partition(" ")
-            if kind == "part" and rows.isdigit() and (self.folder / name).is_file():
-                entries.append((kind, entry))
-            elif kind == "finish" and entry:
-                entries.append((kind, entry))
-        return entries
+    def _complete(self, entries: list[dict]) -> list[dict]:
+        """The entries that still hold: a part whose file is there, a finish with its file name."""
+        kept = []
+        for entry in entries:
+            if "part" in entry and str(entry.get("rows", "")).isdigit() and self._is_part(entry["part"]):
+                kept.append(entry)
+            elif isinstance(entry.get("finish"), str) and entry["finish"]:
+                kept.append(entry)
+        return kept
+
+    def _is_part(self, name: object) -> bool:
+        return isinstance(name, str) and "/" not in name and (self.folder / name).is_file()
 
     def _adopt_previous(self) -> None:
         """An incremental run: keep the rows of the complete output already at ``dest``."""
         redo = "pass --overwrite to replace it"
-        if self.fmt != "parquet":
-            raise OutputError(f"{self.dest} already exists; {redo} (only Parquet outputs can be added to)")
+        if not FORMATS[self.fmt].can_continue:
+            addable = ", ".join(name for name, f in FORMATS.items() if f.can_continue)
+            raise OutputError(f"{self.dest} already exists; {redo} (only {addable} outputs can be added to)")
         try:
             previous = pq.ParquetFile(self.dest)
         except (OSError, pa.ArrowException):
@@ -241,7 +222,7 @@ class ResumableOutput:
                 sink.write(batch)
             sink.close()
             replace_durably(tmp, self.folder / name)
-            self._append_journal(f"part {name} {self._pending_rows}")
+            self.journal.append({"part": name, "rows": self._pending_rows})
         except OSError as exc:
             raise OutputError(f"{self.folder}: cannot save results ({exc.strerror or exc})") from None
         self.parts.append((name, self._pending_rows))
@@ -256,11 +237,11 @@ class ResumableOutput:
         self.save()
         if self.builds_on and not self.parts:
             return  # nothing new: the output already is complete
-        # The file exists before the journal says "finish": so, after a crash, a "finish" line
+        # The file exists before the journal says "finish": so, after a crash, a "finish" entry
         # whose file is gone means the rename below happened.
         output = OutputFile(self.dest, self.fmt, self.schema, tmp=self.folder / "final.tmp")
         try:
-            self._append_journal(f"finish {output.tmp.name}")
+            self.journal.append({"finish": output.tmp.name})
             if self.builds_on:
                 self._copy(self.dest, output)
             for name, _ in self.parts:
@@ -279,32 +260,6 @@ class ResumableOutput:
         for batch in pq.ParquetFile(source).iter_batches(batch_size=_READ_BATCH_ROWS):
             output.write(batch)
 
-    # -- small durable files ---------------------------------------------------------------------
-
-    def _append_journal(self, line: str) -> None:
-        with open(self.folder / "journal", "a", encoding="utf-8") as journal:
-            journal.write(line + "\n")
-            journal.flush()
-            os.fsync(journal.fileno())
-
-    def _rewrite_journal(self) -> None:
-        tmp = self.folder / "journal.tmp"
-        tmp.write_text("".join(f"part {name} {rows}\n" for name, rows in self.parts), encoding="utf-8")
-        replace_durably(tmp, self.folder / "journal")
-
-    @staticmethod
-    def _read_json(path: Path) -> dict[str, Any]:
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-
-    @staticmethod
-    def _write_json(path: Path, value: dict[str, Any]) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
-        replace_durably(tmp, path)
-
     def close(self) -> None:
         """Release the lock. The folder goes unless it holds saved parts (what a rerun resumes)."""
         if self._lock_fd is None:
@@ -313,9 +268,3 @@ class ResumableOutput:
             shutil.rmtree(self.folder, ignore_errors=True)
         os.close(self._lock_fd)
         self._lock_fd = None
-
-    def __enter__(self) -> ResumableOutput:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -1,48 +1,36 @@
-"""Writers for the shared schema: Parquet, CSV and JSON Lines, and the atomic output file.
+"""The output formats, in one table, and their writers: Parquet, CSV and JSON Lines.
 
-Every writer takes Arrow record batches as they come and keeps at most one row group in memory.
-CSV and JSON Lines carry the same columns as Parquet: in CSV, lists are joined with ``|`` (no
-tag contains one) and quoting is the ``csv`` module's, so any path survives a round trip; floats
-are written as the shortest text that reads back to the same float32.
+Every writer takes Arrow record batches of the shared schema as they come and keeps at most one row
+group in memory. CSV and JSON Lines carry the same columns as Parquet: in CSV, lists are joined with
+``|`` (no tag contains one) and quoting is the ``csv`` module's, so any path survives a round trip;
+floats are written as the shortest text that reads back to the same float32.
+
+``FORMATS`` is the one list: the command line's choices, the extensions ``--out`` is recognised by,
+which formats can be written to a stream and which can be added to by a later run all come from it.
+A new format is a writer class and one row of the table.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TextIO
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..atomic import AtomicFile
-from ..errors import OutputError, UsageError
+from ..errors import UsageError
 
-FORMATS = ("parquet", "csv", "jsonl")
-_EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+if TYPE_CHECKING:  # pyarrow is imported by the writers that need it, not by the table
+    import pyarrow as pa
+
 LIST_SEPARATOR = "|"
 # A row group is flushed at this many bytes of buffered data (or ROW_GROUP_ROWS rows), which
 # bounds memory however many images a run has; all_scores rows are large, plain rows small.
 ROW_GROUP_BYTES = 32 * 1024 * 1024
 ROW_GROUP_ROWS = 50_000
-
-
-def format_for(path: Path, explicit: str | None = None) -> str:
-    """The output format: ``explicit`` when given, else from the file's extension."""
-    if explicit is not None:
-        if explicit not in FORMATS:
-            raise UsageError(f"unknown format {explicit!r}; use one of {', '.join(FORMATS)}")
-        return explicit
-    found = _EXTENSIONS.get(path.suffix.lower())
-    if found is None:
-        raise UsageError(
-            f"{path}: cannot tell the format from the extension; "
-            "name it .parquet, .csv or .jsonl, or pass --format"
-        )
-    return found
 
 
 class Sink(Protocol):
@@ -58,6 +46,8 @@ class ParquetSink:
     """Parquet in bounded row groups, written as batches arrive."""
 
     def __init__(self, where: str | Path | BinaryIO, schema: pa.Schema) -> None:
+        import pyarrow.parquet as pq
+
         self.schema = schema
         self._writer = pq.ParquetWriter(where, schema, compression="zstd")
         self._pending: list[pa.RecordBatch] = []
@@ -73,6 +63,8 @@ class ParquetSink:
 
     def _flush(self) -> None:
         if self._pending:
+            import pyarrow as pa
+
             table = pa.Table.from_batches(self._pending, schema=self.schema)
             self._writer.write_table(table, row_group_size=max(self._rows, 1))
         self._pending, self._rows, self._bytes = [], 0, 0
@@ -82,6 +74,8 @@ class ParquetSink:
         self._writer.close()
 
     def abort(self) -> None:
+        import pyarrow as pa
+
         self._pending = []
         try:
             self._writer.close()
@@ -145,47 +139,41 @@ class JsonLinesSink:
         pass
 
 
+@dataclass(frozen=True)
+class Format:
+    """One output format: how files of it are named, written, and whether a re-run can add to one."""
+
+    name: str
+    extensions: tuple[str, ...]
+    writer: Callable[[Any, pa.Schema], Sink]  # (binary stream or path for Parquet, text stream else, schema)
+    binary: bool
+    can_continue: bool  # readable back by ramtag, so a re-run adds to an existing file
+
+
+FORMATS: dict[str, Format] = {
+    "parquet": Format("parquet", (".parquet", ".pq"), ParquetSink, binary=True, can_continue=True),
+    "csv": Format("csv", (".csv",), CsvSink, binary=False, can_continue=False),
+    "jsonl": Format("jsonl", (".jsonl", ".ndjson"), JsonLinesSink, binary=False, can_continue=False),
+}
+
+
+def format_for(path: Path, explicit: str | None = None) -> str:
+    """The output format: ``explicit`` when given, else from the file's extension."""
+    if explicit is not None:
+        if explicit not in FORMATS:
+            raise UsageError(f"unknown format {explicit!r}; use one of {', '.join(FORMATS)}")
+        return explicit
+    suffix = path.suffix.lower()
+    found = next((f.name for f in FORMATS.values() if suffix in f.extensions), None)
+    if found is None:
+        names = ", ".join(f.extensions[0] for f in FORMATS.values())
+        raise UsageError(f"{path}: cannot tell the format from the extension; name it {names}, or pass --format")
+    return found
+
+
 def text_sink(fmt: str, stream: TextIO, schema: pa.Schema) -> Sink:
-    if fmt == "csv":
-        return CsvSink(stream, schema)
-    if fmt == "jsonl":
-        return JsonLinesSink(stream, schema)
-    raise UsageError(f"{fmt} cannot be written to a text stream; give --out FILE")
-
-
-class OutputFile:
-    """A new version of ``dest`` written beside it and renamed onto it only when complete.
-
-    Until ``commit()``, ``dest`` is untouched: absent, or the previous complete version.
-    """
-
-    def __init__(self, dest: Path, fmt: str, schema: pa.Schema, *, tmp: Path | None = None) -> None:
-        self.dest = dest
-        self._pending = AtomicFile(dest, tmp=tmp, keep_mode=False)
-        self.tmp = self._pending.path
-        try:
-            self._file = open(self.tmp, "wb")
-        except OSError as exc:
-            raise OutputError(f"{dest}: cannot write here ({exc.strerror})") from None
-        if fmt == "parquet":
-            self._text = None
-            self.sink: Sink = ParquetSink(self._file, schema)
-        else:
-            self._text = io.TextIOWrapper(self._file, encoding="utf-8", newline="")
-            self.sink = text_sink(fmt, self._text, schema)
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self.sink.write(batch)
-
-    def commit(self) -> None:
-        self.sink.close()
-        (self._text or self._file).close()
-        try:
-            self._pending.commit()
-        except OSError as exc:
-            raise OutputError(f"{self.dest}: cannot replace it ({exc.strerror})") from None
-
-    def discard(self) -> None:
-        self.sink.abort()
-        (self._text or self._file).close()
-        self._pending.discard()
+    """A writer of ``fmt`` onto a text stream (stdout); Parquet needs a file."""
+    chosen = FORMATS.get(fmt)
+    if chosen is None or chosen.binary:
+        raise UsageError(f"{fmt} cannot be written to a text stream; give --out FILE")
+    return chosen.writer(stream, schema)

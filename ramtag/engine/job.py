@@ -1,0 +1,221 @@
+"""A tagging job: every setting of a run, checked, as one frozen value that travels as JSON.
+
+The command line parses its options into a ``Job``; the local engine runs it, the Ray engine ships it
+to its actors as JSON, and ``eval --images`` and ``bench`` build theirs. ``check`` makes every test
+that needs neither torch nor the weights (names, paths, combinations), so a typo costs milliseconds
+instead of a model load, and the same kind of mistake always gets the same exit code.
+
+``ResultOptions`` is what, beside the model and its vocabulary, changes the rows a run writes, and
+``RESULT_SETTINGS`` lists every setting rows depend on: each output records them, and a run that
+continues an output must share them. A new option that changes results is one more field of
+``ResultOptions``; it is then recorded and compared without anything else to remember.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .. import precision as precisions
+from ..devices import check_device
+from ..errors import UsageError
+from ..inputs.refs import MAX_PIXELS
+from ..model.config import MODEL_KINDS
+from ..model.labels import LANGS, VOCAB_MODES
+
+ENGINES = ("local", "ray")
+NAMINGS = ("auto", "ext", "replace")  # XMP sidecar names: IMG_1.CR2.xmp (ext), IMG_1.xmp (replace)
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """What to tag: paths, folders, tar shards, URLs and patterns, a list file, and filters."""
+
+    paths: tuple[str, ...] = ()
+    files_from: str | None = None  # a file with one path per line; "-": stdin
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    hidden: bool = False
+    max_pixels: int | None = MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model, vocabulary, device and precision (the keyword arguments of ``load_tagger``)."""
+
+    kind: str | None = None  # ram_plus or ram; None: the checkpoint's kind (RAM++ without one)
+    checkpoint: str | None = None  # None: the released weights, downloaded at first use
+    tag_list: str | None = None
+    tag_list_zh: str | None = None
+    thresholds: str | None = None
+    threshold: float | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    tags: str | None = None  # open-set tags (descriptions file, embeddings, names)
+    vocab: str = "open"  # open-set tags alone, or after the built-in ones ("both")
+    text_encoder: str | None = None
+
+
+@dataclass(frozen=True)
+class ResultOptions:
+    """Options that change the rows themselves: every field is a result-changing setting."""
+
+    top_k: int | None = None
+    draft_decode: bool = False  # JPEGs decoded at reduced scale: slightly different pixels
+
+
+# Settings rows depend on that come from the loaded model (``Tagger.metadata``), then the job's own.
+MODEL_SETTINGS = ("model_kind", "checkpoint_sha256", "vocabulary", "thresholds", "input_size", "precision")
+RESULT_SETTINGS: tuple[str, ...] = (*MODEL_SETTINGS, *(f.name for f in fields(ResultOptions)))
+RESULT_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ResultOptions)}
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where rows go: a file (or stdout without one), XMP sidecars, and which columns."""
+
+    out: str | None = None  # None: stdout (a table on a terminal, JSON Lines otherwise)
+    format: str | None = None  # None: from the extension of ``out``
+    overwrite: bool = False
+    save_every: int = 1000
+    lang: str = "en"  # zh, both: a tags_zh column (and Chinese keywords in sidecars)
+    all_scores: bool = False
+    xmp: bool = False
+    xmp_naming: str = "auto"
+    xmp_parent: str = "ramtag"
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where the work runs: this machine, or a Ray cluster and the shape of its actors."""
+
+    engine: str = "local"
+    address: str | None = None
+    num_gpus_per_worker: float | None = None
+    concurrency: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    inputs: InputOptions = field(default_factory=InputOptions)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    results: ResultOptions = field(default_factory=ResultOptions)
+    outputs: OutputOptions = field(default_factory=OutputOptions)
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
+    batch_size: int | None = None  # None: the device's default
+    workers: int | None = None  # decoding processes; None: the device's default
+
+    def check(self) -> None:
+        """Every mistake that can be found without torch or the weights, as a ``UsageError``."""
+        _check_inputs(self.inputs)
+        _check_model(self.model)
+        _check_outputs(self, self.outputs)
+        _check_cluster(self)
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError("--workers cannot be negative")
+
+    def replace(self, **parts: Any) -> Job:
+        return replace(self, **parts)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        data = json.loads(text)
+        inputs = data["inputs"]
+        for name in ("paths", "include", "exclude"):
+            inputs[name] = tuple(inputs[name])
+        return cls(
+            inputs=InputOptions(**inputs), model=ModelOptions(**data["model"]),
+            results=ResultOptions(**data["results"]), outputs=OutputOptions(**data["outputs"]),
+            cluster=ClusterOptions(**data["cluster"]), batch_size=data["batch_size"], workers=data["workers"],
+        )
+
+
+def _check_inputs(inputs: InputOptions) -> None:
+    if not inputs.paths and inputs.files_from is None:
+        raise UsageError("give folders or image files to tag, or --files-from LIST")
+    if inputs.max_pixels is not None and inputs.max_pixels < 1:
+        raise UsageError("--max-pixels must be at least 1")
+
+
+def _check_model(model: ModelOptions) -> None:
+    if model.kind is not None and model.kind not in MODEL_KINDS:
+        raise UsageError(f"unknown model {model.kind!r}; use one of {', '.join(MODEL_KINDS)}")
+    device = check_device(model.device)
+    chosen = precisions.check(model.precision)
+    if chosen != "auto" and device != "auto":
+        precisions.resolve(chosen, device.split(":")[0])  # int8 on a GPU is refused now
+    for option, value in (("--checkpoint", model.checkpoint), ("--tag-list", model.tag_list),
+                          ("--tag-list-zh", model.tag_list_zh), ("--thresholds", model.thresholds)):
+        if value is not None and not os.path.isfile(value):
+            what = "a folder, not a file" if os.path.isdir(value) else "not found"
+            raise UsageError(f"{option} {value}: {what}; check the path")
+    if model.threshold is not None and not 0.0 <= model.threshold <= 1.0:
+        raise UsageError(f"--threshold {model.threshold}: give a number from 0 to 1")
+    if model.vocab not in VOCAB_MODES:
+        raise UsageError(f"--vocab must be one of {', '.join(VOCAB_MODES)}, not {model.vocab!r}")
+    if model.tags is None and (model.vocab != "open" or model.text_encoder is not None):
+        raise UsageError("--vocab and --text-encoder go with --tags (open-set tags)")
+
+
+def _check_outputs(job: Job, outputs: OutputOptions) -> None:
+    from ..outputs.formats import FORMATS, format_for
+
+    if outputs.lang not in LANGS:
+        raise UsageError(f"--lang must be one of {', '.join(LANGS)}, not {outputs.lang!r}")
+    if outputs.save_every < 1:
+        raise UsageError("--save-every must be at least 1")
+    if outputs.format is not None and outputs.format not in FORMATS:
+        raise UsageError(f"unknown format {outputs.format!r}; use one of {', '.join(FORMATS)}")
+    model = job.model
+    if outputs.lang != "en" and (
+        (model.tag_list is not None and model.tag_list_zh is None) or (model.tags is not None and model.vocab == "open")
+    ):
+        raise UsageError(f"--lang {outputs.lang} needs Chinese tag names: pass --tag-list-zh")
+    if job.cluster.engine != "local":
+        return  # the Ray engine writes a folder: its own checks
+    if outputs.out is not None:
+        out = Path(outputs.out)
+        if out.is_dir():
+            raise UsageError(f"{out} is a folder: the local engine writes one file (--engine ray writes a folder)")
+        format_for(out, outputs.format)
+    elif outputs.format == "parquet":
+        raise UsageError("Parquet needs a file: add --out FILE.parquet")
+    if outputs.xmp:
+        if outputs.xmp_naming not in NAMINGS:
+            raise UsageError(f"--xmp-naming must be one of {', '.join(NAMINGS)}, not {outputs.xmp_naming!r}")
+        parent = outputs.xmp_parent
+        if parent.strip(" |") != parent or "||" in parent:
+            raise UsageError(f"--xmp-parent {parent!r}: no leading, trailing or doubled '|' (nor spaces at the ends)")
+        from ..inputs import is_plain_input
+        from ..inputs.fs import is_url
+
+        if any(is_url(path) or (os.path.exists(path) and not is_plain_input(path)) for path in job.inputs.paths):
+            raise UsageError("--xmp writes sidecars beside image files; tar shards and URLs have none")
+
+
+def _check_cluster(job: Job) -> None:
+    cluster = job.cluster
+    if cluster.engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {cluster.engine!r}")
+    if cluster.engine == "local":
+        given = [name for name, value in (("--address", cluster.address),
+                                          ("--num-gpus-per-worker", cluster.num_gpus_per_worker),
+                                          ("--concurrency", cluster.concurrency)) if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} go with --engine ray")
+        return
+    if job.outputs.xmp or job.model.tags is not None:
+        flag = "--xmp" if job.outputs.xmp else "--tags"
+        raise UsageError(f"{flag} is not available with --engine ray yet; use the local engine")
+    if job.outputs.out is None:
+        raise UsageError("--engine ray writes a folder of Parquet parts: add --out FOLDER")
+    if job.outputs.format not in (None, "parquet"):
+        raise UsageError(f"--engine ray writes Parquet only, not {job.outputs.format}")

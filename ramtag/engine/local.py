@@ -1,0 +1,169 @@
+"""The local engine: a ``Job`` run on this machine, from the checks to the finished outputs.
+
+``run_job`` is the whole of ``ramtag run`` without a terminal: check the job (no torch yet), find the
+inputs, load the model, open the outputs, run the loop (``runner.run``), and return what happened.
+What a person should see is passed to ``RunEvents``, whose methods do nothing here; the command
+line renders them. ``ctrl_c_stops`` turns the first Ctrl-C into a stop after the batch in hand.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+from .job import Job, ModelOptions
+from .runner import RunResult, run
+
+if TYPE_CHECKING:
+    from ..inputs import ImageRef
+    from ..outputs.base import Tee
+    from ..pipeline import ImageRecord
+    from ..tagger import Tagger
+
+
+class RunEvents:
+    """What a run reports while it goes; override what you want to show."""
+
+    wants_total = False  # whether to count the images beside the run (a second walk of the inputs)
+
+    def warning(self, path: Path, why: str) -> None:
+        """Discovery skipped something (an unreadable folder, a broken link, a duplicate)."""
+
+    def loaded(self, tagger: Tagger) -> None:
+        """The model is ready; tagging starts."""
+
+    def opened(self, output: Tee) -> None:
+        """The outputs are open (``output.resumed``: images already there)."""
+
+    def batch(self, records: list[ImageRecord]) -> None:
+        """One batch is tagged and written."""
+
+    def total(self, count: int) -> None:
+        """The number of images this run will tag, once a walk beside it has counted them."""
+
+
+@dataclass
+class LocalRun:
+    result: RunResult
+    output: Tee
+    tagger: Tagger
+
+
+def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event | None = None) -> LocalRun:
+    """Run ``job`` here. Mistakes in it fail before anything heavy is imported or loaded."""
+    from ..devices import default_batch_size
+    from ..inputs import discover
+    from ..outputs.schema import schema_for
+    from ..outputs.targets import open_outputs
+
+    job.check()
+    if job.cluster.engine != "local":
+        raise UsageError("run_job runs the local engine; --engine ray goes through ramtag.engine.ray_engine")
+    events = events or RunEvents()
+    found = job.inputs
+    refs = discover(  # checks that the inputs exist, before the model loads
+        input_paths(found.paths), files_from=found.files_from, include=found.include, exclude=found.exclude,
+        hidden=found.hidden, max_pixels=found.max_pixels, on_error=events.warning,
+    )
+    tagger = tagger_for(job.model)
+    if job.outputs.lang != "en" and tagger.vocabulary.tags_zh is None:
+        raise UsageError(f"--lang {job.outputs.lang} needs Chinese tag names: pass --tag-list-zh")
+    events.loaded(tagger)
+    schema = schema_for(tagger, job.outputs.lang, job.outputs.all_scores, job.results)
+    with open_outputs(job.outputs, schema) as output:
+        events.opened(output)
+        counting = _counter(job, output, events)
+
+        def batch(number: int, records: list[ImageRecord]) -> None:
+            events.batch(records)
+            if number == 1 and counting is not None:  # only once the decoding workers are forked
+                counting.start()
+
+        result = run(
+            refs, tagger, output, batch_size=job.batch_size or default_batch_size(tagger.device),
+            workers=job.workers, top_k=job.results.top_k, max_pixels=found.max_pixels,
+            draft_decode=job.results.draft_decode, stop=stop, on_batch=batch,
+        )
+    return LocalRun(result, output, tagger)
+
+
+def tagger_for(model: ModelOptions) -> Tagger:
+    """The model, vocabulary, device and precision a job names, open-set tags included."""
+    from ..tagger import load_tagger
+
+    tagger = load_tagger(
+        model.checkpoint, model=model.kind, tag_list=model.tag_list, tag_list_zh=model.tag_list_zh,
+        thresholds=model.thresholds, threshold=model.threshold, device=model.device, precision=model.precision,
+    )
+    if model.tags is None:
+        return tagger
+    from ..openset import tagger_with_descriptions
+
+    return tagger_with_descriptions(
+        tagger, model.tags, vocab=model.vocab, text_encoder=model.text_encoder, threshold=model.threshold
+    )
+
+
+def input_paths(paths: tuple[str, ...]) -> list[str | Path]:
+    """A URL stays a string; a path is a Path, so its key is spelled as before (a/./b.jpg → a/b.jpg)."""
+    from ..inputs.fs import is_url
+
+    return [path if is_url(path) else Path(path) for path in paths]
+
+
+class _Uncountable(Exception):
+    """A tar shard or URL among listed files: counting would read it all, so there is no total."""
+
+
+def _counter(job: Job, output: Tee, events: RunEvents) -> threading.Thread | None:
+    """A walk beside the run that counts what it will tag, for a progress total; only where the
+    inputs are cheap to walk again (local folders and files, not stdin, tar shards or URLs)."""
+    from ..inputs import discover_items, is_plain_input, select
+
+    found = job.inputs
+    if not events.wants_total or found.files_from == "-" or not all(is_plain_input(path) for path in found.paths):
+        return None
+
+    def plain() -> Iterator[ImageRef]:
+        from ..inputs import ImageRef
+
+        for item in discover_items(input_paths(found.paths), files_from=found.files_from, hidden=found.hidden):
+            if not isinstance(item, ImageRef) or item.source is not None:
+                raise _Uncountable
+            yield item
+
+    def count() -> None:
+        try:
+            events.total(sum(1 for ref in select(plain(), found.include, found.exclude) if output.counts(ref)))
+        except (_Uncountable, OSError, UsageError):
+            pass
+
+    return threading.Thread(target=count, name="ramtag-count", daemon=True)
+
+
+@contextmanager
+def ctrl_c_stops(stop: threading.Event, on_first: Callable[[], None] | None = None) -> Iterator[threading.Event]:
+    """The first Ctrl-C sets ``stop`` (the batch in hand is finished and saved); a second one
+    raises ``KeyboardInterrupt`` at once. Only in the main thread, where signals arrive."""
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handle(_signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        if on_first is not None:
+            on_first()
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,116 @@
+"""The bookkeeping of a resumable output: its journal, its lock and its settings file.
+
+Both resumable outputs (the local run's file, ``file.py``; the Ray dataset folder, ``dataset.py``)
+keep the same three files beside their results:
+
+- ``journal``: JSON lines, each appended and fsynced before the step it records is relied on. A
+  crash can tear only the last line, which has no newline yet; reading drops it. So a line always
+  names a step that completed (a part renamed into place, a final file written).
+- ``lock``: held (``flock``) by the run writing there, so a second run on the same output refuses.
+- ``settings.json``: the result-changing settings the entries were made with, which a re-run must
+  share (``schema.differences``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_atomically
+from ..errors import OutputError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a second run is not refused there
+    fcntl = None  # type: ignore[assignment]
+
+Entry = dict[str, Any]
+
+
+class Journal:
+    """An append-only list of JSON entries that survives ``kill -9`` at any instant."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> list[Entry]:
+        """Every complete entry, in order; a torn last line and lines that are not entries are dropped.
+
+        Journals of earlier ramtag versions hold ``part NAME ROWS`` and ``finish NAME`` lines,
+        read as ``{"part": NAME, "rows": ROWS}`` and ``{"finish": NAME}``, so their runs resume.
+        """
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in text.split("\n")[:-1]:  # the piece after the last newline is torn (or empty)
+            entry = _entry(line)
+            if entry is not None:
+                entries.append(entry)
+        return entries
+
+    def append(self, entry: Entry) -> None:
+        """Add ``entry``; once this returns, it is on disk."""
+        with open(self.path, "a", encoding="utf-8") as journal:
+            journal.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            journal.flush()
+            os.fsync(journal.fileno())
+
+    def rewrite(self, entries: list[Entry]) -> None:
+        """Replace the journal with ``entries`` in one step (dropping what a restart made moot)."""
+        write_atomically(self.path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+
+
+def _entry(line: str) -> Entry | None:
+    if line.startswith("{"):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return None
+        return entry if isinstance(entry, dict) else None
+    kind, _, rest = line.partition(" ")  # the format before 0.2
+    name, _, rows = rest.partition(" ")
+    if kind == "part" and name and rows.isdigit():
+        return {"part": name, "rows": int(rows)}
+    if kind == "finish" and rest:
+        return {"finish": rest}
+    return None
+
+
+def hold_lock(path: Path, dest: Path) -> int:
+    """Take the lock file ``path`` of the output ``dest`` for this run (a file descriptor to keep
+    open), or refuse in words when another run holds it. No lock where there is no ``fcntl``.
+
+    A run that finishes removes its lock file, so a lock taken on a file unlinked meanwhile would
+    protect nothing: the inode check makes that case a refusal too.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held = os.fstat(fd).st_ino == os.stat(path).st_ino  # not removed meanwhile
+    except (BlockingIOError, FileNotFoundError):
+        held = False
+    if not held:
+        os.close(fd)
+        raise OutputError(
+            f"another ramtag run is writing {dest} (it holds {path}); wait for it to finish or stop it first"
+        )
+    return fd
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    """The settings file, or ``{}`` when it is missing or unreadable (which then matches nothing)."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def write_settings(path: Path, settings: dict[str, Any]) -> None:
+    write_atomically(path, json.dumps(settings, ensure_ascii=False))

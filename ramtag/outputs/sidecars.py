@@ -1,0 +1,227 @@
+"""XMP sidecars as an output: where each image's sidecar is, what a run writes there, and clean-up.
+
+``xmp`` edits a sidecar's bytes; this module decides which file that is (``IMG_1.CR2.xmp`` or
+``IMG_1.xmp``), whether it already holds this run's tags (a re-run skips the image), writes it
+atomically, and takes ramtag's entries out again (``ramtag xmp clean``). ``SidecarWriter`` is the
+``Output`` a run hands its records to: a sidecar that cannot be written makes its image an error row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import atomic
+from ..engine.job import NAMINGS, RESULT_SETTINGS
+from ..errors import UsageError
+from .xmp import MAX_SIDECAR_BYTES, SidecarError, _descriptions, _read_state, _utc_now, merge
+
+if TYPE_CHECKING:
+    from ..inputs import ImageRef
+    from ..pipeline import ImageRecord
+    from ..tagger import TagResult
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What every sidecar of one run records beside its tags; ``settings`` decides what is current."""
+
+    model: str
+    checkpoint_sha256: str
+    thresholds: str
+    settings: str
+    parent: str = "ramtag"
+    lang: str = "en"
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any], *, parent: str, lang: str) -> Provenance:
+        """From ``Tagger.metadata()`` plus ``top_k``: what the keywords depend on, hashed."""
+        chosen = {key: metadata.get(key) for key in (*RESULT_SETTINGS, "open_set")}
+        chosen["xmp"] = {"parent": parent, "lang": lang}
+        values = metadata.get("thresholds") or []
+        same = len(set(values)) == 1
+        return cls(
+            model=str(metadata.get("model_kind") or ""),
+            checkpoint_sha256=str(metadata.get("checkpoint_sha256") or ""),
+            thresholds=f"{values[0]:g}" if same else f"per tag, sha256 {_sha256(values)[:16]}",
+            settings=_sha256(chosen),
+            parent=parent,
+            lang=lang,
+        )
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def sidecar_path(image: Path, naming: str = "auto") -> Path:
+    """``ext``: IMG_0001.CR2.xmp (darktable, digiKam, Immich); ``replace``: IMG_0001.xmp (Lightroom).
+
+    ``auto``: whichever exists, ``ext`` if both, else ``ext``. An existing ``.XMP`` spelling is
+    used rather than a second sidecar made beside it.
+    """
+    if naming not in NAMINGS:
+        raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
+    forms = {"ext": image.with_name(image.name + ".xmp"), "replace": image.with_suffix(".xmp")}
+    order = ["ext", "replace"] if naming == "auto" else [naming]
+    for form in order:
+        for candidate in (forms[form], forms[form].with_suffix(".XMP")):
+            if candidate.is_file():
+                return candidate
+    return forms[order[0]]
+
+
+def read_sidecar(path: Path) -> bytes | None:
+    """The sidecar's bytes, or None when there is none yet."""
+    try:
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            raise SidecarError(f"larger than {MAX_SIDECAR_BYTES >> 20} MiB; not a sidecar ramtag edits")
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SidecarError(f"cannot read it ({exc.strerror or exc})") from None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old sidecar or the new one; an existing one keeps its permissions."""
+    try:
+        atomic.write_atomically(path, data)
+    except OSError as exc:
+        raise SidecarError(f"cannot write it ({exc.strerror or exc})") from None
+
+
+class SidecarWriter:
+    """One run's results into each image's sidecar: the ``Output`` of ``ramtag run --xmp``.
+
+    An image needs tagging when its sidecar does not hold ramtag's tags from these settings yet.
+    """
+
+    dest = None  # the sidecars are beside the images: no one place to name in a summary
+    resumed = 0
+
+    def __init__(
+        self, provenance: Provenance, *, naming: str = "auto", now: Callable[[], str] = _utc_now
+    ) -> None:
+        if naming not in NAMINGS:
+            raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
+        self.provenance = provenance
+        self.naming = naming
+        self.now = now
+        self.started = time.time()
+        self.written = 0
+
+    @classmethod
+    def for_run(cls, metadata: dict[str, Any], *, parent: str, lang: str, naming: str) -> SidecarWriter:
+        """The sidecar output of a run whose rows carry ``metadata`` (the output schema's)."""
+        return cls(Provenance.from_metadata(metadata, parent=parent, lang=lang), naming=naming)
+
+    def path_for(self, image: Path) -> Path:
+        return sidecar_path(image, self.naming)
+
+    def is_current(self, image: Path) -> bool:
+        """Whether the sidecar holds ramtag's entries from these settings already (a rerun skips it)."""
+        try:
+            data = read_sidecar(self.path_for(image))
+            state = _read_state(_descriptions(data)[1])[0] if data is not None else None
+        except SidecarError:
+            return False  # tagged again, and the error reported then
+        return state is not None and state["Settings"] == self.provenance.settings
+
+    def needs(self, ref: ImageRef) -> bool:
+        if ref.source is not None:  # a tar member or a URL has nowhere to put a sidecar
+            raise UsageError(f"{ref.key}: --xmp writes sidecars beside image files; tar shards and URLs have none")
+        return not self.is_current(ref.path)
+
+    def counts(self, ref: ImageRef) -> bool:
+        """For a total counted beside the run: still to do, or written by this run already."""
+        if self.needs(ref):
+            return True
+        try:
+            return self.path_for(ref.path).stat().st_mtime >= self.started
+        except OSError:
+            return False
+
+    def update(self, image: Path, result: TagResult) -> Path:
+        """Merge ``result`` into the image's sidecar; the image itself is never opened."""
+        path = self.path_for(image)
+        if path.resolve() == image.resolve():
+            raise SidecarError("the sidecar would be the image itself")
+        data = read_sidecar(path)
+        merged = merge(data, self.provenance, result, now=self.now)
+        if merged is not None and merged is not data:
+            write_atomically(path, merged)
+        return path
+
+    def write(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
+        """Each tagged record's sidecar; one that cannot be written makes its record an error."""
+        out = []
+        for record in records:
+            if record.result is not None and record.path is not None:
+                try:
+                    self.update(record.path, record.result)
+                    self.written += 1
+                except SidecarError as exc:
+                    error = f"sidecar {self.path_for(record.path).name}: {exc}"
+                    record = replace(record, result=None, width=None, height=None, error=error)
+            out.append(record)
+        return out
+
+    write_records = write
+
+    def save(self) -> None:
+        pass  # each sidecar is complete once written
+
+    def finish(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> SidecarWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def clean(path: Path, *, dry_run: bool = False) -> str:
+    """Take ramtag's entries out of one sidecar: ``"cleaned"``, ``"removed"`` (nothing else was in
+    it, so the file goes) or ``"untouched"`` (nothing of ramtag's in it)."""
+    data = read_sidecar(path)
+    if data is None:
+        raise SidecarError("not found")
+    merged = merge(data, None)
+    if merged is data:
+        return "untouched"
+    if not dry_run and merged is None:
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise SidecarError(f"cannot remove it ({exc.strerror or exc})") from None
+    elif not dry_run:
+        write_atomically(path, merged)
+    return "removed" if merged is None else "cleaned"
+
+
+def find_sidecars(paths: Iterable[Path], *, hidden: bool = False) -> Iterator[Path]:
+    """``.xmp`` files under folders (sorted, recursively) and those named directly."""
+    for root in paths:
+        if not root.is_dir():
+            yield root
+            continue
+        for folder, subfolders, files in os.walk(root):
+            subfolders[:] = sorted(d for d in subfolders if hidden or not d.startswith("."))
+            for name in sorted(files):
+                if name.lower().endswith(".xmp") and (hidden or not name.startswith(".")):
+                    yield Path(folder) / name

@@ -1,0 +1,49 @@
+"""The outputs a run writes to, from its options: the one place a new output kind is added.
+
+``--out FILE`` is a resumable file; without it rows go to stdout; ``--xmp`` adds sidecars (alone, the
+sidecars are the output and stdout stays quiet unless ``--format`` asks for rows there too).
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .base import Output, Tee
+from .file import ResumableOutput
+from .formats import format_for
+from .schema import read_metadata
+from .sidecars import SidecarWriter
+from .stdout import StdoutOutput
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ..engine.job import OutputOptions
+
+
+def open_outputs(options: OutputOptions, schema: pa.Schema) -> Tee:
+    """Every output ``options`` names, opened (locks taken, earlier results read), as one ``Tee``.
+
+    Sidecars come first, so a sidecar that cannot be written is an error row in the file.
+    """
+    parts: list[Output] = []
+    with ExitStack() as opened:  # if one cannot be opened, those opened before it are closed
+        if options.xmp:
+            metadata = read_metadata(schema) or {}
+            sidecars = SidecarWriter.for_run(
+                metadata, parent=options.xmp_parent, lang=options.lang, naming=options.xmp_naming
+            )
+            parts.append(opened.enter_context(sidecars))
+        if options.out is not None:
+            out = Path(options.out)
+            file = ResumableOutput(
+                out, format_for(out, options.format), schema,
+                overwrite=options.overwrite, save_every=options.save_every,
+            )
+            parts.append(opened.enter_context(file))
+        elif not options.xmp or options.format is not None:
+            parts.append(StdoutOutput(options.format, schema, options.lang, everything=not options.xmp))
+        opened.pop_all()
+    return Tee(parts)

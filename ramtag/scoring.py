@@ -1,0 +1,173 @@
+"""``eval --images``: the labelled images scored once into a Parquet file that later evals reuse.
+
+The scores are an ordinary ``ramtag run --all-scores`` output (resumable, incremental), written by the
+same runner, kept in the ramtag cache under a name made from what the scores depend on: the images
+folder, the model options and the *resolved* device and precision (``auto`` on a CPU is fp32, on a GPU
+fp16, and those scores are not interchangeable). A file is reused only when it has every labelled
+image and was made at the precision asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from .errors import RamtagError, UsageError
+from .groundtruth import Benchmark, GroundTruth, ImageFinder, benchmark_file
+
+if TYPE_CHECKING:
+    from .engine.job import ModelOptions
+    from .tagger import Tagger
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Where the scores are, and how many labelled images were found, scored now, or reused."""
+
+    path: Path
+    found: int
+    labelled: int
+    scored: int  # tagged by this call (0 when reused)
+    reused: bool
+
+
+def score_images(
+    labels: GroundTruth,
+    root: Path,
+    chosen: Benchmark | None,
+    model: ModelOptions,
+    *,
+    scores: Path | None = None,
+    rescore: bool = False,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> Scored:
+    """The Parquet holding the scores of every labelled image found under ``root``.
+
+    ``on_start`` is told how many images will be tagged, ``on_batch`` how many each batch had.
+    """
+    from .devices import resolve_device
+    from .precision import resolve
+
+    if not root.is_dir():
+        raise UsageError(f"--images {root}: not a folder")
+    suffix = chosen.image_suffix if chosen else ""
+    find = ImageFinder(root)
+    found = [(key, find(key, suffix)) for key in labels.images]
+    present = [(key, path) for key, path in found if path is not None]
+    if not present:
+        raise UsageError(f"none of the {len(found)} labelled images is under {root} (e.g. {labels.images[0]!r})")
+    device = resolve_device(model.device)
+    precision = resolve(model.precision, device).name  # what the scores are made at, never "auto"
+    dest = scores if scores is not None else cache_path(root, chosen, model, device.type, precision)
+    if not rescore and _complete(dest, [key for key, _ in present], precision):
+        return Scored(dest, len(present), len(found), 0, True)
+    tagged = _tag(present, dest, chosen, model, precision, overwrite=rescore, explicit=scores is not None,
+                  batch_size=batch_size, workers=workers, on_start=on_start, on_batch=on_batch)
+    return Scored(dest, len(present), len(found), tagged, False)
+
+
+def cache_path(root: Path, chosen: Benchmark | None, model: ModelOptions, device: str, precision: str) -> Path:
+    """One scores file per (images folder, model options, resolved device and precision)."""
+    from .paths import cache_dir
+
+    def resolved(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path is not None else None
+
+    key = json.dumps({
+        "images": str(root.resolve()), "model": model.kind, "checkpoint": resolved(model.checkpoint),
+        "tag_list": resolved(model.tag_list), "device": device, "precision": precision,
+        "open_set": chosen.descriptions.sha256 if chosen and chosen.descriptions else None,
+        "text_encoder": model.text_encoder,
+    }, sort_keys=True)
+    name = chosen.name if chosen else (root.resolve().name or "images")
+    return cache_dir() / "eval" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
+
+
+def _complete(dest: Path, keys: list[str], precision: str) -> bool:
+    """Whether ``dest`` is a finished scores file, made at ``precision``, with every one of ``keys``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .outputs.file import parts_dir
+    from .outputs.schema import read_metadata
+
+    if not dest.is_file() or parts_dir(dest).exists():
+        return False
+    try:
+        file = pq.ParquetFile(dest)
+        if (read_metadata(file.schema_arrow) or {}).get("precision") != precision:
+            return False
+        done = set(file.read(columns=["path"]).column("path").to_pylist())
+    except (OSError, pa.ArrowException, KeyError):  # not a scores file: rebuilt or refused later
+        return False
+    return done.issuperset(keys)
+
+
+def _tag(
+    present: list[tuple[str, Path]], dest: Path, chosen: Benchmark | None, model: ModelOptions, precision: str,
+    *, overwrite: bool, explicit: bool, batch_size: int | None, workers: int | None,
+    on_start: Callable[[int], None] | None, on_batch: Callable[[int], None] | None,
+) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .devices import default_batch_size
+    from .engine.local import tagger_for
+    from .engine.runner import run
+    from .inputs import ImageRef
+    from .outputs.file import ResumableOutput
+    from .outputs.schema import differences, schema_for, settings_of
+
+    tagger = tagger_for(replace(model, precision=precision))
+    if chosen is not None and chosen.descriptions is not None:
+        tagger = _open_set_tagger(tagger, chosen, model.text_encoder)
+    schema = schema_for(tagger, "en", True)
+    if dest.is_file() and not overwrite:
+        try:
+            changed = differences(settings_of(pq.ParquetFile(dest).schema_arrow), settings_of(schema))
+        except (OSError, pa.ArrowException):  # unreadable: as if made with other settings
+            changed = ["the file is not readable as ramtag scores"]
+        if changed and explicit:
+            raise UsageError(
+                f"{dest} holds scores made with other settings ({'; '.join(changed)}); pass --rescore to replace them"
+            )
+        overwrite = bool(changed)  # our own cache file: replace it
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with ResumableOutput(dest, "parquet", schema, overwrite=overwrite) as target:
+        refs = [ImageRef(path, key) for key, path in present]
+        if on_start is not None:
+            on_start(sum(target.needs(ref) for ref in refs))
+        result = run(
+            refs, tagger, target, batch_size=batch_size or default_batch_size(tagger.device), workers=workers,
+            on_batch=None if on_batch is None else (lambda _number, records: on_batch(len(records))),
+        )
+    return result.images
+
+
+def open_set_module(chosen: Benchmark) -> ModuleType:
+    """``ramtag.openset``, which a benchmark scored with open-set tags needs (checked up front)."""
+    try:
+        from . import openset
+    except ImportError:
+        raise RamtagError(
+            f"{chosen.name} is scored with open-set tags (its LLM tag descriptions), which needs ramtag's "
+            "open-set support (the ramtag.openset module); this installation does not have it"
+        ) from None
+    return openset
+
+
+def _open_set_tagger(tagger: Tagger, chosen: Benchmark, text_encoder: str | None) -> Tagger:
+    """The rare-200 protocol: its tags alone, recognised open-set from the official LLM descriptions."""
+    openset = open_set_module(chosen)
+    found = openset.load_open_set(
+        benchmark_file(chosen.descriptions), text_encoder=text_encoder, device=str(tagger.device)
+    )
+    return openset.open_set_tagger(tagger, found, vocab="open", threshold=chosen.threshold)
