@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import time
+from .version import IMPORTED_AT, __version__
 
-# When ramtag was first imported (the interpreter itself starts ~0.05 s earlier): ``ramtag bench``
-# measures start-up from here, so the seconds spent importing torch and timm are counted.
-IMPORTED_AT = time.perf_counter()
-
-__version__ = "0.1.0"
-
-__all__ = ["Tagger", "TagResult", "__version__", "load_tagger"]
+__all__ = ["IMPORTED_AT", "Tagger", "TagResult", "__version__", "load_tagger"]
 
 
 def __getattr__(name: str):  # keep ``import ramtag`` light: torch loads on first use

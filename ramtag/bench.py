@@ -175,12 +175,14 @@ def run_bench(
     draft_decode: bool = False,
     imports_s: float | None = None,
     on_status: Callable[[str], None] | None = None,
+    keep_output: Path | None = None,
 ) -> BenchResult:
     """Load the model with ``load`` (timed as start-up), then tag every image under ``folder``.
 
     ``imports_s`` is how long the process took to get here (interpreter, torch, timm), for the
     start-up a user waits for; by default the time since ramtag was imported, which a caller that
-    did other work first (generating images) measures itself instead.
+    did other work first (generating images) measures itself instead. The rows go to a temporary
+    Parquet file, as ``ramtag run --out`` would write them, or to ``keep_output`` to look at them.
     """
     imports = process_age_s() if imports_s is None else imports_s
     from .devices import default_batch_size
@@ -219,7 +221,8 @@ def run_bench(
             clock.update(started=time.perf_counter(), before=replace(timings))
 
     with tempfile.TemporaryDirectory(prefix="ramtag-bench-") as tmp:
-        with ResumableOutput(Path(tmp) / "bench.parquet", "parquet", schema, overwrite=True) as target:
+        dest = keep_output if keep_output is not None else Path(tmp) / "bench.parquet"
+        with ResumableOutput(dest, "parquet", schema, overwrite=True) as target:
             result = run(
                 refs, tagger, target, batch_size=batch_size, workers=workers, timings=timings,
                 draft_decode=draft_decode, on_batch=batch,
@@ -273,7 +276,7 @@ def process_age_s() -> float:
     Those imports take seconds of their own before any ramtag code runs; a start-up figure that
     left them out would not be what a user waits for.
     """
-    from . import IMPORTED_AT
+    from .version import IMPORTED_AT
 
     return time.perf_counter() - IMPORTED_AT
 

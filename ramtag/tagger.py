@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import __version__
+from .version import __version__
 from .devices import resolve_device
 from .errors import UsageError
 from .model.config import MODEL_KINDS

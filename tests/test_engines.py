@@ -55,10 +55,10 @@ def test_units_are_shards_then_chunks_of_files_and_skip_committed_work(tmp_path:
     plan = plan_units(items, images_per_unit=2)
     assert [unit.name for unit in plan.units] == ["00000.tar", "00001.tar", "00002.tar", None, None, None]
     p = f"{photos.as_posix()}/"  # two inputs: a folder's keys start with the folder
-    assert [[key for _, key, _ in unit.images] for unit in plan.units[3:]] == [[p + "a.jpg", p + "b.jpg"], [p + "c.jpg", p + "d.jpg"], [p + "e.jpg"]]
+    assert [[ref.key for ref in unit.images] for unit in plan.units[3:]] == [[p + "a.jpg", p + "b.jpg"], [p + "c.jpg", p + "d.jpg"], [p + "e.jpg"]]
     again = plan_units(items, done_shards={"00001.tar"}, done_keys={p + "b.jpg"}, images_per_unit=2, exclude=["d.jpg"])
     assert [unit.name for unit in again.units] == ["00000.tar", "00002.tar", None, None]
-    assert [[key for _, key, _ in unit.images] for unit in again.units[2:]] == [[p + "a.jpg", p + "c.jpg"], [p + "e.jpg"]]
+    assert [[ref.key for ref in unit.images] for unit in again.units[2:]] == [[p + "a.jpg", p + "c.jpg"], [p + "e.jpg"]]
     assert (again.skipped_shards, again.skipped_images, again.shards, again.images) == (1, 1, 2, 3)
     for unit in plan.units:
         assert WorkUnit.from_json(unit.to_json()) == unit
@@ -149,7 +149,8 @@ def test_other_settings_foreign_folders_and_files_are_refused(tmp_path: Path) ->
 def test_a_local_file_unit_keeps_the_file_keys(tmp_path: Path, tiny_tagger) -> None:
     (tmp_path / "a.jpg").write_bytes(_jpeg())
     (tmp_path / "b.jpg").write_bytes(b"")
-    unit = WorkUnit(images=((str(tmp_path / "a.jpg"), "a.jpg", False), (str(tmp_path / "b.jpg"), "b.jpg", False)))
+    unit = WorkUnit.from_json(json.dumps({"shard": None, "images": [
+        {"key": "a.jpg", "path": str(tmp_path / "a.jpg")}, {"key": "b.jpg", "path": str(tmp_path / "b.jpg")}]}))
     assert list(unit.refs()) == [ImageRef(tmp_path / "a.jpg", "a.jpg"), ImageRef(tmp_path / "b.jpg", "b.jpg")]
     result = UnitTagger(Job(), tagger=tiny_tagger).tag(unit)
     table = pq.read_table(io.BytesIO(result.data))

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__
+from ..version import __version__
 from . import bench, describe, eval, models, run, xmp
 from .common import mapping_errors
 

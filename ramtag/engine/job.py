@@ -186,6 +186,11 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
         if out.is_dir():
             raise UsageError(f"{out} is a folder: the local engine writes one file (--engine ray writes a folder)")
         format_for(out, outputs.format)
+        folder = out.parent
+        if not folder.is_dir():
+            raise UsageError(f"--out {out}: the folder {folder} does not exist; create it first")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {out}: cannot write in {folder} (permission denied)")
     elif outputs.format == "parquet":
         raise UsageError("Parquet needs a file: add --out FILE.parquet")
     if outputs.xmp:

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from .job import Job, ModelOptions
-from .runner import RunResult, run
 
 if TYPE_CHECKING:
     from ..inputs import ImageRef
     from ..outputs.base import Tee
     from ..pipeline import ImageRecord
     from ..tagger import Tagger
+    from .runner import RunResult
 
 
 class RunEvents:
@@ -59,8 +59,6 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     """Run ``job`` here. Mistakes in it fail before anything heavy is imported or loaded."""
     from ..devices import default_batch_size
     from ..inputs import discover
-    from ..outputs.schema import schema_for
-    from ..outputs.targets import open_outputs
 
     job.check()
     if job.cluster.engine != "local":
@@ -71,6 +69,10 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
         input_paths(found.paths), files_from=found.files_from, include=found.include, exclude=found.exclude,
         hidden=found.hidden, max_pixels=found.max_pixels, on_error=events.warning,
     )
+    from ..outputs.schema import schema_for
+    from ..outputs.targets import open_outputs
+    from .runner import run  # torch comes with it: only once the job and its inputs are known to be right
+
     tagger = tagger_for(job.model)
     if job.outputs.lang != "en" and tagger.vocabulary.tags_zh is None:
         raise UsageError(f"--lang {job.outputs.lang} needs Chinese tag names: pass --tag-list-zh")

@@ -11,19 +11,19 @@ from __future__ import annotations
 import json
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..inputs import MAX_PIXELS, ImageRef, Item, select
+from ..inputs.remote import ref_from_data, ref_to_data
 from ..inputs.shards import TarShard, name_clash, shard_members
 
 
 @dataclass(frozen=True)
 class WorkUnit:
-    """A tar shard, or image files given as ``(location, key, remote)``."""
+    """A tar shard, or image files: the same ``ImageRef`` values a local run tags."""
 
     shard: TarShard | None = None
-    images: tuple[tuple[str, str, bool], ...] = ()
+    images: tuple[ImageRef, ...] = ()
 
     @property
     def name(self) -> str | None:
@@ -43,25 +43,17 @@ class WorkUnit:
         if self.shard is not None:
             members = shard_members(self.shard, hidden=hidden, max_pixels=max_pixels)
             return select(members, include, exclude)
-        return (_image_ref(location, key, remote) for location, key, remote in self.images)
+        return iter(self.images)
 
     def to_json(self) -> str:
         shard = None if self.shard is None else [self.shard.location, self.shard.name, self.shard.remote]
-        return json.dumps({"shard": shard, "images": self.images}, ensure_ascii=False)
+        return json.dumps({"shard": shard, "images": [ref_to_data(ref) for ref in self.images]}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> WorkUnit:
         data: dict[str, Any] = json.loads(text)
         shard = TarShard(*data["shard"]) if data["shard"] is not None else None
-        return cls(shard, tuple((str(loc), str(key), bool(remote)) for loc, key, remote in data["images"]))
-
-
-def _image_ref(location: str, key: str, remote: bool) -> ImageRef:
-    if not remote:
-        return ImageRef(Path(location), key)
-    from ..inputs.remote import RemoteFile
-
-    return ImageRef(Path(location.split("://", 1)[-1]), key, RemoteFile(location))
+        return cls(shard, tuple(ref_from_data(entry) for entry in data["images"]))
 
 
 @dataclass(frozen=True)
@@ -99,7 +91,7 @@ def plan_units(
         raise ValueError("images_per_unit must be at least 1")
     units: list[WorkUnit] = []
     shards: dict[str, str] = {}
-    chunk: list[tuple[str, str, bool]] = []
+    chunk: list[ImageRef] = []
     skipped_shards = skipped_images = 0
     for item in items:
         if isinstance(item, TarShard):
@@ -116,20 +108,11 @@ def plan_units(
         if item.key in done_keys:
             skipped_images += 1
             continue
-        chunk.append(_image_entry(item))
+        ref_to_data(item)  # only files and URLs travel: refuse anything else now
+        chunk.append(item)
         if len(chunk) == images_per_unit:
             units.append(WorkUnit(images=tuple(chunk)))
             chunk = []
     if chunk:
         units.append(WorkUnit(images=tuple(chunk)))
     return Plan(units, skipped_shards, skipped_images)
-
-
-def _image_entry(ref: ImageRef) -> tuple[str, str, bool]:
-    from ..inputs.remote import RemoteFile
-
-    if isinstance(ref.source, RemoteFile):
-        return (ref.source.url, ref.key, True)
-    if ref.source is not None:
-        raise ValueError(f"{ref.key}: only files and URLs travel to workers")  # a bug, not a user's
-    return (str(ref.path), ref.key, False)

@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from ..atomic import write_atomically
 from ..errors import ChecksumError, ResourceUnavailableError, UsageError
 from ..hashing import sha256_file, sha256_of
