@@ -57,32 +57,17 @@ class Output(Protocol):
     def __exit__(self, *exc_info: object) -> None: ...
 
 
-class RowOutput:
-    """Base of the outputs that write rows of the shared schema: a subclass writes Arrow batches
-    (``write``); turning records into rows, and keeping to the ones it needs, happens here."""
+class BaseOutput:
+    """What most outputs do by default: need everything, keep nothing to save, hold nothing."""
 
     dest: Path | None = None
     resumed = 0
-
-    def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
 
     def needs(self, item: ImageRef | ImageRecord) -> bool:
         return True
 
     def counts(self, ref: ImageRef) -> bool:
         return self.needs(ref)
-
-    def write_records(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
-        from .schema import to_record_batch
-
-        rows = [record for record in records if self.needs(record)]
-        if rows:
-            self.write(to_record_batch(rows, self.schema))
-        return list(records)
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        raise NotImplementedError
 
     def save(self) -> None:
         pass
@@ -100,7 +85,26 @@ class RowOutput:
         self.close()
 
 
-class Collected(RowOutput):
+class RowOutput(BaseOutput):
+    """Base of the outputs that write rows of the shared schema: a subclass writes Arrow batches
+    (``write``); turning records into rows, and keeping to the ones it needs, happens here."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+
+    def write_records(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
+        from .schema import to_record_batch
+
+        rows = [record for record in records if self.needs(record)]
+        if rows:
+            self.write(to_record_batch(rows, self.schema))
+        return list(records)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        raise NotImplementedError
+
+
+class Collected(BaseOutput):
     """Every record in ``records``, in order: what ``Tagger.tag`` returns from."""
 
     def __init__(self) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .. import atomic
 from ..engine.job import NAMINGS, RESULT_SETTINGS
 from ..errors import UsageError
+from .base import BaseOutput
 from .xmp import MAX_SIDECAR_BYTES, SidecarError, _descriptions, _read_state, _utc_now, merge
 
 if TYPE_CHECKING:
@@ -101,14 +102,13 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise SidecarError(f"cannot write it ({exc.strerror or exc})") from None
 
 
-class SidecarWriter:
+class SidecarWriter(BaseOutput):
     """One run's results into each image's sidecar: the ``Output`` of ``ramtag run --xmp``.
 
     An image needs tagging when its sidecar does not hold ramtag's tags from these settings yet.
     """
 
-    dest = None  # the sidecars are beside the images: no one place to name in a summary
-    resumed = 0
+    # dest stays None: the sidecars are beside the images, no one place to name in a summary
 
     def __init__(
         self, provenance: Provenance, *, naming: str = "auto", now: Callable[[], str] = _utc_now
@@ -177,22 +177,7 @@ class SidecarWriter:
             out.append(record)
         return out
 
-    write_records = write
-
-    def save(self) -> None:
-        pass  # each sidecar is complete once written
-
-    def finish(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> SidecarWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    write_records = write  # each sidecar is complete once written: nothing to save or finish
 
 
 def clean(path: Path, *, dry_run: bool = False) -> str:
