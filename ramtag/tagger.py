@@ -78,7 +78,7 @@ class Tagger:
         self.device = device or torch.device("cpu")
         # One policy decides what a precision means here (and refuses int8 off the CPU).
         self.precision = resolve(precision.name if isinstance(precision, Precision) else precision, self.device)
-        self.compute_dtype = compute = self.precision.dtype  # int8: fp32 between the int8 layers
+        compute = self.precision.dtype  # the tensors' format (int8: fp32 between the int8 layers)
         self.model = model.to(device=self.device, dtype=compute)
         if self.precision.quantized:
             from .model.quantize import quantized_linears
@@ -108,7 +108,7 @@ class Tagger:
         With ``timings``, the seconds of its ``transfer``, ``backbone`` and ``head`` are added there.
         """
         with _timed(timings, "transfer", self.device):
-            pixels = batch.to(device=self.device, dtype=self.compute_dtype, non_blocking=True)
+            pixels = batch.to(device=self.device, dtype=self.precision.dtype, non_blocking=True)
         if self.precision.per_image:  # (int8) an image's scores must not depend on its neighbours
             logits = torch.cat([self._logits(self.model, one, self.open_embed, timings) for one in pixels.split(1)])
         else:

@@ -44,6 +44,7 @@ OUTPUT_PANEL = "Output"
 OPEN_SET_PANEL = "Open-set tags"
 
 OutputFormat = choices("OutputFormat", FORMATS)
+EXTENSIONS = ", ".join(chosen.extensions[0] for chosen in FORMATS.values())
 Lang = choices("Lang", LANGS)
 Vocab = choices("Vocab", VOCAB_MODES)
 
@@ -61,7 +62,7 @@ def run_command(
         Optional[Path],
         typer.Option(
             "--out", "-o",
-            help="Output file: .parquet, .csv or .jsonl. Without it, results go to stdout "
+            help=f"Output file: {EXTENSIONS}. Without it, results go to stdout "
             "(a table on a terminal, JSON Lines otherwise).",
             rich_help_panel=OUTPUT_PANEL,
         ),
