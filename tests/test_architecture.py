@@ -139,6 +139,8 @@ def _fails_fast(tmp_path: Path, *args: str) -> tuple[int, str, list[str]]:
         (["photos", "--out", "nowhere/tags.parquet"], "the folder nowhere does not exist"),
         (["photos", "--address", "auto"], "go with --engine ray"),
         (["nothing-here"], "input not found: nothing-here"),
+        (["photos", "--engine", "ray"], "--engine ray writes a folder of Parquet parts: add --out FOLDER"),
+        (["photos", "--xmp", "--engine", "ray", "--out", "tags"], "--xmp is not available with --engine ray"),
     ],
 )
 def test_mistakes_fail_before_torch_is_imported(tmp_path: Path, args: list[str], words: str) -> None:

@@ -40,6 +40,11 @@ def mapping_errors(command: F) -> F:
     return mapped  # type: ignore[return-value]
 
 
+def path_text(path: Path | None) -> str | None:
+    """A path option as a job holds it (plain text, JSON-ready)."""
+    return str(path) if path is not None else None
+
+
 @contextmanager
 def reporting_errors() -> Iterator[None]:
     """Turn expected failures into one line on stderr and an exit code.

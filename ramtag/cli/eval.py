@@ -25,6 +25,7 @@ from ..groundtruth import BENCHMARKS, Benchmark, GroundTruth, benchmark
 from ..scoring import open_set_module
 from .common import (
     MODEL_PANEL, BatchSizeOpt, CheckpointOpt, DeviceOpt, ModelOpt, PrecisionOpt, TagListOpt, WorkersOpt, err_console,
+    path_text,
 )
 
 
@@ -129,7 +130,7 @@ def eval_command(
         open_set_module(chosen)  # before any download or model load
     labels = read_labels(gt, chosen, taglist, label_format.value)
     if images is not None:
-        options = ModelOptions(kind=model, checkpoint=_text(checkpoint), tag_list=_text(tag_list), device=device,
+        options = ModelOptions(kind=model, checkpoint=path_text(checkpoint), tag_list=path_text(tag_list), device=device,
                                precision=precision, text_encoder=text_encoder)
         pred = _scored(labels, images, chosen, options, scores, rescore, quiet, batch_size, workers)
     result = evaluate(
@@ -147,10 +148,6 @@ def eval_command(
 
 
 # --- running the model on the labelled images ------------------------------------------------
-
-
-def _text(path: Path | None) -> str | None:
-    return str(path) if path is not None else None
 
 
 def _scored(

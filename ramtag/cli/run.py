@@ -28,6 +28,7 @@ from .common import (
     WorkersOpt,
     choices,
     err_console,
+    path_text,
 )
 from .progress import ProgressReport, plural
 from .scale import AddressOpt, ConcurrencyOpt, Engine, EngineOpt, GpusOpt, run_on_ray
@@ -174,13 +175,13 @@ def run_command(
             **({} if max_pixels is None else {"max_pixels": max_pixels}),
         ),
         model=ModelOptions(
-            kind=model, checkpoint=_text(checkpoint), tag_list=_text(tag_list), tag_list_zh=_text(tag_list_zh),
-            thresholds=_text(thresholds), threshold=threshold, device=device, precision=precision,
+            kind=model, checkpoint=path_text(checkpoint), tag_list=path_text(tag_list), tag_list_zh=path_text(tag_list_zh),
+            thresholds=path_text(thresholds), threshold=threshold, device=device, precision=precision,
             tags=tags, vocab=vocab.value, text_encoder=text_encoder,
         ),
         results=ResultOptions(top_k=top_k, draft_decode=draft_decode),
         outputs=OutputOptions(
-            out=_text(out), format=fmt.value if fmt else None, overwrite=overwrite, save_every=save_every,
+            out=path_text(out), format=fmt.value if fmt else None, overwrite=overwrite, save_every=save_every,
             lang=lang.value, all_scores=all_scores, xmp=xmp, xmp_naming=xmp_naming.value, xmp_parent=xmp_parent,
         ),
         cluster=ClusterOptions(
@@ -188,8 +189,7 @@ def run_command(
         ),
         batch_size=batch_size, workers=workers,
     )
-    job.check()
-    if engine == Engine.ray:
+    if engine == Engine.ray:  # each engine checks the job before anything heavy
         run_on_ray(job, quiet=quiet, verbose=verbose, started=started)
         return
     from ..engine.local import run_job
@@ -200,10 +200,6 @@ def run_command(
     finally:
         report.end()
     report.finished(done)
-
-
-def _text(path: Path | None) -> str | None:
-    return str(path) if path is not None else None
 
 
 class _Report(ProgressReport, RunEvents):
