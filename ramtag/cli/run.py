@@ -261,6 +261,9 @@ class _Report(ProgressReport, RunEvents):
     def total(self, count: int) -> None:
         self.count = count
 
+    def tagged(self) -> None:
+        super().end()  # the bar goes before a terminal table is printed; Ctrl-C still saves
+
     # -- after the run ---------------------------------------------------------------------------
 
     def end(self) -> None:

@@ -47,6 +47,9 @@ class RunEvents:
     def total(self, count: int) -> None:
         """The number of images this run will tag, once a walk beside it has counted them."""
 
+    def tagged(self) -> None:
+        """The last batch is written; the outputs are completed next (or saved, after a stop)."""
+
 
 @dataclass
 class LocalRun:
@@ -90,7 +93,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
         result = run(
             refs, tagger, output, batch_size=job.batch_size or default_batch_size(tagger.device),
             workers=job.workers, top_k=job.results.top_k, max_pixels=found.max_pixels,
-            draft_decode=job.results.draft_decode, stop=stop, on_batch=batch,
+            draft_decode=job.results.draft_decode, stop=stop, on_batch=batch, on_tagged=events.tagged,
         )
     return LocalRun(result, output, tagger)
 

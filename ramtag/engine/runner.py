@@ -52,12 +52,15 @@ def run(
     draft_decode: bool = False,
     stop: threading.Event | None = None,
     on_batch: BatchCallback | None = None,
+    on_tagged: Callable[[], None] | None = None,
     timings: StageTimings | None = None,
 ) -> RunResult:
     """Tag the refs ``output`` needs and hand it their records, batch by batch; then finish it.
 
     ``stop`` set (from a signal handler or another thread) ends the run after the batch in hand,
-    which is saved (``Output.save``) instead of finished. Exceptions propagate: the caller's
+    which is saved (``Output.save``) instead of finished. ``on_tagged`` is called when the last
+    batch is written, before the outputs are completed (a terminal table is printed then, so a
+    progress bar should stop first). Exceptions propagate: the caller's
     ``with output`` releases it, and what was saved stays resumable.
     """
     result = RunResult(timings=timings if timings is not None else StageTimings())
@@ -78,6 +81,8 @@ def run(
                 break
     finally:
         batches.close()  # stops the decoding workers
+    if on_tagged is not None:
+        on_tagged()
     with result.timings.timing("write"):
         if result.stopped:
             output.save()
