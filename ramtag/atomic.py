@@ -36,10 +36,14 @@ def sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _sync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
 def replace_durably(source: Path, dest: Path) -> None:
     """Move a fully written ``source`` onto ``dest`` so that a crash leaves one or the other."""
-    with open(source, "rb+") as handle:
-        os.fsync(handle.fileno())
+    _sync_file(source)
     os.replace(source, dest)
     sync_folder(dest.parent.resolve())
 
@@ -48,8 +52,9 @@ class AtomicFile:
     """The next version of ``dest``, written at ``path`` and renamed onto ``dest`` by ``commit``.
 
     Until then ``dest`` is untouched. ``keep_mode``: an existing ``dest`` passes its permissions on
-    (a sidecar or output someone made group-writable stays so); a new file gets the umask's. As a
-    context manager it commits when the block succeeds and discards on any exception.
+    (a read-only or group-writable output stays so); a new file gets the umask's. As a context
+    manager it commits when the block succeeds and discards on any exception. A ``commit`` that
+    fails leaves ``path`` in place: a caller that journaled it (``outputs.file``) finishes later.
     """
 
     def __init__(self, dest: Path, *, tmp: Path | None = None, durable: bool = True, keep_mode: bool = True) -> None:
@@ -59,19 +64,16 @@ class AtomicFile:
         self.keep_mode = keep_mode
 
     def commit(self) -> None:
-        try:
-            if self.keep_mode:
-                try:
-                    os.chmod(self.path, os.stat(self.dest).st_mode & 0o7777)
-                except FileNotFoundError:
-                    pass
-            if self.durable:
-                replace_durably(self.path, self.dest)
-            else:
-                os.replace(self.path, self.dest)
-        except BaseException:
-            self.discard()
-            raise
+        if self.durable:
+            _sync_file(self.path)  # before the mode is copied: a read-only mode would forbid opening it
+        if self.keep_mode:
+            try:
+                os.chmod(self.path, os.stat(self.dest).st_mode & 0o7777)
+            except FileNotFoundError:
+                pass
+        os.replace(self.path, self.dest)
+        if self.durable:
+            sync_folder(self.dest.parent.resolve())
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -80,16 +82,27 @@ class AtomicFile:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
-        if kind is None:
-            self.commit()
-        else:
+        if kind is not None:
             self.discard()
+            return
+        try:
+            self.commit()
+        except BaseException:
+            self.discard()
+            raise
 
 
-def write_atomically(dest: Path, data: Data, *, durable: bool = True, keep_mode: bool = True) -> None:
-    """Replace ``dest`` with ``data`` (text is written as UTF-8) in one step."""
+def write_atomically(
+    dest: Path, data: Data, *, durable: bool = True, keep_mode: bool = True, tmp: Path | None = None
+) -> None:
+    """Replace ``dest`` with ``data`` (text is written as UTF-8) in one step.
+
+    ``tmp``: a fixed temporary name (bookkeeping files whose debris should not pile up after
+    crashes); by default a fresh one.
+    """
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    with AtomicFile(dest, durable=durable, keep_mode=keep_mode) as pending:
-        fd = os.open(pending.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    fresh = os.O_EXCL if tmp is None else os.O_TRUNC
+    with AtomicFile(dest, tmp=tmp, durable=durable, keep_mode=keep_mode) as pending:
+        fd = os.open(pending.path, os.O_WRONLY | os.O_CREAT | fresh, 0o666)  # the umask applies
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)

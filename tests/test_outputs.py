@@ -281,3 +281,41 @@ def test_an_unfinished_run_with_other_settings_is_kept_unless_overwrite(tmp_path
 def test_differences_are_said_briefly() -> None:
     words = differences({**META, "columns": ["path"]}, {**META, "vocabulary": list("abcdefghij"), "columns": ["path"]})
     assert words == ["vocabulary (a, b, c, d there, 10 values starting a, b, c now)"]
+
+
+def test_a_read_only_output_is_replaced_and_keeps_its_mode(tmp_path: Path) -> None:
+    schema = output_schema(Layout(4), META)
+    dest = tmp_path / "tags.parquet"
+    with ResumableOutput(dest, "parquet", schema) as out:
+        out.write(_batch(["a"], schema))
+        out.finish()
+    dest.chmod(0o444)  # someone protected the results: a re-run still adds to them
+    with ResumableOutput(dest, "parquet", schema) as out:
+        out.write(_batch(["b"], schema))
+        out.finish()
+    assert _paths(dest) == ["a", "b"] and dest.stat().st_mode & 0o777 == 0o444
+
+
+def test_a_failed_final_rename_is_finished_by_the_next_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ramtag.atomic
+
+    schema = output_schema(Layout(4), META)
+    dest = tmp_path / "tags.parquet"
+    real = os.replace
+
+    def refused(source, target):  # the rename onto --out fails (a full or read-only file system)
+        if Path(target) == dest:
+            raise PermissionError(13, "Permission denied")
+        real(source, target)
+
+    with ResumableOutput(dest, "parquet", schema, save_every=1) as out:
+        out.write(_batch(["a", "b"], schema))
+        monkeypatch.setattr(ramtag.atomic.os, "replace", refused)
+        with pytest.raises(OutputError, match="cannot replace it"):
+            out.finish()
+    monkeypatch.setattr(ramtag.atomic.os, "replace", real)
+    assert not dest.exists()
+    with ResumableOutput(dest, "parquet", schema) as out:  # the saved rows are still there
+        assert out.done == {"a", "b"}
+        out.finish()
+    assert _paths(dest) == ["a", "b"] and not (tmp_path / "tags.parquet.parts").exists()

@@ -61,7 +61,8 @@ class Journal:
 
     def rewrite(self, entries: list[Entry]) -> None:
         """Replace the journal with ``entries`` in one step (dropping what a restart made moot)."""
-        write_atomically(self.path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+        text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
+        write_atomically(self.path, text, tmp=self.path.with_name(self.path.name + ".tmp"))
 
 
 def _entry(line: str) -> Entry | None:
@@ -71,7 +72,7 @@ def _entry(line: str) -> Entry | None:
         except ValueError:
             return None
         return entry if isinstance(entry, dict) else None
-    kind, _, rest = line.partition(" ")  # the format before 0.2
+    kind, _, rest = line.partition(" ")  # the plain-text lines of earlier versions
     name, _, rows = rest.partition(" ")
     if kind == "part" and name and rows.isdigit():
         return {"part": name, "rows": int(rows)}
@@ -113,4 +114,4 @@ def read_settings(path: Path) -> dict[str, Any]:
 
 
 def write_settings(path: Path, settings: dict[str, Any]) -> None:
-    write_atomically(path, json.dumps(settings, ensure_ascii=False))
+    write_atomically(path, json.dumps(settings, ensure_ascii=False), tmp=path.with_name(path.name + ".tmp"))
