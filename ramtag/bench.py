@@ -77,7 +77,7 @@ def random_tagger(
     """The architecture of ``config`` with random weights: full-size timings without a download."""
     from .model.synthetic import random_model
 
-    target = resolve_device(device)  # a bad --device fails before the slow part
+    target = resolve_device(device)  # a bad --device or --precision fails before the slow part
     chosen = resolve(precision, target)
     vocabulary = vocabulary or synthetic_vocabulary(config.num_tags)
     return Tagger(random_model(config, seed=seed), vocabulary, device=target, precision=chosen)
@@ -197,14 +197,15 @@ def run_bench(
     refs = list(discover([folder]))  # found before the clock starts; a benchmark set is small
     if not refs:
         raise UsageError(f"{folder}: no images found to time")
-    if batch_size is not None:
+    if batch_size is not None:  # said before loading, when it can be
         _check_warmup(len(refs), batch_size, warmup)
     status("loading the model")
     started = time.perf_counter()
     tagger = load()
     startup = time.perf_counter() - started
-    batch_size = batch_size or default_batch_size(tagger.device)
-    _check_warmup(len(refs), batch_size, warmup)
+    if batch_size is None:
+        batch_size = default_batch_size(tagger.device)
+        _check_warmup(len(refs), batch_size, warmup)
     workers = default_workers(tagger.device) if workers is None else workers
     ready = imports + startup
     cuda = tagger.device.type == "cuda"
@@ -214,7 +215,7 @@ def run_bench(
     timings = StageTimings()
     warming = f", the first {warmup * batch_size} to warm up" if warmup else ""
     status(f"tagging {len(refs)} images{warming}")
-    clock = {"started": time.perf_counter(), "before": replace(timings)}
+    clock: dict[str, Any] = {}
 
     def batch(number: int, _records: list) -> None:
         if number == warmup:  # the measured part starts after the warm-up batches
@@ -223,6 +224,7 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="ramtag-bench-") as tmp:
         dest = keep_output if keep_output is not None else Path(tmp) / "bench.parquet"
         with ResumableOutput(dest, "parquet", schema, overwrite=True) as target:
+            clock.update(started=time.perf_counter(), before=replace(timings))  # the output is open
             result = run(
                 refs, tagger, target, batch_size=batch_size, workers=workers, timings=timings,
                 draft_decode=draft_decode, on_batch=batch,

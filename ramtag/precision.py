@@ -54,7 +54,7 @@ def check(name: str | None) -> str:
     """The precision name, lower-cased, or a usage error naming the choices. No torch needed."""
     name = (name or "auto").lower()
     if name not in CHOICES:
-        raise UsageError(f"unknown precision {name!r}; use auto, fp32, bf16, fp16 or int8")
+        raise UsageError(f"unknown precision {name!r}; use {', '.join(CHOICES[:-1])} or {CHOICES[-1]}")
     return name
 
 

@@ -27,17 +27,29 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Scored:
-    """Where the scores are, and how many labelled images were found, scored now, or reused."""
+    """Where the scores are, and how many images were scored now, or reused."""
 
     path: Path
-    found: int
-    labelled: int
+    found: int  # labelled images under the folder
     scored: int  # tagged by this call (0 when reused)
     reused: bool
 
 
+def labelled_images(labels: GroundTruth, root: Path, chosen: Benchmark | None) -> list[tuple[str, Path]]:
+    """The labelled images under ``root``, as (label key, file); at least one, or a usage error."""
+    if not root.is_dir():
+        raise UsageError(f"--images {root}: not a folder")
+    suffix = chosen.image_suffix if chosen else ""
+    find = ImageFinder(root)
+    found = [(key, find(key, suffix)) for key in labels.images]
+    present = [(key, path) for key, path in found if path is not None]
+    if not present:
+        raise UsageError(f"none of the {len(found)} labelled images is under {root} (e.g. {labels.images[0]!r})")
+    return present
+
+
 def score_images(
-    labels: GroundTruth,
+    present: list[tuple[str, Path]],
     root: Path,
     chosen: Benchmark | None,
     model: ModelOptions,
@@ -49,29 +61,21 @@ def score_images(
     on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Scored:
-    """The Parquet holding the scores of every labelled image found under ``root``.
-
-    ``on_start`` is told how many images will be tagged, ``on_batch`` how many each batch had.
+    """The Parquet holding the scores of the labelled images ``present`` under ``root``
+    (``labelled_images``). ``on_start`` is told how many images will be tagged, ``on_batch`` how
+    many each batch had.
     """
     from .devices import resolve_device
     from .precision import resolve
 
-    if not root.is_dir():
-        raise UsageError(f"--images {root}: not a folder")
-    suffix = chosen.image_suffix if chosen else ""
-    find = ImageFinder(root)
-    found = [(key, find(key, suffix)) for key in labels.images]
-    present = [(key, path) for key, path in found if path is not None]
-    if not present:
-        raise UsageError(f"none of the {len(found)} labelled images is under {root} (e.g. {labels.images[0]!r})")
     device = resolve_device(model.device)
     precision = resolve(model.precision, device).name  # what the scores are made at, never "auto"
     dest = scores if scores is not None else cache_path(root, chosen, model, device.type, precision)
     if not rescore and _complete(dest, [key for key, _ in present], precision):
-        return Scored(dest, len(present), len(found), 0, True)
+        return Scored(dest, len(present), 0, True)
     tagged = _tag(present, dest, chosen, model, precision, overwrite=rescore, explicit=scores is not None,
                   batch_size=batch_size, workers=workers, on_start=on_start, on_batch=on_batch)
-    return Scored(dest, len(present), len(found), tagged, False)
+    return Scored(dest, len(present), tagged, False)
 
 
 def cache_path(root: Path, chosen: Benchmark | None, model: ModelOptions, device: str, precision: str) -> Path:

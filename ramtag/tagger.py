@@ -76,7 +76,7 @@ class Tagger:
         if len(vocabulary) != expected:
             raise UsageError(f"the vocabulary has {len(vocabulary)} tags but the model has {expected}")
         self.device = device or torch.device("cpu")
-        # One policy decides what a precision means here (and refuses int8 off the CPU).
+        # The policy says what the name means on this device, and refuses what does not fit it.
         self.precision = resolve(precision.name if isinstance(precision, Precision) else precision, self.device)
         compute = self.precision.dtype  # the tensors' format (int8: fp32 between the int8 layers)
         self.model = model.to(device=self.device, dtype=compute)
@@ -311,8 +311,7 @@ def load_tagger(
     network, info = load_model(
         Path(checkpoint), num_tags=len(vocabulary), kind=model, image_size=image_size
     )
-    target = resolve_device(device)
-    return Tagger(network, vocabulary, device=target, precision=resolve(precision, target), info=info)
+    return Tagger(network, vocabulary, device=resolve_device(device), precision=precision, info=info)
 
 
 @contextmanager

@@ -141,10 +141,14 @@ def _fails_fast(tmp_path: Path, *args: str) -> tuple[int, str, list[str]]:
         (["nothing-here"], "input not found: nothing-here"),
         (["photos", "--engine", "ray"], "--engine ray writes a folder of Parquet parts: add --out FOLDER"),
         (["photos", "--xmp", "--engine", "ray", "--out", "tags"], "--xmp is not available with --engine ray"),
+        (["shards/{a,b}.tar", "--xmp"], "--xmp writes sidecars beside image files; tar shards and URLs have none"),
     ],
 )
 def test_mistakes_fail_before_torch_is_imported(tmp_path: Path, args: list[str], words: str) -> None:
     (tmp_path / "photos").mkdir()
+    (tmp_path / "shards").mkdir()
+    for name in ("a.tar", "b.tar"):
+        (tmp_path / "shards" / name).write_bytes(b"")
     code, stderr, heavy = _fails_fast(tmp_path, *args)
     assert code == 2, stderr  # one exit code for every usage mistake
     assert stderr.startswith("error:") and words in stderr and stderr.count("\n") == 1, stderr

@@ -155,11 +155,11 @@ def test_evals_scores_are_the_local_rows_and_remember_their_precision(
     ramplus_tiny: OfficialFixture, tmp_path: Path, local_rows: pd.DataFrame
 ) -> None:
     from ramtag.groundtruth import read_ground_truth
-    from ramtag.scoring import score_images
+    from ramtag.scoring import labelled_images, score_images
 
     labels = tmp_path / "labels.csv"
     labels.write_text("path,tags\n" + "".join(f"{p},cat\n" for p in local_rows["path"]), encoding="utf-8")
-    truth = read_ground_truth(labels)
+    truth = labelled_images(read_ground_truth(labels), ramplus_tiny.images, None)
     model = replace(_model(ramplus_tiny), tag_list_zh=None, thresholds=None)
     first = score_images(truth, ramplus_tiny.images, None, model, batch_size=4, workers=0)
     assert (first.scored, first.reused) == (9, False)

@@ -23,6 +23,7 @@ from .common import (
     TagListOpt,
     ThresholdsOpt,
     WorkersOpt,
+    check_model_options,
     err_console,
 )
 from .progress import plural
@@ -105,6 +106,8 @@ def bench_command(
 
     Start-up and the warm-up batches are left out. Without --tag-list, a made-up vocabulary of the model's size is used (tag names do not change the speed).
     """
+    check_model_options(device, precision, ("--checkpoint", checkpoint), ("--tag-list", tag_list),
+                        ("--thresholds", thresholds))
     load = _loader(checkpoint, random_weights, config, tag_list, thresholds, device, precision)
     if images is not None and (synthetic is not None or image_size is not None):
         raise UsageError("give --images DIR or --synthetic N (with --image-size), not both")

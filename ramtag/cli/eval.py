@@ -24,7 +24,8 @@ from ..engine.job import ModelOptions
 from ..groundtruth import BENCHMARKS, Benchmark, GroundTruth, benchmark
 from ..scoring import open_set_module
 from .common import (
-    MODEL_PANEL, BatchSizeOpt, CheckpointOpt, DeviceOpt, ModelOpt, PrecisionOpt, TagListOpt, WorkersOpt, err_console,
+    MODEL_PANEL, BatchSizeOpt, CheckpointOpt, DeviceOpt, ModelOpt, PrecisionOpt, TagListOpt, WorkersOpt,
+    check_model_options, err_console,
     path_text,
 )
 
@@ -119,6 +120,8 @@ def eval_command(
     text_encoder: TextEncoderOpt = None,
 ) -> None:
     """Score tags against labels: mAP (official and over classes with positives), CP/CR/CF1, OP/OR/OF1."""
+    check_model_options(device, precision, ("--gt", gt), ("--taglist", taglist), ("--pred", pred),
+                        ("--thresholds", thresholds), ("--checkpoint", checkpoint), ("--tag-list", tag_list))
     if (gt is None) == (bench is None):
         raise UsageError("give the labels: --gt FILE or --benchmark NAME (one of them)")
     if (pred is None) == (images is None):
@@ -155,18 +158,19 @@ def _scored(
     scores: Path | None, rescore: bool, quiet: bool, batch_size: int | None, workers: int | None,
 ) -> Path:
     """The scores of the labelled images (``scoring``), with a progress bar and what it did."""
-    from ..scoring import score_images
+    from ..scoring import labelled_images, score_images
 
+    present = labelled_images(labels, root, chosen)
+    if not quiet and len(present) < len(labels.images):
+        err_console.print(f"{len(labels.images) - len(present)} labelled images are not under {root}; they are left out",
+                          markup=False, soft_wrap=True)
     progress = _Progress(quiet)
     try:
-        done = score_images(labels, root, chosen, options, scores=scores, rescore=rescore, batch_size=batch_size,
+        done = score_images(present, root, chosen, options, scores=scores, rescore=rescore, batch_size=batch_size,
                             workers=workers, on_start=progress.start, on_batch=progress.advance)
     finally:
         progress.stop()
     if not quiet:
-        if done.found < done.labelled:
-            err_console.print(f"{done.labelled - done.found} labelled images are not under {root}; they are left out",
-                              markup=False, soft_wrap=True)
         if done.reused:
             err_console.print(f"scores of {done.found} images reused from {done.path}", markup=False, soft_wrap=True)
         else:

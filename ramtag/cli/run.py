@@ -11,9 +11,9 @@ import typer
 from rich.progress import ProgressColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..engine.job import ClusterOptions, InputOptions, Job, ModelOptions, OutputOptions, ResultOptions
-from ..engine.local import RunEvents
+from ..engine.local import CtrlC, RunEvents
 from ..model.labels import LANGS, VOCAB_MODES
-from ..outputs.formats import FORMATS
+from ..outputs.formats import EXTENSIONS, FORMATS
 from .common import (
     BatchSizeOpt,
     CheckpointOpt,
@@ -38,14 +38,12 @@ if TYPE_CHECKING:
     from ..engine.local import LocalRun
     from ..outputs.base import Tee
     from ..pipeline import ImageRecord
-    from ..tagger import Tagger
 
 INPUT_PANEL = "Input"
 OUTPUT_PANEL = "Output"
 OPEN_SET_PANEL = "Open-set tags"
 
 OutputFormat = choices("OutputFormat", FORMATS)
-EXTENSIONS = ", ".join(chosen.extensions[0] for chosen in FORMATS.values())
 Lang = choices("Lang", LANGS)
 Vocab = choices("Vocab", VOCAB_MODES)
 
@@ -210,7 +208,8 @@ class _Report(ProgressReport, RunEvents):
         self.job = job
         self.count: int | None = None
         self.stop = threading.Event()
-        self._ctrl_c: Any = None
+        self.ctrl_c = CtrlC(self.stop, lambda: err_console.print(
+            "stopping after this batch (Ctrl-C again to stop at once)", markup=False))
 
     @property
     def wants_total(self) -> bool:  # type: ignore[override]
@@ -231,19 +230,11 @@ class _Report(ProgressReport, RunEvents):
         if not self.quiet:
             self.say(f"warning: {path}: {why}")
 
-    def loaded(self, tagger: Tagger) -> None:
-        from ..engine.local import ctrl_c_stops
-
-        def stopping() -> None:
-            err_console.print("stopping after this batch (Ctrl-C again to stop at once)", markup=False)
-
-        self._ctrl_c = ctrl_c_stops(self.stop, stopping)  # from now on Ctrl-C saves the batch in hand
-        self._ctrl_c.__enter__()
-
     def opened(self, output: Tee) -> None:
         if output.resumed and not self.quiet:
             self.say(f"skipping {plural(output.resumed, 'image')} already tagged (--overwrite redoes them)")
         self.begin()  # the bar starts after anything printed before it
+        self.ctrl_c.install()  # while tagging, Ctrl-C saves the batch in hand
 
     def batch(self, records: list[ImageRecord]) -> None:
         for record in records:
@@ -262,15 +253,13 @@ class _Report(ProgressReport, RunEvents):
         self.count = count
 
     def tagged(self) -> None:
-        super().end()  # the bar goes before a terminal table is printed; Ctrl-C still saves
+        self.end()  # before the outputs are completed: a terminal table may be printed then
 
     # -- after the run ---------------------------------------------------------------------------
 
     def end(self) -> None:
         super().end()
-        if self._ctrl_c is not None:
-            self._ctrl_c.__exit__(None, None, None)
-            self._ctrl_c = None
+        self.ctrl_c.remove()
 
     def finished(self, done: LocalRun) -> None:
         from ..outputs.file import ResumableOutput

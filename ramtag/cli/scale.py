@@ -62,8 +62,7 @@ ConcurrencyOpt = Annotated[
 
 def run_on_ray(job: Job, *, quiet: bool, verbose: bool, started: float) -> None:
     """Run ``job`` on a Ray cluster and say how it went; exit 1 if a shard could not be read."""
-    job.check()  # before Ray and its dependencies are imported
-    from ..engine.ray_engine import ClusterEvents, run_job_on_ray
+    from ..engine.cluster import ClusterEvents, run_job_on_ray
 
     class Events(ClusterEvents):
         def warning(self, path: Path, why: str) -> None:

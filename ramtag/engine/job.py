@@ -27,6 +27,7 @@ from ..model.config import MODEL_KINDS
 from ..model.labels import LANGS, VOCAB_MODES
 
 ENGINES = ("local", "ray")
+SIDECARS_NEED_FILES = "--xmp writes sidecars beside image files; tar shards and URLs have none"
 NAMINGS = ("auto", "ext", "replace")  # XMP sidecar names: IMG_1.CR2.xmp (ext), IMG_1.xmp (replace)
 
 
@@ -63,7 +64,9 @@ class ModelOptions:
 class ResultOptions:
     """Options that change the rows themselves: every field is a result-changing setting."""
 
-    top_k: int | None = None
+    top_k: int | None = field(default=None, metadata={"always_recorded": True})
+    # Options added later are recorded only when set, so that outputs written before they existed
+    # still match a run that leaves them at their default (absent means the default).
     draft_decode: bool = False  # JPEGs decoded at reduced scale: slightly different pixels
 
 
@@ -138,6 +141,14 @@ class Job:
         )
 
 
+def check_files(*options: tuple[str, str | os.PathLike[str] | None]) -> None:
+    """Each ``(option, path)`` given names an existing file: what every command checks first."""
+    for option, value in options:
+        if value is not None and not os.path.isfile(value):
+            what = "a folder, not a file" if os.path.isdir(value) else "not found"
+            raise UsageError(f"{option} {value}: {what}; check the path")
+
+
 def _check_inputs(inputs: InputOptions) -> None:
     if not inputs.paths and inputs.files_from is None:
         raise UsageError("give folders or image files to tag, or --files-from LIST")
@@ -152,11 +163,8 @@ def _check_model(model: ModelOptions) -> None:
     chosen = precisions.check(model.precision)
     if chosen != "auto" and device != "auto":
         precisions.resolve(chosen, device.split(":")[0])  # int8 on a GPU is refused now
-    for option, value in (("--checkpoint", model.checkpoint), ("--tag-list", model.tag_list),
-                          ("--tag-list-zh", model.tag_list_zh), ("--thresholds", model.thresholds)):
-        if value is not None and not os.path.isfile(value):
-            what = "a folder, not a file" if os.path.isdir(value) else "not found"
-            raise UsageError(f"{option} {value}: {what}; check the path")
+    check_files(("--checkpoint", model.checkpoint), ("--tag-list", model.tag_list),
+                ("--tag-list-zh", model.tag_list_zh), ("--thresholds", model.thresholds))
     if model.threshold is not None and not 0.0 <= model.threshold <= 1.0:
         raise UsageError(f"--threshold {model.threshold}: give a number from 0 to 1")
     if model.vocab not in VOCAB_MODES:
@@ -191,8 +199,8 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
             raise UsageError(f"--out {out}: the folder {folder} does not exist; create it first")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise UsageError(f"--out {out}: cannot write in {folder} (permission denied)")
-    elif outputs.format == "parquet":
-        raise UsageError("Parquet needs a file: add --out FILE.parquet")
+    elif outputs.format is not None and FORMATS[outputs.format].binary:
+        raise UsageError(f"{FORMATS[outputs.format].label} needs a file: add --out FILE.{outputs.format}")
     if outputs.xmp:
         if outputs.xmp_naming not in NAMINGS:
             raise UsageError(f"--xmp-naming must be one of {', '.join(NAMINGS)}, not {outputs.xmp_naming!r}")
@@ -201,9 +209,14 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
             raise UsageError(f"--xmp-parent {parent!r}: no leading, trailing or doubled '|' (nor spaces at the ends)")
         from ..inputs import is_plain_input
         from ..inputs.fs import is_url
+        from ..inputs.patterns import expand_braces
 
-        if any(is_url(path) or (os.path.exists(path) and not is_plain_input(path)) for path in job.inputs.paths):
-            raise UsageError("--xmp writes sidecars beside image files; tar shards and URLs have none")
+        for path in job.inputs.paths:
+            named = [path] if is_url(path) or os.path.exists(path) else expand_braces(path)
+            if named == [path] and not os.path.exists(path) and not is_url(path):
+                continue  # a typo: discovery says "input not found"
+            if any(is_url(one) or not is_plain_input(one) for one in named):
+                raise UsageError(SIDECARS_NEED_FILES)
 
 
 def _check_cluster(job: Job) -> None:

@@ -3,7 +3,7 @@
 ``run_job`` is the whole of ``ramtag run`` without a terminal: check the job (no torch yet), find the
 inputs, load the model, open the outputs, run the loop (``runner.run``), and return what happened.
 What a person should see is passed to ``RunEvents``, whose methods do nothing here; the command
-line renders them. ``ctrl_c_stops`` turns the first Ctrl-C into a stop after the batch in hand.
+line renders them. ``CtrlC`` turns the first Ctrl-C into a stop after the batch in hand.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from .job import Job, ModelOptions
@@ -65,7 +64,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
 
     job.check()
     if job.cluster.engine != "local":
-        raise UsageError("run_job runs the local engine; --engine ray goes through ramtag.engine.ray_engine")
+        raise UsageError("run_job runs the local engine; --engine ray goes through ramtag.engine.cluster")
     events = events or RunEvents()
     found = job.inputs
     refs = discover(  # checks that the inputs exist, before the model loads
@@ -77,8 +76,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     from .runner import run  # torch comes with it: only once the job and its inputs are known to be right
 
     tagger = tagger_for(job.model)
-    if job.outputs.lang != "en" and tagger.vocabulary.tags_zh is None:
-        raise UsageError(f"--lang {job.outputs.lang} needs Chinese tag names: pass --tag-list-zh")
+    check_names(tagger, job.outputs.lang)
     events.loaded(tagger)
     schema = schema_for(tagger, job.outputs.lang, job.outputs.all_scores, job.results)
     with open_outputs(job.outputs, schema) as output:
@@ -113,6 +111,13 @@ def tagger_for(model: ModelOptions) -> Tagger:
     return tagger_with_descriptions(
         tagger, model.tags, vocab=model.vocab, text_encoder=model.text_encoder, threshold=model.threshold
     )
+
+
+def check_names(tagger: Tagger, lang: str) -> None:
+    """Chinese names are asked for but the vocabulary has none (``Job.check`` catches the usual
+    cases before loading; a checkpoint's own vocabulary can only be seen once it is loaded)."""
+    if lang != "en" and tagger.vocabulary.tags_zh is None:
+        raise UsageError(f"--lang {lang} needs Chinese tag names: pass --tag-list-zh")
 
 
 def input_paths(paths: tuple[str, ...]) -> list[str | Path]:
@@ -152,23 +157,28 @@ def _counter(job: Job, output: Tee, events: RunEvents) -> threading.Thread | Non
     return threading.Thread(target=count, name="ramtag-count", daemon=True)
 
 
-@contextmanager
-def ctrl_c_stops(stop: threading.Event, on_first: Callable[[], None] | None = None) -> Iterator[threading.Event]:
-    """The first Ctrl-C sets ``stop`` (the batch in hand is finished and saved); a second one
-    raises ``KeyboardInterrupt`` at once. Only in the main thread, where signals arrive."""
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
+class CtrlC:
+    """While installed, the first Ctrl-C sets ``stop`` (the run ends after the batch in hand, which
+    is saved) and calls ``on_first``; a second one raises ``KeyboardInterrupt`` at once. Signals
+    arrive in the main thread only: elsewhere installing does nothing."""
 
-    def handle(_signum: int, _frame: object) -> None:
-        if stop.is_set():
+    def __init__(self, stop: threading.Event, on_first: Callable[[], None] | None = None) -> None:
+        self.stop = stop
+        self.on_first = on_first
+        self._previous: Any = None
+
+    def install(self) -> None:
+        if self._previous is None and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def remove(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, _signum: int, _frame: object) -> None:
+        if self.stop.is_set():
             raise KeyboardInterrupt
-        stop.set()
-        if on_first is not None:
-            on_first()
-
-    previous = signal.signal(signal.SIGINT, handle)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        self.stop.set()
+        if self.on_first is not None:
+            self.on_first()

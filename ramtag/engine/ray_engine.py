@@ -18,7 +18,6 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -28,7 +27,7 @@ from ..outputs.dataset import DatasetOutput, Part
 from ..outputs.schema import differences
 from ..pipeline import MAX_GPU_WORKERS
 from .job import Job
-from .units import Plan, WorkUnit
+from .units import WorkUnit
 from .worker import UnitTagger
 
 try:
@@ -89,12 +88,14 @@ class RayEngine:
 
     def device_and_precision(self, device: str, precision: str) -> tuple[str, str]:
         """What the actors will use, decided once so that every part records the same settings:
-        ``auto`` is a GPU when actors get one, and the precision is resolved by the one policy
-        (``ramtag.precision``) on a machine of the actors' kind, where the hardware it looks at is."""
+        ``auto`` is a GPU when actors get one, and the precision is the policy's for that device
+        (``ramtag.precision``, which decides from the device's type; a policy that looked at the
+        hardware itself would have to be asked on an actor)."""
+        from ..precision import resolve
+
         if device == "auto":
             device = "cuda" if self.num_gpus else "cpu"
-        probe = ray.remote(_resolved_precision).options(num_gpus=self.num_gpus or None, num_cpus=1)
-        return device, ray.get(probe.remote(device, precision))
+        return device, resolve(precision, device.split(":")[0]).name
 
     def run(self, units: Sequence[WorkUnit], job: Job, output: DatasetOutput) -> Iterator[UnitOutcome]:
         """Tag ``units``, committing each part as it comes; yields each unit when it is done.
@@ -149,70 +150,6 @@ class RayEngine:
         self.close()
 
 
-class ClusterEvents:
-    """What a Ray run reports while it goes; override what you want to show."""
-
-    def warning(self, path: Path, why: str) -> None:
-        """Discovery skipped something."""
-
-    def planned(self, plan: Plan, output: DatasetOutput, actors: int) -> None:
-        """The units are known and the output folder is open; tagging starts."""
-
-    def unit(self, outcome: UnitOutcome) -> None:
-        """One unit is done: committed, or left to a re-run."""
-
-
-@dataclass
-class ClusterRun:
-    plan: Plan
-    output: DatasetOutput
-    failures: int  # units that could not be read: not committed, a re-run retries them
-    interrupted: bool  # Ctrl-C: the parts committed so far stay
-
-
-def run_job_on_ray(job: Job, events: ClusterEvents | None = None) -> ClusterRun:
-    """Plan the units, tag them on the cluster, commit each part as it comes."""
-    from ..inputs import discover_items
-    from ..outputs.schema import schema_for
-    from .local import input_paths, tagger_for
-    from .units import plan_units
-
-    job.check()
-    events = events or ClusterEvents()
-    found, cluster = job.inputs, job.cluster
-    items = discover_items(input_paths(found.paths), files_from=found.files_from, hidden=found.hidden,
-                           on_error=events.warning)  # checks the inputs exist first
-    with RayEngine(address=cluster.address, num_gpus_per_worker=cluster.num_gpus_per_worker,
-                   concurrency=cluster.concurrency, workers=job.workers) as engine:
-        device, precision = engine.device_and_precision(job.model.device, job.model.precision)
-        job = job.replace(model=replace(job.model, device=device, precision=precision))
-        # The driver's own copy checks the files and gives the schema; the actors load theirs.
-        tagger = tagger_for(replace(job.model, device="cpu"))
-        if job.outputs.lang != "en" and tagger.vocabulary.tags_zh is None:
-            raise UsageError(f"--lang {job.outputs.lang} needs Chinese tag names: pass --tag-list-zh")
-        schema = schema_for(tagger, job.outputs.lang, job.outputs.all_scores, job.results)
-        del tagger
-        with DatasetOutput.for_schema(Path(job.outputs.out), schema, overwrite=job.outputs.overwrite) as output:
-            plan = plan_units(
-                items, done_shards=output.done_shards, done_keys=output.done_keys(),
-                images_per_unit=job.outputs.save_every, include=found.include, exclude=found.exclude,
-            )
-            events.planned(plan, output, engine.concurrency)
-            failures, interrupted = 0, False
-            outcomes = engine.run(plan.units, job, output)
-            try:
-                for outcome in outcomes:
-                    failures += outcome.part is None
-                    events.unit(outcome)
-            except KeyboardInterrupt:
-                interrupted = True
-                try:
-                    outcomes.close()  # stops the Ray run; the parts already committed stay
-                except Exception:  # noqa: BLE001 - Ctrl-C may have stopped a local Ray already
-                    pass
-    return ClusterRun(plan, output, failures, interrupted)
-
-
 class _UnitActor:
     """The callable class of ``map_batches``: the model loaded once per actor, one unit a call."""
 
@@ -247,12 +184,6 @@ def _settings(text: str) -> dict[str, Any]:
     import json
 
     return json.loads(text)
-
-
-def _resolved_precision(device: str, precision: str) -> str:
-    from ..precision import resolve
-
-    return resolve(precision, device.split(":")[0]).name
 
 
 def _connect(address: str | None) -> bool:

@@ -5,7 +5,7 @@
 - ``journal``: the journal, lock and settings file of a resumable output;
 - ``base``: the ``Output`` protocol, ``Tee`` and ``Collected``;
 - ``file``, ``stdout``, ``sidecars`` (with ``xmp``, ``xmlspans``), ``dataset``: the outputs;
-- ``open``: the outputs a run's options ask for.
+- ``targets``: the outputs a run's options ask for.
 
 Names are imported from here lazily, so choosing a format on the command line loads no pyarrow.
 """

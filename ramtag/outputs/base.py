@@ -154,18 +154,20 @@ class Tee:
         for output in self.outputs:
             output.finish()
 
-    def close(self) -> None:
+    def close(self, *, failing: bool = False) -> None:
+        """Close every output, even when one fails to; the first failure is raised after, unless
+        the run is failing already (``failing``): then the error that stopped it is the one to see."""
         errors = []
         for output in self.outputs:
             try:
                 output.close()
             except Exception as error:  # noqa: BLE001 - every output must get its chance to close
                 errors.append(error)
-        if errors:
+        if errors and not failing:
             raise errors[0]
 
     def __enter__(self) -> Tee:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        self.close(failing=kind is not None)

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from ..atomic import AtomicFile, replace_durably
 from ..errors import OutputError
 from .base import RowOutput
-from .formats import FORMATS, ParquetSink, Sink
+from .formats import FORMATS, ParquetSink, Sink, listing
 from .journal import Journal, hold_lock, read_settings, write_settings
 from .schema import differences, read_metadata, settings_of
 
@@ -176,7 +176,7 @@ class ResumableOutput(RowOutput):
         """An incremental run: keep the rows of the complete output already at ``dest``."""
         redo = "pass --overwrite to replace it"
         if not FORMATS[self.fmt].can_continue:
-            addable = ", ".join(name for name, f in FORMATS.items() if f.can_continue)
+            addable = listing([f.label for f in FORMATS.values() if f.can_continue])
             raise OutputError(f"{self.dest} already exists; {redo} (only {addable} outputs can be added to)")
         try:
             previous = pq.ParquetFile(self.dest)

@@ -144,6 +144,7 @@ class Format:
     """One output format: how files of it are named, written, and whether a re-run can add to one."""
 
     name: str
+    label: str  # as messages name it
     extensions: tuple[str, ...]
     writer: Callable[[Any, pa.Schema], Sink]  # (binary stream or path for Parquet, text stream else, schema)
     binary: bool
@@ -151,10 +152,18 @@ class Format:
 
 
 FORMATS: dict[str, Format] = {
-    "parquet": Format("parquet", (".parquet", ".pq"), ParquetSink, binary=True, can_continue=True),
-    "csv": Format("csv", (".csv",), CsvSink, binary=False, can_continue=False),
-    "jsonl": Format("jsonl", (".jsonl", ".ndjson"), JsonLinesSink, binary=False, can_continue=False),
+    "parquet": Format("parquet", "Parquet", (".parquet", ".pq"), ParquetSink, binary=True, can_continue=True),
+    "csv": Format("csv", "CSV", (".csv",), CsvSink, binary=False, can_continue=False),
+    "jsonl": Format("jsonl", "JSON Lines", (".jsonl", ".ndjson"), JsonLinesSink, binary=False, can_continue=False),
 }
+
+
+def listing(words: list[str], last: str = "or") -> str:
+    """``a, b or c``: the words of a message that lists choices."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+EXTENSIONS = listing([f.extensions[0] for f in FORMATS.values()])  # ".parquet, .csv or .jsonl"
 
 
 def format_for(path: Path, explicit: str | None = None) -> str:
@@ -166,8 +175,7 @@ def format_for(path: Path, explicit: str | None = None) -> str:
     suffix = path.suffix.lower()
     found = next((f.name for f in FORMATS.values() if suffix in f.extensions), None)
     if found is None:
-        names = ", ".join(f.extensions[0] for f in FORMATS.values())
-        raise UsageError(f"{path}: cannot tell the format from the extension; name it {names}, or pass --format")
+        raise UsageError(f"{path}: cannot tell the format from the extension; name it {EXTENSIONS}, or pass --format")
     return found
 
 

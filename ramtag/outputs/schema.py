@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,13 +66,15 @@ def output_schema(layout: Layout, metadata: dict[str, Any] | None = None) -> pa.
 def schema_for(tagger: Tagger, lang: str, all_scores: bool, results: ResultOptions | None = None) -> pa.Schema:
     """The schema of a run's output: one function, so every engine writes exactly the same.
 
-    Its metadata is the tagger's provenance plus the job's result options (``ResultOptions``), each
-    recorded only when it is not at its default, so an output written before an option existed still
-    matches a run that leaves it at its default.
+    Its metadata is the tagger's provenance plus the job's result options (``ResultOptions``; those
+    added after the first release only when set, so older outputs still match).
     """
     layout = Layout.for_lang(lang, len(tagger.vocabulary), all_scores=all_scores)
-    chosen = asdict(results) if results is not None else {}
-    recorded = {key: value for key, value in chosen.items() if value != RESULT_DEFAULTS[key]}
+    chosen = results if results is not None else ResultOptions()
+    recorded = {
+        option.name: getattr(chosen, option.name) for option in fields(ResultOptions)
+        if option.metadata.get("always_recorded") or getattr(chosen, option.name) != option.default
+    }
     return output_schema(layout, {**tagger.metadata(), **recorded})
 
 

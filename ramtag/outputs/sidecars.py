@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import atomic
-from ..engine.job import NAMINGS, RESULT_SETTINGS
+from ..engine.job import NAMINGS, RESULT_SETTINGS, SIDECARS_NEED_FILES
 from ..errors import UsageError
 from .base import BaseOutput
 from .xmp import MAX_SIDECAR_BYTES, SidecarError, _descriptions, _read_state, _utc_now, merge
@@ -55,10 +55,6 @@ class Provenance:
             parent=parent,
             lang=lang,
         )
-
-
-def _sha256(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def _sha256(value: Any) -> str:
@@ -119,7 +115,6 @@ class SidecarWriter(BaseOutput):
         self.naming = naming
         self.now = now
         self.started = time.time()
-        self.written = 0
 
     @classmethod
     def for_run(cls, metadata: dict[str, Any], *, parent: str, lang: str, naming: str) -> SidecarWriter:
@@ -139,8 +134,8 @@ class SidecarWriter(BaseOutput):
         return state is not None and state["Settings"] == self.provenance.settings
 
     def needs(self, ref: ImageRef) -> bool:
-        if ref.source is not None:  # a tar member or a URL has nowhere to put a sidecar
-            raise UsageError(f"{ref.key}: --xmp writes sidecars beside image files; tar shards and URLs have none")
+        if getattr(ref, "source", None) is not None:  # a tar member or a URL has nowhere to put one
+            raise UsageError(f"{ref.key}: {SIDECARS_NEED_FILES}")
         return not self.is_current(ref.path)
 
     def counts(self, ref: ImageRef) -> bool:
@@ -170,7 +165,6 @@ class SidecarWriter(BaseOutput):
             if record.result is not None and record.path is not None:
                 try:
                     self.update(record.path, record.result)
-                    self.written += 1
                 except SidecarError as exc:
                     error = f"sidecar {self.path_for(record.path).name}: {exc}"
                     record = replace(record, result=None, width=None, height=None, error=error)
