@@ -188,10 +188,6 @@ class DatasetOutput:
         self.parts[name] = part
         return part
 
-    @property
-    def saved_rows(self) -> int:
-        return sum(part.rows for part in self.parts.values())
-
     def close(self) -> None:
         """Release the lock. With nothing committed, what this run made goes again."""
         if self._lock_fd is None:
