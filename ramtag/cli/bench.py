@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.console import Console
 
+from ..engine.job import check_model_options
 from ..errors import UsageError
 from .common import (
     SPEED_PANEL,
@@ -23,7 +24,6 @@ from .common import (
     TagListOpt,
     ThresholdsOpt,
     WorkersOpt,
-    check_model_options,
     err_console,
 )
 from .progress import plural

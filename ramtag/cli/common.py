@@ -40,18 +40,6 @@ def mapping_errors(command: F) -> F:
     return mapped  # type: ignore[return-value]
 
 
-def check_model_options(device: str, precision: str, *files: tuple[str, Path | None]) -> None:
-    """What every command that loads the model checks first, before torch is imported: the device
-    and precision names, and that the files named exist (``engine.job`` has the rules)."""
-    from .. import precision as precisions
-    from ..devices import check_device
-    from ..engine.job import check_files
-
-    check_device(device)
-    precisions.check(precision)
-    check_files(*files)
-
-
 def path_text(path: Path | None) -> str | None:
     """A path option as a job holds it (plain text, JSON-ready)."""
     return str(path) if path is not None else None

@@ -20,12 +20,12 @@ from rich.table import Table
 
 from ..errors import UsageError
 from ..evaluation import Evaluation, evaluate, protocol_threshold, read_labels, write_per_class
-from ..engine.job import ModelOptions
+from ..engine.job import ModelOptions, check_model_options
 from ..groundtruth import BENCHMARKS, Benchmark, GroundTruth, benchmark
 from ..scoring import open_set_module
 from .common import (
     MODEL_PANEL, BatchSizeOpt, CheckpointOpt, DeviceOpt, ModelOpt, PrecisionOpt, TagListOpt, WorkersOpt,
-    check_model_options, err_console,
+    err_console,
     path_text,
 )
 

@@ -141,6 +141,16 @@ class Job:
         )
 
 
+def check_model_options(device: str, precision: str, *files: tuple[str, str | os.PathLike[str] | None]) -> None:
+    """What every command that loads the model checks first, before torch is imported: the device
+    and precision names (and that they fit each other), and that the files named exist."""
+    device = check_device(device)
+    chosen = precisions.check(precision)
+    if chosen != "auto" and device != "auto":
+        precisions.resolve(chosen, device.split(":")[0])  # int8 on a GPU is refused now
+    check_files(*files)
+
+
 def check_files(*options: tuple[str, str | os.PathLike[str] | None]) -> None:
     """Each ``(option, path)`` given names an existing file: what every command checks first."""
     for option, value in options:
@@ -159,12 +169,9 @@ def _check_inputs(inputs: InputOptions) -> None:
 def _check_model(model: ModelOptions) -> None:
     if model.kind is not None and model.kind not in MODEL_KINDS:
         raise UsageError(f"unknown model {model.kind!r}; use one of {', '.join(MODEL_KINDS)}")
-    device = check_device(model.device)
-    chosen = precisions.check(model.precision)
-    if chosen != "auto" and device != "auto":
-        precisions.resolve(chosen, device.split(":")[0])  # int8 on a GPU is refused now
-    check_files(("--checkpoint", model.checkpoint), ("--tag-list", model.tag_list),
-                ("--tag-list-zh", model.tag_list_zh), ("--thresholds", model.thresholds))
+    check_model_options(model.device, model.precision, ("--checkpoint", model.checkpoint),
+                        ("--tag-list", model.tag_list), ("--tag-list-zh", model.tag_list_zh),
+                        ("--thresholds", model.thresholds))
     if model.threshold is not None and not 0.0 <= model.threshold <= 1.0:
         raise UsageError(f"--threshold {model.threshold}: give a number from 0 to 1")
     if model.vocab not in VOCAB_MODES:

@@ -34,9 +34,6 @@ class RunEvents:
     def warning(self, path: Path, why: str) -> None:
         """Discovery skipped something (an unreadable folder, a broken link, a duplicate)."""
 
-    def loaded(self, tagger: Tagger) -> None:
-        """The model is ready; tagging starts."""
-
     def opened(self, output: Tee) -> None:
         """The outputs are open (``output.resumed``: images already there)."""
 
@@ -77,7 +74,6 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
 
     tagger = tagger_for(job.model)
     check_names(tagger, job.outputs.lang)
-    events.loaded(tagger)
     schema = schema_for(tagger, job.outputs.lang, job.outputs.all_scores, job.results)
     with open_outputs(job.outputs, schema) as output:
         events.opened(output)
