@@ -3,7 +3,8 @@
 Reader → mapper: ``ImageDataset`` decodes and preprocesses one image inside a DataLoader worker
 (a bad file becomes an error string: failures are data, a worker never raises), ``collate`` stacks
 the good ones and keeps the failures beside them, and ``run_batches`` feeds the model and yields the
-records of each batch in discovery order. The writer is the caller's business.
+records of each batch in discovery order. The loop around it, with the outputs, is
+``engine.runner``.
 
 The refs reach the workers through the DataLoader's sampler, which pulls them lazily from whatever
 iterable it is given (``inputs.discover`` streams), so a million-file collection is never held as a
