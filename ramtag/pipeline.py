@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .errors import RamtagError
 from .hostmem import release_activations_promptly
 from .inputs import MAX_PIXELS, ImageRef, decode_ref, original_size
+from .inputs.raw import RawOptions
 from .model.transform import preprocess
 
 if TYPE_CHECKING:  # the pipeline is handed a tagger; it never imports one
@@ -110,16 +111,18 @@ class ImageDataset(Dataset):
         *,
         max_pixels: int | None = MAX_PIXELS,
         draft_size: int | None = None,
+        raw: RawOptions | None = None,
     ) -> None:
         self.prepare = prepare
         self.max_pixels = max_pixels
         self.draft_size = draft_size  # decode JPEGs at reduced scale, down to this size (inputs)
+        self.raw = raw or RawOptions()  # camera raws: preview or demosaic
 
     def __getitem__(self, ref: ImageRef) -> Prepared:  # type: ignore[override]
         start = time.perf_counter()
         try:
             # a file, or a tar member's bytes
-            image = decode_ref(ref, max_pixels=self.max_pixels, draft_size=self.draft_size)
+            image = decode_ref(ref, max_pixels=self.max_pixels, draft_size=self.draft_size, raw=self.raw)
             width, height = original_size(image)
             pixels = self.prepare(image)
         except RamtagError as exc:
@@ -200,12 +203,14 @@ def make_loader(
     workers: int | None = None,
     max_pixels: int | None = MAX_PIXELS,
     draft_decode: bool = False,
+    raw_decode: str = "auto",
 ) -> DataLoader:
     workers = default_workers(tagger.device) if workers is None else workers
     dataset = ImageDataset(
         partial(preprocess, config=tagger.config),
         max_pixels=max_pixels,
         draft_size=tagger.config.image_size if draft_decode else None,
+        raw=RawOptions(raw_decode, tagger.config.image_size),
     )
     return DataLoader(
         dataset,
@@ -229,6 +234,7 @@ def run_batches(
     max_pixels: int | None = MAX_PIXELS,
     timings: StageTimings | None = None,
     draft_decode: bool = False,
+    raw_decode: str = "auto",
 ) -> Iterator[list[ImageRecord]]:
     """Tag ``refs`` and yield each batch's records, in the order the refs came.
 
@@ -242,7 +248,7 @@ def run_batches(
     timings = timings if timings is not None else StageTimings()
     loader = make_loader(
         refs, tagger, batch_size=batch_size, workers=workers, max_pixels=max_pixels,
-        draft_decode=draft_decode,
+        draft_decode=draft_decode, raw_decode=raw_decode,
     )
     batches = iter(loader)
     while True:

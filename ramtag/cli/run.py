@@ -12,6 +12,7 @@ from rich.progress import ProgressColumn, TaskProgressColumn, TextColumn, TimeEl
 
 from ..engine.job import ClusterOptions, InputOptions, Job, ModelOptions, OutputOptions, ResultOptions
 from ..engine.local import CtrlC, RunEvents
+from ..inputs.raw import RAW_DECODES
 from ..model.labels import LANGS, VOCAB_MODES
 from ..outputs.formats import EXTENSIONS, FORMATS
 from .common import (
@@ -46,6 +47,7 @@ OPEN_SET_PANEL = "Open-set tags"
 OutputFormat = choices("OutputFormat", FORMATS)
 Lang = choices("Lang", LANGS)
 Vocab = choices("Vocab", VOCAB_MODES)
+RawDecode = choices("RawDecode", RAW_DECODES)
 
 
 def run_command(
@@ -116,6 +118,15 @@ def run_command(
         Optional[int],
         typer.Option("--max-pixels", min=1, help="Refuse images larger than this (default: about 179 million, a decompression-bomb guard).", rich_help_panel=INPUT_PANEL),
     ] = None,
+    raw_decode: Annotated[
+        RawDecode,  # type: ignore[valid-type]
+        typer.Option(
+            "--raw-decode",
+            help="Camera raws (.CR2, .NEF, .ARW, .dng...): auto uses the JPEG preview inside the file "
+            "when it covers the model's input, else develops the sensor data; demosaic always develops it.",
+            rich_help_panel=INPUT_PANEL,
+        ),
+    ] = RawDecode("auto"),
     batch_size: BatchSizeOpt = None,
     workers: WorkersOpt = None,
     save_every: Annotated[
@@ -177,7 +188,7 @@ def run_command(
             thresholds=path_text(thresholds), threshold=threshold, device=device, precision=precision,
             tags=tags, vocab=vocab.value, text_encoder=text_encoder,
         ),
-        results=ResultOptions(top_k=top_k, draft_decode=draft_decode),
+        results=ResultOptions(top_k=top_k, draft_decode=draft_decode, raw_decode=raw_decode.value),
         outputs=OutputOptions(
             out=path_text(out), format=fmt.value if fmt else None, overwrite=overwrite, save_every=save_every,
             lang=lang.value, all_scores=all_scores, xmp=xmp, xmp_naming=xmp_naming.value, xmp_parent=xmp_parent,

@@ -43,13 +43,16 @@ class ClusterRun:
 def run_job_on_ray(job: Job, events: ClusterEvents | None = None) -> ClusterRun:
     """Plan the units, tag them on the cluster, commit each part as it comes."""
     from ..inputs import discover_items
+    from ..inputs.discover import Findings, some_images
     from .local import check_names, input_paths, tagger_for
 
     job.check()
     events = events or ClusterEvents()
     found, cluster = job.inputs, job.cluster
+    findings = Findings()
     items = discover_items(input_paths(found.paths), files_from=found.files_from, hidden=found.hidden,
-                           on_error=events.warning)  # checks the inputs exist first
+                           on_error=events.warning, findings=findings)  # checks the inputs exist first
+    items = some_images(items, findings, found.paths)
     from ..outputs.dataset import DatasetOutput
     from ..outputs.schema import schema_for
     from .ray_engine import RayEngine  # Ray is imported here, once the job is known to be right

@@ -68,6 +68,8 @@ class ResultOptions:
     # Options added later are recorded only when set, so that outputs written before they existed
     # still match a run that leaves them at their default (absent means the default).
     draft_decode: bool = False  # JPEGs decoded at reduced scale: slightly different pixels
+    # Camera raws: their embedded preview when large enough ("auto"), or always LibRaw's demosaic.
+    raw_decode: str = field(default="auto", metadata={"always_recorded": True})
 
 
 # Settings rows depend on that come from the loaded model (``Tagger.metadata``), then the job's own.
@@ -115,6 +117,7 @@ class Job:
         """Every mistake that can be found without torch or the weights, as a ``UsageError``."""
         _check_inputs(self.inputs)
         _check_model(self.model)
+        _check_results(self.results)
         _check_outputs(self, self.outputs)
         _check_cluster(self)
         if self.batch_size is not None and self.batch_size < 1:
@@ -164,6 +167,15 @@ def _check_inputs(inputs: InputOptions) -> None:
         raise UsageError("give folders or image files to tag, or --files-from LIST")
     if inputs.max_pixels is not None and inputs.max_pixels < 1:
         raise UsageError("--max-pixels must be at least 1")
+
+
+def _check_results(results: ResultOptions) -> None:
+    from ..inputs.raw import RAW_DECODES
+
+    if results.raw_decode not in RAW_DECODES:
+        raise UsageError(f"--raw-decode must be one of {', '.join(RAW_DECODES)}, not {results.raw_decode!r}")
+    if results.top_k is not None and results.top_k < 1:
+        raise UsageError("--top-k must be at least 1")
 
 
 def _check_model(model: ModelOptions) -> None:

@@ -58,6 +58,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     """Run ``job`` here. Mistakes in it fail before anything heavy is imported or loaded."""
     from ..devices import default_batch_size
     from ..inputs import discover
+    from ..inputs.discover import Findings, some_images
 
     job.check()
     if job.cluster.engine != "local":
@@ -66,8 +67,9 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     found = job.inputs
     refs = discover(  # checks that the inputs exist, before the model loads
         input_paths(found.paths), files_from=found.files_from, include=found.include, exclude=found.exclude,
-        hidden=found.hidden, max_pixels=found.max_pixels, on_error=events.warning,
+        hidden=found.hidden, max_pixels=found.max_pixels, on_error=events.warning, findings=(findings := Findings()),
     )
+    refs = some_images(refs, findings, found.paths)  # none at all: said now, before the model loads
     from ..outputs.schema import schema_for
     from ..outputs.targets import open_outputs
     from .runner import run  # torch comes with it: only once the job and its inputs are known to be right
@@ -75,7 +77,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     tagger = tagger_for(job.model)
     check_names(tagger, job.outputs.lang)
     schema = schema_for(tagger, job.outputs.lang, job.outputs.all_scores, job.results)
-    with open_outputs(job.outputs, schema) as output:
+    with open_outputs(job.outputs, schema, warn=events.warning) as output:
         events.opened(output)
         counting = _counter(job, output, events)
 
@@ -87,7 +89,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
         result = run(
             refs, tagger, output, batch_size=job.batch_size or default_batch_size(tagger.device),
             workers=job.workers, top_k=job.results.top_k, max_pixels=found.max_pixels,
-            draft_decode=job.results.draft_decode, stop=stop, on_batch=batch, on_tagged=events.tagged,
+            draft_decode=job.results.draft_decode, raw_decode=job.results.raw_decode, stop=stop, on_batch=batch, on_tagged=events.tagged,
         )
     return LocalRun(result, output, tagger)
 

@@ -50,6 +50,7 @@ def run(
     top_k: int | None = None,
     max_pixels: int | None = MAX_PIXELS,
     draft_decode: bool = False,
+    raw_decode: str = "auto",
     stop: threading.Event | None = None,
     on_batch: BatchCallback | None = None,
     on_tagged: Callable[[], None] | None = None,
@@ -67,6 +68,7 @@ def run(
     batches = run_batches(
         _needed(refs, output, result), tagger, batch_size=batch_size, workers=workers, top_k=top_k,
         max_pixels=max_pixels, timings=result.timings, draft_decode=draft_decode,
+        raw_decode=raw_decode,
     )
     try:
         for number, records in enumerate(batches, start=1):

@@ -18,17 +18,23 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-from .refs import MAX_PIXELS, Decoded, ImageDecodeError, ImageRef, max_file_bytes
+from .raw import ORIGINAL_SIZE, RawOptions, decode_raw
+from .refs import MAX_PIXELS, Decoded, ImageDecodeError, ImageRef, is_raw_name, max_file_bytes, too_large
 
 _HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 _PILLOW_COUNT = re.compile(r"\((\d+) pixels\)")
 # Exceptions Pillow's plugins raise on malformed data besides OSError (each seen in the wild).
 _MALFORMED = (ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, struct.error)
 _pillow_limit_lock = threading.Lock()
+_RAW = RawOptions()
 
 
 def decode_image(
-    path: Path, *, max_pixels: int | None = MAX_PIXELS, draft_size: int | None = None
+    path: Path,
+    *,
+    max_pixels: int | None = MAX_PIXELS,
+    draft_size: int | None = None,
+    raw: RawOptions = _RAW,
 ) -> Image.Image:
     """The first frame of ``path``, upright (EXIF orientation applied), pixels loaded.
 
@@ -40,33 +46,50 @@ def decode_image(
     long as both sides stay at least ``draft_size``: several times faster for photos much larger
     than the model's input, at the price of slightly different pixels. ``original_size`` still
     gives the file's own size.
+
+    A camera raw (``.CR2``, ``.NEF``, ``.dng``...) is decoded by LibRaw as ``raw`` says
+    (``inputs.raw``): its embedded preview or its developed sensor data.
     """
     _prepare_pillow(max_pixels)
     _check_file(path)
+    if is_raw_name(path.name):
+        return decode_raw(path, path, max_pixels=max_pixels, options=raw)
     return _decode(path, path, max_pixels, draft_size)
 
 
 def decode_bytes(
-    data: bytes, *, name: str, max_pixels: int | None = MAX_PIXELS, draft_size: int | None = None
+    data: bytes,
+    *,
+    name: str,
+    max_pixels: int | None = MAX_PIXELS,
+    draft_size: int | None = None,
+    raw: RawOptions = _RAW,
 ) -> Image.Image:
-    """``decode_image`` for a file already in memory; ``name`` (its file name) words the errors."""
+    """``decode_image`` for a file already in memory; ``name`` (its file name) words the errors
+    and says whether it is a camera raw."""
     _prepare_pillow(max_pixels)
     if not data:
         raise ImageDecodeError("empty file (0 bytes): an interrupted copy or download?", "empty")
+    if is_raw_name(name):
+        return decode_raw(data, PurePosixPath(name), max_pixels=max_pixels, options=raw)
     return _decode(io.BytesIO(data), PurePosixPath(name), max_pixels, draft_size)
 
 
 def decode_ref(
-    ref: ImageRef, *, max_pixels: int | None = MAX_PIXELS, draft_size: int | None = None
+    ref: ImageRef,
+    *,
+    max_pixels: int | None = MAX_PIXELS,
+    draft_size: int | None = None,
+    raw: RawOptions = _RAW,
 ) -> Image.Image:
     """The image ``ref`` stands for: a local file, the bytes its ``source`` reads, or an image
     decoded already (``Decoded``)."""
     if isinstance(ref.source, Decoded):
         return ref.source.image
     if ref.source is None:
-        return decode_image(ref.path, max_pixels=max_pixels, draft_size=draft_size)
+        return decode_image(ref.path, max_pixels=max_pixels, draft_size=draft_size, raw=raw)
     data = ref.source.read(max_file_bytes(max_pixels))
-    return decode_bytes(data, name=ref.source.name, max_pixels=max_pixels, draft_size=draft_size)
+    return decode_bytes(data, name=ref.source.name, max_pixels=max_pixels, draft_size=draft_size, raw=raw)
 
 
 def original_size(image: Image.Image) -> tuple[int, int]:
@@ -74,7 +97,7 @@ def original_size(image: Image.Image) -> tuple[int, int]:
     return image.info.get(_ORIGINAL_SIZE, image.size)
 
 
-_ORIGINAL_SIZE = "ramtag_original_size"
+_ORIGINAL_SIZE = ORIGINAL_SIZE
 
 
 def _decode(
@@ -139,22 +162,14 @@ def _check_file(path: Path) -> None:
 def _check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
     pixels = size[0] * size[1]
     if max_pixels is not None and pixels > max_pixels:
-        raise _too_large(pixels, max_pixels)
-
-
-def _too_large(pixels: int, max_pixels: int) -> ImageDecodeError:
-    return ImageDecodeError(
-        f"image too large: {pixels:,} pixels is over the limit of {max_pixels:,} "
-        "(a guard against decompression bombs); raise it with --max-pixels if you trust the file",
-        "too_large",
-    )
+        raise too_large(pixels, max_pixels)
 
 
 def _too_large_from_pillow(error: Exception, max_pixels: int | None) -> ImageDecodeError:
     # Pillow refuses before we see the size; its message is the only place the count appears.
     found = _PILLOW_COUNT.search(str(error))
     if found and max_pixels is not None and int(found.group(1)) > max_pixels:
-        return _too_large(int(found.group(1)), max_pixels)
+        return too_large(int(found.group(1)), max_pixels)
     return ImageDecodeError(
         f"Pillow refused it as a possible decompression bomb ({error}); "
         "raise the limit with --max-pixels if you trust the file",

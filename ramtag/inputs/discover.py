@@ -10,13 +10,14 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import UsageError
+from ..errors import RamtagError, UsageError
 from .folders import folder_prefix, walk_folder
 from .refs import MAX_PIXELS, ErrorCallback, ImageRef
 from .remote import is_url, remote_item, resolve_input
@@ -32,6 +33,7 @@ def discover(
     stdin: TextIO | None = None,
     on_error: ErrorCallback | None = None,
     max_pixels: int | None = MAX_PIXELS,
+    findings: Findings | None = None,
 ) -> Iterator[ImageRef]:
     """Every image under ``inputs`` (folders, files, tar shards, URLs, in the order given), then
     those listed.
@@ -42,10 +44,12 @@ def discover(
     is missing or not an image, so it fails at decode as a row rather than stopping the run.
     ``include``/``exclude`` are globs (case-sensitive, ``*`` crosses ``/``) on the key; a pattern
     without ``/`` also matches the file name alone. Tar shards are read here, one member at a time
-    (``max_pixels`` bounds the size of a member read).
+    (``max_pixels`` bounds the size of a member read). ``findings`` counts what was left out.
     """
-    items = discover_items(inputs, files_from=files_from, hidden=hidden, stdin=stdin, on_error=on_error)
-    return select(image_refs(items, hidden=hidden, max_pixels=max_pixels), include, exclude)
+    items = discover_items(
+        inputs, files_from=files_from, hidden=hidden, stdin=stdin, on_error=on_error, findings=findings
+    )
+    return select(image_refs(items, hidden=hidden, max_pixels=max_pixels), include, exclude, findings)
 
 
 def discover_items(
@@ -55,6 +59,7 @@ def discover_items(
     hidden: bool = False,
     stdin: TextIO | None = None,
     on_error: ErrorCallback | None = None,
+    findings: Findings | None = None,
 ) -> Iterator[Item]:
     """Like ``discover``, but tar shards come as ``TarShard`` items, unopened: what an engine
     that hands out whole shards needs. Nothing is filtered."""
@@ -65,7 +70,8 @@ def discover_items(
     places = sum(len(found) if all(isinstance(f, (str, Path)) for f in found) else 1 for _, found in given)
     several = places > 1 or files_from is not None
     roots = [root for written, found in given for root in (_under(written, found) if several else found)]
-    return _all_items(roots, files_from, stdin, hidden, on_error, several)
+    skipped = findings.skip if findings is not None else None
+    return _all_items(roots, files_from, stdin, hidden, on_error, several, skipped)
 
 
 def _under(written: str, found: list[str | Path | Item]) -> list[str | Path | Item]:
@@ -88,11 +94,65 @@ def image_refs(items: Iterable[Item], *, hidden: bool = False, max_pixels: int |
             yield from members_or_error(item, hidden=hidden, max_pixels=max_pixels)
 
 
-def select(refs: Iterable[ImageRef], include: Sequence[str], exclude: Sequence[str]) -> Iterator[ImageRef]:
-    """The refs whose key passes ``--include``/``--exclude``."""
+def select(
+    refs: Iterable[ImageRef], include: Sequence[str], exclude: Sequence[str], findings: Findings | None = None
+) -> Iterator[ImageRef]:
+    """The refs whose key passes ``--include``/``--exclude`` (``findings`` counts the others)."""
     if not include and not exclude:
         return iter(refs)
-    return (ref for ref in refs if _selected(ref.key, include, exclude))
+    return (ref for ref in refs if _selected(ref.key, include, exclude) or _left_out(findings))
+
+
+def _left_out(findings: Findings | None) -> bool:
+    if findings is not None:
+        findings.filtered += 1
+    return False
+
+
+@dataclass
+class Findings:
+    """What discovery left out: files that are not images (by extension) and images the filters
+    dropped. A run that finds nothing says why with it."""
+
+    skipped: Counter[str] = field(default_factory=Counter)
+    filtered: int = 0
+
+    def skip(self, name: str) -> None:
+        self.skipped[os.path.splitext(name)[1].lower() or name] += 1
+
+    def why(self) -> str:
+        """``3 files skipped (.cr3 x2, .txt)``, or what else there is to say."""
+        parts = []
+        if self.skipped:
+            total = sum(self.skipped.values())
+            shown = [f"{kind} x{count}" if count > 1 else kind for kind, count in self.skipped.most_common(6)]
+            more = ", ..." if len(self.skipped) > 6 else ""
+            parts.append(f"{total} {'file' if total == 1 else 'files'} skipped ({', '.join(shown)}{more}), "
+                         "not an image or camera raw extension")
+        if self.filtered:
+            parts.append(f"{self.filtered} {'image' if self.filtered == 1 else 'images'} left out by --include/--exclude")
+        return "; ".join(parts) or "it holds no files"
+
+
+class NothingFoundError(RamtagError):
+    """A run's inputs hold no image at all: said at once, and no empty output is written."""
+
+
+def some_images(refs: Iterable[ImageRef], findings: Findings, inputs: Sequence[str | Path]) -> Iterator[ImageRef]:
+    """``refs``, after checking that there is at least one (the walk goes as far as the first)."""
+    stream = iter(refs)
+    first = next(stream, None)
+    if first is None:
+        where = ", ".join(_as_written(item) for item in inputs) or "the --files-from list"
+        raise NothingFoundError(
+            f"no images found under {where}: {findings.why()} (see README, 'What ramtag reads')"
+        )
+    return itertools.chain([first], stream)
+
+
+def _as_written(item: str | Path) -> str:
+    text = os.fspath(item)
+    return text + "/" if os.path.isdir(text) and not text.endswith("/") else text
 
 
 def is_plain_input(item: str | Path) -> bool:
@@ -119,10 +179,13 @@ def _all_items(
     hidden: bool,
     on_error: ErrorCallback | None,
     several: bool,
+    skipped: Callable[[str], None] | None = None,
 ) -> Iterator[Item]:
-    found = (item for root in roots for item in _expand(root, hidden, on_error, several))
+    found = (item for root in roots for item in _expand(root, hidden, on_error, several, skipped))
     if files_from is not None:
-        listed = (item for line in _listed_paths(files_from, stdin) for item in _expand(line, hidden, on_error, True))
+        listed = (
+            item for line in _listed_paths(files_from, stdin) for item in _expand(line, hidden, on_error, True, skipped)
+        )
         found = itertools.chain(found, listed)
     yield from _once(found, on_error) if several else found
 
@@ -151,7 +214,11 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None) -> Iterator[Ite
 
 
 def _expand(
-    item: str | Path | Item, hidden: bool, on_error: ErrorCallback | None, several: bool
+    item: str | Path | Item,
+    hidden: bool,
+    on_error: ErrorCallback | None,
+    several: bool,
+    skipped: Callable[[str], None] | None = None,
 ) -> Iterator[Item]:
     """A folder walked (or its tar shards), anything else yielded as the user wrote it; with
     ``several`` inputs, a folder's keys start with the folder as written."""
@@ -166,7 +233,7 @@ def _expand(
             yield from shards
         else:
             prefix = folder_prefix(os.fspath(item)) if several else ""
-            yield from walk_folder(Path(item), hidden=hidden, on_error=on_error, key_prefix=prefix)
+            yield from walk_folder(Path(item), hidden=hidden, on_error=on_error, key_prefix=prefix, on_skipped=skipped)
     elif is_shard_name(os.fspath(item)):
         yield TarShard(os.fspath(item), os.path.basename(item))
     else:

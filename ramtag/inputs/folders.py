@@ -7,7 +7,7 @@ cost no more memory than a thousand.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .refs import ErrorCallback, ImageRef, is_image_name
@@ -22,13 +22,19 @@ def folder_prefix(written: str) -> str:
 
 
 def walk_folder(
-    root: Path, *, hidden: bool = False, on_error: ErrorCallback | None = None, key_prefix: str = ""
+    root: Path,
+    *,
+    hidden: bool = False,
+    on_error: ErrorCallback | None = None,
+    key_prefix: str = "",
+    on_skipped: Callable[[str], None] | None = None,
 ) -> Iterator[ImageRef]:
     """Images under ``root``, following symlinks, each real folder visited once (no loops).
 
     Keys are relative to ``root``, after ``key_prefix``. Each folder's files come first, sorted by
     name (code points, so every machine agrees), then its subfolders in the same order. Only a
     folder's sorted listing and the names of the folders still to visit are held in memory.
+    ``on_skipped`` is told the name of each file left out for not being an image.
     """
     visited: set[tuple[int, int] | str] = set()
     pending: list[tuple[str, str]] = [(os.fspath(root), key_prefix)]  # (folder path, key prefix), a stack
@@ -50,6 +56,8 @@ def walk_folder(
                     yield ImageRef(Path(entry.path), prefix + entry.name)
                 elif entry.is_symlink() and on_error is not None:
                     on_error(Path(entry.path), "broken symbolic link skipped")
+            elif on_skipped is not None and _is_file(entry):
+                on_skipped(entry.name)
         del entries
         for name in reversed(subfolders):
             pending.append((os.path.join(folder, name), f"{prefix}{name}/"))

@@ -21,6 +21,16 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     }
 )
 
+RAW_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".3fr", ".ari", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".fff", ".iiq",
+        ".k25", ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".pef", ".raf", ".rw2",
+        ".rwl", ".sr2", ".srf", ".srw", ".x3f",
+    }
+)
+"""Camera raw formats LibRaw reads, by extension (any case), decoded by ``inputs.raw``. DNG is
+Adobe's open raw; the rest are the cameras' own ("proprietary raws"), never written to."""
+
 MAX_PIXELS: int = 178_956_970
 """Largest image decoded by default: Pillow's own hard limit (2 x ``Image.MAX_IMAGE_PIXELS``).
 
@@ -83,7 +93,21 @@ class ImageDecodeError(RamtagError):
 
 def is_image_name(name: str) -> bool:
     """True when a file name has one of the image extensions, in any case (``.JPG``)."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    suffix = os.path.splitext(name)[1].lower()
+    return suffix in IMAGE_EXTENSIONS or suffix in RAW_EXTENSIONS
+
+
+def is_raw_name(name: str | os.PathLike[str]) -> bool:
+    """True when a file name has a camera raw extension, in any case (``IMG_1.CR2``)."""
+    return os.path.splitext(os.fspath(name))[1].lower() in RAW_EXTENSIONS
+
+
+def too_large(pixels: int, max_pixels: int) -> ImageDecodeError:
+    return ImageDecodeError(
+        f"image too large: {pixels:,} pixels is over the limit of {max_pixels:,} "
+        "(a guard against decompression bombs); raise it with --max-pixels if you trust the file",
+        "too_large",
+    )
 
 
 

@@ -21,6 +21,7 @@ from .. import atomic
 from ..engine.job import NAMINGS, RESULT_SETTINGS, SIDECARS_NEED_FILES
 from ..errors import UsageError
 from .base import BaseOutput
+from .pairs import Siblings
 from .xmp import MAX_SIDECAR_BYTES, SidecarError, _descriptions, _read_state, _utc_now, merge
 
 if TYPE_CHECKING:
@@ -107,7 +108,12 @@ class SidecarWriter(BaseOutput):
     # dest stays None: the sidecars are beside the images, no one place to name in a summary
 
     def __init__(
-        self, provenance: Provenance, *, naming: str = "auto", now: Callable[[], str] = _utc_now
+        self,
+        provenance: Provenance,
+        *,
+        naming: str = "auto",
+        now: Callable[[], str] = _utc_now,
+        warn: Callable[[Path, str], None] | None = None,
     ) -> None:
         if naming not in NAMINGS:
             raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
@@ -115,14 +121,34 @@ class SidecarWriter(BaseOutput):
         self.naming = naming
         self.now = now
         self.started = time.time()
+        self.siblings = Siblings()
+        self.warn = warn
+        self.paired = 0  # lookups that found the stem's sidecar owned by another image (RAW+JPEG)
 
     @classmethod
-    def for_run(cls, metadata: dict[str, Any], *, parent: str, lang: str, naming: str) -> SidecarWriter:
+    def for_run(
+        cls, metadata: dict[str, Any], *, parent: str, lang: str, naming: str,
+        warn: Callable[[Path, str], None] | None = None,
+    ) -> SidecarWriter:
         """The sidecar output of a run whose rows carry ``metadata`` (the output schema's)."""
-        return cls(Provenance.from_metadata(metadata, parent=parent, lang=lang), naming=naming)
+        return cls(Provenance.from_metadata(metadata, parent=parent, lang=lang), naming=naming, warn=warn)
 
     def path_for(self, image: Path) -> Path:
-        return sidecar_path(image, self.naming)
+        """The image's sidecar: as ``naming`` says, except that an image sharing its stem with
+        another (``IMG_1.JPG`` beside ``IMG_1.CR2``) and not owning it uses ``IMG_1.JPG.xmp``."""
+        wanted = sidecar_path(image, self.naming)
+        if wanted.name == image.name + wanted.suffix:  # IMG_1.JPG.xmp: its own, whoever else is there
+            return wanted
+        owner = self.siblings.owner(image)
+        if owner is None or owner == image.name:
+            return wanted
+        path = sidecar_path(image, "ext")
+        if self.warn is not None and not self.paired:
+            shared = image.with_suffix(".xmp").name
+            self.warn(image, f"shares its name with {owner}, which owns {shared} (Lightroom's master of a "
+                             f"RAW+JPEG pair): its sidecar is {path.name}, and so for every such pair")
+        self.paired += 1
+        return path
 
     def is_current(self, image: Path) -> bool:
         """Whether the sidecar holds ramtag's entries from these settings already (a rerun skips it)."""

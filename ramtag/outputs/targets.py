@@ -6,6 +6,7 @@ sidecars are the output and stdout stays quiet unless ``--format`` asks for rows
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,17 +24,20 @@ if TYPE_CHECKING:
     from ..engine.job import OutputOptions
 
 
-def open_outputs(options: OutputOptions, schema: pa.Schema) -> Tee:
+def open_outputs(
+    options: OutputOptions, schema: pa.Schema, *, warn: Callable[[Path, str], None] | None = None
+) -> Tee:
     """Every output ``options`` names, opened (locks taken, earlier results read), as one ``Tee``.
 
     Sidecars come first, so a sidecar that cannot be written is an error row in the file.
+    ``warn`` hears what a person should know about where things went (RAW+JPEG pairs).
     """
     parts: list[Output] = []
     with ExitStack() as opened:  # if one cannot be opened, those opened before it are closed
         if options.xmp:
             metadata = read_metadata(schema) or {}
             sidecars = SidecarWriter.for_run(
-                metadata, parent=options.xmp_parent, lang=options.lang, naming=options.xmp_naming
+                metadata, parent=options.xmp_parent, lang=options.lang, naming=options.xmp_naming, warn=warn
             )
             parts.append(opened.enter_context(sidecars))
         if options.out is not None:
