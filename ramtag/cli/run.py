@@ -33,7 +33,7 @@ from .common import (
 )
 from .progress import ProgressReport, plural
 from .scale import AddressOpt, ConcurrencyOpt, Engine, EngineOpt, GpusOpt, run_on_ray
-from .xmp import Naming, XmpNamingOpt, XmpOpt, XmpParentOpt
+from .xmp import EmbedOpt, Naming, TouchOpt, XmpNamingOpt, XmpOpt, XmpParentOpt
 
 if TYPE_CHECKING:
     from ..engine.local import LocalRun
@@ -146,6 +146,8 @@ def run_command(
     xmp: XmpOpt = False,
     xmp_naming: XmpNamingOpt = Naming("auto"),
     xmp_parent: XmpParentOpt = "ramtag",
+    embed: EmbedOpt = False,
+    touch: TouchOpt = False,
     tags: Annotated[
         Optional[str],
         typer.Option(
@@ -192,6 +194,7 @@ def run_command(
         outputs=OutputOptions(
             out=path_text(out), format=fmt.value if fmt else None, overwrite=overwrite, save_every=save_every,
             lang=lang.value, all_scores=all_scores, xmp=xmp, xmp_naming=xmp_naming.value, xmp_parent=xmp_parent,
+            embed=embed, touch=touch,
         ),
         cluster=ClusterOptions(
             engine=engine.value, address=address, num_gpus_per_worker=num_gpus_per_worker, concurrency=concurrency,
@@ -299,5 +302,21 @@ class _Report(ProgressReport, RunEvents):
                     for name, value in timings.stages().items()
                 )
                 self.say(f"time per stage: {stages}")
-            if self.job.outputs.xmp and self.job.outputs.out is None and result.skipped:
-                self.say(f"skipped {plural(result.skipped, 'image')} whose sidecar is up to date")
+            self._said_where(done)
+            if (self.job.outputs.xmp or self.job.outputs.embed) and self.job.outputs.out is None and result.skipped:
+                kept = "sidecar or embedded keywords are" if self.job.outputs.embed else "sidecar is"
+                self.say(f"skipped {plural(result.skipped, 'image')} whose {kept} up to date")
+
+    def _said_where(self, done: LocalRun) -> None:
+        from ..outputs.embedded import EmbedWriter
+        from ..outputs.sidecars import SidecarWriter
+
+        embedded, sidecars = done.output.find(EmbedWriter), done.output.find(SidecarWriter)
+        parts = []
+        if embedded is not None:
+            parts.append(f"keywords written into {plural(embedded.written, 'photo')}")
+        if sidecars is not None and (sidecars.written or not embedded):
+            parts.append(f"{plural(sidecars.written, 'XMP sidecar')} written"
+                         + (" (for camera raws and formats without embedded XMP)" if embedded else ""))
+        if parts:
+            self.say("; ".join(parts))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..engine.job import NAMINGS
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 from .common import choices, err_console
 
 XMP_PANEL = "XMP sidecars"
@@ -38,6 +38,26 @@ XmpOpt = Annotated[
         rich_help_panel=XMP_PANEL,
     ),
 ]
+EmbedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--embed",
+        help="Write the tags into the image files themselves (JPEG, TIFF, PNG, WebP, HEIC, AVIF, DNG), "
+        "as Lightroom Classic, Immich and PhotoPrism read them; needs ExifTool. Each photo is rewritten "
+        "on a verified copy, keeps its date, and `ramtag xmp clean` takes the tags out again. "
+        "Camera raws other than DNG get sidecars instead (their bytes are never touched).",
+        rich_help_panel=XMP_PANEL,
+    ),
+]
+TouchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--touch",
+        help="With --embed: give each photo written to the current modification time (by default it "
+        "keeps its own, so backups and file lists see no change of date).",
+        rich_help_panel=XMP_PANEL,
+    ),
+]
 XmpNamingOpt = Annotated[
     Naming,
     typer.Option(
@@ -62,7 +82,10 @@ XmpParentOpt = Annotated[
 def clean_command(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Folders (searched recursively for .xmp files) and sidecar files.", show_default=False),
+        typer.Argument(
+            help="Folders (searched recursively for .xmp sidecars and for photos with embedded keywords), "
+            "sidecar files and photos.", show_default=False,
+        ),
     ],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="Only list the sidecars that would change.")
@@ -72,10 +95,11 @@ def clean_command(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary; errors only.")] = False,
 ) -> None:
-    """Remove ramtag's keywords and records from XMP sidecars, leaving everything else as it was.
+    """Remove ramtag's keywords and records from XMP sidecars and photos, leaving everything else as it was.
 
-    Prints each sidecar that changed; a sidecar left with nothing at all (ramtag created it) is
-    deleted. A sidecar that cannot be read or parsed is left alone, reported, and the exit code is 1.
+    Prints each file that changed; a sidecar left with nothing at all (ramtag created it) is
+    deleted; a photo gets back the metadata it had (with --embed, ramtag wrote into it). A file
+    that cannot be read or parsed is left alone, reported, and the exit code is 1.
     """
     from ..outputs.sidecars import SidecarError, clean, find_sidecars
 
@@ -94,8 +118,10 @@ def clean_command(
         if outcome != "untouched":
             verb = {"cleaned": "cleaned", "removed": "deleted"}[outcome]
             typer.echo(f"{'would be ' if dry_run else ''}{verb}: {path}")
+    photos = _clean_photos(paths, dry_run=dry_run, hidden=hidden)
+    counts["errors"] += photos["errors"]
     if not quiet:
-        total = sum(counts.values())
+        total = sum(counts.values()) - photos["errors"]
         err_console.print(
             f"{total} sidecar{'' if total == 1 else 's'}: {counts['cleaned']} cleaned, "
             f"{counts['removed']} deleted (only ramtag's entries were in them), "
@@ -103,5 +129,43 @@ def clean_command(
             + (" (dry run: nothing written)" if dry_run else ""),
             markup=False, soft_wrap=True,
         )
+        if photos["cleaned"] or photos["errors"]:
+            err_console.print(
+                f"{photos['cleaned']} photo{'' if photos['cleaned'] == 1 else 's'} cleaned of embedded keywords, "
+                f"{photos['untouched']} without them, {photos['errors']} errors", markup=False, soft_wrap=True,
+            )
     if counts["errors"]:
         raise typer.Exit(1)
+
+
+def _clean_photos(paths: list[Path], *, dry_run: bool, hidden: bool) -> dict[str, int]:
+    """The keywords ``run --embed`` wrote into photos, taken out (ExifTool only once one is found)."""
+    from ..exiftool import ExifTool, ExifToolError, find_exiftool
+    from ..outputs.embedded import EmbedError, clean_embedded, find_embeddable
+
+    counts = {"cleaned": 0, "untouched": 0, "errors": 0}
+    tool = None
+    try:
+        for path in find_embeddable(paths, hidden=hidden):
+            if tool is None:
+                try:
+                    tool = ExifTool(find_exiftool())
+                except (UsageError, ExifToolError) as exc:
+                    named = any(path == given for given in paths)
+                    if named:  # a photo named directly must be cleaned; photos found in a folder may be bare
+                        raise
+                    err_console.print(f"photos not searched for embedded keywords: {exc}", markup=False, soft_wrap=True)
+                    return counts
+            try:
+                outcome = clean_embedded(tool, path, dry_run=dry_run)
+            except (EmbedError, ExifToolError, OutputError) as exc:
+                counts["errors"] += 1
+                err_console.print(f"{path}: {exc}", markup=False, soft_wrap=True)
+                continue
+            counts[outcome] += 1
+            if outcome == "cleaned":
+                typer.echo(f"{'would be ' if dry_run else ''}cleaned: {path}")
+    finally:
+        if tool is not None:
+            tool.close()
+    return counts

@@ -28,6 +28,7 @@ from ..model.labels import LANGS, VOCAB_MODES
 
 ENGINES = ("local", "ray")
 SIDECARS_NEED_FILES = "--xmp writes sidecars beside image files; tar shards and URLs have none"
+EMBED_NEEDS_FILES = "--embed writes into image files; tar shards and URLs are not files"
 NAMINGS = ("auto", "ext", "replace")  # XMP sidecar names: IMG_1.CR2.xmp (ext), IMG_1.xmp (replace)
 
 
@@ -91,6 +92,8 @@ class OutputOptions:
     xmp: bool = False
     xmp_naming: str = "auto"
     xmp_parent: str = "ramtag"
+    embed: bool = False  # keywords written into the image files (proprietary raws get sidecars)
+    touch: bool = False  # with embed: edited photos get the current modification time
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,13 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
             raise UsageError(f"--out {out}: cannot write in {folder} (permission denied)")
     elif outputs.format is not None and FORMATS[outputs.format].binary:
         raise UsageError(f"{FORMATS[outputs.format].label} needs a file: add --out FILE.{outputs.format}")
-    if outputs.xmp:
+    if outputs.touch and not outputs.embed:
+        raise UsageError("--touch goes with --embed (it sets the modification time of the photos written to)")
+    if outputs.embed:
+        from ..exiftool import find_exiftool
+
+        find_exiftool()
+    if outputs.xmp or outputs.embed:
         if outputs.xmp_naming not in NAMINGS:
             raise UsageError(f"--xmp-naming must be one of {', '.join(NAMINGS)}, not {outputs.xmp_naming!r}")
         parent = outputs.xmp_parent
@@ -235,7 +244,7 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
             if named == [path] and not os.path.exists(path) and not is_url(path):
                 continue  # a typo: discovery says "input not found"
             if any(is_url(one) or not is_plain_input(one) for one in named):
-                raise UsageError(SIDECARS_NEED_FILES)
+                raise UsageError(SIDECARS_NEED_FILES if outputs.xmp else EMBED_NEEDS_FILES)
 
 
 def _check_cluster(job: Job) -> None:
@@ -249,8 +258,8 @@ def _check_cluster(job: Job) -> None:
         if given:
             raise UsageError(f"{', '.join(given)} go with --engine ray")
         return
-    if job.outputs.xmp or job.model.tags is not None:
-        flag = "--xmp" if job.outputs.xmp else "--tags"
+    if job.outputs.xmp or job.outputs.embed or job.model.tags is not None:
+        flag = "--xmp" if job.outputs.xmp else "--embed" if job.outputs.embed else "--tags"
         raise UsageError(f"{flag} is not available with --engine ray yet; use the local engine")
     if job.outputs.out is None:
         raise UsageError("--engine ray writes a folder of Parquet parts: add --out FOLDER")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .. import atomic
 from ..engine.job import NAMINGS, RESULT_SETTINGS, SIDECARS_NEED_FILES
 from ..errors import UsageError
+from ..inputs.refs import is_image_name
 from .base import BaseOutput
 from .pairs import Siblings
 from .xmp import MAX_SIDECAR_BYTES, SidecarError, _descriptions, _read_state, _utc_now, merge
@@ -114,6 +115,7 @@ class SidecarWriter(BaseOutput):
         naming: str = "auto",
         now: Callable[[], str] = _utc_now,
         warn: Callable[[Path, str], None] | None = None,
+        only: Callable[[Path], bool] | None = None,
     ) -> None:
         if naming not in NAMINGS:
             raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
@@ -123,15 +125,21 @@ class SidecarWriter(BaseOutput):
         self.started = time.time()
         self.siblings = Siblings()
         self.warn = warn
+        self.only = only  # the images it writes sidecars for (None: all)
+        self.written = 0  # sidecars this run wrote
         self.paired = 0  # lookups that found the stem's sidecar owned by another image (RAW+JPEG)
 
     @classmethod
     def for_run(
         cls, metadata: dict[str, Any], *, parent: str, lang: str, naming: str,
-        warn: Callable[[Path, str], None] | None = None,
+        warn: Callable[[Path, str], None] | None = None, only: Callable[[Path], bool] | None = None,
     ) -> SidecarWriter:
         """The sidecar output of a run whose rows carry ``metadata`` (the output schema's)."""
-        return cls(Provenance.from_metadata(metadata, parent=parent, lang=lang), naming=naming, warn=warn)
+        provenance = Provenance.from_metadata(metadata, parent=parent, lang=lang)
+        return cls(provenance, naming=naming, warn=warn, only=only)
+
+    def handles(self, image: Path) -> bool:
+        return self.only is None or self.only(image)
 
     def path_for(self, image: Path) -> Path:
         """The image's sidecar: as ``naming`` says, except that an image sharing its stem with
@@ -162,10 +170,12 @@ class SidecarWriter(BaseOutput):
     def needs(self, ref: ImageRef) -> bool:
         if getattr(ref, "source", None) is not None:  # a tar member or a URL has nowhere to put one
             raise UsageError(f"{ref.key}: {SIDECARS_NEED_FILES}")
-        return not self.is_current(ref.path)
+        return self.handles(ref.path) and not self.is_current(ref.path)
 
     def counts(self, ref: ImageRef) -> bool:
         """For a total counted beside the run: still to do, or written by this run already."""
+        if not self.handles(ref.path):
+            return False
         if self.needs(ref):
             return True
         try:
@@ -182,13 +192,14 @@ class SidecarWriter(BaseOutput):
         merged = merge(data, self.provenance, result, now=self.now)
         if merged is not None and merged is not data:
             write_atomically(path, merged)
+            self.written += 1
         return path
 
     def write(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
         """Each tagged record's sidecar; one that cannot be written makes its record an error."""
         out = []
         for record in records:
-            if record.result is not None and record.path is not None:
+            if record.result is not None and record.path is not None and self.handles(record.path):
                 try:
                     self.update(record.path, record.result)
                 except SidecarError as exc:
@@ -223,7 +234,8 @@ def find_sidecars(paths: Iterable[Path], *, hidden: bool = False) -> Iterator[Pa
     """``.xmp`` files under folders (sorted, recursively) and those named directly."""
     for root in paths:
         if not root.is_dir():
-            yield root
+            if root.suffix.lower() == ".xmp" or not is_image_name(root.name):
+                yield root  # an image named directly is for the embedded keywords (``embedded``)
             continue
         for folder, subfolders, files in os.walk(root):
             subfolders[:] = sorted(d for d in subfolders if hidden or not d.startswith("."))

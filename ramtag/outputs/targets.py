@@ -34,10 +34,19 @@ def open_outputs(
     """
     parts: list[Output] = []
     with ExitStack() as opened:  # if one cannot be opened, those opened before it are closed
-        if options.xmp:
-            metadata = read_metadata(schema) or {}
+        metadata = read_metadata(schema) or {}
+        if options.embed:
+            from .embedded import EmbedWriter, can_embed
+            from .sidecars import Provenance
+
+            provenance = Provenance.from_metadata(metadata, parent=options.xmp_parent, lang=options.lang)
+            parts.append(opened.enter_context(EmbedWriter(provenance, touch=options.touch)))
+        if options.xmp or options.embed:
+            # --embed alone: sidecars for what cannot hold keywords (proprietary raws, GIF, BMP)
+            only = None if options.xmp else (lambda path: not can_embed(path))
             sidecars = SidecarWriter.for_run(
-                metadata, parent=options.xmp_parent, lang=options.lang, naming=options.xmp_naming, warn=warn
+                metadata, parent=options.xmp_parent, lang=options.lang, naming=options.xmp_naming, warn=warn,
+                only=only,
             )
             parts.append(opened.enter_context(sidecars))
         if options.out is not None:
@@ -47,7 +56,8 @@ def open_outputs(
                 overwrite=options.overwrite, save_every=options.save_every,
             )
             parts.append(opened.enter_context(file))
-        elif not options.xmp or options.format is not None:
-            parts.append(StdoutOutput(options.format, schema, options.lang, everything=not options.xmp))
+        elif not (options.xmp or options.embed) or options.format is not None:
+            quiet = options.xmp or options.embed
+            parts.append(StdoutOutput(options.format, schema, options.lang, everything=not quiet))
         opened.pop_all()
     return Tee(parts)

@@ -1,0 +1,345 @@
+"""Keywords embedded in the photos themselves (``ramtag run --embed``), through ExifTool.
+
+Lightroom Classic reads and writes the XMP inside JPEG, TIFF, PSD and DNG files and uses ``.xmp``
+sidecars only for proprietary raws; Immich, PhotoPrism and Windows read the keywords in the file
+too. So ``--embed`` writes the keyword fields of the sidecars (``dc:subject``,
+``lr:hierarchicalSubject``, ``digiKam:TagsList``, and ``IPTC:Keywords`` in JPEG and TIFF) into the
+file, after the person's own keywords, with ramtag's record of what it added (its XMP namespace) so
+that a re-run replaces only its own entries and ``ramtag xmp clean`` takes them out again.
+
+A photo is never damaged: the edit is made on a copy beside it, the copy must decode to the very
+same pixels, it is synced and takes the original's mode, owner and modification time, and only
+then is it renamed over the original. A kill at any moment leaves the original or the new file, and
+at worst a hidden ``.NAME.ramtag-tmp.EXT`` copy, removed by the next run. Proprietary raws are
+never written to (they get sidecars); nor is a read-only file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import atomic
+from ..engine.job import EMBED_NEEDS_FILES
+from ..errors import OutputError, RamtagError, UsageError
+from ..exiftool import ExifTool, ExifToolError
+from .base import BaseOutput
+from .xmp import _added, _utc_now, _wanted
+
+if TYPE_CHECKING:
+    from ..inputs import ImageRef
+    from ..pipeline import ImageRecord
+    from ..tagger import TagResult
+    from .sidecars import Provenance
+
+EMBEDDABLE = frozenset({".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".png", ".webp", ".heic", ".heif", ".avif", ".dng"})
+_IPTC = frozenset({".jpg", ".jpeg", ".jpe", ".tif", ".tiff"})  # formats whose IPTC photo software reads
+# (field exiftool writes, ramtag's record of what it added there)
+FIELDS = (
+    ("XMP-dc:Subject", "AddedSubject"),
+    ("XMP-lr:HierarchicalSubject", "AddedHierarchicalSubject"),
+    ("XMP-digiKam:TagsList", "AddedTagsList"),
+    ("IPTC:Keywords", "AddedKeywords"),
+)
+_TOOLKIT = "XMP-x:XMPToolkit"
+_NONE = "-"  # PreviousToolkit when the file had none
+# Tags exiftool adds to an IPTC record or Photoshop block it creates: not the person's.
+_IPTC_OWN = {"IPTC:Keywords", "IPTC:ApplicationRecordVersion", "IPTC:CodedCharacterSet", "IPTC:EnvelopeRecordVersion"}
+_PHOTOSHOP_OWN = {"Photoshop:IPTCDigest"}
+
+
+class EmbedError(RamtagError):
+    """A photo ramtag leaves as it is: read-only, unreadable, or one exiftool refused."""
+
+
+def can_embed(path: Path) -> bool:
+    """Whether ``--embed`` writes into this file (by extension): not proprietary raws, GIF, BMP."""
+    return path.suffix.lower() in EMBEDDABLE
+
+
+def temporary_path(path: Path) -> Path:
+    """The hidden copy an edit is made on, beside the photo (walks skip hidden files)."""
+    return path.with_name(f".{path.stem}.ramtag-tmp{path.suffix}")
+
+
+@dataclass(frozen=True)
+class Held:
+    """What a file holds now: keyword fields, ramtag's record, and which metadata blocks exist."""
+
+    values: dict[str, list[str]]
+    record: dict[str, Any] | None
+    tags: frozenset[str]  # every XMP, IPTC and Photoshop tag name there (exiftool's -G1 names)
+    toolkit: str  # the XMP toolkit named in the file ("" if none)
+
+    def has(self, group: str) -> bool:
+        prefix = "XMP-" if group == "XMP" else f"{group}:"
+        return any(tag.startswith(prefix) for tag in self.tags)
+
+    def added(self) -> dict[str, list[str]]:
+        record = self.record or {}
+        return {name: _as_list(record.get(f"XMP-ramtag:{name}")) for _, name in FIELDS}
+
+    def person(self) -> dict[str, list[str]]:
+        """Each field without what ramtag added there."""
+        added = self.added()
+        return {
+            name: [v for v in self.values[tag] if v not in set(added[name])] for tag, name in FIELDS
+        }
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def read_held(tool: ExifTool, path: Path) -> Held:
+    try:
+        found = tool.read(path, "-XMP:all", "-IPTC:all", "-Photoshop:all")
+    except ExifToolError as error:
+        raise EmbedError(f"exiftool cannot read its metadata ({error})") from None
+    values = {tag: _as_list(found.get(tag)) for tag, _ in FIELDS}
+    record = {key: value for key, value in found.items() if key.startswith("XMP-ramtag:")} or None
+    return Held(values, record, frozenset(found), str(found.get(_TOOLKIT) or ""))
+
+
+def _settings_of(held: Held) -> str | None:
+    return str(held.record.get("XMP-ramtag:Settings")) if held.record else None
+
+
+def _assign(tag: str, values: Sequence[str]) -> list[str]:
+    return [f"-{tag}={value}" for value in values] if values else [f"-{tag}="]
+
+
+def _toolkit(previous: str) -> list[str]:
+    # exiftool stamps its own name on any XMP it writes; the file keeps the toolkit it had.
+    return [f"-{_TOOLKIT}={previous}"] if previous and previous != _NONE else [f"-{_TOOLKIT}="]
+
+
+def tagging_args(held: Held, provenance: Provenance, result: TagResult, suffix: str, now: str) -> list[str]:
+    """exiftool's arguments that put these tags in, after the person's keywords."""
+    person = held.person()
+    wanted = _wanted(provenance, result)
+    iptc = suffix in _IPTC
+    record = held.record or {}
+    if held.record is None:
+        created = [group for group in ("XMP", "IPTC", "Photoshop") if not held.has(group)]
+        previous = held.toolkit or _NONE
+    else:
+        created = _as_list(record.get("XMP-ramtag:Created"))
+        previous = str(record.get("XMP-ramtag:PreviousToolkit") or _NONE)
+    if iptc:
+        utf8 = "IPTC" in created or held.record is not None and "IPTC:CodedCharacterSet" in held.tags
+        # Without UTF-8 declared, IPTC is Latin-1 to its readers: other names stay in XMP only.
+        wanted["AddedKeywords"] = [n for n in wanted["AddedSubject"] if utf8 or n.isascii()]
+    else:
+        wanted["AddedKeywords"] = []
+    added = _added(wanted, person)
+    args = []
+    for tag, name in FIELDS:
+        if tag.startswith("IPTC:") and not iptc:
+            continue
+        args += _assign(tag, person[name] + added[name])
+        args += _assign(f"XMP-ramtag:{name}", added[name])
+    if iptc and added["AddedKeywords"] and "IPTC" in created and any(not n.isascii() for n in added["AddedKeywords"]):
+        args.append("-IPTC:CodedCharacterSet=UTF8")
+    for name, value in (("Settings", provenance.settings), ("Model", provenance.model),
+                        ("Checkpoint", provenance.checkpoint_sha256), ("Thresholds", provenance.thresholds),
+                        ("Date", now), ("PreviousToolkit", previous)):
+        args.append(f"-XMP-ramtag:{name}={value}")
+    args += _assign("XMP-ramtag:Created", created)
+    return args + _toolkit(previous)
+
+
+def cleaning_args(held: Held) -> list[str]:
+    """exiftool's arguments that take ramtag's entries out; blocks it created go when emptied."""
+    record = held.record or {}
+    person = held.person()
+    args = []
+    for tag, name in FIELDS:
+        if held.values[tag] != person[name]:
+            args += _assign(tag, person[name])
+    args.append("-XMP-ramtag:all=")
+    created = set(_as_list(record.get("XMP-ramtag:Created")))
+    previous = str(record.get("XMP-ramtag:PreviousToolkit") or _NONE)
+    args += _toolkit(previous)
+    mine = {tag for tag, _ in FIELDS} | {_TOOLKIT}
+    left = {tag for tag in held.tags if not tag.startswith("XMP-ramtag:")}
+    if "XMP" in created and not any(t.startswith("XMP-") and (t not in mine or _kept(t, person)) for t in left):
+        args.append("-XMP:all=")
+    if "IPTC" in created and not any(t.startswith("IPTC:") and (t not in _IPTC_OWN or _kept(t, person)) for t in left):
+        args.append("-IPTC:all=")
+        if "Photoshop" in created and not any(t.startswith("Photoshop:") and t not in _PHOTOSHOP_OWN for t in left):
+            args.append("-Photoshop:all=")
+    return args
+
+
+def _kept(tag: str, person: dict[str, list[str]]) -> bool:
+    names = dict(FIELDS)
+    return tag in names and bool(person[names[tag]])
+
+
+class EmbedWriter(BaseOutput):
+    """One run's results written into the photos: the ``Output`` of ``ramtag run --embed``."""
+
+    def __init__(
+        self, provenance: Provenance, *, touch: bool = False, now: Callable[[], str] = _utc_now,
+        tool: ExifTool | None = None,
+    ) -> None:
+        self.provenance = provenance
+        self.touch = touch  # give edited photos the current modification time
+        self.now = now
+        self.tool = tool or ExifTool()
+        self.written = 0  # photos this run wrote keywords into
+
+    def handles(self, path: Path) -> bool:
+        return can_embed(path)
+
+    def needs(self, ref: ImageRef) -> bool:
+        if getattr(ref, "source", None) is not None:
+            raise UsageError(f"{ref.key}: {EMBED_NEEDS_FILES}")
+        if not self.handles(ref.path):
+            return False
+        try:
+            return _settings_of(read_held(self.tool, ref.path)) != self.provenance.settings
+        except EmbedError:
+            return True  # tagged, and the error reported then
+
+    def counts(self, ref: ImageRef) -> bool:
+        return self.handles(ref.path)
+
+    def write_records(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
+        out = []
+        for record in records:
+            if record.result is not None and record.path is not None and self.handles(record.path):
+                try:
+                    self.update(record.path, record.result)
+                except EmbedError as exc:
+                    record = replace(record, result=None, width=None, height=None, error=f"--embed: {exc}")
+            out.append(record)
+        return out
+
+    def update(self, path: Path, result: TagResult) -> bool:
+        """Write the tags into ``path``; False when it holds them from these settings already."""
+        _remove_stale(path)
+        held = read_held(self.tool, path)
+        if _settings_of(held) == self.provenance.settings:
+            return False
+        args = tagging_args(held, self.provenance, result, path.suffix.lower(), self.now())
+        rewrite(self.tool, path, args, touch=self.touch)
+        self.written += 1
+        return True
+
+    def close(self) -> None:
+        self.tool.close()
+
+
+def clean_embedded(tool: ExifTool, path: Path, *, dry_run: bool = False) -> str:
+    """Take ramtag's entries out of one photo: ``"cleaned"`` or ``"untouched"`` (none there)."""
+    _remove_stale(path)
+    held = read_held(tool, path)
+    if held.record is None:
+        return "untouched"
+    if not dry_run:
+        rewrite(tool, path, cleaning_args(held), touch=False)
+    return "cleaned"
+
+
+def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool) -> None:
+    """Apply exiftool ``args`` to ``path`` safely: on a verified copy renamed over it."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise EmbedError(f"cannot read it ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise EmbedError("not a regular file")
+    if not info.st_mode & stat.S_IWUSR or not os.access(path, os.W_OK):
+        raise EmbedError("the file is read-only: ramtag does not change it (make it writable with chmod u+w, "
+                         "or write sidecars with --xmp)")
+    folder = path.parent
+    free = shutil.disk_usage(folder).free
+    if free < info.st_size + (16 << 20):
+        raise OutputError(f"not enough free space in {folder or '.'} to rewrite {path.name} safely "
+                          f"({free >> 20} MiB free, {info.st_size >> 20} MiB needed and a margin): free some space, "
+                          "then run again (photos done so far are complete)")
+    copy = temporary_path(path)
+    try:
+        shutil.copyfile(path, copy)
+        answer = tool.run("-overwrite_original", "-m", *args, copy)
+        if "1 image files updated" not in answer.stdout and "1 image files unchanged" not in answer.stdout:
+            problems = answer.errors() or [answer.stderr.strip() or answer.stdout.strip()]
+            raise EmbedError(f"exiftool could not write it ({problems[0]})")
+        if not same_pixels(path, copy):
+            raise EmbedError("the rewritten file's pixels differ from the original's: left unchanged "
+                             "(please report this file's format)")
+        os.chmod(copy, stat.S_IMODE(info.st_mode))
+        if hasattr(os, "chown"):
+            try:
+                os.chown(copy, info.st_uid, info.st_gid)
+            except OSError:
+                pass  # only root may give a file away: it stays this user's
+        if not touch:
+            os.utime(copy, ns=(info.st_atime_ns, info.st_mtime_ns))
+        atomic.replace_durably(copy, path)
+    except OSError as exc:
+        _discard(copy)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OutputError(f"the disk is full: {path.name} was left unchanged; free some space, then run "
+                              "again (photos done so far are complete)") from None
+        raise EmbedError(f"cannot write it ({exc.strerror or exc})") from None
+    except BaseException:
+        _discard(copy)
+        raise
+
+
+def same_pixels(original: Path, copy: Path) -> bool:
+    """Whether two files decode to identical pixels (every frame; a DNG's sensor data)."""
+    if original.suffix.lower() == ".dng":
+        import numpy as np
+        import rawpy
+
+        with rawpy.imread(os.fspath(original)) as first, rawpy.imread(os.fspath(copy)) as second:
+            return bool(np.array_equal(first.raw_image_visible, second.raw_image_visible))
+    from PIL import Image, ImageSequence
+
+    from ..inputs.decode import _heif_ready
+
+    _heif_ready()
+    with Image.open(original) as first, Image.open(copy) as second:
+        frames = zip(ImageSequence.Iterator(first), ImageSequence.Iterator(second), strict=False)
+        if getattr(first, "n_frames", 1) != getattr(second, "n_frames", 1):
+            return False
+        return all(a.mode == b.mode and a.size == b.size and a.tobytes() == b.tobytes() for a, b in frames)
+
+
+def find_embeddable(paths: Sequence[Path], *, hidden: bool = False) -> Iterator[Path]:
+    """Files ``--embed`` writes into, under folders (sorted, recursively) and named directly."""
+    for root in paths:
+        if not root.is_dir():
+            if can_embed(root):
+                yield root
+            continue
+        for folder, subfolders, files in os.walk(root):
+            subfolders[:] = sorted(d for d in subfolders if hidden or not d.startswith("."))
+            for name in sorted(files):
+                if can_embed(Path(name)) and (hidden or not name.startswith(".")):
+                    yield Path(folder) / name
+
+
+def _remove_stale(path: Path) -> None:
+    _discard(temporary_path(path))  # a copy left by a run killed mid-edit; the photo itself is whole
+
+
+def _discard(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass

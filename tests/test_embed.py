@@ -1,0 +1,258 @@
+"""Keywords embedded in photos (``run --embed``) through real ExifTool: every format, kept safe."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from ramtag.cli.app import app
+from ramtag.errors import OutputError
+from ramtag.exiftool import ExifTool
+from ramtag.outputs.embedded import EmbedWriter, clean_embedded, same_pixels, temporary_path
+from ramtag.outputs.sidecars import Provenance
+from ramtag.tagger import TagResult
+
+from rawfiles import dng_with_preview, striped
+from test_xmp import EXIFTOOL, needs_exiftool
+
+pytestmark = needs_exiftool
+runner = CliRunner()
+FORMATS = ("jpg", "tif", "png", "webp", "heic", "avif", "dng")
+IPTC_FORMATS = ("jpg", "tif")
+# Where the image data sits in the file: exiftool may move it, the pixels stay the same.
+LAYOUT = ("StripOffsets", "MediaDataOffset", "TileOffsets")
+PROVENANCE = Provenance("ram_plus", "0" * 64, "0.68", "settings-1")
+RESULT = TagResult(["dog", "grass", "狗"], [0.91, 0.8, 0.7], None, None)
+
+
+@pytest.fixture(autouse=True)
+def converted_once(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAMTAG_CACHE", str(tmp_path_factory.getbasetemp() / "embed-cli-cache"))
+
+
+@pytest.fixture(scope="module")
+def tool():
+    with ExifTool() as running:
+        yield running
+
+
+def photo(folder: Path, kind: str, source: Path, name: str = "photo") -> Path:
+    """``source`` saved as ``kind`` by Pillow (pillow-heif for HEIC), or as a DNG with a preview."""
+    picture = Image.open(source).convert("RGB").resize((320, 240))
+    path = folder / f"{name}.{kind}"
+    if kind == "dng":
+        return dng_with_preview(path, picture, picture)
+    if kind == "heic":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    picture.save(path, quality=85) if kind in ("jpg", "webp", "heic", "avif") else picture.save(path)
+    return path
+
+
+def keywords(path: Path) -> dict[str, list[str]]:
+    out = subprocess.run(
+        [EXIFTOOL, "-j", "-charset", "utf8", "-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject",
+         "-XMP-digiKam:TagsList", "-IPTC:Keywords", str(path)], check=True, capture_output=True,
+    ).stdout
+    found = json.loads(out)[0]
+    found.pop("SourceFile")
+    return {key: [str(v) for v in value] if isinstance(value, list) else [str(value)] for key, value in found.items()}
+
+
+def listing(path: Path) -> list[str]:
+    """exiftool -a -G1 of the file, without the file system's entries and the data's offsets."""
+    out = subprocess.run([EXIFTOOL, "-a", "-G1", "-s", str(path)], check=True, capture_output=True, text=True).stdout
+    return [
+        line for line in out.splitlines()
+        if not line.startswith(("[System]", "[ExifTool]")) and line.split()[1] not in LAYOUT
+    ]
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_keywords_go_in_every_field_once_and_clean_gives_the_file_back(
+    tmp_path: Path, ramplus_tiny, tool: ExifTool, kind: str
+) -> None:
+    path = photo(tmp_path, kind, ramplus_tiny.images / "demo4.jpg")
+    original = tmp_path / f"original.{kind}"
+    shutil.copyfile(path, original)
+    before, stat_before = listing(path), path.stat()
+    writer = EmbedWriter(PROVENANCE, tool=tool)
+    assert writer.update(path, RESULT)
+    found = keywords(path)
+    assert found["Subject"] == ["dog", "grass", "狗"]
+    assert found["HierarchicalSubject"] == ["ramtag|dog", "ramtag|grass", "ramtag|狗"]
+    assert found["TagsList"] == ["ramtag/dog", "ramtag/grass", "ramtag/狗"]
+    if kind in IPTC_FORMATS:
+        assert found["Keywords"] == ["dog", "grass", "狗"]  # IPTC declared UTF-8, as ramtag created it
+    else:
+        assert "Keywords" not in found
+    assert same_pixels(original, path)
+    assert path.stat().st_mtime_ns == stat_before.st_mtime_ns  # the photo keeps its date
+    written = path.read_bytes()
+    assert not writer.update(path, RESULT)  # the same settings: not one byte changes
+    assert path.read_bytes() == written
+    assert not temporary_path(path).exists()
+
+    assert clean_embedded(tool, path) == "cleaned"
+    assert same_pixels(original, path)
+    assert listing(path) == before
+    if kind in ("jpg", "tif", "png", "webp"):
+        assert path.read_bytes() == original.read_bytes()
+    assert clean_embedded(tool, path) == "untouched"
+
+
+def test_a_persons_keywords_survive_and_new_settings_replace_only_ramtags(tmp_path: Path, ramplus_tiny, tool) -> None:
+    path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=Holiday 2024", "-XMP-dc:Subject=dog",
+                    "-IPTC:Keywords=Holiday 2024", "-XMP-xmp:Rating=4", str(path)], check=True)
+    original = path.read_bytes()
+    before = listing(path)
+    EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
+    found = keywords(path)
+    assert found["Subject"] == ["Holiday 2024", "dog", "grass", "狗"]  # 'dog' was the person's already
+    assert found["Keywords"] == ["Holiday 2024", "dog", "grass"]  # IPTC not declared UTF-8: Chinese stays in XMP
+    newer = Provenance("ram_plus", "0" * 64, "0.68", "settings-2")
+    EmbedWriter(newer, tool=tool).update(path, TagResult(["cat"], [0.9], None, None))
+    assert keywords(path)["Subject"] == ["Holiday 2024", "dog", "cat"]  # the person's 'dog' stays
+    assert clean_embedded(tool, path) == "cleaned"
+    assert listing(path) == before and path.read_bytes() == original
+
+
+def test_mode_is_kept_a_read_only_photo_is_refused_and_touch_dates_it(tmp_path: Path, ramplus_tiny, tool) -> None:
+    path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
+    os.chmod(path, 0o640)
+    os.utime(path, (1_600_000_000, 1_600_000_000))
+    EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
+    assert path.stat().st_mode & 0o777 == 0o640 and path.stat().st_mtime == 1_600_000_000
+    EmbedWriter(Provenance("ram_plus", "", "0.5", "other"), tool=tool, touch=True).update(path, RESULT)
+    assert path.stat().st_mtime > time.time() - 60
+
+    locked = photo(tmp_path, "png", ramplus_tiny.images / "demo4.jpg", "locked")
+    os.chmod(locked, 0o444)
+    data = locked.read_bytes()
+    from ramtag.outputs.embedded import EmbedError
+
+    with pytest.raises(EmbedError, match="read-only"):
+        EmbedWriter(PROVENANCE, tool=tool).update(locked, RESULT)
+    assert locked.read_bytes() == data and not temporary_path(locked).exists()
+
+
+def test_a_full_disk_stops_with_the_photo_untouched(tmp_path: Path, ramplus_tiny, tool, monkeypatch) -> None:
+    path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
+    data = path.read_bytes()
+    real = shutil.copyfile
+
+    def half_then_full(source, dest):
+        Path(dest).write_bytes(Path(source).read_bytes()[:1000])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", half_then_full)
+    with pytest.raises(OutputError, match="disk is full"):
+        EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
+    monkeypatch.setattr(shutil, "copyfile", real)
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]  # no half-written copy left
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from ramtag.outputs.embedded import EmbedWriter
+    from ramtag.outputs.sidecars import Provenance
+    from types import SimpleNamespace
+
+    writer = EmbedWriter(Provenance("ram_plus", "", "0.68", sys.argv[1]))
+    result = SimpleNamespace(tags=["dog", "grass"], scores=[0.9, 0.8], tags_zh=None)  # no torch to import
+    print("ready", flush=True)
+    while True:
+        for path in sorted(Path(sys.argv[2]).glob("[!.]*")):
+            writer.update(path, result)
+        writer.provenance = Provenance("ram_plus", "", "0.68", writer.provenance.settings + "+")
+    """
+)
+
+
+def test_sigkill_while_writing_leaves_every_photo_whole(tmp_path: Path, ramplus_tiny) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    originals = {}
+    for number, kind in enumerate(("jpg", "png", "tif", "webp") * 2):
+        path = photo(folder, kind, ramplus_tiny.images / "demo4.jpg", f"p{number}")
+        originals[path.name] = tmp_path / f"copy-{path.name}"
+        shutil.copyfile(path, originals[path.name])
+    for attempt in range(3):
+        process = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, f"s{attempt}", str(folder)],
+                                   stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "ready"
+        time.sleep(0.3 + 0.37 * attempt)  # some photos written, one in hand
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        subprocess.run(["pkill", "-KILL", "-f", "ramtag-exiftool-"], check=False)  # its exiftool too
+        for path in sorted(folder.glob("[!.]*")):
+            assert same_pixels(originals[path.name], path), path  # the original or a complete rewrite
+            assert "Subject" not in keywords(path) or keywords(path)["Subject"] == ["dog", "grass"]
+    # a hidden copy may be left beside a photo; the next write (or clean) removes it
+    with ExifTool() as tool:
+        for path in sorted(folder.glob("[!.]*")):
+            clean_embedded(tool, path)
+            assert not temporary_path(path).exists()
+            assert path.read_bytes() == originals[path.name].read_bytes()
+
+
+def ramtag(*args: str | Path):
+    result = runner.invoke(app, list(map(str, args)))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def test_run_embed_with_a_raw_jpeg_pair_and_an_output_then_clean(tmp_path: Path, ramplus_tiny) -> None:
+    from rawfiles import plain_dng
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    plain_dng(photos / "IMG_1.CR2", Image.open(ramplus_tiny.images / "demo2.jpg").convert("RGB").resize((800, 600)))
+    shutil.copyfile(ramplus_tiny.images / "demo4.jpg", photos / "IMG_1.JPG")
+    os.chmod(photos / "IMG_1.JPG", 0o644)
+    locked = photos / "locked.png"
+    Image.open(ramplus_tiny.images / "demo3.jpg").save(locked)
+    os.chmod(locked, 0o444)
+    before = {path.name: path.read_bytes() for path in photos.iterdir()}
+    out = tmp_path / "tags.jsonl"
+    result = ramtag("run", photos, "--embed", "--out", out, *ramplus_tiny.cli_args())
+    assert result.exit_code == 0, result.output
+    rows = {row["path"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert keywords(photos / "IMG_1.JPG")["Subject"] == rows["IMG_1.JPG"]["tags"]
+    assert photos.joinpath("IMG_1.CR2").read_bytes() == before["IMG_1.CR2"]  # a proprietary raw is never written
+    assert set(keywords(photos / "IMG_1.CR2.xmp")["Subject"]) == set(rows["IMG_1.CR2"]["tags"])
+    assert "read-only" in rows["locked.png"]["error"] and locked.read_bytes() == before["locked.png"]
+    assert "keywords written into 1 photo; 1 XMP sidecar written" in result.stderr
+
+    again = ramtag("run", photos, "--embed", *ramplus_tiny.cli_args())
+    assert again.exit_code == 0 and "skipped 2 images whose sidecar or embedded keywords are up to date" in again.stderr
+
+    cleaned = ramtag("xmp", "clean", photos)
+    assert cleaned.exit_code == 0, cleaned.output
+    assert {path.name: path.read_bytes() for path in photos.iterdir()} == before
+
+
+def test_embed_without_exiftool_fails_before_loading(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
+    monkeypatch.setenv("RAMTAG_EXIFTOOL", str(tmp_path / "no-exiftool"))
+    (tmp_path / "a.jpg").write_bytes((ramplus_tiny.images / "demo4.jpg").read_bytes())
+    result = ramtag("run", tmp_path / "a.jpg", "--embed", *ramplus_tiny.cli_args())
+    assert result.exit_code == 2
+    assert "ExifTool" in result.stderr and "apt install libimage-exiftool-perl" in result.stderr
