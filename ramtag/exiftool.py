@@ -14,7 +14,7 @@ import os
 import queue
 import shutil
 import subprocess
-import tempfile
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,20 +87,17 @@ class ExifTool:
 
     def __init__(self, executable: str | None = None) -> None:
         self.executable = executable or find_exiftool()
-        handle, config = tempfile.mkstemp(prefix="ramtag-exiftool-", suffix=".config")
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(_config())
-        self._config = config
+        config = _config_file()
         self._count = 0
         self._lock = threading.Lock()
         try:
             self._process = subprocess.Popen(
-                [self.executable, "-config", config, "-stay_open", "True", "-@", "-",
+                [self.executable, "-config", os.fspath(config), "-stay_open", "True", "-@", "-",
                  "-common_args", "-charset", "utf8", "-charset", "filename=utf8"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                preexec_fn=_child_setup if os.name == "posix" else None,  # noqa: PLW1509 - no threads yet
             )
         except OSError as error:
-            os.unlink(config)
             raise ExifToolError(f"cannot start {self.executable} ({error.strerror or error}): {INSTALL}") from None
         self._lines: dict[str, queue.Queue[str | None]] = {name: queue.Queue() for name in ("stdout", "stderr")}
         self._readers = [threading.Thread(target=self._drain, args=(name,), daemon=True) for name in self._lines]
@@ -180,7 +177,36 @@ class ExifTool:
             for stream in (process.stdout, process.stderr):
                 if stream is not None:
                     stream.close()
+
+
+def _config_file() -> Path:
+    """ramtag's exiftool config, in its cache (written once; rewritten when it changes)."""
+    from . import atomic
+    from .paths import cache_dir
+
+    path = cache_dir() / "exiftool" / "ramtag.config"
+    text = _config()
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return path
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_atomically(path, text)
+    return path
+
+
+def _child_setup() -> None:
+    """In exiftool's process before it starts: Ctrl-C is ramtag's to handle (the batch in hand is
+    finished, which needs exiftool), and on Linux exiftool ends when ramtag does, even by kill -9
+    (waiting on stdin, it would otherwise stay)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
         try:
-            os.unlink(self._config)
-        except OSError:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
             pass

@@ -157,3 +157,24 @@ def test_raw_and_jpeg_of_one_shot_never_share_a_sidecar(tmp_path: Path, ramplus_
     assert rows["IMG_1.CR2"]["tags"] != rows["IMG_1.JPG"]["tags"]  # two pictures: the test can tell them apart
     warnings = [line for line in result.stderr.splitlines() if "RAW+JPEG" in line]
     assert len(warnings) == (0 if naming == "ext" else 1)
+
+
+def test_a_run_that_finds_no_images_says_why_and_writes_nothing(tmp_path: Path, ramplus_tiny) -> None:
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name in ("a.psd", "b.PSD", "notes.txt", "sub/c.mov"):
+        (photos / name).write_bytes(b"x")
+    out = tmp_path / "tags.parquet"
+    result = ramtag("run", photos, "--out", out, *ramplus_tiny.cli_args())
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1  # one line
+    assert f"no images found under {photos}/: 4 files skipped (.psd x2, .txt, .mov)" in result.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == [photos]  # no empty output, no parts folder
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = ramtag("run", empty, *ramplus_tiny.cli_args())
+    assert result.exit_code == 1 and "it holds no files" in result.stderr
+    shutil.copyfile(ramplus_tiny.images / "demo4.jpg", photos / "d.jpg")
+    result = ramtag("run", photos, "--include", "*.png", "--out", out, *ramplus_tiny.cli_args())
+    assert result.exit_code == 1 and "1 image left out by --include/--exclude" in result.stderr
+    assert not out.exists()

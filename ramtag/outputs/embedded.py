@@ -269,6 +269,7 @@ def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool) -> None
                           f"({free >> 20} MiB free, {info.st_size >> 20} MiB needed and a margin): free some space, "
                           "then run again (photos done so far are complete)")
     copy = temporary_path(path)
+    _remove_stale(path)
     try:
         shutil.copyfile(path, copy)
         answer = tool.run("-overwrite_original", "-m", *args, copy)
@@ -333,7 +334,10 @@ def find_embeddable(paths: Sequence[Path], *, hidden: bool = False) -> Iterator[
 
 
 def _remove_stale(path: Path) -> None:
-    _discard(temporary_path(path))  # a copy left by a run killed mid-edit; the photo itself is whole
+    """The copies a run killed mid-edit left (ours, and exiftool's own); the photo itself is whole."""
+    copy = temporary_path(path)
+    _discard(copy)
+    _discard(copy.with_name(copy.name + "_exiftool_tmp"))
 
 
 def _discard(path: Path) -> None:
