@@ -53,8 +53,11 @@ def plain_dng(path: Path, scene: Image.Image, *, orientation: int = 1) -> Path:
     return path
 
 
-def dng_with_preview(path: Path, scene: Image.Image, preview: Image.Image, *, orientation: int = 1) -> Path:
-    """A DNG of ``scene``'s sensor data whose IFD0 is ``preview`` (RGB), written by tifffile."""
+def dng_with_preview(
+    path: Path, scene: Image.Image, preview: Image.Image, *, orientation: int = 1, jpeg: bool = False
+) -> Path:
+    """A DNG of ``scene``'s sensor data whose IFD0 is ``preview``, written by tifffile: RGB pixels,
+    or (``jpeg``) one JPEG-compressed strip, as most cameras store it (imagecodecs encodes it)."""
     import tifffile
 
     data = bayer(scene)
@@ -77,8 +80,9 @@ def dng_with_preview(path: Path, scene: Image.Image, preview: Image.Image, *, or
         (50717, "H", 1, WHITE, True),  # WhiteLevel
     ]
     with tifffile.TiffWriter(path) as tif:
+        compressed = {"compression": "jpeg", "rowsperstrip": preview.height} if jpeg else {}
         tif.write(np.asarray(preview.convert("RGB")), photometric="rgb", subfiletype=1, subifds=1,
-                  extratags=camera, metadata=None)
+                  extratags=camera, metadata=None, **compressed)
         tif.write(data, photometric=32803, subfiletype=0, extratags=sensor, metadata=None)  # CFA
     return path
 

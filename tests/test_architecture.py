@@ -142,6 +142,8 @@ def _fails_fast(tmp_path: Path, *args: str) -> tuple[int, str, list[str]]:
         (["photos", "--engine", "ray"], "--engine ray writes a folder of Parquet parts: add --out FOLDER"),
         (["photos", "--xmp", "--engine", "ray", "--out", "tags"], "--xmp is not available with --engine ray"),
         (["shards/{a,b}.tar", "--xmp"], "--xmp writes sidecars beside image files; tar shards and URLs have none"),
+        (["shards/{a,b}.tar", "--embed"], "--embed writes into image files; tar shards and URLs are not files"),
+        (["photos", "--touch"], "--touch goes with --embed"),
     ],
 )
 def test_mistakes_fail_before_torch_is_imported(tmp_path: Path, args: list[str], words: str) -> None:

@@ -47,12 +47,13 @@ def test_demosaic_without_a_preview_is_upright_at_sensor_size(tmp_path: Path, or
     assert band_side(image) == side
 
 
+@pytest.mark.parametrize("jpeg", [False, True], ids=["rgb-preview", "jpeg-preview"])
 @pytest.mark.parametrize(("orientation", "side"), [(1, "top"), (6, "right"), (8, "left")])
-def test_a_large_enough_preview_is_used_turned_like_the_raw(tmp_path: Path, orientation, side) -> None:
+def test_a_large_enough_preview_is_used_turned_like_the_raw(tmp_path: Path, orientation, side, jpeg) -> None:
     # The preview differs from the sensor data on purpose (a red band): it shows which one was used.
     preview = striped(640, 480)
     preview.paste((255, 0, 0), (0, 470, 640, 480))
-    path = dng_with_preview(tmp_path / "IMG_2.DNG", striped(1000, 750), preview, orientation=orientation)
+    path = dng_with_preview(tmp_path / "IMG_2.DNG", striped(1000, 750), preview, orientation=orientation, jpeg=jpeg)
     image = decode_image(path)
     assert image.info[DECODED_FROM] == "preview"
     assert sorted(image.size) == [480, 640]
@@ -68,6 +69,9 @@ def test_a_thumbnail_smaller_than_the_model_input_is_not_used(tmp_path: Path) ->
     path = dng_with_preview(tmp_path / "small.dng", striped(800, 600), striped(160, 120))
     assert decode_image(path).info[DECODED_FROM] == "demosaic"
     assert decode_image(path, raw=RawOptions("auto", min_size=100)).info[DECODED_FROM] == "preview"
+    # A preview of another shape (one strip of a preview cut in several) is not the picture either.
+    strip = dng_with_preview(tmp_path / "strip.dng", striped(800, 600), striped(1600, 400), jpeg=True)
+    assert decode_image(strip).info[DECODED_FROM] == "demosaic"
 
 
 def test_raws_libraw_cannot_read_are_decode_errors(tmp_path: Path) -> None:

@@ -225,10 +225,6 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
         raise UsageError(f"{FORMATS[outputs.format].label} needs a file: add --out FILE.{outputs.format}")
     if outputs.touch and not outputs.embed:
         raise UsageError("--touch goes with --embed (it sets the modification time of the photos written to)")
-    if outputs.embed:
-        from ..exiftool import find_exiftool
-
-        find_exiftool()
     if outputs.xmp or outputs.embed:
         if outputs.xmp_naming not in NAMINGS:
             raise UsageError(f"--xmp-naming must be one of {', '.join(NAMINGS)}, not {outputs.xmp_naming!r}")
@@ -245,6 +241,10 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
                 continue  # a typo: discovery says "input not found"
             if any(is_url(one) or not is_plain_input(one) for one in named):
                 raise UsageError(SIDECARS_NEED_FILES if outputs.xmp else EMBED_NEEDS_FILES)
+    if outputs.embed:
+        from ..exiftool import find_exiftool
+
+        find_exiftool()
 
 
 def _check_cluster(job: Job) -> None:

@@ -25,6 +25,7 @@ always develop the sensor data (slower, independent of how the camera rendered i
 
 # LibRaw's orientation codes (``sizes.flip``) as the turn that makes the image upright.
 _TURNS = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}
+_MAX_PREVIEW_STRETCH = 1.5  # a 16:9 preview of a 3:2 sensor is 1.19; a 1:3 strip of a 4:3 one 4
 ORIGINAL_SIZE = "ramtag_original_size"  # image.info key: the upright size of the file's full image
 DECODED_FROM = "ramtag_raw"  # image.info key: "preview" or "demosaic"
 
@@ -125,6 +126,10 @@ def _preview(raw: object, options: RawOptions, max_pixels: int | None) -> Image.
             return None
     if min(image.size) < options.min_size:
         return None
+    sensor = raw.sizes.width / raw.sizes.height  # type: ignore[attr-defined]
+    shape = image.width / image.height
+    if max(shape / sensor, sensor / shape) > _MAX_PREVIEW_STRETCH:
+        return None  # a part of the preview (one strip of several) or another picture: not this one
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
