@@ -40,5 +40,9 @@ class OutputError(RamtagError):
     """An output file that cannot be written without losing a user's data."""
 
 
+class RamtagWarning(UserWarning):
+    """Something a user should know that does not stop the work (a weaker default was chosen)."""
+
+
 class GroundTruthError(RamtagError):
     """A label file or taglist that cannot be read as any of the formats."""

@@ -99,7 +99,7 @@ def parse_ground_truth(
         rows = _openimages_rows(text)
     elif dialect == "indices":
         if taglist is None:
-            raise UsageError(f"{source} names classes by number: give the taglist they index (--taglist)")
+            raise UsageError(f"{source} names classes by number: give the class list they index (--gt-classes)")
         return _collect(_indices_rows(text, len(taglist), source), tuple(taglist), dialect, by_index=True)
     else:
         raise UsageError(f"unknown label format {dialect!r}; use auto or one of {', '.join(DIALECTS)}")

@@ -136,7 +136,7 @@ def _fails_fast(tmp_path: Path, *args: str) -> tuple[int, str, list[str]]:
         (["photos", "--precision", "int4"], "unknown precision 'int4'"),
         (["photos", "--precision", "int8", "--device", "cuda"], "runs on CPUs only"),
         (["photos", "--model", "ram3"], "unknown model 'ram3'"),
-        (["photos", "--out", "nowhere/tags.parquet"], "the folder nowhere does not exist"),
+        (["photos", "--out", "photos/a.jpg/tags.parquet"], "photos/a.jpg is a file, not a folder"),
         (["photos", "--address", "auto"], "go with --engine ray"),
         (["nothing-here"], "input not found: nothing-here"),
         (["photos", "--engine", "ray"], "--engine ray writes a folder of Parquet parts: add --out FOLDER"),
@@ -148,6 +148,7 @@ def _fails_fast(tmp_path: Path, *args: str) -> tuple[int, str, list[str]]:
 )
 def test_mistakes_fail_before_torch_is_imported(tmp_path: Path, args: list[str], words: str) -> None:
     (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"")
     (tmp_path / "shards").mkdir()
     for name in ("a.tar", "b.tar"):
         (tmp_path / "shards" / name).write_bytes(b"")

@@ -71,7 +71,7 @@ def eval_json(*args: str | Path) -> dict:
 
 
 def test_eval_matches_independent_numbers(tagged: dict, ramplus_tiny: OfficialFixture) -> None:
-    report = eval_json("--gt", tagged["gt"], "--pred", tagged["out"], "--taglist", tagged["taglist"])
+    report = eval_json("--gt", tagged["gt"], "--pred", tagged["out"], "--gt-classes", tagged["taglist"])
     vocabulary, scores = tagged["vocabulary"], tagged["scores"]
     classes = ["cat", "car", "sky", "dog", "night"]
     aps = [

@@ -164,7 +164,7 @@ def test_verify_finds_damaged_files(online: list[dict[str, Any]]) -> None:
     assert result.exit_code == 1
     assert "DAMAGED  thresholds   sha256" in result.stdout and "ok       tag_list " in result.stdout
     assert "DAMAGED  ram_plus     sha256" in result.stdout and "loads" not in result.stdout
-    assert "verify failed: 2 problem(s)" in result.stderr
+    assert "verify failed: 2 problems" in result.stderr
 
 
 def test_verify_rejects_a_checkpoint_of_the_other_kind(hub_cache: Path, ramplus_tiny: Any) -> None:

@@ -133,7 +133,7 @@ def test_sidecars_beside_an_output_file_and_a_broken_one(photos: Path, ramplus_t
     args = ["run", photos, "--xmp", "--out", out, "--workers", "0", *ramplus_tiny.cli_args()]
     result = ramtag(*args)
     assert result.exit_code == 0, result.output
-    assert "3 images: 2 tagged, 1 errors" in result.stderr
+    assert "3 images: 2 tagged, 1 error in " in result.stderr
     rows = pd.read_parquet(out).set_index("path")
     assert rows.loc["demo4.jpg", "error"].startswith("sidecar demo4.xmp: not valid XML")
     assert (photos / "demo4.xmp").read_text(encoding="utf-8") == "<x:xmpmeta><rdf:RDF>"

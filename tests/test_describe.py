@@ -143,7 +143,7 @@ def test_describe_with_retries_then_all_from_cache(server: ChatServer, tmp_path:
     tag_file.write_text("# more tags\nred umbrella\n\n", encoding="utf-8")
     out = tmp_path / "descriptions.json"
     args = ["cat wearing a hat", "--from-file", str(tag_file), "--out", str(out),
-            "--base-url", server.url, "--model", "tiny-chat", "--api-key", KEY]
+            "--base-url", server.url, "--llm-model", "tiny-chat", "--api-key", KEY]
     result = describe(*args)
     assert result.exit_code == 0, result.output
     check_descriptions(out, ["cat wearing a hat", "red umbrella"])

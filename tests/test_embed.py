@@ -24,7 +24,7 @@ from ramtag.outputs.embedded import EmbedWriter, clean_embedded, same_pixels, te
 from ramtag.outputs.sidecars import Provenance
 from ramtag.tagger import TagResult
 
-from rawfiles import dng_with_preview, striped
+from rawfiles import dng_with_preview
 from test_xmp import EXIFTOOL, needs_exiftool
 
 pytestmark = needs_exiftool

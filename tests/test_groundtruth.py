@@ -142,7 +142,7 @@ def test_bad_indices_name_the_line(text: str, message: str) -> None:
 
 
 def test_indices_need_a_taglist_and_csv_a_header() -> None:
-    with pytest.raises(UsageError, match="--taglist"):
+    with pytest.raises(UsageError, match="--gt-classes"):
         parse_ground_truth("x.jpg,1 2\n")
     with pytest.raises(GroundTruthError, match="header"):
         parse_ground_truth("x.jpg,cat\n", dialect="csv")

@@ -109,7 +109,7 @@ def test_an_interrupted_ray_run_resumes_without_redoing_or_duplicating(
     commit = DatasetOutput.commit
 
     def commit_then_ctrl_c(self, *commit_args, **kwargs):
-        part = commit(self, *commit_args, **kwargs)
+        commit(self, *commit_args, **kwargs)
         raise KeyboardInterrupt  # as if pressed right after the first part was saved
 
     with monkeypatch.context() as patch:

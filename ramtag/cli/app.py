@@ -14,13 +14,19 @@ import typer
 
 from ..version import __version__
 from . import bench, describe, eval, models, run, xmp
+from . import helpstyle
 from .common import mapping_errors
 
+helpstyle.install()
 app = typer.Typer(
     name="ramtag",
     help="Tag image collections with RAM++ (Recognize Anything Plus) and RAM.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    context_settings=helpstyle.CONTEXT,
+    # One way to install completion, the scripts in completions/ (README), not Typer's installer.
+    add_completion=not helpstyle.shell_completion_without_installer(),
+    epilog=helpstyle.epilog("ramtag"),
 )
 
 
@@ -40,15 +46,16 @@ def _root(
     """Tag image collections with RAM++ (Recognize Anything Plus) and RAM."""
 
 
-app.command("run")(mapping_errors(run.run_command))
-app.command("eval")(mapping_errors(eval.eval_command))
-app.command("describe")(mapping_errors(describe.describe_command))
-app.command("bench")(mapping_errors(bench.bench_command))
+for name, module in (("run", run.run_command), ("eval", eval.eval_command),
+                     ("describe", describe.describe_command), ("bench", bench.bench_command)):
+    app.command(name, epilog=helpstyle.epilog(name))(mapping_errors(module))
 for group, name in ((models.app, "models"), (xmp.app, "xmp")):
     for command in group.registered_commands:
         command.callback = mapping_errors(command.callback)
+        command.epilog = helpstyle.epilog(f"{name} {command.name}")
+    group.info.epilog = helpstyle.epilog(name)
     app.add_typer(group, name=name)
 
 
 def main() -> None:
-    app()
+    helpstyle.run(app)

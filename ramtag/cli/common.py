@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -40,6 +41,11 @@ def mapping_errors(command: F) -> F:
     return mapped  # type: ignore[return-value]
 
 
+def plural(count: int, noun: str, ending: str = "s") -> str:
+    """``1 image``, ``2 images``; ``ending`` for other plurals (``batch``, ``es``)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{ending}"
+
+
 def path_text(path: Path | None) -> str | None:
     """A path option as a job holds it (plain text, JSON-ready)."""
     return str(path) if path is not None else None
@@ -61,6 +67,15 @@ def reporting_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(130) from None
+    except BrokenPipeError:
+        # The reader went away (`ramtag run ... | head`): what it wanted it has; end quietly. Python
+        # would complain again when flushing stdout at exit, so stdout now goes nowhere.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        raise typer.Exit(0) from None
 
 
 MODEL_PANEL = "Model"

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import OutputError, UsageError
-from .common import DeviceOpt, err_console
+from .common import DeviceOpt, err_console, plural
 
 if TYPE_CHECKING:
     from ..describe.describer import Answerer
@@ -40,7 +40,7 @@ def describe_command(
         str,
         typer.Option(
             "--llm",
-            help="api: an OpenAI-compatible endpoint (--base-url, --model); hf:REPO_OR_DIR: a local "
+            help="api: an OpenAI-compatible endpoint (--base-url, --llm-model); hf:REPO_OR_DIR: a local "
             "transformers causal LM; none: ramtag's templates, no language model.",
             rich_help_panel=LLM_PANEL,
         ),
@@ -54,7 +54,12 @@ def describe_command(
             rich_help_panel=LLM_PANEL, show_default=False,
         ),
     ] = None,
-    model: Annotated[str, typer.Option("--model", help="Model name at the endpoint.", rich_help_panel=LLM_PANEL)] = "gpt-4o-mini",
+    model: Annotated[
+        str, typer.Option("--llm-model", help="Model name at the endpoint.", rich_help_panel=LLM_PANEL)
+    ] = "gpt-4o-mini",
+    old_model: Annotated[  # the name before --model meant RAM or RAM++ everywhere else
+        Optional[str], typer.Option("--model", hidden=True, help="Old name of --llm-model.")
+    ] = None,
     api_key: Annotated[
         Optional[str],
         typer.Option("--api-key", help="API key (else the key file, else $OPENAI_API_KEY).", rich_help_panel=LLM_PANEL, show_default=False),
@@ -88,6 +93,7 @@ def describe_command(
 
     Answers are cached, so running again costs no requests and an interrupted run resumes.
     """
+    model = old_model if old_model is not None else model
     from ..describe.files import (
         descriptions_json,
         embeddings_path_for,
@@ -128,7 +134,7 @@ def describe_command(
         also = f" and {embeddings_path_for(out)}" if embed else ""
         requests = "" if sent is None else f" ({sent} requests sent)"
         err_console.print(
-            f"described {len(descriptions)} tags{requests}{where}{also}", markup=False, soft_wrap=True
+            f"described {plural(len(descriptions), 'tag')}{requests}{where}{also}", markup=False, soft_wrap=True
         )
 
 
@@ -161,11 +167,18 @@ def _answerer(llm: str, *, device: str, base_url: str | None, model: str, api_ke
     if llm != "api":
         raise UsageError(f"unknown --llm {llm!r}; use api, hf:REPO_OR_DIR or none")
     from ..describe.endpoint import DEFAULT_BASE_URL, ChatEndpoint, RetryPolicy
-    from ..describe.keys import resolve_api_key
+    from ..describe.keys import ENV_VAR, default_key_file, resolve_api_key
 
+    key = resolve_api_key(api_key, api_key_file)
+    if key is None and (base_url is None or base_url.rstrip("/") == DEFAULT_BASE_URL.rstrip("/")):
+        looked = api_key_file if api_key_file is not None else default_key_file()
+        raise UsageError(
+            f"no API key for {DEFAULT_BASE_URL}: none in --api-key, {looked} or ${ENV_VAR}. Set one, "
+            "or use --llm none (ramtag's templates, no network), a local server (--base-url "
+            "http://localhost:11434/v1 for Ollama), or --llm hf:MODEL"
+        )
     return ChatEndpoint(
-        base_url or DEFAULT_BASE_URL, model, api_key=resolve_api_key(api_key, api_key_file),
-        timeout_s=timeout, retry=RetryPolicy(retries=retries),
+        base_url or DEFAULT_BASE_URL, model, api_key=key, timeout_s=timeout, retry=RetryPolicy(retries=retries),
     )
 
 

@@ -49,8 +49,12 @@ BenchmarkOpt = Annotated[Optional[BenchmarkName], typer.Option(
     help="One of the paper's test sets, its labels downloaded; with --images (or --pred).",
 )]
 TaglistOpt = Annotated[Optional[Path], typer.Option(
-    "--taglist", dir_okay=False, rich_help_panel=LABELS,
-    help="The classes, one per line (needed by numbered labels; default: the tags the labels use).",
+    "--gt-classes", dir_okay=False, rich_help_panel=LABELS,
+    help="The labels' classes, one per line (needed by numbered labels; default: the tags the labels use). "
+    "Not --tag-list, the model's vocabulary.",
+)]
+OldTaglistOpt = Annotated[Optional[Path], typer.Option(
+    "--taglist", dir_okay=False, hidden=True, help="Old name of --gt-classes.",
 )]
 FormatOpt = Annotated[LabelFormat, typer.Option(
     "--gt-format", rich_help_panel=LABELS, help="Format of --gt (auto: told from its content).",
@@ -98,6 +102,7 @@ def eval_command(
     gt: GtOpt = None,
     bench: BenchmarkOpt = None,
     taglist: TaglistOpt = None,
+    old_taglist: OldTaglistOpt = None,
     label_format: FormatOpt = LabelFormat.auto,
     pred: PredOpt = None,
     images: ImagesOpt = None,
@@ -120,7 +125,8 @@ def eval_command(
     text_encoder: TextEncoderOpt = None,
 ) -> None:
     """Score tags against labels: mAP (official and over classes with positives), CP/CR/CF1, OP/OR/OF1."""
-    check_model_options(device, precision, ("--gt", gt), ("--taglist", taglist), ("--pred", pred),
+    taglist = old_taglist if old_taglist is not None else taglist
+    check_model_options(device, precision, ("--gt", gt), ("--gt-classes", taglist), ("--pred", pred),
                         ("--thresholds", thresholds), ("--checkpoint", checkpoint), ("--tag-list", tag_list))
     if (gt is None) == (bench is None):
         raise UsageError("give the labels: --gt FILE or --benchmark NAME (one of them)")

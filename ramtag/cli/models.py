@@ -27,7 +27,7 @@ from ..model.download import (
     weights_source,
 )
 from ..model.registry import DATA_FILES, WEIGHTS
-from .common import err_console
+from .common import err_console, plural
 
 DEFAULT_MODEL = "ram_plus"
 
@@ -150,7 +150,7 @@ def verify_command(
     elif weights.ok:
         failures += _verify_loads(weights.path, kind)
     if failures:
-        err_console.print(f"[bold red]verify failed:[/] {failures} problem(s)", markup=True)
+        err_console.print(f"[bold red]verify failed:[/] {plural(failures, 'problem')}", markup=True)
         raise typer.Exit(1)
 
 

@@ -259,7 +259,7 @@ class _Report(ProgressReport, RunEvents):
                     self.say(f"{record.key}: {record.error}")
         of = f"/{self.count}" if self.count is not None else ""
         self.show(
-            f"{self.images}{of} images, {self.rate():.1f} images/s, {self.errors} errors",
+            f"{self.images}{of} images, {self.rate():.1f} images/s, {plural(self.errors, 'error')}",
             completed=self.images, total=self.count,
         )
 
@@ -290,10 +290,7 @@ class _Report(ProgressReport, RunEvents):
             raise typer.Exit(130)
         if not self.quiet:
             where = f" → {done.output.dest}" if done.output.dest is not None else ""
-            self.say(
-                f"{plural(self.images, 'image')}: {self.images - self.errors} tagged, {self.errors} errors "
-                f"in {self.elapsed():.1f} s ({self.rate():.1f} images/s){where}"
-            )
+            self.say(f"{self.counts()} {self.timing()}{where}")
             if self.verbose:
                 timings = result.timings
                 split = ", ".join(f"{name} {value:.2f} s" for name, value in timings.model_stages().items())

@@ -138,25 +138,23 @@ class _UnitReport(ProgressReport):
             self.errors += outcome.part.errors
             if self.verbose:
                 self.say(
-                    f"{what} → {outcome.part.name}: {outcome.part.rows} images, "
-                    f"{outcome.part.errors} errors, {outcome.seconds:.1f} s"
+                    f"{what} → {outcome.part.name}: {plural(outcome.part.rows, 'image')}, "
+                    f"{plural(outcome.part.errors, 'error')}, {outcome.seconds:.1f} s"
                 )
         self.show(
             f"{self.units}/{len(self.plan.units)} parts, {self.images} images, "
-            f"{self.rate():.1f} images/s, {self.errors} errors",
+            f"{self.rate():.1f} images/s, {plural(self.errors, 'error')}",
             completed=self.units, images=self.images,
         )
 
     def summary(self, output: DatasetOutput) -> None:
         if self.failures:
             self.say(
-                f"{self.failures} tar shards could not be read and were not saved; "
+                f"{plural(self.failures, 'tar shard')} could not be read and were not saved; "
                 "run the same command again to retry them"
             )
         if self.quiet:
             return
         self.say(
-            f"{self.images} images: {self.images - self.errors} tagged, {self.errors} errors "
-            f"in {self.elapsed():.1f} s ({self.rate():.1f} images/s) → {output.dest} "
-            f"({plural(len(output.parts), 'part')})"
+            f"{self.counts()} {self.timing()} → {output.dest} ({plural(len(output.parts), 'part')})"
         )

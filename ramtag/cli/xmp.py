@@ -9,7 +9,7 @@ import typer
 
 from ..engine.job import NAMINGS
 from ..errors import OutputError, UsageError
-from .common import choices, err_console
+from .common import choices, err_console, plural
 
 XMP_PANEL = "XMP sidecars"
 
@@ -84,7 +84,7 @@ def clean_command(
         list[Path],
         typer.Argument(
             help="Folders (searched recursively for .xmp sidecars and for photos with embedded keywords), "
-            "sidecar files and photos.", show_default=False,
+            "sidecar files and photos.", show_default=False, metavar="PATH...",
         ),
     ],
     dry_run: Annotated[
@@ -123,16 +123,16 @@ def clean_command(
     if not quiet:
         total = sum(counts.values()) - photos["errors"]
         err_console.print(
-            f"{total} sidecar{'' if total == 1 else 's'}: {counts['cleaned']} cleaned, "
+            f"{plural(total, 'sidecar')}: {counts['cleaned']} cleaned, "
             f"{counts['removed']} deleted (only ramtag's entries were in them), "
-            f"{counts['untouched']} without ramtag entries, {counts['errors']} errors"
+            f"{counts['untouched']} without ramtag entries, {plural(counts['errors'], 'error')}"
             + (" (dry run: nothing written)" if dry_run else ""),
             markup=False, soft_wrap=True,
         )
         if photos["cleaned"] or photos["errors"]:
             err_console.print(
-                f"{photos['cleaned']} photo{'' if photos['cleaned'] == 1 else 's'} cleaned of embedded keywords, "
-                f"{photos['untouched']} without them, {photos['errors']} errors", markup=False, soft_wrap=True,
+                f"{plural(photos['cleaned'], 'photo')} cleaned of embedded keywords, "
+                f"{photos['untouched']} without them, {plural(photos['errors'], 'error')}", markup=False, soft_wrap=True,
             )
     if counts["errors"]:
         raise typer.Exit(1)

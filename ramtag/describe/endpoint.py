@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
 import time
 import urllib.error
@@ -147,6 +148,11 @@ class ChatEndpoint:
                 reason = exc.reason
                 if isinstance(reason, ConnectionRefusedError):
                     raise LLMError(f"cannot reach {self.base_url}: connection refused; is the server running?") from None
+                if isinstance(reason, socket.gaierror):  # no such host, or no network: waiting will not help
+                    raise LLMError(
+                        f"cannot reach {self.base_url}: its name does not resolve ({reason.strerror or reason}); "
+                        "offline? --llm none describes with ramtag's templates, no network needed"
+                    ) from None
                 problem = f"cannot reach the server ({reason})"
             except (TimeoutError, ConnectionError, HTTPException, OSError) as exc:
                 problem = f"no reply within {self.timeout_s:g} s" if isinstance(exc, TimeoutError) else (

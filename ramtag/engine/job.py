@@ -216,9 +216,9 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
         if out.is_dir():
             raise UsageError(f"{out} is a folder: the local engine writes one file (--engine ray writes a folder)")
         format_for(out, outputs.format)
-        folder = out.parent
+        folder = _existing_ancestor(out.parent)  # missing folders below it are created when the run starts
         if not folder.is_dir():
-            raise UsageError(f"--out {out}: the folder {folder} does not exist; create it first")
+            raise UsageError(f"--out {out}: {folder} is a file, not a folder")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise UsageError(f"--out {out}: cannot write in {folder} (permission denied)")
     elif outputs.format is not None and FORMATS[outputs.format].binary:
@@ -245,6 +245,14 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
         from ..exiftool import find_exiftool
 
         find_exiftool()
+
+
+def _existing_ancestor(folder: Path) -> Path:
+    """``folder``, or the nearest folder above it that exists (``.`` at the end)."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
 
 
 def _check_cluster(job: Job) -> None:

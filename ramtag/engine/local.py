@@ -70,6 +70,11 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
         hidden=found.hidden, max_pixels=found.max_pixels, on_error=events.warning, findings=(findings := Findings()),
     )
     refs = some_images(refs, findings, found.paths)  # none at all: said now, before the model loads
+    from ..model.needed import check_model_files
+
+    model = job.model  # files missing offline: all of them said now, before torch is imported
+    check_model_files(model.checkpoint, model=model.kind, tag_list=model.tag_list, tag_list_zh=model.tag_list_zh,
+                      thresholds=model.thresholds)
     from ..outputs.schema import schema_for
     from ..outputs.targets import open_outputs
     from .runner import run  # torch comes with it: only once the job and its inputs are known to be right

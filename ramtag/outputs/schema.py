@@ -57,10 +57,19 @@ def output_schema(layout: Layout, metadata: dict[str, Any] | None = None) -> pa.
     ]
     if layout.all_scores:
         fields.append(pa.field("all_scores", pa.list_(pa.float32(), layout.num_tags)))
-    schema = pa.schema(fields)
+    schema = pa.schema(fields, metadata={b"pandas": _PANDAS})
     if metadata is not None:
-        schema = schema.with_metadata({METADATA_KEY: json.dumps(metadata, ensure_ascii=False)})
+        schema = schema.with_metadata({**schema.metadata, METADATA_KEY.encode(): json.dumps(metadata, ensure_ascii=False)})
     return schema
+
+
+# pandas reads an integer column with nulls as float64 unless told its dtype: width and height are
+# nullable integers (Int32), null on error rows. pandas' own metadata key says so to read_parquet.
+_PANDAS = json.dumps({
+    "index_columns": [], "column_indexes": [],
+    "columns": [{"name": name, "field_name": name, "pandas_type": "int32", "numpy_type": "Int32", "metadata": None}
+                for name in ("width", "height")],
+}).encode()
 
 
 def schema_for(tagger: Tagger, lang: str, all_scores: bool, results: ResultOptions | None = None) -> pa.Schema:

@@ -51,6 +51,7 @@ def open_outputs(
             parts.append(opened.enter_context(sidecars))
         if options.out is not None:
             out = Path(options.out)
+            out.parent.mkdir(parents=True, exist_ok=True)  # --out results/2024/tags.parquet
             file = ResumableOutput(
                 out, format_for(out, options.format), schema,
                 overwrite=options.overwrite, save_every=options.save_every,

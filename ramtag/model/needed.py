@@ -1,0 +1,123 @@
+"""Before loading: every file a run needs, found or not, so that a first run offline fails at once
+with the whole list instead of one missing file at a time after retries.
+
+``check_available`` looks in the caches only (no network). When something is missing it makes one
+quick connection to each host the downloads would use (1.5 s at most, through the proxy when one
+is set): a name that does not resolve or a refused connection will not get better by retrying, so
+the run stops there with one error that lists each missing file, where ramtag looked for it, the
+command that fetches them on a connected machine, and the options and variables to use here.
+A reachable host lets the downloads go ahead (and retry what is worth retrying).
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ResourceUnavailableError
+from ..paths import offline
+
+PROBE_SECONDS = 1.5
+
+
+@dataclass(frozen=True)
+class Needed:
+    what: str  # "weights", "tag list", ...
+    name: str  # file name
+    looked: str  # where ramtag looked for it
+    flag: str  # the option that provides it instead
+    url: str  # where it would be downloaded from
+
+
+def missing_files(
+    *, weights: str | None, tag_list: bool, tag_list_zh: bool, thresholds: bool
+) -> list[Needed]:
+    """What a load would download: ``weights`` (a released model's name, or None with --checkpoint)
+    and the official data files not given (``tag_list`` etc.: whether the official one is used)."""
+    from .download import cached_data_file, data_dir, pinned_url, weights_source
+    from .registry import DATA_FILES
+
+    found = []
+    if weights is not None:
+        from huggingface_hub import constants
+
+        from .download import cached_weights
+
+        source = weights_source(weights)
+        if cached_weights(weights) is None:
+            folder = Path(constants.HF_HUB_CACHE) / f"models--{source.repo_id.replace('/', '--')}"
+            endpoint = constants.ENDPOINT.rstrip("/")
+            found.append(Needed("weights", source.filename, str(folder), "--checkpoint",
+                                f"{endpoint}/{source.repo_id}/resolve/main/{source.filename}"))
+    for name, used, what, flag in (("tag_list", tag_list, "tag list", "--tag-list"),
+                                   ("tag_list_zh", tag_list_zh, "Chinese tag list", "--tag-list-zh"),
+                                   ("thresholds", thresholds, "thresholds", "--thresholds")):
+        if used and cached_data_file(name) is None:
+            entry = DATA_FILES[name]
+            found.append(Needed(what, entry.filename, str(data_dir()), flag, pinned_url(entry)))
+    return found
+
+
+def check_model_files(
+    checkpoint: object | None, *, model: str | None, tag_list: object | None, tag_list_zh: object | None,
+    thresholds: object | None,
+) -> None:
+    """``check_available`` for the files ``load_tagger`` would download with these arguments."""
+    official = tag_list is None  # the official lists, downloaded at first use
+    needed = missing_files(
+        weights=(model or "ram_plus") if checkpoint is None else None,
+        tag_list=official, tag_list_zh=official and tag_list_zh is None, thresholds=official and thresholds is None,
+    )
+    check_available(needed, model=model or "ram_plus")
+
+
+def check_available(needed: list[Needed], *, model: str) -> None:
+    """Raise one error naming every file in ``needed`` when they cannot be downloaded now."""
+    if not needed:
+        return
+    if offline():
+        problem = "ramtag is offline (HF_HUB_OFFLINE or RAMTAG_OFFLINE is set) and these files are not cached"
+    else:
+        reasons = [reason for reason in dict.fromkeys(_unreachable(item.url) for item in needed) if reason]
+        if not reasons:
+            return  # the hosts answer: the downloads go ahead
+        problem = f"cannot download what this run needs ({'; '.join(reasons)}), and it is not cached"
+    lines = [f"{problem}:"]
+    width = max(len(item.what) for item in needed)
+    for item in needed:
+        lines.append(f"  {item.what:<{width}}  {item.name}  (looked in {item.looked}; or pass {item.flag} PATH)")
+    lines.append(
+        f"On a connected machine run `ramtag models download {model}`, copy the folders above to the same "
+        "places here (or point HF_HOME and RAMTAG_CACHE at copies), and set HF_HUB_OFFLINE=1 so that ramtag never "
+        "tries the network; or pass the files with the options above."
+    )
+    raise ResourceUnavailableError("\n".join(lines))
+
+
+def _unreachable(url: str) -> str | None:
+    """Why ``url``'s host cannot be reached now, or None when it can (or it is a local file)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname):
+        proxied = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port, via = proxied.hostname, proxied.port or 80, f" (proxy {proxied.hostname})"
+    else:
+        host, port, via = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), ""
+    if host is None:
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_SECONDS):
+            return None
+    except socket.gaierror as error:
+        return f"{host}{via} does not resolve: {error.strerror or error}"
+    except ConnectionRefusedError:
+        return f"{host}:{port}{via} refused the connection"
+    except TimeoutError:
+        return f"{host}:{port}{via} did not answer within {PROBE_SECONDS:g} s"
+    except OSError as error:
+        return f"{host}:{port}{via}: {error.strerror or error}"
