@@ -392,5 +392,6 @@ _MAX_BENCHMARK_BYTES = 64 << 20
 
 def benchmark_file(entry: DataFile) -> Path:
     """A benchmark file, downloaded on first use, cached beside the tag lists, sha256-checked each use."""
-    instead = f"download {entry.url} on a connected machine into {data_dir()}"
+    instead = (f"download {entry.url} on a connected machine into {data_dir()}, "
+               "or score your own labels with --gt FILE (and --gt-classes FILE for numbered labels)")
     return fetch_pinned(entry, what="benchmark file", instead=instead, max_bytes=_MAX_BENCHMARK_BYTES)

@@ -129,9 +129,11 @@ def test_download_usage_errors_fetch_nothing(online: list[dict[str, Any]], args:
 
 def test_download_offline_with_nothing_cached_is_one_line(hub_cache: Path) -> None:
     result = invoke("download")  # conftest sets RAMTAG_OFFLINE and HF_HUB_OFFLINE
-    assert result.exit_code == 1
-    assert result.stderr.startswith("error:") and result.stderr.count("\n") == 1
-    assert "--tag-list PATH" in result.stderr and "offline" in result.stderr
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: `ramtag models download` fetches files, but ramtag is offline")
+    assert result.stderr.count("\n") == 1 and "HF_HUB_OFFLINE or RAMTAG_OFFLINE" in result.stderr
+    assert "--tag-list" not in result.stderr  # not an option of this command
+    assert str(hub_cache) in result.stderr
 
 
 def test_verify_checkpoint_loads_the_official_fixture(hub_cache: Path, ramplus_tiny: Any) -> None:

@@ -186,3 +186,40 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path, ramplus_tiny) -> None:
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=120) == 0
     assert stderr == ""
+
+
+def test_open_set_tags_without_a_reachable_hub_fail_fast(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    port = closed_port()
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("RAMTAG_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    started = time.perf_counter()
+    result = ramtag("run", ramplus_tiny.images / "demo4.jpg", "--tags", "cat,hat", *ramplus_tiny.cli_args())
+    assert time.perf_counter() - started < 10
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: the text encoder openai/clip-vit-base-patch16 is not cached (looked in ")
+    assert f"127.0.0.1:{port} refused the connection" in result.stderr and "--text-encoder" in result.stderr
+    assert "Retry" not in result.stderr
+
+
+def test_models_list_keeps_addresses_whole_and_says_where_files_go(isolated_user_dirs: Path) -> None:
+    from ramtag.model.download import data_url
+
+    result = ramtag("models", "list", env={"COLUMNS": "60"})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert f"  from  {data_url('thresholds')}" in lines  # whole, however narrow the terminal
+    at = lines.index("thresholds  (data, not downloaded)")
+    assert lines[at + 2].split()[0] == "into" and lines[at + 2].split()[1].startswith(str(isolated_user_dirs))
+
+
+def test_eval_benchmark_offline_points_to_your_own_labels(tmp_path: Path) -> None:
+    result = ramtag("eval", "--benchmark", "openimages_common_214", "--images", tmp_path)
+    assert result.exit_code == 1
+    assert "is not cached and ramtag is offline" in result.stderr
+    assert "--gt FILE (and --gt-classes FILE for numbered labels)" in result.stderr

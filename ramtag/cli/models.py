@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.filesize import decimal
 from rich.markup import escape
-from rich.table import Table
 
 from ..errors import RamtagError, UsageError
 from ..hashing import sha256_file
@@ -27,6 +26,7 @@ from ..model.download import (
     weights_source,
 )
 from ..model.registry import DATA_FILES, WEIGHTS
+from ..paths import offline
 from .common import err_console, plural
 
 DEFAULT_MODEL = "ram_plus"
@@ -51,32 +51,45 @@ def list_command(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("name", "kind", "source", "cached", "size")
-    table.columns[2].overflow = table.columns[3].overflow = "fold"
+    # A row per file, its URL and path on lines of their own: long addresses are never cut mid-word.
+    console = Console(highlight=False, soft_wrap=True)
     for row in rows:
-        size = decimal(row["size"]) if row["size"] is not None else ""
-        table.add_row(row["name"], row["kind"], row["source"], row["path"] or "not downloaded", size)
-    Console(highlight=False).print(table)
+        size = f", {decimal(row['size'])}" if row["size"] is not None else ""
+        state = f"cached{size}" if row["path"] else "not downloaded"
+        console.print(f"{row['name']}  ({row['kind']}, {state})", markup=False)
+        console.print(f"  from  {row['source']}", markup=False)
+        console.print(f"  {'at   ' if row['path'] else 'into '} {row['path'] or row['cache']}", markup=False)
 
 
 def inventory() -> list[dict[str, Any]]:
     """One row per released file: what it is, where it comes from, where it is cached."""
     rows = []
+    from huggingface_hub import constants
+
     for name, source in WEIGHTS.items():
-        rows.append(_row(name, "weights", source.display, cached_weights(name)))
+        kind = "spaces" if source.repo_type == "space" else "models"
+        folder = Path(constants.HF_HUB_CACHE) / f"{kind}--{source.repo_id.replace('/', '--')}"
+        rows.append(_row(name, "weights", source.display, cached_weights(name), folder))
     for name in DATA_FILES:
-        rows.append(_row(name, "data", data_url(name), cached_data_file(name)))
+        rows.append(_row(name, "data", data_url(name), cached_data_file(name), data_dir()))
     return rows
 
 
-def _row(name: str, kind: str, source: str, path: Path | None) -> dict[str, Any]:
+def _row(name: str, kind: str, source: str, path: Path | None, cache: Path) -> dict[str, Any]:
     return {
         "name": name,
         "kind": kind,
         "source": source,
         "path": str(path) if path else None,
+        "cache": str(cache),  # where it is (or would be) kept
         "size": path.stat().st_size if path else None,
     }
+
+
+def constants_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
 
 
 @app.command("download")
@@ -97,6 +110,12 @@ def download_command(
         raise UsageError("give model names or --all, not both")
     chosen = list(WEIGHTS) if all_models else list(dict.fromkeys(names or [DEFAULT_MODEL]))
     sources = [weights_source(name) for name in chosen]  # every name checked before any download
+    if offline():
+        raise UsageError(
+            "`ramtag models download` fetches files, but ramtag is offline (HF_HUB_OFFLINE or RAMTAG_OFFLINE is "
+            f"set): run it without them on a connected machine, then copy {data_dir()} and the Hugging Face cache "
+            f"({constants_cache()}) to the same places here"
+        )
     for name in DATA_FILES:
         typer.echo(f"{name}\t{data_file(name)}")
     for source in sources:

@@ -62,6 +62,26 @@ def encoder_fingerprint(name: str) -> str:
     return str(folder.resolve())
 
 
+def _reachable_or_cached(repo: str) -> None:
+    """A Hub text encoder that is not cached while the Hub cannot be reached: said at once, instead
+    of after the Hub client's retries."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from ..model.needed import unreachable
+
+    if isinstance(try_to_load_from_cache(repo, "config.json"), str):
+        return
+    problem = unreachable(constants.ENDPOINT)
+    if problem is not None:
+        folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+        raise ResourceUnavailableError(
+            f"the text encoder {repo} is not cached (looked in {folder}) and cannot be downloaded ({problem}); "
+            f"on a connected machine run `python -c \"from transformers import CLIPTextModelWithProjection as m; "
+            f"m.from_pretrained('{repo}')\"` and copy that folder here, set HF_HUB_OFFLINE=1, or pass "
+            "--text-encoder with a local folder, or --tags with embeddings made by `ramtag describe --embed`"
+        )
+
+
 class TextEncoder:
     """``CLIPTextModelWithProjection`` and its tokenizer, from a Hub id or a local folder."""
 
@@ -70,6 +90,8 @@ class TextEncoder:
 
         self.name = name
         source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+        if source == name and not offline():
+            _reachable_or_cached(name)
         try:
             with _quiet_loading():
                 self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline())

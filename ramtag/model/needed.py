@@ -81,7 +81,7 @@ def check_available(needed: list[Needed], *, model: str) -> None:
     if offline():
         problem = "ramtag is offline (HF_HUB_OFFLINE or RAMTAG_OFFLINE is set) and these files are not cached"
     else:
-        reasons = [reason for reason in dict.fromkeys(_unreachable(item.url) for item in needed) if reason]
+        reasons = [reason for reason in dict.fromkeys(unreachable(item.url) for item in needed) if reason]
         if not reasons:
             return  # the hosts answer: the downloads go ahead
         problem = f"cannot download what this run needs ({'; '.join(reasons)}), and it is not cached"
@@ -97,7 +97,7 @@ def check_available(needed: list[Needed], *, model: str) -> None:
     raise ResourceUnavailableError("\n".join(lines))
 
 
-def _unreachable(url: str) -> str | None:
+def unreachable(url: str) -> str | None:
     """Why ``url``'s host cannot be reached now, or None when it can (or it is a local file)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
