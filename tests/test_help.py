@@ -69,6 +69,13 @@ def test_every_command_has_examples_and_every_option_help(path: str, command) ->
         assert noise not in text, f"{path}: {noise!r} in its help"
 
 
+def test_one_way_to_install_completion() -> None:
+    shown = runner.invoke(app, ["-h"], env={"COLUMNS": "100"})
+    assert "--install-completion" not in shown.stdout and "--show-completion" not in shown.stdout
+    script = runner.invoke(app, [], prog_name="ramtag", env={"_RAMTAG_COMPLETE": "source_bash"})
+    assert script.exit_code == 0 and "complete -o default -F _ramtag_completion ramtag" in script.stdout
+
+
 def test_help_snapshot() -> None:
     text = "\n".join(line for path, command in commands() for line in describe(path, command)) + "\n"
     if os.environ.get("RAMTAG_UPDATE_SNAPSHOT"):
