@@ -56,6 +56,7 @@ def describe(path: str, command) -> list[str]:
 @pytest.mark.parametrize(("path", "command"), commands(), ids=lambda value: value if isinstance(value, str) else "")
 def test_every_command_has_examples_and_every_option_help(path: str, command) -> None:
     assert command.epilog and command.epilog.startswith("Examples:"), f"{path}: no examples"
+    assert command.epilog.count("\n  ramtag ") >= 2, f"{path}: fewer than two examples"
     for param in command.params:
         if isinstance(param, typer.core.TyperArgument) or param.hidden:
             continue

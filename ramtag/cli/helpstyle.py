@@ -53,9 +53,9 @@ EXAMPLES: dict[str, list[str]] = {
         "ramtag bench --images ./photos --precision int8 --json",
     ],
     "models": ["ramtag models list", "ramtag models download", "ramtag models verify"],
-    "models list": ["ramtag models list"],
+    "models list": ["ramtag models list", "ramtag models list --json"],
     "models download": ["ramtag models download", "ramtag models download ram", "ramtag models download --all"],
-    "models verify": ["ramtag models verify"],
+    "models verify": ["ramtag models verify", "ramtag models verify ram", "ramtag models verify --checkpoint my.pth"],
     "xmp": ["ramtag xmp clean ./photos --dry-run", "ramtag xmp clean ./photos"],
     "xmp clean": ["ramtag xmp clean ./photos --dry-run", "ramtag xmp clean ./photos/IMG_1.CR2.xmp"],
 }

@@ -290,7 +290,12 @@ class _Report(ProgressReport, RunEvents):
             raise typer.Exit(130)
         if not self.quiet:
             where = f" → {done.output.dest}" if done.output.dest is not None else ""
-            self.say(f"{self.counts()} {self.timing()}{where}")
+            if self.images == 0 and (result.skipped or done.output.resumed):
+                done_before = result.skipped or done.output.resumed
+                self.say(f"nothing new to tag: {plural(done_before, 'image')} done already "
+                         f"({self.elapsed():.1f} s){where}")
+            else:
+                self.say(f"{self.counts()} {self.timing()}{where}")
             if self.verbose:
                 timings = result.timings
                 split = ", ".join(f"{name} {value:.2f} s" for name, value in timings.model_stages().items())
@@ -310,9 +315,9 @@ class _Report(ProgressReport, RunEvents):
 
         embedded, sidecars = done.output.find(EmbedWriter), done.output.find(SidecarWriter)
         parts = []
-        if embedded is not None:
+        if embedded is not None and embedded.written:
             parts.append(f"keywords written into {plural(embedded.written, 'photo')}")
-        if sidecars is not None and (sidecars.written or not embedded):
+        if sidecars is not None and sidecars.written:
             parts.append(f"{plural(sidecars.written, 'XMP sidecar')} written"
                          + (" (for camera raws and formats without embedded XMP)" if embedded else ""))
         if parts:
