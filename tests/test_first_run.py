@@ -226,3 +226,11 @@ def test_eval_benchmark_offline_points_to_your_own_labels(tmp_path: Path) -> Non
     assert result.exit_code == 1
     assert "is not cached and ramtag is offline" in result.stderr
     assert "--gt FILE (and --gt-classes FILE for numbered labels)" in result.stderr
+
+
+def test_verify_with_nothing_downloaded_says_what_failed(isolated_user_dirs: Path) -> None:
+    result = ramtag("models", "verify")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "verify failed: the weights; 3 data files not downloaded yet (not a failure: fetched at first use)"
+    )

@@ -168,8 +168,11 @@ def verify_command(
         )
     elif weights.ok:
         failures += _verify_loads(weights.path, kind)
+    absent = sum(check.path is None for check in checks[:-1])
+    later = f"; {plural(absent, 'data file')} not downloaded yet (not a failure: fetched at first use)" if absent else ""
     if failures:
-        err_console.print(f"[bold red]verify failed:[/] {plural(failures, 'problem')}", markup=True)
+        what = "the weights" if failures == 1 and weights.path is None else plural(failures, "problem")
+        err_console.print(f"[bold red]verify failed:[/] {escape(what)}{escape(later)}", markup=True, soft_wrap=True)
         raise typer.Exit(1)
 
 
