@@ -255,3 +255,12 @@ def test_embed_without_exiftool_fails_before_loading(tmp_path: Path, ramplus_tin
     result = ramtag("run", tmp_path / "a.jpg", "--embed", *ramplus_tiny.cli_args())
     assert result.exit_code == 2
     assert "ExifTool" in result.stderr and "apt install libimage-exiftool-perl" in result.stderr
+
+
+def test_a_symbolic_link_stays_a_link(tmp_path: Path, ramplus_tiny, tool) -> None:
+    real = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg", "real")
+    link = tmp_path / "link.jpg"
+    link.symlink_to(real.name)
+    EmbedWriter(PROVENANCE, tool=tool).update(link, RESULT)
+    assert link.is_symlink() and keywords(real)["Subject"] == ["dog", "grass", "狗"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.jpg", "real.jpg"]

@@ -252,7 +252,9 @@ def clean_embedded(tool: ExifTool, path: Path, *, dry_run: bool = False) -> str:
 
 
 def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool) -> None:
-    """Apply exiftool ``args`` to ``path`` safely: on a verified copy renamed over it."""
+    """Apply exiftool ``args`` to ``path`` safely: on a verified copy renamed over it. A symbolic
+    link stays a link: the file it points to is the one rewritten."""
+    path = Path(os.path.realpath(path))
     try:
         info = path.stat()
     except OSError as exc:
