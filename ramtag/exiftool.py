@@ -118,7 +118,10 @@ class ExifTool:
         self._lines[name].put(None)  # the process ended
 
     def run(self, *args: str | os.PathLike[str]) -> Answer:
-        """Run one command (exiftool's arguments, one per item); its stdout and stderr."""
+        """Run one command (exiftool's arguments, one per item); its stdout and stderr.
+
+        Each argument is a line of exiftool's argument file: give files as absolute paths (a line
+        starting with ``#`` or ``-``, or with spaces around it, means something else there)."""
         with self._lock:
             self._count += 1
             marker = f"{{ready{self._count}}}"
@@ -153,11 +156,12 @@ class ExifTool:
 
     def read(self, path: Path, *tags: str) -> dict[str, Any]:
         """``tags`` of one file as exiftool's JSON (``-G1`` names, lists as lists); {} if none."""
-        answer = self.run("-j", "-G1", "-a", "-struct", *tags, path)
+        answer = self.run("-j", "-G1", "-a", "-struct", *tags, os.path.abspath(path))
         if not answer.stdout.strip():
             problems = answer.errors()
             raise ExifToolError(problems[0] if problems else f"exiftool could not read it ({answer.stderr.strip()})")
-        found = json.loads(answer.stdout)[0]
+        # Numbers as exiftool wrote them: a keyword "1.50" must not come back as 1.5.
+        found = json.loads(answer.stdout, parse_int=str, parse_float=str)[0]
         found.pop("SourceFile", None)
         return found
 

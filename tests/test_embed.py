@@ -67,7 +67,7 @@ def keywords(path: Path) -> dict[str, list[str]]:
         [EXIFTOOL, "-j", "-charset", "utf8", "-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject",
          "-XMP-digiKam:TagsList", "-IPTC:Keywords", str(path)], check=True, capture_output=True,
     ).stdout
-    found = json.loads(out)[0]
+    found = json.loads(out, parse_int=str, parse_float=str)[0]  # "1.50" stays "1.50"
     found.pop("SourceFile")
     return {key: [str(v) for v in value] if isinstance(value, list) else [str(value)] for key, value in found.items()}
 
@@ -264,3 +264,35 @@ def test_a_symbolic_link_stays_a_link(tmp_path: Path, ramplus_tiny, tool) -> Non
     EmbedWriter(PROVENANCE, tool=tool).update(link, RESULT)
     assert link.is_symlink() and keywords(real)["Subject"] == ["dog", "grass", "狗"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.jpg", "real.jpg"]
+
+
+def test_a_persons_odd_keywords_are_kept_exactly(tmp_path: Path, ramplus_tiny, tool) -> None:
+    path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg", "#selects")  # '#' starts a comment line
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=1.50", "-XMP-dc:Subject=1e3",
+                    "-XMP-dc:Subject=-dash, comma; semi", str(path)], check=True)
+    before = keywords(path)["Subject"]
+    assert before == ["1.50", "1e3", "-dash, comma; semi"]
+    original = path.read_bytes()
+    os.chdir(tmp_path)
+    EmbedWriter(PROVENANCE, tool=tool).update(Path(path.name), RESULT)  # a relative name, as a user types it
+    assert keywords(path)["Subject"] == [*before, "dog", "grass", "狗"]  # after the person's own, unchanged
+    clean_embedded(tool, Path(path.name))
+    assert path.read_bytes() == original
+
+
+def test_a_photo_saved_by_another_program_meanwhile_is_not_overwritten(tmp_path, ramplus_tiny, tool, monkeypatch) -> None:
+    import ramtag.outputs.embedded as embedded
+    from ramtag.outputs.embedded import EmbedError
+
+    path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
+    check = embedded._check_pixels
+
+    def lightroom_saves_meanwhile(original, copy):
+        check(original, copy)
+        subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-xmp:Rating=5", str(original)], check=True)
+
+    monkeypatch.setattr(embedded, "_check_pixels", lightroom_saves_meanwhile)
+    with pytest.raises(EmbedError, match="another program changed it"):
+        EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
+    assert "Subject" not in keywords(path)  # the other program's save stands
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]

@@ -182,3 +182,14 @@ def test_a_run_that_finds_no_images_says_why_and_writes_nothing(tmp_path: Path, 
     result = ramtag("run", photos, "--include", "*.png", "--out", out, *ramplus_tiny.cli_args())
     assert result.exit_code == 1 and "1 image left out by --include/--exclude" in result.stderr
     assert not out.exists()
+
+
+def test_an_image_named_after_a_raw_does_not_take_its_sidecar(tmp_path: Path, ramplus_tiny) -> None:
+    from ramtag.outputs.sidecars import Provenance, SidecarWriter
+
+    plain_dng(tmp_path / "IMG_1.CR2", striped(800, 600))
+    shutil.copyfile(ramplus_tiny.images / "demo4.jpg", tmp_path / "IMG_1.CR2.jpg")  # an export named after it
+    (tmp_path / "IMG_1.CR2.xmp").write_text("<x/>")  # the raw's sidecar, darktable-style
+    writer = SidecarWriter(Provenance("ram_plus", "", "0.68", "s"), naming="auto")
+    assert writer.path_for(tmp_path / "IMG_1.CR2") == tmp_path / "IMG_1.CR2.xmp"
+    assert writer.path_for(tmp_path / "IMG_1.CR2.jpg") == tmp_path / "IMG_1.CR2.jpg.xmp"

@@ -23,9 +23,9 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 
 RAW_EXTENSIONS: frozenset[str] = frozenset(
     {
-        ".3fr", ".ari", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".fff", ".iiq",
-        ".k25", ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".pef", ".raf", ".rw2",
-        ".rwl", ".sr2", ".srf", ".srw", ".x3f",
+        ".3fr", ".ari", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".fff", ".gpr",
+        ".iiq", ".k25", ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".pef", ".raf",
+        ".raw", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f",
     }
 )
 """Camera raw formats LibRaw reads, by extension (any case), decoded by ``inputs.raw``. DNG is

@@ -2,8 +2,8 @@
 with the whole list instead of one missing file at a time after retries.
 
 ``check_available`` looks in the caches only (no network). When something is missing it makes one
-quick connection to each host the downloads would use (1.5 s at most, through the proxy when one
-is set): a name that does not resolve or a refused connection will not get better by retrying, so
+quick connection to each host the downloads would use (1.5 s at most; none through a proxy): a
+name that does not resolve or a refused connection will not get better by retrying, so
 the run stops there with one error that lists each missing file, where ramtag looked for it, the
 command that fetches them on a connected machine, and the options and variables to use here.
 A reachable host lets the downloads go ahead (and retry what is worth retrying).
@@ -102,22 +102,16 @@ def unreachable(url: str) -> str | None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname):
-        proxied = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        host, port, via = proxied.hostname, proxied.port or 80, f" (proxy {proxied.hostname})"
-    else:
-        host, port, via = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), ""
-    if host is None:
-        return None
+    proxies = urllib.request.getproxies()
+    if (proxies.get(parts.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(parts.hostname):
+        return None  # through a proxy: only the download itself can tell
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     try:
         with socket.create_connection((host, port), timeout=PROBE_SECONDS):
             return None
     except socket.gaierror as error:
-        return f"{host}{via} does not resolve: {error.strerror or error}"
+        return f"{host} does not resolve: {error.strerror or error}"
     except ConnectionRefusedError:
-        return f"{host}:{port}{via} refused the connection"
-    except TimeoutError:
-        return f"{host}:{port}{via} did not answer within {PROBE_SECONDS:g} s"
-    except OSError as error:
-        return f"{host}:{port}{via}: {error.strerror or error}"
+        return f"{host}:{port} refused the connection"
+    except OSError:
+        return None  # slow or flaky (a timeout, a reset): worth the download's own retries

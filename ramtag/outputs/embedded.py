@@ -94,9 +94,11 @@ class Held:
 
 
 def _as_list(value: Any) -> list[str]:
+    """A tag's values as text; empty entries dropped (``-TAG=`` would clear the whole list)."""
     if value is None or value == "":
         return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    values = value if isinstance(value, list) else [value]
+    return [str(v) for v in values if str(v) != ""]
 
 
 def read_held(tool: ExifTool, path: Path) -> Held:
@@ -137,7 +139,10 @@ def tagging_args(held: Held, provenance: Provenance, result: TagResult, suffix: 
     if iptc:
         utf8 = "IPTC" in created or held.record is not None and "IPTC:CodedCharacterSet" in held.tags
         # Without UTF-8 declared, IPTC is Latin-1 to its readers: other names stay in XMP only.
-        wanted["AddedKeywords"] = [n for n in wanted["AddedSubject"] if utf8 or n.isascii()]
+        # IPTC keywords hold 64 bytes: a longer name stays in XMP rather than being cut.
+        wanted["AddedKeywords"] = [
+            n for n in wanted["AddedSubject"] if (utf8 or n.isascii()) and len(n.encode("utf-8")) <= 64
+        ]
     else:
         wanted["AddedKeywords"] = []
     added = _added(wanted, person)
@@ -274,21 +279,27 @@ def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool) -> None
     _remove_stale(path)
     try:
         shutil.copyfile(path, copy)
-        answer = tool.run("-overwrite_original", "-m", *args, copy)
+        try:
+            # No -m: a file with damaged metadata is refused rather than "repaired" by dropping a block.
+            answer = tool.run("-overwrite_original", *args, copy)
+        except ExifToolError as exc:
+            raise EmbedError(str(exc)) from None
         if "1 image files updated" not in answer.stdout and "1 image files unchanged" not in answer.stdout:
             problems = answer.errors() or [answer.stderr.strip() or answer.stdout.strip()]
             raise EmbedError(f"exiftool could not write it ({problems[0]})")
-        if not same_pixels(path, copy):
-            raise EmbedError("the rewritten file's pixels differ from the original's: left unchanged "
-                             "(please report this file's format)")
-        os.chmod(copy, stat.S_IMODE(info.st_mode))
+        _check_pixels(path, copy)
+        shutil.copystat(path, copy)  # mode, times and extended attributes (macOS tags, labels)
         if hasattr(os, "chown"):
             try:
                 os.chown(copy, info.st_uid, info.st_gid)
             except OSError:
                 pass  # only root may give a file away: it stays this user's
-        if not touch:
-            os.utime(copy, ns=(info.st_atime_ns, info.st_mtime_ns))
+        if touch:
+            os.utime(copy)
+        now = path.stat()
+        if (now.st_ino, now.st_size, now.st_mtime_ns) != (info.st_ino, info.st_size, info.st_mtime_ns):
+            raise EmbedError("another program changed it while ramtag was writing: left as that program saved it; "
+                             "run again to add the tags")
         atomic.replace_durably(copy, path)
     except OSError as exc:
         _discard(copy)
@@ -299,6 +310,16 @@ def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool) -> None
     except BaseException:
         _discard(copy)
         raise
+
+
+def _check_pixels(original: Path, copy: Path) -> None:
+    try:
+        same = same_pixels(original, copy)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure: the photo is left as it was
+        raise EmbedError(f"cannot check the rewritten file's pixels ({type(exc).__name__}: {exc}): left unchanged") from None
+    if not same:
+        raise EmbedError("the rewritten file's pixels differ from the original's: left unchanged "
+                         "(please report this file's format)")
 
 
 def same_pixels(original: Path, copy: Path) -> bool:

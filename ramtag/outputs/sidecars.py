@@ -147,7 +147,8 @@ class SidecarWriter(BaseOutput):
         wanted = sidecar_path(image, self.naming)
         if wanted.name == image.name + wanted.suffix:  # IMG_1.JPG.xmp: its own, whoever else is there
             return wanted
-        owner = self.siblings.owner(image)
+        bare = image.with_suffix("")  # IMG_1.CR2 beside IMG_1.CR2.jpg: IMG_1.CR2.xmp is that raw's own
+        owner = bare.name if is_image_name(bare.name) and bare.is_file() else self.siblings.owner(image)
         if owner is None or owner == image.name:
             return wanted
         path = sidecar_path(image, "ext")
