@@ -15,6 +15,7 @@ import queue
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,16 +189,21 @@ def _config_file() -> Path:
     from . import atomic
     from .paths import cache_dir
 
-    path = cache_dir() / "exiftool" / "ramtag.config"
     text = _config()
-    try:
-        if path.read_text(encoding="utf-8") == text:
+    for folder in (cache_dir() / "exiftool", Path(tempfile.gettempdir()) / f"ramtag-exiftool-{os.getuid() if hasattr(os, 'getuid') else 0}"):
+        path = folder / "ramtag.config"
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return path
+        except OSError:
+            pass
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic.write_atomically(path, text)
             return path
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_atomically(path, text)
-    return path
+        except OSError:
+            continue  # a read-only cache: the temporary folder instead
+    raise ExifToolError(f"cannot write exiftool's config for ramtag's XMP namespace in {cache_dir()} or the temporary folder")
 
 
 def _child_setup() -> None:
