@@ -352,9 +352,8 @@ def _official_companions(tag_list: Path, tag_list_zh: Path | None) -> tuple[Path
     from .model.labels import DEFAULT_THRESHOLD
     from .model.registry import DATA_FILES
 
-    official = {entry.sha256 for name, entry in DATA_FILES.items() if name == "tag_list"}
     try:
-        is_official = sha256_file(tag_list) in official
+        is_official = sha256_file(tag_list) == DATA_FILES["tag_list"].sha256
     except OSError:
         return tag_list_zh, None  # the vocabulary's own reading says what is wrong with the file
     thresholds = None

@@ -64,11 +64,9 @@ def list_command(
 def inventory() -> list[dict[str, Any]]:
     """One row per released file: what it is, where it comes from, where it is cached."""
     rows = []
-    from huggingface_hub import constants
-
     for name, source in WEIGHTS.items():
         kind = "spaces" if source.repo_type == "space" else "models"
-        folder = Path(constants.HF_HUB_CACHE) / f"{kind}--{source.repo_id.replace('/', '--')}"
+        folder = _hub_cache() / f"{kind}--{source.repo_id.replace('/', '--')}"
         rows.append(_row(name, "weights", source.display, cached_weights(name), folder))
     for name in DATA_FILES:
         rows.append(_row(name, "data", data_url(name), cached_data_file(name), data_dir()))
@@ -86,10 +84,11 @@ def _row(name: str, kind: str, source: str, path: Path | None, cache: Path) -> d
     }
 
 
-def constants_cache() -> str:
+def _hub_cache() -> Path:
+    """The Hugging Face cache the weights go to (``HF_HOME``/hub)."""
     from huggingface_hub import constants
 
-    return str(constants.HF_HUB_CACHE)
+    return Path(constants.HF_HUB_CACHE)
 
 
 @app.command("download")
@@ -114,7 +113,7 @@ def download_command(
         raise UsageError(
             "`ramtag models download` fetches files, but ramtag is offline (HF_HUB_OFFLINE or RAMTAG_OFFLINE is "
             f"set): run it without them on a connected machine, then copy {data_dir()} and the Hugging Face cache "
-            f"({constants_cache()}) to the same places here"
+            f"({_hub_cache()}) to the same places here"
         )
     for name in DATA_FILES:
         typer.echo(f"{name}\t{data_file(name)}")

@@ -11,6 +11,7 @@ A reachable host lets the downloads go ahead (and retry what is worth retrying).
 
 from __future__ import annotations
 
+import functools
 import socket
 import urllib.parse
 import urllib.request
@@ -105,7 +106,12 @@ def unreachable(url: str) -> str | None:
     proxies = urllib.request.getproxies()
     if (proxies.get(parts.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(parts.hostname):
         return None  # through a proxy: only the download itself can tell
-    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    return _probe(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+
+
+@functools.lru_cache(maxsize=16)
+def _probe(host: str, port: int) -> str | None:
+    """One connection per host and process: the run's check and the model load's ask the same."""
     try:
         with socket.create_connection((host, port), timeout=PROBE_SECONDS):
             return None

@@ -8,6 +8,8 @@ output still lacks) and after (``write_records``: it writes the records it needs
 - ``stdout.StdoutOutput``: a table on a terminal, JSON Lines or CSV when piped;
 - ``sidecars.SidecarWriter``: XMP sidecars beside the images;
 - ``dataset.PartOutput``: one part of the Ray engine's dataset folder, built in memory on an actor;
+- ``PerImageOutput`` (here): the base of the two that write for each image file (sidecars,
+  ``embedded.EmbedWriter``), turning a failed write into that image's error record;
 - ``Collected`` (here): the records in a list, for the Python API;
 - ``Tee`` (here): several of them at once (``--xmp`` beside ``--out``).
 """
@@ -15,6 +17,7 @@ output still lacks) and after (``write_records``: it writes the records it needs
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -83,6 +86,36 @@ class BaseOutput:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class PerImageOutput(BaseOutput):
+    """Base of the outputs that write into or beside each image file (sidecars, embedded keywords):
+    ``update`` writes one image's result; one whose writing fails (``failure``) becomes an error
+    record, worded by ``failed``. Each image is complete once written: nothing to save or finish."""
+
+    failure: type[Exception] = Exception
+
+    def handles(self, path: Path) -> bool:
+        """Whether this output writes for this image (the others pass through untouched)."""
+        return True
+
+    def update(self, path: Path, result: Any) -> object:
+        raise NotImplementedError
+
+    def failed(self, path: Path, error: Exception) -> str:
+        return str(error)
+
+    def write_records(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
+        out = []
+        for record in records:
+            if record.result is not None and record.path is not None and self.handles(record.path):
+                try:
+                    self.update(record.path, record.result)
+                except self.failure as exc:
+                    error = self.failed(record.path, exc)
+                    record = replace(record, result=None, width=None, height=None, error=error)
+            out.append(record)
+        return out
 
 
 class RowOutput(BaseOutput):

@@ -21,7 +21,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +29,11 @@ from .. import atomic
 from ..engine.job import EMBED_NEEDS_FILES
 from ..errors import OutputError, RamtagError, UsageError
 from ..exiftool import ExifTool, ExifToolError
-from .base import BaseOutput
+from .base import PerImageOutput
 from .xmp import _added, _utc_now, _wanted
 
 if TYPE_CHECKING:
     from ..inputs import ImageRef
-    from ..pipeline import ImageRecord
     from ..tagger import TagResult
     from .sidecars import Provenance
 
@@ -80,6 +79,18 @@ class Held:
     def has(self, group: str) -> bool:
         prefix = "XMP-" if group == "XMP" else f"{group}:"
         return any(tag.startswith(prefix) for tag in self.tags)
+
+    def created(self) -> list[str]:
+        """The metadata blocks ramtag created: those missing now, before its first write."""
+        if self.record is None:
+            return [group for group in ("XMP", "IPTC", "Photoshop") if not self.has(group)]
+        return _as_list(self.record.get("XMP-ramtag:Created"))
+
+    def previous_toolkit(self) -> str:
+        """The XMP toolkit the file named before ramtag first wrote to it (``_NONE``: none)."""
+        if self.record is None:
+            return self.toolkit or _NONE
+        return str(self.record.get("XMP-ramtag:PreviousToolkit") or _NONE)
 
     def added(self) -> dict[str, list[str]]:
         record = self.record or {}
@@ -129,13 +140,7 @@ def tagging_args(held: Held, provenance: Provenance, result: TagResult, suffix: 
     person = held.person()
     wanted = _wanted(provenance, result)
     iptc = suffix in _IPTC
-    record = held.record or {}
-    if held.record is None:
-        created = [group for group in ("XMP", "IPTC", "Photoshop") if not held.has(group)]
-        previous = held.toolkit or _NONE
-    else:
-        created = _as_list(record.get("XMP-ramtag:Created"))
-        previous = str(record.get("XMP-ramtag:PreviousToolkit") or _NONE)
+    created, previous = held.created(), held.previous_toolkit()
     if iptc:
         utf8 = "IPTC" in created or held.record is not None and "IPTC:CodedCharacterSet" in held.tags
         # Without UTF-8 declared, IPTC is Latin-1 to its readers: other names stay in XMP only.
@@ -164,16 +169,14 @@ def tagging_args(held: Held, provenance: Provenance, result: TagResult, suffix: 
 
 def cleaning_args(held: Held) -> list[str]:
     """exiftool's arguments that take ramtag's entries out; blocks it created go when emptied."""
-    record = held.record or {}
     person = held.person()
     args = []
     for tag, name in FIELDS:
         if held.values[tag] != person[name]:
             args += _assign(tag, person[name])
     args.append("-XMP-ramtag:all=")
-    created = set(_as_list(record.get("XMP-ramtag:Created")))
-    previous = str(record.get("XMP-ramtag:PreviousToolkit") or _NONE)
-    args += _toolkit(previous)
+    created = set(held.created())
+    args += _toolkit(held.previous_toolkit())
     mine = {tag for tag, _ in FIELDS} | {_TOOLKIT}
     left = {tag for tag in held.tags if not tag.startswith("XMP-ramtag:")}
     if "XMP" in created and not any(t.startswith("XMP-") and (t not in mine or _kept(t, person)) for t in left):
@@ -190,7 +193,7 @@ def _kept(tag: str, person: dict[str, list[str]]) -> bool:
     return tag in names and bool(person[names[tag]])
 
 
-class EmbedWriter(BaseOutput):
+class EmbedWriter(PerImageOutput):
     """One run's results written into the photos: the ``Output`` of ``ramtag run --embed``."""
 
     def __init__(
@@ -219,16 +222,10 @@ class EmbedWriter(BaseOutput):
     def counts(self, ref: ImageRef) -> bool:
         return self.handles(ref.path)
 
-    def write_records(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
-        out = []
-        for record in records:
-            if record.result is not None and record.path is not None and self.handles(record.path):
-                try:
-                    self.update(record.path, record.result)
-                except EmbedError as exc:
-                    record = replace(record, result=None, width=None, height=None, error=f"--embed: {exc}")
-            out.append(record)
-        return out
+    failure = EmbedError
+
+    def failed(self, path: Path, error: Exception) -> str:
+        return f"--embed: {error}"
 
     def update(self, path: Path, result: TagResult) -> bool:
         """Write the tags into ``path``; False when it holds them from these settings already."""

@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,13 +21,12 @@ from .. import atomic
 from ..engine.job import NAMINGS, RESULT_SETTINGS, SIDECARS_NEED_FILES
 from ..errors import UsageError
 from ..inputs.refs import is_image_name
-from .base import BaseOutput
+from .base import PerImageOutput
 from .pairs import Siblings
 from .xmp import MAX_SIDECAR_BYTES, SidecarError, _descriptions, _read_state, _utc_now, merge
 
 if TYPE_CHECKING:
     from ..inputs import ImageRef
-    from ..pipeline import ImageRecord
     from ..tagger import TagResult
 
 
@@ -100,7 +99,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise SidecarError(f"cannot write it ({exc.strerror or exc})") from None
 
 
-class SidecarWriter(BaseOutput):
+class SidecarWriter(PerImageOutput):
     """One run's results into each image's sidecar: the ``Output`` of ``ramtag run --xmp``.
 
     An image needs tagging when its sidecar does not hold ramtag's tags from these settings yet.
@@ -127,7 +126,7 @@ class SidecarWriter(BaseOutput):
         self.warn = warn
         self.only = only  # the images it writes sidecars for (None: all)
         self.written = 0  # sidecars this run wrote
-        self.paired = 0  # lookups that found the stem's sidecar owned by another image (RAW+JPEG)
+        self.warned_pairs = False  # the RAW+JPEG warning is one line per run
 
     @classmethod
     def for_run(
@@ -152,11 +151,11 @@ class SidecarWriter(BaseOutput):
         if owner is None or owner == image.name:
             return wanted
         path = sidecar_path(image, "ext")
-        if self.warn is not None and not self.paired:
+        if self.warn is not None and not self.warned_pairs:
             shared = image.with_suffix(".xmp").name
             self.warn(image, f"shares its name with {owner}, which owns {shared} (Lightroom's master of a "
                              f"RAW+JPEG pair): its sidecar is {path.name}, and so for every such pair")
-        self.paired += 1
+        self.warned_pairs = True
         return path
 
     def is_current(self, image: Path) -> bool:
@@ -196,20 +195,12 @@ class SidecarWriter(BaseOutput):
             self.written += 1
         return path
 
-    def write(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
-        """Each tagged record's sidecar; one that cannot be written makes its record an error."""
-        out = []
-        for record in records:
-            if record.result is not None and record.path is not None and self.handles(record.path):
-                try:
-                    self.update(record.path, record.result)
-                except SidecarError as exc:
-                    error = f"sidecar {self.path_for(record.path).name}: {exc}"
-                    record = replace(record, result=None, width=None, height=None, error=error)
-            out.append(record)
-        return out
+    failure = SidecarError
 
-    write_records = write  # each sidecar is complete once written: nothing to save or finish
+    def failed(self, path: Path, error: Exception) -> str:
+        return f"sidecar {self.path_for(path).name}: {error}"
+
+    write = PerImageOutput.write_records  # each sidecar's record: the error of one that cannot be written
 
 
 def clean(path: Path, *, dry_run: bool = False) -> str:
