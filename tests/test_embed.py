@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ramtag.cli.app import app
 from ramtag.errors import OutputError
 from ramtag.exiftool import ExifTool
-from ramtag.outputs.embedded import EmbedWriter, clean_embedded, same_pixels, temporary_path
+from ramtag.outputs.embedded import EmbedWriter, clean_embedded, read_held, same_pixels, temporary_path
 from ramtag.outputs.sidecars import Provenance
 from ramtag.tagger import TagResult
 
@@ -296,3 +296,17 @@ def test_a_photo_saved_by_another_program_meanwhile_is_not_overwritten(tmp_path,
         EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
     assert "Subject" not in keywords(path)  # the other program's save stands
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]
+
+
+def test_an_iptc_block_without_record_versions_gets_its_bytes_back(tmp_path: Path, ramplus_tiny, tool) -> None:
+    # The fixture's demo3.jpg has IPTC (UTF-8, a date) but no EnvelopeRecordVersion, which exiftool
+    # adds when it writes keywords there: clean must take that out again.
+    path = tmp_path / "demo3.jpg"
+    shutil.copyfile(ramplus_tiny.images / "demo3.jpg", path)
+    os.chmod(path, 0o644)
+    assert "IPTC:EnvelopeRecordVersion" not in read_held(tool, path).tags and read_held(tool, path).has("IPTC")
+    original = path.read_bytes()
+    EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
+    assert keywords(path)["Keywords"] == ["dog", "grass", "狗"]  # declared UTF-8 there already
+    assert clean_embedded(tool, path) == "cleaned"
+    assert path.read_bytes() == original

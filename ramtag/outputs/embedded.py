@@ -49,7 +49,8 @@ FIELDS = (
 _TOOLKIT = "XMP-x:XMPToolkit"
 _NONE = "-"  # PreviousToolkit when the file had none
 # Tags exiftool adds to an IPTC record or Photoshop block it creates: not the person's.
-_IPTC_OWN = {"IPTC:Keywords", "IPTC:ApplicationRecordVersion", "IPTC:CodedCharacterSet", "IPTC:EnvelopeRecordVersion"}
+_IPTC_VERSIONS = ("IPTC:ApplicationRecordVersion", "IPTC:EnvelopeRecordVersion")  # exiftool adds them
+_IPTC_OWN = {"IPTC:Keywords", "IPTC:CodedCharacterSet", *_IPTC_VERSIONS}
 _PHOTOSHOP_OWN = {"Photoshop:IPTCDigest"}
 
 
@@ -75,15 +76,18 @@ class Held:
     record: dict[str, Any] | None
     tags: frozenset[str]  # every XMP, IPTC and Photoshop tag name there (exiftool's -G1 names)
     toolkit: str  # the XMP toolkit named in the file ("" if none)
+    iptc_utf8: bool = False  # the IPTC block declares UTF-8 (CodedCharacterSet)
 
     def has(self, group: str) -> bool:
         prefix = "XMP-" if group == "XMP" else f"{group}:"
         return any(tag.startswith(prefix) for tag in self.tags)
 
     def created(self) -> list[str]:
-        """The metadata blocks ramtag created: those missing now, before its first write."""
+        """What ramtag's writes create: the metadata blocks missing now, before its first write,
+        and the IPTC record versions exiftool adds to an IPTC block that lacks them."""
         if self.record is None:
-            return [group for group in ("XMP", "IPTC", "Photoshop") if not self.has(group)]
+            groups = [group for group in ("XMP", "IPTC", "Photoshop") if not self.has(group)]
+            return groups + [tag for tag in _IPTC_VERSIONS if "IPTC" not in groups and tag not in self.tags]
         return _as_list(self.record.get("XMP-ramtag:Created"))
 
     def previous_toolkit(self) -> str:
@@ -119,7 +123,8 @@ def read_held(tool: ExifTool, path: Path) -> Held:
         raise EmbedError(f"exiftool cannot read its metadata ({error})") from None
     values = {tag: _as_list(found.get(tag)) for tag, _ in FIELDS}
     record = {key: value for key, value in found.items() if key.startswith("XMP-ramtag:")} or None
-    return Held(values, record, frozenset(found), str(found.get(_TOOLKIT) or ""))
+    utf8 = str(found.get("IPTC:CodedCharacterSet", "")).upper().replace("-", "") == "UTF8"
+    return Held(values, record, frozenset(found), str(found.get(_TOOLKIT) or ""), utf8)
 
 
 def _settings_of(held: Held) -> str | None:
@@ -142,7 +147,7 @@ def tagging_args(held: Held, provenance: Provenance, result: TagResult, suffix: 
     iptc = suffix in _IPTC
     created, previous = held.created(), held.previous_toolkit()
     if iptc:
-        utf8 = "IPTC" in created or held.record is not None and "IPTC:CodedCharacterSet" in held.tags
+        utf8 = "IPTC" in created or held.iptc_utf8
         # Without UTF-8 declared, IPTC is Latin-1 to its readers: other names stay in XMP only.
         # IPTC keywords hold 64 bytes: a longer name stays in XMP rather than being cut.
         wanted["AddedKeywords"] = [
@@ -185,6 +190,8 @@ def cleaning_args(held: Held) -> list[str]:
         args.append("-IPTC:all=")
         if "Photoshop" in created and not any(t.startswith("Photoshop:") and t not in _PHOTOSHOP_OWN for t in left):
             args.append("-Photoshop:all=")
+    else:  # the person's IPTC block stays: only what exiftool added to it for ramtag goes
+        args += [f"-{tag}=" for tag in _IPTC_VERSIONS if tag in created]
     return args
 
 
