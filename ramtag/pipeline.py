@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .errors import RamtagError
 from .hostmem import release_activations_promptly
 from .inputs import MAX_PIXELS, ImageRef, decode_ref, original_size
+from .inputs.identity import Stamp
 from .inputs.raw import RawOptions
 from .model.transform import preprocess
 
@@ -48,6 +49,7 @@ class Prepared:
     error: str | None
     seconds: float = 0.0
     path: Path | None = None  # where the image is, for outputs placed beside it (XMP sidecars)
+    stamp: Stamp | None = None  # the file's size and time when it was picked (``inputs.identity``)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class ImageRecord:
     height: int | None
     error: str | None
     path: Path | None = None  # the file it came from, for outputs placed beside it (XMP sidecars)
+    stamp: Stamp | None = None  # its size and time, recorded so a re-run can tell it changed
 
 
 @dataclass
@@ -126,11 +129,11 @@ class ImageDataset(Dataset):
             width, height = original_size(image)
             pixels = self.prepare(image)
         except RamtagError as exc:
-            return Prepared(ref.key, None, None, None, str(exc), time.perf_counter() - start, ref.path)
+            return Prepared(ref.key, None, None, None, str(exc), time.perf_counter() - start, ref.path, ref.stamp)
         except Exception as exc:  # noqa: BLE001 - a worker must hand back data, never die
             message = f"cannot use this image ({type(exc).__name__}: {exc})"
-            return Prepared(ref.key, None, None, None, message, time.perf_counter() - start, ref.path)
-        return Prepared(ref.key, pixels, width, height, None, time.perf_counter() - start, ref.path)
+            return Prepared(ref.key, None, None, None, message, time.perf_counter() - start, ref.path, ref.stamp)
+        return Prepared(ref.key, pixels, width, height, None, time.perf_counter() - start, ref.path, ref.stamp)
 
 
 @dataclass(frozen=True)
@@ -263,10 +266,10 @@ def run_batches(
         row = 0
         for item in batch.items:
             if item.error is not None:
-                records.append(ImageRecord(item.key, None, None, None, item.error, item.path))
+                records.append(ImageRecord(item.key, None, None, None, item.error, item.path, item.stamp))
                 continue
             result = tagger.result(scores[row], top_k)
-            records.append(ImageRecord(item.key, result, item.width, item.height, None, item.path))
+            records.append(ImageRecord(item.key, result, item.width, item.height, None, item.path, item.stamp))
             row += 1
         timings.images += len(records)
         timings.batches += 1

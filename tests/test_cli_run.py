@@ -145,7 +145,8 @@ def test_csv_round_trips_awkward_file_names(tmp_path: Path, ramplus_tiny) -> Non
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out)
     assert frame["path"].tolist() == sorted(names)
-    assert list(frame.columns) == ["path", "tags", "scores", "tags_zh", "width", "height", "error"]
+    assert list(frame.columns) == ["path", "tags", "scores", "tags_zh", "width", "height", "error",
+                                   "file_size", "file_modified", "file_sha256"]
     assert (frame["width"] == 24).all() and frame["error"].isna().all()
     for _, row in frame.iterrows():
         tags = [] if pd.isna(row["tags"]) else row["tags"].split("|")
@@ -182,7 +183,7 @@ def test_two_folders_with_the_same_names_give_two_rows_each_resumable(
     assert frame["width"].tolist() == [24, 24, 30]  # day2's x.jpg is its own row, not a duplicate
     _images(tmp_path / "day2", ["y.jpg"])
     result = ramtag(*args)
-    assert "skipping 3 images already tagged" in result.stderr and "1 image: 1 tagged" in result.stderr
+    assert "tags.parquet holds 3 images" in result.stderr and "4 images found: 1 new, 3 unchanged" in result.stderr
     assert pd.read_parquet(tmp_path / "tags.parquet")["path"].tolist()[-1] == "day2/y.jpg"
 
 
@@ -195,8 +196,8 @@ def test_rerun_adds_only_new_images_and_refuses_other_settings(tmp_path: Path, r
     _images(photos, ["b.jpg"])
     result = ramtag(*args)
     assert result.exit_code == 0, result.output
-    assert "skipping 2 images already tagged" in result.stderr
-    assert "1 image: 1 tagged" in result.stderr
+    assert "holds 2 images: tagging only what is new, changed or failed" in result.stderr
+    assert "3 images found: 1 new, 2 unchanged; 0 errors" in result.stderr
     second = pd.read_parquet(out)
     assert second["path"].tolist() == ["a.jpg", "c.jpg", "b.jpg"]  # kept rows first, then new ones
     pd.testing.assert_frame_equal(second.iloc[:2], first)
@@ -230,7 +231,8 @@ def test_ctrl_c_saves_the_batch_and_a_rerun_finishes(tmp_path: Path, ramplus_tin
     assert not out.exists()
     result = ramtag(photos, "--out", out, *args)
     assert result.exit_code == 0, result.output
-    assert "skipping 2 images" in result.stderr
+    assert "continuing the unfinished run: 2 images saved in" in result.stderr
+    assert "5 images found: 3 new, 2 unchanged" in result.stderr
     assert ramtag(photos, "--out", tmp_path / "whole.parquet", *args).exit_code == 0
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(tmp_path / "whole.parquet"))
 
@@ -273,7 +275,7 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, r
     assert not out.exists()
     result = ramtag("--out", out, *args, input=listing)
     assert result.exit_code == 0, result.output
-    assert "skipping" in result.stderr
+    assert "continuing the unfinished run" in result.stderr
     assert ramtag("--out", tmp_path / "whole.parquet", *args, input=listing).exit_code == 0
     resumed, whole = pd.read_parquet(out), pd.read_parquet(tmp_path / "whole.parquet")
     assert resumed["path"].is_unique and len(resumed) == 10

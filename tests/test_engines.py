@@ -17,7 +17,8 @@ from ramtag.engine.worker import UnitTagger
 from ramtag.errors import OutputError, UsageError
 from ramtag.inputs import ImageRef, discover_items
 from ramtag.outputs import Layout, output_schema, read_metadata, to_record_batch
-from ramtag.outputs.dataset import DatasetOutput
+from ramtag.inputs.identity import Stamp
+from ramtag.outputs.dataset import DatasetOutput, Part
 from ramtag.outputs.formats import ParquetSink
 from ramtag.outputs.schema import settings_of
 from ramtag.pipeline import ImageRecord
@@ -56,7 +57,8 @@ def test_units_are_shards_then_chunks_of_files_and_skip_committed_work(tmp_path:
     assert [unit.name for unit in plan.units] == ["00000.tar", "00001.tar", "00002.tar", None, None, None]
     p = f"{photos.as_posix()}/"  # two inputs: a folder's keys start with the folder
     assert [[ref.key for ref in unit.images] for unit in plan.units[3:]] == [[p + "a.jpg", p + "b.jpg"], [p + "c.jpg", p + "d.jpg"], [p + "e.jpg"]]
-    again = plan_units(items, done_shards={"00001.tar"}, done_keys={p + "b.jpg"}, images_per_unit=2, exclude=["d.jpg"])
+    done = {"00001.tar": Part("00001.parquet", "00001.tar", 2)}  # recorded without a stamp: not compared
+    again = plan_units(items, done_shards=done, done_keys={p + "b.jpg"}, images_per_unit=2, exclude=["d.jpg"])
     assert [unit.name for unit in again.units] == ["00000.tar", "00002.tar", None, None]
     assert [[ref.key for ref in unit.images] for unit in again.units[2:]] == [[p + "a.jpg", p + "c.jpg"], [p + "e.jpg"]]
     assert (again.skipped_shards, again.skipped_images, again.shards, again.images) == (1, 1, 2, 3)
@@ -109,13 +111,23 @@ def test_parts_are_committed_and_a_crash_leaves_no_duplicates(tmp_path: Path) ->
     with open(dest / "_ramtag" / "journal", "a") as journal:
         journal.write(json.dumps({"writing": "00001.parquet"}) + "\n" + '{"part": "000')
     with DatasetOutput(dest, SETTINGS) as again:
-        assert again.done_shards == {"00000.tar"} and again.done_keys() == {"x.jpg", "y.jpg"}
+        assert set(again.done_shards) == {"00000.tar"} and again.done_keys() == {"x.jpg", "y.jpg"}
         assert sorted(p.name for p in dest.iterdir()) == ["00000.parquet", "_ramtag", "images-000001.parquet"]
         again.commit("00001.tar", _part(["00001.tar/a"]), 1, 1)
     assert pq.read_table(dest).num_rows == 4  # pyarrow reads the folder as one table, _ramtag ignored
     (dest / "00000.parquet").unlink()  # deleting a part redoes its shard
     with DatasetOutput(dest, SETTINGS) as again:
-        assert again.done_shards == {"00001.tar"}
+        assert set(again.done_shards) == {"00001.tar"}
+        # the shard changed: its part is replaced under the same name, with the stamp it was read at
+        again.commit("00001.tar", _part(["00001.tar/b", "00001.tar/c"]), 2, 0, stamp=Stamp(10, 20))
+    assert sorted(p.name for p in dest.iterdir()) == ["00001.parquet", "_ramtag", "images-000001.parquet"]
+    assert pq.read_table(dest / "00001.parquet").column("path").to_pylist() == ["00001.tar/b", "00001.tar/c"]
+    # a crash after the rename, before its entry: the file is the new part; the journal still says
+    # the old stamp, so the next run finds the shard changed and does it once more (never twice over)
+    with open(dest / "_ramtag" / "journal", "a") as journal:
+        journal.write(json.dumps({"writing": "00001.parquet"}) + "\n")
+    with DatasetOutput(dest, SETTINGS) as again:
+        assert again.done_shards["00001.tar"].stamp == Stamp(10, 20) and (dest / "00001.parquet").exists()
 
 
 def test_other_settings_foreign_folders_and_files_are_refused(tmp_path: Path) -> None:

@@ -66,9 +66,10 @@ def _records(keys: list[str]) -> list[ImageRecord]:
 
 def test_schema_columns_follow_the_layout() -> None:
     plain = output_schema(Layout(4))
-    assert plain.names == ["path", "tags", "scores", "width", "height", "error"]
+    files = ["file_size", "file_modified", "file_sha256"]  # which version of the file a row is of
+    assert plain.names == ["path", "tags", "scores", "width", "height", "error", *files]
     full = output_schema(Layout.for_lang("both", 4, all_scores=True), {"model_kind": "ram_plus"})
-    assert full.names == ["path", "tags", "scores", "tags_zh", "width", "height", "error", "all_scores"]
+    assert full.names == ["path", "tags", "scores", "tags_zh", "width", "height", "error", *files, "all_scores"]
     assert full.field("all_scores").type == pa.list_(pa.float32(), 4)
     assert full.field("scores").type == pa.list_(pa.float32())
     assert full.field("width").type == pa.int32()

@@ -141,3 +141,22 @@ def test_an_interrupted_ray_run_resumes_without_redoing_or_duplicating(
     result = ramtag(*args(out))  # all done: nothing to tag
     assert result.exit_code == 0 and "skipping 3 shards and 10 images" in result.stderr
     assert "nothing new to tag" in result.stderr and len(committed) == 4
+
+
+def test_a_changed_shard_is_redone_and_its_part_replaced_whole(local_ray, ramplus_tiny, tmp_path: Path) -> None:
+    shards = tmp_path / "shards"
+    write_shard(shards / "a.tar", [("x1.jpg", _jpeg()), ("x2.jpg", _jpeg())])
+    write_shard(shards / "b.tar", [("y1.jpg", _jpeg())])
+    out = tmp_path / "tags"
+    args = [shards, "--engine", "ray", "--out", out, "--concurrency", "1", *ramplus_tiny.cli_args()]
+    assert ramtag(*args).exit_code == 0
+    untouched = (out / "b.parquet").stat().st_ino
+    write_shard(shards / "a.tar", [("x1.jpg", _jpeg()), ("x3.jpg", _jpeg())])  # re-made: x2 gone, x3 new
+    result = ramtag(*args)
+    assert result.exit_code == 0, result.output
+    assert "1 tar shard changed since tagged: tagging again" in result.stderr
+    assert "skipping 1 shards" in result.stderr
+    assert sorted(p.name for p in out.glob("*.parquet")) == ["a.parquet", "b.parquet"]  # replaced, not added
+    assert (out / "b.parquet").stat().st_ino == untouched
+    assert sorted(pd.read_parquet(out)["path"]) == ["a.tar/x1", "a.tar/x3", "b.tar/y1"]
+    assert "nothing new to tag" in ramtag(*args).stderr

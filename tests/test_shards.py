@@ -241,7 +241,15 @@ def test_local_engine_tags_shards_and_resumes_by_key(tmp_path: Path, ramplus_tin
     sample_shards(tmp_path / "shards", count=4)  # two more shards (and the first two rewritten)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "skipping 6 images already tagged" in result.stderr and "4 images: 4 tagged" in result.stderr
+    assert "holds 6 images" in result.stderr, result.stderr
+    # 00002.tar and 00003.tar are new samples; the others hold the same members (tar header size and
+    # time), and 00002.tar's old members are gone from it
+    assert "8 images found: 4 new, 4 unchanged; 0 errors" in result.stderr
+    assert "2 rows name files no longer there (e.g. 00002.tar/bad): kept; --prune removes them" in result.stderr
+    result = CliRunner().invoke(app, [*args, "--prune"])
+    assert "removed (--prune)" in result.stderr and "nothing new to tag: 8 images found" in result.stderr
+    assert sorted(pd.read_parquet(out)["path"]) == sorted(
+        f"0000{shard}.tar/0000{shard}000{member}" for shard in range(4) for member in range(2))
     assert pd.read_parquet(out)["path"].is_unique
     result = CliRunner().invoke(app, [*args, "--xmp"])
     assert result.exit_code == 2 and "--xmp writes sidecars beside image files" in result.stderr

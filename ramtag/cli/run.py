@@ -37,6 +37,7 @@ from .xmp import EmbedOpt, Naming, TouchOpt, XmpNamingOpt, XmpOpt, XmpParentOpt
 
 if TYPE_CHECKING:
     from ..engine.local import LocalRun
+    from ..outputs.file import ResumableOutput
     from ..outputs.base import Tee
     from ..pipeline import ImageRecord
 
@@ -76,8 +77,34 @@ def run_command(
         bool,
         typer.Option(
             "--overwrite",
-            help="Replace an existing --out file (by default a rerun adds only new images to it) "
-            "and drop an unfinished run made with other settings.",
+            help="Replace an existing --out file (by default a rerun tags only what is new, changed "
+            "or failed before) and drop an unfinished run made with other settings.",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Remove from --out the rows of files deleted from the folders given (without it they "
+            "are kept, and counted).",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = False,
+    retry_errors: Annotated[
+        bool,
+        typer.Option(
+            "--retry-errors/--keep-errors",
+            help="A rerun tags the images of error rows again (--keep-errors leaves those rows).",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = True,
+    content_hash: Annotated[
+        bool,
+        typer.Option(
+            "--content-hash",
+            help="Record each file's SHA-256 and tell changed files by it on reruns, not by size and "
+            "time (reads every file on every run).",
             rich_help_panel=OUTPUT_PANEL,
         ),
     ] = False,
@@ -194,7 +221,7 @@ def run_command(
         outputs=OutputOptions(
             out=path_text(out), format=fmt.value if fmt else None, overwrite=overwrite, save_every=save_every,
             lang=lang.value, all_scores=all_scores, xmp=xmp, xmp_naming=xmp_naming.value, xmp_parent=xmp_parent,
-            embed=embed, touch=touch,
+            embed=embed, touch=touch, retry_errors=retry_errors, prune=prune, content_hash=content_hash,
         ),
         cluster=ClusterOptions(
             engine=engine.value, address=address, num_gpus_per_worker=num_gpus_per_worker, concurrency=concurrency,
@@ -245,8 +272,15 @@ class _Report(ProgressReport, RunEvents):
             self.say(f"warning: {path}: {why}")
 
     def opened(self, output: Tee) -> None:
-        if output.resumed and not self.quiet:
-            self.say(f"skipping {plural(output.resumed, 'image')} already tagged (--overwrite redoes them)")
+        from ..outputs.file import ResumableOutput
+
+        file = output.find(ResumableOutput)
+        if file is not None and file.resumed and not self.quiet:
+            if file.builds_on:
+                self.say(f"{file.dest} holds {plural(file.resumed, 'image')}: tagging only what is new, changed "
+                         "or failed (--overwrite redoes everything)")
+            else:
+                self.say(f"continuing the unfinished run: {plural(file.resumed, 'image')} saved in {file.folder}")
         self.begin()  # the bar starts after anything printed before it
         self.ctrl_c.install()  # while tagging, Ctrl-C saves the batch in hand
 
@@ -290,7 +324,15 @@ class _Report(ProgressReport, RunEvents):
             raise typer.Exit(130)
         if not self.quiet:
             where = f" → {done.output.dest}" if done.output.dest is not None else ""
-            if self.images == 0 and (result.skipped or done.output.resumed):
+            if file is not None and file.resumed:
+                if file.tally:
+                    self.say(f"{rerun_summary(file, result.skipped, self.errors)} {self.timing()}{where}")
+                else:
+                    self.say(f"nothing new to tag: {plural(result.skipped, 'image')} found, all unchanged "
+                             f"({self.elapsed():.1f} s){where}")
+                if file.stale:
+                    self.say(stale_summary(file))
+            elif self.images == 0 and (result.skipped or done.output.resumed):
                 done_before = result.skipped or done.output.resumed
                 self.say(f"nothing new to tag: {plural(done_before, 'image')} done already "
                          f"({self.elapsed():.1f} s){where}")
@@ -310,6 +352,7 @@ class _Report(ProgressReport, RunEvents):
                 self.say(f"skipped {plural(result.skipped, 'image')} whose {kept} up to date")
 
     def _said_where(self, done: LocalRun) -> None:
+        """How many photos and sidecars were written."""
         from ..outputs.embedded import EmbedWriter
         from ..outputs.sidecars import SidecarWriter
 
@@ -322,3 +365,31 @@ class _Report(ProgressReport, RunEvents):
                          + (" (for camera raws and formats without embedded XMP)" if embedded else ""))
         if parts:
             self.say("; ".join(parts))
+        if sidecars is not None and done.findings is not None and done.findings.orphans:
+            from ..outputs.sidecars import holds_ramtag
+
+            left = [path for path in done.findings.orphans if holds_ramtag(path)]
+            if left:
+                self.say(f"{plural(len(left), 'XMP sidecar')} with ramtag's tags {'has' if len(left) == 1 else 'have'} "
+                         f"no image beside {'it' if len(left) == 1 else 'them'} any more (e.g. {left[0]}): kept; "
+                         "'ramtag xmp clean FILE' takes ramtag's tags out")
+
+
+def rerun_summary(file: ResumableOutput, unchanged: int, errors: int) -> str:
+    """``12 images found: 2 new, 1 changed (re-tagged), 1 retried after an error, 8 unchanged``."""
+    from ..outputs.rerun import CHANGED, NEW, RETRY
+
+    tally = file.tally
+    found = sum(tally.values()) + unchanged
+    parts = [f"{tally[NEW]} new" if tally[NEW] else "", f"{tally[CHANGED]} changed (re-tagged)" if tally[CHANGED] else "",
+             f"{tally[RETRY]} retried after an error" if tally[RETRY] else "", f"{unchanged} unchanged"]
+    said = ", ".join(part for part in parts if part)
+    return f"{plural(found, 'image')} found: {said}; {plural(errors, 'error')}"
+
+
+def stale_summary(file: ResumableOutput) -> str:
+    count, first = len(file.stale), file.stale[0]
+    rows = "row names a file" if count == 1 else "rows name files"
+    if file.pruned:
+        return f"{count} {rows} deleted from the folders: removed (--prune), e.g. {first}"
+    return f"{count} {rows} no longer there (e.g. {first}): kept; --prune removes them"

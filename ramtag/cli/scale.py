@@ -119,6 +119,9 @@ class _UnitReport(ProgressReport):
                 f"skipping {plan.skipped_shards} shards and {plan.skipped_images} images already in "
                 f"{output.dest} (--overwrite redoes them)"
             )
+        if plan.changed_shards:
+            self.say(f"{plural(plan.changed_shards, 'tar shard')} changed since tagged: tagging again, "
+                     "each part replaced whole")
         if not plan.units:
             self.say("nothing new to tag")
             return

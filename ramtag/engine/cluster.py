@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .job import Job
 
 if TYPE_CHECKING:
+    from ..inputs.roots import KeyPlan
     from ..outputs.dataset import DatasetOutput
     from .ray_engine import UnitOutcome
     from .units import Plan
@@ -44,14 +45,20 @@ def run_job_on_ray(job: Job, events: ClusterEvents | None = None) -> ClusterRun:
     """Plan the units, tag them on the cluster, commit each part as it comes."""
     from ..inputs import discover_items
     from ..inputs.discover import Findings, some_images
+    from ..inputs.roots import Root
     from .local import check_names, input_paths, tagger_for
 
     job.check()
+    from ..outputs.dataset import dataset_roots
+
     events = events or ClusterEvents()
     found, cluster = job.inputs, job.cluster
     findings = Findings()
+    plans: list[KeyPlan] = []
+    recorded = [] if job.outputs.overwrite else dataset_roots(Path(job.outputs.out))
     items = discover_items(input_paths(found.paths), files_from=found.files_from, hidden=found.hidden,
-                           on_error=events.warning, findings=findings)  # checks the inputs exist first
+                           on_error=events.warning, findings=findings,  # checks the inputs exist first
+                           recorded=recorded, on_plan=plans.append)
     items = some_images(items, findings, found.paths)
     from ..outputs.dataset import DatasetOutput
     from ..outputs.schema import schema_for
@@ -61,11 +68,13 @@ def run_job_on_ray(job: Job, events: ClusterEvents | None = None) -> ClusterRun:
     with RayEngine(address=cluster.address, num_gpus_per_worker=cluster.num_gpus_per_worker,
                    concurrency=cluster.concurrency, workers=job.workers) as engine:
         device, precision = engine.device_and_precision(job.model.device, job.model.precision)
-        job = job.replace(model=replace(job.model, device=device, precision=precision))
+        job = job.replace(model=replace(job.model, device=device, precision=precision),
+                          roots=tuple((root.path, root.prefix) for root in plans[0].table))
         # The driver's own copy checks the files and gives the schema; the actors load theirs.
         tagger = tagger_for(replace(job.model, device="cpu"))
         check_names(tagger, job.outputs.lang)
-        schema = schema_for(tagger, job.outputs.lang, job.outputs.all_scores, job.results)
+        schema = schema_for(tagger, job.outputs.lang, job.outputs.all_scores, job.results,
+                            roots=[Root(path, prefix) for path, prefix in job.roots])
         del tagger
         with DatasetOutput.for_schema(Path(job.outputs.out), schema, overwrite=job.outputs.overwrite) as output:
             plan = plan_units(

@@ -94,6 +94,11 @@ class OutputOptions:
     xmp_parent: str = "ramtag"
     embed: bool = False  # keywords written into the image files (proprietary raws get sidecars)
     touch: bool = False  # with embed: edited photos get the current modification time
+    # A re-run onto an existing --out (``outputs.rerun``): error rows tagged again, rows of deleted
+    # files removed, files compared by content hash as well as size and time.
+    retry_errors: bool = True
+    prune: bool = False
+    content_hash: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,9 @@ class Job:
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
     batch_size: int | None = None  # None: the device's default
     workers: int | None = None  # decoding processes; None: the device's default
+    # The folders keys are relative to, (real path, prefix), as the outputs record them
+    # (``inputs.roots``): found by the driver of a Ray run, so that every part records the same.
+    roots: tuple[tuple[str, str], ...] = ()
 
     def check(self) -> None:
         """Every mistake that can be found without torch or the weights, as a ``UsageError``."""
@@ -144,6 +152,7 @@ class Job:
             inputs=InputOptions(**inputs), model=ModelOptions(**data["model"]),
             results=ResultOptions(**data["results"]), outputs=OutputOptions(**data["outputs"]),
             cluster=ClusterOptions(**data["cluster"]), batch_size=data["batch_size"], workers=data["workers"],
+            roots=tuple(tuple(root) for root in data.get("roots", ())),  # type: ignore[misc]
         )
 
 
@@ -223,6 +232,9 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
             raise UsageError(f"--out {out}: cannot write in {folder} (permission denied)")
     elif outputs.format is not None and FORMATS[outputs.format].binary:
         raise UsageError(f"{FORMATS[outputs.format].label} needs a file: add --out FILE.{outputs.format}")
+    if outputs.prune and outputs.out is None:
+        raise UsageError("--prune removes rows of deleted files from --out FILE; it needs one "
+                         "(a sidecar whose image is gone is only reported: 'ramtag xmp clean' takes it out)")
     if outputs.touch and not outputs.embed:
         raise UsageError("--touch goes with --embed (it sets the modification time of the photos written to)")
     if outputs.xmp or outputs.embed:

@@ -8,6 +8,7 @@ line renders them. ``CtrlC`` turns the first Ctrl-C into a stop after the batch 
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -20,6 +21,8 @@ from .job import Job, ModelOptions
 
 if TYPE_CHECKING:
     from ..inputs import ImageRef
+    from ..inputs.discover import Findings
+    from ..inputs.roots import KeyPlan, Root
     from ..outputs.base import Tee
     from ..pipeline import ImageRecord
     from ..tagger import Tagger
@@ -52,6 +55,7 @@ class LocalRun:
     result: RunResult
     output: Tee
     tagger: Tagger
+    findings: Findings | None = None  # what discovery left out (sidecars with no image among it)
 
 
 def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event | None = None) -> LocalRun:
@@ -65,26 +69,34 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
         raise UsageError("run_job runs the local engine; --engine ray goes through ramtag.engine.cluster")
     events = events or RunEvents()
     found = job.inputs
+    plans: list[KeyPlan] = []
+    recorded = _recorded_roots(job)
     refs = discover(  # checks that the inputs exist, before the model loads
         input_paths(found.paths), files_from=found.files_from, include=found.include, exclude=found.exclude,
         hidden=found.hidden, max_pixels=found.max_pixels, on_error=events.warning, findings=(findings := Findings()),
+        recorded=recorded, on_plan=plans.append,
     )
-    refs = some_images(refs, findings, found.paths)  # none at all: said now, before the model loads
+    if not _builds_on(job):  # none at all: said now, before the model loads (a re-run may prune)
+        refs = some_images(refs, findings, found.paths)
     from ..model.needed import check_model_files
 
     model = job.model  # files missing offline: all of them said now, before torch is imported
     check_model_files(model.checkpoint, model=model.kind, tag_list=model.tag_list, tag_list_zh=model.tag_list_zh,
                       thresholds=model.thresholds)
+    from ..outputs.rerun import Rerun
     from ..outputs.schema import schema_for
     from ..outputs.targets import open_outputs
     from .runner import run  # torch comes with it: only once the job and its inputs are known to be right
 
     tagger = tagger_for(job.model)
     check_names(tagger, job.outputs.lang)
-    schema = schema_for(tagger, job.outputs.lang, job.outputs.all_scores, job.results)
-    with open_outputs(job.outputs, schema, warn=events.warning) as output:
+    schema = schema_for(tagger, job.outputs.lang, job.outputs.all_scores, job.results, roots=plans[0].table)
+    options = job.outputs
+    rerun = Rerun(retry_errors=options.retry_errors, prune=options.prune, by_content=options.content_hash,
+                  file_of=plans[0].file_of)
+    with open_outputs(job.outputs, schema, warn=events.warning, rerun=rerun) as output:
         events.opened(output)
-        counting = _counter(job, output, events)
+        counting = _counter(job, output, events, plans[0].table)
 
         def batch(number: int, records: list[ImageRecord]) -> None:
             events.batch(records)
@@ -94,9 +106,26 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
         result = run(
             refs, tagger, output, batch_size=job.batch_size or default_batch_size(tagger.device),
             workers=job.workers, top_k=job.results.top_k, max_pixels=found.max_pixels,
-            draft_decode=job.results.draft_decode, raw_decode=job.results.raw_decode, stop=stop, on_batch=batch, on_tagged=events.tagged,
+            draft_decode=job.results.draft_decode, raw_decode=job.results.raw_decode,
+            content_hash=options.content_hash, stop=stop, on_batch=batch, on_tagged=events.tagged,
         )
-    return LocalRun(result, output, tagger)
+    return LocalRun(result, output, tagger, findings)
+
+
+def _builds_on(job: Job) -> bool:
+    """Whether the run adds to an existing ``--out`` (where finding no image is news, not a mistake)."""
+    out = job.outputs.out
+    return out is not None and not job.outputs.overwrite and Path(out).is_file()
+
+
+def _recorded_roots(job: Job) -> list[Root]:
+    """The folders an existing ``--out`` was keyed by, so this run keys them the same way."""
+    out = job.outputs.out
+    if out is None or job.outputs.overwrite or not (os.path.exists(out) or os.path.exists(f"{out}.parts")):
+        return []  # nothing to read (and pyarrow not imported for it)
+    from ..outputs.file import recorded_roots
+
+    return recorded_roots(Path(out))
 
 
 def tagger_for(model: ModelOptions) -> Tagger:
@@ -134,10 +163,11 @@ class _Uncountable(Exception):
     """A tar shard or URL among listed files: counting would read it all, so there is no total."""
 
 
-def _counter(job: Job, output: Tee, events: RunEvents) -> threading.Thread | None:
+def _counter(job: Job, output: Tee, events: RunEvents, roots: list[Root]) -> threading.Thread | None:
     """A walk beside the run that counts what it will tag, for a progress total; only where the
     inputs are cheap to walk again (local folders and files, not stdin, tar shards or URLs)."""
     from ..inputs import discover_items, is_plain_input, select
+    from ..inputs.identity import stamped
 
     found = job.inputs
     if not events.wants_total or found.files_from == "-" or not all(is_plain_input(path) for path in found.paths):
@@ -146,10 +176,12 @@ def _counter(job: Job, output: Tee, events: RunEvents) -> threading.Thread | Non
     def plain() -> Iterator[ImageRef]:
         from ..inputs import ImageRef
 
-        for item in discover_items(input_paths(found.paths), files_from=found.files_from, hidden=found.hidden):
+        walked = discover_items(input_paths(found.paths), files_from=found.files_from, hidden=found.hidden,
+                                recorded=roots)  # keyed as the run keys them
+        for item in walked:
             if not isinstance(item, ImageRef) or item.source is not None:
                 raise _Uncountable
-            yield item
+            yield stamped(item)  # size and time: a changed file counts
 
     def count() -> None:
         try:

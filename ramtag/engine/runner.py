@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..inputs.identity import stamped
 from ..inputs.refs import MAX_PIXELS
 from ..pipeline import StageTimings, run_batches
 
@@ -51,6 +52,7 @@ def run(
     max_pixels: int | None = MAX_PIXELS,
     draft_decode: bool = False,
     raw_decode: str = "auto",
+    content_hash: bool = False,
     stop: threading.Event | None = None,
     on_batch: BatchCallback | None = None,
     on_tagged: Callable[[], None] | None = None,
@@ -63,10 +65,13 @@ def run(
     batch is written, before the outputs are completed (a terminal table is printed then, so a
     progress bar should stop first). Exceptions propagate: the caller's
     ``with output`` releases it, and what was saved stays resumable.
+
+    Each image file's size and time are taken before the outputs are asked (``content_hash``: its
+    SHA-256 too), and recorded in its row: what a re-run compares (``inputs.identity``).
     """
     result = RunResult(timings=timings if timings is not None else StageTimings())
     batches = run_batches(
-        _needed(refs, output, result), tagger, batch_size=batch_size, workers=workers, top_k=top_k,
+        _needed(refs, output, result, content_hash), tagger, batch_size=batch_size, workers=workers, top_k=top_k,
         max_pixels=max_pixels, timings=result.timings, draft_decode=draft_decode,
         raw_decode=raw_decode,
     )
@@ -93,8 +98,9 @@ def run(
     return result
 
 
-def _needed(refs: Iterable[ImageRef], output: Output, result: RunResult) -> Iterator[ImageRef]:
+def _needed(refs: Iterable[ImageRef], output: Output, result: RunResult, content: bool) -> Iterator[ImageRef]:
     for ref in refs:
+        ref = stamped(ref, content=content)
         if output.needs(ref):
             yield ref
         else:

@@ -1,7 +1,9 @@
 """The work of a run cut into units, each tagged and committed whole, and what a re-run skips.
 
 A tar shard is one unit: it is read in one sequential pass, and its name is its identity, so a
-committed shard is skipped without being opened. Image files (folders, files named directly, lists,
+committed shard is skipped without being opened, unless its size or modification time changed
+since (a local shard; a remote one is taken as unchanged): then it is tagged again, and its part
+replaced. Image files (folders, files named directly, lists,
 URLs) are cut into chunks of ``images_per_unit`` in discovery order, after leaving out the keys
 already committed: adding images to a folder tags only those, and nothing is tagged twice.
 """
@@ -9,11 +11,13 @@ already committed: adding images to a folder tags only those, and nothing is tag
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..inputs import MAX_PIXELS, ImageRef, Item, select
+from ..inputs.identity import Stamp, stat_stamp
 from ..inputs.remote import ref_from_data, ref_to_data
 from ..inputs.shards import TarShard, name_clash, shard_members
 
@@ -24,6 +28,7 @@ class WorkUnit:
 
     shard: TarShard | None = None
     images: tuple[ImageRef, ...] = ()
+    stamp: Stamp | None = field(default=None, compare=False)  # a local shard's size and time when planned
 
     @property
     def name(self) -> str | None:
@@ -63,6 +68,7 @@ class Plan:
     units: list[WorkUnit]
     skipped_shards: int
     skipped_images: int
+    changed_shards: int = 0  # committed before, changed since: tagged again
 
     @property
     def images(self) -> int:
@@ -77,7 +83,7 @@ class Plan:
 def plan_units(
     items: Iterable[Item],
     *,
-    done_shards: Container[str] = frozenset(),
+    done_shards: Mapping[str, Any] = MappingProxyType({}),
     done_keys: Container[str] = frozenset(),
     images_per_unit: int = 1000,
     include: Sequence[str] = (),
@@ -85,23 +91,29 @@ def plan_units(
 ) -> Plan:
     """Shards in the order found, then the image files in chunks; committed work left out.
 
-    Two shards with the same file name would give the same keys, so they are refused.
+    ``done_shards``: committed shards by name, each with the ``stamp`` it was tagged at. Two shards
+    with the same file name would give the same keys, so they are refused.
     """
     if images_per_unit < 1:
         raise ValueError("images_per_unit must be at least 1")
     units: list[WorkUnit] = []
     shards: dict[str, str] = {}
     chunk: list[ImageRef] = []
-    skipped_shards = skipped_images = 0
+    skipped_shards = skipped_images = changed = 0
     for item in items:
         if isinstance(item, TarShard):
             if item.name in shards:
                 raise name_clash(shards[item.name], item)
             shards[item.name] = item.location
-            if item.name in done_shards:
-                skipped_shards += 1
+            stamp = None if item.remote else stat_stamp(item.location)
+            done = done_shards.get(item.name)
+            if done is None:
+                units.append(WorkUnit(shard=item, stamp=stamp))
+            elif stamp is not None and done.stamp is not None and stamp != done.stamp:
+                changed += 1
+                units.append(WorkUnit(shard=item, stamp=stamp))
             else:
-                units.append(WorkUnit(shard=item))
+                skipped_shards += 1
             continue
         if not next(select([item], include, exclude), None):
             continue
@@ -115,4 +127,4 @@ def plan_units(
             chunk = []
     if chunk:
         units.append(WorkUnit(images=tuple(chunk)))
-    return Plan(units, skipped_shards, skipped_images)
+    return Plan(units, skipped_shards, skipped_images, changed)

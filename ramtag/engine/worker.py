@@ -38,12 +38,14 @@ class UnitTagger:
 
     def __init__(self, job: Job, tagger: Tagger | None = None) -> None:
         from ..devices import default_batch_size
+        from ..inputs.roots import Root
         from ..outputs.schema import schema_for, settings_of
         from .local import tagger_for
 
         self.job = job
         self.tagger = tagger if tagger is not None else tagger_for(job.model)
-        self.schema = schema_for(self.tagger, job.outputs.lang, job.outputs.all_scores, job.results)
+        roots = [Root(path, prefix) for path, prefix in job.roots] if job.roots else None
+        self.schema = schema_for(self.tagger, job.outputs.lang, job.outputs.all_scores, job.results, roots=roots)
         self.settings = settings_of(self.schema)
         self.batch_size = job.batch_size or default_batch_size(self.tagger.device)
 

@@ -21,6 +21,7 @@ from ..errors import RamtagError, UsageError
 from .folders import folder_prefix, walk_folder
 from .refs import MAX_PIXELS, ErrorCallback, ImageRef
 from .remote import is_url, remote_item, resolve_input
+from .roots import KeyPlan, Root, plan_keys
 from .shards import Item, TarShard, is_shard_name, members_or_error, name_clash, shard_folder
 
 def discover(
@@ -34,6 +35,8 @@ def discover(
     on_error: ErrorCallback | None = None,
     max_pixels: int | None = MAX_PIXELS,
     findings: Findings | None = None,
+    recorded: Sequence[Root] = (),
+    on_plan: Callable[[KeyPlan], None] | None = None,
 ) -> Iterator[ImageRef]:
     """Every image under ``inputs`` (folders, files, tar shards, URLs, in the order given), then
     those listed.
@@ -45,9 +48,13 @@ def discover(
     ``include``/``exclude`` are globs (case-sensitive, ``*`` crosses ``/``) on the key; a pattern
     without ``/`` also matches the file name alone. Tar shards are read here, one member at a time
     (``max_pixels`` bounds the size of a member read). ``findings`` counts what was left out.
+
+    ``recorded``: the folders an output was made from (``inputs.roots``), keyed as they were then;
+    ``on_plan`` is handed this run's ``KeyPlan`` before anything is walked.
     """
     items = discover_items(
-        inputs, files_from=files_from, hidden=hidden, stdin=stdin, on_error=on_error, findings=findings
+        inputs, files_from=files_from, hidden=hidden, stdin=stdin, on_error=on_error, findings=findings,
+        recorded=recorded, on_plan=on_plan,
     )
     return select(image_refs(items, hidden=hidden, max_pixels=max_pixels), include, exclude, findings)
 
@@ -60,6 +67,8 @@ def discover_items(
     stdin: TextIO | None = None,
     on_error: ErrorCallback | None = None,
     findings: Findings | None = None,
+    recorded: Sequence[Root] = (),
+    on_plan: Callable[[KeyPlan], None] | None = None,
 ) -> Iterator[Item]:
     """Like ``discover``, but tar shards come as ``TarShard`` items, unopened: what an engine
     that hands out whole shards needs. Nothing is filtered."""
@@ -69,9 +78,13 @@ def discover_items(
     # A brace pattern stands for several paths; a folder URL for one folder, however many files.
     places = sum(len(found) if all(isinstance(f, (str, Path)) for f in found) else 1 for _, found in given)
     several = places > 1 or files_from is not None
+    folders = [f for _, found in given for f in found if isinstance(f, (str, Path)) and is_plain_folder(f)]
+    plan = plan_keys(folders, several=several, recorded=recorded)
+    if on_plan is not None:
+        on_plan(plan)
     roots = [root for written, found in given for root in (_under(written, found) if several else found)]
-    skipped = findings.skip if findings is not None else None
-    return _all_items(roots, files_from, stdin, hidden, on_error, several, skipped)
+    walk = _Walk(hidden, on_error, findings, plan)
+    return _all_items(roots, files_from, stdin, walk, several)
 
 
 def _under(written: str, found: list[str | Path | Item]) -> list[str | Path | Item]:
@@ -116,6 +129,10 @@ class Findings:
 
     skipped: Counter[str] = field(default_factory=Counter)
     filtered: int = 0
+    orphans: list[Path] = field(default_factory=list)  # XMP sidecars whose image is gone
+
+    def orphan(self, path: Path) -> None:
+        self.orphans.append(path)
 
     def skip(self, name: str) -> None:
         self.skipped[os.path.splitext(name)[1].lower() or name] += 1
@@ -172,22 +189,47 @@ def _resolved(item: str | Path) -> list[str | Path | Item]:
     return resolve_input(os.fspath(item))
 
 
+def is_plain_folder(item: str | Path) -> bool:
+    """A local folder of images (not one of tar shards): what is keyed relative to itself."""
+    return os.path.isdir(item) and shard_folder(Path(item)) is None
+
+
+@dataclass
+class _Walk:
+    """How folders are walked in one run: hidden files or not, who hears of skips, the key plan."""
+
+    hidden: bool
+    on_error: ErrorCallback | None
+    findings: Findings | None
+    plan: KeyPlan
+    nested: dict[tuple[int, int], str] = field(init=False)
+    reserved: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.nested, self.reserved = self.plan.nested(), self.plan.reserved()
+
+    def folder(self, folder: str | Path, several: bool) -> Iterator[ImageRef]:
+        default = folder_prefix(os.fspath(folder)) if several else ""
+        found = self.findings
+        return walk_folder(
+            Path(folder), hidden=self.hidden, on_error=self.on_error, on_skipped=found and found.skip,
+            key_prefix=self.plan.prefix_for(folder, default), nested=self.nested, reserved=self.reserved,
+            on_orphan=found and found.orphan,
+        )
+
+
 def _all_items(
     roots: Sequence[str | Path | Item],
     files_from: str | Path | None,
     stdin: TextIO | None,
-    hidden: bool,
-    on_error: ErrorCallback | None,
+    walk: _Walk,
     several: bool,
-    skipped: Callable[[str], None] | None = None,
 ) -> Iterator[Item]:
-    found = (item for root in roots for item in _expand(root, hidden, on_error, several, skipped))
+    found = (item for root in roots for item in _expand(root, walk, several))
     if files_from is not None:
-        listed = (
-            item for line in _listed_paths(files_from, stdin) for item in _expand(line, hidden, on_error, True, skipped)
-        )
+        listed = (item for line in _listed_paths(files_from, stdin) for item in _expand(line, walk, True))
         found = itertools.chain(found, listed)
-    yield from _once(found, on_error) if several else found
+    yield from _once(found, walk.on_error) if several else found
 
 
 def _once(items: Iterable[Item], on_error: ErrorCallback | None) -> Iterator[Item]:
@@ -213,13 +255,7 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None) -> Iterator[Ite
         yield item
 
 
-def _expand(
-    item: str | Path | Item,
-    hidden: bool,
-    on_error: ErrorCallback | None,
-    several: bool,
-    skipped: Callable[[str], None] | None = None,
-) -> Iterator[Item]:
+def _expand(item: str | Path | Item, walk: _Walk, several: bool) -> Iterator[Item]:
     """A folder walked (or its tar shards), anything else yielded as the user wrote it; with
     ``several`` inputs, a folder's keys start with the folder as written."""
     if not isinstance(item, (str, Path)):
@@ -228,12 +264,11 @@ def _expand(
     if isinstance(item, str) and is_url(item):  # a URL in a list: no lookup, it fails as a row
         yield remote_item(item, item)
     elif os.path.isdir(item):
-        shards = shard_folder(Path(item), hidden=hidden)
+        shards = shard_folder(Path(item), hidden=walk.hidden)
         if shards is not None:
             yield from shards
         else:
-            prefix = folder_prefix(os.fspath(item)) if several else ""
-            yield from walk_folder(Path(item), hidden=hidden, on_error=on_error, key_prefix=prefix, on_skipped=skipped)
+            yield from walk.folder(item, several)
     elif is_shard_name(os.fspath(item)):
         yield TarShard(os.fspath(item), os.path.basename(item))
     else:

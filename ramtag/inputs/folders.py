@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..errors import UsageError
 from .refs import ErrorCallback, ImageRef, is_image_name
 
 
@@ -28,6 +29,9 @@ def walk_folder(
     on_error: ErrorCallback | None = None,
     key_prefix: str = "",
     on_skipped: Callable[[str], None] | None = None,
+    nested: dict[tuple[int, int], str] | None = None,
+    reserved: dict[str, str] | None = None,
+    on_orphan: Callable[[Path], None] | None = None,
 ) -> Iterator[ImageRef]:
     """Images under ``root``, following symlinks, each real folder visited once (no loops).
 
@@ -35,6 +39,12 @@ def walk_folder(
     name (code points, so every machine agrees), then its subfolders in the same order. Only a
     folder's sorted listing and the names of the folders still to visit are held in memory.
     ``on_skipped`` is told the name of each file left out for not being an image.
+
+    ``nested`` maps folders (by identity) to the key prefix an output recorded for them: a walk that
+    reaches one keys it as recorded (``inputs.roots``). ``reserved`` maps the prefixes other folders
+    have to their paths: a folder that would get one of them is refused, its keys would collide.
+    ``on_orphan`` is told of each XMP sidecar with no image beside it (``IMG_1.xmp`` or
+    ``IMG_1.CR2.xmp`` and no ``IMG_1.*`` image in its folder).
     """
     visited: set[tuple[int, int] | str] = set()
     pending: list[tuple[str, str]] = [(os.fspath(root), key_prefix)]  # (folder path, key prefix), a stack
@@ -44,7 +54,17 @@ def walk_folder(
         if identity is None or identity in visited:
             continue  # unreadable (reported), or a link back to a folder already walked
         visited.add(identity)
+        if nested and identity in nested:
+            prefix = nested[identity]
+        elif reserved and prefix in reserved and os.path.realpath(folder) != reserved[prefix]:
+            raise UsageError(
+                f"{folder}: its images would be keyed {prefix}..., like those of {reserved[prefix]} in this "
+                "output; write to another --out, or rename one of the folders"
+            )
         entries = _sorted_listing(folder, on_error)
+        if on_orphan is not None:
+            for path in _orphan_sidecars(entries):
+                on_orphan(path)
         subfolders: list[str] = []
         for entry in entries:
             if not hidden and entry.name.startswith("."):
@@ -61,6 +81,16 @@ def walk_folder(
         del entries
         for name in reversed(subfolders):
             pending.append((os.path.join(folder, name), f"{prefix}{name}/"))
+
+
+def _orphan_sidecars(entries: list[os.DirEntry[str]]) -> list[Path]:
+    names = [entry.name for entry in entries]
+    images = {name for name in names if is_image_name(name)}
+    stems = {os.path.splitext(name)[0] for name in images}
+    return [
+        Path(entry.path) for entry in entries
+        if entry.name.lower().endswith(".xmp") and entry.name[:-4] not in images and entry.name[:-4] not in stems
+    ]
 
 
 def _folder_identity(folder: str, on_error: ErrorCallback | None) -> tuple[int, int] | str | None:

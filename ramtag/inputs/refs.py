@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import RamtagError
+from .identity import Stamp
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
@@ -70,12 +71,14 @@ class ImageRef:
     ``--files-from`` list), a folder's keys start with the folder as the user wrote it, so that
     ``a/x.jpg`` and ``b/x.jpg`` stay two rows. A file named directly or in a list keeps the path
     exactly as the user wrote it. Tar members and remote files have a ``source``; their ``path``
-    then only says where they came from (the shard, the URL's path).
+    then only says where they came from (the shard, the URL's path). ``stamp`` is what a re-run
+    compares to see whether the file changed (``identity``).
     """
 
     path: Path
     key: str
     source: ImageSource | None = field(default=None, repr=False)
+    stamp: Stamp | None = field(default=None, repr=False)  # size and time (``identity``), once known
 
 
 class ImageDecodeError(RamtagError):

@@ -33,6 +33,7 @@ from typing import Union
 
 from ..errors import RamtagError, UsageError
 from .fs import filesystem
+from .identity import Stamp
 from .refs import MAX_PIXELS, ImageDecodeError, ImageRef, is_image_name, max_file_bytes
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -188,7 +189,7 @@ def shard_members(
                 if len(data) < member.size:
                     yield ImageRef(where, key, Unusable(name, _cut_off(why), "truncated"))
                     return  # nothing after it can be read
-                yield ImageRef(where, key, InMemory(name, data))
+                yield ImageRef(where, key, InMemory(name, data), Stamp(member.size, int(member.mtime * 1_000_000)))
         except _FORMAT_ERRORS as error:
             yield ImageRef(where, shard.name, Unusable(shard.name, _damaged(count, error), "corrupt"))
         except OSError as error:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ..inputs import ImageRef
+    from ..inputs.identity import Stamp
     from ..pipeline import ImageRecord
 
 T = TypeVar("T")
@@ -94,12 +95,14 @@ class PerImageOutput(BaseOutput):
     record, worded by ``failed``. Each image is complete once written: nothing to save or finish."""
 
     failure: type[Exception] = Exception
+    restamps = False  # writing changes the image file itself: its row records the file as written
 
     def handles(self, path: Path) -> bool:
         """Whether this output writes for this image (the others pass through untouched)."""
         return True
 
-    def update(self, path: Path, result: Any) -> object:
+    def update(self, path: Path, result: Any, stamp: Stamp | None = None) -> object:
+        """Write ``result`` for the image at ``path`` (``stamp``: that file's, when it was picked)."""
         raise NotImplementedError
 
     def failed(self, path: Path, error: Exception) -> str:
@@ -110,12 +113,24 @@ class PerImageOutput(BaseOutput):
         for record in records:
             if record.result is not None and record.path is not None and self.handles(record.path):
                 try:
-                    self.update(record.path, record.result)
+                    wrote = self.update(record.path, record.result, record.stamp)
                 except self.failure as exc:
                     error = self.failed(record.path, exc)
                     record = replace(record, result=None, width=None, height=None, error=error)
+                else:
+                    if self.restamps and wrote and record.stamp is not None:
+                        record = replace(record, stamp=_restamped(record.path, record.stamp))
             out.append(record)
         return out
+
+
+def _restamped(path: Path, before: Stamp) -> Stamp | None:
+    from ..inputs.identity import content_sha256, stat_stamp
+
+    after = stat_stamp(path)
+    if after is not None and before.sha256 is not None:
+        after = replace(after, sha256=content_sha256(path))
+    return after
 
 
 class RowOutput(BaseOutput):
@@ -168,7 +183,7 @@ class Tee:
         return next((output for output in self.outputs if isinstance(output, kind)), None)
 
     def needs(self, item: ImageRef | ImageRecord) -> bool:
-        return any(output.needs(item) for output in self.outputs)
+        return any([output.needs(item) for output in self.outputs])  # each is asked: each keeps count
 
     def counts(self, ref: ImageRef) -> bool:
         return any(output.counts(ref) for output in self.outputs)

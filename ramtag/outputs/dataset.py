@@ -14,8 +14,10 @@ its file does; a part announced but never committed is crash debris and is delet
 Each part is made on a Ray actor by the runner writing into a ``PartOutput``: the part's Parquet
 bytes in memory, handed back whole, so only the driver writes the folder.
 
-A re-run skips the shards (by name) and the image files (by key) of committed parts. Deleting a
-part file redoes its unit.
+A re-run skips the shards (by name) and the image files (by key) of committed parts. A shard's part
+records the shard file's size and modification time: a shard changed since (re-downloaded,
+rewritten) is tagged again and its part replaced in one rename, so a reader sees the old rows or the
+new ones, never both or neither. Deleting a part file redoes its unit.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ import pyarrow.parquet as pq
 
 from ..atomic import replace_durably
 from ..errors import OutputError
+from ..inputs.identity import Stamp
+from ..inputs.roots import Root, roots_from_metadata
 from .base import RowOutput
 from .formats import ParquetSink
 from .journal import Journal, hold_lock, read_settings, write_settings
-from .schema import differences, settings_of
+from .schema import differences, read_metadata, settings_of
 
 
 CONTROL = "_ramtag"
@@ -49,6 +53,7 @@ class Part:
     shard: str | None
     rows: int
     errors: int = 0
+    stamp: Stamp | None = None  # the shard file's size and time when it was tagged
 
 
 class DatasetOutput:
@@ -133,7 +138,8 @@ class DatasetOutput:
                     announced.add(_safe_name(entry["writing"]))
                 elif "part" in entry:
                     name = _safe_name(entry["part"])
-                    committed[name] = Part(name, entry.get("shard"), int(entry["rows"]), int(entry.get("errors", 0)))
+                    stamp = Stamp(int(entry["size"]), int(entry["mtime_us"])) if "size" in entry else None
+                    committed[name] = Part(name, entry.get("shard"), int(entry["rows"]), int(entry.get("errors", 0)), stamp)
             except (KeyError, TypeError, ValueError):
                 continue  # not an entry of this folder's
         return committed, announced
@@ -141,8 +147,9 @@ class DatasetOutput:
     # -- what a run skips ------------------------------------------------------------------------
 
     @property
-    def done_shards(self) -> set[str]:
-        return {part.shard for part in self.parts.values() if part.shard is not None}
+    def done_shards(self) -> dict[str, Part]:
+        """The committed shards by name, with the part each is in."""
+        return {part.shard: part for part in self.parts.values() if part.shard is not None}
 
     def done_keys(self) -> set[str]:
         """The keys in parts of image files (not shards): those files are not tagged again."""
@@ -172,11 +179,15 @@ class DatasetOutput:
     def _taken(self, name: str) -> bool:
         return name in self.parts or (self.dest / name).exists()
 
-    def commit(self, shard: str | None, data: bytes, rows: int, errors: int = 0) -> Part:
-        """Put one part (Parquet bytes) in place; once this returns, a crash loses none of it."""
-        name = self.part_name(shard)
+    def commit(
+        self, shard: str | None, data: bytes, rows: int, errors: int = 0, *, stamp: Stamp | None = None,
+    ) -> Part:
+        """Put one part (Parquet bytes) in place; once this returns, a crash loses none of it. A shard
+        committed before (changed since: ``stamp``) has its part replaced by the rename."""
+        previous = self.done_shards.get(shard) if shard is not None else None
+        name = previous.name if previous is not None else self.part_name(shard)
         tmp = self.dest / f".{name}{_TMP}"
-        part = Part(name, shard, rows, errors)
+        part = Part(name, shard, rows, errors, stamp)
         try:
             with open(tmp, "wb") as handle:
                 handle.write(data)
@@ -206,8 +217,25 @@ class DatasetOutput:
         self.close()
 
 
+def dataset_roots(dest: Path) -> list[Root]:
+    """The folders the image files of an existing dataset folder were keyed by (its newest part's)."""
+    try:
+        parts = sorted((p for p in dest.glob("*.parquet") if p.is_file()), key=lambda p: p.stat().st_mtime_ns)
+    except OSError:
+        return []
+    for part in reversed(parts):
+        try:
+            return roots_from_metadata(read_metadata(pq.read_schema(part)))
+        except (OSError, pa.ArrowException, ValueError):
+            continue
+    return []
+
+
 def _entry(part: Part) -> dict[str, Any]:
-    return {"part": part.name, "shard": part.shard, "rows": part.rows, "errors": part.errors}
+    entry = {"part": part.name, "shard": part.shard, "rows": part.rows, "errors": part.errors}
+    if part.stamp is not None and part.stamp.size is not None:
+        entry.update(size=part.stamp.size, mtime_us=part.stamp.mtime_us)
+    return entry
 
 
 def _safe_name(name: str) -> str:

@@ -230,11 +230,12 @@ class EmbedWriter(PerImageOutput):
         return self.handles(ref.path)
 
     failure = EmbedError
+    restamps = True  # --out records the photo as it is once its keywords are in
 
     def failed(self, path: Path, error: Exception) -> str:
         return f"--embed: {error}"
 
-    def update(self, path: Path, result: TagResult) -> bool:
+    def update(self, path: Path, result: TagResult, stamp: object = None) -> bool:
         """Write the tags into ``path``; False when it holds them from these settings already."""
         _remove_stale(path)
         held = read_held(self.tool, path)

@@ -10,8 +10,14 @@ Beside ``tags.parquet`` a run keeps ``tags.parquet.parts/``:
 - ``journal`` (``journal.Journal``): one entry per part, appended and fsynced only once the part is
   on disk. A part without an entry is debris from a crash and is deleted.
 
+A re-run onto an existing output builds on it (``Rerun`` says how): each image found is compared
+with its row (``inputs.identity``): unchanged, it is skipped; new, changed, or an error row to retry,
+it is tagged and its new row goes into a part. The index this needs holds one small integer per key
+(never the rows themselves), so a million rows cost tens of megabytes.
+
 When the run ends, the previous output (for an incremental run) and the parts are streamed into a
-new version that atomically replaces ``--out``, so ``--out`` is at every moment absent, the previous
+new version that atomically replaces ``--out``: rows replaced by newer ones (and, with ``--prune``,
+rows of files gone from the folders this run walked) are left out on the way, so ``--out`` is at every moment absent, the previous
 complete version, or the new one. That version is first written inside the folder, and a
 ``finish`` line is journaled once it exists: a run that finds the line but not the file knows the
 rename happened (the parts are in the output already); otherwise it simply finishes again. After a crash, ``kill -9`` or Ctrl-C at any point, the same
@@ -24,25 +30,57 @@ import io
 import os
 import shutil
 import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..atomic import AtomicFile, replace_durably
 from ..errors import OutputError
+from ..inputs.roots import Root, roots_from_metadata
+from ..inputs.shards import InMemory, Unusable
 from .base import RowOutput
 from .formats import FORMATS, ParquetSink, Sink, listing
 from .journal import Journal, hold_lock, read_settings, write_settings
-from .schema import differences, read_metadata, settings_of
+from .rerun import UNCHANGED, Rerun, RowIndex
+from .schema import IDENTITY_COLUMNS, conform, differences, read_metadata, settings_of, to_record_batch
+
+if TYPE_CHECKING:
+    from ..inputs import ImageRef
+    from ..pipeline import ImageRecord
 
 SAVE_EVERY = 1000
 SAVE_EVERY_S = 60.0
 _READ_BATCH_ROWS = 8192
+_INDEXED = ("path", "error", *IDENTITY_COLUMNS)  # what the index of a re-run reads of each row
+
+
+def _batches(source: Path, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    """``source``'s rows in batches, with those of ``columns`` it has."""
+    file = pq.ParquetFile(source)
+    present = [name for name in columns if name in file.schema_arrow.names]
+    yield from file.iter_batches(batch_size=_READ_BATCH_ROWS, columns=present)
 
 
 def parts_dir(dest: Path) -> Path:
     return dest.with_name(dest.name + ".parts")
+
+
+def recorded_roots(dest: Path) -> list[Root]:
+    """The folders an existing output (or the parts of its unfinished run) was keyed by."""
+    sources = [dest] if dest.is_file() else []
+    folder = parts_dir(dest)
+    if folder.is_dir():
+        sources += sorted(folder.glob("*.parquet"), reverse=True)
+    for source in sources:
+        try:
+            return roots_from_metadata(read_metadata(pq.read_schema(source)))
+        except (OSError, pa.ArrowException, ValueError):
+            continue
+    return []
 
 
 class OutputFile:
@@ -96,18 +134,25 @@ class ResumableOutput(RowOutput):
         overwrite: bool = False,
         save_every: int = SAVE_EVERY,
         save_every_s: float = SAVE_EVERY_S,
+        rerun: Rerun | None = None,
     ) -> None:
         super().__init__(schema)
         self.dest = dest
         self.fmt = fmt
         self.overwrite = overwrite
+        self.rerun = rerun or Rerun()
         self.save_every = save_every
         self.save_every_s = save_every_s
         self.folder = parts_dir(dest)
         self.journal = Journal(self.folder / "journal")
         self.parts: list[tuple[str, int]] = []  # committed (name, rows), in order
-        self.done: set[str] = set()  # keys already in a part or in the previous output
+        self.index = RowIndex(self.rerun)  # every key of the previous output and of the parts
+        self.held = 0
         self.builds_on = False  # whether the rows of an existing --out are kept
+        self.tally: Counter[str] = Counter()  # images written by this run, by decision (NEW...)
+        self.stale: list[str] = []  # keys of rows whose file is gone (known once finished)
+        self.pruned = 0
+        self._asked: dict[str, str] = {}  # images this output asked for, not written yet: decision
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._saved_at = time.monotonic()
@@ -125,10 +170,35 @@ class ResumableOutput(RowOutput):
 
     @property
     def resumed(self) -> int:
-        return len(self.done)
+        return self.held
 
-    def needs(self, item: object) -> bool:
-        return item.key not in self.done  # type: ignore[attr-defined]
+    @property
+    def done(self) -> set[str]:
+        """The keys this output holds (from earlier runs and the parts of this one)."""
+        return set(self.index.entries) | set(self.index.latest)
+
+    def needs(self, item: ImageRef | ImageRecord) -> bool:
+        if hasattr(item, "result"):  # a record: whether this output asked for it
+            return item.key in self._asked
+        decision = self.index.decide(item)  # type: ignore[arg-type]
+        self.index.saw(item.key)
+        if isinstance(item.source, (InMemory, Unusable)):  # type: ignore[union-attr]
+            self.index.read_shard(item.key)
+        if decision == UNCHANGED:
+            return False
+        self._asked[item.key] = decision
+        return True
+
+    def counts(self, ref: ImageRef) -> bool:
+        return self.index.decide(ref) != UNCHANGED  # no bookkeeping: called beside the run
+
+    def write_records(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
+        rows = [record for record in records if record.key in self._asked]
+        for record in rows:
+            self.tally[self._asked.pop(record.key)] += 1
+        if rows:
+            self.write(to_record_batch(rows, self.schema))
+        return list(records)
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -154,10 +224,12 @@ class ResumableOutput(RowOutput):
         self._sweep()  # before anything new is written: debris, or the parts of a finished run
         write_settings(self.folder / "settings.json", settings)
         self.journal.rewrite([{"part": name, "rows": rows} for name, rows in self.parts])
-        for name, _ in self.parts:
-            self.done.update(pq.read_table(self.folder / name, columns=["path"]).column("path").to_pylist())
         if self.builds_on:
             self._adopt_previous()
+        for number, (name, _) in enumerate(self.parts, start=1):  # newer than the previous output
+            for batch in _batches(self.folder / name, _INDEXED):
+                self.index.remember(batch, number)
+        self.held = len(self.index)  # images this output holds from earlier runs
 
     def _complete(self, entries: list[dict]) -> list[dict]:
         """The entries that still hold: a part whose file is there, a finish with its file name."""
@@ -190,8 +262,8 @@ class ResumableOutput(RowOutput):
                 f"{self.dest} was made with other settings: {'; '.join(changed)}. "
                 f"Use the same settings to add new images to it, or {redo}"
             )
-        for batch in previous.iter_batches(batch_size=_READ_BATCH_ROWS, columns=["path"]):
-            self.done.update(batch.column(0).to_pylist())
+        for batch in _batches(self.dest, _INDEXED):
+            self.index.remember(batch)
 
     def _sweep(self) -> None:
         """Delete what is not a committed part: crash debris, parts of a finished or dropped run."""
@@ -214,7 +286,8 @@ class ResumableOutput(RowOutput):
         self._saved_at = time.monotonic()
         if not self._pending_rows:
             return
-        name = f"{len(self.parts) + 1:06d}.parquet"
+        number = len(self.parts) + 1
+        name = f"{number:06d}.parquet"
         tmp = self.folder / f"{name}.tmp"
         try:
             sink = ParquetSink(tmp, self.schema)
@@ -226,6 +299,9 @@ class ResumableOutput(RowOutput):
         except OSError as exc:
             raise OutputError(f"{self.folder}: cannot save results ({exc.strerror or exc})") from None
         self.parts.append((name, self._pending_rows))
+        for batch in self._pending:
+            for key in batch.column("path").to_pylist():
+                self.index.wrote(key, number)
         self._pending, self._pending_rows = [], 0
 
     @property
@@ -235,33 +311,43 @@ class ResumableOutput(RowOutput):
     def finish(self) -> None:
         """Write the complete output and put it in place; then the parts folder goes."""
         self.save()
-        if self.builds_on and not self.parts:
+        self.stale = self.index.stale()
+        dropped = set(self.stale) if self.rerun.prune else set()
+        if self.builds_on and not self.parts and not dropped:
             return  # nothing new: the output already is complete
         # The file exists before the journal says "finish": so, after a crash, a "finish" entry
         # whose file is gone means the rename below happened.
         output = OutputFile(self.dest, self.fmt, self.schema, tmp=self.folder / "final.tmp")
         try:
             self.journal.append({"finish": output.tmp.name})
+            latest = self.index.latest
             if self.builds_on:
-                self._copy(self.dest, output)
-            for name, _ in self.parts:
-                self._copy(self.folder / name, output)
+                self._copy(self.dest, output, lambda key: key not in latest and key not in dropped)
+            for number, (name, _) in enumerate(self.parts, start=1):
+                self._copy(self.folder / name, output, lambda key: latest.get(key) == number and key not in dropped)
         except BaseException as exc:
             output.discard()
             if isinstance(exc, OSError):
                 raise OutputError(f"{self.dest}: cannot write it ({exc.strerror or exc})") from None
             raise
         output.commit()
+        self.pruned = len(dropped)
         for name, _ in self.parts:
             (self.folder / name).unlink()
         self.parts = []
 
-    def _copy(self, source: Path, output: OutputFile) -> None:
+    def _copy(self, source: Path, output: OutputFile, keep: Callable[[str], bool]) -> None:
+        """The rows of ``source`` whose key ``keep`` wants, in this output's schema."""
         for batch in pq.ParquetFile(source).iter_batches(batch_size=_READ_BATCH_ROWS):
-            output.write(batch)
+            mask = [keep(key) for key in batch.column("path").to_pylist()]
+            if not all(mask):
+                batch = batch.filter(pa.array(mask, pa.bool_()))
+            if batch.num_rows:
+                output.write(conform(batch, self.schema))
 
     def close(self) -> None:
         """Release the lock. The folder goes unless it holds saved parts (what a rerun resumes)."""
+        self.index = RowIndex(self.rerun)  # memory back
         if self._lock_fd is None:
             return
         if not any(path.suffix == ".parquet" for path in self.folder.iterdir()):

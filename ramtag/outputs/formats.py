@@ -16,6 +16,7 @@ import csv
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TextIO
 
@@ -86,6 +87,8 @@ class ParquetSink:
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
     if isinstance(value, list):
         return LIST_SEPARATOR.join(_text(item) for item in value)
     if isinstance(value, float):
@@ -98,6 +101,8 @@ def _json_value(value: Any) -> Any:
         return [_json_value(item) for item in value]
     if isinstance(value, float):  # all floats in the schema are float32: keep their shortest form
         return float(str(np.float32(value)))
+    if isinstance(value, datetime):
+        return value.isoformat()
     return value
 
 

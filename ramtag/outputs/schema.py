@@ -1,9 +1,12 @@
 """The one Arrow schema every output shares, and records turned into Arrow batches.
 
 Columns, in order: ``path``, ``tags``, ``scores``, [``tags_zh``], ``width``, ``height``, ``error``,
-[``all_scores``]. ``tags`` is always English, so a query or script written against one run works
-against any other; ``--lang zh|both`` adds ``tags_zh`` (aligned with ``tags``) rather than
-replacing it. A failed image has ``error`` set, empty tag lists and null sizes and scores.
+``file_size``, ``file_modified``, ``file_sha256``, [``all_scores``]. ``tags`` is always English, so a
+query or script written against one run works against any other; ``--lang zh|both`` adds ``tags_zh``
+(aligned with ``tags``) rather than replacing it. A failed image has ``error`` set, empty tag lists
+and null sizes and scores. The ``file_`` columns say which version of the file the row is of (its
+size, modification time and, with ``--content-hash``, SHA-256; ``inputs.identity``): a re-run tags a
+file again when they no longer match. Outputs of versions before them read as if they were null.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..engine.job import RESULT_DEFAULTS, RESULT_SETTINGS, ResultOptions
+from ..inputs.identity import Stamp
+from ..inputs.roots import KEY_SCHEME, Root
 from ..model.labels import LANGS
 
 if TYPE_CHECKING:
@@ -25,6 +30,12 @@ if TYPE_CHECKING:
 
 # Parquet key-value metadata key holding the run's provenance (``Tagger.metadata()`` as JSON).
 METADATA_KEY = "ramtag"
+IDENTITY_FIELDS = (
+    pa.field("file_size", pa.int64()),
+    pa.field("file_modified", pa.timestamp("us", tz="UTC")),
+    pa.field("file_sha256", pa.string()),
+)
+IDENTITY_COLUMNS = tuple(f.name for f in IDENTITY_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ def output_schema(layout: Layout, metadata: dict[str, Any] | None = None) -> pa.
         pa.field("width", pa.int32()),
         pa.field("height", pa.int32()),
         pa.field("error", pa.string()),
+        *IDENTITY_FIELDS,
     ]
     if layout.all_scores:
         fields.append(pa.field("all_scores", pa.list_(pa.float32(), layout.num_tags)))
@@ -72,11 +84,15 @@ _PANDAS = json.dumps({
 }).encode()
 
 
-def schema_for(tagger: Tagger, lang: str, all_scores: bool, results: ResultOptions | None = None) -> pa.Schema:
+def schema_for(
+    tagger: Tagger, lang: str, all_scores: bool, results: ResultOptions | None = None,
+    roots: Sequence[Root] | None = None,
+) -> pa.Schema:
     """The schema of a run's output: one function, so every engine writes exactly the same.
 
     Its metadata is the tagger's provenance plus the job's result options (``ResultOptions``; those
-    added after the first release only when set, so older outputs still match).
+    added after the first release only when set, so older outputs still match), and the folders
+    the keys are relative to (``roots``, ``inputs.roots``), which a later run keys the same way.
     """
     layout = Layout.for_lang(lang, len(tagger.vocabulary), all_scores=all_scores)
     chosen = results if results is not None else ResultOptions()
@@ -84,7 +100,8 @@ def schema_for(tagger: Tagger, lang: str, all_scores: bool, results: ResultOptio
         option.name: getattr(chosen, option.name) for option in fields(ResultOptions)
         if option.metadata.get("always_recorded") or getattr(chosen, option.name) != option.default
     }
-    return output_schema(layout, {**tagger.metadata(), **recorded})
+    keys = {} if roots is None else {"key_scheme": KEY_SCHEME, "roots": [root.to_data() for root in roots]}
+    return output_schema(layout, {**tagger.metadata(), **recorded, **keys})
 
 
 def read_metadata(schema: pa.Schema) -> dict[str, Any] | None:
@@ -105,6 +122,11 @@ def to_record_batch(records: Sequence[ImageRecord], schema: pa.Schema) -> pa.Rec
         "width": pa.array([r.width for r in records], pa.int32()),
         "height": pa.array([r.height for r in records], pa.int32()),
         "error": pa.array([r.error for r in records], pa.string()),
+        "file_size": pa.array([r.stamp.size if r.stamp else None for r in records], pa.int64()),
+        "file_modified": pa.array(
+            [r.stamp.mtime_us if r.stamp else None for r in records], pa.int64()
+        ).cast(pa.timestamp("us", tz="UTC")),
+        "file_sha256": pa.array([r.stamp.sha256 if r.stamp else None for r in records], pa.string()),
     }
     if "tags_zh" in schema.names:
         columns["tags_zh"] = pa.array(
@@ -127,8 +149,31 @@ def settings_of(schema: pa.Schema) -> dict[str, Any]:
     and its columns: what two runs must share to write into one output."""
     metadata = read_metadata(schema) or {}
     settings = {key: metadata.get(key, RESULT_DEFAULTS.get(key)) for key in RESULT_SETTINGS}
-    settings["columns"] = schema.names
+    settings["columns"] = [name for name in schema.names if name not in IDENTITY_COLUMNS]  # added later
     return settings
+
+
+def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Rows of an earlier output in ``schema``: columns it did not have yet (``file_size``...) null."""
+    if batch.schema.names == schema.names:
+        return batch
+    columns = [
+        batch.column(name) if name in batch.schema.names else pa.nulls(batch.num_rows, schema.field(name).type)
+        for name in schema.names
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def stamps_of(batch: pa.RecordBatch) -> list[Stamp | None]:
+    """The ``file_`` columns of rows read back, as stamps (``None`` for rows that have none)."""
+    names = batch.schema.names
+    size = batch.column("file_size").to_pylist() if "file_size" in names else [None] * batch.num_rows
+    if "file_modified" in names:
+        mtime = batch.column("file_modified").cast(pa.int64()).to_pylist()
+    else:
+        mtime = [None] * batch.num_rows
+    sha = batch.column("file_sha256").to_pylist() if "file_sha256" in names else [None] * batch.num_rows
+    return [Stamp(s, m, h) if (s is not None or h is not None) else None for s, m, h in zip(size, mtime, sha)]
 
 
 def differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from .xmp import MAX_SIDECAR_BYTES, SidecarError, _descriptions, _read_state, _u
 
 if TYPE_CHECKING:
     from ..inputs import ImageRef
+    from ..inputs.identity import Stamp
     from ..tagger import TagResult
 
 
@@ -60,6 +62,17 @@ class Provenance:
 
 def _sha256(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def image_text(stamp: Stamp | None) -> str:
+    """What a sidecar says of its image's version: ``12345 bytes, modified 2026-01-02T03:04:05.678901Z``."""
+    if stamp is None or stamp.size is None or stamp.mtime_us is None:
+        return ""
+    when = (_EPOCH + timedelta(microseconds=stamp.mtime_us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{stamp.size} bytes, modified {when}"
 
 
 def sidecar_path(image: Path, naming: str = "auto") -> Path:
@@ -158,19 +171,22 @@ class SidecarWriter(PerImageOutput):
         self.warned_pairs = True
         return path
 
-    def is_current(self, image: Path) -> bool:
-        """Whether the sidecar holds ramtag's entries from these settings already (a rerun skips it)."""
+    def is_current(self, image: Path, stamp: Stamp | None = None) -> bool:
+        """Whether the sidecar holds ramtag's entries from these settings, for this version of the
+        image (``stamp``; a sidecar of an earlier version that does not say counts as current)."""
         try:
             data = read_sidecar(self.path_for(image))
             state = _read_state(_descriptions(data)[1])[0] if data is not None else None
         except SidecarError:
             return False  # tagged again, and the error reported then
-        return state is not None and state["Settings"] == self.provenance.settings
+        if state is None or state["Settings"] != self.provenance.settings:
+            return False
+        return not state["Image"] or stamp is None or state["Image"] == image_text(stamp)
 
     def needs(self, ref: ImageRef) -> bool:
         if getattr(ref, "source", None) is not None:  # a tar member or a URL has nowhere to put one
             raise UsageError(f"{ref.key}: {SIDECARS_NEED_FILES}")
-        return self.handles(ref.path) and not self.is_current(ref.path)
+        return self.handles(ref.path) and not self.is_current(ref.path, getattr(ref, "stamp", None))
 
     def counts(self, ref: ImageRef) -> bool:
         """For a total counted beside the run: still to do, or written by this run already."""
@@ -183,13 +199,13 @@ class SidecarWriter(PerImageOutput):
         except OSError:
             return False
 
-    def update(self, image: Path, result: TagResult) -> Path:
+    def update(self, image: Path, result: TagResult, stamp: Stamp | None = None) -> Path:
         """Merge ``result`` into the image's sidecar; the image itself is never opened."""
         path = self.path_for(image)
         if path.resolve() == image.resolve():
             raise SidecarError("the sidecar would be the image itself")
         data = read_sidecar(path)
-        merged = merge(data, self.provenance, result, now=self.now)
+        merged = merge(data, self.provenance, result, now=self.now, image=image_text(stamp))
         if merged is not None and merged is not data:
             write_atomically(path, merged)
             self.written += 1
@@ -201,6 +217,15 @@ class SidecarWriter(PerImageOutput):
         return f"sidecar {self.path_for(path).name}: {error}"
 
     write = PerImageOutput.write_records  # each sidecar's record: the error of one that cannot be written
+
+
+def holds_ramtag(path: Path) -> bool:
+    """Whether the sidecar at ``path`` holds entries of ramtag's (one it may be asked to clean)."""
+    try:
+        data = read_sidecar(path)
+        return data is not None and _read_state(_descriptions(data)[1])[0] is not None
+    except SidecarError:
+        return False
 
 
 def clean(path: Path, *, dry_run: bool = False) -> str:

@@ -22,15 +22,18 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ..engine.job import OutputOptions
+    from .rerun import Rerun
 
 
 def open_outputs(
-    options: OutputOptions, schema: pa.Schema, *, warn: Callable[[Path, str], None] | None = None
+    options: OutputOptions, schema: pa.Schema, *, warn: Callable[[Path, str], None] | None = None,
+    rerun: Rerun | None = None,
 ) -> Tee:
     """Every output ``options`` names, opened (locks taken, earlier results read), as one ``Tee``.
 
     Sidecars come first, so a sidecar that cannot be written is an error row in the file.
-    ``warn`` hears what a person should know about where things went (RAW+JPEG pairs).
+    ``warn`` hears what a person should know about where things went (RAW+JPEG pairs); ``rerun``
+    says what to do with the rows an existing ``--out`` holds (``outputs.rerun``).
     """
     parts: list[Output] = []
     with ExitStack() as opened:  # if one cannot be opened, those opened before it are closed
@@ -54,7 +57,7 @@ def open_outputs(
             out.parent.mkdir(parents=True, exist_ok=True)  # --out results/2024/tags.parquet
             file = ResumableOutput(
                 out, format_for(out, options.format), schema,
-                overwrite=options.overwrite, save_every=options.save_every,
+                overwrite=options.overwrite, save_every=options.save_every, rerun=rerun,
             )
             parts.append(opened.enter_context(file))
         elif not (options.xmp or options.embed) or options.format is not None:

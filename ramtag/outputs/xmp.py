@@ -33,7 +33,7 @@ RAMTAG = "https://ramtag.invalid/ns/xmp/1.0/"  # a name only: the .invalid domai
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
 _STEP = " "  # one space per level, as Adobe's toolkit, exiv2 and exiftool indent
 _NOT_PROPERTIES = {(RDF, "about"), (RDF, "ID"), (RDF, "nodeID")}
-_SIMPLE = ("Settings", "Model", "Checkpoint", "Thresholds")
+_SIMPLE = ("Settings", "Model", "Checkpoint", "Thresholds", "Image")  # Image: the file's stamp, when known
 
 
 class SidecarError(RamtagError):
@@ -210,7 +210,7 @@ class _Writer:
     def block(self, state: State, date: str, created: dict[str, list[str]], indent: str) -> list[str]:
         """The keyword fields no description holds yet, then ramtag's record."""
         parts = [self.bag(f, created[f.record], indent) for f in FIELDS if created.get(f.record)]
-        parts += [self.simple(key, state[key]) for key in _SIMPLE]
+        parts += [self.simple(key, state[key]) for key in _SIMPLE if state[key] or key != "Image"]
         parts.append(self.simple("Date", date))
         if state["Tags"]:
             parts.append(self.tags(state["Tags"], indent))
@@ -224,8 +224,12 @@ def merge(
     result: TagResult | None = None,
     *,
     now: Callable[[], str] = _utc_now,
+    image: str = "",
 ) -> bytes | None:
     """The sidecar with ramtag's entries replaced by ``result``'s, or removed (``provenance`` None).
+
+    ``image`` describes the version of the image the tags are of (its size and time): a re-run
+    refreshes a sidecar whose image has changed since.
 
     Returns ``data`` itself when nothing changes (an unchanged record keeps its date, so a rerun is
     byte-identical), and ``None`` when removing leaves nothing at all (a sidecar only ramtag wrote).
@@ -247,7 +251,7 @@ def merge(
         added = _added(_wanted(provenance, result), person)
         new = {
             "Settings": provenance.settings, "Model": provenance.model,
-            "Checkpoint": provenance.checkpoint_sha256, "Thresholds": provenance.thresholds,
+            "Checkpoint": provenance.checkpoint_sha256, "Thresholds": provenance.thresholds, "Image": image,
             "Tags": _scored(provenance, result), **added,
         }
     in_place = all(
