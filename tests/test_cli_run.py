@@ -146,7 +146,7 @@ def test_csv_round_trips_awkward_file_names(tmp_path: Path, ramplus_tiny) -> Non
     frame = pd.read_csv(out)
     assert frame["path"].tolist() == sorted(names)
     assert list(frame.columns) == ["path", "tags", "scores", "tags_zh", "width", "height", "error",
-                                   "file_size", "file_modified", "file_sha256"]
+                                   "file_size", "file_modified", "file_sha256", "root"]
     assert (frame["width"] == 24).all() and frame["error"].isna().all()
     for _, row in frame.iterrows():
         tags = [] if pd.isna(row["tags"]) else row["tags"].split("|")

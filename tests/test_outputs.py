@@ -66,7 +66,7 @@ def _records(keys: list[str]) -> list[ImageRecord]:
 
 def test_schema_columns_follow_the_layout() -> None:
     plain = output_schema(Layout(4))
-    files = ["file_size", "file_modified", "file_sha256"]  # which version of the file a row is of
+    files = ["file_size", "file_modified", "file_sha256", "root"]  # which file, which version of it
     assert plain.names == ["path", "tags", "scores", "width", "height", "error", *files]
     full = output_schema(Layout.for_lang("both", 4, all_scores=True), {"model_kind": "ram_plus"})
     assert full.names == ["path", "tags", "scores", "tags_zh", "width", "height", "error", *files, "all_scores"]

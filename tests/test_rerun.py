@@ -299,3 +299,64 @@ def test_embedding_with_out_records_the_photo_as_written(tmp_path: Path, ramplus
     row = pd.read_parquet(out).iloc[0]
     assert row["file_size"] == (photos / "a.jpg").stat().st_size != before  # the keywords are in it now
     assert "nothing new to tag: 1 image found, all unchanged" in _run(photos, "--embed", fixture=ramplus_tiny, out=out).stderr
+
+
+def test_prune_only_touches_rows_found_in_a_folder_input(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
+    """Rows of files named directly share the keys of a folder keyed without a prefix: never pruned;
+    nor the members of a shard left out by --exclude; nor the folder ``..`` written relative."""
+    from test_shards import _jpeg, write_shard
+
+    monkeypatch.chdir(tmp_path)
+    _image(tmp_path / "d1" / "a.jpg")
+    _image(tmp_path / "loose.jpg")
+    write_shard(tmp_path / "s.tar", [("m1.jpg", _jpeg()), ("m2.jpg", _jpeg())])
+    out = tmp_path / "tags.parquet"
+    _run("d1", fixture=ramplus_tiny, out=out)
+    _run("d1", "loose.jpg", "s.tar", fixture=ramplus_tiny, out=out)
+    frame = pd.read_parquet(out)
+    assert frame["path"].tolist() == ["a.jpg", "loose.jpg", "s.tar/m1", "s.tar/m2"]
+    assert frame["root"].tolist()[:2] == [0, None] or pd.isna(frame["root"].tolist()[1])
+    result = _run("d1", "s.tar", "--exclude", "s.tar/m2", "--prune", fixture=ramplus_tiny, out=out)
+    assert "no longer there" not in result.stderr and "removed" not in result.stderr, result.stderr
+    assert pd.read_parquet(out)["path"].tolist() == ["a.jpg", "loose.jpg", "s.tar/m1", "s.tar/m2"]
+    monkeypatch.chdir(tmp_path / "d1")  # ".." is not a folder inside d1: nothing collides
+    _image(tmp_path / "d2" / "b.jpg")
+    assert _run(".", "../d2", fixture=ramplus_tiny, out=out).exit_code == 0
+
+
+def test_a_file_that_cannot_be_looked_at_is_not_taken_for_deleted(monkeypatch, tmp_path: Path) -> None:
+    from ramtag.outputs import rerun
+
+    assert rerun._gone(str(tmp_path / "missing.jpg")) and rerun._gone(str(tmp_path / "missing" / "x.jpg"))
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(rerun.os, "lstat", denied)
+    assert not rerun._gone(str(tmp_path / "unreadable" / "x.jpg"))
+
+
+def test_an_unfinished_runs_roots_come_before_the_outputs(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _image(tmp_path / "d1" / "a.jpg")
+    _image(tmp_path / "d2" / "x.jpg")
+    _image(tmp_path / "d2" / "y.jpg")
+    out = tmp_path / "tags.parquet"
+    _run("d1", fixture=ramplus_tiny, out=out)
+    from ramtag.outputs.file import ResumableOutput
+
+    write = ResumableOutput.write
+
+    def write_then_stop(self, batch):
+        write(self, batch)
+        self.save()
+        raise KeyboardInterrupt  # the run dies after its first part
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ResumableOutput, "write", write_then_stop)
+        stopped = ramtag(tmp_path / "d2", "--out", out, "--batch-size", "1", "--workers", "0", *ramplus_tiny.cli_args())
+        assert stopped.exit_code == 130
+    assert (tmp_path / "tags.parquet.parts").is_dir()
+    resumed = _run("d2", fixture=ramplus_tiny, out=out)  # written another way: the unfinished run's keys
+    d2 = f"{tmp_path / 'd2'}/"
+    assert sorted(pd.read_parquet(out)["path"]) == [d2 + "x.jpg", d2 + "y.jpg", "a.jpg"], resumed.stderr

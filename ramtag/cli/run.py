@@ -325,10 +325,11 @@ class _Report(ProgressReport, RunEvents):
         if not self.quiet:
             where = f" → {done.output.dest}" if done.output.dest is not None else ""
             if file is not None and file.resumed:
-                if file.tally:
-                    self.say(f"{rerun_summary(file, result.skipped, self.errors)} {self.timing()}{where}")
+                found = result.images + result.skipped
+                if result.images:
+                    self.say(f"{rerun_summary(file, found, self.errors)} {self.timing()}{where}")
                 else:
-                    self.say(f"nothing new to tag: {plural(result.skipped, 'image')} found, all unchanged "
+                    self.say(f"nothing new to tag: {plural(found, 'image')} found, all unchanged "
                              f"({self.elapsed():.1f} s){where}")
                 if file.stale:
                     self.say(stale_summary(file))
@@ -375,12 +376,13 @@ class _Report(ProgressReport, RunEvents):
                          "'ramtag xmp clean FILE' takes ramtag's tags out")
 
 
-def rerun_summary(file: ResumableOutput, unchanged: int, errors: int) -> str:
-    """``12 images found: 2 new, 1 changed (re-tagged), 1 retried after an error, 8 unchanged``."""
+def rerun_summary(file: ResumableOutput, found: int, errors: int) -> str:
+    """``12 images found: 2 new, 1 changed (re-tagged), 1 retried after an error, 8 unchanged``
+    (unchanged in ``--out``: a sidecar may have needed some of them all the same)."""
     from ..outputs.rerun import CHANGED, NEW, RETRY
 
     tally = file.tally
-    found = sum(tally.values()) + unchanged
+    unchanged = found - sum(tally.values())
     parts = [f"{tally[NEW]} new" if tally[NEW] else "", f"{tally[CHANGED]} changed (re-tagged)" if tally[CHANGED] else "",
              f"{tally[RETRY]} retried after an error" if tally[RETRY] else "", f"{unchanged} unchanged"]
     said = ", ".join(part for part in parts if part)

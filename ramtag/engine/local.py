@@ -93,7 +93,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     schema = schema_for(tagger, job.outputs.lang, job.outputs.all_scores, job.results, roots=plans[0].table)
     options = job.outputs
     rerun = Rerun(retry_errors=options.retry_errors, prune=options.prune, by_content=options.content_hash,
-                  file_of=plans[0].file_of)
+                  file_of=plans[0].file_of, whole_shards=not (found.include or found.exclude))
     with open_outputs(job.outputs, schema, warn=events.warning, rerun=rerun) as output:
         events.opened(output)
         counting = _counter(job, output, events, plans[0].table)
@@ -172,6 +172,8 @@ def _counter(job: Job, output: Tee, events: RunEvents, roots: list[Root]) -> thr
     found = job.inputs
     if not events.wants_total or found.files_from == "-" or not all(is_plain_input(path) for path in found.paths):
         return None
+    if job.outputs.content_hash:
+        return None  # counting would read every file a second time
 
     def plain() -> Iterator[ImageRef]:
         from ..inputs import ImageRef

@@ -73,7 +73,7 @@ def walk_folder(
                 subfolders.append(entry.name)
             elif is_image_name(entry.name):
                 if _is_file(entry):
-                    yield ImageRef(Path(entry.path), prefix + entry.name)
+                    yield ImageRef(Path(entry.path), prefix + entry.name, walked=True)
                 elif entry.is_symlink() and on_error is not None:
                     on_error(Path(entry.path), "broken symbolic link skipped")
             elif on_skipped is not None and _is_file(entry):

@@ -79,6 +79,7 @@ class ImageRef:
     key: str
     source: ImageSource | None = field(default=None, repr=False)
     stamp: Stamp | None = field(default=None, repr=False)  # size and time (``identity``), once known
+    walked: bool = field(default=False, repr=False)  # found by walking a folder input (``roots``)
 
 
 class ImageDecodeError(RamtagError):

@@ -107,18 +107,18 @@ def _remote_folder(fs: AbstractFileSystem, url: str, path: str) -> list[Item]:
     ]
 
 
-def ref_to_data(ref: ImageRef) -> dict[str, str]:
+def ref_to_data(ref: ImageRef) -> dict[str, Any]:
     """A ref of a local file or a URL as plain data (JSON), for a worker on another machine."""
     if isinstance(ref.source, RemoteFile):
         return {"key": ref.key, "url": ref.source.url}
     if ref.source is not None:
         raise ValueError(f"{ref.key}: only files and URLs travel to workers")  # a bug, not a user's
-    return {"key": ref.key, "path": str(ref.path)}
+    return {"key": ref.key, "path": str(ref.path), **({"walked": True} if ref.walked else {})}
 
 
-def ref_from_data(data: dict[str, str]) -> ImageRef:
+def ref_from_data(data: dict[str, Any]) -> ImageRef:
     """The ref ``ref_to_data`` described: the same one a local run would have."""
     if "url" in data:
         url = data["url"]
         return ImageRef(Path(url.split("://", 1)[-1]), data["key"], RemoteFile(url))
-    return ImageRef(Path(data["path"]), data["key"])
+    return ImageRef(Path(data["path"]), data["key"], walked=bool(data.get("walked")))

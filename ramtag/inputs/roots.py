@@ -63,7 +63,10 @@ class KeyPlan:
             return self.run[written].prefix
         real = os.path.realpath(written)
         found = next((root for root in self.table if root.path == real), None)
-        return found.prefix if found is not None else default
+        if found is not None:
+            return found.prefix
+        outer = _outer(real, self.table)  # a listed folder inside a recorded one: its keys there
+        return _inside(real, outer) if outer is not None else default
 
     def nested(self) -> dict[tuple[int, int], str]:
         """Recorded roots by folder identity, so a walk that reaches one keys it as recorded."""
@@ -101,7 +104,9 @@ class KeyPlan:
             return None  # another folder's, not named in this run
         relative = key[len(root.prefix):]
         parts = relative.split("/")
-        if not relative or not is_image_name(parts[-1]) or any(p.endswith(SHARD_SUFFIXES) for p in parts[:-1]):
+        if any(p in ("", ".", "..") for p in parts) or not is_image_name(parts[-1]):
+            return None
+        if any(p.endswith(SHARD_SUFFIXES) for p in parts[:-1]):
             return None
         return os.path.join(root.path, *parts)
 
@@ -123,8 +128,7 @@ def plan_keys(folders: Sequence[str | os.PathLike[str]], *, several: bool, recor
             continue
         outer = _outer(real, table)
         if outer is not None:  # inside a recorded folder: the keys it has there
-            inside = os.path.relpath(real, outer.path).replace(os.sep, "/")
-            run[written] = Root(real, f"{outer.prefix}{inside}/")
+            run[written] = Root(real, _inside(real, outer))
             continue
         others = [root for root in table if root.path != real]
         prefix = folder_prefix(written) if several or others else ""
@@ -133,6 +137,10 @@ def plan_keys(folders: Sequence[str | os.PathLike[str]], *, several: bool, recor
         run[written] = new
         table.append(new)
     return KeyPlan(run, table)
+
+
+def _inside(real: str, outer: Root) -> str:
+    return f"{outer.prefix}{os.path.relpath(real, outer.path).replace(os.sep, '/')}/"
 
 
 def _outer(real: str, table: Sequence[Root]) -> Root | None:
@@ -144,7 +152,7 @@ def _check_free(new: Root, table: Sequence[Root]) -> None:
     """A new folder's keys must not be ones another root's images have (``d1/d2/x.jpg`` keyed
     ``d2/x.jpg`` beside a new input ``d2``)."""
     for root in table:
-        if root.prefix == new.prefix or (new.prefix.startswith(root.prefix) and _holds(root, new.prefix)):
+        if root.prefix == new.prefix or (new.prefix.startswith(root.prefix) and _holds(root, new.prefix, new)):
             inside = os.path.join(root.path, *new.prefix[len(root.prefix):].split("/"))
             raise UsageError(
                 f"{new.path}: its images would be keyed {new.prefix}..., like those of {inside} in this "
@@ -152,6 +160,10 @@ def _check_free(new: Root, table: Sequence[Root]) -> None:
             )
 
 
-def _holds(root: Root, prefix: str) -> bool:
-    folder = os.path.join(root.path, *prefix[len(root.prefix):].split("/"))
-    return os.path.isdir(folder)
+def _holds(root: Root, prefix: str, new: Root | None = None) -> bool:
+    """Whether a folder under ``root`` already has the keys ``prefix``... (and is not ``new`` itself)."""
+    rest = prefix[len(root.prefix):]
+    if rest.startswith("/") or ".." in rest.split("/"):
+        return False  # "../d2/", "/abs/d2/": no walk of root gives such keys
+    folder = os.path.join(root.path, *rest.split("/"))
+    return os.path.isdir(folder) and (new is None or os.path.realpath(folder) != new.path)

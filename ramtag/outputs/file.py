@@ -70,11 +70,11 @@ def parts_dir(dest: Path) -> Path:
 
 
 def recorded_roots(dest: Path) -> list[Root]:
-    """The folders an existing output (or the parts of its unfinished run) was keyed by."""
-    sources = [dest] if dest.is_file() else []
+    """The folders an existing output was keyed by: an unfinished run's newest part first (it
+    recorded what ``dest`` had, and its own new folders), then ``dest``."""
     folder = parts_dir(dest)
-    if folder.is_dir():
-        sources += sorted(folder.glob("*.parquet"), reverse=True)
+    sources = sorted(folder.glob("*.parquet"), reverse=True) if folder.is_dir() else []
+    sources += [dest] if dest.is_file() else []
     for source in sources:
         try:
             return roots_from_metadata(read_metadata(pq.read_schema(source)))
@@ -141,6 +141,8 @@ class ResumableOutput(RowOutput):
         self.fmt = fmt
         self.overwrite = overwrite
         self.rerun = rerun or Rerun()
+        roots = roots_from_metadata(read_metadata(schema))  # longest prefix first: a key's own folder
+        self._roots = sorted(((root.prefix, number) for number, root in enumerate(roots)), key=lambda r: -len(r[0]))
         self.save_every = save_every
         self.save_every_s = save_every_s
         self.folder = parts_dir(dest)
@@ -152,7 +154,7 @@ class ResumableOutput(RowOutput):
         self.tally: Counter[str] = Counter()  # images written by this run, by decision (NEW...)
         self.stale: list[str] = []  # keys of rows whose file is gone (known once finished)
         self.pruned = 0
-        self._asked: dict[str, str] = {}  # images this output asked for, not written yet: decision
+        self._asked: dict[str, tuple[str, int | None]] = {}  # asked for, not written yet: decision, root
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._saved_at = time.monotonic()
@@ -182,22 +184,27 @@ class ResumableOutput(RowOutput):
             return item.key in self._asked
         decision = self.index.decide(item)  # type: ignore[arg-type]
         self.index.saw(item.key)
-        if isinstance(item.source, (InMemory, Unusable)):  # type: ignore[union-attr]
-            self.index.read_shard(item.key)
+        source = item.source  # type: ignore[union-attr]
+        if isinstance(source, (InMemory, Unusable)):
+            self.index.read_shard(item.key, whole=not isinstance(source, Unusable) or source.kind == "too_large")
         if decision == UNCHANGED:
             return False
-        self._asked[item.key] = decision
+        self._asked[item.key] = (decision, self.root_of(item.key) if item.walked else None)  # type: ignore[union-attr]
         return True
+
+    def root_of(self, key: str) -> int | None:
+        """The folder input (index into the recorded roots) a walked file's key belongs to."""
+        return next((number for prefix, number in self._roots if key.startswith(prefix)), None)
 
     def counts(self, ref: ImageRef) -> bool:
         return self.index.decide(ref) != UNCHANGED  # no bookkeeping: called beside the run
 
     def write_records(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
         rows = [record for record in records if record.key in self._asked]
-        for record in rows:
-            self.tally[self._asked.pop(record.key)] += 1
+        asked = [self._asked.pop(record.key) for record in rows]
+        self.tally.update(decision for decision, _ in asked)
         if rows:
-            self.write(to_record_batch(rows, self.schema))
+            self.write(to_record_batch(rows, self.schema, [root for _, root in asked]))
         return list(records)
 
     # -- opening ---------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from ..inputs.identity import Stamp
 
 NEW, UNCHANGED, CHANGED, RETRY = "new", "unchanged", "changed", "retried"
-_SEEN, _ERROR = 1, 2  # the low bits of an entry; then the kind of fingerprint (2 bits), then it
+_SEEN, _ERROR, _WALKED = 1, 2, 4  # the low bits of an entry; then the fingerprint's kind (2 bits), then it
+_SHIFT = 5
 _STAT, _SHA = 1, 2
 _MASK = (1 << 60) - 1
 
@@ -52,6 +53,7 @@ class Rerun:
     prune: bool = False
     by_content: bool = False
     file_of: Callable[[str], str | None] = _nowhere
+    whole_shards: bool = True  # no --include/--exclude: a shard read to its end yields every member
 
 
 def fingerprint(stamp: Stamp | None, by_content: bool) -> tuple[int, int]:
@@ -82,9 +84,11 @@ class RowIndex:
         by_content = self.rerun.by_content
         keys = batch.column("path").to_pylist()
         errors = batch.column("error").is_valid().to_pylist()
-        for key, error, stamp in zip(keys, errors, stamps_of(batch)):
+        names = batch.schema.names
+        walked = batch.column("root").is_valid().to_pylist() if "root" in names else [False] * len(keys)
+        for key, error, found, stamp in zip(keys, errors, walked, stamps_of(batch)):
             kind, value = fingerprint(stamp, by_content)
-            self.entries[key] = value << 4 | kind << 2 | (_ERROR if error else 0)
+            self.entries[key] = value << _SHIFT | kind << 3 | (_ERROR if error else 0) | (_WALKED if found else 0)
             if part is not None:
                 self.latest[key] = part
 
@@ -95,7 +99,7 @@ class RowIndex:
             return NEW
         if entry & _ERROR:
             return RETRY if self.rerun.retry_errors else UNCHANGED
-        kind, value = entry >> 2 & 3, entry >> 4
+        kind, value = entry >> 3 & 3, entry >> _SHIFT
         if kind == 0:
             return UNCHANGED  # nothing recorded to compare with
         found_kind, found = fingerprint(ref.stamp, kind == _SHA)
@@ -109,11 +113,11 @@ class RowIndex:
         if entry is not None:
             self.entries[key] = entry | _SEEN
 
-    def read_shard(self, key: str) -> None:
-        """This run found the tar member ``key`` (``shard.tar/member``), or the shard's own error row
-        (``shard.tar``: damaged or unreadable, so its other members may be there still)."""
+    def read_shard(self, key: str, whole: bool = True) -> None:
+        """This run found the tar member ``key`` (``shard.tar/member``); ``whole`` False: the shard
+        could not be read to its end (damaged, cut off, unreadable: its other members may be there)."""
         name, _, member = key.partition("/")
-        self.shards[name] = self.shards.get(name, True) and bool(member)
+        self.shards[name] = self.shards.get(name, True) and bool(member) and whole and self.rerun.whole_shards
 
     def wrote(self, key: str, part: int) -> None:
         self.latest[key] = part
@@ -128,7 +132,18 @@ class RowIndex:
             if shards and shards.get(key.partition("/")[0]):
                 found.append(key)  # a member of a shard read to its end this time: not in it any more
                 continue
-            where = file_of(key)
-            if where is not None and not os.path.lexists(where):
+            where = file_of(key) if entry & _WALKED else None  # only rows found in a folder input
+            if where is not None and _gone(where):
                 found.append(key)
         return found
+
+
+def _gone(path: str) -> bool:
+    """Deleted: not there (a folder that cannot be read is not proof of anything)."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False

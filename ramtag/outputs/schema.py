@@ -1,12 +1,14 @@
 """The one Arrow schema every output shares, and records turned into Arrow batches.
 
 Columns, in order: ``path``, ``tags``, ``scores``, [``tags_zh``], ``width``, ``height``, ``error``,
-``file_size``, ``file_modified``, ``file_sha256``, [``all_scores``]. ``tags`` is always English, so a
+``file_size``, ``file_modified``, ``file_sha256``, ``root``, [``all_scores``]. ``tags`` is always English, so a
 query or script written against one run works against any other; ``--lang zh|both`` adds ``tags_zh``
 (aligned with ``tags``) rather than replacing it. A failed image has ``error`` set, empty tag lists
 and null sizes and scores. The ``file_`` columns say which version of the file the row is of (its
 size, modification time and, with ``--content-hash``, SHA-256; ``inputs.identity``): a re-run tags a
-file again when they no longer match. Outputs of versions before them read as if they were null.
+file again when they no longer match. ``root`` is the folder input the file was found in (an index
+into the ``roots`` of the metadata; null for files named directly or listed, tar members, URLs): only
+such rows are ever pruned. Outputs of versions before these columns read as if they were null.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ IDENTITY_FIELDS = (
     pa.field("file_size", pa.int64()),
     pa.field("file_modified", pa.timestamp("us", tz="UTC")),
     pa.field("file_sha256", pa.string()),
+    pa.field("root", pa.int32()),
 )
 IDENTITY_COLUMNS = tuple(f.name for f in IDENTITY_FIELDS)
 
@@ -110,8 +113,11 @@ def read_metadata(schema: pa.Schema) -> dict[str, Any] | None:
     return json.loads(raw) if raw is not None else None
 
 
-def to_record_batch(records: Sequence[ImageRecord], schema: pa.Schema) -> pa.RecordBatch:
-    """One Arrow batch with ``schema``'s columns, rows in the order of ``records``."""
+def to_record_batch(
+    records: Sequence[ImageRecord], schema: pa.Schema, roots: Sequence[int | None] | None = None
+) -> pa.RecordBatch:
+    """One Arrow batch with ``schema``'s columns, rows in the order of ``records`` (``roots``: each
+    one's folder input, by index into the recorded roots)."""
     ok = [r.result is not None for r in records]
     columns: dict[str, pa.Array] = {
         "path": pa.array([r.key for r in records], pa.string()),
@@ -127,6 +133,7 @@ def to_record_batch(records: Sequence[ImageRecord], schema: pa.Schema) -> pa.Rec
             [r.stamp.mtime_us if r.stamp else None for r in records], pa.int64()
         ).cast(pa.timestamp("us", tz="UTC")),
         "file_sha256": pa.array([r.stamp.sha256 if r.stamp else None for r in records], pa.string()),
+        "root": pa.array(roots if roots is not None else [None] * len(records), pa.int32()),
     }
     if "tags_zh" in schema.names:
         columns["tags_zh"] = pa.array(
