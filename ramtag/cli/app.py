@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ..version import __version__
-from . import bench, describe, eval, models, run, xmp
+from . import bench, describe, eval, models, run, serve, xmp
 from . import helpstyle
 from .common import mapping_errors
 
@@ -47,7 +47,8 @@ def _root(
 
 
 for name, module in (("run", run.run_command), ("eval", eval.eval_command),
-                     ("describe", describe.describe_command), ("bench", bench.bench_command)):
+                     ("describe", describe.describe_command), ("bench", bench.bench_command),
+                     ("serve", serve.serve_command)):
     app.command(name, epilog=helpstyle.epilog(name))(mapping_errors(module))
 for group, name in ((models.app, "models"), (xmp.app, "xmp")):
     for command in group.registered_commands:

@@ -52,6 +52,11 @@ EXAMPLES: dict[str, list[str]] = {
         "ramtag bench --random-weights --synthetic 64",
         "ramtag bench --images ./photos --precision int8 --json",
     ],
+    "serve": [
+        "ramtag serve                                   # http://127.0.0.1:8000: a page to try it, the API",
+        "ramtag serve --host 0.0.0.0 --token $(openssl rand -hex 16)   # for PhotoPrism on another machine",
+        "curl -F files=@photo.jpg http://127.0.0.1:8000/v1/tag",
+    ],
     "models": ["ramtag models list", "ramtag models download", "ramtag models verify"],
     "models list": ["ramtag models list", "ramtag models list --json"],
     "models download": ["ramtag models download", "ramtag models download ram", "ramtag models download --all"],

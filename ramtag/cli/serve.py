@@ -1,0 +1,187 @@
+"""``ramtag serve``: the model resident behind HTTP (``ramtag.serve``), until stopped.
+
+Options are checked before anything heavy is imported (a public ``--host`` without a token is
+refused). The server starts listening at once and loads the model beside it: ``/healthz`` answers
+503 until the model is ready. A model that cannot be loaded stops the server with its one-line
+error (exit 1). SIGTERM or Ctrl-C: the requests in flight are answered, new ones refused, exit 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from typing import Annotated, Optional
+
+import typer
+
+from ..engine.job import ModelOptions, check_model_options
+from ..errors import RamtagError, UsageError
+from .common import (
+    CheckpointOpt,
+    DeviceOpt,
+    ModelOpt,
+    PrecisionOpt,
+    TagListOpt,
+    TagListZhOpt,
+    ThresholdOpt,
+    ThresholdsOpt,
+    err_console,
+    path_text,
+)
+
+SERVER_PANEL = "Server"
+LIMITS_PANEL = "Limits"
+
+
+def serve_command(
+    host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on. Anything but loopback needs --token.", rich_help_panel=SERVER_PANEL)] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", min=0, max=65535, help="Port to listen on (0: any free one, printed).", rich_help_panel=SERVER_PANEL)] = 8000,
+    token: Annotated[
+        Optional[str],
+        typer.Option("--token", metavar="TOKEN", envvar="RAMTAG_TOKEN", show_envvar=True, show_default=False,
+                     help="Callers must send it (Authorization: Bearer TOKEN). Never printed or logged.",
+                     rich_help_panel=SERVER_PANEL),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", min=1, help="Images per model batch, gathered from concurrent requests.", rich_help_panel=SERVER_PANEL)] = 8,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", metavar="MS", min=0, help="How long a batch waits to fill before it runs.", rich_help_panel=SERVER_PANEL)] = 20.0,
+    queue: Annotated[int, typer.Option("--queue", metavar="N", min=1, help="Images admitted at once; more get 503 with Retry-After.", rich_help_panel=LIMITS_PANEL)] = 64,
+    max_images: Annotated[int, typer.Option("--max-images", metavar="N", min=1, help="Images in one request.", rich_help_panel=LIMITS_PANEL)] = 32,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", metavar="MIB", min=0.001, help="Largest request body, in MiB (413 above).", rich_help_panel=LIMITS_PANEL)] = 64.0,
+    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", metavar="N", min=1, show_default=False, help="Refuse images larger than this (default: about 179 million, a decompression-bomb guard).", rich_help_panel=LIMITS_PANEL)] = None,
+    timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", min=0.1, help="Seconds a request may take (504 after).", rich_help_panel=LIMITS_PANEL)] = 120.0,
+    allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Fetch http(s) image URLs given in requests (size and time limited); off: only the bytes sent.", rich_help_panel=LIMITS_PANEL)] = False,
+    model: ModelOpt = None,  # type: ignore[assignment]
+    checkpoint: CheckpointOpt = None,
+    tag_list: TagListOpt = None,
+    tag_list_zh: TagListZhOpt = None,
+    thresholds: ThresholdsOpt = None,
+    threshold: ThresholdOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+) -> None:
+    """Serve tagging over HTTP: POST /v1/tag, PhotoPrism's /api/v1/vision/labels, a page at /.
+
+    The model is loaded once; concurrent requests are batched together. Listens on loopback unless told otherwise (then with a token).
+    """
+    from ..inputs.refs import MAX_PIXELS
+    from ..model.config import MODEL_KINDS
+    from ..serve.service import check_serve_options
+
+    if model is not None and model not in MODEL_KINDS:
+        raise UsageError(f"unknown model {model!r}; use one of {', '.join(MODEL_KINDS)}")
+    check_model_options(device, precision, ("--checkpoint", checkpoint), ("--tag-list", tag_list),
+                        ("--tag-list-zh", tag_list_zh), ("--thresholds", thresholds))
+    check_serve_options(host, token, batch_size, max_wait_ms, queue)
+    options = ModelOptions(kind=model, checkpoint=path_text(checkpoint), tag_list=path_text(tag_list),
+                           tag_list_zh=path_text(tag_list_zh), thresholds=path_text(thresholds),
+                           threshold=threshold, device=device, precision=precision)
+    from ..serve.service import Limits
+
+    limits = Limits(max_images=max_images, max_pixels=max_pixels or MAX_PIXELS, allow_urls=allow_urls)
+    _serve(options, host=host, port=port, token=token or None, batch_size=batch_size, max_wait=max_wait_ms / 1000,
+           capacity=queue, limits=limits, max_body=int(max_body_mb * 1024 * 1024), timeout=timeout)
+
+
+def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, batch_size: int, max_wait: float,
+           capacity: int, limits: object, max_body: int, timeout: float) -> None:
+    import asyncio
+
+    import uvicorn
+
+    from ..model.needed import check_model_files
+    from ..serve.app import ServerState, create_app
+    from ..serve.service import Service
+
+    check_model_files(options.checkpoint, model=options.kind, tag_list=options.tag_list,
+                      tag_list_zh=options.tag_list_zh, thresholds=options.thresholds)
+    from ..serve.security import is_loopback
+
+    state = ServerState(token=token, max_body=max_body, timeout=timeout, loopback=is_loopback(host))
+    failure: list[str] = []
+    app = create_app(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: object):  # the model loads beside the listening server
+        loop = asyncio.get_running_loop()
+
+        def load() -> None:
+            from ..engine.local import tagger_for
+
+            try:
+                tagger = tagger_for(options)
+            except Exception as error:  # noqa: BLE001 - any failure to load stops the server, in words
+                failure.append(str(error) if isinstance(error, (RamtagError, OSError))
+                               else f"cannot load the model ({type(error).__name__}: {error})")
+                server.should_exit = True
+                return
+            service = Service(tagger, batch_size=batch_size, max_wait=max_wait, capacity=capacity,
+                              limits=limits, decoders=max(1, min(4, (os.cpu_count() or 2) - 1)))  # type: ignore[arg-type]
+            asyncio.run_coroutine_threadsafe(_ready(state, service, tagger), loop).result()
+
+        threading.Thread(target=load, name="ramtag-load", daemon=True).start()
+        yield
+        if state.service is not None:
+            await state.service.stop()
+
+    app.router.lifespan_context = lifespan
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=max(30, int(timeout)), limit_concurrency=max(64, 2 * capacity))
+    server = _GracefulServer(config)
+    _announce(server, host, token is not None)
+    server.run()
+    if failure:
+        raise RamtagError(failure[0])
+
+
+def _graceful_server_class():  # uvicorn imported only by this command
+    import signal
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's server, but a SIGTERM or Ctrl-C that stopped it gracefully is the end, exit 0:
+        uvicorn would raise the signal again once stopped, and the process would die of it."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return GracefulServer
+
+
+def _GracefulServer(config: object) -> object:  # noqa: N802 - a class, made when first needed
+    return _graceful_server_class()(config)
+
+
+async def _ready(state: object, service: object, tagger: object) -> None:
+    await service.start()  # type: ignore[attr-defined]
+    state.service = service  # type: ignore[attr-defined]
+    info = service.info()  # type: ignore[attr-defined]
+    err_console.print(f"ready: {info['model_kind']}, {info['vocabulary_size']} tags, {info['precision']} "
+                      f"on {info['device']}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _announce(server: object, host: str, token: bool) -> None:
+    """Say where the server listens once the socket is bound (the port may have been 0)."""
+    original = server.startup  # type: ignore[attr-defined]
+
+    async def startup(sockets: object = None) -> None:
+        await original(sockets=sockets)
+        for bound in getattr(server, "servers", []):
+            for sock in bound.sockets:
+                address, port = sock.getsockname()[:2]
+                shown = f"[{address}]" if ":" in address else address
+                guard = "token required" if token else "loopback only, no token"
+                err_console.print(f"ramtag serve listening on http://{shown}:{port} ({guard}); "
+                                  "loading the model (GET /healthz says when it is ready)", markup=False, highlight=False,
+                                  soft_wrap=True)
+
+    server.startup = startup  # type: ignore[attr-defined]

@@ -1,0 +1,233 @@
+"""The HTTP side of ``ramtag serve``: FastAPI routes over a ``Service``.
+
+- ``POST /v1/tag``: images as multipart files (field ``files``, repeated; options as form fields or
+  query parameters) or JSON ``{"images": [...], "threshold", "top_k", "lang", "all_scores"}``;
+  answers ``{"results": [...]}``, one per image, in order.
+- ``POST /api/v1/vision/labels``: PhotoPrism's Vision API (``photoprism``).
+- ``GET /healthz`` (503 until the model is loaded), ``GET /v1/info``, ``GET /metrics``, ``GET /``.
+
+Every route but ``/``, ``/healthz`` needs the token when the server has one. A body over
+``max_body`` bytes gets 413 before it is read further; a request that cannot be admitted (the queue
+is full) gets 503 with ``Retry-After``; one that takes longer than ``timeout`` gets 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+
+from ..errors import RamtagError
+from . import photoprism
+from .batcher import Full
+from .metrics import Metrics
+from .page import PAGE
+from .security import is_loopback, presented_token, token_matches
+from .service import BadRequest, Incoming, Options, Service
+
+OPEN_PATHS = {"/", "/healthz"}
+VISION = "/api/v1/vision/labels"
+
+
+class TooLarge(Exception):
+    pass
+
+
+@dataclass
+class ServerState:
+    """What the routes share: the service once the model is loaded, and the server's limits.
+    ``loopback``: only requests addressed to this machine by name (``Host: localhost``, ``127.0.0.1``)
+    are answered, so a web page cannot reach the server through DNS rebinding."""
+
+    token: str | None
+    max_body: int
+    timeout: float
+    loopback: bool = True
+    service: Service | None = None
+    loading: str = "the model is loading"
+    metrics: Metrics = field(default_factory=Metrics)
+
+
+def create_app(state: ServerState) -> FastAPI:
+    app = FastAPI(title="ramtag", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        path = request.scope["path"]  # the request line's path, never built from the Host header
+        if state.loopback and not is_loopback(_hostname(request.headers.get("host") or "")):
+            response: Response = _error(421, "this server answers requests for localhost only (--host)")
+        elif state.token is not None and path not in OPEN_PATHS and not token_matches(
+            presented_token(request.headers), state.token
+        ):
+            message = "a valid token is needed (Authorization: Bearer TOKEN)"
+            body = photoprism.error_response("", 401, message) if path == VISION else {"error": message}
+            response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        metrics = state.service.metrics if state.service is not None else state.metrics
+        metrics.request(getattr(route, "path", "other"), response.status_code, time.perf_counter() - started)
+        return response
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        if state.service is None:
+            return JSONResponse({"status": "loading", "detail": state.loading}, status_code=503,
+                                headers={"Retry-After": "5"})
+        if state.service.batcher.failed is not None:
+            return JSONResponse({"status": "failed", "detail": state.service.batcher.failed}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/v1/info")
+    async def info() -> JSONResponse:
+        service = state.service
+        if service is None:
+            return _not_ready(state)
+        return JSONResponse(service.info())
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        chosen = state.service.metrics if state.service is not None else state.metrics
+        return PlainTextResponse(chosen.text(), media_type="text/plain; version=0.0.4")
+
+    @app.post("/v1/tag")
+    async def tag(request: Request) -> JSONResponse:
+        service = state.service
+        if service is None:
+            return _not_ready(state)
+        try:
+            answers = await asyncio.wait_for(_tag(request, service, state.max_body), state.timeout)
+        except TooLarge:
+            return _error(413, f"the request body is over {state.max_body:,} bytes (--max-body-mb)")
+        except Full:
+            return _error(503, "busy: the queue is full; try again shortly", {"Retry-After": "1"})
+        except asyncio.TimeoutError:
+            return _error(504, f"not answered within {state.timeout:g} s (--timeout)")
+        except BadRequest as error:
+            return _error(400, str(error))
+        return JSONResponse({"results": answers})
+
+    @app.post(VISION)
+    async def labels(request: Request) -> JSONResponse:
+        service = state.service
+        ident = ""
+        if service is None:
+            return JSONResponse(photoprism.error_response(ident, 503, state.loading), status_code=503,
+                                headers={"Retry-After": "5"})
+        try:
+            ident, answers = await asyncio.wait_for(_labels(request, service, state.max_body), state.timeout)
+        except TooLarge:
+            return _vision_error(ident, 413, f"the request body is over {state.max_body:,} bytes")
+        except Full:
+            return _vision_error(ident, 503, "busy: the queue is full", {"Retry-After": "1"})
+        except asyncio.TimeoutError:
+            return _vision_error(ident, 504, f"not answered within {state.timeout:g} s")
+        except (BadRequest, ValueError) as error:
+            return _vision_error(ident, 400, str(error) if isinstance(error, RamtagError) else "the body is not JSON")
+        answer = photoprism.labels_response(ident, answers, service.info())
+        return JSONResponse(answer, status_code=answer["code"])
+
+    return app
+
+
+def _hostname(header: str) -> str:
+    """``localhost`` of ``localhost:8000``, ``::1`` of ``[::1]:8000``."""
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+async def _tag(request: Request, service: Service, limit: int) -> list[dict[str, Any]]:
+    """Read, parse and answer one /v1/tag request (under the request timeout as a whole)."""
+    images, options = await _tag_request(request, limit)
+    return await service.tag(images, options)
+
+
+async def _labels(request: Request, service: Service, limit: int) -> tuple[str, list[dict[str, Any]]]:
+    if not request.headers.get("content-type", "application/json").startswith("application/json"):
+        raise BadRequest("send JSON (Content-Type: application/json)")
+    body = json.loads(await _body(request, limit) or b"null")
+    ident, images = photoprism.request_images(body)
+    return ident, await service.tag(images, Options())
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The whole body, refused (``TooLarge``) as soon as it is over ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    request._body = data  # type: ignore[attr-defined]  # what request.form() parses (read once)
+    return data
+
+
+async def _tag_request(request: Request, limit: int) -> tuple[list[Incoming], Options]:
+    data = await _body(request, limit)
+    kind = request.headers.get("content-type", "")
+    fields: dict[str, Any] = dict(request.query_params)
+    if kind.startswith("multipart/form-data"):
+        form = await request.form(max_files=10_000, max_part_size=limit)
+        images = []
+        for value in form.getlist("files"):
+            if isinstance(value, str):
+                raise BadRequest("'files' must be file parts (curl -F files=@photo.jpg)")
+            images.append(Incoming(name=value.filename or f"image-{len(images)}", data=await value.read()))
+        fields.update((key, value) for key, value in form.items() if key != "files" and isinstance(value, str))
+    elif not kind.startswith("application/json"):
+        raise BadRequest("send multipart files (field 'files') or JSON (Content-Type: application/json)")
+    else:
+        try:
+            body = json.loads(data or b"null")
+        except ValueError:
+            raise BadRequest("send multipart files (field 'files') or JSON {\"images\": [...]}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("images"), list):
+            raise BadRequest("the JSON body needs an 'images' list (base64 or data: URLs)")
+        if not all(isinstance(item, str) for item in body["images"]):
+            raise BadRequest("each of 'images' must be a string (base64 or a data: URL)")
+        images = [Incoming(name=f"image-{number}", text=item) for number, item in enumerate(body["images"])]
+        fields.update((key, value) for key, value in body.items() if key != "images")
+    return images, _options(fields)
+
+
+def _options(fields: dict[str, Any]) -> Options:
+    try:
+        threshold = fields.get("threshold")
+        top_k = fields.get("top_k")
+        all_scores = fields.get("all_scores", False)
+        if isinstance(all_scores, str):
+            all_scores = all_scores.lower() in ("1", "true", "yes", "on")
+        return Options(
+            threshold=None if threshold in (None, "") else float(threshold),
+            top_k=None if top_k in (None, "") else int(top_k),
+            lang=str(fields.get("lang") or "en"), all_scores=bool(all_scores),
+        )
+    except (TypeError, ValueError):
+        raise BadRequest("threshold must be a number, top_k a whole number") from None
+
+
+def _not_ready(state: ServerState) -> JSONResponse:
+    return _error(503, state.loading, {"Retry-After": "5"})
+
+
+def _error(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=code, headers=headers)
+
+
+def _vision_error(ident: str, code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(photoprism.error_response(ident, code, message), status_code=code, headers=headers)

@@ -1,0 +1,272 @@
+"""``ramtag serve`` as a real server on a loopback port (tiny fixture model) with a real HTTP client:
+the same tags as ``ramtag run``, PhotoPrism's shapes, bad images, limits, tokens and SIGTERM."""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from ramtag.cli.app import app
+
+from serving import Server
+
+IMAGES = ["demo2.jpg", "demo3.jpg", "demo4.jpg", "synth_cmyk.jpg", "synth_gray.png", "synth_palette.gif",
+          "synth_rgba.png", "synth_tiny_17x9.jpg"]
+
+
+@pytest.fixture(scope="module")
+def server(ramplus_tiny):
+    running = Server([*ramplus_tiny.cli_args(), "--tag-list-zh", str(ramplus_tiny.root / "tags_chinese.txt"),
+                      "--max-body-mb", "12", "--batch-size", "4"])
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def run_rows(ramplus_tiny, tmp_path_factory) -> pd.DataFrame:
+    """What ``ramtag run`` writes for the same images."""
+    folder = tmp_path_factory.mktemp("photos")
+    for name in IMAGES:
+        shutil.copyfile(ramplus_tiny.images / name, folder / name)
+    out = folder.parent / "run.parquet"
+    result = CliRunner().invoke(app, ["run", str(folder), "--out", str(out), "--workers", "0", "--lang", "both",
+                                      "--all-scores", *ramplus_tiny.cli_args(),
+                                      "--tag-list-zh", str(ramplus_tiny.root / "tags_chinese.txt")])
+    assert result.exit_code == 0, result.output
+    return pd.read_parquet(out).set_index("path")
+
+
+def _same_as_run(answer: dict, row: pd.Series) -> None:
+    assert answer["error"] is None and (answer["width"], answer["height"]) == (row["width"], row["height"])
+    assert answer["tags"] == list(row["tags"]) and answer["tags_zh"] == list(row["tags_zh"])
+    np.testing.assert_allclose(answer["scores"], row["scores"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(answer["all_scores"], row["all_scores"], rtol=0, atol=1e-6)
+
+
+def test_files_and_json_give_the_rows_of_ramtag_run(server, ramplus_tiny, run_rows) -> None:
+    files = [("files", (name, (ramplus_tiny.images / name).read_bytes())) for name in IMAGES]
+    response = httpx.post(server.url + "/v1/tag", files=files, data={"lang": "both", "all_scores": "true"}, timeout=120)
+    assert response.status_code == 200, response.text
+    answers = response.json()["results"]
+    assert [answer["path"] for answer in answers] == IMAGES  # one per image, in order
+    for answer in answers:
+        _same_as_run(answer, run_rows.loc[answer["path"]])
+    encoded = [base64.b64encode((ramplus_tiny.images / name).read_bytes()).decode() for name in IMAGES[:2]]
+    data_url = "data:image/png;base64," + base64.b64encode((ramplus_tiny.images / "synth_rgba.png").read_bytes()).decode()
+    body = {"images": [*encoded, data_url], "lang": "both", "all_scores": True}
+    response = httpx.post(server.url + "/v1/tag", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    for answer, name in zip(response.json()["results"], [*IMAGES[:2], "synth_rgba.png"]):
+        _same_as_run(answer, run_rows.loc[name])
+    picked = httpx.post(server.url + "/v1/tag", json={"images": encoded[:1], "top_k": 2, "threshold": 0.1}).json()
+    scores = run_rows.loc[IMAGES[0], "all_scores"]
+    assert picked["results"][0]["scores"] == pytest.approx(sorted(scores[scores > 0.1], reverse=True)[:2], abs=1e-6)
+
+
+def test_a_photoprism_request_gets_what_photoprism_parses(server, ramplus_tiny, run_rows) -> None:
+    """Field by field as PhotoPrism's ``vision.ApiResponse`` / ``LabelResult`` types read them."""
+    image = (ramplus_tiny.images / "demo2.jpg").read_bytes()
+    request = {"id": "3487da77-2f0c-4d6c-a0b1-31fa0f5ee2a6", "model": "ramtag", "version": "latest",
+               "images": ["data:image/jpeg;base64," + base64.b64encode(image).decode()]}
+    response = httpx.post(server.url + "/api/v1/vision/labels", json=request, timeout=60)
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"id", "code", "model", "result"} and body["id"] == request["id"] and body["code"] == 200
+    model = body["model"]
+    assert model["type"] == "labels" and isinstance(model["name"], str) and isinstance(model["version"], str)
+    assert isinstance(model["resolution"], int) and model["resolution"] == 384
+    labels = body["result"]["labels"]
+    assert [label["name"] for label in labels] == list(run_rows.loc["demo2.jpg", "tags"])
+    for label, score in zip(labels, run_rows.loc["demo2.jpg", "scores"]):
+        assert set(label) <= {"name", "source", "priority", "confidence", "topicality", "categories"}
+        assert label["source"] == "image" and isinstance(label["priority"], int)
+        assert isinstance(label["confidence"], float) and 0 < label["confidence"] <= 1
+        assert label["confidence"] == pytest.approx(score, abs=1e-6) and label["topicality"] == label["confidence"]
+    bad = httpx.post(server.url + "/api/v1/vision/labels", content=b"{not json", timeout=30)
+    assert bad.status_code == 400 and set(bad.json()) == {"id", "code", "error"} and bad.json()["code"] == 400
+
+
+def _bomb() -> bytes:
+    """A tiny PNG whose header claims 40,000 x 40,000 pixels."""
+    data = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(data, "PNG")
+    png = bytearray(data.getvalue())
+    header = struct.pack(">II", 40_000, 40_000) + bytes(png[24:29])
+    png[16:29] = header
+    png[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    return bytes(png)
+
+
+def test_bad_images_get_their_error_and_the_others_are_tagged(server, ramplus_tiny, run_rows) -> None:
+    good = (ramplus_tiny.images / "demo3.jpg").read_bytes()
+    files = [("files", ("cut.jpg", good[: len(good) // 3])), ("files", ("demo3.jpg", good)),
+             ("files", ("notes.jpg", b"this is not an image")), ("files", ("bomb.png", _bomb()))]
+    response = httpx.post(server.url + "/v1/tag", files=files, timeout=60)
+    assert response.status_code == 200
+    cut, fine, text, bomb = response.json()["results"]
+    assert fine["error"] is None and fine["tags"] == list(run_rows.loc["demo3.jpg", "tags"])
+    assert cut["error"] and text["error"] and "too large" in bomb["error"] and "decompression" in bomb["error"]
+    assert all(answer["tags"] == [] and answer["width"] is None for answer in (cut, text, bomb))
+    too_big = httpx.post(server.url + "/v1/tag", files=[("files", ("big.jpg", b"\xff" * (13 << 20)))], timeout=60)
+    assert too_big.status_code == 413 and "--max-body-mb" in too_big.json()["error"]
+    assert httpx.post(server.url + "/v1/tag", json={"images": []}).status_code == 400
+    assert httpx.post(server.url + "/v1/tag", json={"images": ["https://example.invalid/a.jpg"]}).json()[
+        "results"][0]["error"].endswith("(start it with --allow-urls)")
+
+
+def test_health_info_metrics_and_the_page(server) -> None:
+    assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
+    info = httpx.get(server.url + "/v1/info").json()
+    assert info["model_kind"] == "ram_plus" and info["vocabulary_size"] == 16 and len(info["checkpoint_sha256"]) == 64
+    assert info["precision"] == "fp32" and info["device"] == "cpu" and info["chinese_names"] is True
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'ramtag_requests_total{endpoint="/healthz",code="200"}' in metrics
+    assert "ramtag_batches_total" in metrics and "ramtag_request_seconds_bucket" in metrics
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and "<script>" in page.text and "http" not in page.text.split("<script>")[1][:0]
+    assert "src=\"http" not in page.text and "href=\"http" not in page.text  # no external assets
+
+
+def test_a_token_is_required_once_set_and_never_printed(ramplus_tiny) -> None:
+    secret = "s3cret-token-value"
+    running = Server(ramplus_tiny.cli_args(), env={"RAMTAG_TOKEN": secret}, ready=False)
+    try:
+        assert httpx.get(running.url + "/healthz", timeout=5).status_code in (200, 503)  # open: for probes
+        running.wait_ready()
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer " + secret[:-1]}):
+            refused = httpx.get(running.url + "/v1/info", headers=headers)
+            assert refused.status_code == 401 and secret not in refused.text
+        assert httpx.post(running.url + "/v1/tag", json={"images": []}).status_code == 401
+        assert httpx.get(running.url + "/v1/info", headers={"Authorization": "Bearer " + secret}).status_code == 200
+        assert httpx.get(running.url + "/v1/info", headers={"X-Ramtag-Token": secret}).status_code == 200
+    finally:
+        assert running.stop() == 0
+    assert secret not in running.output()
+
+
+def test_sigterm_lets_the_request_in_flight_finish(ramplus_tiny) -> None:
+    running = Server([*ramplus_tiny.cli_args(), "--batch-size", "1"])
+    image = (ramplus_tiny.images / "demo2.jpg").read_bytes()
+    answer: dict = {}
+
+    def ask() -> None:
+        files = [("files", (f"{n}.jpg", image)) for n in range(12)]
+        answer["response"] = httpx.post(running.url + "/v1/tag", files=files, timeout=120)
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    deadline = 200
+    while deadline and "ramtag_queue_depth 0" in httpx.get(running.url + "/metrics").text:
+        deadline -= 1  # until the request is admitted
+        threading.Event().wait(0.02)
+    code = running.stop()
+    asking.join()
+    assert answer["response"].status_code == 200
+    assert len(answer["response"].json()["results"]) == 12 and code == 0
+
+
+def test_a_full_queue_answers_503_with_retry_after(ramplus_tiny) -> None:
+    running = Server([*ramplus_tiny.cli_args(), "--batch-size", "1", "--queue", "2"])
+    image = (ramplus_tiny.images / "demo2.jpg").read_bytes()
+    codes: list[int] = []
+    retry: list[str | None] = []
+
+    def ask() -> None:
+        response = httpx.post(running.url + "/v1/tag", files=[("files", ("a.jpg", image)), ("files", ("b.jpg", image))],
+                              timeout=120)
+        codes.append(response.status_code)
+        retry.append(response.headers.get("retry-after"))
+
+    try:
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        assert running.stop() == 0
+    assert 200 in codes and 503 in codes and set(codes) <= {200, 503}
+    assert all(value == "1" for code, value in zip(codes, retry) if code == 503)
+
+
+def test_a_public_address_needs_a_token() -> None:
+    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"], env={"RAMTAG_TOKEN": ""})
+    assert result.exit_code == 2
+    assert "--host 0.0.0.0 lets other machines in: give --token" in result.stderr
+
+
+def test_the_body_limit_is_checked_before_the_whole_body_is_read(server) -> None:
+    def chunks():
+        for _ in range(40):
+            yield b"\x00" * (1 << 20)
+
+    response = httpx.post(server.url + "/v1/tag", content=chunks(), headers={"content-type": "application/json"},
+                          timeout=60)
+    assert response.status_code == 413
+
+
+def test_an_image_path_that_does_not_exist_fails_at_start(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["serve", "--checkpoint", str(tmp_path / "missing.pth")])
+    assert result.exit_code == 2 and "--checkpoint" in result.stderr and "not found" in result.stderr
+
+
+def test_requests_for_another_host_name_and_odd_bodies_are_refused(server) -> None:
+    """On loopback, a page elsewhere cannot reach the server by DNS rebinding (Host is checked), nor
+    send a form-encoded or text body; unknown paths do not grow /metrics."""
+    rebound = httpx.get(server.url + "/v1/info", headers={"Host": "attacker.example:8000"})
+    assert rebound.status_code == 421
+    plain = httpx.post(server.url + "/v1/tag", content=b'{"images": []}', headers={"content-type": "text/plain"})
+    assert plain.status_code == 400 and "Content-Type" in plain.json()["error"]
+    httpx.get(server.url + "/no-such-%22path")
+    assert "no-such" not in httpx.get(server.url + "/metrics").text
+    listed = httpx.post(server.url + "/api/v1/vision/labels", json={"id": "1", "images": "data:image/png;base64,xx"})
+    assert listed.status_code == 400 and listed.json()["code"] == 400
+
+
+def test_image_urls_are_fetched_only_when_allowed_and_only_over_http(ramplus_tiny, tmp_path) -> None:
+    import http.server
+    import socketserver
+
+    image = (ramplus_tiny.images / "demo4.jpg").read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            if self.path == "/elsewhere":
+                self.send_response(302)
+                self.send_header("Location", "file:///etc/passwd")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.end_headers()
+            self.wfile.write(image)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with socketserver.TCPServer(("127.0.0.1", 0), Handler) as files:
+        threading.Thread(target=files.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{files.server_address[1]}"
+        running = Server([*ramplus_tiny.cli_args(), "--allow-urls"])
+        try:
+            answers = httpx.post(running.url + "/v1/tag", json={"images": [base + "/a.jpg", base + "/elsewhere",
+                                                                           "file:///etc/passwd"]}, timeout=60).json()
+        finally:
+            assert running.stop() == 0
+            files.shutdown()
+    fetched, redirected, local = answers["results"]
+    assert fetched["error"] is None and (fetched["width"], fetched["height"]) == Image.open(io.BytesIO(image)).size
+    assert redirected["error"].startswith("cannot fetch the image URL") and redirected["width"] is None
+    assert "only http(s) URLs" in local["error"]
