@@ -360,3 +360,15 @@ def test_an_unfinished_runs_roots_come_before_the_outputs(tmp_path: Path, ramplu
     resumed = _run("d2", fixture=ramplus_tiny, out=out)  # written another way: the unfinished run's keys
     d2 = f"{tmp_path / 'd2'}/"
     assert sorted(pd.read_parquet(out)["path"]) == [d2 + "x.jpg", d2 + "y.jpg", "a.jpg"], resumed.stderr
+
+
+def test_a_file_whose_key_is_taken_by_another_is_said_not_tagged(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _image(tmp_path / "d1" / "x.jpg")
+    _image(tmp_path / "x.jpg", size=(30, 20))  # named directly: keyed x.jpg, like d1's x.jpg
+    out = tmp_path / "tags.parquet"
+    _run("d1", fixture=ramplus_tiny, out=out)
+    result = _run("d1", "x.jpg", fixture=ramplus_tiny, out=out)
+    assert "warning: x.jpg: its key x.jpg is d1/x.jpg's already: not tagged" in result.stderr
+    frame = pd.read_parquet(out)
+    assert frame["path"].tolist() == ["x.jpg"] and frame["width"].tolist() == [24]

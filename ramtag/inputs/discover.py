@@ -234,8 +234,9 @@ def _all_items(
 
 def _once(items: Iterable[Item], on_error: ErrorCallback | None) -> Iterator[Item]:
     """Each key once: an image given twice (``photos`` and ``photos/a.jpg``, a list naming a file
-    twice) is tagged once; two tar shards of one name, whose keys would collide, are refused."""
-    keys: set[str] = set()
+    twice) is tagged once; another file whose key is taken already is left out, and said so; two tar
+    shards of one name, whose keys would collide, are refused."""
+    keys: dict[str, str] = {}
     shards: dict[str, str] = {}
     for item in items:
         if isinstance(item, TarShard):
@@ -248,10 +249,13 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None) -> Iterator[Ite
             shards[item.name] = item.location
         elif item.key in keys:
             if on_error is not None:
-                on_error(item.path, "given twice among the inputs: tagged once")
+                first = keys[item.key]
+                same = first == os.fspath(item.path) or os.path.realpath(first) == os.path.realpath(item.path)
+                on_error(item.path, "given twice among the inputs: tagged once" if same else
+                         f"its key {item.key} is {first}'s already: not tagged (rename it, or tag it into another --out)")
             continue
         else:
-            keys.add(item.key)
+            keys[item.key] = os.fspath(item.path)
         yield item
 
 
