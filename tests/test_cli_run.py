@@ -183,7 +183,7 @@ def test_two_folders_with_the_same_names_give_two_rows_each_resumable(
     assert frame["width"].tolist() == [24, 24, 30]  # day2's x.jpg is its own row, not a duplicate
     _images(tmp_path / "day2", ["y.jpg"])
     result = ramtag(*args)
-    assert "tags.parquet holds 3 images" in result.stderr and "4 images found: 1 new, 3 unchanged" in result.stderr
+    assert "tags.parquet holds 3 rows" in result.stderr and "4 images found: 1 new, 3 unchanged" in result.stderr
     assert pd.read_parquet(tmp_path / "tags.parquet")["path"].tolist()[-1] == "day2/y.jpg"
 
 
@@ -196,7 +196,7 @@ def test_rerun_adds_only_new_images_and_refuses_other_settings(tmp_path: Path, r
     _images(photos, ["b.jpg"])
     result = ramtag(*args)
     assert result.exit_code == 0, result.output
-    assert "holds 2 images: tagging only what is new, changed or failed" in result.stderr
+    assert "holds 2 rows: tagging only what is new, changed or failed" in result.stderr
     assert "3 images found: 1 new, 2 unchanged; 0 errors" in result.stderr
     second = pd.read_parquet(out)
     assert second["path"].tolist() == ["a.jpg", "c.jpg", "b.jpg"]  # kept rows first, then new ones

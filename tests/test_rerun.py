@@ -107,14 +107,13 @@ def test_changed_deleted_and_repaired_files(tmp_path: Path, ramplus_tiny) -> Non
     _image(photos / "a.jpg", size=(40, 30), shade=30)
     (photos / "gone.jpg").unlink()
     shutil.copyfile(photos / "b.jpg", photos / "broken.jpg")
+    # --keep-errors leaves error rows of files that did not change; the repaired one did
     result = _run(photos, "--keep-errors", fixture=ramplus_tiny, out=out)
-    assert _summary(result).startswith("3 images found: 1 changed (re-tagged), 2 unchanged; 0 errors")
+    assert _summary(result).startswith("3 images found: 2 changed (re-tagged), 1 unchanged; 0 errors")
     assert "1 row names a file no longer there (e.g. gone.jpg): kept; --prune removes them" in result.stderr
-    kept = pd.read_parquet(out).set_index("path")
-    assert kept.loc["broken.jpg", "error"] is not None  # --keep-errors left it
 
     result = _run(photos, "--prune", fixture=ramplus_tiny, out=out)
-    assert _summary(result).startswith("3 images found: 1 retried after an error, 2 unchanged; 0 errors")
+    assert "nothing new to tag: 3 images found, all unchanged" in result.stderr
     assert "1 row names a file deleted from the folders: removed (--prune), e.g. gone.jpg" in result.stderr
     frame = pd.read_parquet(out)
     assert sorted(frame["path"]) == ["a.jpg", "b.jpg", "broken.jpg"] and frame["path"].is_unique
@@ -144,6 +143,8 @@ def test_a_failure_again_keeps_one_row_with_the_new_message(tmp_path: Path, ramp
     frame = pd.read_parquet(out)
     assert frame["path"].tolist() == ["a.jpg", "bad.jpg"]
     assert frame.set_index("path").loc["bad.jpg", "file_size"] == len(b"\xff\xd8\xff\xe0 cut off")
+    kept = _run(photos, "--keep-errors", fixture=ramplus_tiny, out=out)  # not changed since: left as it is
+    assert "nothing new to tag: 2 images found, all unchanged" in kept.stderr
 
 
 def test_rows_of_folders_not_named_are_never_pruned(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
@@ -372,3 +373,23 @@ def test_a_file_whose_key_is_taken_by_another_is_said_not_tagged(tmp_path: Path,
     assert "warning: x.jpg: its key x.jpg is d1/x.jpg's already: not tagged" in result.stderr
     frame = pd.read_parquet(out)
     assert frame["path"].tolist() == ["x.jpg"] and frame["width"].tolist() == [24]
+
+
+def test_content_hash_on_an_output_made_without_it_records_the_hashes(tmp_path: Path, ramplus_tiny) -> None:
+    """A row without a SHA-256 cannot vouch for its file's content: the first --content-hash run
+    tags it again and records the hash; after that an edit that keeps size and time is caught."""
+    photos = tmp_path / "photos"
+    _image(photos / "a.jpg")
+    _image(photos / "b.jpg", shade=200)
+    out = tmp_path / "tags.parquet"
+    _run(photos, fixture=ramplus_tiny, out=out)
+    first = _run(photos, "--content-hash", fixture=ramplus_tiny, out=out)
+    assert _summary(first).startswith("2 images found: 2 re-tagged to record their SHA-256, 0 unchanged")
+    assert pd.read_parquet(out)["file_sha256"].notna().all()
+    before = (photos / "a.jpg").stat()
+    data = bytearray((photos / "a.jpg").read_bytes())
+    data[-3] ^= 0xFF
+    (photos / "a.jpg").write_bytes(bytes(data))
+    os.utime(photos / "a.jpg", ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert _summary(_run(photos, "--content-hash", fixture=ramplus_tiny, out=out)).startswith(
+        "2 images found: 1 changed (re-tagged), 1 unchanged")

@@ -94,6 +94,8 @@ def test_a_photoprism_request_gets_what_photoprism_parses(server, ramplus_tiny, 
         assert label["source"] == "image" and isinstance(label["priority"], int)
         assert isinstance(label["confidence"], float) and 0 < label["confidence"] <= 1
         assert label["confidence"] == pytest.approx(score, abs=1e-6) and label["topicality"] == label["confidence"]
+    empty = httpx.post(server.url + "/api/v1/vision/labels", json={"id": "abc-1", "images": []}, timeout=30)
+    assert empty.status_code == 400 and empty.json()["id"] == "abc-1" and empty.json()["code"] == 400
     bad = httpx.post(server.url + "/api/v1/vision/labels", content=b"{not json", timeout=30)
     assert bad.status_code == 400 and set(bad.json()) == {"id", "code", "error"} and bad.json()["code"] == 400
 

@@ -241,7 +241,7 @@ def test_local_engine_tags_shards_and_resumes_by_key(tmp_path: Path, ramplus_tin
     sample_shards(tmp_path / "shards", count=4)  # two more shards (and the first two rewritten)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "holds 6 images" in result.stderr, result.stderr
+    assert "holds 6 rows" in result.stderr, result.stderr
     # 00002.tar and 00003.tar are new samples; the others hold the same members (tar header size and
     # time), and 00002.tar's old members are gone from it
     assert "8 images found: 4 new, 4 unchanged; 0 errors" in result.stderr

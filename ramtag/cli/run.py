@@ -277,7 +277,7 @@ class _Report(ProgressReport, RunEvents):
         file = output.find(ResumableOutput)
         if file is not None and file.resumed and not self.quiet:
             if file.builds_on:
-                self.say(f"{file.dest} holds {plural(file.resumed, 'image')}: tagging only what is new, changed "
+                self.say(f"{file.dest} holds {plural(file.resumed, 'row')}: tagging only what is new, changed "
                          "or failed (--overwrite redoes everything)")
             else:
                 self.say(f"continuing the unfinished run: {plural(file.resumed, 'image')} saved in {file.folder}")
@@ -379,12 +379,13 @@ class _Report(ProgressReport, RunEvents):
 def rerun_summary(file: ResumableOutput, found: int, errors: int) -> str:
     """``12 images found: 2 new, 1 changed (re-tagged), 1 retried after an error, 8 unchanged``
     (unchanged in ``--out``: a sidecar may have needed some of them all the same)."""
-    from ..outputs.rerun import CHANGED, NEW, RETRY
+    from ..outputs.rerun import CHANGED, HASH, NEW, RETRY
 
     tally = file.tally
     unchanged = found - sum(tally.values())
     parts = [f"{tally[NEW]} new" if tally[NEW] else "", f"{tally[CHANGED]} changed (re-tagged)" if tally[CHANGED] else "",
-             f"{tally[RETRY]} retried after an error" if tally[RETRY] else "", f"{unchanged} unchanged"]
+             f"{tally[RETRY]} retried after an error" if tally[RETRY] else "",
+             f"{tally[HASH]} re-tagged to record their SHA-256" if tally[HASH] else "", f"{unchanged} unchanged"]
     said = ", ".join(part for part in parts if part)
     return f"{plural(found, 'image')} found: {said}; {plural(errors, 'error')}"
 

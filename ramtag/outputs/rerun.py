@@ -7,7 +7,10 @@ whether this run found the file. For each image a run finds it decides (``decide
 - ``NEW``: no row yet: tagged;
 - ``UNCHANGED``: the row is of this very file (same size and time, or same SHA-256): skipped;
 - ``CHANGED``: the file is not the one the row was made from: tagged, its row replaced;
-- ``RETRY``: the row is an error: tagged again (unless ``Rerun.retry_errors`` is off).
+- ``RETRY``: the row is an error: tagged again (unless ``Rerun.retry_errors`` is off: then only
+  when the file changed);
+- ``HASH``: with ``--content-hash``, the row has no SHA-256 yet (made without it): its content cannot
+  be vouched for, so it is tagged again and its hash recorded.
 
 A row with nothing to compare (written by a version before the stamps, or of a URL) counts as
 unchanged. Once the run has walked everything, the rows of files it did not find are looked for on
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
     from ..inputs import ImageRef
     from ..inputs.identity import Stamp
 
-NEW, UNCHANGED, CHANGED, RETRY = "new", "unchanged", "changed", "retried"
+NEW, UNCHANGED, CHANGED, RETRY, HASH = "new", "unchanged", "changed", "retried", "hashed"
 _SEEN, _ERROR, _WALKED = 1, 2, 4  # the low bits of an entry; then the fingerprint's kind (2 bits), then it
 _SHIFT = 5
 _STAT, _SHA = 1, 2
@@ -97,11 +100,16 @@ class RowIndex:
         entry = self.entries.get(ref.key)
         if entry is None:
             return NEW
-        if entry & _ERROR:
-            return RETRY if self.rerun.retry_errors else UNCHANGED
         kind, value = entry >> 3 & 3, entry >> _SHIFT
+        if entry & _ERROR and self.rerun.retry_errors:
+            return RETRY
         if kind == 0:
             return UNCHANGED  # nothing recorded to compare with
+        if kind == _STAT and self.rerun.by_content and ref.stamp is not None and ref.stamp.sha256:
+            return HASH if not entry & _ERROR else self._compared(ref, kind, value)
+        return self._compared(ref, kind, value)
+
+    def _compared(self, ref: ImageRef, kind: int, value: int) -> str:
         found_kind, found = fingerprint(ref.stamp, kind == _SHA)
         if found_kind != kind:
             return UNCHANGED  # cannot be compared now (a file that cannot be read fails at decoding)

@@ -120,21 +120,21 @@ def create_app(state: ServerState) -> FastAPI:
     @app.post(VISION)
     async def labels(request: Request) -> JSONResponse:
         service = state.service
-        ident = ""
+        said: list[str] = [""]  # the request's id, once read: every answer carries it
         if service is None:
-            return JSONResponse(photoprism.error_response(ident, 503, state.loading), status_code=503,
+            return JSONResponse(photoprism.error_response("", 503, state.loading), status_code=503,
                                 headers={"Retry-After": "5"})
         try:
-            ident, answers = await asyncio.wait_for(_labels(request, service, state.max_body), state.timeout)
+            answers = await asyncio.wait_for(_labels(request, service, state.max_body, said), state.timeout)
         except TooLarge:
-            return _vision_error(ident, 413, f"the request body is over {state.max_body:,} bytes")
+            return _vision_error(said[0], 413, f"the request body is over {state.max_body:,} bytes")
         except Full:
-            return _vision_error(ident, 503, "busy: the queue is full", {"Retry-After": "1"})
+            return _vision_error(said[0], 503, "busy: the queue is full", {"Retry-After": "1"})
         except asyncio.TimeoutError:
-            return _vision_error(ident, 504, f"not answered within {state.timeout:g} s")
+            return _vision_error(said[0], 504, f"not answered within {state.timeout:g} s")
         except (BadRequest, ValueError) as error:
-            return _vision_error(ident, 400, str(error) if isinstance(error, RamtagError) else "the body is not JSON")
-        answer = photoprism.labels_response(ident, answers, service.info())
+            return _vision_error(said[0], 400, str(error) if isinstance(error, RamtagError) else "the body is not JSON")
+        answer = photoprism.labels_response(said[0], answers, service.info())
         return JSONResponse(answer, status_code=answer["code"])
 
     return app
@@ -153,12 +153,15 @@ async def _tag(request: Request, service: Service, limit: int) -> list[dict[str,
     return await service.tag(images, options)
 
 
-async def _labels(request: Request, service: Service, limit: int) -> tuple[str, list[dict[str, Any]]]:
+async def _labels(request: Request, service: Service, limit: int, said: list[str]) -> list[dict[str, Any]]:
+    """Answer one PhotoPrism request; ``said[0]`` gets its id as soon as it is known."""
     if not request.headers.get("content-type", "application/json").startswith("application/json"):
         raise BadRequest("send JSON (Content-Type: application/json)")
     body = json.loads(await _body(request, limit) or b"null")
-    ident, images = photoprism.request_images(body)
-    return ident, await service.tag(images, Options())
+    if isinstance(body, dict) and body.get("id") is not None:
+        said[0] = str(body["id"])
+    said[0], images = photoprism.request_images(body)
+    return await service.tag(images, Options())
 
 
 async def _body(request: Request, limit: int) -> bytes:
