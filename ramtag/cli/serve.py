@@ -117,7 +117,7 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
                 return
             service = Service(tagger, batch_size=batch_size, max_wait=max_wait, capacity=capacity,
                               limits=limits, decoders=max(1, min(4, (os.cpu_count() or 2) - 1)))  # type: ignore[arg-type]
-            asyncio.run_coroutine_threadsafe(_ready(state, service, tagger), loop).result()
+            asyncio.run_coroutine_threadsafe(_ready(state, service), loop).result()
 
         threading.Thread(target=load, name="ramtag-load", daemon=True).start()
         yield
@@ -127,7 +127,7 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
     app.router.lifespan_context = lifespan
     config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=max(30, int(timeout)), limit_concurrency=max(64, 2 * capacity))
-    server = _GracefulServer(config)
+    server = _graceful_server_class()(config)
     _announce(server, host, token is not None)
     server.run()
     if failure:
@@ -157,11 +157,7 @@ def _graceful_server_class():  # uvicorn imported only by this command
     return GracefulServer
 
 
-def _GracefulServer(config: object) -> object:  # noqa: N802 - a class, made when first needed
-    return _graceful_server_class()(config)
-
-
-async def _ready(state: object, service: object, tagger: object) -> None:
+async def _ready(state: object, service: object) -> None:
     await service.start()  # type: ignore[attr-defined]
     state.service = service  # type: ignore[attr-defined]
     info = service.info()  # type: ignore[attr-defined]

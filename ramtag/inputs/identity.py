@@ -32,14 +32,6 @@ class Stamp:
     mtime_us: int | None = None
     sha256: str | None = None
 
-    def same_file(self, other: Stamp, *, by_content: bool) -> bool | None:
-        """Whether ``other`` (a row's) names the same content; ``None`` when neither way can tell."""
-        if by_content and self.sha256 is not None and other.sha256 is not None:
-            return self.sha256 == other.sha256
-        if None in (self.size, self.mtime_us, other.size, other.mtime_us):
-            return None
-        return (self.size, self.mtime_us) == (other.size, other.mtime_us)
-
 
 def stat_stamp(path: str | os.PathLike[str]) -> Stamp | None:
     """The size and time of a local file; ``None`` when it cannot be read (the decode says why)."""
@@ -61,12 +53,18 @@ def content_sha256(path: str | os.PathLike[str]) -> str | None:
     return digest.hexdigest()
 
 
+def file_stamp(path: str | os.PathLike[str], *, content: bool = False, known: Stamp | None = None) -> Stamp | None:
+    """A local file's stamp (``known`` when given), with its hash when ``content`` asks for one."""
+    stamp = known if known is not None else stat_stamp(path)
+    if stamp is not None and content and stamp.sha256 is None:
+        stamp = replace(stamp, sha256=content_sha256(path))
+    return stamp
+
+
 def stamped(ref: ImageRef, *, content: bool = False) -> ImageRef:
     """``ref`` with its stamp: taken now for a local file (before it is read, so a change made while
     it is tagged shows on the next run), kept as found for a tar member; with ``content``, the hash."""
     if ref.source is not None:
         return ref
-    stamp = ref.stamp if ref.stamp is not None else stat_stamp(ref.path)
-    if stamp is not None and content and stamp.sha256 is None:
-        stamp = replace(stamp, sha256=content_sha256(ref.path))
+    stamp = file_stamp(ref.path, content=content, known=ref.stamp)
     return ref if stamp is ref.stamp else replace(ref, stamp=stamp)

@@ -86,11 +86,8 @@ class KeyPlan:
 
     def owner(self, key: str) -> Root | None:
         """The root of the whole table a key belongs to: the longest prefix it starts with."""
-        best = None
-        for root in self.table:
-            if key.startswith(root.prefix) and (best is None or len(root.prefix) > len(best.prefix)):
-                best = root
-        return best
+        number = owner_index(self.table, key)
+        return self.table[number] if number is not None else None
 
     def file_of(self, key: str) -> str | None:
         """Where the file of ``key`` is, when the key is under one of this run's folders (rows of
@@ -109,6 +106,12 @@ class KeyPlan:
         if any(p.endswith(SHARD_SUFFIXES) for p in parts[:-1]):
             return None
         return os.path.join(root.path, *parts)
+
+
+def owner_index(roots: Sequence[Root], key: str) -> int | None:
+    """Which of ``roots`` (its index) a key belongs to: the one with the longest prefix it starts with."""
+    found = [(len(root.prefix), number) for number, root in enumerate(roots) if key.startswith(root.prefix)]
+    return max(found, key=lambda item: item[0])[1] if found else None  # the first of equal lengths
 
 
 def plan_keys(folders: Sequence[str | os.PathLike[str]], *, several: bool, recorded: Sequence[Root]) -> KeyPlan:

@@ -119,18 +119,11 @@ class PerImageOutput(BaseOutput):
                     record = replace(record, result=None, width=None, height=None, error=error)
                 else:
                     if self.restamps and wrote and record.stamp is not None:
-                        record = replace(record, stamp=_restamped(record.path, record.stamp))
+                        from ..inputs.identity import file_stamp
+
+                        record = replace(record, stamp=file_stamp(record.path, content=record.stamp.sha256 is not None))
             out.append(record)
         return out
-
-
-def _restamped(path: Path, before: Stamp) -> Stamp | None:
-    from ..inputs.identity import content_sha256, stat_stamp
-
-    after = stat_stamp(path)
-    if after is not None and before.sha256 is not None:
-        after = replace(after, sha256=content_sha256(path))
-    return after
 
 
 class RowOutput(BaseOutput):

@@ -34,11 +34,11 @@ import pyarrow.parquet as pq
 from ..atomic import replace_durably
 from ..errors import OutputError
 from ..inputs.identity import Stamp
-from ..inputs.roots import Root, roots_from_metadata
+from ..inputs.roots import Root
 from .base import RowOutput
 from .formats import ParquetSink
 from .journal import Journal, hold_lock, read_settings, write_settings
-from .schema import differences, read_metadata, settings_of
+from .schema import differences, roots_in, settings_of
 
 
 CONTROL = "_ramtag"
@@ -223,12 +223,7 @@ def dataset_roots(dest: Path) -> list[Root]:
         parts = sorted((p for p in dest.glob("*.parquet") if p.is_file()), key=lambda p: p.stat().st_mtime_ns)
     except OSError:
         return []
-    for part in reversed(parts):
-        try:
-            return roots_from_metadata(read_metadata(pq.read_schema(part)))
-        except (OSError, pa.ArrowException, ValueError):
-            continue
-    return []
+    return roots_in(reversed(parts))
 
 
 def _entry(part: Part) -> dict[str, Any]:

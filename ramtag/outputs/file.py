@@ -40,13 +40,13 @@ import pyarrow.parquet as pq
 
 from ..atomic import AtomicFile, replace_durably
 from ..errors import OutputError
-from ..inputs.roots import Root, roots_from_metadata
+from ..inputs.roots import Root, owner_index, roots_from_metadata
 from ..inputs.shards import InMemory, Unusable
 from .base import RowOutput
 from .formats import FORMATS, ParquetSink, Sink, listing
 from .journal import Journal, hold_lock, read_settings, write_settings
 from .rerun import UNCHANGED, Rerun, RowIndex
-from .schema import IDENTITY_COLUMNS, conform, differences, read_metadata, settings_of, to_record_batch
+from .schema import IDENTITY_COLUMNS, conform, differences, read_metadata, roots_in, settings_of, to_record_batch
 
 if TYPE_CHECKING:
     from ..inputs import ImageRef
@@ -75,12 +75,7 @@ def recorded_roots(dest: Path) -> list[Root]:
     folder = parts_dir(dest)
     sources = sorted(folder.glob("*.parquet"), reverse=True) if folder.is_dir() else []
     sources += [dest] if dest.is_file() else []
-    for source in sources:
-        try:
-            return roots_from_metadata(read_metadata(pq.read_schema(source)))
-        except (OSError, pa.ArrowException, ValueError):
-            continue
-    return []
+    return roots_in(sources)
 
 
 class OutputFile:
@@ -141,8 +136,7 @@ class ResumableOutput(RowOutput):
         self.fmt = fmt
         self.overwrite = overwrite
         self.rerun = rerun or Rerun()
-        roots = roots_from_metadata(read_metadata(schema))  # longest prefix first: a key's own folder
-        self._roots = sorted(((root.prefix, number) for number, root in enumerate(roots)), key=lambda r: -len(r[0]))
+        self._roots = roots_from_metadata(read_metadata(schema))  # the folder inputs, as recorded
         self.save_every = save_every
         self.save_every_s = save_every_s
         self.folder = parts_dir(dest)
@@ -194,7 +188,7 @@ class ResumableOutput(RowOutput):
 
     def root_of(self, key: str) -> int | None:
         """The folder input (index into the recorded roots) a walked file's key belongs to."""
-        return next((number for prefix, number in self._roots if key.startswith(prefix)), None)
+        return owner_index(self._roots, key)
 
     def counts(self, ref: ImageRef) -> bool:
         return self.index.decide(ref) != UNCHANGED  # no bookkeeping: called beside the run

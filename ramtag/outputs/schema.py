@@ -14,7 +14,8 @@ such rows are ever pruned. Outputs of versions before these columns read as if t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ import pyarrow as pa
 
 from ..engine.job import RESULT_DEFAULTS, RESULT_SETTINGS, ResultOptions
 from ..inputs.identity import Stamp
-from ..inputs.roots import KEY_SCHEME, Root
+from ..inputs.roots import KEY_SCHEME, Root, roots_from_metadata
 from ..model.labels import LANGS
 
 if TYPE_CHECKING:
@@ -105,6 +106,18 @@ def schema_for(
     }
     keys = {} if roots is None else {"key_scheme": KEY_SCHEME, "roots": [root.to_data() for root in roots]}
     return output_schema(layout, {**tagger.metadata(), **recorded, **keys})
+
+
+def roots_in(sources: Iterable[Path]) -> list[Root]:
+    """The folder inputs recorded by the first of ``sources`` (Parquet files) that can be read."""
+    import pyarrow.parquet as pq
+
+    for source in sources:
+        try:
+            return roots_from_metadata(read_metadata(pq.read_schema(source)))
+        except (OSError, pa.ArrowException, ValueError):
+            continue
+    return []
 
 
 def read_metadata(schema: pa.Schema) -> dict[str, Any] | None:
