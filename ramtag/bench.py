@@ -74,13 +74,16 @@ def random_tagger(
     precision: str = "auto",
     seed: int = 0,
 ) -> Tagger:
-    """The architecture of ``config`` with random weights: full-size timings without a download."""
+    """The architecture of ``config`` with random weights: full-size timings without a download.
+
+    The weights are the calibrated ones (about 1% of tags over threshold, as with trained weights),
+    so the write stage and the tags of a bench run look like those of a real one."""
     from .model.synthetic import random_model
 
     target = resolve_device(device)  # a bad --device or --precision fails before the slow part
     chosen = resolve(precision, target)
     vocabulary = vocabulary or synthetic_vocabulary(config.num_tags)
-    return Tagger(random_model(config, seed=seed), vocabulary, device=target, precision=chosen)
+    return Tagger(random_model(config, seed=seed, calibrated=True), vocabulary, device=target, precision=chosen)
 
 
 def checkpoint_tagger(

@@ -31,6 +31,7 @@ class Precision:
     quantized: bool = False  # linear layers in int8 (dynamic quantisation), CPUs only
     per_image: bool = False  # one image per model pass: int8 scales each input by its own range
     overflow_retry: bool = False  # a batch whose logits are not finite is redone in a wider format
+    bf16_islands: bool = False  # the heavy blocks compute in bf16 inside an fp32 model (model/mixed.py)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -42,6 +43,8 @@ class Precision:
 PRECISIONS: dict[str, Precision] = {
     "fp32": Precision("fp32", "float32"),
     "bf16": Precision("bf16", "bfloat16"),
+    # An fp32 model whose Swin MLPs and decoder feed-forward layers compute in bf16 (model/mixed.py).
+    "bf16-mixed": Precision("bf16-mixed", "float32", bf16_islands=True),
     "fp16": Precision("fp16", "float16", overflow_retry=True),
     # fp32 activations between int8 matrix products; int8 scales each call's input by its range, so
     # an image in a batch would move with its neighbours: one image per pass keeps its scores its own.
@@ -58,23 +61,48 @@ def check(name: str | None) -> str:
     return name
 
 
-def resolve(name: str | None, device: Any) -> Precision:
+def resolve(name: str | None, device: Any, *, detect: bool = True) -> Precision:
     """What ``name`` means on ``device`` (a ``torch.device`` or its type, ``"cpu"``, ``"cuda"``...).
 
-    ``auto`` is fp32 on CPUs (exact scores) and fp16 on GPUs: on an H100 the full-size RAM++ ran as
+    ``auto`` on a CPU is bf16-mixed where the CPU has native bf16 matrix products (AMX, AVX-512
+    BF16: ``cpu.native_bf16``; not looked for with ``detect=False``) and fp32 elsewhere, where bf16
+    is several times slower than fp32. On GPUs it is fp16: on an H100 the full-size RAM++ ran as
     fast in fp16 as in bf16 (1.62 and 1.60 ms per image at batch 64), and fp16's longer mantissa kept
     scores about 8x closer to fp32 (max difference 9.9e-4 against 7.5e-3; tags over the thresholds
     agreeing at Jaccard 0.992 against 0.961; random weights, 64 images). A batch that overflows
-    fp16's range is redone in a wider format (``overflow_fallback``). On CPUs without native bf16,
-    half precision is several times slower than fp32.
+    fp16's range is redone in a wider format (``overflow_fallback``).
     """
     name = check(name)
     kind = getattr(device, "type", device)
     if name == "auto":
-        return PRECISIONS["fp16" if kind in GPU_TYPES else "fp32"]
+        if kind in GPU_TYPES:
+            return PRECISIONS["fp16"]
+        return PRECISIONS["bf16-mixed" if detect and _native_bf16() else "fp32"]
     if PRECISIONS[name].quantized and kind != "cpu":
         raise UsageError(f"--precision {name} runs on CPUs only; on {kind} use fp16 (the default there)")
     return PRECISIONS[name]
+
+
+def why_auto(precision: Precision, device: Any) -> str:
+    """What ``auto`` chose on ``device`` and why, in a few words, with how to choose otherwise."""
+    from .cpu import ENV, native_bf16_set
+
+    kind = getattr(device, "type", device)
+    if kind in GPU_TYPES:
+        return f"{precision.name} on the GPU (a batch that overflows is redone); --precision fp32 for exact scores"
+    said = native_bf16_set()
+    if precision.bf16_islands:
+        has = f"{ENV}=1 says this CPU has native bf16" if said else f"this CPU has {_native_bf16()}"
+        return f"{precision.name} (bf16 matrix products): {has}; --precision fp32 for exact scores"
+    if said is False:
+        return f"{precision.name}: {ENV}=0 says this CPU has no native bf16"
+    return f"{precision.name}: this CPU has no native bf16 (AMX or AVX-512 BF16), so bf16 would be slower here"
+
+
+def _native_bf16() -> str | None:
+    from .cpu import native_bf16
+
+    return native_bf16()
 
 
 def overflow_fallback(device: torch.device) -> Precision:

@@ -80,6 +80,10 @@ class Tagger:
         self.precision = resolve(precision.name if isinstance(precision, Precision) else precision, self.device)
         compute = self.precision.dtype  # the tensors' format (int8: fp32 between the int8 layers)
         self.model = model.to(device=self.device, dtype=compute)
+        if self.precision.bf16_islands:
+            from .model.mixed import with_islands
+
+            self.model = with_islands(self.model)
         if self.precision.quantized:
             from .model.quantize import quantized_linears
 

@@ -69,6 +69,9 @@ def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("RAMTAG_OFFLINE", "1")
     monkeypatch.delenv("RAMTAG_DEBUG", raising=False)
+    # ``--precision auto`` would be bf16-mixed on CPUs with AMX or AVX-512 BF16: the suite compares
+    # scores with fp32 references, so it runs as on any other CPU (test_precision sets it itself).
+    monkeypatch.setenv("RAMTAG_NATIVE_BF16", "0")
     # huggingface_hub reads its environment once, at import: point its constants here as well.
     import huggingface_hub.constants
 

@@ -22,7 +22,7 @@ def test_auto_precision_is_exact_on_cpus_and_fp16_on_gpus() -> None:
     assert resolve("BF16", torch.device("cuda")).dtype is torch.bfloat16
     assert resolve("fp32", torch.device("cuda")).dtype is torch.float32
     assert resolve("auto", "cpu").name == "fp32" and resolve("auto", "cuda").name == "fp16"  # what outputs record
-    with pytest.raises(UsageError, match="fp32, bf16, fp16 or int8"):
+    with pytest.raises(UsageError, match="fp32, bf16, bf16-mixed, fp16 or int8"):
         resolve("int4", torch.device("cpu"))
 
 

@@ -37,6 +37,9 @@ class RunEvents:
     def warning(self, path: Path, why: str) -> None:
         """Discovery skipped something (an unreadable folder, a broken link, a duplicate)."""
 
+    def model_ready(self, tagger: Tagger) -> None:
+        """The model is loaded (``tagger.precision``: the precision resolved for its device)."""
+
     def opened(self, output: Tee) -> None:
         """The outputs are open (``output.resumed``: images already there)."""
 
@@ -89,6 +92,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     from .runner import run  # torch comes with it: only once the job and its inputs are known to be right
 
     tagger = tagger_for(job.model)
+    events.model_ready(tagger)
     check_names(tagger, job.outputs.lang)
     schema = schema_for(tagger, job.outputs.lang, job.outputs.all_scores, job.results, roots=plans[0].table)
     options = job.outputs

@@ -89,13 +89,14 @@ class RayEngine:
     def device_and_precision(self, device: str, precision: str) -> tuple[str, str]:
         """What the actors will use, decided once so that every part records the same settings:
         ``auto`` is a GPU when actors get one, and the precision is the policy's for that device
-        (``ramtag.precision``, which decides from the device's type; a policy that looked at the
-        hardware itself would have to be asked on an actor)."""
+        (``ramtag.precision``). On CPUs ``auto`` is fp32 here: the driver cannot see whether the
+        cluster's CPUs have native bf16, and they need not all be alike (``--precision bf16-mixed``
+        asks for it)."""
         from ..precision import resolve
 
         if device == "auto":
             device = "cuda" if self.num_gpus else "cpu"
-        return device, resolve(precision, device.split(":")[0]).name
+        return device, resolve(precision, device.split(":")[0], detect=False).name
 
     def run(self, units: Sequence[WorkUnit], job: Job, output: DatasetOutput) -> Iterator[UnitOutcome]:
         """Tag ``units``, committing each part as it comes; yields each unit when it is done.

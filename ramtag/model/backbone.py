@@ -8,6 +8,9 @@ official copy computes once its checkpoint keys are remapped (``convert.py``).
 from __future__ import annotations
 
 import torch
+from . import _timm  # noqa: F401, I001 - before timm: see _timm.py
+
+# isort: split
 from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 

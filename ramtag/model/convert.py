@@ -13,6 +13,9 @@ import re
 from collections.abc import Mapping
 
 import torch
+from . import _timm  # noqa: F401, I001 - before timm: see _timm.py
+
+# isort: split
 from timm.models.swin_transformer import checkpoint_filter_fn
 
 from ..errors import CheckpointError
@@ -30,8 +33,8 @@ _DECODER_RENAMES = (
     (r"crossattention\.self\.value\.", "attn.v."),
     (r"crossattention\.output\.dense\.", "attn.out."),
     (r"crossattention\.output\.LayerNorm\.", "attn_norm."),
-    (r"intermediate\.dense\.", "fc1."),
-    (r"output\.dense\.", "fc2."),
+    (r"intermediate\.dense\.", "ffn.fc1."),
+    (r"output\.dense\.", "ffn.fc2."),
     (r"output\.LayerNorm\.", "ffn_norm."),
 )
 

@@ -39,19 +39,28 @@ class CrossAttention(nn.Module):
         return self.out(attended.transpose(1, 2).reshape(batch, n_query, hidden))
 
 
+class FeedForward(nn.Module):
+    def __init__(self, hidden: int, intermediate: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(hidden, intermediate)
+        self.fc2 = nn.Linear(intermediate, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
 class DecoderLayer(nn.Module):
     def __init__(self, config: DecoderConfig, context_width: int) -> None:
         super().__init__()
         hidden = config.hidden_size
         self.attn = CrossAttention(hidden, context_width, config.num_heads)
         self.attn_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        self.fc1 = nn.Linear(hidden, config.intermediate_size)
-        self.fc2 = nn.Linear(config.intermediate_size, hidden)
+        self.ffn = FeedForward(hidden, config.intermediate_size)
         self.ffn_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
 
     def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         x = self.attn_norm(queries + self.attn(queries, context))
-        return self.ffn_norm(x + self.fc2(F.gelu(self.fc1(x))))
+        return self.ffn_norm(x + self.ffn(x))
 
 
 class AlignmentDecoder(nn.Module):

@@ -15,6 +15,9 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from . import _timm  # noqa: F401, I001 - before timm: see _timm.py
+
+# isort: split
 from timm.models._manipulate import reinit_non_persistent_buffers
 
 from ..atomic import AtomicFile
@@ -23,10 +26,11 @@ from ..hashing import sha256_file
 from ..paths import cache_dir
 from .config import ModelConfig
 from .convert import convert_official, infer_config, unwrap
+from .empty import uninitialised
 from .network import RamModel
 
 # Bump when RamModel's parameter layout changes, so stale converted caches are not reused.
-LAYOUT_VERSION = "1"
+LAYOUT_VERSION = "2"  # 2: the decoder's feed-forward layers under ``ffn``
 KIND_NAMES = {"ram_plus": "RAM++", "ram": "RAM"}
 
 
@@ -84,12 +88,9 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 
 def build_model(config: ModelConfig) -> RamModel:
-    """An empty network (parameters on the meta device) for ``_strict_load`` to fill.
-
-    Initialising Swin-L's weights only to overwrite them costs seconds; on the meta device nothing
-    is allocated, and the strict load assigns the checkpoint's tensors directly.
-    """
-    with torch.device("meta"):
+    """A network with unwritten weights for ``_strict_load`` to fill (``empty.py`` says why not on
+    the meta device); the strict load assigns the checkpoint's tensors in their place."""
+    with uninitialised():
         model = RamModel(config)
     return model.eval().requires_grad_(False)
 

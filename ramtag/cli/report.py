@@ -1,0 +1,193 @@
+"""What ``ramtag run`` says on stderr while the local engine runs: progress, skipped folders, bad
+images, the precision ``auto`` chose, the summary."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.progress import ProgressColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..engine.job import Job
+from ..engine.local import CtrlC, RunEvents
+from .common import err_console
+from .progress import ProgressReport, plural
+
+if TYPE_CHECKING:
+    from ..engine.local import LocalRun
+    from ..outputs.base import Tee
+    from ..outputs.file import ResumableOutput
+    from ..pipeline import ImageRecord
+    from ..tagger import Tagger
+
+
+class RunReport(ProgressReport, RunEvents):
+    """Everything a local run says on stderr: progress, skipped folders, bad images, the summary."""
+
+    def __init__(self, job: Job, *, quiet: bool, verbose: bool, started: float) -> None:
+        super().__init__(quiet=quiet, verbose=verbose, started=started)
+        self.job = job
+        self.count: int | None = None
+        self.stop = threading.Event()
+        self.ctrl_c = CtrlC(self.stop, lambda: err_console.print(
+            "stopping after this batch (Ctrl-C again to stop at once)", markup=False))
+
+    @property
+    def wants_total(self) -> bool:  # type: ignore[override]
+        return not self.quiet
+
+    def columns(self) -> list[ProgressColumn]:
+        return [
+            TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), TextColumn("[red]{task.fields[errors]}"),
+        ]
+
+    def fields(self) -> dict[str, Any]:
+        return {"total": None}
+
+    # -- the engine's events ---------------------------------------------------------------------
+
+    def warning(self, path: Path, why: str) -> None:
+        if not self.quiet:
+            self.say(f"warning: {path}: {why}")
+
+    def model_ready(self, tagger: Tagger) -> None:
+        # said when auto chose other than exact fp32 (or with --verbose), once, before tagging starts
+        exact = tagger.precision.name == "fp32"
+        if self.job.model.precision == "auto" and not self.quiet and (self.verbose or not exact):
+            from ..precision import why_auto
+
+            self.say(f"precision {why_auto(tagger.precision, tagger.device)}")
+
+    def opened(self, output: Tee) -> None:
+        from ..outputs.file import ResumableOutput
+
+        file = output.find(ResumableOutput)
+        if file is not None and file.resumed and not self.quiet:
+            if file.builds_on:
+                self.say(f"{file.dest} holds {plural(file.resumed, 'row')}: tagging only what is new, changed "
+                         "or failed (--overwrite redoes everything)")
+            else:
+                self.say(f"continuing the unfinished run: {plural(file.resumed, 'image')} saved in {file.folder}")
+        if self.verbose:  # what benchmarks/startup.py compares with torch's own import time
+            from ..version import IMPORTED_AT
+
+            self.say(f"ready to tag {time.perf_counter() - IMPORTED_AT:.2f} s after start (imports, model, outputs)")
+        self.begin()  # the bar starts after anything printed before it
+        self.ctrl_c.install()  # while tagging, Ctrl-C saves the batch in hand
+
+    def batch(self, records: list[ImageRecord]) -> None:
+        for record in records:
+            self.images += 1
+            if record.error is not None:
+                self.errors += 1
+                if self.verbose:
+                    self.say(f"{record.key}: {record.error}")
+        of = f"/{self.count}" if self.count is not None else ""
+        self.show(
+            f"{self.images}{of} images, {self.rate():.1f} images/s, {plural(self.errors, 'error')}",
+            completed=self.images, total=self.count,
+        )
+
+    def total(self, count: int) -> None:
+        self.count = count
+
+    def tagged(self) -> None:
+        self.end()  # before the outputs are completed: a terminal table may be printed then
+
+    # -- after the run ---------------------------------------------------------------------------
+
+    def end(self) -> None:
+        super().end()
+        self.ctrl_c.remove()
+
+    def finished(self, done: LocalRun) -> None:
+        from ..outputs.file import ResumableOutput
+
+        result, file = done.result, done.output.find(ResumableOutput)
+        if result.stopped:
+            if file is None:
+                self.say("interrupted")
+            else:
+                self.say(
+                    f"interrupted: {plural(file.saved_rows, 'image')} saved in {file.folder}; "
+                    "run the same command again to continue"
+                )
+            raise typer.Exit(130)
+        if not self.quiet:
+            where = f" → {done.output.dest}" if done.output.dest is not None else ""
+            if file is not None and file.resumed:
+                found = result.images + result.skipped
+                if result.images:
+                    self.say(f"{rerun_summary(file, found, self.errors)} {self.timing()}{where}")
+                else:
+                    self.say(f"nothing new to tag: {plural(found, 'image')} found, all unchanged "
+                             f"({self.elapsed():.1f} s){where}")
+                if file.stale:
+                    self.say(stale_summary(file))
+            elif self.images == 0 and (result.skipped or done.output.resumed):
+                done_before = result.skipped or done.output.resumed
+                self.say(f"nothing new to tag: {plural(done_before, 'image')} done already "
+                         f"({self.elapsed():.1f} s){where}")
+            else:
+                self.say(f"{self.counts()} {self.timing()}{where}")
+            if self.verbose:
+                timings = result.timings
+                split = ", ".join(f"{name} {value:.2f} s" for name, value in timings.model_stages().items())
+                stages = ", ".join(
+                    f"{name} {value:.2f} s" + (f" ({split})" if name == "model" else "")
+                    for name, value in timings.stages().items()
+                )
+                self.say(f"time per stage: {stages}")
+            self._said_where(done)
+            if (self.job.outputs.xmp or self.job.outputs.embed) and self.job.outputs.out is None and result.skipped:
+                kept = "sidecar or embedded keywords are" if self.job.outputs.embed else "sidecar is"
+                self.say(f"skipped {plural(result.skipped, 'image')} whose {kept} up to date")
+
+    def _said_where(self, done: LocalRun) -> None:
+        """How many photos and sidecars were written."""
+        from ..outputs.embedded import EmbedWriter
+        from ..outputs.sidecars import SidecarWriter
+
+        embedded, sidecars = done.output.find(EmbedWriter), done.output.find(SidecarWriter)
+        parts = []
+        if embedded is not None and embedded.written:
+            parts.append(f"keywords written into {plural(embedded.written, 'photo')}")
+        if sidecars is not None and sidecars.written:
+            parts.append(f"{plural(sidecars.written, 'XMP sidecar')} written"
+                         + (" (for camera raws and formats without embedded XMP)" if embedded else ""))
+        if parts:
+            self.say("; ".join(parts))
+        if sidecars is not None and done.findings is not None and done.findings.orphans:
+            from ..outputs.sidecars import holds_ramtag
+
+            left = [path for path in done.findings.orphans if holds_ramtag(path)]
+            if left:
+                self.say(f"{plural(len(left), 'XMP sidecar')} with ramtag's tags {'has' if len(left) == 1 else 'have'} "
+                         f"no image beside {'it' if len(left) == 1 else 'them'} any more (e.g. {left[0]}): kept; "
+                         "'ramtag xmp clean FILE' takes ramtag's tags out")
+
+
+def rerun_summary(file: ResumableOutput, found: int, errors: int) -> str:
+    """``12 images found: 2 new, 1 changed (re-tagged), 1 retried after an error, 8 unchanged``
+    (unchanged in ``--out``: a sidecar may have needed some of them all the same)."""
+    from ..outputs.rerun import CHANGED, HASH, NEW, RETRY
+
+    tally = file.tally
+    unchanged = found - sum(tally.values())
+    parts = [f"{tally[NEW]} new" if tally[NEW] else "", f"{tally[CHANGED]} changed (re-tagged)" if tally[CHANGED] else "",
+             f"{tally[RETRY]} retried after an error" if tally[RETRY] else "",
+             f"{tally[HASH]} re-tagged to record their SHA-256" if tally[HASH] else "", f"{unchanged} unchanged"]
+    said = ", ".join(part for part in parts if part)
+    return f"{plural(found, 'image')} found: {said}; {plural(errors, 'error')}"
+
+
+def stale_summary(file: ResumableOutput) -> str:
+    count, first = len(file.stale), file.stale[0]
+    rows = "row names a file" if count == 1 else "rows name files"
+    if file.pruned:
+        return f"{count} {rows} deleted from the folders: removed (--prune), e.g. {first}"
+    return f"{count} {rows} no longer there (e.g. {first}): kept; --prune removes them"
