@@ -202,8 +202,11 @@ def differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
         found = settings.get(key)  # a result option absent or null in older files: its default
         return RESULT_DEFAULTS.get(key) if found is None else found
 
+    def hint(key: str) -> str:  # the one setting whose option is worth naming: auto may resolve otherwise here
+        return f"; --precision {value(found, key)} matches it" if key == "precision" else ""
+
     return [
-        f"{key} ({_brief(value(found, key))} there, {_brief(value(wanted, key))} now)"
+        f"{key} ({_brief(value(found, key))} there, {_brief(value(wanted, key))} now{hint(key)})"
         for key in (*RESULT_SETTINGS, "columns", "previous_output")
         if value(found, key) != value(wanted, key)
     ]
