@@ -65,18 +65,15 @@ def import_timm() -> None:
     sys.modules.update(zip(_STAND_INS, (package, utils)))
     try:
         import timm.models  # noqa: F401
+        return
     except Exception:  # noqa: BLE001 - whatever the stand-in lacked: the ordinary import below
         _forget("timm", "torchvision")
-        failed = True
-    else:
-        failed = False
     finally:
         for name in _STAND_INS:
             sys.modules.pop(name, None)
         if vars(torch).get("_dynamo") is package:  # importing set it on torch; torch loads the real one lazily
             delattr(torch, "_dynamo")
-    if failed:
-        import timm.models  # noqa: F401, F811
+    import timm.models  # noqa: F401, F811
 
 
 def _forget(*packages: str) -> None:
