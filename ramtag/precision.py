@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .cpu import ENV, native_bf16, native_bf16_set
 from .errors import UsageError
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def resolve(name: str | None, device: Any, *, detect: bool = True) -> Precision:
     if name == "auto":
         if kind in GPU_TYPES:
             return PRECISIONS["fp16"]
-        return PRECISIONS["bf16-mixed" if detect and _native_bf16() else "fp32"]
+        return PRECISIONS["bf16-mixed" if detect and native_bf16() else "fp32"]
     if PRECISIONS[name].quantized and kind != "cpu":
         raise UsageError(f"--precision {name} runs on CPUs only; on {kind} use fp16 (the default there)")
     return PRECISIONS[name]
@@ -85,24 +86,16 @@ def resolve(name: str | None, device: Any, *, detect: bool = True) -> Precision:
 
 def why_auto(precision: Precision, device: Any) -> str:
     """What ``auto`` chose on ``device`` and why, in a few words, with how to choose otherwise."""
-    from .cpu import ENV, native_bf16_set
-
     kind = getattr(device, "type", device)
     if kind in GPU_TYPES:
         return f"{precision.name} on the GPU (a batch that overflows is redone); --precision fp32 for exact scores"
     said = native_bf16_set()
     if precision.bf16_islands:
-        has = f"{ENV}=1 says this CPU has native bf16" if said else f"this CPU has {_native_bf16()}"
+        has = f"{ENV}=1 says this CPU has native bf16" if said else f"this CPU has {native_bf16()}"
         return f"{precision.name} (bf16 matrix products): {has}; --precision fp32 for exact scores"
     if said is False:
         return f"{precision.name}: {ENV}=0 says this CPU has no native bf16"
     return f"{precision.name}: this CPU has no native bf16 (AMX or AVX-512 BF16), so bf16 would be slower here"
-
-
-def _native_bf16() -> str | None:
-    from .cpu import native_bf16
-
-    return native_bf16()
 
 
 def overflow_fallback(device: torch.device) -> Precision:

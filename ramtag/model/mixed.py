@@ -62,8 +62,7 @@ def parts(model: RamModel, recipe: str = RECIPE) -> Iterator[tuple[nn.Module, st
             name = _SWIN_PARTS[part]
             for index in chosen:
                 for module in stages[index].modules():
-                    child = getattr(module, name, None)
-                    if isinstance(child, nn.Module) and child is not module:
+                    if isinstance(getattr(module, name, None), nn.Module):
                         yield module, name
         else:
             raise UsageError(
@@ -75,10 +74,9 @@ def parts(model: RamModel, recipe: str = RECIPE) -> Iterator[tuple[nn.Module, st
 def with_islands(model: RamModel, recipe: str = RECIPE, dtype: torch.dtype = ISLAND_DTYPE) -> RamModel:
     """``model`` (changed in place) with the blocks ``recipe`` names computing in ``dtype``; blocks
     that are islands already stay as they are."""
-    chosen = {(id(owner), name): (owner, name) for owner, name in parts(model, recipe)}
-    for owner, name in chosen.values():
+    for owner, name in list(parts(model, recipe)):
         block = getattr(owner, name)
-        if not isinstance(block, Island) and not isinstance(owner, Island):
+        if not isinstance(block, Island):  # named twice, or made an island before
             setattr(owner, name, Island(block, dtype))
     return model
 
