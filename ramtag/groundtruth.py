@@ -33,7 +33,7 @@ import numpy as np
 from .errors import GroundTruthError, UsageError  # GroundTruthError: still importable from here
 from .inputs import IMAGE_EXTENSIONS
 from .model.download import data_dir, fetch_pinned
-from .model.registry import DataFile
+from .model.registry import BENCHMARKS, Benchmark, DataFile, benchmark  # noqa: F401 - importable from here
 
 DIALECTS = ("csv", "openimages", "indices")
 TAG_SEPARATOR = "|"
@@ -322,68 +322,7 @@ class ImageFinder:
         return self._listings[folder]
 
 
-# --- the paper's benchmarks --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """One of the paper's test sets: its label files in the official repository and its protocol."""
-
-    name: str
-    taglist: DataFile
-    annotations: DataFile
-    dialect: str
-    image_suffix: str = ""  # what the label names lack to be file names
-    descriptions: DataFile | None = None  # open-set tags (LLM descriptions) instead of the vocabulary
-    threshold: float | None = None  # the protocol's threshold, where it is not the model's own
-
-
-def _dataset(folder: str, filename: str, sha256: str) -> DataFile:
-    return DataFile(filename.rsplit(".", 1)[0], f"datasets/{folder}/{filename}", sha256)
-
-
-BENCHMARKS: dict[str, Benchmark] = {
-    "openimages_common_214": Benchmark(
-        "openimages_common_214",
-        _dataset("openimages_common_214", "openimages_common_214_ram_taglist.txt",
-                 "3b2ec80fc92178b1e672a087a1e8c034ba3008dcb48dcfa5b2a38641077fc6cb"),
-        _dataset("openimages_common_214", "openimages_common_214_ram_annots.txt",
-                 "f54429fd57ee9798aee2c7511a28b080998672a91886510ea2e7b60a785ad6cc"),
-        "openimages", ".jpg",
-    ),
-    "openimages_rare_200": Benchmark(
-        "openimages_rare_200",
-        _dataset("openimages_rare_200", "openimages_rare_200_ram_taglist.txt",
-                 "8a173d0132907fa88451de2370d2dc4efee6807b952dfe6eeb9e77eeea2315cf"),
-        _dataset("openimages_rare_200", "openimages_rare_200_ram_annots.txt",
-                 "6a6f87480aaf86083131c632573c6ea302ca1dced29fbe5274254364fc1305a2"),
-        "openimages", ".jpg",
-        descriptions=_dataset("openimages_rare_200", "openimages_rare_200_llm_tag_descriptions.json",
-                              "b65f1cdf4506df0efe987a8178f06c076e38ea5be5432355a00d12ac0db296e7"),
-        threshold=0.5,
-    ),
-    "imagenet_multi_1000": Benchmark(
-        "imagenet_multi_1000",
-        _dataset("imagenet_multi", "imagenet_multi_1000_taglist.txt",
-                 "571ae1c583b4be7da87519494c52bf405a46af05d5815627c7a0dee997068b60"),
-        _dataset("imagenet_multi", "imagenet_multi_1000_annots.txt",
-                 "5e67b16d3e207f3af3cd4d2f105442e28e9770a92669d1ee8c11367a85bdfcd4"),
-        "indices",
-    ),
-    "hico_600": Benchmark(
-        "hico_600",
-        _dataset("hico", "hico_600_taglist.txt", "9154ff557b7c3bd1d3589f5a0fdfa3774ebe8c6e1f205d93a5058f7426303938"),
-        _dataset("hico", "hico_600_annots.txt", "68a0f34293550194ca9beb1ba6b0bed0bee134d5c956f286ef09427a484f3707"),
-        "indices",
-    ),
-}
-
-
-def benchmark(name: str) -> Benchmark:
-    try:
-        return BENCHMARKS[name]
-    except KeyError:
-        raise UsageError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}") from None
+# --- the paper's benchmarks (listed in model/registry.py) ------------------------------------
 
 
 # The largest benchmark file (the rare-200 descriptions) is 3.3 MB.

@@ -113,14 +113,17 @@ def test_modules_stay_small() -> None:
     assert {name: lines for name, lines in sizes.items() if lines > MAX_LINES} == {}
 
 
-def _fails_fast(tmp_path: Path, *args: str) -> tuple[int, str, list[str]]:
-    """``ramtag run ARGS`` in a fresh interpreter: exit code, stderr, and which heavy modules it imported."""
+HEAVY = ("torch", "timm", "transformers", "pyarrow", "ray")
+
+
+def _fails_fast(tmp_path: Path, *args: str, watch: tuple[str, ...] = HEAVY, command: str = "run") -> tuple[int, str, list[str]]:
+    """``ramtag run ARGS`` in a fresh interpreter: exit code, stderr, and which of ``watch`` it imported."""
     script = (
         "import sys\n"
         "from ramtag.cli.app import main\n"
-        f"sys.argv = ['ramtag', 'run', *{list(args)!r}]\n"
+        f"sys.argv = ['ramtag', *{[command] if command else []!r}, *{list(args)!r}]\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code\nelse:\n    code = 0\n"
-        "heavy = [m for m in ('torch', 'timm', 'transformers', 'pyarrow', 'ray') if m in sys.modules]\n"
+        f"heavy = [m for m in {watch!r} if m in sys.modules]\n"
         "print(repr(heavy), file=sys.stdout)\n"
         "sys.exit(code)\n"
     )
@@ -155,6 +158,18 @@ def test_mistakes_fail_before_torch_is_imported(tmp_path: Path, args: list[str],
     code, stderr, heavy = _fails_fast(tmp_path, *args)
     assert code == 2, stderr  # one exit code for every usage mistake
     assert stderr.startswith("error:") and words in stderr and stderr.count("\n") == 1, stderr
+    assert heavy == []
+
+
+@pytest.mark.parametrize(("command", "args"), [("run", ["--bogus"]), ("run", ["photos", "--batch-size", "x"]),
+                                             ("eval", ["--help"]), ("", ["--help"]), ("", ["--version"])])
+def test_the_command_line_is_parsed_without_numpy_pillow_or_the_evaluation(
+    tmp_path: Path, command: str, args: list[str]
+) -> None:
+    # what --help, --version and option errors import decides how fast they answer
+    watch = (*HEAVY, "numpy", "PIL", "pandas", "ramtag.evaluation", "ramtag.inputs.decode")
+    code, stderr, heavy = _fails_fast(tmp_path, *args, watch=watch, command=command)
+    assert code in (0, 2), stderr
     assert heavy == []
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +282,29 @@ def test_heic(tmp_path: Path) -> None:
     image = decode_image(path)
     assert image.size == (64, 48)
     assert image.convert("RGB").getpixel((32, 24))[0] > 200
+
+
+def test_heic_support_is_loaded_at_the_first_file_pillow_cannot_identify(tmp_path: Path) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    if not pillow_heif.libheif_info().get("HEIF"):
+        pytest.skip("pillow-heif has no HEIF encoder here")
+    pillow_heif.register_heif_opener()
+    Image.new("RGB", (40, 30), "blue").save(tmp_path / "phone.heic", format="HEIF")
+    (tmp_path / "mislabelled.jpg").write_bytes((tmp_path / "phone.heic").read_bytes())
+    _save(tmp_path / "plain.png", (8, 8))
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from ramtag.inputs.decode import decode_bytes, decode_image\n"
+        f"folder = Path({str(tmp_path)!r})\n"
+        "assert decode_image(folder / 'plain.png').size == (8, 8)\n"
+        "assert 'pillow_heif' not in sys.modules, 'imported before a HEIC was seen'\n"
+        "data = (folder / 'mislabelled.jpg').read_bytes()\n"
+        "print(decode_bytes(data, name='mislabelled.jpg').size, decode_image(folder / 'phone.heic').size)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["(40,", "30)", "(40,", "30)"]
 
 
 @pytest.mark.skipif(not features.check("avif"), reason="Pillow built without AVIF")

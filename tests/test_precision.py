@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -131,7 +132,7 @@ def test_run_says_which_precision_auto_chose_and_records_it(ramplus_tiny, tmp_pa
     assert explicit.exit_code == 0 and "precision fp32:" not in explicit.stderr  # asked for: nothing to explain
 
 
-def test_the_model_loads_and_tags_without_importing_torchdynamo(ramplus_tiny) -> None:
+def test_the_model_loads_and_tags_without_importing_torchdynamo_or_timms_other_models(ramplus_tiny) -> None:
     code = (
         "import sys, torch\n"
         "from ramtag import load_tagger\n"
@@ -146,11 +147,35 @@ def test_the_model_loads_and_tags_without_importing_torchdynamo(ramplus_tiny) ->
         "assert roi.is_compile_supported('cpu') is True and 'torch._dynamo' in sys.modules\n"
         "import torch._dynamo\n"
         "assert torch._dynamo.is_compiling() is False\n"
+        # timm's other models were not imported; timm as a whole still imports, with the same Swin
+        "assert 'timm.models.beit' not in sys.modules and 'timm' not in sys.modules\n"
+        "import timm\n"
         "from timm.models import naflexvit\n"
+        "assert type(timm.create_model('swin_tiny_patch4_window7_224')) is SwinTransformer\n"
+        "assert 'swin_large_patch4_window12_384' in timm.list_models('swin_large*')\n"
         "print('ok')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def test_the_command_line_tags_without_loading_huggingface_hub_when_the_weights_are_local(
+    tmp_path: Path, ramplus_tiny
+) -> None:
+    args = ["run", str(sorted(ramplus_tiny.images.iterdir())[0]), "--out", str(tmp_path / "t.jsonl"),
+            *ramplus_tiny.cli_args()]
+    code = (
+        "import sys\n"
+        "from ramtag.cli.app import main\n"
+        f"sys.argv = ['ramtag', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "assert 'huggingface_hub' not in sys.modules and 'torch._dynamo' not in sys.modules\n"
+        "import huggingface_hub\n"  # nothing was left blocked
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+    assert (tmp_path / "t.jsonl").read_text().count("\n") == 1
 
 
 def test_timm_is_imported_as_usual_where_torchvision_came_first() -> None:

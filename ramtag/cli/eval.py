@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -19,15 +19,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import UsageError
-from ..evaluation import Evaluation, evaluate, protocol_threshold, read_labels, write_per_class
 from ..engine.job import ModelOptions, check_model_options
-from ..groundtruth import BENCHMARKS, Benchmark, GroundTruth, benchmark
-from ..scoring import open_set_module
+from ..model.registry import BENCHMARKS, benchmark
 from .common import (
     MODEL_PANEL, BatchSizeOpt, CheckpointOpt, DeviceOpt, ModelOpt, PrecisionOpt, TagListOpt, WorkersOpt,
     err_console,
     path_text,
 )
+
+if TYPE_CHECKING:
+    from ..evaluation import Evaluation
+    from ..groundtruth import GroundTruth
+    from ..model.registry import Benchmark
 
 
 class LabelFormat(str, Enum):
@@ -125,6 +128,10 @@ def eval_command(
     text_encoder: TextEncoderOpt = None,
 ) -> None:
     """Score tags against labels: mAP (official and over classes with positives), CP/CR/CF1, OP/OR/OF1."""
+    # imported when the command runs, not with the command line: --help and option errors stay fast
+    from ..evaluation import evaluate, protocol_threshold, read_labels, write_per_class
+    from ..scoring import open_set_module
+
     taglist = old_taglist if old_taglist is not None else taglist
     check_model_options(device, precision, ("--gt", gt), ("--gt-classes", taglist), ("--pred", pred),
                         ("--thresholds", thresholds), ("--checkpoint", checkpoint), ("--tag-list", tag_list))

@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..engine.job import ClusterOptions, InputOptions, Job, ModelOptions, OutputOptions, ResultOptions
-from ..inputs.raw import RAW_DECODES
-from ..model.labels import LANGS, VOCAB_MODES
+from ..inputs.refs import RAW_DECODES
+from ..model.config import LANGS, VOCAB_MODES
 from ..outputs.formats import EXTENSIONS, FORMATS
 from .common import (
     BatchSizeOpt,

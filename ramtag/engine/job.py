@@ -23,8 +23,7 @@ from .. import precision as precisions
 from ..devices import check_device
 from ..errors import UsageError
 from ..inputs.refs import MAX_PIXELS
-from ..model.config import MODEL_KINDS
-from ..model.labels import LANGS, VOCAB_MODES
+from ..model.config import LANGS, MODEL_KINDS, VOCAB_MODES
 
 ENGINES = ("local", "ray")
 SIDECARS_NEED_FILES = "--xmp writes sidecars beside image files; tar shards and URLs have none"
@@ -182,7 +181,7 @@ def _check_inputs(inputs: InputOptions) -> None:
 
 
 def _check_results(results: ResultOptions) -> None:
-    from ..inputs.raw import RAW_DECODES
+    from ..inputs.refs import RAW_DECODES
 
     if results.raw_decode not in RAW_DECODES:
         raise UsageError(f"--raw-decode must be one of {', '.join(RAW_DECODES)}, not {results.raw_decode!r}")

@@ -26,6 +26,7 @@ _PILLOW_COUNT = re.compile(r"\((\d+) pixels\)")
 # Exceptions Pillow's plugins raise on malformed data besides OSError (each seen in the wild).
 _MALFORMED = (ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, struct.error)
 _pillow_limit_lock = threading.Lock()
+_heif_tried = False
 _RAW = RawOptions()
 
 
@@ -128,6 +129,10 @@ def _decode(
     except PermissionError as error:
         raise _denied() from error
     except UnidentifiedImageError as error:
+        if _heif_registered_now():  # perhaps a HEIC: Pillow knows it now
+            if isinstance(where, io.BytesIO):
+                where.seek(0)
+            return _decode(where, named, max_pixels, draft_size)
         raise _unidentified(named) from error
     except MemoryError as error:
         raise ImageDecodeError(
@@ -224,7 +229,7 @@ def _pillow_words(error: BaseException) -> str:
 
 
 def _prepare_pillow(max_pixels: int | None) -> None:
-    """Register HEIF support, and make sure Pillow's own bomb guard does not refuse first.
+    """Make sure Pillow's own bomb guard does not refuse first.
 
     Pillow raises ``DecompressionBombError`` inside ``Image.open`` for anything over
     2 x ``Image.MAX_IMAGE_PIXELS``, before our check sees the size, so a ``max_pixels`` above that
@@ -232,7 +237,6 @@ def _prepare_pillow(max_pixels: int | None) -> None:
     lowered: a lowered or restored limit would race with other threads decoding. At the default
     ``MAX_PIXELS`` nothing changes.
     """
-    _heif_ready()
     current = Image.MAX_IMAGE_PIXELS
     if current is None or (max_pixels is not None and 2 * current >= max_pixels):
         return
@@ -246,13 +250,23 @@ def _prepare_pillow(max_pixels: int | None) -> None:
 
 @functools.cache
 def _heif_ready() -> bool:
-    """Teach Pillow HEIC/HEIF once, at the first decode; False when pillow-heif is missing."""
+    """Teach Pillow HEIC/HEIF once; False when pillow-heif is missing."""
     try:
         import pillow_heif
     except ImportError:
         return False
     pillow_heif.register_heif_opener()
     return True
+
+
+def _heif_registered_now() -> bool:
+    """True when this call taught Pillow HEIF: done at the first file Pillow cannot identify, not
+    at start-up, as importing pillow-heif takes 0.2 s and most collections hold no HEIC."""
+    global _heif_tried
+    if _heif_tried:
+        return False
+    _heif_tried = True
+    return _heif_ready()
 
 
 @functools.cache

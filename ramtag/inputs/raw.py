@@ -17,11 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from .refs import ImageDecodeError, is_raw_name
-
-RAW_DECODES = ("auto", "demosaic")
-"""``auto``: the embedded preview when it is large enough, else LibRaw's demosaic; ``demosaic``:
-always develop the sensor data (slower, independent of how the camera rendered its preview)."""
+from .refs import RAW_DECODES, ImageDecodeError, is_raw_name  # noqa: F401 - RAW_DECODES: importable from here
 
 # LibRaw's orientation codes (``sizes.flip``) as the turn that makes the image upright.
 _TURNS = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}

@@ -32,6 +32,11 @@ RAW_EXTENSIONS: frozenset[str] = frozenset(
 """Camera raw formats LibRaw reads, by extension (any case), decoded by ``inputs.raw``. DNG is
 Adobe's open raw; the rest are the cameras' own ("proprietary raws"), never written to."""
 
+RAW_DECODES = ("auto", "demosaic")
+"""How a raw is decoded (``inputs.raw``): ``auto``, the embedded preview when it is large enough,
+else LibRaw's demosaic; ``demosaic``: always develop the sensor data (slower, independent of how
+the camera rendered its preview)."""
+
 MAX_PIXELS: int = 178_956_970
 """Largest image decoded by default: Pillow's own hard limit (2 x ``Image.MAX_IMAGE_PIXELS``).
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 ModelKind = Literal["ram_plus", "ram"]
 MODEL_KINDS: tuple[str, ...] = ("ram_plus", "ram")
+LANGS = ("en", "zh", "both")  # which tag names a run writes: English, Chinese, or both
+VOCAB_MODES = ("open", "both")  # open-set tags alone, or after the built-in vocabulary
 
 # ImageNet statistics, as in the official ``get_transform``; they travel with the config so the
 # transform can never drift from the weights.

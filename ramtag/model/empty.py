@@ -18,9 +18,9 @@ from contextlib import contextmanager
 
 import torch
 
-# What nn.Linear, nn.Conv2d and timm's Swin call to fill their weights (LayerNorm's ones and zeros
-# are cheap and kept).
-_INITIALISERS = ("kaiming_uniform_", "uniform_", "normal_", "trunc_normal_", "xavier_uniform_")
+# What nn.Linear, nn.Conv2d, timm's Swin and the tag embeddings call to fill their weights
+# (LayerNorm's ones are cheap and kept).
+_INITIALISERS = ("kaiming_uniform_", "uniform_", "normal_", "trunc_normal_", "xavier_uniform_", "zeros_")
 _LOCK = threading.Lock()
 
 

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VocabularyError
+from .config import LANGS, VOCAB_MODES  # noqa: F401 - importable from here
 
 # The official code starts every class at 0.68 and then overwrites it from the thresholds file.
 DEFAULT_THRESHOLD = 0.68
-LANGS = ("en", "zh", "both")  # which names a run writes: English, Chinese, or both
-VOCAB_MODES = ("open", "both")  # open-set tags alone, or after the built-in vocabulary
 
 
 def read_lines(path: Path, what: str) -> list[str]:

@@ -15,10 +15,6 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from . import _timm  # noqa: F401, I001 - before timm: see _timm.py
-
-# isort: split
-from timm.models._manipulate import reinit_non_persistent_buffers
 
 from ..atomic import AtomicFile
 from ..errors import CheckpointError
@@ -95,16 +91,6 @@ def build_model(config: ModelConfig) -> RamModel:
     return model.eval().requires_grad_(False)
 
 
-def _materialize_buffers(model: torch.nn.Module) -> None:
-    """Recompute the buffers that are derived from the config (Swin's index tables and masks)."""
-    for name, buffer in list(model.named_buffers()):
-        if buffer.is_meta:
-            owner_name, _, attr = name.rpartition(".")
-            owner = model.get_submodule(owner_name)
-            owner.register_buffer(attr, torch.empty_like(buffer, device="cpu"), persistent=False)
-    reinit_non_persistent_buffers(model)
-
-
 def _strict_load(model: RamModel, state: dict[str, torch.Tensor], path: Path) -> None:
     expected = set(model.state_dict())
     missing = sorted(expected - set(state))
@@ -126,7 +112,6 @@ def _strict_load(model: RamModel, state: dict[str, torch.Tensor], path: Path) ->
     except RuntimeError as exc:
         detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "")
         raise _fail(path, f"tensor shapes do not fit the inferred architecture: {detail[:160]}") from None
-    _materialize_buffers(model)
 
 
 def _cache_path(sha256: str, num_tags: int | None, image_size: int | None) -> Path:

@@ -28,8 +28,9 @@ class RamModel(nn.Module):
         hidden = config.decoder.hidden_size
         self.image_encoder = ImageEncoder(config)
         self.image_proj = nn.Linear(config.swin.width, text_width)
+        # Zeroed through nn.init, so that ``empty.uninitialised`` can skip it: 480 MB for RAM++.
         self.label_embed = nn.Parameter(
-            torch.zeros(config.num_tags, config.descriptions_per_tag, text_width),
+            nn.init.zeros_(torch.empty(config.num_tags, config.descriptions_per_tag, text_width)),
             requires_grad=False,
         )
         if config.kind == "ram_plus":

@@ -23,7 +23,7 @@ import math
 import torch
 
 from .config import ModelConfig
-from .load import _materialize_buffers, build_model
+from .load import build_model
 from .network import RamModel
 
 # Weight scales of the calibrated model, by parameter name.
@@ -43,8 +43,7 @@ def random_model(config: ModelConfig, *, seed: int = 0, calibrated: bool = False
     ``calibrated``: scaled so that about 1% of tags pass 0.68, as with trained weights (above).
     """
     generator = torch.Generator().manual_seed(seed)
-    model = build_model(config).to_empty(device="cpu")
-    _materialize_buffers(model)
+    model = build_model(config)  # Swin's derived buffers computed, every weight below written
     for name, param in model.named_parameters():
         leaf = name.rsplit(".", 1)[-1]
         if name == "reweight_scale":

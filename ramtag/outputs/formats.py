@@ -20,8 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TextIO
 
-import numpy as np
-
 from ..errors import UsageError
 
 if TYPE_CHECKING:  # pyarrow is imported by the writers that need it, not by the table
@@ -92,15 +90,23 @@ def _text(value: Any) -> str:
     if isinstance(value, list):
         return LIST_SEPARATOR.join(_text(item) for item in value)
     if isinstance(value, float):
-        return str(np.float32(value))
+        return _float32_text(value)
     return str(value)
+
+
+def _float32_text(value: float) -> str:
+    """The shortest text that reads back as the same float32 (numpy's; imported here, not with the
+    table of formats the command line reads)."""
+    import numpy as np
+
+    return str(np.float32(value))
 
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, list):
         return [_json_value(item) for item in value]
     if isinstance(value, float):  # all floats in the schema are float32: keep their shortest form
-        return float(str(np.float32(value)))
+        return float(_float32_text(value))
     if isinstance(value, datetime):
         return value.isoformat()
     return value
