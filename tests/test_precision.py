@@ -132,7 +132,7 @@ def test_run_says_which_precision_auto_chose_and_records_it(ramplus_tiny, tmp_pa
     assert explicit.exit_code == 0 and "precision fp32:" not in explicit.stderr  # asked for: nothing to explain
 
 
-def test_the_model_loads_and_tags_without_importing_torchdynamo_or_timms_other_models(ramplus_tiny) -> None:
+def test_the_model_loads_and_tags_without_torchdynamo_timms_other_models_or_all_of_torchvision(ramplus_tiny) -> None:
     code = (
         "import sys, torch\n"
         "from ramtag import load_tagger\n"
@@ -149,6 +149,11 @@ def test_the_model_loads_and_tags_without_importing_torchdynamo_or_timms_other_m
         "assert torch._dynamo.is_compiling() is False\n"
         # timm's other models were not imported; timm as a whole still imports, with the same Swin
         "assert 'timm.models.beit' not in sys.modules and 'timm' not in sys.modules\n"
+        "assert 'torchvision.models.resnet' not in sys.modules and 'torchvision.datasets' not in sys.modules\n"
+        "import torchvision\n"  # whole again, with the ops loaded first
+        "assert type(torchvision.models.resnet18()).__name__ == 'ResNet' and torchvision.__version__\n"
+        "boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 2.0, 1.9]])\n"
+        "assert torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8]), 0.5).tolist() == [0]\n"
         "import timm\n"
         "from timm.models import naflexvit\n"
         "assert type(timm.create_model('swin_tiny_patch4_window7_224')) is SwinTransformer\n"
@@ -176,6 +181,24 @@ def test_the_command_line_tags_without_loading_huggingface_hub_when_the_weights_
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
     assert (tmp_path / "t.jsonl").read_text().count("\n") == 1
+
+
+def test_timm_is_imported_the_ordinary_way_where_a_skipped_init_is_missed() -> None:
+    code = (
+        "import sys\n"
+        "from ramtag.model import _timm\n"
+        "_timm._forget('timm', 'torchvision')\n"
+        "_timm._SKIPPED['timm.data'] = 'timm.data.moved_elsewhere'\n"  # as if a later timm moved its constants
+        "_timm.import_timm()\n"
+        "assert 'timm.models.beit' in sys.modules and 'torch._dynamo' not in sys.modules\n"  # only the inits run
+
+        "from timm.models.swin_transformer import SwinTransformer\n"
+        "import timm, torchvision\n"
+        "assert timm.create_model and torchvision.ops.misc.FrozenBatchNorm2d\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
 def test_timm_is_imported_as_usual_where_torchvision_came_first() -> None:

@@ -1,4 +1,4 @@
-"""Import timm's Swin without paying for ``torch._dynamo`` or timm's other hundred models.
+"""Import timm's Swin without paying for ``torch._dynamo``, timm's other models or all of torchvision.
 
 timm imports torchvision, whose ``ops.roi_align`` imports a function of ``torch._dynamo.utils``,
 and a few of timm's own functions are marked ``torch.compiler.disable``: both load all of
@@ -9,25 +9,30 @@ real thing when first called: ``is_compile_supported`` asks the real TorchDynamo
 marked ``disable`` is disabled by the real one the first time it runs (torchvision and timm use
 them only under ``torch.compile``, which imports TorchDynamo anyway).
 
-And ``timm/__init__.py`` imports ``timm.models``, whose ``__init__`` imports every model timm has
-(0.4 s more). ramtag needs one, so the two packages are created from their import specs without
-running their ``__init__`` while ``timm.models.swin_transformer`` and what it imports (timm's
-layers, data constants, builder) are loaded the ordinary way.
+And the packages' ``__init__`` files import far more than Swin needs: ``timm.models`` every model
+timm has (0.4 s), ``timm.data`` its datasets and with them torchvision's, ``torchvision`` all its
+models, datasets and transforms (0.3 s), when timm's layers use ``torchvision.ops`` alone. So these
+packages are created from their import specs without running their ``__init__`` (``_SKIPPED``),
+with the few names Swin's modules take from the packages themselves, while
+``timm.models.swin_transformer`` and what it imports (timm's layers, its builder, torchvision's ops)
+are loaded the ordinary way.
 
 Under ramtag's command line, timm is also imported without huggingface_hub (0.2 s), which timm
 treats as optional: ramtag downloads its weights itself, never through timm, and nothing else in
 the process uses timm. As a library, ramtag leaves timm's Hub support as it is.
 
-Afterwards the stand-ins are gone: ``import torch._dynamo`` works as ever, and ``import timm``
-runs timm's own ``__init__``, which finds the modules loaded already. Where torchvision, timm or
-TorchDynamo is loaded already, or a stand-in is not enough (a later torchvision wanting more of
-TorchDynamo at import, a later Swin importing from timm's top level), timm is imported the
-ordinary way.
+Afterwards the stand-ins are gone: ``import torch._dynamo`` works as ever, and ``import timm`` or
+``import torchvision`` runs the package's own ``__init__``, which finds the modules loaded already.
+Where a stand-in is not enough (a later Swin taking another name from a skipped ``__init__``, a
+later torchvision wanting more of TorchDynamo at import), Swin is imported again with the
+``__init__`` files run, and failing that the ordinary way; where torchvision, timm or TorchDynamo
+is loaded already there is nothing to save and nothing is stood in for.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import sys
 import types
@@ -35,6 +40,15 @@ from collections.abc import Callable
 from typing import Any
 
 _STAND_INS = ("torch._dynamo", "torch._dynamo.utils")
+# The packages whose ``__init__`` is skipped while Swin is imported, each with the submodule holding
+# the names that Swin's own imports take from the package itself.
+_SKIPPED = {
+    "timm": "timm.version",  # __version__, for timm.models._hub
+    "timm.models": None,  # would import every model
+    "timm.data": "timm.data.constants",  # IMAGENET_DEFAULT_MEAN and _STD; its datasets import torchvision's
+    "torchvision": None,  # would import all of torchvision; timm's layers use torchvision.ops alone
+    "torchvision.models": None,  # every torchvision model; timm's fx helpers use its feature_extraction
+}
 
 
 def is_compile_supported(device_type: str) -> bool:
@@ -63,11 +77,18 @@ def disable(fn: Callable[..., Any] | None = None, recursive: bool = True, *, rea
 
 
 def import_timm() -> None:
-    """Import ``timm.models.swin_transformer`` (and so timm's layers and torchvision), without
-    TorchDynamo or timm's other models if it can."""
+    """Import ``timm.models.swin_transformer`` (and so timm's layers and torchvision's ops), without
+    TorchDynamo, timm's other models or the rest of torchvision if it can."""
     if {"timm", "torchvision", "torch._dynamo"} & sys.modules.keys():
         import timm.models.swin_transformer  # noqa: F401 - nothing to save
         return
+    if not (_import_swin(skipped=_SKIPPED) or _import_swin(skipped={})):
+        import timm.models.swin_transformer  # noqa: F401, F811 - the ordinary way
+
+
+def _import_swin(skipped: dict[str, str | None]) -> bool:
+    """Whether Swin imported with TorchDynamo's stand-in and the ``__init__`` of ``skipped`` not run;
+    if not, nothing of timm or torchvision is left imported."""
     import torch
 
     package = types.ModuleType("torch._dynamo")
@@ -81,30 +102,34 @@ def import_timm() -> None:
         stand_ins["huggingface_hub"] = None  # ImportError: timm goes without its Hub downloads
     sys.modules.update(stand_ins)
     try:
-        for name in ("timm", "timm.models"):
-            stand_ins[name] = sys.modules[name] = _unexecuted(name)
-        from timm.version import __version__
-
-        sys.modules["timm"].__version__ = __version__  # the one name timm's __init__ sets that its models use
+        for name, names_from in skipped.items():
+            stand_ins[name] = _unexecuted(name, names_from)
         import timm.models.swin_transformer  # noqa: F401
-        return
-    except Exception:  # noqa: BLE001 - whatever a stand-in lacked: the ordinary import below
+        return True
+    except Exception:  # noqa: BLE001 - whatever a stand-in lacked: the caller tries with less
         _forget("timm", "torchvision")
+        return False
     finally:
         for name, stand_in in stand_ins.items():
             if name in sys.modules and sys.modules[name] is stand_in:
                 del sys.modules[name]
         if vars(torch).get("_dynamo") is package:  # importing set it on torch; torch loads the real one lazily
             delattr(torch, "_dynamo")
-    import timm.models.swin_transformer  # noqa: F401, F811
 
 
-def _unexecuted(name: str) -> types.ModuleType:
-    """The package ``name`` as its ``__init__`` would start: submodules import, nothing else is run."""
+def _unexecuted(name: str, names_from: str | None) -> types.ModuleType:
+    """The package ``name`` as its ``__init__`` would start: its submodules import, nothing else is
+    run, and the names of ``names_from`` (one of its submodules) are there, as ``__init__`` puts them."""
     spec = importlib.util.find_spec(name)
     if spec is None or spec.submodule_search_locations is None:
         raise ImportError(f"{name} is not an installed package")
-    return importlib.util.module_from_spec(spec)
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package  # for the submodule below
+    if names_from is not None:
+        names = vars(importlib.import_module(names_from))
+        vars(package).update({key: value for key, value in names.items()
+                              if not key.startswith("_") or key == "__version__"})
+    return package
 
 
 def _forget(*packages: str) -> None:

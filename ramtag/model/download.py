@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import json
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +144,10 @@ def fetch_pinned(entry: DataFile, *, what: str, instead: str, max_bytes: int = _
 
 
 def _download_pinned(entry: DataFile, target: Path, instead: str, max_bytes: int) -> None:
+    import http.client  # with urllib.request, 0.04 s: loaded for a download, not by every command line
+    import urllib.error
+    import urllib.request
+
     url = pinned_url(entry)
     shown = _without_credentials(url)
     request = urllib.request.Request(url, headers={"User-Agent": f"ramtag/{__version__}"})
