@@ -1,5 +1,5 @@
 """``python -m ramtag``: the same command line as ``ramtag``."""
 
-from ramtag.cli.app import main
+from ramtag.cli.app import program
 
-main()
+program()

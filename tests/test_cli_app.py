@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,38 @@ def test_offline_without_cached_weights_names_the_fix(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "--checkpoint" in result.stderr and "offline" in result.stderr
     assert "Traceback" not in result.output
+
+
+def _leaving(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter that looks as if torch were loaded, runs ``body``, then ``leave``s; a
+    global's ``__del__`` says on stderr whether the interpreter's teardown ran."""
+    script = (
+        "import atexit, sys, threading, time, types\n"
+        "from ramtag.cli.leave import leave\n"
+        "sys.modules.setdefault('torch', types.ModuleType('torch'))\n"
+        "class Teardown:\n    def __del__(self):\n        print('teardown', file=sys.stderr)\n"
+        "keep = Teardown()\n"
+        f"atexit.register(lambda: open({str(tmp_path / 'atexit')!r}, 'w').close())\n"
+        "sys.stdout.write('x' * 100_000 + 'end')\n"  # buffered, not flushed
+        + body
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def test_the_program_skips_the_teardown_but_flushes_and_runs_atexit(tmp_path: Path) -> None:
+    done = _leaving(tmp_path, "leave(3)\n")
+    assert done.returncode == 3 and done.stdout == "x" * 100_000 + "end"
+    assert (tmp_path / "atexit").exists() and "teardown" not in done.stderr
+    message = _leaving(tmp_path, "leave('error: something')\n")
+    assert message.returncode == 1 and message.stderr == "error: something\n"
+
+
+def test_the_program_exits_the_ordinary_way_while_a_thread_still_works(tmp_path: Path) -> None:
+    body = (
+        f"def work():\n    time.sleep(0.3)\n    open({str(tmp_path / 'thread')!r}, 'w').close()\n"
+        "threading.Thread(target=work).start()\n"
+        "leave(None)\n"
+    )
+    done = _leaving(tmp_path, body)
+    assert done.returncode == 0 and done.stdout.endswith("end")
+    assert (tmp_path / "thread").exists() and (tmp_path / "atexit").exists() and "teardown" in done.stderr

@@ -16,6 +16,7 @@ from ..version import __version__
 from . import bench, describe, eval, models, run, serve, xmp
 from . import helpstyle
 from .common import mapping_errors
+from .leave import leave
 
 helpstyle.install()
 app = typer.Typer(
@@ -60,3 +61,12 @@ for group, name in ((models.app, "models"), (xmp.app, "xmp")):
 
 def main() -> None:
     helpstyle.run(app)
+
+
+def program() -> None:
+    """The ``ramtag`` program (console script, ``python -m ramtag``): ``main``, then ``leave``."""
+    try:
+        main()
+    except SystemExit as exit:
+        leave(exit.code)
+    leave(0)
