@@ -295,6 +295,18 @@ def test_stdout_is_json_lines_when_piped(tmp_path: Path, ramplus_tiny) -> None:
     assert result.stderr == ""  # --quiet
 
 
+def test_out_dash_is_stdout_also_beside_sidecars(tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    photos = _images(tmp_path / "photos", ["a.jpg", "b.jpg"])
+    monkeypatch.chdir(tmp_path)
+    result = ramtag(photos, "--out", "-", "--workers", "0", "-q", *ramplus_tiny.cli_args())
+    assert result.exit_code == 0, result.output
+    assert sorted(json.loads(line)["path"] for line in result.stdout.splitlines()) == ["a.jpg", "b.jpg"]
+    with_xmp = ramtag(photos, "-o", "-", "--xmp", "--workers", "0", "-q", *ramplus_tiny.cli_args())
+    assert with_xmp.exit_code == 0, with_xmp.output
+    assert len(with_xmp.stdout.splitlines()) == 2 and (photos / "a.jpg.xmp").exists()
+    assert not (tmp_path / "-").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -53,7 +53,7 @@ def run_command(
         Optional[Path],
         typer.Option(
             "--out", "-o",
-            help=f"Output file: {EXTENSIONS}. Without it, results go to stdout "
+            help=f"Output file: {EXTENSIONS}. Without it (or with -), results go to stdout "
             "(a table on a terminal, JSON Lines otherwise).",
             rich_help_panel=OUTPUT_PANEL,
         ),
@@ -195,6 +195,7 @@ def run_command(
     A file that cannot be read becomes a row with an error; the run goes on and exits 0.
     """
     started = time.perf_counter()
+    stdout = out == Path("-")  # the rows to stdout, as without --out (with --xmp or --embed too)
     job = Job(
         inputs=InputOptions(
             paths=tuple(str(item) for item in inputs or ()), files_from=files_from,
@@ -208,7 +209,8 @@ def run_command(
         ),
         results=ResultOptions(top_k=top_k, draft_decode=draft_decode, raw_decode=raw_decode.value),
         outputs=OutputOptions(
-            out=path_text(out), format=fmt.value if fmt else None, overwrite=overwrite, save_every=save_every,
+            out=None if stdout else path_text(out), format=fmt.value if fmt else ("jsonl" if stdout and (xmp or embed) else None),
+            overwrite=overwrite, save_every=save_every,
             lang=lang.value, all_scores=all_scores, xmp=xmp, xmp_naming=xmp_naming.value, xmp_parent=xmp_parent,
             embed=embed, touch=touch, retry_errors=retry_errors, prune=prune, content_hash=content_hash,
         ),
