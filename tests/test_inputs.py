@@ -476,3 +476,20 @@ def test_draft_decoding_leaves_other_formats_alone(tmp_path: Path) -> None:
     path = _save(tmp_path / "big.png", (1600, 1200))
     image = decode_image(path, draft_size=384)
     assert image.size == inputs.original_size(image) == (1600, 1200)
+
+
+@pytest.mark.parametrize("first", ["ramtag.engine.units", "ramtag.inputs.discover", "ramtag.inputs.decode"])
+def test_the_package_names_are_its_modules_functions_whatever_was_imported_first(first: str) -> None:
+    code = (
+        "import importlib, sys\n"
+        f"importlib.import_module({first!r})\n"
+        "import ramtag.inputs as package\n"
+        "for name in package.__all__:\n"
+        "    value = getattr(package, name)\n"
+        "    assert not isinstance(value, type(sys)), name\n"  # a function or class, never a submodule
+        "    home = getattr(value, '__module__', None) or ''\n"  # constants and type aliases: not ramtag's
+        "    assert not home.startswith('ramtag.') or value is getattr(importlib.import_module(home), name), name\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
