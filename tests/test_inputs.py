@@ -305,6 +305,16 @@ def test_heic_support_is_loaded_at_the_first_file_pillow_cannot_identify(tmp_pat
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["(40,", "30)", "(40,", "30)"]
+    at_once = (  # the first HEICs arrive together in several threads (ramtag serve): none is lost
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from pathlib import Path\n"
+        "from ramtag.inputs.decode import decode_image\n"
+        f"path = Path({str(tmp_path / 'phone.heic')!r})\n"
+        "with ThreadPoolExecutor(8) as pool:\n"
+        "    print(set(pool.map(lambda _: decode_image(path).size, range(16))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", at_once], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "{(40, 30)}", done.stderr[-2000:]
 
 
 @pytest.mark.skipif(not features.check("avif"), reason="Pillow built without AVIF")

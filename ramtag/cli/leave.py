@@ -4,15 +4,16 @@ With torch loaded, the interpreter's own teardown (destroying every module and o
 libraries' destructors) takes 1.5-1.8 s on a 2-core machine: a third of a one-photo ``ramtag run``.
 Nothing in it is work of ramtag's: outputs are closed and renamed into place before a command
 returns. So the ``ramtag`` program ends with ``os._exit`` after doing what the teardown would do
-that matters: the buffered standard output and error are flushed and every ``atexit`` cleanup runs
-(multiprocessing's worker reaping, temporary folders, logging, Ray's shutdown). Where another
-non-daemon thread is still running, or torch was never imported (usage mistakes, ``--help``), the
-process exits the ordinary way.
+that matters: the buffered standard output and error (Python's and C's) are flushed and every
+``atexit`` cleanup runs (multiprocessing's worker reaping, temporary folders, logging, Ray's
+shutdown). Where another non-daemon thread is still running, or torch was never imported (usage
+mistakes, ``--help``), the process exits the ordinary way.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import sys
 import threading
@@ -42,3 +43,7 @@ def _flush() -> None:
                 stream.flush()
         except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
             pass
+    try:  # what native libraries wrote through C's stdio, which os._exit does not flush
+        ctypes.CDLL(None).fflush(None)
+    except Exception:  # noqa: BLE001 - no C library to ask (not POSIX): nothing buffered there by us
+        pass

@@ -26,7 +26,7 @@ _PILLOW_COUNT = re.compile(r"\((\d+) pixels\)")
 # Exceptions Pillow's plugins raise on malformed data besides OSError (each seen in the wild).
 _MALFORMED = (ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, struct.error)
 _pillow_limit_lock = threading.Lock()
-_heif_tried = False
+_heif_known = False  # pillow-heif registered with Pillow (``_teach_heif``)
 _RAW = RawOptions()
 
 
@@ -107,6 +107,7 @@ def _decode(
     max_pixels: int | None,
     draft_size: int | None = None,
 ) -> Image.Image:
+    heif_known = _heif_known  # before Pillow tries: another thread may teach it HEIF meanwhile
     try:
         with Image.open(where) as image:
             _check_pixels(image.size, max_pixels)
@@ -129,7 +130,7 @@ def _decode(
     except PermissionError as error:
         raise _denied() from error
     except UnidentifiedImageError as error:
-        if _heif_registered_now():  # perhaps a HEIC: Pillow knows it now
+        if not heif_known and _teach_heif():  # perhaps a HEIC: Pillow knows it now
             if isinstance(where, io.BytesIO):
                 where.seek(0)
             return _decode(where, named, max_pixels, draft_size)
@@ -259,14 +260,13 @@ def _heif_ready() -> bool:
     return True
 
 
-def _heif_registered_now() -> bool:
-    """True when this call taught Pillow HEIF: done at the first file Pillow cannot identify, not
-    at start-up, as importing pillow-heif takes 0.2 s and most collections hold no HEIC."""
-    global _heif_tried
-    if _heif_tried:
-        return False
-    _heif_tried = True
-    return _heif_ready()
+def _teach_heif() -> bool:
+    """Whether Pillow knows HEIF now. Done at the first file Pillow cannot identify, not at
+    start-up: importing pillow-heif takes 0.2 s, and most collections hold no HEIC."""
+    global _heif_known
+    if _heif_ready():
+        _heif_known = True
+    return _heif_known
 
 
 @functools.cache

@@ -21,8 +21,10 @@ Under ramtag's command line, timm is also imported without huggingface_hub (0.2 
 treats as optional: ramtag downloads its weights itself, never through timm, and nothing else in
 the process uses timm. As a library, ramtag leaves timm's Hub support as it is.
 
-Afterwards the stand-ins are gone: ``import torch._dynamo`` works as ever, and ``import timm`` or
-``import torchvision`` runs the package's own ``__init__``, which finds the modules loaded already.
+Afterwards TorchDynamo's stand-in is gone (``import torch._dynamo`` works as ever), and the
+skipped packages run their ``__init__`` in place the first time they are asked for a name they do
+not hold yet, so ``import timm`` or ``import torchvision`` later gives the whole package, which
+finds the modules loaded already.
 Where a stand-in is not enough (a later Swin taking another name from a skipped ``__init__``, a
 later torchvision wanting more of TorchDynamo at import), Swin is imported again with the
 ``__init__`` files run, and failing that the ordinary way; where torchvision, timm or TorchDynamo
@@ -35,6 +37,7 @@ import functools
 import importlib
 import importlib.util
 import sys
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -103,7 +106,7 @@ def _import_swin(skipped: dict[str, str | None]) -> bool:
     sys.modules.update(stand_ins)
     try:
         for name, names_from in skipped.items():
-            stand_ins[name] = _unexecuted(name, names_from)
+            _unexecuted(name, names_from)  # stays: it runs its __init__ when asked for more
         import timm.models.swin_transformer  # noqa: F401
         return True
     except Exception:  # noqa: BLE001 - whatever a stand-in lacked: the caller tries with less
@@ -117,14 +120,44 @@ def _import_swin(skipped: dict[str, str | None]) -> bool:
             delattr(torch, "_dynamo")
 
 
+class _Unexecuted(types.ModuleType):
+    """A package whose ``__init__`` has not run yet: it runs, in this same module object, when a name
+    the package does not hold is first asked for (``timm.create_model``, ``torchvision.__version__``).
+    So a later ``import timm`` or a torchvision module that kept a reference to its package finds
+    the whole package, and submodules imported meanwhile stay its attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        with _RUNNING_LOCK:  # another thread asking waits until the __init__ has run
+            if type(self) is _Unexecuted and self.__name__ not in _RUNNING:
+                _RUNNING.add(self.__name__)  # the __init__ asking for its own names does not re-run it
+                try:
+                    self.__spec__.loader.exec_module(self)  # type: ignore[union-attr]
+                    self.__class__ = types.ModuleType
+                finally:
+                    _RUNNING.discard(self.__name__)
+        try:
+            return self.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}") from None
+
+
+_RUNNING: set[str] = set()
+_RUNNING_LOCK = threading.RLock()
+
+
 def _unexecuted(name: str, names_from: str | None) -> types.ModuleType:
-    """The package ``name`` as its ``__init__`` would start: its submodules import, nothing else is
-    run, and the names of ``names_from`` (one of its submodules) are there, as ``__init__`` puts them."""
+    """The package ``name`` in ``sys.modules`` as its ``__init__`` would start: its submodules
+    import, nothing else has run, and the names of ``names_from`` (one of its submodules) are
+    there, as ``__init__`` puts them."""
     spec = importlib.util.find_spec(name)
-    if spec is None or spec.submodule_search_locations is None:
+    if spec is None or spec.submodule_search_locations is None or spec.loader is None:
         raise ImportError(f"{name} is not an installed package")
     package = importlib.util.module_from_spec(spec)
+    package.__class__ = _Unexecuted
     sys.modules[name] = package  # for the submodule below
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, package)  # as an import of it would
     if names_from is not None:
         names = vars(importlib.import_module(names_from))
         vars(package).update({key: value for key, value in names.items()
