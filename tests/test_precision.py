@@ -181,6 +181,7 @@ def test_the_command_line_tags_without_loading_huggingface_hub_when_the_weights_
         f"sys.argv = ['ramtag', *{args!r}]\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
         "assert 'huggingface_hub' not in sys.modules and 'torch._dynamo' not in sys.modules\n"
+        "assert 'timm.models.beit' not in sys.modules and 'torchvision.datasets' not in sys.modules\n"
         "import huggingface_hub\n"  # nothing was left blocked
         "print('ok')\n"
     )
