@@ -132,6 +132,12 @@ def test_run_says_which_precision_auto_chose_and_records_it(ramplus_tiny, tmp_pa
     assert explicit.exit_code == 0 and "precision fp32:" not in explicit.stderr  # asked for: nothing to explain
 
 
+def _prints_ok(code: str) -> None:
+    """``code`` in a fresh interpreter (what is imported at start-up is the point) ends printing ok."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
 def test_the_model_loads_and_tags_without_torchdynamo_timms_other_models_or_all_of_torchvision(ramplus_tiny) -> None:
     code = (
         "import sys, torch\n"
@@ -166,8 +172,7 @@ def test_the_model_loads_and_tags_without_torchdynamo_timms_other_models_or_all_
         "assert 'swin_large_patch4_window12_384' in timm.list_models('swin_large*')\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+    _prints_ok(code)
 
 
 def test_the_command_line_tags_without_loading_huggingface_hub_when_the_weights_are_local(
@@ -185,8 +190,7 @@ def test_the_command_line_tags_without_loading_huggingface_hub_when_the_weights_
         "import huggingface_hub\n"  # nothing was left blocked
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+    _prints_ok(code)
     assert (tmp_path / "t.jsonl").read_text().count("\n") == 1
 
 
@@ -198,14 +202,12 @@ def test_timm_is_imported_the_ordinary_way_where_a_skipped_init_is_missed() -> N
         "_timm._SKIPPED['timm.data'] = 'timm.data.moved_elsewhere'\n"  # as if a later timm moved its constants
         "_timm.import_timm()\n"
         "assert 'timm.models.beit' in sys.modules and 'torch._dynamo' not in sys.modules\n"  # only the inits run
-
         "from timm.models.swin_transformer import SwinTransformer\n"
         "import timm, torchvision\n"
         "assert timm.create_model and torchvision.ops.misc.FrozenBatchNorm2d\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    _prints_ok(code)
 
 
 def test_timm_is_imported_as_usual_where_torchvision_came_first() -> None:
@@ -217,8 +219,7 @@ def test_timm_is_imported_as_usual_where_torchvision_came_first() -> None:
         "assert create_norm._NORM_MAP['frozenbatchnorm2d'] is FrozenBatchNorm2d\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    _prints_ok(code)
 
 
 def test_a_function_marked_disable_while_timm_was_imported_is_disabled_by_the_real_torchdynamo() -> None:
