@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from .refs import RAW_DECODES, ImageDecodeError, is_raw_name  # noqa: F401 - RAW_DECODES: importable from here
+from .refs import RAW_DECODES, ImageDecodeError, is_raw_name
 
 # LibRaw's orientation codes (``sizes.flip``) as the turn that makes the image upright.
 _TURNS = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}

@@ -83,10 +83,10 @@ def import_timm() -> None:
     """Import ``timm.models.swin_transformer`` (and so timm's layers and torchvision's ops), without
     TorchDynamo, timm's other models or the rest of torchvision if it can."""
     if {"timm", "torchvision", "torch._dynamo"} & sys.modules.keys():
-        import timm.models.swin_transformer  # noqa: F401 - nothing to save
+        import timm.models.swin_transformer  # nothing to save
         return
     if not (_import_swin(skipped=_SKIPPED) or _import_swin(skipped={})):
-        import timm.models.swin_transformer  # noqa: F401, F811 - the ordinary way
+        import timm.models.swin_transformer  # noqa: F401 - the ordinary way
 
 
 def _import_swin(skipped: dict[str, str | None]) -> bool:
