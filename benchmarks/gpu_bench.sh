@@ -8,7 +8,13 @@
 # - `ramtag bench` in fp32, bf16 and fp16 at batch 64, the default precision (fp16) at batch 32, 128
 #   and 256, with 4 decoding workers against the default (every core but one), and with
 #   --draft-decode;
-# - decoding routes per image (Pillow on one core against nvJPEG on the device).
+# - decoding routes per image (Pillow on one core against nvJPEG on the device);
+# - JPEGs decoded on the GPU (--preprocess gpu): its scores and tags against pillow's
+#   (benchmarks/preprocess_agreement.py) and `ramtag bench` with each route, with the default
+#   workers and with 4 (a GPU with few host cores).
+# PARTS picks some (default all): precision, batch, decode, preprocess; PARTS=preprocess takes about
+# 4 minutes. --preprocess gpu decodes with TorchCodec where it is installed (carry its wheel), else
+# with torchvision's decode_jpeg.
 # Every result is one line of OUT_DIR/results.jsonl ({"label": ..., "result": ...}); what the
 # commands printed goes to OUT_DIR/log.txt. A part that fails is logged and the rest still runs.
 # Run from the repository root. PYTHON (default python3) is the interpreter; for a dry run of the
@@ -56,18 +62,35 @@ for copy in $(seq 1 "${COPIES:-47}"); do
 done
 echo "images: $(ls "$images" | wc -l)"
 
-record agreement "$py" benchmarks/precision_agreement.py --device "$device" "${config[@]}" --synthetic 64 --batch-size 32 \
-  --cpu-reference 4 ${THRESHOLDS:+--thresholds "$THRESHOLDS"}
+part() { [[ " ${PARTS:-precision batch decode preprocess} " == *" $1 "* ]]; }
 common=(--random-weights "${config[@]}" --device "$device" --images "$images" --warmup 2 --json)
-for precision in fp32 bf16 fp16; do
-  record "${precision}_b64" "$py" -m ramtag bench "${common[@]}" --precision "$precision" --batch-size 64
-done
-for batch in 32 128 256; do
-  record "auto_b${batch}" "$py" -m ramtag bench "${common[@]}" --batch-size "$batch"
-done
-record auto_b64_4_workers "$py" -m ramtag bench "${common[@]}" --batch-size 64 --workers 4
-record auto_b64_draft "$py" -m ramtag bench "${common[@]}" --batch-size 64 --draft-decode
-record decode "$py" benchmarks/decode_throughput.py --synthetic 64 --device "$device" --json
+if part precision; then
+  record agreement "$py" benchmarks/precision_agreement.py --device "$device" "${config[@]}" --synthetic 64 --batch-size 32 \
+    --cpu-reference 4 ${THRESHOLDS:+--thresholds "$THRESHOLDS"}
+  for precision in fp32 bf16 fp16; do
+    record "${precision}_b64" "$py" -m ramtag bench "${common[@]}" --precision "$precision" --batch-size 64
+  done
+fi
+if part batch; then
+  for batch in 32 128 256; do
+    record "auto_b${batch}" "$py" -m ramtag bench "${common[@]}" --batch-size "$batch"
+  done
+  record auto_b64_4_workers "$py" -m ramtag bench "${common[@]}" --batch-size 64 --workers 4
+  record auto_b64_draft "$py" -m ramtag bench "${common[@]}" --batch-size 64 --draft-decode
+fi
+if part decode; then
+  record decode "$py" benchmarks/decode_throughput.py --synthetic 64 --device "$device" --json
+fi
+if part preprocess; then
+  record preprocess_agreement "$py" benchmarks/preprocess_agreement.py --device "$device" "${config[@]}" \
+    --synthetic 128 --batch-size 64 ${THRESHOLDS:+--thresholds "$THRESHOLDS"}
+  routes=$([ "$device" = cpu ] && echo pillow || echo pillow gpu)  # ramtag bench refuses gpu on a CPU
+  for route in $routes; do
+    record "preprocess_${route}" "$py" -m ramtag bench "${common[@]}" --batch-size 64 --preprocess "$route"
+    record "preprocess_${route}_4_workers" "$py" -m ramtag bench "${common[@]}" --batch-size 64 --workers 4 \
+      --preprocess "$route"
+  done
+fi
 
 "$py" - "$results" <<'PY'
 import json, sys

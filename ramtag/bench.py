@@ -39,7 +39,7 @@ from .tagger import Tagger
 SYNTHETIC_SIZE = (1600, 1200)  # a 2-megapixel photo: larger than the input, as photos are
 # Per-image stages, in pipeline order. ``decode`` is worker time (decode + preprocess), summed over
 # workers; ``model`` is the whole model call, of which transfer + backbone + head are the parts.
-STAGES = ("decode", "wait", "transfer", "backbone", "head", "model", "write")
+STAGES = ("decode", "wait", "device_decode", "transfer", "backbone", "head", "model", "write")
 
 
 def synthetic_vocabulary(num_tags: int) -> TagVocabulary:
@@ -176,6 +176,7 @@ def run_bench(
     workers: int | None = None,
     warmup: int = 1,
     draft_decode: bool = False,
+    preprocessing: str = "pillow",
     imports_s: float | None = None,
     on_status: Callable[[str], None] | None = None,
     keep_output: Path | None = None,
@@ -214,7 +215,11 @@ def run_bench(
     cuda = tagger.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(tagger.device)
-    schema = schema_for(tagger, "en", False, ResultOptions(draft_decode=draft_decode))  # as `ramtag run` writes
+    from .engine.job import check_preprocess_device
+
+    check_preprocess_device(preprocessing, tagger.device.type)
+    results = ResultOptions(draft_decode=draft_decode, preprocess=preprocessing)
+    schema = schema_for(tagger, "en", False, results)  # as `ramtag run` writes
     timings = StageTimings()
     warming = f", the first {warmup * batch_size} to warm up" if warmup else ""
     status(f"tagging {len(refs)} images{warming}")
@@ -230,7 +235,7 @@ def run_bench(
             clock.update(started=time.perf_counter(), before=replace(timings))  # the output is open
             result = run(
                 refs, tagger, target, batch_size=batch_size, workers=workers, timings=timings,
-                draft_decode=draft_decode, on_batch=batch,
+                draft_decode=draft_decode, preprocessing=preprocessing, on_batch=batch,
             )  # the workers have exited when it returns: their peak memory is known
         wall = time.perf_counter() - clock["started"]
     before, errors = clock["before"], result.errors
@@ -247,6 +252,7 @@ def run_bench(
             "workers": workers,
             "warmup_batches": warmup,
             "draft_decode": draft_decode,
+            "preprocess": preprocessing,
         },
         images=timings.images,
         measured_images=measured,

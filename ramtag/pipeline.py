@@ -30,7 +30,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .errors import RamtagError
 from .hostmem import release_activations_promptly
 from .inputs import MAX_PIXELS, ImageRef, decode_ref, original_size
+from .inputs.decode import decode_or_encoded
 from .inputs.identity import Stamp
+from .inputs.jpeg import EncodedJpeg
 from .inputs.raw import RawOptions
 from .model.transform import preprocess
 
@@ -50,6 +52,7 @@ class Prepared:
     seconds: float = 0.0
     path: Path | None = None  # where the image is, for outputs placed beside it (XMP sidecars)
     stamp: Stamp | None = None  # the file's size and time when it was picked (``inputs.identity``)
+    jpeg: EncodedJpeg | None = None  # still encoded: decoded on the device (``--preprocess gpu``)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class StageTimings:
 
     ``decode`` is worker time (summed over workers, so it can exceed the wall time); ``wait`` is the
     time the model sat idle waiting for decoded batches, which is what matters when it is large.
+    ``device_decode`` is the main process decoding JPEGs on the device (``--preprocess gpu``).
     ``model`` is split into ``transfer`` (host to device), ``backbone`` (image tokens) and ``head``
     (re-weighting, decoder, scores back on the host) by ``Tagger.scores``; the split is what says
     whether a faster backbone, head or input path would pay.
@@ -82,6 +86,7 @@ class StageTimings:
     wait: float = 0.0
     model: float = 0.0
     write: float = 0.0
+    device_decode: float = 0.0
     transfer: float = 0.0
     backbone: float = 0.0
     head: float = 0.0
@@ -98,7 +103,11 @@ class StageTimings:
         setattr(self, stage, getattr(self, stage) + seconds)
 
     def stages(self) -> dict[str, float]:
-        return {"decode": self.decode, "wait": self.wait, "model": self.model, "write": self.write}
+        """The stages a run went through (``device_decode`` only where JPEGs were decoded there)."""
+        stages = {"decode": self.decode, "wait": self.wait}
+        if self.device_decode:
+            stages["device_decode"] = self.device_decode
+        return {**stages, "model": self.model, "write": self.write}
 
     def model_stages(self) -> dict[str, float]:
         """The parts of ``model``; their sum falls short of it by the call overhead."""
@@ -115,17 +124,23 @@ class ImageDataset(Dataset):
         max_pixels: int | None = MAX_PIXELS,
         draft_size: int | None = None,
         raw: RawOptions | None = None,
+        encoded_jpegs: bool = False,
     ) -> None:
         self.prepare = prepare
         self.max_pixels = max_pixels
         self.draft_size = draft_size  # decode JPEGs at reduced scale, down to this size (inputs)
         self.raw = raw or RawOptions()  # camera raws: preview or demosaic
+        self.encoded_jpegs = encoded_jpegs  # plain JPEGs handed back encoded, for the device to decode
 
     def __getitem__(self, ref: ImageRef) -> Prepared:  # type: ignore[override]
         start = time.perf_counter()
         try:
             # a file, or a tar member's bytes
-            image = decode_ref(ref, max_pixels=self.max_pixels, draft_size=self.draft_size, raw=self.raw)
+            decode = decode_or_encoded if self.encoded_jpegs else decode_ref
+            image = decode(ref, max_pixels=self.max_pixels, draft_size=self.draft_size, raw=self.raw)
+            if isinstance(image, EncodedJpeg):
+                seconds = time.perf_counter() - start
+                return Prepared(ref.key, None, image.width, image.height, None, seconds, ref.path, ref.stamp, image)
             width, height = original_size(image)
             pixels = self.prepare(image)
         except RamtagError as exc:
@@ -207,6 +222,7 @@ def make_loader(
     max_pixels: int | None = MAX_PIXELS,
     draft_decode: bool = False,
     raw_decode: str = "auto",
+    preprocessing: str = "pillow",
 ) -> DataLoader:
     workers = default_workers(tagger.device) if workers is None else workers
     dataset = ImageDataset(
@@ -214,6 +230,7 @@ def make_loader(
         max_pixels=max_pixels,
         draft_size=tagger.config.image_size if draft_decode else None,
         raw=RawOptions(raw_decode, tagger.config.image_size),
+        encoded_jpegs=preprocessing == "gpu",
     )
     return DataLoader(
         dataset,
@@ -238,11 +255,14 @@ def run_batches(
     timings: StageTimings | None = None,
     draft_decode: bool = False,
     raw_decode: str = "auto",
+    preprocessing: str = "pillow",
 ) -> Iterator[list[ImageRecord]]:
     """Tag ``refs`` and yield each batch's records, in the order the refs came.
 
     ``draft_decode`` decodes JPEGs at reduced scale when they are at least twice the model's input
     (``inputs.decode_image``): faster decoding, slightly different scores, so it is opt-in.
+    ``preprocessing`` ``gpu`` has plain JPEGs decoded and resized on the tagger's device
+    (``devicejpeg``) instead of by Pillow in the workers (``model.config.PREPROCESSING``).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -251,7 +271,7 @@ def run_batches(
     timings = timings if timings is not None else StageTimings()
     loader = make_loader(
         refs, tagger, batch_size=batch_size, workers=workers, max_pixels=max_pixels,
-        draft_decode=draft_decode, raw_decode=raw_decode,
+        draft_decode=draft_decode, raw_decode=raw_decode, preprocessing=preprocessing,
     )
     batches = iter(loader)
     while True:
@@ -259,6 +279,9 @@ def run_batches(
             batch = next(batches, None)
         if batch is None:
             return
+        if any(item.jpeg is not None for item in batch.items):
+            with timings.timing("device_decode"):
+                batch = decoded_on_device(batch, tagger)
         timings.add("decode", sum(item.seconds for item in batch.items))
         with timings.timing("model"):
             scores = tagger.scores(batch.pixels, timings) if batch.pixels is not None else None
@@ -274,3 +297,45 @@ def run_batches(
         timings.images += len(records)
         timings.batches += 1
         yield records
+
+
+def decoded_on_device(batch: Batch, tagger: Tagger) -> Batch:
+    """``batch`` with its still-encoded JPEGs decoded on the tagger's device, its pixels there in
+    item order; a JPEG the device cannot decode is decoded by Pillow here, or becomes an error."""
+    from .devicejpeg import decode_jpegs
+
+    device = tagger.device
+    files = [item.jpeg for item in batch.items if item.jpeg is not None]
+    decoded, failed = decode_jpegs(files, device, tagger.config)
+    from_workers = iter(batch.pixels if batch.pixels is not None else ())
+    from_device = iter(decoded if decoded is not None else ())
+    items, rows, position = [], [], 0
+    for item in batch.items:
+        if item.jpeg is None:
+            if item.error is None:
+                rows.append(next(from_workers).to(device, non_blocking=True))
+            items.append(item)
+            continue
+        if position in failed:
+            row, error = _on_host(item.jpeg, tagger)
+        else:
+            row, error = next(from_device), None
+        position += 1
+        if row is not None:
+            rows.append(row)
+        items.append(replace(item, jpeg=None, error=error))
+    return Batch(items, torch.stack(rows) if rows else None)
+
+
+def _on_host(jpeg: EncodedJpeg, tagger: Tagger) -> tuple[torch.Tensor | None, str | None]:
+    """A JPEG the device could not decode, decoded by Pillow: its pixels, or what is wrong with it."""
+    from .inputs import decode_bytes
+
+    try:
+        # its pixel count passed --max-pixels already, from its header
+        image = decode_bytes(jpeg.data, name=jpeg.name, max_pixels=max(MAX_PIXELS, jpeg.width * jpeg.height))
+        return preprocess(image, tagger.config).to(tagger.device), None
+    except RamtagError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - one bad file never stops the run
+        return None, f"cannot use this image ({type(exc).__name__}: {exc})"

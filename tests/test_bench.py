@@ -89,8 +89,9 @@ def test_bench_json_figures_are_consistent(ramplus_tiny) -> None:
     assert data["images_from"] == "6 synthetic JPEGs, 400x300"
 
     ms = data["ms_per_image"]
-    assert set(ms) == {"decode", "wait", "transfer", "backbone", "head", "model", "write"}
+    assert set(ms) == {"decode", "wait", "device_decode", "transfer", "backbone", "head", "model", "write"}
     assert all(value >= 0 for value in ms.values())
+    assert settings["preprocess"] == "pillow" and ms["device_decode"] == 0  # JPEGs decoded in the workers
     assert ms["backbone"] > 0 and ms["head"] > 0 and ms["decode"] > 0 and ms["write"] > 0
     slack = 0.01  # rounding to microseconds
     assert sum(ms[stage] for stage in SPLIT) <= ms["model"] + slack
@@ -117,7 +118,7 @@ def test_random_weights_with_a_config_file(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("ram_plus (random weights), cpu fp32, batch 2, 0 workers")
+    assert lines[0].startswith("ram_plus (random weights), cpu fp32, batch 2, 0 workers;")
     assert "images/s over 2 images" in result.stdout
     for words in ("decode+preprocess (worker time)", "host to device", "backbone",
                   "re-weighting + decoder", "write", "peak RSS"):
@@ -133,6 +134,8 @@ def test_random_weights_with_a_config_file(tmp_path: Path) -> None:
         (["--random-weights", "--config", "swin_tiny"], "unknown config"),
         (["--checkpoint", "{ckpt}", "--image-size", "big"], "WIDTHxHEIGHT"),
         (["--checkpoint", "{ckpt}", "--images", "{tmp}", "--synthetic", "3"], "not both"),
+        (["--checkpoint", "{ckpt}", "--device", "cpu", "--preprocess", "gpu"], "CUDA GPU"),
+        (["--checkpoint", "{ckpt}", "--preprocess", "gpu", "--draft-decode"], "one or the other"),
     ],
 )
 def test_usage_errors_are_one_line(tmp_path: Path, ramplus_tiny, args: list[str], message: str) -> None:

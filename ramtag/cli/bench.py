@@ -21,6 +21,8 @@ from .common import (
     DeviceOpt,
     DraftDecodeOpt,
     PrecisionOpt,
+    Preprocess,
+    PreprocessOpt,
     TagListOpt,
     ThresholdsOpt,
     WorkersOpt,
@@ -38,6 +40,7 @@ DEFAULT_SYNTHETIC = 32
 STAGE_WORDS = {
     "decode": "decode+preprocess (worker time)",
     "wait": "wait for decoded batches",
+    "device_decode": "decode on the device (nvJPEG)",
     "transfer": "host to device",
     "backbone": "backbone",
     "head": "re-weighting + decoder",
@@ -94,6 +97,7 @@ def bench_command(
     batch_size: BatchSizeOpt = None,
     workers: WorkersOpt = None,
     draft_decode: DraftDecodeOpt = False,
+    preprocess: PreprocessOpt = Preprocess("pillow"),
     warmup: Annotated[
         int,
         typer.Option("--warmup", min=0, help="Batches tagged first and left out of the figures.", rich_help_panel=SPEED_PANEL),
@@ -108,6 +112,9 @@ def bench_command(
     """
     check_model_options(device, precision, ("--checkpoint", checkpoint), ("--tag-list", tag_list),
                         ("--thresholds", thresholds))
+    from ..engine.job import ResultOptions, check_preprocess
+
+    check_preprocess(ResultOptions(draft_decode=draft_decode, preprocess=preprocess.value), device)
     load = _loader(checkpoint, random_weights, config, tag_list, thresholds, device, precision)
     if images is not None and (synthetic is not None or image_size is not None):
         raise UsageError("give --images DIR or --synthetic N (with --image-size), not both")
@@ -125,7 +132,7 @@ def bench_command(
             source = str(images)
         result = run_bench(
             load, images or Path(tmp), batch_size=batch_size or _default_batch_size(device), workers=workers, warmup=warmup,
-            draft_decode=draft_decode, imports_s=imports,
+            draft_decode=draft_decode, preprocessing=preprocess.value, imports_s=imports,
             on_status=lambda text: err_console.print(text, markup=False),
         )
     if as_json:
@@ -187,7 +194,8 @@ def _print(result: BenchResult, source: str) -> None:
     where = m["device_name"] or m["cpu"]
     out.print(
         f"{s['model']} ({weights}), {s['device']} {s['precision']}, batch {s['batch_size']}, "
-        f"{plural(s['workers'], 'worker')}{', draft decoding' if s['draft_decode'] else ''}; {source}",
+        f"{plural(s['workers'], 'worker')}{', draft decoding' if s['draft_decode'] else ''}"
+        f"{'' if s['preprocess'] == 'pillow' else ', preprocess ' + s['preprocess']}; {source}",
         markup=False, soft_wrap=True,
     )
     out.print(

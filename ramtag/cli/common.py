@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import RamtagError
+from ..model.config import PREPROCESSING
 
 # Diagnostics go to stderr; stdout carries data only.
 err_console = Console(stderr=True, highlight=False)
@@ -140,6 +141,18 @@ DraftDecodeOpt = Annotated[
         "--draft-decode",
         help="Decode JPEGs at reduced scale (1/2 to 1/8, never below the model's input): decoding "
         "several times faster, scores slightly different (see README), so off by default.",
+        rich_help_panel=SPEED_PANEL,
+    ),
+]
+Preprocess = choices("Preprocess", PREPROCESSING)
+PreprocessOpt = Annotated[
+    Preprocess,  # type: ignore[valid-type]
+    typer.Option(
+        "--preprocess",
+        help="Where images become the model's input: pillow, in the decoding workers exactly as the "
+        "official code; gpu, plain JPEGs decoded with nvJPEG and resized on the GPU in batches (CUDA "
+        "only; other files by Pillow): for GPUs whose host has too few cores to decode. Scores "
+        "differ slightly from pillow's, so outputs record it.",
         rich_help_panel=SPEED_PANEL,
     ),
 ]

@@ -17,6 +17,8 @@ from .common import (
     CheckpointOpt,
     DeviceOpt,
     DraftDecodeOpt,
+    Preprocess,
+    PreprocessOpt,
     ModelOpt,
     PrecisionOpt,
     TagListOpt,
@@ -185,6 +187,7 @@ def run_command(
         ),
     ] = None,
     draft_decode: DraftDecodeOpt = False,
+    preprocess: PreprocessOpt = Preprocess("pillow"),
     engine: EngineOpt = Engine("local"),
     address: AddressOpt = None,
     num_gpus_per_worker: GpusOpt = None,
@@ -207,7 +210,9 @@ def run_command(
             thresholds=path_text(thresholds), threshold=threshold, device=device, precision=precision,
             tags=tags, vocab=vocab.value, text_encoder=text_encoder,
         ),
-        results=ResultOptions(top_k=top_k, draft_decode=draft_decode, raw_decode=raw_decode.value),
+        results=ResultOptions(
+            top_k=top_k, draft_decode=draft_decode, raw_decode=raw_decode.value, preprocess=preprocess.value
+        ),
         outputs=OutputOptions(
             out=None if stdout else path_text(out), format=fmt.value if fmt else ("jsonl" if stdout and (xmp or embed) else None),
             overwrite=overwrite, save_every=save_every,

@@ -63,11 +63,13 @@ def run_job_on_ray(job: Job, events: ClusterEvents | None = None) -> ClusterRun:
     from ..outputs.dataset import DatasetOutput
     from ..outputs.schema import schema_for
     from .ray_engine import RayEngine  # Ray is imported here, once the job is known to be right
+    from .job import check_preprocess_device
     from .units import plan_units
 
     with RayEngine(address=cluster.address, num_gpus_per_worker=cluster.num_gpus_per_worker,
                    concurrency=cluster.concurrency, workers=job.workers) as engine:
         device, precision = engine.device_and_precision(job.model.device, job.model.precision)
+        check_preprocess_device(job.results.preprocess, device.split(":")[0])  # the actors' device
         job = job.replace(model=replace(job.model, device=device, precision=precision),
                           roots=tuple((root.path, root.prefix) for root in plans[0].table))
         # The driver's own copy checks the files and gives the schema; the actors load theirs.

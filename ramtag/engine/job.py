@@ -23,7 +23,7 @@ from .. import precision as precisions
 from ..devices import check_device
 from ..errors import UsageError
 from ..inputs.refs import MAX_PIXELS
-from ..model.config import LANGS, MODEL_KINDS, VOCAB_MODES
+from ..model.config import LANGS, MODEL_KINDS, PREPROCESSING, VOCAB_MODES
 
 ENGINES = ("local", "ray")
 SIDECARS_NEED_FILES = "--xmp writes sidecars beside image files; tar shards and URLs have none"
@@ -70,6 +70,8 @@ class ResultOptions:
     draft_decode: bool = False  # JPEGs decoded at reduced scale: slightly different pixels
     # Camera raws: their embedded preview when large enough ("auto"), or always LibRaw's demosaic.
     raw_decode: str = field(default="auto", metadata={"always_recorded": True})
+    # Where JPEGs are decoded and resized: by Pillow, or on the GPU (``model.config.PREPROCESSING``).
+    preprocess: str = "pillow"
 
 
 # Settings rows depend on that come from the loaded model (``Tagger.metadata``), then the job's own.
@@ -128,6 +130,7 @@ class Job:
         _check_inputs(self.inputs)
         _check_model(self.model)
         _check_results(self.results)
+        check_preprocess(self.results, self.model.device)
         _check_outputs(self, self.outputs)
         _check_cluster(self)
         if self.batch_size is not None and self.batch_size < 1:
@@ -187,6 +190,29 @@ def _check_results(results: ResultOptions) -> None:
         raise UsageError(f"--raw-decode must be one of {', '.join(RAW_DECODES)}, not {results.raw_decode!r}")
     if results.top_k is not None and results.top_k < 1:
         raise UsageError("--top-k must be at least 1")
+
+
+def check_preprocess(results: ResultOptions, device: str) -> None:
+    """``--preprocess`` and what it goes with; the device only where one is named."""
+    if results.preprocess not in PREPROCESSING:
+        raise UsageError(
+            f"--preprocess must be one of {', '.join(PREPROCESSING)}, not {results.preprocess!r}"
+        )
+    if results.preprocess != "gpu":
+        return
+    if results.draft_decode:
+        raise UsageError("--draft-decode is Pillow's reduced-scale decoding; --preprocess gpu decodes JPEGs "
+                         "at full size on the GPU: give one or the other")
+    if device != "auto":
+        check_preprocess_device(results.preprocess, device.split(":")[0])
+
+
+def check_preprocess_device(preprocess: str, device_type: str) -> None:
+    """``--preprocess gpu`` needs the model on a CUDA GPU (nvJPEG); said once the device is known."""
+    if preprocess == "gpu" and device_type != "cuda":
+        where = "the CPU" if device_type == "cpu" else device_type
+        raise UsageError(f"--preprocess gpu decodes JPEGs with nvJPEG on a CUDA GPU, and the model runs on "
+                         f"{where}: leave --preprocess out there")
 
 
 def _check_model(model: ModelOptions) -> None:

@@ -52,6 +52,7 @@ def run(
     max_pixels: int | None = MAX_PIXELS,
     draft_decode: bool = False,
     raw_decode: str = "auto",
+    preprocessing: str = "pillow",
     content_hash: bool = False,
     stop: threading.Event | None = None,
     on_batch: BatchCallback | None = None,
@@ -73,7 +74,7 @@ def run(
     batches = run_batches(
         _needed(refs, output, result, content_hash), tagger, batch_size=batch_size, workers=workers, top_k=top_k,
         max_pixels=max_pixels, timings=result.timings, draft_decode=draft_decode,
-        raw_decode=raw_decode,
+        raw_decode=raw_decode, preprocessing=preprocessing,
     )
     try:
         for number, records in enumerate(batches, start=1):

@@ -40,10 +40,12 @@ class UnitTagger:
         from ..devices import default_batch_size
         from ..inputs.roots import Root
         from ..outputs.schema import schema_for, settings_of
+        from .job import check_preprocess_device
         from .local import tagger_for
 
         self.job = job
         self.tagger = tagger if tagger is not None else tagger_for(job.model)
+        check_preprocess_device(job.results.preprocess, self.tagger.device.type)
         roots = [Root(path, prefix) for path, prefix in job.roots] if job.roots else None
         self.schema = schema_for(self.tagger, job.outputs.lang, job.outputs.all_scores, job.results, roots=roots)
         self.settings = settings_of(self.schema)
@@ -61,7 +63,7 @@ class UnitTagger:
             run(
                 refs, self.tagger, part, batch_size=self.batch_size, workers=self.job.workers or 0,
                 top_k=self.job.results.top_k, max_pixels=found.max_pixels, draft_decode=self.job.results.draft_decode,
-                raw_decode=self.job.results.raw_decode,
+                raw_decode=self.job.results.raw_decode, preprocessing=self.job.results.preprocess,
             )
         except ShardReadError as error:
             part.discard()

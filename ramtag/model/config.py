@@ -16,6 +16,9 @@ ModelKind = Literal["ram_plus", "ram"]
 MODEL_KINDS: tuple[str, ...] = ("ram_plus", "ram")
 LANGS = ("en", "zh", "both")  # which tag names a run writes: English, Chinese, or both
 VOCAB_MODES = ("open", "both")  # open-set tags alone, or after the built-in vocabulary
+# Where images become the model's input: Pillow in the decoding workers, exactly as the official
+# code; or, for plain JPEGs, the GPU (nvJPEG decoding, torch's resize: ``devicejpeg``).
+PREPROCESSING = ("pillow", "gpu")
 
 # ImageNet statistics, as in the official ``get_transform``; they travel with the config so the
 # transform can never drift from the weights.

@@ -1,0 +1,263 @@
+"""Preprocessing: Pillow's (the official route, in the workers) and JPEGs decoded on the device.
+
+The device route is exercised on the CPU here (libjpeg-turbo stands in for nvJPEG); the GPU itself
+is measured by ``PARTS=preprocess bash benchmarks/gpu_bench.sh``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from ramtag.devicejpeg import decode_jpegs, upright
+from ramtag.engine.job import Job, InputOptions, ModelOptions, ResultOptions
+from ramtag.errors import UsageError
+from ramtag.inputs import ImageDecodeError, decode_image, discover
+from ramtag.inputs.jpeg import encoded_jpeg
+from ramtag.model.config import named_config
+from ramtag.model.transform import normalise, preprocess, resize_pixels
+from ramtag.outputs import METADATA_KEY
+from ramtag.pipeline import run_batches
+
+from test_cli_run import ramtag  # tests/ is on sys.path (pytest rootdir import)
+from test_pipeline import bad_folder
+
+CONFIG = named_config("ram_plus_swin_large_14m")
+ONE_LEVEL = 1 / 255 / min(CONFIG.std)  # one level of 255, in the model's normalised units
+ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _photo(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """Smooth colour with some noise, like a photo: a resize has something to average."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(size, Image.Resampling.BICUBIC)
+    noise = rng.integers(-12, 13, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(np.asarray(coarse).astype(int) + noise, 0, 255).astype(np.uint8))
+
+
+def _jpeg_bytes(image: Image.Image, orientation: int | None = None, **options) -> bytes:
+    out = io.BytesIO()
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    image.save(out, "JPEG", exif=exif.tobytes(), quality=92, **options)
+    return out.getvalue()
+
+
+def _official(image: Image.Image) -> torch.Tensor:
+    """The official transform's arithmetic, written out: what ``preprocess`` must reproduce."""
+    size = CONFIG.image_size
+    array = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    array = (array / np.float32(255.0) - np.asarray(CONFIG.mean, np.float32)) / np.asarray(CONFIG.std, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA", "CMYK"])
+def test_pillow_route_is_the_official_arithmetic(mode: str) -> None:
+    image = _photo((500, 300)).convert(mode)
+    # Both sides are float32 divisions and subtractions of the same levels: a few ulps at most.
+    torch.testing.assert_close(preprocess(image, CONFIG), _official(image), atol=1e-6, rtol=0)
+
+
+def test_normalise_takes_a_batch_as_well_as_one_image() -> None:
+    levels = torch.randint(0, 256, (3, 3, 20, 24), dtype=torch.uint8)
+    batch = normalise(levels, CONFIG)
+    assert batch.shape == (3, 3, 20, 24) and batch.dtype == torch.float32 and batch.is_contiguous()
+    for index in range(3):
+        torch.testing.assert_close(normalise(levels[index], CONFIG), batch[index], atol=0, rtol=0)
+    mean, std = torch.tensor(CONFIG.mean).view(3, 1, 1), torch.tensor(CONFIG.std).view(3, 1, 1)
+    torch.testing.assert_close(batch[1], (levels[1].float() / 255 - mean) / std, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 5), (384, 384), (383, 390), (640, 428), (1600, 1200), (60, 2000)])
+def test_torch_resize_is_pillows_filter_within_one_level(size: tuple[int, int]) -> None:
+    image = _photo(size, seed=size[0])
+    want = np.asarray(image.resize((384, 384), Image.Resampling.BILINEAR)).astype(int)
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+    got = resize_pixels(pixels, 384)
+    assert got.dtype == torch.uint8 and got.shape == (3, 384, 384)
+    difference = np.abs(got.permute(1, 2, 0).numpy().astype(int) - want)
+    assert difference.max() <= 1  # integer arithmetic rounded differently, never another filter
+    assert (difference > 0).mean() < 0.25
+    batch = resize_pixels(torch.stack([pixels, pixels.flip(-1)]), 384)
+    assert torch.equal(batch[0], got)
+
+
+def test_upright_turns_pixels_as_pillow_does() -> None:
+    image = _photo((7, 5))
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+    assert torch.equal(upright(pixels, 1), pixels)
+    for orientation, method in ORIENTATIONS.items():
+        want = torch.from_numpy(np.asarray(image.transpose(method)).copy()).permute(2, 0, 1)
+        assert torch.equal(upright(pixels, orientation), want), orientation
+
+
+def test_which_files_travel_encoded() -> None:
+    photo = _photo((64, 48))
+    plain = encoded_jpeg(_jpeg_bytes(photo), "a.jpg", max_pixels=None)
+    assert plain is not None and (plain.orientation, plain.width, plain.height) == (1, 64, 48)
+    turned = encoded_jpeg(_jpeg_bytes(photo, orientation=6), "b.jpg", max_pixels=None)
+    assert (turned.orientation, turned.width, turned.height) == (6, 48, 64)  # upright size
+    grey = encoded_jpeg(_jpeg_bytes(photo.convert("L"), progressive=True), "c.jpg", max_pixels=None)
+    assert grey is not None and grey.name == "c.jpg"
+    assert encoded_jpeg(_jpeg_bytes(photo.convert("CMYK")), "d.jpg", max_pixels=None) is None  # Pillow's job
+    png = io.BytesIO()
+    photo.save(png, "PNG")
+    assert encoded_jpeg(png.getvalue(), "e.jpg", max_pixels=None) is None  # named .jpg, a PNG inside
+    assert encoded_jpeg(b"\xff\xd8\xff\xe0 not a real header", "f.jpg", max_pixels=None) is None
+    with pytest.raises(ImageDecodeError, match="too large"):
+        encoded_jpeg(_jpeg_bytes(photo), "g.jpg", max_pixels=1000)
+
+
+XMP_TURNED = (  # the orientation only in XMP, where Pillow looks when EXIF has none
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+def _turned_files(folder: Path) -> tuple[list, torch.Tensor]:
+    """JPEGs turned every way EXIF says and one turned by XMP alone, with what Pillow's route in the
+    workers makes of them."""
+    files, want = [], []
+    for number, orientation in enumerate([1, 2, 3, 5, 6, 7, 8, None]):
+        photo = _photo((120 + 20 * number, 90), seed=number)
+        data = _jpeg_bytes(photo, orientation=orientation) if orientation else _jpeg_bytes(photo, xmp=XMP_TURNED)
+        path = folder / f"{number}.jpg"
+        path.write_bytes(data)
+        files.append(encoded_jpeg(data, path.name, max_pixels=None))
+        want.append(preprocess(decode_image(path), CONFIG))
+    assert (files[-1].orientation, files[-1].in_exif) == (6, False)
+    return files, torch.stack(want)
+
+
+def test_device_decoding_matches_the_worker_route(tmp_path: Path) -> None:
+    """Decoded, turned upright, resized and normalised on the device: what Pillow's route in the
+    workers gives for the same file (on the CPU both decode with libjpeg-turbo)."""
+    files, want = _turned_files(tmp_path)
+    pixels, failed = decode_jpegs(files, torch.device("cpu"), CONFIG)
+    assert failed == [] and pixels.shape == (len(files), 3, 384, 384)
+    # Torch's resize is within a level of Pillow's; the two libjpeg-turbo builds may differ by one.
+    torch.testing.assert_close(pixels, want, atol=2 * ONE_LEVEL + 1e-6, rtol=0)
+
+
+def test_device_decoding_reports_the_files_it_could_not_decode() -> None:
+    good = encoded_jpeg(_jpeg_bytes(_photo((50, 40))), "good.jpg", max_pixels=None)
+    whole = _jpeg_bytes(_photo((50, 40), seed=3))
+    cut = encoded_jpeg(whole[: len(whole) // 2], "cut.jpg", max_pixels=None)  # its header is whole
+    assert cut is not None
+    pixels, failed = decode_jpegs([cut, good, cut], torch.device("cpu"), CONFIG)
+    assert failed == [0, 2] and pixels.shape == (1, 3, 384, 384)
+    assert decode_jpegs([cut], torch.device("cpu"), CONFIG) == (None, [0])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_gpu_route_keeps_order_errors_and_scores(tmp_path: Path, tiny_tagger, workers: int) -> None:
+    """The whole pipeline with JPEGs decoded in the main process on the model's device: every file
+    of a mixed folder in order, Pillow's words for the bad ones, nearly Pillow's route's scores."""
+    expected = bad_folder(tmp_path)  # a good JPEG, an empty, a truncated JPEG, a text, a huge PNG
+    (tmp_path / "f_turned.jpg").write_bytes(_jpeg_bytes(_photo((90, 60)), orientation=6))
+    _photo((70, 50)).convert("CMYK").save(tmp_path / "g_cmyk.jpg")
+    _photo((40, 40)).save(tmp_path / "h_photo.png")
+
+    def records(route: str) -> dict:
+        batches = run_batches(discover([tmp_path]), tiny_tagger, batch_size=3, workers=workers,
+                              max_pixels=10_000, preprocessing=route)
+        return {record.key: record for batch in batches for record in batch}
+
+    on_device, in_workers = records("gpu"), records("pillow")
+    assert list(on_device) == sorted(path.name for path in tmp_path.iterdir())
+    for name, record in on_device.items():
+        if name in expected:
+            assert record.result is None and expected[name] in record.error, name
+            continue
+        assert record.error is None, record.error
+        other = in_workers[name]
+        assert (record.width, record.height) == (other.width, other.height)
+        # pixels within a level or two; a wrong turn or channel order moves scores by ~0.1
+        np.testing.assert_allclose(record.result.all_scores, other.result.all_scores, atol=5e-3)
+    assert (on_device["f_turned.jpg"].width, on_device["f_turned.jpg"].height) == (60, 90)
+
+
+def test_preprocess_choices_are_checked_before_the_model() -> None:
+    def job(**results) -> Job:
+        return Job(inputs=InputOptions(paths=("x",)), model=ModelOptions(device=results.pop("device", "auto")),
+                   results=ResultOptions(**results))
+
+    job(preprocess="gpu", device="cuda:1").check()
+    job(preprocess="pillow", device="cpu", draft_decode=True).check()
+    for bad, words in [
+        (dict(preprocess="nvjpeg"), "must be one of pillow, gpu"),
+        (dict(preprocess="gpu", device="cpu"), "CUDA GPU, and the model runs on the CPU"),
+        (dict(preprocess="gpu", device="mps"), "runs on mps"),
+        (dict(preprocess="gpu", draft_decode=True), "--draft-decode"),
+    ]:
+        with pytest.raises(UsageError, match=words):
+            job(**bad).check()
+
+
+def test_run_records_the_route_and_refuses_a_mix(tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ramtag run --preprocess gpu`` end to end, on the CPU (the CUDA check is lifted for it): the
+    outputs record the route, and adding to them with Pillow's route is refused, the file untouched."""
+    from ramtag.engine import job
+
+    monkeypatch.setattr(job, "check_preprocess_device", lambda _route, _device: None)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for number in range(2):
+        (photos / f"{number}.jpg").write_bytes(_jpeg_bytes(_photo((800, 600), seed=number), orientation=6))
+    args = [photos, "--workers", "0", "--all-scores", *ramplus_tiny.cli_args()]
+    exact_out, device_out = tmp_path / "exact.parquet", tmp_path / "device.parquet"
+    assert ramtag(*args, "--out", exact_out).exit_code == 0
+    result = ramtag(*args, "--out", device_out, "--preprocess", "gpu")
+    assert result.exit_code == 0, result.output
+    exact, on_device = pq.read_table(exact_out).to_pandas(), pq.read_table(device_out).to_pandas()
+    assert on_device[["path", "width", "height"]].equals(exact[["path", "width", "height"]])
+    assert on_device["width"].tolist() == [600, 600]  # upright
+    change = np.abs(np.stack(on_device["all_scores"]) - np.stack(exact["all_scores"]))
+    assert change.max() < 5e-3  # pixels within a level or two: nearly the same scores
+    recorded = json.loads(pq.read_schema(device_out).metadata[METADATA_KEY.encode()])
+    assert recorded["preprocess"] == "gpu"
+    assert "preprocess" not in json.loads(pq.read_schema(exact_out).metadata[METADATA_KEY.encode()])
+    before = device_out.read_bytes()
+    result = ramtag(*args, "--out", device_out)  # the same output with Pillow's route: refused
+    assert result.exit_code == 1 and "preprocess" in result.stderr
+    assert device_out.read_bytes() == before
+
+
+def test_gpu_route_without_a_gpu_is_one_line_before_the_model(tmp_path: Path, ramplus_tiny) -> None:
+    (tmp_path / "a.jpg").write_bytes(_jpeg_bytes(_photo((40, 30))))
+    result = ramtag(tmp_path, "--preprocess", "gpu", "--device", "cpu", *ramplus_tiny.cli_args())
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --preprocess gpu decodes JPEGs with nvJPEG on a CUDA GPU, and the model runs on the CPU: "
+        "leave --preprocess out there"
+    ]
+
+
+def test_torchvision_decodes_where_torchcodec_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TorchCodec is optional (``ramtag[gpu]``); torchvision's decoder, which it replaces, stands in,
+    and then ramtag turns every image upright itself."""
+    from ramtag import devicejpeg
+
+    files, want = _turned_files(tmp_path)
+    devicejpeg.jpeg_decoder.cache_clear()
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # import fails as if not installed
+    try:
+        assert devicejpeg.jpeg_decoder()[1] is False  # torchvision's: the orientation is ramtag's to apply
+        pixels, failed = decode_jpegs(files, torch.device("cpu"), CONFIG)
+    finally:
+        devicejpeg.jpeg_decoder.cache_clear()
+    assert failed == []
+    torch.testing.assert_close(pixels, want, atol=2 * ONE_LEVEL + 1e-6, rtol=0)
