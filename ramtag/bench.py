@@ -210,7 +210,7 @@ def run_bench(
     if batch_size is None:
         batch_size = default_batch_size(tagger.device)
         _check_warmup(len(refs), batch_size, warmup)
-    workers = default_workers(tagger.device) if workers is None else workers
+    workers = default_workers(tagger.device, preprocessing) if workers is None else workers
     ready = imports + startup
     cuda = tagger.device.type == "cuda"
     if cuda:

@@ -1,12 +1,13 @@
 """JPEGs decoded where the model runs: a batch at a time with nvJPEG on a GPU (``--preprocess gpu``).
 
 The decoding workers hand back plain JPEGs still encoded (``inputs.jpeg``); here one ``decode_jpeg``
-call decodes all of a batch's on the device (TorchCodec's where it is installed, ``pip install
-ramtag[gpu]``; else torchvision's, which TorchCodec replaces and torchvision 0.29 deprecates), each is turned upright
-as its EXIF orientation says (flips and transposes of the decoded pixels, as Pillow's
-``exif_transpose`` does), resized with torch's antialiased bilinear filter and normalised there
-(``model.transform``). A file the batched call cannot decode is tried alone, and what fails alone
-is decoded by Pillow on the host, which either succeeds or says what is wrong with the file.
+call decodes a batch's on the device (TorchCodec's where it is installed, ``pip install
+ramtag[gpu]``; else torchvision's, which TorchCodec replaces and torchvision 0.29 deprecates). Each
+image is turned upright as Pillow reads its orientation (flips and transposes of the decoded
+pixels, as ``exif_transpose`` does; the decoders see no EXIF orientation), resized with torch's
+antialiased bilinear filter and normalised there (``model.transform``). A file the batched call
+cannot decode is tried alone, and what fails alone is decoded by Pillow on the host, which either
+succeeds or says what is wrong with the file.
 
 On a CPU device the same calls run with libjpeg-turbo, which is how the tests cover this path on
 machines without a GPU.
@@ -46,56 +47,83 @@ def decode_jpegs(
     files: list[EncodedJpeg], device: torch.device, config: ModelConfig
 ) -> tuple[torch.Tensor | None, list[int]]:
     """The model's input ``(N, 3, S, S)`` on ``device`` for the files that decoded there, and the
-    positions (in ``files``) of those that did not: the caller decodes them another way."""
-    decode, turns_by_exif = jpeg_decoder()
-    datas = [file.data for file in files]
-    try:
-        decoded: list[torch.Tensor | None] = list(decode(datas, device))
-    except RuntimeError:  # one bad file fails the batched call: find it by decoding one at a time
-        decoded = [_decode_one(decode, data, device) for data in datas]
+    positions (in ``files``) of those that did not: the caller decodes them another way.
+
+    Files are decoded a group at a time, each group at most ``PIXEL_BUDGET`` decoded pixels, and
+    each decoded image is let go once resized, so a batch of large photos needs little memory there.
+    """
+    decode = jpeg_decoder()
     size = config.image_size
-    resized, failed = [], []
-    for position, (file, pixels) in enumerate(zip(files, decoded)):
-        if pixels is None or pixels.dim() != 3 or pixels.shape[0] != 3:
-            failed.append(position)
-            continue
-        turned = file.in_exif and turns_by_exif  # the decoder applied the orientation already
-        resized.append(resize_pixels(pixels if turned else upright(pixels, file.orientation), size))
+    resized: list[torch.Tensor] = []
+    failed: list[int] = []
+    for group in _groups(files):
+        datas = [files[position].data for position in group]
+        try:
+            decoded: list[torch.Tensor | None] = list(decode(datas, device))
+        except Exception:  # noqa: BLE001 - one bad file (or too little memory) fails the call: one at a time
+            decoded = [_decode_one(decode, data, device) for data in datas]
+        for index, position in enumerate(group):
+            pixels, decoded[index] = decoded[index], None
+            try:
+                if pixels is None or pixels.dim() != 3 or pixels.shape[0] != 3:
+                    raise ValueError("not an RGB image")
+                resized.append(resize_pixels(upright(pixels, files[position].orientation), size))
+            except Exception:  # noqa: BLE001 - decoded by Pillow on the host instead
+                failed.append(position)
+            del pixels
     if not resized:
         return None, failed
     return normalise(torch.stack(resized), config), failed
 
 
-Decoder = Callable[[list[bytes], torch.device], list[torch.Tensor]]
+PIXEL_BUDGET = 512 * 2**20  # decoded pixels per decoding call: 1.5 GB of RGB (about 40 12-megapixel photos)
+
+
+def _groups(files: list[EncodedJpeg]) -> list[list[int]]:
+    """Positions of ``files`` in runs of at most ``PIXEL_BUDGET`` pixels (a larger file alone)."""
+    groups: list[list[int]] = []
+    pixels = 0
+    for position, file in enumerate(files):
+        if not groups or pixels + file.width * file.height > PIXEL_BUDGET:
+            groups.append([])
+            pixels = 0
+        groups[-1].append(position)
+        pixels += file.width * file.height
+    return groups
+
+
+Decoder = Callable[[list["bytes | torch.Tensor"], torch.device], list[torch.Tensor]]
 
 
 @functools.cache
-def jpeg_decoder() -> tuple[Decoder, bool]:
-    """Batched JPEG decoding to RGB ``uint8`` ``(3, H, W)``: TorchCodec's, else torchvision's; and
-    whether it applies the EXIF orientation itself (TorchCodec does, as Pillow would; torchvision
-    leaves it, and neither reads the XMP orientation Pillow falls back to)."""
+def jpeg_decoder() -> Decoder:
+    """Batched JPEG decoding to RGB ``uint8`` ``(3, H, W)``: TorchCodec's, else torchvision's.
+    Neither turns the image: ``inputs.jpeg`` hid the EXIF orientation from them."""
     try:
         from torchcodec.decoders import decode_jpeg as torchcodec_decode
     except (ImportError, OSError, RuntimeError):  # not installed, or built for another torch
         from torchvision.io import ImageReadMode
         from torchvision.io import decode_jpeg as torchvision_decode
 
-        def decode(datas: list[bytes], device: torch.device) -> list[torch.Tensor]:
-            encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in datas]
+        def decode(datas: list[bytes | torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+            encoded = [
+                data if isinstance(data, torch.Tensor) else torch.frombuffer(bytearray(data), dtype=torch.uint8)
+                for data in datas
+            ]
             with warnings.catch_warnings():  # its deprecation in favour of TorchCodec: said in the docs
                 warnings.simplefilter("ignore", DeprecationWarning)
                 return torchvision_decode(encoded, mode=ImageReadMode.RGB, device=device)
 
-        return decode, False
+        return decode
 
-    def decode_with_torchcodec(datas: list[bytes], device: torch.device) -> list[torch.Tensor]:
+    def decode_with_torchcodec(datas: list[bytes | torch.Tensor], device: torch.device) -> list[torch.Tensor]:
         return torchcodec_decode(datas, mode="RGB", device=device)
 
-    return decode_with_torchcodec, True
+    return decode_with_torchcodec
 
 
-def _decode_one(decode: Decoder, data: bytes, device: torch.device) -> torch.Tensor | None:
+def _decode_one(decode: Decoder, data: bytes | torch.Tensor, device: torch.device) -> torch.Tensor | None:
     try:
         return decode([data], device)[0]
-    except RuntimeError:
+    except Exception:  # noqa: BLE001 - the caller decodes it with Pillow, which says what is wrong
         return None

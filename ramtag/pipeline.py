@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -153,10 +154,17 @@ class ImageDataset(Dataset):
 
 @dataclass(frozen=True)
 class Batch:
-    """The images of one batch in order; ``pixels`` stacks only those that decoded."""
+    """The images of one batch in order; ``pixels`` stacks only those that decoded.
+
+    Still-encoded JPEGs (``--preprocess gpu``) travel as one ``uint8`` tensor, ``encoded``, their
+    bytes end to end (``spans``: each one's start and end, in item order), so that the DataLoader
+    moves them through shared memory in one piece instead of pickling each file through a pipe.
+    """
 
     items: list[Prepared]
     pixels: torch.Tensor | None
+    encoded: torch.Tensor | None = None
+    spans: tuple[tuple[int, int], ...] = ()
 
     def pin_memory(self) -> Batch:  # called by the DataLoader's pinning thread on CUDA
         return replace(self, pixels=self.pixels.pin_memory() if self.pixels is not None else None)
@@ -165,7 +173,17 @@ class Batch:
 def collate(items: list[Prepared]) -> Batch:
     good = [item.pixels for item in items if item.pixels is not None]
     pixels = torch.stack(good) if good else None
-    return Batch([replace(item, pixels=None) for item in items], pixels)
+    datas = [item.jpeg.data for item in items if item.jpeg is not None]
+    if not datas:
+        return Batch([replace(item, pixels=None) for item in items], pixels)
+    encoded = torch.empty(sum(len(data) for data in datas), dtype=torch.uint8)
+    packed, spans, start = encoded.numpy(), [], 0
+    for data in datas:
+        packed[start : start + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        spans.append((start, start + len(data)))
+        start += len(data)
+    stripped = [replace(item, pixels=None, jpeg=item.jpeg and replace(item.jpeg, data=b"")) for item in items]
+    return Batch(stripped, pixels, encoded, tuple(spans))
 
 
 class _RefStream(Sampler):
@@ -179,9 +197,10 @@ class _RefStream(Sampler):
 
 
 MAX_GPU_WORKERS = 32
+GPU_DECODING_WORKERS = 8  # with --preprocess gpu, by default (other formats are still theirs to decode)
 
 
-def default_workers(device: torch.device | None = None) -> int:
+def default_workers(device: torch.device | None = None, preprocessing: str = "pillow") -> int:
     """Decoding processes: for a GPU model every core but the main process's; for a CPU model up
     to 4, and none on a CPU of 1 or 2 cores.
 
@@ -191,7 +210,9 @@ def default_workers(device: torch.device | None = None) -> int:
     VM, two runs each). On a GPU it is the other way round: an H100 runs the model in 1.6 ms per
     image in bf16, while one core decodes and resizes a 2-megapixel JPEG in 30-38 ms, so 4 workers
     gave 123 images/s and 15 gave 381 (16-core host, batch 64), still short of the GPU. Beyond
-    ``MAX_GPU_WORKERS`` (enough for about 1,000 images/s) more processes only cost memory.
+    ``MAX_GPU_WORKERS`` (enough for about 1,000 images/s) more processes only cost memory. With
+    ``--preprocess gpu`` the workers only read JPEGs (and decode other files), and every batch in
+    flight holds its files' bytes: ``GPU_DECODING_WORKERS`` at most.
     """
     if hasattr(os, "sched_getaffinity"):
         cores = len(os.sched_getaffinity(0))
@@ -200,7 +221,8 @@ def default_workers(device: torch.device | None = None) -> int:
     if cores <= 1:
         return 0
     if device is not None and device.type in {"cuda", "mps"}:
-        return min(MAX_GPU_WORKERS, cores - 1)
+        limit = GPU_DECODING_WORKERS if preprocessing == "gpu" else MAX_GPU_WORKERS
+        return min(limit, cores - 1)
     if device is not None and device.type == "cpu" and cores <= 2:
         return 0
     return min(4, cores - 1)
@@ -224,7 +246,7 @@ def make_loader(
     raw_decode: str = "auto",
     preprocessing: str = "pillow",
 ) -> DataLoader:
-    workers = default_workers(tagger.device) if workers is None else workers
+    workers = default_workers(tagger.device, preprocessing) if workers is None else workers
     dataset = ImageDataset(
         partial(preprocess, config=tagger.config),
         max_pixels=max_pixels,
@@ -305,7 +327,9 @@ def decoded_on_device(batch: Batch, tagger: Tagger) -> Batch:
     from .devicejpeg import decode_jpegs
 
     device = tagger.device
-    files = [item.jpeg for item in batch.items if item.jpeg is not None]
+    jpegs = [item.jpeg for item in batch.items if item.jpeg is not None]
+    assert batch.encoded is not None and len(batch.spans) == len(jpegs)
+    files = [replace(jpeg, data=batch.encoded[start:end]) for jpeg, (start, end) in zip(jpegs, batch.spans)]
     decoded, failed = decode_jpegs(files, device, tagger.config)
     from_workers = iter(batch.pixels if batch.pixels is not None else ())
     from_device = iter(decoded if decoded is not None else ())
@@ -317,14 +341,17 @@ def decoded_on_device(batch: Batch, tagger: Tagger) -> Batch:
             items.append(item)
             continue
         if position in failed:
-            row, error = _on_host(item.jpeg, tagger)
+            row, error = _on_host(files[position], tagger)
         else:
             row, error = next(from_device), None
         position += 1
         if row is not None:
             rows.append(row)
         items.append(replace(item, jpeg=None, error=error))
-    return Batch(items, torch.stack(rows) if rows else None)
+    pixels = torch.stack(rows) if rows else None
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the decoding's time is its own stage, not the model's
+    return Batch(items, pixels)  # the encoded bytes are done with
 
 
 def _on_host(jpeg: EncodedJpeg, tagger: Tagger) -> tuple[torch.Tensor | None, str | None]:
@@ -332,8 +359,9 @@ def _on_host(jpeg: EncodedJpeg, tagger: Tagger) -> tuple[torch.Tensor | None, st
     from .inputs import decode_bytes
 
     try:
+        data = jpeg.data if isinstance(jpeg.data, bytes) else jpeg.data.numpy().tobytes()
         # its pixel count passed --max-pixels already, from its header
-        image = decode_bytes(jpeg.data, name=jpeg.name, max_pixels=max(MAX_PIXELS, jpeg.width * jpeg.height))
+        image = decode_bytes(data, name=jpeg.name, max_pixels=max(MAX_PIXELS, jpeg.width * jpeg.height))
         return preprocess(image, tagger.config).to(tagger.device), None
     except RamtagError as exc:
         return None, str(exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +68,44 @@ def _official(image: Image.Image) -> torch.Tensor:
 @pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA", "CMYK"])
 def test_pillow_route_is_the_official_arithmetic(mode: str) -> None:
     image = _photo((500, 300)).convert(mode)
-    # Both sides are float32 divisions and subtractions of the same levels: a few ulps at most.
-    torch.testing.assert_close(preprocess(image, CONFIG), _official(image), atol=1e-6, rtol=0)
+    # The table holds the official float32 arithmetic applied to each level, and IEEE division and
+    # subtraction are correctly rounded on every CPU: the same bits, not merely close ones.
+    assert torch.equal(preprocess(image, CONFIG), _official(image))
+
+
+def test_the_pillow_route_decodes_as_before(tmp_path: Path) -> None:
+    """Upright JPEGs are no longer copied after decoding: what ``decode_image`` gives is still what
+    Pillow's ``exif_transpose`` of the decoded file gives (the route before), in pixels, size,
+    recorded original size and metadata, for every orientation, draft decoding, CMYK, MPO and XMP."""
+    from ramtag.inputs.decode import ORIGINAL_SIZE
+    from PIL import ImageOps
+
+    photo = _photo((900, 500))
+    cases = {f"o{orientation}.jpg": _jpeg_bytes(photo, orientation=orientation) for orientation in range(1, 9)}
+    cases["xmp.jpg"] = _jpeg_bytes(photo, xmp=XMP_TURNED)
+    cases["cmyk.jpg"] = _jpeg_bytes(photo.convert("CMYK"), orientation=6)
+    cases["grey.jpg"] = _jpeg_bytes(photo.convert("L"), orientation=3, progressive=True)
+    mpo = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo.save(mpo, "MPO", save_all=True, append_images=[_photo((900, 500), seed=1)], exif=exif.tobytes())
+    cases["pair.mpo"] = mpo.getvalue()
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        for draft in (None, 200):
+            with Image.open(path) as before:
+                if draft is not None and before.format == "JPEG":
+                    before.draft(before.mode, (draft, draft))
+                before.load()
+                before = ImageOps.exif_transpose(before)
+            now = decode_image(path, draft_size=draft)
+            assert (now.mode, now.size) == (before.mode, before.size), name
+            assert now.tobytes() == before.tobytes(), name
+            assert now.info.get("exif") == before.info.get("exif"), name
+            assert now.info.get("xmp") == before.info.get("xmp"), name
+            upright = (500, 900) if name in ("o5.jpg", "o6.jpg", "o7.jpg", "o8.jpg", "xmp.jpg", "cmyk.jpg", "pair.mpo") else (900, 500)
+            assert now.info.get(ORIGINAL_SIZE, now.size) == upright, name
 
 
 def test_normalise_takes_a_batch_as_well_as_one_image() -> None:
@@ -79,6 +116,8 @@ def test_normalise_takes_a_batch_as_well_as_one_image() -> None:
         torch.testing.assert_close(normalise(levels[index], CONFIG), batch[index], atol=0, rtol=0)
     mean, std = torch.tensor(CONFIG.mean).view(3, 1, 1), torch.tensor(CONFIG.std).view(3, 1, 1)
     torch.testing.assert_close(batch[1], (levels[1].float() / 255 - mean) / std, atol=1e-6, rtol=0)
+    listed = replace(CONFIG, mean=list(CONFIG.mean), std=list(CONFIG.std))  # a config built by hand
+    assert torch.equal(normalise(levels, listed), batch)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (7, 5), (384, 384), (383, 390), (640, 428), (1600, 1200), (60, 2000)])
@@ -93,6 +132,17 @@ def test_torch_resize_is_pillows_filter_within_one_level(size: tuple[int, int]) 
     assert (difference > 0).mean() < 0.25
     batch = resize_pixels(torch.stack([pixels, pixels.flip(-1)]), 384)
     assert torch.equal(batch[0], got)
+
+
+def test_the_gpus_float_resize_is_pillows_filter_within_one_level() -> None:
+    from ramtag.model.transform import _resize_float
+
+    image = _photo((1000, 700))
+    want = np.asarray(image.resize((384, 384), Image.Resampling.BILINEAR)).astype(int)
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+    got = _resize_float(pixels[None], 384)[0]  # the branch a CUDA device takes, run on the CPU
+    assert got.dtype == torch.uint8
+    assert np.abs(got.permute(1, 2, 0).numpy().astype(int) - want).max() <= 1
 
 
 def test_upright_turns_pixels_as_pillow_does() -> None:
@@ -127,18 +177,36 @@ XMP_TURNED = (  # the orientation only in XMP, where Pillow looks when EXIF has 
 )
 
 
+def _with_segment(jpeg: bytes, marker: int, payload: bytes) -> bytes:
+    """``jpeg`` with one more segment right after its start-of-image marker."""
+    return jpeg[:2] + bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+# EXIF a simple reader misses: big-endian, the orientation stored as a LONG (Pillow reads 6)
+BIG_ENDIAN_EXIF = b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x01\x01\x12\x00\x04\x00\x00\x00\x01\x00\x00\x00\x06\x00\x00\x00\x00"
+
+
 def _turned_files(folder: Path) -> tuple[list, torch.Tensor]:
-    """JPEGs turned every way EXIF says and one turned by XMP alone, with what Pillow's route in the
-    workers makes of them."""
+    """JPEGs turned every way EXIF says, one turned by XMP alone, one with big-endian EXIF and one
+    with its XMP before its EXIF, with what Pillow's route in the workers makes of them."""
+    datas = []
+    for number, orientation in enumerate([1, 2, 3, 5, 6, 7, 8]):
+        datas.append(_jpeg_bytes(_photo((120 + 20 * number, 90), seed=number), orientation=orientation))
+    datas.append(_jpeg_bytes(_photo((100, 90), seed=7), xmp=XMP_TURNED))
+    plain = _jpeg_bytes(_photo((110, 70), seed=8))
+    datas.append(_with_segment(plain, 0xE1, BIG_ENDIAN_EXIF))
+    xmp_first = _with_segment(_jpeg_bytes(_photo((90, 60), seed=9), orientation=8), 0xE1,
+                              b"http://ns.adobe.com/xap/1.0/\x00" + XMP_TURNED.replace(b'"6"', b'"1"'))
+    datas.append(xmp_first)
     files, want = [], []
-    for number, orientation in enumerate([1, 2, 3, 5, 6, 7, 8, None]):
-        photo = _photo((120 + 20 * number, 90), seed=number)
-        data = _jpeg_bytes(photo, orientation=orientation) if orientation else _jpeg_bytes(photo, xmp=XMP_TURNED)
+    for number, data in enumerate(datas):
         path = folder / f"{number}.jpg"
         path.write_bytes(data)
         files.append(encoded_jpeg(data, path.name, max_pixels=None))
         want.append(preprocess(decode_image(path), CONFIG))
-    assert (files[-1].orientation, files[-1].in_exif) == (6, False)
+    assert [file.orientation for file in files] == [1, 2, 3, 5, 6, 7, 8, 6, 6, 8]
+    for file in files:  # what the decoders get: no EXIF (renamed APP15), so nothing of theirs to apply
+        assert "exif" not in Image.open(io.BytesIO(file.data)).info
     return files, torch.stack(want)
 
 
@@ -152,14 +220,35 @@ def test_device_decoding_matches_the_worker_route(tmp_path: Path) -> None:
     torch.testing.assert_close(pixels, want, atol=2 * ONE_LEVEL + 1e-6, rtol=0)
 
 
+def _bogus_huffman(jpeg: bytes) -> bytes:
+    """A JPEG whose header Pillow opens but whose Huffman table no decoder accepts."""
+    data = bytearray(jpeg)
+    table = data.find(b"\xff\xc4")
+    data[table + 5 : table + 21] = b"\xff" * 16  # more codes of each length than can exist
+    return bytes(data)
+
+
 def test_device_decoding_reports_the_files_it_could_not_decode() -> None:
     good = encoded_jpeg(_jpeg_bytes(_photo((50, 40))), "good.jpg", max_pixels=None)
-    whole = _jpeg_bytes(_photo((50, 40), seed=3))
-    cut = encoded_jpeg(whole[: len(whole) // 2], "cut.jpg", max_pixels=None)  # its header is whole
-    assert cut is not None
-    pixels, failed = decode_jpegs([cut, good, cut], torch.device("cpu"), CONFIG)
+    bogus = encoded_jpeg(_bogus_huffman(_jpeg_bytes(_photo((50, 40), seed=3))), "bogus.jpg", max_pixels=None)
+    assert bogus is not None  # its header is fine: only decoding finds the fault
+    pixels, failed = decode_jpegs([bogus, good, bogus], torch.device("cpu"), CONFIG)
     assert failed == [0, 2] and pixels.shape == (1, 3, 384, 384)
-    assert decode_jpegs([cut], torch.device("cpu"), CONFIG) == (None, [0])
+    assert decode_jpegs([bogus], torch.device("cpu"), CONFIG) == (None, [0])
+
+
+def test_large_photos_are_decoded_a_group_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ramtag import devicejpeg
+
+    files = [encoded_jpeg(_jpeg_bytes(_photo((80, 60), seed=seed)), f"{seed}.jpg", max_pixels=None) for seed in range(5)]
+    calls = []
+    decode = devicejpeg.jpeg_decoder()
+    monkeypatch.setattr(devicejpeg, "jpeg_decoder", lambda: lambda datas, device: calls.append(len(datas)) or decode(datas, device))
+    monkeypatch.setattr(devicejpeg, "PIXEL_BUDGET", 2 * 80 * 60)
+    pixels, failed = decode_jpegs(files, torch.device("cpu"), CONFIG)
+    assert calls == [2, 2, 1] and failed == [] and pixels.shape[0] == 5
+    monkeypatch.setattr(devicejpeg, "PIXEL_BUDGET", 10)  # a file larger than the budget goes alone
+    assert decode_jpegs(files[:2], torch.device("cpu"), CONFIG)[0].shape[0] == 2 and calls[-2:] == [1, 1]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -168,6 +257,8 @@ def test_gpu_route_keeps_order_errors_and_scores(tmp_path: Path, tiny_tagger, wo
     of a mixed folder in order, Pillow's words for the bad ones, nearly Pillow's route's scores."""
     expected = bad_folder(tmp_path)  # a good JPEG, an empty, a truncated JPEG, a text, a huge PNG
     (tmp_path / "f_turned.jpg").write_bytes(_jpeg_bytes(_photo((90, 60)), orientation=6))
+    (tmp_path / "e_bogus.jpg").write_bytes(_bogus_huffman(_jpeg_bytes(_photo((50, 40)))))  # fails on the device
+    expected["e_bogus.jpg"] = "corrupt"  # then Pillow says why
     _photo((70, 50)).convert("CMYK").save(tmp_path / "g_cmyk.jpg")
     _photo((40, 40)).save(tmp_path / "h_photo.png")
 
@@ -190,12 +281,21 @@ def test_gpu_route_keeps_order_errors_and_scores(tmp_path: Path, tiny_tagger, wo
     assert (on_device["f_turned.jpg"].width, on_device["f_turned.jpg"].height) == (60, 90)
 
 
+def test_the_gpu_route_needs_few_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ramtag import pipeline
+
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda _pid: set(range(96)), raising=False)
+    assert pipeline.default_workers(torch.device("cuda")) == pipeline.MAX_GPU_WORKERS
+    assert pipeline.default_workers(torch.device("cuda"), "gpu") == pipeline.GPU_DECODING_WORKERS < 32
+
+
 def test_preprocess_choices_are_checked_before_the_model() -> None:
     def job(**results) -> Job:
         return Job(inputs=InputOptions(paths=("x",)), model=ModelOptions(device=results.pop("device", "auto")),
                    results=ResultOptions(**results))
 
     job(preprocess="gpu", device="cuda:1").check()
+    job(preprocess="gpu", device="CUDA").check()  # device names are read as everywhere else
     job(preprocess="pillow", device="cpu", draft_decode=True).check()
     for bad, words in [
         (dict(preprocess="nvjpeg"), "must be one of pillow, gpu"),
@@ -255,9 +355,27 @@ def test_torchvision_decodes_where_torchcodec_is_missing(tmp_path: Path, monkeyp
     devicejpeg.jpeg_decoder.cache_clear()
     monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # import fails as if not installed
     try:
-        assert devicejpeg.jpeg_decoder()[1] is False  # torchvision's: the orientation is ramtag's to apply
+        assert "torchcodec" not in devicejpeg.jpeg_decoder().__qualname__
         pixels, failed = decode_jpegs(files, torch.device("cpu"), CONFIG)
     finally:
         devicejpeg.jpeg_decoder.cache_clear()
     assert failed == []
     torch.testing.assert_close(pixels, want, atol=2 * ONE_LEVEL + 1e-6, rtol=0)
+
+
+def test_a_batch_carries_its_jpegs_as_one_tensor(tiny_tagger) -> None:
+    """Still-encoded files cross from the workers in one shared-memory tensor, not one pickle each."""
+    from ramtag.pipeline import Prepared, collate
+
+    datas = [_jpeg_bytes(_photo((30 + number, 20), seed=number)) for number in range(3)]
+    files = [encoded_jpeg(data, f"{number}.jpg", max_pixels=None) for number, data in enumerate(datas)]
+    pixels = preprocess(_photo((10, 10)), tiny_tagger.config)
+    items = [Prepared("0", None, 30, 20, None, jpeg=files[0]), Prepared("p", pixels, 10, 10, None),
+             Prepared("bad", None, None, None, "corrupt"), Prepared("1", None, 31, 20, None, jpeg=files[1]),
+             Prepared("2", None, 32, 20, None, jpeg=files[2])]
+    batch = collate(items)
+    handed = [file.data for file in files]  # each file's bytes, its EXIF segment renamed
+    assert batch.encoded.dtype == torch.uint8 and batch.encoded.numel() == sum(map(len, handed))
+    assert [batch.encoded[start:end].numpy().tobytes() for start, end in batch.spans] == handed
+    assert all(item.jpeg is None or item.jpeg.data == b"" for item in batch.items)
+    assert batch.pixels.shape[0] == 1 and collate(items[1:3]).encoded is None

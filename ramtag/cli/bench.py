@@ -121,6 +121,10 @@ def bench_command(
     from ..bench import process_age_s, run_bench, write_synthetic_images
 
     imports = process_age_s()  # torch and timm are in: the rest of start-up is loading
+    from ..devices import resolve_device
+    from ..engine.job import check_preprocess_device
+
+    check_preprocess_device(preprocess.value, resolve_device(device).type)  # before the model loads
 
     with tempfile.TemporaryDirectory(prefix="ramtag-bench-images-") as tmp:
         if images is None:

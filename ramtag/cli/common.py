@@ -162,8 +162,8 @@ WorkersOpt = Annotated[
         "--workers",
         min=0,
         help="Decoding processes (default: for a GPU model cores - 1, at most 32, as decoding sets "
-        "the pace there; for a CPU model min(4, cores - 1), none on 2 cores or fewer; 0 decodes in "
-        "the main process).",
+        "the pace there, at most 8 with --preprocess gpu; for a CPU model min(4, cores - 1), none on "
+        "2 cores or fewer; 0 decodes in the main process).",
         rich_help_panel=SPEED_PANEL,
     ),
 ]

@@ -203,6 +203,7 @@ def check_preprocess(results: ResultOptions, device: str) -> None:
     if results.draft_decode:
         raise UsageError("--draft-decode is Pillow's reduced-scale decoding; --preprocess gpu decodes JPEGs "
                          "at full size on the GPU: give one or the other")
+    device = check_device(device)
     if device != "auto":
         check_preprocess_device(results.preprocess, device.split(":")[0])
 

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-from .jpeg import EncodedJpeg, encoded_jpeg
+from .jpeg import JPEG_MAGIC, EncodedJpeg, encoded_jpeg
 from .raw import ORIGINAL_SIZE, RawOptions, decode_raw
 from .refs import MAX_PIXELS, Decoded, ImageDecodeError, ImageRef, is_raw_name, max_file_bytes, too_large
 
@@ -108,13 +108,14 @@ def decode_or_encoded(
     name = ref.path.name if ref.source is None else ref.source.name
     if is_raw_name(name):
         return decode_ref(ref, max_pixels=max_pixels, draft_size=draft_size, raw=raw)
+    _prepare_pillow(max_pixels)  # or Pillow's own guard refuses large headers first
     limit = max_file_bytes(max_pixels)
     if ref.source is not None:
         data = ref.source.read(limit)
     else:
         _check_file(ref.path)
-        data = _read_file(ref.path, limit)
-        if data is None:  # larger than any image within the limit: Pillow's header check says so
+        data = _read_jpeg(ref.path, limit)
+        if data is None:  # not a JPEG, or larger than any image within the limit: from its path
             return decode_image(ref.path, max_pixels=max_pixels, draft_size=draft_size, raw=raw)
     jpeg = encoded_jpeg(data, name, max_pixels=max_pixels)
     if jpeg is not None:
@@ -201,10 +202,14 @@ def _check_file(path: Path) -> None:
         raise ImageDecodeError("empty file (0 bytes): an interrupted copy or download?", "empty")
 
 
-def _read_file(path: Path, limit: int | None) -> bytes | None:
-    """The whole file, or ``None`` when it holds more than ``limit`` bytes."""
+def _read_jpeg(path: Path, limit: int | None) -> bytes | None:
+    """The whole file if it starts as a JPEG does; ``None`` when it does not or holds more than
+    ``limit`` bytes (Pillow then reads only what it needs)."""
     try:
         with open(path, "rb") as file:
+            if file.read(len(JPEG_MAGIC)) != JPEG_MAGIC:
+                return None
+            file.seek(0)
             data = file.read() if limit is None else file.read(limit + 1)
     except FileNotFoundError as error:
         raise _gone() from error

@@ -8,15 +8,15 @@ Normalisation maps each of the 256 levels of each channel through a table comput
 official arithmetic (``x / 255``, minus the mean, over the deviation, in float32), so it gives the
 same bits as that arithmetic on every pixel, at a quarter of its cost.
 
-``resize_pixels`` is torch's antialiased bilinear filter, the same filter as Pillow's, whose pixels
-differ from Pillow's by at most one level (of 255) on a fraction of a percent of them: what JPEGs
-decoded on the GPU are resized with (``devicejpeg``).
+``resize_pixels`` is torch's antialiased bilinear filter, the same filter as Pillow's, rounded to
+levels as Pillow's output is: within one level of Pillow's pixels (on the CPU, torch's ``uint8``
+arithmetic differs from Pillow's on a fraction of a percent of them; in float32 on a GPU on some
+7-20%). JPEGs decoded on the GPU are resized with it (``devicejpeg``).
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 
 import numpy as np
 import torch
@@ -40,19 +40,23 @@ def resize_pixels(pixels: torch.Tensor, size: int) -> torch.Tensor:
     single = pixels.dim() == 3
     batch = pixels.unsqueeze(0) if single else pixels
     if batch.shape[-2:] != (size, size):
-        if batch.device.type == "cpu":
-            batch = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        else:
-            resized = F.interpolate(
-                batch.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
-            )
-            batch = resized.round_().clamp_(0, 255).to(torch.uint8)
+        batch = _resize_uint8(batch, size) if batch.device.type == "cpu" else _resize_float(batch, size)
     return batch[0] if single else batch
+
+
+def _resize_uint8(batch: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _resize_float(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """The filter in float32, rounded back to levels (devices without ``uint8`` resizing)."""
+    resized = F.interpolate(batch.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def normalise(pixels: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """``uint8`` ``(3, H, W)`` or ``(N, 3, H, W)`` levels → the model's float32 input (a look-up)."""
-    table = _levels(config.mean, config.std, pixels.device)
+    table = _levels(tuple(config.mean), tuple(config.std), pixels.device)
     batch = pixels.unsqueeze(0) if pixels.dim() == 3 else pixels
     images, channels, height, width = batch.shape
     values = table.gather(1, batch.transpose(0, 1).reshape(channels, -1).long())
@@ -69,7 +73,6 @@ def _levels(mean: tuple[float, ...], std: tuple[float, ...], device: torch.devic
 
 
 def _pixels(rgb: Image.Image) -> torch.Tensor:
-    """An RGB image's levels as ``uint8`` ``(3, H, W)``: a view of one copy, channels last in memory."""
-    with warnings.catch_warnings():  # Pillow's array is read-only; nothing here writes to it
-        warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
-        return torch.from_numpy(np.asarray(rgb)).permute(2, 0, 1)
+    """An RGB image's levels as ``uint8`` ``(3, H, W)``, channels last in memory (a writable copy:
+    torch warns about the read-only array Pillow hands numpy)."""
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
