@@ -60,6 +60,8 @@ def decode_jpegs(
         datas = [files[position].data for position in group]
         try:
             decoded: list[torch.Tensor | None] = list(decode(datas, device))
+            if len(decoded) != len(datas):
+                raise RuntimeError(f"{len(decoded)} images decoded from {len(datas)} files")
         except Exception:  # noqa: BLE001 - one bad file (or too little memory) fails the call: one at a time
             decoded = [_decode_one(decode, data, device) for data in datas]
         for index, position in enumerate(group):
@@ -73,7 +75,10 @@ def decode_jpegs(
             del pixels
     if not resized:
         return None, failed
-    return normalise(torch.stack(resized), config), failed
+    try:
+        return normalise(torch.stack(resized), config), failed
+    except Exception:  # noqa: BLE001 - too little memory for the batch there: all of it on the host
+        return None, list(range(len(files)))
 
 
 PIXEL_BUDGET = 512 * 2**20  # decoded pixels per decoding call: 1.5 GB of RGB (about 40 12-megapixel photos)

@@ -33,7 +33,7 @@ from .hostmem import release_activations_promptly
 from .inputs import MAX_PIXELS, ImageRef, decode_ref, original_size
 from .inputs.decode import decode_or_encoded
 from .inputs.identity import Stamp
-from .inputs.jpeg import EncodedJpeg
+from .inputs.jpeg import EncodedJpeg, original
 from .inputs.raw import RawOptions
 from .model.transform import preprocess
 
@@ -359,9 +359,8 @@ def _on_host(jpeg: EncodedJpeg, tagger: Tagger) -> tuple[torch.Tensor | None, st
     from .inputs import decode_bytes
 
     try:
-        data = jpeg.data if isinstance(jpeg.data, bytes) else jpeg.data.numpy().tobytes()
         # its pixel count passed --max-pixels already, from its header
-        image = decode_bytes(data, name=jpeg.name, max_pixels=max(MAX_PIXELS, jpeg.width * jpeg.height))
+        image = decode_bytes(original(jpeg), name=jpeg.name, max_pixels=max(MAX_PIXELS, jpeg.width * jpeg.height))
         return preprocess(image, tagger.config).to(tagger.device), None
     except RamtagError as exc:
         return None, str(exc)

@@ -379,3 +379,71 @@ def test_a_batch_carries_its_jpegs_as_one_tensor(tiny_tagger) -> None:
     assert [batch.encoded[start:end].numpy().tobytes() for start, end in batch.spans] == handed
     assert all(item.jpeg is None or item.jpeg.data == b"" for item in batch.items)
     assert batch.pixels.shape[0] == 1 and collate(items[1:3]).encoded is None
+
+
+def _exif_orientation(orientation: int, header: bytes = b"Exif\x00\x00") -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return header + exif.tobytes()[6:]  # tobytes() starts with Pillow's own Exif header
+
+
+@pytest.mark.parametrize("variant", ["junk between segments", "APP0 of length 0", "APP0 of length 1",
+                                     "Exif header Pillow ignores", "two EXIF segments"])
+def test_no_decoder_turns_an_image_by_its_own_reading(variant: str, tmp_path: Path) -> None:
+    """Headers libjpeg and Pillow get through while a simple segment walk would not: the bytes
+    handed to the decoder have no APP1 left, so what it returns is the stored image, unturned,
+    and only Pillow's orientation is applied."""
+    from ramtag.devicejpeg import jpeg_decoder
+
+    photo = _photo((96, 64))
+    plain = _jpeg_bytes(photo)
+    exif = b"\xff\xe1" + (len(_exif_orientation(6)) + 2).to_bytes(2, "big") + _exif_orientation(6)
+    data = {
+        "junk between segments": plain[:2] + b"\x00\x00" + exif + plain[2:],
+        "APP0 of length 0": plain[:2] + b"\xff\xe0\x00\x00" + exif + plain[2:],
+        "APP0 of length 1": plain[:2] + b"\xff\xe0\x00\x01" + exif + plain[2:],
+        "Exif header Pillow ignores": _with_segment(plain, 0xE1, _exif_orientation(6, b"Exif\x00\xff")),
+        "two EXIF segments": _with_segment(_with_segment(plain, 0xE1, _exif_orientation(6)), 0xE1, _exif_orientation(3)),
+    }[variant]
+    path = tmp_path / "odd.jpg"
+    path.write_bytes(data)
+    file = encoded_jpeg(data, path.name, max_pixels=None)
+    if file is None:
+        return  # Pillow's route then, which turns it as Pillow reads it
+    stored = jpeg_decoder()([file.data], torch.device("cpu"))[0]
+    assert stored.shape == (3, 64, 96)  # as stored: the decoder saw no orientation of its own
+    pixels, failed = decode_jpegs([file], torch.device("cpu"), CONFIG)
+    want = preprocess(decode_image(path), CONFIG)
+    assert failed == [] and torch.allclose(pixels[0], want, atol=2 * ONE_LEVEL + 1e-6, rtol=0)
+
+
+def test_a_jpeg_cut_off_in_its_image_data_stays_with_pillow() -> None:
+    """An end-of-image marker inside a header segment (an EXIF thumbnail, say) is not the file's end."""
+    plain = _jpeg_bytes(_photo((64, 48)))
+    with_thumbnail = _with_segment(plain, 0xE2, b"thumbnail" + _jpeg_bytes(_photo((16, 12))))  # ends in FF D9
+    scan = with_thumbnail.find(b"\xff\xda")
+    assert encoded_jpeg(with_thumbnail, "whole.jpg", max_pixels=None) is not None
+    assert encoded_jpeg(with_thumbnail[: scan + 60], "cut.jpg", max_pixels=None) is None
+
+
+def test_what_the_gpu_cannot_decode_pillow_does_upright(tmp_path: Path, tiny_tagger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JPEG nvJPEG refuses (arithmetic coding, say) is decoded by Pillow on the host from the
+    file's own bytes: turned as Pillow turns it, with the route's scores."""
+    from ramtag import devicejpeg
+
+    for number, orientation in enumerate([1, 6, 8]):
+        (tmp_path / f"{number}.jpg").write_bytes(_jpeg_bytes(_photo((90, 60), seed=number), orientation=orientation))
+    (tmp_path / "3.jpg").write_bytes(_jpeg_bytes(_photo((90, 60), seed=3), xmp=XMP_TURNED))
+
+    def refuses(datas, device):
+        raise RuntimeError("nvJPEG: unsupported JPEG")
+
+    monkeypatch.setattr(devicejpeg, "jpeg_decoder", lambda: refuses)
+    on_host = {record.key: record for batch in run_batches(discover([tmp_path]), tiny_tagger, batch_size=4, workers=0,
+                                                            preprocessing="gpu") for record in batch}
+    by_pillow = {record.key: record for batch in run_batches(discover([tmp_path]), tiny_tagger, batch_size=4, workers=0)
+                 for record in batch}
+    assert list(on_host) == list(by_pillow)
+    for key, record in on_host.items():
+        assert record.error is None and (record.width, record.height) == (by_pillow[key].width, by_pillow[key].height)
+        np.testing.assert_allclose(record.result.all_scores, by_pillow[key].result.all_scores, atol=1e-5)

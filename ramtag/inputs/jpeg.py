@@ -26,7 +26,8 @@ _QUARTER_TURNS = frozenset({5, 6, 7, 8})  # orientations that swap width and hei
 _ORIENTATION = 0x0112
 _END = b"\xff\xd9"  # end of image
 _END_WITHIN = 1024  # bytes from the end it must be found in (padding after it is common)
-_START_OF_SCAN = 0xDA
+_START_OF_SCAN, _END_OF_IMAGE, _APP1, _APP15 = 0xDA, 0xD9, 0xE1, 0xEF
+_STANDALONE = frozenset({0x00, 0x01, *range(0xD0, 0xD9)})  # markers without a length: RSTn, SOI, TEM
 
 
 @dataclass(frozen=True)
@@ -38,18 +39,23 @@ class EncodedJpeg:
     orientation: int
     width: int
     height: int
+    renamed: tuple[int, ...] = ()  # where ``data`` has APP15 for the file's APP1 (``original``)
 
 
 def encoded_jpeg(data: bytes, name: str, *, max_pixels: int | None) -> EncodedJpeg | None:
     """``data`` as an ``EncodedJpeg`` when it is a plain, whole RGB or greyscale JPEG; ``None`` when
     Pillow should decode it. A JPEG over ``max_pixels`` is refused from its header.
 
-    The bytes handed on have their EXIF segment renamed, so that no decoder turns the image by an
-    EXIF reader of its own: the orientation applied is Pillow's (``devicejpeg.upright``), whatever
-    the decoder (TorchCodec's reads EXIF, but not where Pillow does in every file).
+    The bytes handed on have their APP1 segments (EXIF, XMP) renamed APP15, which decoders skip, so
+    that no decoder turns the image by an EXIF reader of its own: the orientation applied is
+    Pillow's (``devicejpeg.upright``), whatever the decoder (TorchCodec's reads EXIF, but not
+    always where and as Pillow does). ``original`` gives the file's own bytes back.
     """
-    if not data.startswith(JPEG_MAGIC) or data.rfind(_END, max(0, len(data) - _END_WITHIN)) < 0:
-        return None  # not a JPEG, or cut off (a decoder on the GPU might not say so): Pillow's
+    if not data.startswith(JPEG_MAGIC):
+        return None
+    header = _header(data)
+    if header is None or data.rfind(_END, max(header[0], len(data) - _END_WITHIN)) < 0:
+        return None  # no image data, or cut off (a decoder on the GPU might not say so): Pillow's
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format != "JPEG" or image.mode not in _MODES:
@@ -66,26 +72,46 @@ def encoded_jpeg(data: bytes, name: str, *, max_pixels: int | None) -> EncodedJp
         orientation = 1  # Pillow's exif_transpose leaves an image with another value as it is
     if orientation in _QUARTER_TURNS:
         width, height = height, width
-    return EncodedJpeg(_exif_renamed(data), name, orientation, width, height)
+    renamed = bytearray(data) if header[1] else data
+    for at in header[1]:
+        renamed[at] = _APP15
+    return EncodedJpeg(bytes(renamed), name, orientation, width, height, tuple(header[1]))
 
 
-def _exif_renamed(data: bytes) -> bytes:
-    """``data`` with every APP1 segment holding EXIF renamed APP15 (which decoders skip)."""
-    found, position = [], 2
-    while position + 4 <= len(data) and data[position] == 0xFF:
+def original(jpeg: EncodedJpeg) -> bytes:
+    """The file's own bytes (its APP1 segments named so again), for Pillow."""
+    data = jpeg.data if isinstance(jpeg.data, bytes) else jpeg.data.numpy().tobytes()
+    if not jpeg.renamed:
+        return data
+    restored = bytearray(data)
+    for at in jpeg.renamed:
+        restored[at] = _APP1
+    return bytes(restored)
+
+
+def _header(data: bytes) -> tuple[int, list[int]] | None:
+    """Where the image data begins (the start-of-scan marker) and where each APP1 segment's
+    marker byte is, walking the segments as libjpeg does (bytes between segments skipped); ``None``
+    when the data ends, or the image does, before a scan begins."""
+    app1, position, end = [], 2, len(data)
+    while position + 1 < end:
+        if data[position] != 0xFF:  # junk between segments
+            position = data.find(b"\xff", position)
+            if position < 0:
+                return None
+            continue
         marker = data[position + 1]
         if marker == 0xFF:  # a fill byte before the marker
             position += 1
-            continue
-        if marker == _START_OF_SCAN or not 0xC0 <= marker <= 0xFE or 0xD0 <= marker <= 0xD9:
-            break  # the image data begins (or the header ends oddly): no metadata after this
-        length = int.from_bytes(data[position + 2 : position + 4], "big")
-        if marker == 0xE1 and data[position + 4 : position + 10] == b"Exif\x00\x00":
-            found.append(position + 1)
-        position += 2 + length
-    if not found:
-        return data
-    renamed = bytearray(data)
-    for at in found:
-        renamed[at] = 0xEF
-    return bytes(renamed)
+        elif marker in _STANDALONE:
+            position += 2
+        elif marker == _END_OF_IMAGE:
+            return None
+        elif marker == _START_OF_SCAN:
+            return position, app1
+        else:
+            if marker == _APP1:
+                app1.append(position + 1)
+            length = int.from_bytes(data[position + 2 : position + 4], "big")
+            position += 2 + max(length, 2)
+    return None
