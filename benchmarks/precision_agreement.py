@@ -110,34 +110,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precisions", nargs="+", default=["bf16-mixed", "bf16", "fp16"])
-    parser.add_argument("--config", default="ram_plus_swin_large_14m", help="with random weights")
-    parser.add_argument("--checkpoint", type=Path, help="real weights instead of random ones")
-    parser.add_argument("--thresholds", type=Path, help="per-tag thresholds, one per line")
-    parser.add_argument("--images", type=Path, help="a folder of images (default: generated photos)")
-    parser.add_argument("--synthetic", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=16)
+    add_common_arguments(parser)
     parser.add_argument("--cpu-reference", type=int, default=0, metavar="N")
-    parser.add_argument("--top-k", type=int, default=20)
-    parser.add_argument("--json", type=Path)
     parser.add_argument("--plain-random", action="store_true", help="unscaled random weights")
     parser.add_argument("--recipes", nargs="*", default=[], metavar="SPEC",
                         help=f"other choices of bf16 blocks, e.g. swin.attn,head.ffn (bf16-mixed: {RECIPE})")
     args = parser.parse_args()
-
-    if args.checkpoint:
-        from ramtag.model.load import load_model
-
-        model, _ = load_model(args.checkpoint)
-    else:
-        model = random_model(model_config(args.config), seed=0, calibrated=not args.plain_random)
+    model, thresholds, vocabulary = model_and_vocabulary(args, calibrated=not args.plain_random)
     num_tags = model.config.num_tags
-    thresholds = (
-        np.loadtxt(args.thresholds, dtype=np.float64) if args.thresholds else np.full(num_tags, 0.68)
-    )
-    if thresholds.shape != (num_tags,):
-        raise SystemExit(f"{args.thresholds}: {thresholds.size} thresholds for a model of {num_tags} tags")
-    vocabulary = synthetic_vocabulary(num_tags)
-    vocabulary = TagVocabulary.from_names(list(vocabulary.tags), thresholds=thresholds.tolist())
 
     with tempfile.TemporaryDirectory(prefix="ramtag-agreement-") as tmp:
         paths = (
@@ -173,16 +153,56 @@ def main() -> None:
     for key, figures in report.items():
         if isinstance(figures, dict) and "max_abs_score_diff" in figures:
             print(
-                f"{key:<18} max |diff| {figures['max_abs_score_diff']:.2e}  mean {figures['mean_abs_score_diff']:.2e}  "
-                f"top-{args.top_k} Jaccard {figures[f'top{args.top_k}_jaccard']:.4f}  "
-                f"thresholded Jaccard {figures['thresholded_jaccard']:.4f} (worst {figures['worst_thresholded_jaccard']:.3f})  "
-                f"tags/image {figures['tags_per_image']:.1f}  NaN {figures['nan_scores']}  "
+                f"{key:<18} {agreement_words(figures, args.top_k)}  tags/image {figures['tags_per_image']:.1f}  NaN {figures['nan_scores']}  "
                 f"{figures.get('model_s_per_image', float('nan')):.2f} s/image"
                 + (f"  bf16 share {figures['bf16_flop_share']:.0%}" if "bf16_flop_share" in figures else ""),
                 file=sys.stderr,
             )
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    write_report(report, args.json)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options this script shares with ``preprocess_agreement.py``: model, images, output."""
+    parser.add_argument("--config", default="ram_plus_swin_large_14m", help="with random weights")
+    parser.add_argument("--checkpoint", type=Path, help="real weights instead of random ones")
+    parser.add_argument("--thresholds", type=Path, help="per-tag thresholds, one per line")
+    parser.add_argument("--images", type=Path, help="a folder of images (default: generated photos)")
+    parser.add_argument("--synthetic", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--json", type=Path)
+
+
+def model_and_vocabulary(args: argparse.Namespace, *, calibrated: bool) -> tuple:
+    """The model (``--checkpoint``, or random weights of ``--config``), the thresholds (official
+    per-tag ones from ``--thresholds``, else 0.68) and a made-up vocabulary of the model's size."""
+    if args.checkpoint:
+        from ramtag.model.load import load_model
+
+        model, _ = load_model(args.checkpoint)
+    else:
+        model = random_model(model_config(args.config), seed=0, calibrated=calibrated)
+    num_tags = model.config.num_tags
+    thresholds = np.loadtxt(args.thresholds, dtype=np.float64) if args.thresholds else np.full(num_tags, 0.68)
+    if thresholds.shape != (num_tags,):
+        raise SystemExit(f"{args.thresholds}: {thresholds.size} thresholds for a model of {num_tags} tags")
+    names = list(synthetic_vocabulary(num_tags).tags)
+    return model, thresholds, TagVocabulary.from_names(names, thresholds=thresholds.tolist())
+
+
+def agreement_words(figures: dict, top_k: int) -> str:
+    """``compare``'s figures in one line."""
+    return (
+        f"max |diff| {figures['max_abs_score_diff']:.2e}  mean {figures['mean_abs_score_diff']:.2e}  "
+        f"top-{top_k} Jaccard {figures[f'top{top_k}_jaccard']:.4f}  "
+        f"thresholded Jaccard {figures['thresholded_jaccard']:.4f} (worst {figures['worst_thresholded_jaccard']:.3f})"
+    )
+
+
+def write_report(report: dict, path: Path | None) -> None:
+    """The whole report as JSON: to ``path``, or to stdout (where a script can read it)."""
+    if path:
+        path.write_text(json.dumps(report, indent=1))
     else:
         print(json.dumps(report, indent=1))
 

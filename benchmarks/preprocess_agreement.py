@@ -25,7 +25,6 @@ words). Speed figures include them; ``--no-odd`` leaves them out.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -33,12 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from precision_agreement import compare  # the same figures as for precisions (benchmarks/ is on sys.path)
-from ramtag.bench import model_config, synthetic_vocabulary, write_synthetic_images
+# the same figures as for precisions (benchmarks/ is on sys.path)
+from precision_agreement import add_common_arguments, agreement_words, compare, model_and_vocabulary, write_report
+from ramtag.bench import write_synthetic_images
 from ramtag.devices import resolve_device
 from ramtag.inputs import discover
-from ramtag.model.labels import TagVocabulary
-from ramtag.model.synthetic import random_model
 from ramtag.pipeline import default_workers, run_batches
 from ramtag.tagger import Tagger
 
@@ -104,29 +102,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", help="the same for every route (default fp32)")
     parser.add_argument("--routes", nargs="+", default=None, help="compared with pillow (default: gpu)")
-    parser.add_argument("--config", default="ram_plus_swin_large_14m", help="with random weights")
-    parser.add_argument("--checkpoint", type=Path, help="real weights instead of random ones")
-    parser.add_argument("--thresholds", type=Path, help="per-tag thresholds, one per line")
-    parser.add_argument("--images", type=Path, help="a folder of images (default: generated photos)")
-    parser.add_argument("--synthetic", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=16)
+    add_common_arguments(parser)
     parser.add_argument("--workers", type=int, help="decoding workers (default: the device's)")
-    parser.add_argument("--top-k", type=int, default=20)
-    parser.add_argument("--json", type=Path)
     parser.add_argument("--no-odd", action="store_true", help="leave out the awkward JPEGs")
     args = parser.parse_args()
-
-    if args.checkpoint:
-        from ramtag.model.load import load_model
-
-        model, _ = load_model(args.checkpoint)
-    else:
-        model = random_model(model_config(args.config), seed=0, calibrated=True)
-    num_tags = model.config.num_tags
-    thresholds = np.loadtxt(args.thresholds, dtype=np.float64) if args.thresholds else np.full(num_tags, 0.68)
-    if thresholds.shape != (num_tags,):
-        raise SystemExit(f"{args.thresholds}: {thresholds.size} thresholds for a model of {num_tags} tags")
-    vocabulary = TagVocabulary.from_names(list(synthetic_vocabulary(num_tags).tags), thresholds=thresholds.tolist())
+    model, thresholds, vocabulary = model_and_vocabulary(args, calibrated=True)
     device = resolve_device(args.device)
     tagger = Tagger(model, vocabulary, device=device, precision=args.precision)
     workers = default_workers(device) if args.workers is None else args.workers
@@ -169,17 +149,11 @@ def main() -> None:
     for route in routes:
         figures = report[route]
         print(
-            f"{route:<7} max |diff| {figures['max_abs_score_diff']:.2e}  mean {figures['mean_abs_score_diff']:.2e}  "
-            f"top-{args.top_k} Jaccard {figures[f'top{args.top_k}_jaccard']:.4f}  "
-            f"thresholded Jaccard {figures['thresholded_jaccard']:.4f} (worst {figures['worst_thresholded_jaccard']:.3f})  "
-            f"odd files max |diff| {figures['odd_max_abs_score_diff']}  same errors {figures['same_errors']}  "
+            f"{route:<7} {agreement_words(figures, args.top_k)}  odd files max |diff| {figures['odd_max_abs_score_diff']}  same errors {figures['same_errors']}  "
             f"{figures['images_per_s']:.1f} images/s (pillow {report['pillow']['images_per_s']:.1f})",
             file=sys.stderr,
         )
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
-    else:
-        print(json.dumps(report, indent=1))
+    write_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def decode_bytes(
     and says whether it is a camera raw."""
     _prepare_pillow(max_pixels)
     if not data:
-        raise ImageDecodeError("empty file (0 bytes): an interrupted copy or download?", "empty")
+        raise _empty()
     if is_raw_name(name):
         return decode_raw(data, PurePosixPath(name), max_pixels=max_pixels, options=raw)
     return _decode(io.BytesIO(data), PurePosixPath(name), max_pixels, draft_size)
@@ -187,19 +187,14 @@ def _check_file(path: Path) -> None:
     """Cheap checks Pillow would answer confusingly (or, for a pipe, by waiting forever)."""
     try:
         info = os.stat(path)
-    except FileNotFoundError as error:
-        raise _gone() from error
-    except PermissionError as error:
-        raise _denied() from error
     except OSError as error:
-        reason = error.strerror or str(error)
-        raise ImageDecodeError(f"cannot read the file ({reason})", "unreadable") from error
+        raise _unreadable(error) from error
     if stat.S_ISDIR(info.st_mode):
         raise ImageDecodeError("is a folder, not an image file", "folder")
     if not stat.S_ISREG(info.st_mode):
         raise ImageDecodeError("not a regular file (a device, pipe or socket)", "not_image")
     if info.st_size == 0:
-        raise ImageDecodeError("empty file (0 bytes): an interrupted copy or download?", "empty")
+        raise _empty()
 
 
 def _read_jpeg(path: Path, limit: int | None) -> bytes | None:
@@ -211,15 +206,10 @@ def _read_jpeg(path: Path, limit: int | None) -> bytes | None:
                 return None
             file.seek(0)
             data = file.read() if limit is None else file.read(limit + 1)
-    except FileNotFoundError as error:
-        raise _gone() from error
-    except PermissionError as error:
-        raise _denied() from error
     except OSError as error:
-        reason = error.strerror or str(error)
-        raise ImageDecodeError(f"cannot read the file ({reason})", "unreadable") from error
+        raise _unreadable(error) from error
     if not data:
-        raise ImageDecodeError("empty file (0 bytes): an interrupted copy or download?", "empty")
+        raise _empty()
     return None if limit is not None and len(data) > limit else data
 
 
@@ -239,6 +229,18 @@ def _too_large_from_pillow(error: Exception, max_pixels: int | None) -> ImageDec
         "raise the limit with --max-pixels if you trust the file",
         "too_large",
     )
+
+
+def _unreadable(error: OSError) -> ImageDecodeError:
+    if isinstance(error, FileNotFoundError):
+        return _gone()
+    if isinstance(error, PermissionError):
+        return _denied()
+    return ImageDecodeError(f"cannot read the file ({error.strerror or error})", "unreadable")
+
+
+def _empty() -> ImageDecodeError:
+    return ImageDecodeError("empty file (0 bytes): an interrupted copy or download?", "empty")
 
 
 def _gone() -> ImageDecodeError:
