@@ -90,7 +90,6 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     from ..outputs.schema import schema_for
     from ..outputs.targets import open_outputs
     from .runner import run  # torch comes with it: only once the job and its inputs are known to be right
-
     from ..devices import resolve_device
     from .job import check_preprocess_device
 
@@ -115,7 +114,8 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
             refs, tagger, output, batch_size=job.batch_size or default_batch_size(tagger.device),
             workers=job.workers, top_k=job.results.top_k, max_pixels=found.max_pixels,
             draft_decode=job.results.draft_decode, raw_decode=job.results.raw_decode,
-            preprocessing=job.results.preprocess, content_hash=options.content_hash, stop=stop, on_batch=batch, on_tagged=events.tagged,
+            preprocessing=job.results.preprocess, content_hash=options.content_hash, stop=stop, on_batch=batch,
+            on_tagged=events.tagged,
         )
     return LocalRun(result, output, tagger, findings)
 

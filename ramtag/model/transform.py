@@ -10,7 +10,8 @@ same bits as that arithmetic on every pixel, at a quarter of its cost.
 
 ``resize_pixels`` is torch's antialiased bilinear filter, the same filter as Pillow's, rounded to
 levels as Pillow's output is: within one level of Pillow's pixels (on a fraction of a percent of
-them for photos much larger than the input, on up to a fifth for sizes close to it). JPEGs decoded on the GPU are resized with it (``devicejpeg``).
+them for photos much larger than the input, on up to a fifth for sizes close to it). JPEGs decoded
+on the GPU are resized with it (``devicejpeg``).
 """
 
 from __future__ import annotations
