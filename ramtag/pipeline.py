@@ -144,11 +144,8 @@ class ImageDataset(Dataset):
                 return Prepared(ref.key, None, image.width, image.height, None, seconds, ref.path, ref.stamp, image)
             width, height = original_size(image)
             pixels = self.prepare(image)
-        except RamtagError as exc:
-            return Prepared(ref.key, None, None, None, str(exc), time.perf_counter() - start, ref.path, ref.stamp)
         except Exception as exc:  # noqa: BLE001 - a worker must hand back data, never die
-            message = f"cannot use this image ({type(exc).__name__}: {exc})"
-            return Prepared(ref.key, None, None, None, message, time.perf_counter() - start, ref.path, ref.stamp)
+            return Prepared(ref.key, None, None, None, _why(exc), time.perf_counter() - start, ref.path, ref.stamp)
         return Prepared(ref.key, pixels, width, height, None, time.perf_counter() - start, ref.path, ref.stamp)
 
 
@@ -330,7 +327,8 @@ def decoded_on_device(batch: Batch, tagger: Tagger) -> Batch:
     jpegs = [item.jpeg for item in batch.items if item.jpeg is not None]
     assert batch.encoded is not None and len(batch.spans) == len(jpegs)
     files = [replace(jpeg, data=batch.encoded[start:end]) for jpeg, (start, end) in zip(jpegs, batch.spans)]
-    decoded, failed = decode_jpegs(files, device, tagger.config)
+    decoded, failures = decode_jpegs(files, device, tagger.config)
+    failed = set(failures)
     from_workers = iter(batch.pixels if batch.pixels is not None else ())
     from_device = iter(decoded if decoded is not None else ())
     items, rows, position = [], [], 0
@@ -362,7 +360,12 @@ def _on_host(jpeg: EncodedJpeg, tagger: Tagger) -> tuple[torch.Tensor | None, st
         # its pixel count passed --max-pixels already, from its header
         image = decode_bytes(original(jpeg), name=jpeg.name, max_pixels=max(MAX_PIXELS, jpeg.width * jpeg.height))
         return preprocess(image, tagger.config).to(tagger.device), None
-    except RamtagError as exc:
-        return None, str(exc)
     except Exception as exc:  # noqa: BLE001 - one bad file never stops the run
-        return None, f"cannot use this image ({type(exc).__name__}: {exc})"
+        return None, _why(exc)
+
+
+def _why(exc: Exception) -> str:
+    """What an image's error row says: ramtag's own words, or the exception's."""
+    if isinstance(exc, RamtagError):
+        return str(exc)
+    return f"cannot use this image ({type(exc).__name__}: {exc})"

@@ -116,7 +116,7 @@ def decode_or_encoded(
         _check_file(ref.path)
         data = _read_jpeg(ref.path, limit)
         if data is None:  # not a JPEG, or larger than any image within the limit: from its path
-            return decode_image(ref.path, max_pixels=max_pixels, draft_size=draft_size, raw=raw)
+            return _decode(ref.path, ref.path, max_pixels, draft_size)  # checked and prepared above
     jpeg = encoded_jpeg(data, name, max_pixels=max_pixels)
     if jpeg is not None:
         return jpeg
