@@ -212,6 +212,9 @@ def _child_setup() -> None:
     (waiting on stdin, it would otherwise stay)."""
     import signal
 
+    # A process group of its own: a terminal sends Ctrl-C to its foreground group, and exiftool
+    # installs its own SIGINT handler (it exits), so ignoring the signal here would not be enough.
+    os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import ctypes

@@ -26,6 +26,7 @@ from ramtag.tagger import TagResult
 
 from rawfiles import dng_with_preview
 from test_xmp import EXIFTOOL, needs_exiftool
+from conftest import REPO
 
 pytestmark = needs_exiftool
 runner = CliRunner()
@@ -310,3 +311,30 @@ def test_an_iptc_block_without_record_versions_gets_its_bytes_back(tmp_path: Pat
     assert keywords(path)["Keywords"] == ["dog", "grass", "狗"]  # declared UTF-8 there already
     assert clean_embedded(tool, path) == "cleaned"
     assert path.read_bytes() == original
+
+
+def test_ctrl_c_at_the_terminal_leaves_exiftool_running_for_the_batch_in_hand() -> None:
+    # A terminal's Ctrl-C goes to its whole foreground process group, and exiftool exits on SIGINT
+    # (it installs its own handler): run in a group of its own, it is there to finish the batch.
+    script = (
+        "import time\n"
+        "from ramtag.exiftool import ExifTool\n"
+        "tool = ExifTool()\n"
+        "try:\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    time.sleep(0.5)\n"
+        "    print('after', tool.run('-ver').stdout.strip(), flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        os.killpg(process.pid, signal.SIGINT)  # what the terminal does
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert out.startswith("after ") and out.split()[1][0].isdigit(), err
