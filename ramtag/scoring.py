@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from .errors import RamtagError, UsageError
+from .errors import RamtagError, RamtagWarning, UsageError
 from .groundtruth import Benchmark, GroundTruth, ImageFinder, benchmark_file
 
 if TYPE_CHECKING:
@@ -130,7 +131,11 @@ def _tag(
     from .outputs.file import ResumableOutput
     from .outputs.schema import differences, schema_for, settings_of
 
-    tagger = tagger_for(replace(model, precision=precision))
+    with warnings.catch_warnings():
+        # Scores for evaluation do not use the model's thresholds (--thresholds and --calibrate are
+        # eval's own): a tag list without them is nothing to warn about here.
+        warnings.filterwarnings("ignore", message=".*every tag uses the threshold", category=RamtagWarning)
+        tagger = tagger_for(replace(model, precision=precision))
     if chosen is not None and chosen.descriptions is not None:
         tagger = _open_set_tagger(tagger, chosen, model.text_encoder)
     schema = schema_for(tagger, "en", True)

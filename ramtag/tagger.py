@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +32,7 @@ from .model.labels import TagVocabulary
 from .model.load import LoadInfo, load_model
 from .model.network import RamModel
 from .model.transform import preprocess
+from .vocabulary import load_vocabulary
 from .precision import Precision, overflow_fallback, resolve
 
 if TYPE_CHECKING:
@@ -68,11 +69,12 @@ class Tagger:
         open_embed: torch.Tensor | None = None,
         builtin: bool = True,
         open_set: dict[str, Any] | None = None,
+        builtin_tags: Sequence[int] | None = None,
     ) -> None:
         # Open-set tags (``open_embed``, ``(T, D, width)``) come after the built-in ones, or alone.
-        expected = (model.config.num_tags if builtin else 0) + (
-            open_embed.shape[0] if open_embed is not None else 0
-        )
+        # ``builtin_tags``: the only built-in tags decoded (positions in the model's vocabulary).
+        own = model.config.num_tags if builtin_tags is None else len(builtin_tags)
+        expected = (own if builtin else 0) + (open_embed.shape[0] if open_embed is not None else 0)
         if len(vocabulary) != expected:
             raise UsageError(f"the vocabulary has {len(vocabulary)} tags but the model has {expected}")
         self.device = device or torch.device("cpu")
@@ -95,6 +97,10 @@ class Tagger:
             open_embed.to(device=self.device, dtype=compute) if open_embed is not None else None
         )
         self.open_set = open_set
+        self.builtin_tags = list(builtin_tags) if builtin_tags is not None else None
+        self._builtin_index = (
+            torch.tensor(self.builtin_tags, dtype=torch.long) if builtin_tags is not None else None
+        )
         self._wide: tuple[RamModel, torch.Tensor | None] | None = None  # made at an fp16 overflow
 
     @property
@@ -129,10 +135,10 @@ class Tagger:
             tokens = model.forward_features(pixels)
         with _timed(timings, "head", self.device):
             if open_embed is None:
-                return model.forward_head(tokens)
+                return model.forward_head(tokens, tags=self._builtin_index)
             # Tags are decoded independently, so the built-in and open-set tags can share one
             # image pass without concatenating (and copying) the 4,585-tag embedding table.
-            parts = [model.forward_head(tokens)] if self.builtin else []
+            parts = [model.forward_head(tokens, tags=self._builtin_index)] if self.builtin else []
             parts.append(model.forward_head(tokens, open_embed))
             return torch.cat(parts, dim=1)
 
@@ -188,6 +194,22 @@ class Tagger:
             self.model, combined, device=self.device, precision=self.precision, info=self.info,
             open_embed=label_embed, builtin=keep_builtin,
             open_set={**(provenance or {}), "tags": list(vocabulary.tags)},
+            builtin_tags=self.builtin_tags if keep_builtin else None,
+        )
+
+    def only(self, names: Sequence[str]) -> Tagger:
+        """The same model scoring only the named built-in tags, in that order (``--only-tags``).
+
+        The other tags are never decoded, so the tagging head's time shrinks with their number;
+        the scores are those of a full pass. A name is an English tag, in any case, or a Chinese one.
+        """
+        if self.open_embed is not None or not self.builtin:
+            raise UsageError("pick the built-in tags first, then add open-set tags")
+        picked = self.vocabulary.positions(names)
+        positions = [self.builtin_tags[i] for i in picked] if self.builtin_tags is not None else picked
+        return Tagger(
+            self.model, self.vocabulary.subset(picked), device=self.device, precision=self.precision,
+            info=self.info, builtin_tags=positions,
         )
 
     def result(self, scores: np.ndarray, top_k: int | None = None) -> TagResult:
@@ -261,32 +283,6 @@ class Tagger:
         return data
 
 
-def load_vocabulary(
-    *,
-    tag_list: Path | None = None,
-    tag_list_zh: Path | None = None,
-    thresholds: Path | None = None,
-    threshold: float | None = None,
-) -> TagVocabulary:
-    """The given files, or the official lists (downloaded and checked at first use).
-
-    The official Chinese list and thresholds go with the official tag list, also when that list is
-    passed as a file (its sha256 tells): then they are added where available. Any other
-    ``tag_list`` gets no Chinese names unless given, and 0.68 wherever no threshold is given, with a
-    ``RamtagWarning`` saying so (a lower quality nobody asked for must not pass silently).
-    """
-    if tag_list is None:
-        from .model.download import data_file
-
-        tag_list = data_file("tag_list")
-        tag_list_zh = tag_list_zh or data_file("tag_list_zh")
-        thresholds = thresholds or data_file("thresholds")
-    elif thresholds is None and threshold is None:
-        tag_list_zh, thresholds = _official_companions(tag_list, tag_list_zh)
-    vocabulary = TagVocabulary.from_files(tag_list, tag_list_zh, thresholds)
-    return vocabulary.with_threshold(threshold) if threshold is not None else vocabulary
-
-
 def load_tagger(
     checkpoint: str | Path | None = None,
     *,
@@ -298,11 +294,13 @@ def load_tagger(
     device: str = "auto",
     precision: str = "auto",
     image_size: int | None = None,
+    only_tags: Sequence[str] | None = None,
 ) -> Tagger:
     """Load RAM++ (default) or RAM with its vocabulary.
 
     Without ``checkpoint`` the released weights of ``model`` are downloaded at first use; with it,
-    the model kind is read from the file and ``model``, when given, must agree.
+    the model kind is read from the file and ``model``, when given, must agree. ``only_tags``: score
+    only these tags of the vocabulary (``Tagger.only``), names checked before the weights load.
     """
     if model is not None and model not in MODEL_KINDS:
         raise UsageError(f"unknown model {model!r}; use one of {', '.join(MODEL_KINDS)}")
@@ -311,11 +309,13 @@ def load_tagger(
     # Every missing file in one error, at once (before anything is downloaded).
     check_model_files(checkpoint, model=model, tag_list=tag_list, tag_list_zh=tag_list_zh, thresholds=thresholds)
     vocabulary = load_vocabulary(
-        tag_list=_path(tag_list),
-        tag_list_zh=_path(tag_list_zh),
-        thresholds=_path(thresholds),
+        tag_list=Path(tag_list) if tag_list is not None else None,
+        tag_list_zh=Path(tag_list_zh) if tag_list_zh is not None else None,
+        thresholds=Path(thresholds) if thresholds is not None else None,
         threshold=threshold,
     )
+    if only_tags is not None:
+        vocabulary.positions(only_tags)  # a misspelt name costs no model load
     if checkpoint is None:
         from .model.download import weights_file
 
@@ -323,7 +323,8 @@ def load_tagger(
     network, info = load_model(
         Path(checkpoint), num_tags=len(vocabulary), kind=model, image_size=image_size
     )
-    return Tagger(network, vocabulary, device=resolve_device(device), precision=precision, info=info)
+    tagger = Tagger(network, vocabulary, device=resolve_device(device), precision=precision, info=info)
+    return tagger.only(only_tags) if only_tags is not None else tagger
 
 
 @contextmanager
@@ -343,40 +344,3 @@ def _timed(timings: StageTimings | None, stage: str, device: torch.device) -> It
     elif device.type == "mps":
         torch.mps.synchronize()
     timings.add(stage, time.perf_counter() - start)
-
-
-def _official_companions(tag_list: Path, tag_list_zh: Path | None) -> tuple[Path | None, Path | None]:
-    """The official Chinese list and thresholds for ``tag_list`` when it is the official list; a
-    warning when the tags get the default threshold."""
-    import warnings
-
-    from .errors import ChecksumError, RamtagWarning, ResourceUnavailableError
-    from .hashing import sha256_file
-    from .model.download import data_file
-    from .model.labels import DEFAULT_THRESHOLD
-    from .model.registry import DATA_FILES
-
-    try:
-        is_official = sha256_file(tag_list) == DATA_FILES["tag_list"].sha256
-    except OSError:
-        return tag_list_zh, None  # the vocabulary's own reading says what is wrong with the file
-    thresholds = None
-    why = f"{tag_list} is not the official tag list"
-    if is_official:
-        try:
-            thresholds = data_file("thresholds")
-            if tag_list_zh is None:
-                tag_list_zh = data_file("tag_list_zh")
-        except (ResourceUnavailableError, ChecksumError) as error:
-            why = f"{tag_list} is the official tag list, but its per-tag thresholds are not available ({error})"
-    if thresholds is None:
-        warnings.warn(
-            f"{why}: every tag uses the threshold {DEFAULT_THRESHOLD:g}; pass --thresholds FILE "
-            "(the official ram_tag_list_threshold.txt for the official list) or --threshold T",
-            RamtagWarning, stacklevel=3,
-        )
-    return tag_list_zh, thresholds
-
-
-def _path(value: str | Path | None) -> Path | None:
-    return Path(value) if value is not None else None

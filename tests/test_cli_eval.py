@@ -112,7 +112,7 @@ def test_table_warnings_and_per_class_csv(tagged: dict) -> None:
     result = invoke("eval", "--gt", tagged["gt"], "--pred", tagged["out"], "--per-class", per_class)
     assert result.exit_code == 0, result.output
     assert "mAP" in result.stdout and "OF1" in result.stdout
-    assert "unicorn" in result.stderr and "1 labelled images have no scores" in result.stderr
+    assert "unicorn" in result.stderr and "1 labelled image without scores" in result.stderr
     rows = pd.read_csv(per_class)
     assert list(rows.columns) == ["tag", "class_index", "vocabulary_index", "positives", "AP", "precision", "recall", "threshold"]
     assert set(rows["tag"]) == {"cat", "car", "sky", "dog"}  # no taglist: the labels' known tags
@@ -180,7 +180,8 @@ def test_images_mode_scores_once_then_reuses(tagged: dict, ramplus_tiny: Officia
             "--tag-list", ramplus_tiny.tags, "--workers", "0", "--batch-size", "9"]
     first = invoke("eval", *args, "--json")
     assert first.exit_code == 0, first.output
-    assert "9 images scored" in first.stderr and "1 labelled images are not under" in first.stderr
+    assert "9 images scored" in first.stderr and "1 labelled image is not under" in first.stderr
+    assert "every tag uses the threshold" not in first.stderr  # eval's thresholds are its own
     expected = eval_json("--gt", tagged["gt"], "--pred", tagged["out"])
     got = json.loads(first.stdout)
     assert got["mAP"] == pytest.approx(expected["mAP"], abs=1e-6)

@@ -349,3 +349,48 @@ def test_draft_decoding_is_recorded_and_keeps_the_file_size(tmp_path: Path, ramp
     assert "draft_decode" not in json.loads(pq.read_schema(tmp_path / "exact.parquet").metadata[METADATA_KEY.encode()])
     result = ramtag(*args, "--out", draft_out)  # the same output without draft decoding: refused
     assert result.exit_code == 1 and "other settings" in result.stderr
+
+
+def test_file_and_folder_names_that_are_not_utf8_are_tagged_and_resumed(tmp_path: Path, ramplus_tiny) -> None:
+    photos = tmp_path / "photos"
+    try:
+        folder = photos / os.fsdecode(b"d\xfcr")  # Latin-1 names from an old camera card or zip file
+        folder.mkdir(parents=True)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes UTF-8 names only")
+    _images(photos, [os.fsdecode(b"caf\xe9.jpg"), "plain.jpg", os.fsdecode(b"d\xfcr/x.jpg")])
+    (photos / os.fsdecode(b"bad\xe9.jpg")).write_bytes(b"")
+    keys = ["bad\\xe9.jpg", "caf\\xe9.jpg", "d\\xfcr/x.jpg", "plain.jpg"]  # as `ls -b` writes them
+    common = ["--workers", "0", *ramplus_tiny.cli_args()]
+    for name in ("tags.parquet", "tags.csv", "tags.jsonl"):
+        result = ramtag(photos, "--out", tmp_path / name, *common)
+        assert result.exit_code == 0, result.output
+    assert sorted(pd.read_parquet(tmp_path / "tags.parquet")["path"]) == keys
+    assert sorted(pd.read_csv(tmp_path / "tags.csv")["path"]) == keys
+    rows = [json.loads(line) for line in (tmp_path / "tags.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(row["path"] for row in rows) == keys
+    assert [row["error"] is not None for row in sorted(rows, key=lambda row: row["path"])] == [True, False, False, False]
+
+    out = tmp_path / "tags.parquet"
+    again = ramtag(photos, "--out", out, "--keep-errors", *common)
+    assert "nothing new to tag" in again.stderr, again.output
+    # Left out of this run but still there: kept by --prune; deleted: removed by it.
+    kept = ramtag(photos, "--out", out, "--exclude", "caf*", "--prune", "--keep-errors", *common)
+    assert kept.exit_code == 0 and sorted(pd.read_parquet(out)["path"]) == keys, kept.output
+    (photos / os.fsdecode(b"caf\xe9.jpg")).unlink()
+    (folder / "x.jpg").unlink()
+    pruned = ramtag(photos, "--out", out, "--prune", "--keep-errors", *common)
+    assert pruned.exit_code == 0 and sorted(pd.read_parquet(out)["path"]) == ["bad\\xe9.jpg", "plain.jpg"]
+    # A folder input whose own name is not UTF-8: its keys start with it, escaped the same way.
+    _images(folder, ["y.jpg"])
+    two = tmp_path / "two.parquet"
+    assert ramtag(folder, photos / "plain.jpg", "--out", two, *common).exit_code == 0
+    assert sorted(pd.read_parquet(two)["path"]) == [str(photos / "d\\xfcr" / "y.jpg"), str(photos / "plain.jpg")]
+    assert "nothing new to tag" in ramtag(folder, photos / "plain.jpg", "--out", two, *common).stderr
+    # A name that really is ``caf\xe9.jpg`` would take the same key: one is tagged, the other said.
+    clash = tmp_path / "clash"
+    _images(clash, ["caf\\xe9.jpg", os.fsdecode(b"caf\xe9.jpg")])
+    result = ramtag(clash, "--out", tmp_path / "clash.parquet", *common)
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(tmp_path / "clash.parquet")["path"].tolist() == ["caf\\xe9.jpg"]
+    assert "its key caf\\xe9.jpg is" in result.stderr and "not tagged" in result.stderr

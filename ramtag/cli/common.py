@@ -114,6 +114,17 @@ ThresholdOpt = Annotated[
     Optional[float],
     typer.Option("--threshold", help="One threshold for every tag (overrides --thresholds).", min=0.0, max=1.0, rich_help_panel=MODEL_PANEL),
 ]
+OnlyTagsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--only-tags",
+        help="Score only these built-in tags (names separated by commas, English or Chinese, or a "
+        "file of one per line): the others are not computed, which makes the tagging head faster; "
+        "their scores stay the same.",
+        rich_help_panel=MODEL_PANEL,
+        show_default=False,
+    ),
+]
 DeviceOpt = Annotated[
     str,
     typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL),

@@ -25,6 +25,7 @@ from .common import (
     MODEL_PANEL, BatchSizeOpt, CheckpointOpt, DeviceOpt, ModelOpt, PrecisionOpt, TagListOpt, WorkersOpt,
     err_console,
     path_text,
+    plural,
 )
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def _scored(
 
     present = labelled_images(labels, root, chosen)
     if not quiet and len(present) < len(labels.images):
-        err_console.print(f"{len(labels.images) - len(present)} labelled images are not under {root}; they are left out",
+        err_console.print(f"{_are(len(labels.images) - len(present), 'labelled image')} not under {root}; left out",
                           markup=False, soft_wrap=True)
     progress = _Progress(quiet)
     try:
@@ -253,17 +254,22 @@ def _warn(result: Evaluation) -> None:
 
     if result.unknown_classes:
         shown = ", ".join(result.unknown_classes[:5]) + (" …" if len(result.unknown_classes) > 5 else "")
-        say(f"{len(result.unknown_classes)} classes are not tags of the model and were left out: {shown}")
+        say(f"{_are(len(result.unknown_classes), 'class', 'es')} not tags of the model and were left out: {shown}")
     if result.unknown_labels:
         shown = ", ".join(result.unknown_labels[:5]) + (" …" if len(result.unknown_labels) > 5 else "")
-        say(f"{counts['labels_naming_no_class']} labels name no class of the taglist and were ignored: {shown}")
+        say(f"{plural(counts['labels_naming_no_class'], 'label')} naming no class of the taglist were ignored: {shown}")
     if counts["images_without_prediction"]:
-        say(f"{counts['images_without_prediction']} labelled images have no scores (e.g. {result.missing_examples[0]})")
+        say(f"{plural(counts['images_without_prediction'], 'labelled image')} without scores (e.g. {result.missing_examples[0]})")
     if counts["images_failed"]:
-        say(f"{counts['images_failed']} labelled images could not be read by the run and were left out")
+        say(f"{plural(counts['images_failed'], 'labelled image')} could not be read by the run and were left out")
     if counts["predictions_without_labels"]:
-        say(f"{counts['predictions_without_labels']} scored images have no labels and were ignored")
+        say(f"{plural(counts['predictions_without_labels'], 'scored image')} without labels were ignored")
     if counts["repeated_label_lines"]:
-        say(f"{counts['repeated_label_lines']} label lines repeat an image; their labels were merged")
+        say(f"{plural(counts['repeated_label_lines'], 'label line')} repeating an image: their labels were merged")
     if result.calibration is not None and result.calibration["kept_unreachable"]:
-        say(f"{result.calibration['kept_unreachable']} tags never reach the target precision and keep their threshold")
+        say(f"{plural(result.calibration['kept_unreachable'], 'tag')} never reaching the target precision kept their threshold")
+
+
+def _are(count: int, noun: str, ending: str = "s") -> str:
+    """``1 image is``, ``2 images are``."""
+    return f"{plural(count, noun, ending)} {'is' if count == 1 else 'are'}"

@@ -18,6 +18,7 @@ from .common import (
     DeviceOpt,
     DraftDecodeOpt,
     ModelOpt,
+    OnlyTagsOpt,
     PrecisionOpt,
     Preprocess,
     PreprocessOpt,
@@ -159,6 +160,7 @@ def run_command(
     tag_list_zh: TagListZhOpt = None,
     thresholds: ThresholdsOpt = None,
     threshold: ThresholdOpt = None,
+    only_tags: OnlyTagsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     xmp: XmpOpt = False,
@@ -208,7 +210,7 @@ def run_command(
         model=ModelOptions(
             kind=model, checkpoint=path_text(checkpoint), tag_list=path_text(tag_list), tag_list_zh=path_text(tag_list_zh),
             thresholds=path_text(thresholds), threshold=threshold, device=device, precision=precision,
-            tags=tags, vocab=vocab.value, text_encoder=text_encoder,
+            tags=tags, vocab=vocab.value, text_encoder=text_encoder, only_tags=only_tags,
         ),
         results=ResultOptions(
             top_k=top_k, draft_decode=draft_decode, raw_decode=raw_decode.value, preprocess=preprocess.value

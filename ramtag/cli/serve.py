@@ -15,12 +15,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..engine.job import ModelOptions, check_model_options
+from ..engine.job import ModelOptions, check_model_options, only_tag_names
 from ..errors import RamtagError, UsageError
 from .common import (
     CheckpointOpt,
     DeviceOpt,
     ModelOpt,
+    OnlyTagsOpt,
     PrecisionOpt,
     TagListOpt,
     TagListZhOpt,
@@ -57,6 +58,7 @@ def serve_command(
     tag_list_zh: TagListZhOpt = None,
     thresholds: ThresholdsOpt = None,
     threshold: ThresholdOpt = None,
+    only_tags: OnlyTagsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
@@ -73,9 +75,11 @@ def serve_command(
     check_model_options(device, precision, ("--checkpoint", checkpoint), ("--tag-list", tag_list),
                         ("--tag-list-zh", tag_list_zh), ("--thresholds", thresholds))
     check_serve_options(host, token, batch_size, max_wait_ms, queue)
+    if only_tags is not None:
+        only_tag_names(only_tags)
     options = ModelOptions(kind=model, checkpoint=path_text(checkpoint), tag_list=path_text(tag_list),
                            tag_list_zh=path_text(tag_list_zh), thresholds=path_text(thresholds),
-                           threshold=threshold, device=device, precision=precision)
+                           threshold=threshold, device=device, precision=precision, only_tags=only_tags)
     from ..serve.service import Limits
 
     limits = Limits(max_images=max_images, max_pixels=max_pixels or MAX_PIXELS, allow_urls=allow_urls)

@@ -24,6 +24,7 @@ from ..devices import check_device
 from ..errors import UsageError
 from ..inputs.refs import MAX_PIXELS
 from ..model.config import LANGS, MODEL_KINDS, PREPROCESSING, VOCAB_MODES
+from ..text import json_text
 
 ENGINES = ("local", "ray")
 SIDECARS_NEED_FILES = "--xmp writes sidecars beside image files; tar shards and URLs have none"
@@ -58,6 +59,8 @@ class ModelOptions:
     tags: str | None = None  # open-set tags (descriptions file, embeddings, names)
     vocab: str = "open"  # open-set tags alone, or after the built-in ones ("both")
     text_encoder: str | None = None
+    # Only these built-in tags are scored: names separated by commas, or a file of one per line.
+    only_tags: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ class Job:
         return replace(self, **parts)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        return json_text(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> Job:
@@ -228,6 +231,30 @@ def _check_model(model: ModelOptions) -> None:
         raise UsageError(f"--vocab must be one of {', '.join(VOCAB_MODES)}, not {model.vocab!r}")
     if model.tags is None and (model.vocab != "open" or model.text_encoder is not None):
         raise UsageError("--vocab and --text-encoder go with --tags (open-set tags)")
+    if model.only_tags is not None:
+        only_tag_names(model.only_tags)
+        if model.tags is not None and model.vocab == "open":
+            raise UsageError("--only-tags picks built-in tags, which --vocab open leaves out; add --vocab both")
+
+
+def only_tag_names(spec: str) -> list[str]:
+    """The names ``--only-tags`` gives: a text file with one per line, or names separated by commas."""
+    if os.path.isfile(spec):
+        try:
+            with open(spec, encoding="utf-8") as handle:
+                names = [line.strip() for line in handle]
+        except UnicodeDecodeError:
+            raise UsageError(f"--only-tags {spec}: not UTF-8 text; save it as UTF-8") from None
+        except OSError as exc:
+            raise UsageError(f"--only-tags {spec}: cannot read it ({exc.strerror})") from None
+    elif spec.endswith(".txt") or os.sep in spec:
+        raise UsageError(f"--only-tags {spec}: file not found; check the path, or give names separated by commas")
+    else:
+        names = [part.strip() for part in spec.split(",")]
+    names = [name for name in names if name]
+    if not names:
+        raise UsageError(f"--only-tags {spec!r} names no tag; give names separated by commas or a file of one per line")
+    return names
 
 
 def _check_outputs(job: Job, outputs: OutputOptions) -> None:

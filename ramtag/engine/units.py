@@ -20,6 +20,7 @@ from ..inputs import MAX_PIXELS, ImageRef, Item, select
 from ..inputs.identity import Stamp, stat_stamp
 from ..inputs.remote import ref_from_data, ref_to_data
 from ..inputs.shards import TarShard, name_clash, shard_members
+from ..text import json_text
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class WorkUnit:
 
     def to_json(self) -> str:
         shard = None if self.shard is None else [self.shard.location, self.shard.name, self.shard.remote]
-        return json.dumps({"shard": shard, "images": [ref_to_data(ref) for ref in self.images]}, ensure_ascii=False)
+        return json_text({"shard": shard, "images": [ref_to_data(ref) for ref in self.images]})
 
     @classmethod
     def from_json(cls, text: str) -> WorkUnit:

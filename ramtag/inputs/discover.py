@@ -229,16 +229,21 @@ def _all_items(
     if files_from is not None:
         listed = (item for line in _listed_paths(files_from, stdin) for item in _expand(line, walk, True))
         found = itertools.chain(found, listed)
-    yield from _once(found, walk.on_error) if several else found
+    yield from _once(found, walk.on_error, every=several)
 
 
-def _once(items: Iterable[Item], on_error: ErrorCallback | None) -> Iterator[Item]:
+def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool = True) -> Iterator[Item]:
     """Each key once: an image given twice (``photos`` and ``photos/a.jpg``, a list naming a file
     twice) is tagged once; another file whose key is taken already is left out, and said so; two tar
-    shards of one name, whose keys would collide, are refused."""
+    shards of one name, whose keys would collide, are refused. Without ``every`` (one input, whose
+    names cannot repeat) only keys with an escaped byte are looked at: ``caf\\xe9.jpg`` is also
+    what a name that is not UTF-8 becomes (``text.printable``)."""
     keys: dict[str, str] = {}
     shards: dict[str, str] = {}
     for item in items:
+        if not every and (isinstance(item, TarShard) or "\\x" not in item.key):
+            yield item
+            continue
         if isinstance(item, TarShard):
             if item.name in shards and shards[item.name] != item.location:
                 raise name_clash(shards[item.name], item)

@@ -1,7 +1,7 @@
 """What every input module shares: one image to tag (``ImageRef``), the size limits, the decode error.
 
-The bottom layer of ``ramtag.inputs``: it imports nothing else of ramtag's but the error base class,
-so finding files, reading tar shards and URLs, and decoding can all build on it.
+The bottom layer of ``ramtag.inputs``: it imports nothing else of ramtag's but the error base class
+and ``ramtag.text``, so finding files, reading tar shards and URLs, and decoding can all build on it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import RamtagError
+from ..text import printable
 from .identity import Stamp
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -85,6 +86,10 @@ class ImageRef:
     source: ImageSource | None = field(default=None, repr=False)
     stamp: Stamp | None = field(default=None, repr=False)  # size and time (``identity``), once known
     walked: bool = field(default=False, repr=False)  # found by walking a folder input (``roots``)
+
+    def __post_init__(self) -> None:
+        if not self.key.isascii():
+            object.__setattr__(self, "key", printable(self.key))  # a name that is not UTF-8
 
 
 class ImageDecodeError(RamtagError):

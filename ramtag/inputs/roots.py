@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
+from ..text import printable, unescaped
 from .folders import folder_prefix
 from .refs import is_image_name
 from .shards import SHARD_SUFFIXES
@@ -36,6 +37,11 @@ class Root:
 
     path: str
     prefix: str
+
+    def __post_init__(self) -> None:
+        # As the keys have it (``ImageRef``): a folder name that is not UTF-8 with its bytes escaped.
+        if not self.prefix.isascii():
+            object.__setattr__(self, "prefix", printable(self.prefix))
 
     def to_data(self) -> dict[str, str]:
         return {"path": self.path, "prefix": self.prefix}
@@ -105,7 +111,10 @@ class KeyPlan:
             return None
         if any(p.endswith(SHARD_SUFFIXES) for p in parts[:-1]):
             return None
-        return os.path.join(root.path, *parts)
+        where = os.path.join(root.path, *parts)
+        if "\\x" in relative and not os.path.lexists(where):  # a name that is not UTF-8, escaped
+            return os.path.join(root.path, *(unescaped(part) for part in parts))
+        return where
 
 
 def owner_index(roots: Sequence[Root], key: str) -> int | None:

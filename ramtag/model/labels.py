@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import VocabularyError
+from ..errors import UsageError, VocabularyError
 from .config import LANGS, VOCAB_MODES  # noqa: F401 - importable from here
 
 # The official code starts every class at 0.68 and then overwrites it from the thresholds file.
@@ -125,6 +126,49 @@ class TagVocabulary:
             self.tags + other.tags, np.concatenate([self.thresholds, other.thresholds]), zh
         )
 
+    def subset(self, positions: Sequence[int]) -> TagVocabulary:
+        """The tags at ``positions``, in that order, with their thresholds and Chinese names."""
+        zh = tuple(self.tags_zh[i] for i in positions) if self.tags_zh is not None else None
+        return TagVocabulary(tuple(self.tags[i] for i in positions), self.thresholds[list(positions)], zh)
+
+    def positions(self, names: Sequence[str], option: str = "--only-tags") -> list[int]:
+        """Where the named tags are, in the order named, each once.
+
+        A name is a tag's English name, else the same in another case, else a Chinese name (which
+        can belong to several tags: all of them). Names not found are one ``UsageError``.
+        """
+        exact = {tag: index for index, tag in enumerate(self.tags)}
+        folded: dict[str, list[int]] = {}
+        for index, tag in enumerate(self.tags):
+            folded.setdefault(tag.casefold(), []).append(index)
+        chinese: dict[str, list[int]] = {}
+        for index, name in enumerate(self.tags_zh or ()):
+            chinese.setdefault(name, []).append(index)
+        found: dict[int, None] = {}
+        missing = []
+        for name in names:
+            hits = [exact[name]] if name in exact else folded.get(name.casefold()) or chinese.get(name)
+            if hits:
+                found.update(dict.fromkeys(hits))
+            else:
+                missing.append(name)
+        if missing:
+            raise UsageError(
+                f"{option}: not in the model's vocabulary: {_unknown(missing, self.tags)}; "
+                "check the spelling against the tag list, or use --tags for tags outside it"
+            )
+        return list(found)
+
     def selected(self, scores: np.ndarray) -> np.ndarray:
         """Boolean mask of tags over threshold (strictly, as the official code)."""
         return scores > self.thresholds
+
+
+def _unknown(names: Sequence[str], tags: Sequence[str]) -> str:
+    """The first few names not found, each with the closest tags there are."""
+    shown = []
+    for name in names[:5]:
+        close = difflib.get_close_matches(name, tags, n=2, cutoff=0.6)
+        shown.append(f"{name!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return ", ".join(shown) + more

@@ -59,13 +59,25 @@ class RamModel(nn.Module):
         return torch.relu(self.wordvec_proj(mixed))
 
     def forward_head(
-        self, image_tokens: torch.Tensor, label_embed: torch.Tensor | None = None
+        self,
+        image_tokens: torch.Tensor,
+        label_embed: torch.Tensor | None = None,
+        tags: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits ``(B, T)`` for every tag of ``label_embed`` (default: the model's own)."""
+        """Logits ``(B, T)`` for every tag of ``label_embed`` (default: the model's own).
+
+        ``tags``: indices into ``label_embed`` of the only tags to decode, in that order (the rest
+        cost nothing); their logits are theirs in a pass over every tag.
+        """
         embed = self.label_embed if label_embed is None else label_embed
+        count = embed.shape[0] if tags is None else tags.numel()
         chunks = []
-        for start in range(0, embed.shape[0], self.tag_chunk):
-            queries = self.tag_queries(image_tokens, embed[start : start + self.tag_chunk])
+        for start in range(0, count, self.tag_chunk):
+            if tags is None:
+                part = embed[start : start + self.tag_chunk]
+            else:  # a copy of this chunk's embeddings only, never of the whole table
+                part = embed.index_select(0, tags[start : start + self.tag_chunk].to(embed.device))
+            queries = self.tag_queries(image_tokens, part)
             decoded = self.decoder(queries, image_tokens)
             chunks.append(self.classifier(decoded).squeeze(-1))
         return torch.cat(chunks, dim=1)

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..atomic import write_atomically
 from ..errors import OutputError
+from ..text import json_text
 
 try:
     import fcntl
@@ -55,13 +56,13 @@ class Journal:
     def append(self, entry: Entry) -> None:
         """Add ``entry``; once this returns, it is on disk."""
         with open(self.path, "a", encoding="utf-8") as journal:
-            journal.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            journal.write(json_text(entry) + "\n")
             journal.flush()
             os.fsync(journal.fileno())
 
     def rewrite(self, entries: list[Entry]) -> None:
         """Replace the journal with ``entries`` in one step (dropping what a restart made moot)."""
-        text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
+        text = "".join(json_text(e) + "\n" for e in entries)
         write_atomically(self.path, text, tmp=self.path.with_name(self.path.name + ".tmp"))
 
 
@@ -114,4 +115,4 @@ def read_settings(path: Path) -> dict[str, Any]:
 
 
 def write_settings(path: Path, settings: dict[str, Any]) -> None:
-    write_atomically(path, json.dumps(settings, ensure_ascii=False), tmp=path.with_name(path.name + ".tmp"))
+    write_atomically(path, json_text(settings), tmp=path.with_name(path.name + ".tmp"))

@@ -26,6 +26,7 @@ from ..engine.job import RESULT_DEFAULTS, RESULT_SETTINGS, ResultOptions
 from ..inputs.identity import Stamp
 from ..inputs.roots import KEY_SCHEME, Root, roots_from_metadata
 from ..model.labels import LANGS
+from ..text import json_text, printable
 
 if TYPE_CHECKING:
     from ..pipeline import ImageRecord
@@ -75,7 +76,7 @@ def output_schema(layout: Layout, metadata: dict[str, Any] | None = None) -> pa.
         fields.append(pa.field("all_scores", pa.list_(pa.float32(), layout.num_tags)))
     schema = pa.schema(fields, metadata={b"pandas": _PANDAS})
     if metadata is not None:
-        schema = schema.with_metadata({**schema.metadata, METADATA_KEY.encode(): json.dumps(metadata, ensure_ascii=False)})
+        schema = schema.with_metadata({**schema.metadata, METADATA_KEY.encode(): json_text(metadata)})
     return schema
 
 
@@ -140,7 +141,7 @@ def to_record_batch(
         ),
         "width": pa.array([r.width for r in records], pa.int32()),
         "height": pa.array([r.height for r in records], pa.int32()),
-        "error": pa.array([r.error for r in records], pa.string()),
+        "error": pa.array([printable(r.error) if r.error else r.error for r in records], pa.string()),
         "file_size": pa.array([r.stamp.size if r.stamp else None for r in records], pa.int64()),
         "file_modified": pa.array(
             [r.stamp.mtime_us if r.stamp else None for r in records], pa.int64()

@@ -9,7 +9,6 @@ atomically, and takes ramtag's entries out again (``ramtag xmp clean``). ``Sidec
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .. import atomic
 from ..engine.job import NAMINGS, RESULT_SETTINGS, SIDECARS_NEED_FILES
 from ..errors import UsageError
+from ..text import json_text
 from ..inputs.refs import is_image_name
 from .base import PerImageOutput
 from .pairs import Siblings
@@ -61,7 +61,7 @@ class Provenance:
 
 
 def _sha256(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return hashlib.sha256(json_text(value, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -1,0 +1,46 @@
+"""Text every output can hold, whatever the file names: names that are not UTF-8.
+
+On POSIX a file name is bytes; Python keeps the bytes that are not UTF-8 as lone surrogates
+(``os.fsdecode``), which no UTF-8 writer accepts: Parquet, CSV, JSON Lines and the JSON metadata
+would all fail on them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+
+def printable(text: str) -> str:
+    """``text`` with the bytes of a name that is not UTF-8 written as ``\\xe9`` (as ``ls -b`` shows
+    them), for the keys and messages outputs hold. The same name always gives the same text."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates that are not undecodable bytes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def unescaped(text: str) -> str:
+    """The name ``printable`` made ``text`` from (its ``\\xNN`` escapes of bytes 0x80-0xff back as
+    the bytes they were)."""
+    return re.sub(r"\\x([89a-f][0-9a-f])", lambda found: chr(0xDC00 + int(found.group(1), 16)), text)
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """``json.dumps`` with non-ASCII kept as it is, unless ``value`` holds a name that is not UTF-8:
+    then everything is escaped (``\\udce9``), which ``json.loads`` reads back to the same name."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, **options)
+    return text

@@ -1,0 +1,66 @@
+"""Which tags a run knows: the vocabulary files given, or the official ones, with their thresholds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .model.labels import TagVocabulary
+
+
+def load_vocabulary(
+    *,
+    tag_list: Path | None = None,
+    tag_list_zh: Path | None = None,
+    thresholds: Path | None = None,
+    threshold: float | None = None,
+) -> TagVocabulary:
+    """The given files, or the official lists (downloaded and checked at first use).
+
+    The official Chinese list and thresholds go with the official tag list, also when that list is
+    passed as a file (its sha256 tells): then they are added where available. Any other
+    ``tag_list`` gets no Chinese names unless given, and 0.68 wherever no threshold is given, with a
+    ``RamtagWarning`` saying so (a lower quality nobody asked for must not pass silently).
+    """
+    if tag_list is None:
+        from .model.download import data_file
+
+        tag_list = data_file("tag_list")
+        tag_list_zh = tag_list_zh or data_file("tag_list_zh")
+        thresholds = thresholds or data_file("thresholds")
+    elif thresholds is None and threshold is None:
+        tag_list_zh, thresholds = _official_companions(tag_list, tag_list_zh)
+    vocabulary = TagVocabulary.from_files(tag_list, tag_list_zh, thresholds)
+    return vocabulary.with_threshold(threshold) if threshold is not None else vocabulary
+
+
+def _official_companions(tag_list: Path, tag_list_zh: Path | None) -> tuple[Path | None, Path | None]:
+    """The official Chinese list and thresholds for ``tag_list`` when it is the official list; a
+    warning when the tags get the default threshold."""
+    import warnings
+
+    from .errors import ChecksumError, RamtagWarning, ResourceUnavailableError
+    from .hashing import sha256_file
+    from .model.download import data_file
+    from .model.labels import DEFAULT_THRESHOLD
+    from .model.registry import DATA_FILES
+
+    try:
+        is_official = sha256_file(tag_list) == DATA_FILES["tag_list"].sha256
+    except OSError:
+        return tag_list_zh, None  # the vocabulary's own reading says what is wrong with the file
+    thresholds = None
+    why = f"{tag_list} is not the official tag list"
+    if is_official:
+        try:
+            thresholds = data_file("thresholds")
+            if tag_list_zh is None:
+                tag_list_zh = data_file("tag_list_zh")
+        except (ResourceUnavailableError, ChecksumError) as error:
+            why = f"{tag_list} is the official tag list, but its per-tag thresholds are not available ({error})"
+    if thresholds is None:
+        warnings.warn(
+            f"{why}: every tag uses the threshold {DEFAULT_THRESHOLD:g}; pass --thresholds FILE "
+            "(the official ram_tag_list_threshold.txt for the official list) or --threshold T",
+            RamtagWarning, stacklevel=3,
+        )
+    return tag_list_zh, thresholds
