@@ -119,6 +119,10 @@ def test_bad_files_become_rows_and_the_run_succeeds(tmp_path: Path, ramplus_tiny
     assert "b_empty.jpg: empty file" in result.stderr  # --verbose names each bad file
     assert "time per stage: decode" in result.stderr
     assert "(transfer " in result.stderr and ", backbone " in result.stderr  # the model split
+    assert "e.g. " not in result.stderr  # each was named already
+    quiet = ramtag(tmp_path / "photos", "--out", tmp_path / "again.csv", "--max-pixels", "10000",
+                   "--workers", "0", *ramplus_tiny.cli_args())
+    assert "e.g. b_empty.jpg: empty file" in quiet.stderr and "-v lists all 4" in quiet.stderr  # without -v: one
 
 
 def test_workers_give_the_same_rows(tmp_path: Path, ramplus_tiny) -> None:

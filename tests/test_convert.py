@@ -180,13 +180,17 @@ def test_truncated_download(ramplus_tiny, tmp_path: Path) -> None:
     assert str(cut) in _message(excinfo) and "download it again" in _message(excinfo)
 
 
-@pytest.mark.parametrize("content", [b"", b"hello, not weights\n"])
-def test_not_a_checkpoint(tmp_path: Path, content: bytes) -> None:
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [(b"", "empty"), (b"hello, not weights\n", "holds text"), (b"\xff\xd8\xff\xe0\x00\x10JFIF", "holds a JPEG image")],
+)
+def test_not_a_checkpoint(tmp_path: Path, content: bytes, said: str) -> None:
     path = tmp_path / "weights.pth"
     path.write_bytes(content)
     with pytest.raises(CheckpointError) as excinfo:
         load_model(path)
-    assert str(path) in _message(excinfo)
+    assert str(path) in _message(excinfo) and said in _message(excinfo)
+    assert "unpickle" not in _message(excinfo)  # not mistaken for a pickle of other objects
 
 
 def test_arbitrary_objects_are_never_unpickled(ram_tiny, tmp_path: Path) -> None:

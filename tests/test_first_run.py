@@ -165,8 +165,9 @@ def test_out_folders_are_created_and_sizes_are_nullable_integers(tmp_path: Path,
     out = tmp_path / "results" / "2024" / "tags.parquet"
     result = ramtag("run", photos, "--out", out, *ramplus_tiny.cli_args())
     assert result.exit_code == 0, result.output
-    summary = result.stderr.strip().splitlines()[-1]
+    summary, example = result.stderr.strip().splitlines()[-2:]
     assert summary.startswith("2 images: 1 tagged, 1 error in ") and " s to start, then " in summary
+    assert example.startswith("e.g. broken.jpg: not an image")  # the bad file named, without -v
     frame = pd.read_parquet(out)
     assert str(frame["width"].dtype) == "Int32" and str(frame["height"].dtype) == "Int32"
     assert frame.set_index("path").loc["broken.jpg", "width"] is pd.NA
@@ -232,5 +233,5 @@ def test_verify_with_nothing_downloaded_says_what_failed(isolated_user_dirs: Pat
     result = ramtag("models", "verify")
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "verify failed: the weights; 3 data files not downloaded yet (not a failure: fetched at first use)"
+        "verify failed: the weights are not downloaded; 3 data files not downloaded yet (not a failure: fetched at first use)"
     )

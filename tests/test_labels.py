@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,24 @@ def test_extend_appends_open_set_tags() -> None:
     assert both.tags == ("cat", "dog", "red umbrella")
     assert both.tags_zh == ("猫", "狗", "red umbrella")
     np.testing.assert_allclose(both.thresholds, [0.7, 0.8, 0.5])
+
+
+@pytest.mark.parametrize(
+    ("tags", "zh", "message"),
+    [
+        (["cat", "red|blue"], None, "'red|blue' contains '|'"),
+        (["cat", "dog"], ["猫", "狗|犬"], "'狗|犬' contains '|'"),
+        (["cat", "dog", "cat"], None, "'cat' is in the vocabulary twice"),
+    ],
+)
+def test_names_that_outputs_could_not_tell_apart_are_refused(tags: list[str], zh: list[str] | None, message: str) -> None:
+    with pytest.raises(VocabularyError, match=re.escape(message)):
+        TagVocabulary.from_names(tags, tags_zh=zh)
+
+
+def test_a_tag_list_with_a_tag_twice_is_refused_in_one_line(tmp_path: Path) -> None:
+    listed = tmp_path / "tags.txt"
+    listed.write_text("cat\ndog\ncat\n", encoding="utf-8")
+    with pytest.raises(VocabularyError) as raised:
+        TagVocabulary.from_files(listed)
+    assert str(raised.value).startswith(f"{listed}: tag 'cat' is in the vocabulary twice") and "\n" not in str(raised.value)

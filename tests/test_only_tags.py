@@ -35,8 +35,7 @@ def pixels(tagger: Tagger, fixture: OfficialFixture) -> torch.Tensor:
     return torch.stack([tagger.preprocess(decode_image(fixture.images / name)) for name in names])
 
 
-@pytest.mark.parametrize("kind", ["ramplus_tiny", "ram_tiny"])
-@pytest.mark.parametrize("chunk", [None, 2])  # 2: the named tags decoded two at a time
+@pytest.mark.parametrize(("kind", "chunk"), [("ramplus_tiny", 2), ("ram_tiny", None)])  # 2: two tags at a time
 def test_named_tags_score_as_in_a_full_pass(kind: str, chunk: int | None, request: pytest.FixtureRequest) -> None:
     fixture: OfficialFixture = request.getfixturevalue(kind)
     full = load_tagger(**fixture.tagger_kwargs(), device="cpu", precision="fp32")
@@ -173,3 +172,12 @@ def test_with_open_set_tags_after_them(ramplus_tiny: OfficialFixture, tiny_tagge
     batch = pixels(tiny_tagger, ramplus_tiny)
     # The open-set copies of tags 5 and 6 score as those tags do: the same embeddings, the same decoder.
     np.testing.assert_allclose(both.scores(batch), tiny_tagger.scores(batch)[:, [0, 1, 5, 6]], rtol=0, atol=CLOSE)
+
+
+def test_the_engines_and_serve_load_what_a_job_names(ramplus_tiny: OfficialFixture) -> None:
+    from ramtag.engine.job import ModelOptions
+    from ramtag.engine.local import tagger_for
+
+    options = ModelOptions(checkpoint=str(ramplus_tiny.checkpoint), tag_list=str(ramplus_tiny.tags),
+                           thresholds=str(ramplus_tiny.thresholds), device="cpu", only_tags="dog, cat")
+    assert tagger_for(options).vocabulary.tags == ("dog", "cat")

@@ -274,16 +274,7 @@ def test_image_urls_are_fetched_only_when_allowed_and_only_over_http(ramplus_tin
     assert "only http(s) URLs" in local["error"]
 
 
-def test_only_tags_are_served_with_the_scores_of_a_full_pass(ramplus_tiny, run_rows) -> None:
-    tags = ramplus_tiny.tags.read_text(encoding="utf-8").splitlines()
-    running = Server([*ramplus_tiny.cli_args(), "--only-tags", f"{tags[3]},{tags[0]}"])
-    try:
-        files = [("files", (name, (ramplus_tiny.images / name).read_bytes())) for name in IMAGES[:3]]
-        response = httpx.post(running.url + "/v1/tag", files=files, data={"all_scores": "true"}, timeout=120)
-        assert response.status_code == 200, response.text
-        for answer in response.json()["results"]:
-            row = run_rows.loc[answer["path"]]
-            np.testing.assert_allclose(answer["all_scores"], row["all_scores"][[3, 0]], rtol=0, atol=1e-5)
-            assert set(answer["tags"]) == set(row["tags"]) & {tags[3], tags[0]}
-    finally:
-        assert running.stop() == 0
+
+def test_only_tags_are_checked_before_the_server_starts() -> None:
+    result = CliRunner().invoke(app, ["serve", "--only-tags", " , "])
+    assert result.exit_code == 2 and "--only-tags ' , ' names no tag" in result.stderr

@@ -170,7 +170,7 @@ def verify_command(
     absent = sum(check.path is None for check in checks[:-1])
     later = f"; {plural(absent, 'data file')} not downloaded yet (not a failure: fetched at first use)" if absent else ""
     if failures:
-        what = "the weights" if failures == 1 and weights.path is None else plural(failures, "problem")
+        what = "the weights are not downloaded" if failures == 1 and weights.path is None else plural(failures, "problem")
         err_console.print(f"[bold red]verify failed:[/] {escape(what)}{escape(later)}", markup=True, soft_wrap=True)
         raise typer.Exit(1)
 

@@ -32,6 +32,7 @@ class RunReport(ProgressReport, RunEvents):
         super().__init__(quiet=quiet, verbose=verbose, started=started)
         self.job = job
         self.count: int | None = None
+        self.first_error = ""  # named in the summary when -v did not name every bad file
         self.stop = threading.Event()
         self.ctrl_c = CtrlC(self.stop, lambda: err_console.print(
             "stopping after this batch (Ctrl-C again to stop at once)", markup=False))
@@ -87,6 +88,8 @@ class RunReport(ProgressReport, RunEvents):
                 self.errors += 1
                 if self.verbose:
                     self.say(f"{record.key}: {record.error}")
+                elif self.errors == 1:
+                    self.first_error = f"{record.key}: {record.error}"
         of = f"/{self.count}" if self.count is not None else ""
         self.show(
             f"{self.images}{of} images, {self.rate():.1f} images/s, {plural(self.errors, 'error')}",
@@ -135,6 +138,9 @@ class RunReport(ProgressReport, RunEvents):
                          f"({self.elapsed():.1f} s){where}")
             else:
                 self.say(f"{self.counts()} {self.timing()}{where}")
+            if self.errors and not self.verbose:  # without -v the bad files were not named yet
+                more = f"; -v lists all {self.errors}" if self.errors > 1 else ""
+                self.say(f"e.g. {self.first_error}{more}")
             if self.verbose:
                 timings = result.timings
                 split = ", ".join(f"{name} {value:.2f} s" for name, value in timings.model_stages().items())

@@ -23,6 +23,13 @@ _PACKAGES = {
 }
 
 
+# An HTTP server that accepts a connection and then says nothing would otherwise hold a run for as
+# long as the operating system keeps the socket open (minutes, per URL): seconds to connect, and
+# the longest silence while reading.
+HTTP_CONNECT_TIMEOUT = 20.0
+HTTP_READ_TIMEOUT = 60.0
+
+
 def is_url(text: str) -> bool:
     return _URL.match(text) is not None
 
@@ -37,9 +44,39 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     except ImportError:
         raise UsageError(f"{url}: URLs need fsspec: pip install fsspec") from None
     try:
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, **_options(scheme))
     except ImportError:
         package = _PACKAGES.get(scheme, f"the fsspec filesystem package for {scheme}://")
         raise UsageError(f"{url}: reading {scheme}:// URLs needs {package}: pip install {package}") from None
     except ValueError as error:
         raise UsageError(f"{url}: cannot use this URL ({error})") from None
+
+
+def _options(scheme: str) -> dict:
+    """The storage options ramtag sets: time limits for HTTP (aiohttp's client)."""
+    if scheme not in ("http", "https"):
+        return {}
+    import aiohttp  # fsspec's HTTP filesystem needs it: missing, it is named like the others
+
+    limits = aiohttp.ClientTimeout(total=None, sock_connect=HTTP_CONNECT_TIMEOUT, sock_read=HTTP_READ_TIMEOUT)
+    return {"client_kwargs": {"timeout": limits}}
+
+
+def failure(error: BaseException) -> tuple[str, str]:
+    """Why a URL could not be read, in words, and its kind (``missing`` or ``unreadable``).
+
+    fsspec's HTTP filesystem reports every failed request as ``FileNotFoundError``, the server's
+    answer or the connection's failure being its cause: that cause is what is worth saying.
+    """
+    cause = error.__cause__ if isinstance(error, FileNotFoundError) else error
+    if cause is None or isinstance(cause, FileNotFoundError):
+        return "not found there: deleted, moved or never there", "missing"
+    status = getattr(cause, "status", None)
+    if isinstance(status, int):
+        if status in (404, 410):
+            return f"not found there (HTTP {status})", "missing"
+        return f"the server answered HTTP {status} {getattr(cause, 'message', '') or ''}".rstrip(), "unreadable"
+    if isinstance(cause, TimeoutError):
+        return (f"no answer from the server within {HTTP_READ_TIMEOUT:g} s (timed out); "
+                "run again to retry it"), "unreadable"
+    return f"cannot read it ({type(cause).__name__}: {cause})", "unreadable"

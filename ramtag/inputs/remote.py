@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from .fs import filesystem, is_url
+from .fs import failure, filesystem, is_url
 from .patterns import expand_braces
 from .refs import ImageDecodeError, ImageRef, is_image_name
 from .shards import Item, TarShard, is_shard_name
@@ -35,12 +35,10 @@ class RemoteFile:
             fs, path = filesystem(self.url)
             with fs.open(path, "rb") as handle:
                 data = handle.read(-1 if limit is None else limit + 1)
-        except FileNotFoundError as error:
-            raise ImageDecodeError("file not found: deleted or moved before it could be read", "missing") from error
         except UsageError:
             raise
         except Exception as error:  # noqa: BLE001 - each filesystem has its own errors
-            raise ImageDecodeError(f"cannot read it ({type(error).__name__}: {error})", "unreadable") from error
+            raise ImageDecodeError(*failure(error)) from error
         if limit is not None and len(data) > limit:
             raise ImageDecodeError(
                 f"file too large: over {limit:,} bytes, more than any image within --max-pixels "
@@ -71,10 +69,9 @@ def _resolve_url(url: str) -> list[Item]:
     fs, path = filesystem(url)
     try:
         info = fs.info(path)
-    except FileNotFoundError:
-        raise UsageError(f"input not found: {url}") from None
     except Exception as error:  # noqa: BLE001 - credentials, network: each filesystem its own
-        raise UsageError(f"{url}: cannot read it ({type(error).__name__}: {error})") from None
+        why, kind = failure(error)
+        raise UsageError(f"input not found: {url}" if kind == "missing" else f"{url}: {why}") from None
     if info.get("type") != "directory":
         return [remote_item(url, url)]
     return _remote_folder(fs, url, path)

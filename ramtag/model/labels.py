@@ -14,6 +14,8 @@ from .config import LANGS, VOCAB_MODES  # noqa: F401 - importable from here
 
 # The official code starts every class at 0.68 and then overwrites it from the thresholds file.
 DEFAULT_THRESHOLD = 0.68
+# What joins a row's tags in CSV (outputs.formats has the same) and Lightroom's keyword hierarchy.
+LIST_SEPARATOR = "|"
 
 
 def read_lines(path: Path, what: str) -> list[str]:
@@ -61,6 +63,16 @@ class TagVocabulary:
             raise VocabularyError(
                 f"the Chinese tag list has {len(self.tags_zh)} entries for {len(self.tags)} tags"
             )
+        for name in (*self.tags, *(self.tags_zh or ())):
+            if LIST_SEPARATOR in name:
+                raise VocabularyError(
+                    f"tag {name!r} contains {LIST_SEPARATOR!r}, which separates tags in CSV outputs and "
+                    "in Lightroom's keyword hierarchy; rename it"
+                )
+        if len(set(self.tags)) != len(self.tags):
+            seen: set[str] = set()
+            twice = next(name for name in self.tags if name in seen or seen.add(name))  # type: ignore[func-returns-value]
+            raise VocabularyError(f"tag {twice!r} is in the vocabulary twice; give each tag once")
 
     def __len__(self) -> int:
         return len(self.tags)
@@ -109,7 +121,10 @@ class TagVocabulary:
                     f"{thresholds}: {len(values)} thresholds but {tag_list} has {len(tags)} tags; "
                     "use the thresholds of the same release"
                 )
-        return cls.from_names(tags, values, zh)
+        try:
+            return cls.from_names(tags, values, zh)
+        except VocabularyError as error:  # a name the outputs could not hold or tell apart
+            raise VocabularyError(f"{tag_list}: {error}") from None
 
     def with_threshold(self, threshold: float) -> TagVocabulary:
         """One threshold for every tag (``--threshold``)."""

@@ -56,6 +56,10 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise _fail(path, f"not a readable safetensors file ({exc}); download it again") from None
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if not head.startswith(b"PK\x03\x04") and head[:1] != b"\x80":  # a zip archive, or a pickle (legacy)
+        raise _fail(path, f"not a PyTorch checkpoint (the file holds {_what(head)}); check --checkpoint")
     try:
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -81,6 +85,19 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(raw, dict):
         raise _fail(path, "does not hold a state dict; not a RAM/RAM++ checkpoint")
     return unwrap(raw)
+
+
+def _what(head: bytes) -> str:
+    """What a file that is not a checkpoint looks like, from its first bytes."""
+    for magic, kind in ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"{", "JSON"),
+                        (b"<", "HTML or XML"), (b"\x1f\x8b", "gzip data")):
+        if head.startswith(magic):
+            return kind
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "data of another kind"
+    return "text"
 
 
 def build_model(config: ModelConfig) -> RamModel:

@@ -1,0 +1,96 @@
+"""Images behind http:// URLs, from a loopback server: each failure is its own row, said in words."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+pytest.importorskip("aiohttp")  # fsspec's HTTP filesystem
+
+from ramtag.cli.app import app  # noqa: E402
+import ramtag.inputs.fs as fs  # noqa: E402
+
+
+def _jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 120, 40)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    release = threading.Event()
+    photo = _jpeg()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/silent.jpg":
+                release.wait(30)  # accepts the request, then never answers
+                return
+            code = {"/photo.jpg": 200, "/forbidden.jpg": 403, "/broken.jpg": 500}.get(self.path, 404)
+            body = photo if code == 200 else b""
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(body)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        release.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_each_failed_url_is_a_row_that_says_why(server: str, tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fs, "HTTP_READ_TIMEOUT", 1.0)  # a silent server costs a second, not minutes
+    urls = [f"{server}/photo.jpg", f"{server}/forbidden.jpg", f"{server}/broken.jpg", f"{server}/gone.jpg",
+            f"{server}/silent.jpg", f"http://127.0.0.1:{_closed_port()}/x.jpg"]
+    listed = tmp_path / "urls.txt"
+    listed.write_text("\n".join(urls) + "\n", encoding="utf-8")
+    out = tmp_path / "tags.jsonl"
+    result = CliRunner().invoke(app, ["run", "--files-from", str(listed), "--out", str(out), "--workers", "0",
+                                      *ramplus_tiny.cli_args()])
+    assert result.exit_code == 0, result.output
+    rows = {row["path"]: row for row in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert list(rows) == urls
+    errors = [rows[url]["error"] for url in urls]
+    assert errors[0] is None and rows[urls[0]]["width"] == 32
+    assert errors[1] == "the server answered HTTP 403 Forbidden"
+    assert errors[2] == "the server answered HTTP 500 Internal Server Error"
+    assert errors[3] == "not found there (HTTP 404)"
+    assert "timed out" in errors[4]
+    assert errors[5].startswith("cannot read it (") and "Connect" in errors[5]
+
+
+def test_a_url_on_the_command_line_that_fails_says_how(server: str, ramplus_tiny) -> None:
+    runner = CliRunner()
+    refused = runner.invoke(app, ["run", f"{server}/forbidden.jpg", *ramplus_tiny.cli_args()])
+    assert refused.exit_code == 2 and "the server answered HTTP 403 Forbidden" in refused.stderr
+    missing = runner.invoke(app, ["run", f"{server}/gone.jpg", *ramplus_tiny.cli_args()])
+    assert missing.exit_code == 2 and f"input not found: {server}/gone.jpg" in missing.stderr
