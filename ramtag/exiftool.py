@@ -97,6 +97,8 @@ class ExifTool:
                  "-common_args", "-charset", "utf8", "-charset", "filename=utf8"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 preexec_fn=_child_setup if os.name == "posix" else None,  # noqa: PLW1509 - no threads yet
+                # Windows: a console's Ctrl-C reaches every process attached to it unless in a group of its own.
+                creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if os.name == "nt" else 0,
             )
         except OSError as error:
             raise ExifToolError(f"cannot start {self.executable} ({error.strerror or error}): {INSTALL}") from None

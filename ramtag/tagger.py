@@ -12,6 +12,7 @@ and device defaults); a file that cannot be used is a result with an ``error``, 
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -71,17 +72,10 @@ class Tagger:
         open_set: dict[str, Any] | None = None,
         builtin_tags: Sequence[int] | None = None,
     ) -> None:
-        # Open-set tags (``open_embed``, ``(T, D, width)``) come after the built-in ones, or alone.
-        # ``builtin_tags``: the only built-in tags decoded (positions in the model's vocabulary).
-        own = model.config.num_tags if builtin_tags is None else len(builtin_tags)
-        expected = (own if builtin else 0) + (open_embed.shape[0] if open_embed is not None else 0)
-        if len(vocabulary) != expected:
-            raise UsageError(f"the vocabulary has {len(vocabulary)} tags but the model has {expected}")
         self.device = device or torch.device("cpu")
         # The policy says what the name means on this device, and refuses what does not fit it.
         self.precision = resolve(precision.name if isinstance(precision, Precision) else precision, self.device)
-        compute = self.precision.dtype  # the tensors' format (int8: fp32 between the int8 layers)
-        self.model = model.to(device=self.device, dtype=compute)
+        self.model = model.to(device=self.device, dtype=self.precision.dtype)
         if self.precision.bf16_islands:
             from .model.mixed import with_islands
 
@@ -90,18 +84,37 @@ class Tagger:
             from .model.quantize import quantized_linears
 
             self.model = quantized_linears(self.model)
-        self.vocabulary = vocabulary
         self.info = info
+        self._set_tags(vocabulary, open_embed, builtin, open_set, builtin_tags)
+
+    def _set_tags(
+        self, vocabulary: TagVocabulary, open_embed: torch.Tensor | None, builtin: bool,
+        open_set: dict[str, Any] | None, builtin_tags: Sequence[int] | None,
+    ) -> None:
+        # Open-set tags (``open_embed``, ``(T, D, width)``) come after the built-in ones, or alone.
+        # ``builtin_tags``: the only built-in tags decoded (positions in the model's vocabulary).
+        own = self.config.num_tags if builtin_tags is None else len(builtin_tags)
+        expected = (own if builtin else 0) + (open_embed.shape[0] if open_embed is not None else 0)
+        if len(vocabulary) != expected:
+            raise UsageError(f"the vocabulary has {len(vocabulary)} tags but the model has {expected}")
+        self.vocabulary = vocabulary
         self.builtin = builtin
-        self.open_embed = (
-            open_embed.to(device=self.device, dtype=compute) if open_embed is not None else None
-        )
+        # (the tensors' format: int8 keeps fp32 between its int8 layers)
+        self.open_embed = open_embed.to(self.device, self.precision.dtype) if open_embed is not None else None
         self.open_set = open_set
         self.builtin_tags = list(builtin_tags) if builtin_tags is not None else None
         self._builtin_index = (
-            torch.tensor(self.builtin_tags, dtype=torch.long) if builtin_tags is not None else None
+            torch.tensor(self.builtin_tags, dtype=torch.long, device=self.device) if builtin_tags is not None else None
         )
         self._wide: tuple[RamModel, torch.Tensor | None] | None = None  # made at an fp16 overflow
+
+    def _with_tags(self, vocabulary: TagVocabulary, **tags: Any) -> Tagger:
+        """A tagger of other tags sharing this one's model as it is: cast, islands and int8 layers
+        are made once (preparing a prepared model again would undo bf16-mixed's islands)."""
+        derived = copy.copy(self)
+        derived._set_tags(vocabulary, tags.get("open_embed"), tags.get("builtin", True), tags.get("open_set"),
+                          tags.get("builtin_tags"))
+        return derived
 
     @property
     def config(self):  # -> ModelConfig
@@ -150,7 +163,6 @@ class Tagger:
         the device has no bf16), and later batches that overflow reuse that copy.
         """
         if self._wide is None:
-            import copy
             import warnings
 
             wide = overflow_fallback(self.device)
@@ -190,27 +202,25 @@ class Tagger:
         if self.open_embed is not None or not self.builtin:
             raise UsageError("this tagger already has open-set tags; start from the built-in one")
         combined = self.vocabulary.extend(vocabulary) if keep_builtin else vocabulary
-        return Tagger(
-            self.model, combined, device=self.device, precision=self.precision, info=self.info,
-            open_embed=label_embed, builtin=keep_builtin,
+        return self._with_tags(
+            combined, open_embed=label_embed, builtin=keep_builtin,
             open_set={**(provenance or {}), "tags": list(vocabulary.tags)},
             builtin_tags=self.builtin_tags if keep_builtin else None,
         )
 
-    def only(self, names: Sequence[str]) -> Tagger:
+    def only(self, names: Sequence[str] | str) -> Tagger:
         """The same model scoring only the named built-in tags, in that order (``--only-tags``).
 
-        The other tags are never decoded, so the tagging head's time shrinks with their number;
-        the scores are those of a full pass. A name is an English tag, in any case, or a Chinese one.
+        ``names``: a list, or one string of names separated by commas. The other tags are never
+        decoded, so the tagging head's time shrinks with their number; the scores are those of a
+        full pass (under int8, whose input scales span the tags decoded together, nearly). A name is
+        an English tag, in any case, or a Chinese one.
         """
         if self.open_embed is not None or not self.builtin:
             raise UsageError("pick the built-in tags first, then add open-set tags")
-        picked = self.vocabulary.positions(names)
+        picked = self.vocabulary.positions(_names(names))
         positions = [self.builtin_tags[i] for i in picked] if self.builtin_tags is not None else picked
-        return Tagger(
-            self.model, self.vocabulary.subset(picked), device=self.device, precision=self.precision,
-            info=self.info, builtin_tags=positions,
-        )
+        return self._with_tags(self.vocabulary.subset(picked), builtin_tags=positions)
 
     def result(self, scores: np.ndarray, top_k: int | None = None) -> TagResult:
         """Turn one image's scores into its tags (over threshold, best first, at most ``top_k``)."""
@@ -256,8 +266,8 @@ class Tagger:
         collected = Collected()
         run(refs, self, collected, batch_size=batch_size or default_batch_size(self.device), workers=0, top_k=top_k)
         results = []
-        for ref, record in zip(refs, collected.records):
-            path = None if isinstance(ref.source, Decoded) else record.key
+        for item, record in zip(items, collected.records):
+            path = None if isinstance(item, Image.Image) else os.fspath(item)  # as given, not as keyed
             if record.result is None:
                 if raise_errors:
                     raise ImageDecodeError(f"{path or record.key}: {record.error}")
@@ -315,7 +325,7 @@ def load_tagger(
         threshold=threshold,
     )
     if only_tags is not None:
-        vocabulary.positions(only_tags)  # a misspelt name costs no model load
+        vocabulary.positions(_names(only_tags))  # a misspelt name costs no model load
     if checkpoint is None:
         from .model.download import weights_file
 
@@ -344,3 +354,12 @@ def _timed(timings: StageTimings | None, stage: str, device: torch.device) -> It
     elif device.type == "mps":
         torch.mps.synchronize()
     timings.add(stage, time.perf_counter() - start)
+
+
+def _names(names: Sequence[str] | str) -> list[str]:
+    """Tag names given as a list, or as one string separated by commas; at least one."""
+    listed = [part.strip() for part in names.split(",")] if isinstance(names, str) else [str(name).strip() for name in names]
+    listed = [name for name in listed if name]
+    if not listed:
+        raise UsageError("no tags named: give at least one tag to score")
+    return listed

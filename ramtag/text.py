@@ -13,8 +13,8 @@ from typing import Any
 
 
 def printable(text: str) -> str:
-    """``text`` with the bytes of a name that is not UTF-8 written as ``\\xe9`` (as ``ls -b`` shows
-    them), for the keys and messages outputs hold. The same name always gives the same text."""
+    """``text`` with the bytes of a name that is not UTF-8 written as ``\\xe9`` (Python's
+    backslash escapes), for the keys and messages outputs hold. The same name always gives the same text."""
     if text.isascii():
         return text
     try:

@@ -178,7 +178,7 @@ def test_a_job_travels_as_json() -> None:
 
     job = Job(
         inputs=InputOptions(paths=("a", "s3://b/{0..3}.tar"), include=("*.jpg",), hidden=True, max_pixels=None),
-        model=ModelOptions(kind="ram", checkpoint="w.pth", threshold=0.5, device="cuda:1", precision="fp16", only_tags="cat,dog"),
+        model=ModelOptions(kind="ram", checkpoint="w.pth", threshold=0.5, device="cuda:1", precision="fp16", only_tags=("cat", "dog")),
         results=ResultOptions(top_k=3, draft_decode=True, raw_decode="demosaic"),
         outputs=OutputOptions(out="tags", lang="both", all_scores=True),
         cluster=ClusterOptions(engine="ray", num_gpus_per_worker=0.5), batch_size=64, workers=3,

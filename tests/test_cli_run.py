@@ -364,7 +364,7 @@ def test_file_and_folder_names_that_are_not_utf8_are_tagged_and_resumed(tmp_path
         pytest.skip("this file system takes UTF-8 names only")
     _images(photos, [os.fsdecode(b"caf\xe9.jpg"), "plain.jpg", os.fsdecode(b"d\xfcr/x.jpg")])
     (photos / os.fsdecode(b"bad\xe9.jpg")).write_bytes(b"")
-    keys = ["bad\\xe9.jpg", "caf\\xe9.jpg", "d\\xfcr/x.jpg", "plain.jpg"]  # as `ls -b` writes them
+    keys = ["bad\\xe9.jpg", "caf\\xe9.jpg", "d\\xfcr/x.jpg", "plain.jpg"]  # bytes as \xNN escapes
     common = ["--workers", "0", *ramplus_tiny.cli_args()]
     for name in ("tags.parquet", "tags.csv", "tags.jsonl"):
         result = ramtag(photos, "--out", tmp_path / name, *common)
@@ -398,3 +398,12 @@ def test_file_and_folder_names_that_are_not_utf8_are_tagged_and_resumed(tmp_path
     assert result.exit_code == 0, result.output
     assert pd.read_parquet(tmp_path / "clash.parquet")["path"].tolist() == ["caf\\xe9.jpg"]
     assert "its key caf\\xe9.jpg is" in result.stderr and "not tagged" in result.stderr
+
+
+def test_the_python_api_returns_a_path_that_is_not_utf8_as_given(tmp_path: Path, tiny_tagger) -> None:
+    try:
+        photo = _images(tmp_path, [os.fsdecode(b"caf\xe9.jpg")]) / os.fsdecode(b"caf\xe9.jpg")
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes UTF-8 names only")
+    result = tiny_tagger.tag(photo)
+    assert result.error is None and result.path == os.fspath(photo)  # openable again, not the escaped key

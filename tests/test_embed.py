@@ -313,6 +313,7 @@ def test_an_iptc_block_without_record_versions_gets_its_bytes_back(tmp_path: Pat
     assert path.read_bytes() == original
 
 
+@pytest.mark.skipif(os.name != "posix", reason="process groups and killpg are POSIX's")
 def test_ctrl_c_at_the_terminal_leaves_exiftool_running_for_the_batch_in_hand() -> None:
     # A terminal's Ctrl-C goes to its whole foreground process group, and exiftool exits on SIGINT
     # (it installs its own handler): run in a group of its own, it is there to finish the batch.

@@ -118,7 +118,7 @@ def test_run_only_tags_writes_them_alone_and_a_rerun_must_name_the_same(tmp_path
     full = tmp_path / "full.jsonl"
     assert run_cli(photos, "--out", full, *common).exit_code == 0
     wanted = tmp_path / "wanted.txt"
-    wanted.write_text(f"{tags[4]}\n\n{tags[1]}\n", encoding="utf-8")  # a blank line is skipped
+    wanted.write_text(f"{tags[4]}\n\n{tags[1]}\n", encoding="utf-8-sig")  # a byte-order mark, a blank line
     out = tmp_path / "only.parquet"
     result = run_cli(photos, "--out", out, "--only-tags", wanted, *common)
     assert result.exit_code == 0, result.output
@@ -179,5 +179,24 @@ def test_the_engines_and_serve_load_what_a_job_names(ramplus_tiny: OfficialFixtu
     from ramtag.engine.local import tagger_for
 
     options = ModelOptions(checkpoint=str(ramplus_tiny.checkpoint), tag_list=str(ramplus_tiny.tags),
-                           thresholds=str(ramplus_tiny.thresholds), device="cpu", only_tags="dog, cat")
+                           thresholds=str(ramplus_tiny.thresholds), device="cpu", only_tags=("dog", "cat"))
     assert tagger_for(options).vocabulary.tags == ("dog", "cat")
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "int8"])
+def test_a_subset_shares_the_prepared_model_and_leaves_the_first_tagger_working(
+    precision: str, ramplus_tiny: OfficialFixture
+) -> None:
+    # bf16-mixed is what --precision auto picks on CPUs with AMX: preparing its model a second time
+    # (the cast to fp32 again) would leave bf16 islands fed fp32 weights.
+    full = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision=precision)
+    batch = pixels(full, ramplus_tiny)
+    before = full.scores(batch)
+    only = full.only("cat, dog")  # one string of names is taken apart
+    assert only.model is full.model and only.vocabulary.tags == ("cat", "dog")
+    got = only.scores(batch)
+    np.testing.assert_array_equal(full.scores(batch), before)  # the first tagger is untouched
+    if precision == "bf16-mixed":  # row-wise arithmetic: bf16 rounding, not bf16 noise, apart
+        np.testing.assert_allclose(got, before[:, [0, 1]], rtol=0, atol=1e-2)
+    with pytest.raises(UsageError, match="no tags named"):
+        full.only([" "])

@@ -287,3 +287,16 @@ def test_ray_engine_needs_an_output_folder(tmp_path: Path, ramplus_tiny) -> None
     assert result.exit_code == 2 and "--concurrency go with --engine ray" in result.stderr
     result = CliRunner().invoke(app, ["run", str(tmp_path / "shards"), "--out", str(tmp_path), *ramplus_tiny.cli_args()])
     assert result.exit_code == 2 and "is a folder" in result.stderr
+
+
+def test_member_names_that_are_not_utf8_keep_their_own_keys(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(buffer, "JPEG")
+    path = tmp_path / "00000.tar"
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape") as archive:
+        for name in ["caf\\xe9.jpg", os.fsdecode(b"caf\xe9.jpg")]:  # a literal backslash, and a Latin-1 byte
+            info = tarfile.TarInfo(name)
+            info.size = len(buffer.getvalue())
+            archive.addfile(info, io.BytesIO(buffer.getvalue()))
+    keys = [ref.key for ref in shard_members(TarShard(str(path), path.name))]
+    assert keys == ["00000.tar/caf\\xe9", "00000.tar/caf\\xe9.jpg"]  # written the same, so told apart

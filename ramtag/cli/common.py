@@ -119,8 +119,8 @@ OnlyTagsOpt = Annotated[
     typer.Option(
         "--only-tags",
         help="Score only these built-in tags (names separated by commas, English or Chinese, or a "
-        "file of one per line): the others are not computed, which makes the tagging head faster; "
-        "their scores stay the same.",
+        ".txt file of one per line): the others are not computed, which makes the tagging head "
+        "faster; their scores stay the same.",
         rich_help_panel=MODEL_PANEL,
         show_default=False,
     ),

@@ -254,18 +254,18 @@ def _warn(result: Evaluation) -> None:
 
     if result.unknown_classes:
         shown = ", ".join(result.unknown_classes[:5]) + (" …" if len(result.unknown_classes) > 5 else "")
-        say(f"{_are(len(result.unknown_classes), 'class', 'es')} not tags of the model and were left out: {shown}")
+        say(f"{_were(len(result.unknown_classes), 'class', 'es')} left out, not being tags of the model: {shown}")
     if result.unknown_labels:
         shown = ", ".join(result.unknown_labels[:5]) + (" …" if len(result.unknown_labels) > 5 else "")
-        say(f"{plural(counts['labels_naming_no_class'], 'label')} naming no class of the taglist were ignored: {shown}")
+        say(f"{_were(counts['labels_naming_no_class'], 'label')} ignored, naming no class of the taglist: {shown}")
     if counts["images_without_prediction"]:
         say(f"{plural(counts['images_without_prediction'], 'labelled image')} without scores (e.g. {result.missing_examples[0]})")
     if counts["images_failed"]:
-        say(f"{plural(counts['images_failed'], 'labelled image')} could not be read by the run and were left out")
+        say(f"{_were(counts['images_failed'], 'labelled image')} left out, the run could not read them")
     if counts["predictions_without_labels"]:
-        say(f"{plural(counts['predictions_without_labels'], 'scored image')} without labels were ignored")
+        say(f"{_were(counts['predictions_without_labels'], 'scored image')} ignored, having no labels")
     if counts["repeated_label_lines"]:
-        say(f"{plural(counts['repeated_label_lines'], 'label line')} repeating an image: their labels were merged")
+        say(f"{plural(counts['repeated_label_lines'], 'label line')} repeating an image: labels merged")
     if result.calibration is not None and result.calibration["kept_unreachable"]:
         say(f"{plural(result.calibration['kept_unreachable'], 'tag')} never reaching the target precision kept their threshold")
 
@@ -273,3 +273,8 @@ def _warn(result: Evaluation) -> None:
 def _are(count: int, noun: str, ending: str = "s") -> str:
     """``1 image is``, ``2 images are``."""
     return f"{plural(count, noun, ending)} {'is' if count == 1 else 'are'}"
+
+
+def _were(count: int, noun: str, ending: str = "s") -> str:
+    """``1 image was``, ``2 images were``."""
+    return f"{plural(count, noun, ending)} {'was' if count == 1 else 'were'}"

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..engine.job import ClusterOptions, InputOptions, Job, ModelOptions, OutputOptions, ResultOptions
+from ..engine.job import ClusterOptions, InputOptions, Job, ModelOptions, OutputOptions, ResultOptions, only_tag_names
 from ..inputs.refs import RAW_DECODES
 from ..model.config import LANGS, VOCAB_MODES
 from ..outputs.formats import EXTENSIONS, FORMATS
@@ -210,7 +210,8 @@ def run_command(
         model=ModelOptions(
             kind=model, checkpoint=path_text(checkpoint), tag_list=path_text(tag_list), tag_list_zh=path_text(tag_list_zh),
             thresholds=path_text(thresholds), threshold=threshold, device=device, precision=precision,
-            tags=tags, vocab=vocab.value, text_encoder=text_encoder, only_tags=only_tags,
+            tags=tags, vocab=vocab.value, text_encoder=text_encoder,
+            only_tags=only_tag_names(only_tags) if only_tags is not None else None,
         ),
         results=ResultOptions(
             top_k=top_k, draft_decode=draft_decode, raw_decode=raw_decode.value, preprocess=preprocess.value

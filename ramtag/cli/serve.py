@@ -75,11 +75,10 @@ def serve_command(
     check_model_options(device, precision, ("--checkpoint", checkpoint), ("--tag-list", tag_list),
                         ("--tag-list-zh", tag_list_zh), ("--thresholds", thresholds))
     check_serve_options(host, token, batch_size, max_wait_ms, queue)
-    if only_tags is not None:
-        only_tag_names(only_tags)
+    names = only_tag_names(only_tags) if only_tags is not None else None
     options = ModelOptions(kind=model, checkpoint=path_text(checkpoint), tag_list=path_text(tag_list),
                            tag_list_zh=path_text(tag_list_zh), thresholds=path_text(thresholds),
-                           threshold=threshold, device=device, precision=precision, only_tags=only_tags)
+                           threshold=threshold, device=device, precision=precision, only_tags=names)
     from ..serve.service import Limits
 
     limits = Limits(max_images=max_images, max_pixels=max_pixels or MAX_PIXELS, allow_urls=allow_urls)
@@ -102,7 +101,7 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
     from ..serve.security import is_loopback
 
     state = ServerState(token=token, max_body=max_body, timeout=timeout, loopback=is_loopback(host))
-    failure: list[str] = []
+    failure: list[RamtagError] = []
     app = create_app(state)
 
     @contextlib.asynccontextmanager
@@ -115,8 +114,8 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
             try:
                 tagger = tagger_for(options)
             except Exception as error:  # noqa: BLE001 - any failure to load stops the server, in words
-                failure.append(str(error) if isinstance(error, (RamtagError, OSError))
-                               else f"cannot load the model ({type(error).__name__}: {error})")
+                failure.append(error if isinstance(error, RamtagError) else RamtagError(
+                    str(error) if isinstance(error, OSError) else f"cannot load the model ({type(error).__name__}: {error})"))
                 server.should_exit = True
                 return
             service = Service(tagger, batch_size=batch_size, max_wait=max_wait, capacity=capacity,
@@ -134,8 +133,8 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
     server = _graceful_server_class()(config)
     _announce(server, host, token is not None)
     server.run()
-    if failure:
-        raise RamtagError(failure[0])
+    if failure:  # with its own exit code: a misspelt --only-tags name is a usage error (2)
+        raise failure[0]
 
 
 def _graceful_server_class():  # uvicorn imported only by this command

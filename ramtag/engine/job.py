@@ -59,8 +59,8 @@ class ModelOptions:
     tags: str | None = None  # open-set tags (descriptions file, embeddings, names)
     vocab: str = "open"  # open-set tags alone, or after the built-in ones ("both")
     text_encoder: str | None = None
-    # Only these built-in tags are scored: names separated by commas, or a file of one per line.
-    only_tags: str | None = None
+    # Only these built-in tags are scored (``only_tag_names`` reads what --only-tags gives).
+    only_tags: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,11 @@ class Job:
         inputs = data["inputs"]
         for name in ("paths", "include", "exclude"):
             inputs[name] = tuple(inputs[name])
+        model = data["model"]
+        if model.get("only_tags") is not None:
+            model["only_tags"] = tuple(model["only_tags"])
         return cls(
-            inputs=InputOptions(**inputs), model=ModelOptions(**data["model"]),
+            inputs=InputOptions(**inputs), model=ModelOptions(**model),
             results=ResultOptions(**data["results"]), outputs=OutputOptions(**data["outputs"]),
             cluster=ClusterOptions(**data["cluster"]), batch_size=data["batch_size"], workers=data["workers"],
             roots=tuple(tuple(root) for root in data.get("roots", ())),  # type: ignore[misc]
@@ -232,29 +235,33 @@ def _check_model(model: ModelOptions) -> None:
     if model.tags is None and (model.vocab != "open" or model.text_encoder is not None):
         raise UsageError("--vocab and --text-encoder go with --tags (open-set tags)")
     if model.only_tags is not None:
-        only_tag_names(model.only_tags)
+        if not model.only_tags:
+            raise UsageError("--only-tags names no tag; give names separated by commas or a file of one per line")
         if model.tags is not None and model.vocab == "open":
             raise UsageError("--only-tags picks built-in tags, which --vocab open leaves out; add --vocab both")
 
 
-def only_tag_names(spec: str) -> list[str]:
-    """The names ``--only-tags`` gives: a text file with one per line, or names separated by commas."""
-    if os.path.isfile(spec):
+def only_tag_names(spec: str) -> tuple[str, ...]:
+    """The names ``--only-tags`` gives: a file of one per line (a ``.txt`` name or a path with a
+    folder in it), or names separated by commas. Read once, by the command line: the job carries
+    the names themselves (a Ray actor elsewhere has no such file)."""
+    separators = {"/", os.sep, os.altsep} - {None}
+    if spec.endswith(".txt") or any(separator in spec for separator in separators):
         try:
-            with open(spec, encoding="utf-8") as handle:
+            with open(spec, encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is not a name
                 names = [line.strip() for line in handle]
+        except FileNotFoundError:
+            raise UsageError(f"--only-tags {spec}: file not found; check the path, or give names separated by commas") from None
         except UnicodeDecodeError:
             raise UsageError(f"--only-tags {spec}: not UTF-8 text; save it as UTF-8") from None
         except OSError as exc:
-            raise UsageError(f"--only-tags {spec}: cannot read it ({exc.strerror})") from None
-    elif spec.endswith(".txt") or os.sep in spec:
-        raise UsageError(f"--only-tags {spec}: file not found; check the path, or give names separated by commas")
+            raise UsageError(f"--only-tags {spec}: cannot read it ({exc.strerror or exc})") from None
     else:
         names = [part.strip() for part in spec.split(",")]
     names = [name for name in names if name]
     if not names:
         raise UsageError(f"--only-tags {spec!r} names no tag; give names separated by commas or a file of one per line")
-    return names
+    return tuple(names)
 
 
 def _check_outputs(job: Job, outputs: OutputOptions) -> None:

@@ -140,12 +140,10 @@ def tagger_for(model: ModelOptions) -> Tagger:
     """The model, vocabulary, device and precision a job names, open-set tags included."""
     from ..tagger import load_tagger
 
-    from .job import only_tag_names
-
     tagger = load_tagger(
         model.checkpoint, model=model.kind, tag_list=model.tag_list, tag_list_zh=model.tag_list_zh,
         thresholds=model.thresholds, threshold=model.threshold, device=model.device, precision=model.precision,
-        only_tags=only_tag_names(model.only_tags) if model.only_tags is not None else None,
+        only_tags=list(model.only_tags) if model.only_tags is not None else None,
     )
     if model.tags is None:
         return tagger

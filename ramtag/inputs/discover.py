@@ -256,8 +256,10 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool 
             if on_error is not None:
                 first = keys[item.key]
                 same = first == os.fspath(item.path) or os.path.realpath(first) == os.path.realpath(item.path)
+                escaped = " (a name that is not UTF-8 is written with its bytes as \\xNN)" if "\\x" in item.key else ""
                 on_error(item.path, "given twice among the inputs: tagged once" if same else
-                         f"its key {item.key} is {first}'s already: not tagged (rename it, or tag it into another --out)")
+                         f"its key {item.key} is {first}'s already{escaped}: not tagged "
+                         "(rename it, or tag it into another --out)")
             continue
         else:
             keys[item.key] = os.fspath(item.path)

@@ -57,9 +57,15 @@ def _options(scheme: str) -> dict:
     if scheme not in ("http", "https"):
         return {}
     import aiohttp  # fsspec's HTTP filesystem needs it: missing, it is named like the others
+    import fsspec.config
 
-    limits = aiohttp.ClientTimeout(total=None, sock_connect=HTTP_CONNECT_TIMEOUT, sock_read=HTTP_READ_TIMEOUT)
-    return {"client_kwargs": {"timeout": limits}}
+    # fsspec merges its configuration one level deep: the user's own client settings (proxies from
+    # the environment, headers) are kept, and a time limit of theirs wins.
+    client = dict(fsspec.config.conf.get(scheme, {}).get("client_kwargs", {}))
+    client.setdefault(
+        "timeout", aiohttp.ClientTimeout(total=None, sock_connect=HTTP_CONNECT_TIMEOUT, sock_read=HTTP_READ_TIMEOUT)
+    )
+    return {"client_kwargs": client}
 
 
 def failure(error: BaseException) -> tuple[str, str]:
@@ -68,15 +74,21 @@ def failure(error: BaseException) -> tuple[str, str]:
     fsspec's HTTP filesystem reports every failed request as ``FileNotFoundError``, the server's
     answer or the connection's failure being its cause: that cause is what is worth saying.
     """
+    import asyncio
+
     cause = error.__cause__ if isinstance(error, FileNotFoundError) else error
-    if cause is None or isinstance(cause, FileNotFoundError):
+    timed_out = isinstance(cause, (TimeoutError, asyncio.TimeoutError))  # two classes before Python 3.11
+    if isinstance(error, FileNotFoundError) and not (timed_out or type(cause).__module__.startswith("aiohttp")):
+        # Other filesystems (s3fs...) chain their own "not found" errors: missing is what they mean.
         return "not found there: deleted, moved or never there", "missing"
     status = getattr(cause, "status", None)
     if isinstance(status, int):
         if status in (404, 410):
             return f"not found there (HTTP {status})", "missing"
         return f"the server answered HTTP {status} {getattr(cause, 'message', '') or ''}".rstrip(), "unreadable"
-    if isinstance(cause, TimeoutError):
-        return (f"no answer from the server within {HTTP_READ_TIMEOUT:g} s (timed out); "
-                "run again to retry it"), "unreadable"
+    if timed_out:
+        connecting = "connect" in type(cause).__name__.lower()
+        limit = f"could not connect within {HTTP_CONNECT_TIMEOUT:g} s" if connecting else \
+            f"no answer from the server within {HTTP_READ_TIMEOUT:g} s"
+        return f"{limit} (timed out); run again to retry it", "unreadable"
     return f"cannot read it ({type(cause).__name__}: {cause})", "unreadable"

@@ -32,6 +32,7 @@ from typing import BinaryIO
 from typing import Union
 
 from ..errors import RamtagError, UsageError
+from ..text import printable
 from .fs import filesystem
 from .identity import Stamp
 from .refs import MAX_PIXELS, ImageDecodeError, ImageRef, is_image_name, max_file_bytes
@@ -170,9 +171,10 @@ def shard_members(
                 name = _clean(member.name)
                 if not member.isreg() or not is_image_name(name) or (not hidden and _hidden(name)):
                     continue
-                key = f"{shard.name}/{member_key(name)}"
+                # As written out (``text.printable``): a name that is not UTF-8 must not share a key.
+                key = printable(f"{shard.name}/{member_key(name)}")
                 if key in used:
-                    key = f"{shard.name}/{name}"
+                    key = printable(f"{shard.name}/{name}")
                     if key in used:
                         continue  # the same member name again (an appended tar): the first counts
                 used.add(key)

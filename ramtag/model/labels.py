@@ -65,10 +65,7 @@ class TagVocabulary:
             )
         for name in (*self.tags, *(self.tags_zh or ())):
             if LIST_SEPARATOR in name:
-                raise VocabularyError(
-                    f"tag {name!r} contains {LIST_SEPARATOR!r}, which separates tags in CSV outputs and "
-                    "in Lightroom's keyword hierarchy; rename it"
-                )
+                raise VocabularyError(_separator_in(name))
         if len(set(self.tags)) != len(self.tags):
             seen: set[str] = set()
             twice = next(name for name in self.tags if name in seen or seen.add(name))  # type: ignore[func-returns-value]
@@ -108,6 +105,9 @@ class TagVocabulary:
         zh = None
         if tag_list_zh is not None:
             zh = [name.strip() for name in read_lines(tag_list_zh, "Chinese tag list")]
+            for number, name in enumerate(zh, start=1):
+                if LIST_SEPARATOR in name:
+                    raise VocabularyError(f"{tag_list_zh}:{number}: {_separator_in(name)}")
             if len(zh) != len(tags):
                 raise VocabularyError(
                     f"{tag_list_zh}: {len(zh)} Chinese tags but {tag_list} has {len(tags)}; "
@@ -187,3 +187,8 @@ def _unknown(names: Sequence[str], tags: Sequence[str]) -> str:
         shown.append(f"{name!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
     more = f" and {len(names) - 5} more" if len(names) > 5 else ""
     return ", ".join(shown) + more
+
+
+def _separator_in(name: str) -> str:
+    return (f"tag {name!r} contains {LIST_SEPARATOR!r}, which separates tags in CSV outputs and in "
+            "Lightroom's keyword hierarchy; rename it")
