@@ -33,8 +33,8 @@ from .model.labels import TagVocabulary
 from .model.load import LoadInfo, load_model
 from .model.network import RamModel
 from .model.transform import preprocess
-from .vocabulary import load_vocabulary
 from .precision import Precision, overflow_fallback, resolve
+from .vocabulary import load_vocabulary
 
 if TYPE_CHECKING:
     from .pipeline import StageTimings
@@ -108,12 +108,14 @@ class Tagger:
         )
         self._wide: tuple[RamModel, torch.Tensor | None] | None = None  # made at an fp16 overflow
 
-    def _with_tags(self, vocabulary: TagVocabulary, **tags: Any) -> Tagger:
+    def _with_tags(
+        self, vocabulary: TagVocabulary, *, open_embed: torch.Tensor | None = None, builtin: bool = True,
+        open_set: dict[str, Any] | None = None, builtin_tags: Sequence[int] | None = None,
+    ) -> Tagger:
         """A tagger of other tags sharing this one's model as it is: cast, islands and int8 layers
         are made once (preparing a prepared model again would undo bf16-mixed's islands)."""
         derived = copy.copy(self)
-        derived._set_tags(vocabulary, tags.get("open_embed"), tags.get("builtin", True), tags.get("open_set"),
-                          tags.get("builtin_tags"))
+        derived._set_tags(vocabulary, open_embed, builtin, open_set, builtin_tags)
         return derived
 
     @property
@@ -304,7 +306,7 @@ def load_tagger(
     device: str = "auto",
     precision: str = "auto",
     image_size: int | None = None,
-    only_tags: Sequence[str] | None = None,
+    only_tags: Sequence[str] | str | None = None,
 ) -> Tagger:
     """Load RAM++ (default) or RAM with its vocabulary.
 
