@@ -44,5 +44,9 @@ class RamtagWarning(UserWarning):
     """Something a user should know that does not stop the work (a weaker default was chosen)."""
 
 
+class DefaultThresholdWarning(RamtagWarning):
+    """A tag list without per-tag thresholds: every tag gets the default one."""
+
+
 class GroundTruthError(RamtagError):
     """A label file or taglist that cannot be read as any of the formats."""

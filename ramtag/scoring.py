@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from .errors import RamtagError, RamtagWarning, UsageError
+from .errors import DefaultThresholdWarning, RamtagError, UsageError
 from .groundtruth import Benchmark, GroundTruth, ImageFinder, benchmark_file
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def _tag(
     with warnings.catch_warnings():
         # Scores for evaluation do not use the model's thresholds (--thresholds and --calibrate are
         # eval's own): a tag list without them is nothing to warn about here.
-        warnings.filterwarnings("ignore", message=".*every tag uses the threshold", category=RamtagWarning)
+        warnings.simplefilter("ignore", DefaultThresholdWarning)
         tagger = tagger_for(replace(model, precision=precision))
     if chosen is not None and chosen.descriptions is not None:
         tagger = _open_set_tagger(tagger, chosen, model.text_encoder)

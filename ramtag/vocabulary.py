@@ -19,7 +19,7 @@ def load_vocabulary(
     The official Chinese list and thresholds go with the official tag list, also when that list is
     passed as a file (its sha256 tells): then they are added where available. Any other
     ``tag_list`` gets no Chinese names unless given, and 0.68 wherever no threshold is given, with a
-    ``RamtagWarning`` saying so (a lower quality nobody asked for must not pass silently).
+    ``DefaultThresholdWarning`` (a ``RamtagWarning``) saying so (a lower quality nobody asked for must not pass silently).
     """
     if tag_list is None:
         from .model.download import data_file
@@ -38,7 +38,7 @@ def _official_companions(tag_list: Path, tag_list_zh: Path | None) -> tuple[Path
     warning when the tags get the default threshold."""
     import warnings
 
-    from .errors import ChecksumError, RamtagWarning, ResourceUnavailableError
+    from .errors import ChecksumError, DefaultThresholdWarning, ResourceUnavailableError
     from .hashing import sha256_file
     from .model.download import data_file
     from .model.labels import DEFAULT_THRESHOLD
@@ -61,6 +61,6 @@ def _official_companions(tag_list: Path, tag_list_zh: Path | None) -> tuple[Path
         warnings.warn(
             f"{why}: every tag uses the threshold {DEFAULT_THRESHOLD:g}; pass --thresholds FILE "
             "(the official ram_tag_list_threshold.txt for the official list) or --threshold T",
-            RamtagWarning, stacklevel=3,
+            DefaultThresholdWarning, stacklevel=3,
         )
     return tag_list_zh, thresholds

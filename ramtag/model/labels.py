@@ -66,10 +66,11 @@ class TagVocabulary:
         for name in (*self.tags, *(self.tags_zh or ())):
             if LIST_SEPARATOR in name:
                 raise VocabularyError(_separator_in(name))
-        if len(set(self.tags)) != len(self.tags):
-            seen: set[str] = set()
-            twice = next(name for name in self.tags if name in seen or seen.add(name))  # type: ignore[func-returns-value]
-            raise VocabularyError(f"tag {twice!r} is in the vocabulary twice; give each tag once")
+        seen: set[str] = set()
+        for name in self.tags:
+            if name in seen:
+                raise VocabularyError(f"tag {name!r} is in the vocabulary twice; give each tag once")
+            seen.add(name)
 
     def __len__(self) -> int:
         return len(self.tags)
