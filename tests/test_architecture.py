@@ -173,6 +173,19 @@ def test_the_command_line_is_parsed_without_numpy_pillow_or_the_evaluation(
     assert heavy == []
 
 
+@pytest.mark.parametrize(("command", "args", "watch"), [("run", ["--bogus"], ("pydantic", "ramtag.cli.eval")),
+                                                     ("eval", ["--bogus"], ("pydantic", "ramtag.cli.run")),
+                                                     ("models", ["list", "--bogus"], ("ramtag.cli.serve",))])
+def test_an_unknown_option_is_answered_by_its_command_alone(
+    tmp_path: Path, command: str, args: list[str], watch: tuple[str, ...]
+) -> None:
+    # no other command's module, and no flag for Typer to convert (its conversion imports Pydantic);
+    # a group such as `models` has its own -h, converted before its command is parsed
+    code, stderr, heavy = _fails_fast(tmp_path, *args, watch=watch, command=command)
+    assert code == 2 and "No such option: --bogus" in stderr, stderr
+    assert heavy == []
+
+
 def test_a_job_travels_as_json() -> None:
     from ramtag.engine.job import ClusterOptions, InputOptions, Job, ModelOptions, OutputOptions, ResultOptions
 

@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ramtag.cli.app import app
+from ramtag.cli.app import app, for_arguments
 
 SNAPSHOT = Path(__file__).with_name("help_snapshot.txt")
 runner = CliRunner()
@@ -68,6 +68,26 @@ def test_every_command_has_examples_and_every_option_help(path: str, command) ->
     assert "Examples:" in text and "ramtag " in text.split("Examples:")[1]
     for noise in ("<bool>", "<list[", "<int range>", "<str>", "{paths}"):
         assert noise not in text, f"{path}: {noise!r} in its help"
+
+
+@pytest.mark.parametrize("path", [path for path, _ in commands() if " " in path])
+def test_a_command_line_gets_its_command_alone_with_the_same_help(path: str) -> None:
+    # `ramtag run ...` builds an application holding `run` only (its option errors answer sooner):
+    # what that command shows and accepts must not differ from the whole application's
+    args = path.split()[1:]
+    alone = for_arguments(args)
+    assert sorted(typer.main.get_command(alone).commands) == [args[0]]
+    want = runner.invoke(app, [*args, "-h"], env={"COLUMNS": "100"})
+    got = runner.invoke(alone, [*args, "-h"], env={"COLUMNS": "100"})
+    assert got.exit_code == want.exit_code == 0, got.output
+    assert got.stdout == want.stdout
+
+
+def test_a_command_line_without_a_command_gets_the_whole_application() -> None:
+    for args in ([], ["--version"], ["-h"], ["rn"], ["photos"]):
+        assert for_arguments(args) is app
+    shown = runner.invoke(for_arguments(["rn"]), ["rn"])
+    assert shown.exit_code == 2 and "Did you mean 'run'?" in shown.output  # the whole list to suggest from
 
 
 def test_one_way_to_install_completion() -> None:
