@@ -94,6 +94,49 @@ def test_record_batch_keeps_order_and_marks_failures() -> None:
     assert good["tags_zh"] == records[1].result.tags_zh
 
 
+def test_columns_are_the_arrays_pyarrow_builds_from_lists() -> None:
+    # outputs/columns.py builds them from buffers (pa.array imports pandas): the same arrays, checked
+    from ramtag.outputs import columns as arrow
+
+    names = [*AWKWARD, None, "", "\x00 nul"]
+    zoned = pa.timestamp("us", tz="UTC")
+    rows = np.random.default_rng(1).random((5, 3), dtype=np.float32)
+    built_and_wanted = [
+        (arrow.strings(names), pa.array(names, pa.string())),
+        (arrow.strings([None, None]), pa.array([None, None], pa.string())),
+        (arrow.strings([]), pa.array([], pa.string())),
+        (arrow.string_lists([["a", "日本"], [], [""], AWKWARD]), pa.array([["a", "日本"], [], [""], AWKWARD], pa.list_(pa.string()))),
+        (arrow.string_lists([]), pa.array([], pa.list_(pa.string()))),
+        (arrow.float_lists([[0.1, 1e-30], [], [3.5]]), pa.array([[0.1, 1e-30], [], [3.5]], pa.list_(pa.float32()))),
+        (arrow.integers([1, None, -(2**31), 2**31 - 1] * 3, pa.int32()), pa.array([1, None, -(2**31), 2**31 - 1] * 3, pa.int32())),
+        (arrow.integers([None] * 17, pa.int64()), pa.array([None] * 17, pa.int64())),
+        (arrow.integers([2**40, None], zoned), pa.array([2**40, None], pa.int64()).cast(zoned)),
+        (arrow.booleans([True, False, False] * 7), pa.array([True, False, False] * 7, pa.bool_())),
+        (arrow.float_rows(rows, [True, False, True, True, False]),
+         pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), 3, mask=pa.array([False, True, False, False, True]))),
+        (arrow.float_rows(rows, [True] * 5), pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), 3)),
+    ]
+    for built, wanted in built_and_wanted:
+        built.validate(full=True)
+        assert built.type == wanted.type and built.null_count == wanted.null_count
+        assert built.equals(wanted), (built, wanted)
+
+
+def test_text_outputs_write_times_as_pyarrow_reads_them() -> None:
+    from ramtag.inputs.identity import Stamp
+
+    schema = output_schema(Layout(4))
+    records = _records(["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+    moments = [1_700_000_000_123_456, None, 0, -1]  # microseconds: a date, none, the epoch, before it
+    records = [
+        ImageRecord(r.key, r.result, r.width, r.height, r.error, stamp=Stamp(10, us, None) if us is not None else None)
+        for r, us in zip(records, moments)
+    ]
+    batch = to_record_batch(records, schema)
+    assert batch.column("file_modified").cast(pa.int64()).to_pylist() == moments
+    assert tabular.python_rows(batch) == batch.to_pylist()  # datetimes in UTC, None where none
+
+
 def test_parquet_is_written_in_bounded_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tabular, "ROW_GROUP_ROWS", 10)
     schema = output_schema(Layout(4), {"vocabulary": ["a"]})

@@ -42,6 +42,7 @@ from ..atomic import AtomicFile, replace_durably
 from ..errors import OutputError
 from ..inputs.roots import Root, owner_index, roots_from_metadata
 from ..inputs.shards import InMemory, Unusable
+from . import columns as arrow
 from .base import RowOutput
 from .formats import FORMATS, ParquetSink, Sink, listing
 from .journal import Journal, hold_lock, read_settings, write_settings
@@ -342,7 +343,7 @@ class ResumableOutput(RowOutput):
         for batch in pq.ParquetFile(source).iter_batches(batch_size=_READ_BATCH_ROWS):
             mask = [keep(key) for key in batch.column("path").to_pylist()]
             if not all(mask):
-                batch = batch.filter(pa.array(mask, pa.bool_()))
+                batch = batch.filter(arrow.booleans(mask))
             if batch.num_rows:
                 output.write(conform(batch, self.schema))
 

@@ -27,6 +27,7 @@ from ..inputs.identity import Stamp
 from ..inputs.roots import KEY_SCHEME, Root, roots_from_metadata
 from ..model.labels import LANGS
 from ..text import json_text, printable
+from . import columns as arrow
 
 if TYPE_CHECKING:
     from ..pipeline import ImageRecord
@@ -134,34 +135,28 @@ def to_record_batch(
     one's folder input, by index into the recorded roots)."""
     ok = [r.result is not None for r in records]
     columns: dict[str, pa.Array] = {
-        "path": pa.array([r.key for r in records], pa.string()),
-        "tags": pa.array([r.result.tags if r.result else [] for r in records], pa.list_(pa.string())),
-        "scores": pa.array(
-            [r.result.scores if r.result else [] for r in records], pa.list_(pa.float32())
+        "path": arrow.strings([r.key for r in records]),
+        "tags": arrow.string_lists([r.result.tags if r.result else [] for r in records]),
+        "scores": arrow.float_lists([r.result.scores if r.result else [] for r in records]),
+        "width": arrow.integers([r.width for r in records], pa.int32()),
+        "height": arrow.integers([r.height for r in records], pa.int32()),
+        "error": arrow.strings([printable(r.error) if r.error else r.error for r in records]),
+        "file_size": arrow.integers([r.stamp.size if r.stamp else None for r in records], pa.int64()),
+        "file_modified": arrow.integers(
+            [r.stamp.mtime_us if r.stamp else None for r in records], pa.timestamp("us", tz="UTC")
         ),
-        "width": pa.array([r.width for r in records], pa.int32()),
-        "height": pa.array([r.height for r in records], pa.int32()),
-        "error": pa.array([printable(r.error) if r.error else r.error for r in records], pa.string()),
-        "file_size": pa.array([r.stamp.size if r.stamp else None for r in records], pa.int64()),
-        "file_modified": pa.array(
-            [r.stamp.mtime_us if r.stamp else None for r in records], pa.int64()
-        ).cast(pa.timestamp("us", tz="UTC")),
-        "file_sha256": pa.array([r.stamp.sha256 if r.stamp else None for r in records], pa.string()),
-        "root": pa.array(roots if roots is not None else [None] * len(records), pa.int32()),
+        "file_sha256": arrow.strings([r.stamp.sha256 if r.stamp else None for r in records]),
+        "root": arrow.integers(roots if roots is not None else [None] * len(records), pa.int32()),
     }
     if "tags_zh" in schema.names:
-        columns["tags_zh"] = pa.array(
-            [(r.result.tags_zh or []) if r.result else [] for r in records], pa.list_(pa.string())
-        )
+        columns["tags_zh"] = arrow.string_lists([(r.result.tags_zh or []) if r.result else [] for r in records])
     if "all_scores" in schema.names:
         size = schema.field("all_scores").type.list_size
         values = np.zeros((len(records), size), dtype=np.float32)
         for row, record in enumerate(records):
             if record.result is not None:
                 values[row] = record.result.all_scores
-        columns["all_scores"] = pa.FixedSizeListArray.from_arrays(
-            pa.array(values.reshape(-1)), size, mask=pa.array([not good for good in ok])
-        )
+        columns["all_scores"] = arrow.float_rows(values, ok)
     return pa.RecordBatch.from_arrays([columns[name] for name in schema.names], schema=schema)
 
 

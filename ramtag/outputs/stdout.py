@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .base import RowOutput
-from .formats import text_sink
+from .formats import python_rows, text_sink
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -63,7 +63,7 @@ class TerminalTable:
         self.rows: list[dict[str, Any]] = []
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self.rows.extend(batch.to_pylist())
+        self.rows.extend(python_rows(batch))
         if len(self.rows) >= self.ROWS_PER_TABLE:
             self._flush()
 
