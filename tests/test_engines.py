@@ -81,7 +81,8 @@ def test_a_unit_is_tagged_like_a_local_run(tmp_path: Path, tiny_tagger, ramplus_
     assert read_metadata(table.schema) == read_metadata(worker.schema) and read_metadata(table.schema)["vocabulary"]
     assert result.settings == settings_of(worker.schema)
     expected = tiny_tagger.tag([_decoded(_jpeg(color="blue"))])[0]  # member 1 of the shard
-    assert table.column("all_scores")[0].as_py() == pytest.approx(list(expected.all_scores), abs=1e-6)
+    # a batch of two against one image alone: fp32 rounds other batch shapes differently
+    assert table.column("all_scores")[0].as_py() == pytest.approx(list(expected.all_scores), abs=1e-5)
     failed = worker.tag(WorkUnit(shard=TarShard(str(tmp_path / "gone.tar"), "gone.tar")))
     assert failed.data is None and "gone.tar: cannot read this tar shard" in failed.failure
     assert Job.from_json(job.to_json()) == job

@@ -91,8 +91,9 @@ def test_tagger_scores_equal_the_model_by_hand(vocab: str, tiny_tagger: Tagger, 
         # The built-in scores are those of the model's own table.
         with torch.inference_mode():
             builtin = torch.sigmoid(tagger.model.forward_head(tagger.model.forward_features(batch)))
-        np.testing.assert_allclose(scores[:, :16], builtin.numpy(), atol=1e-6)
-    np.testing.assert_allclose(scores, expected, atol=1e-6)
+        np.testing.assert_allclose(scores[:, :16], builtin.numpy(), rtol=0, atol=1e-5)
+    # by hand is another order of the same fp32 arithmetic (and other matrix shapes): within 1e-5
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-5)
     from ramtag.openset import OPEN_SET_THRESHOLD
 
     assert np.all(tagger.vocabulary.thresholds[-3:] == np.float32(OPEN_SET_THRESHOLD))
@@ -110,7 +111,7 @@ def test_ram_gets_the_normalised_mean_of_the_descriptions(ram_tiny: OfficialFixt
     expected_embed = (mean / mean.norm(dim=-1, keepdim=True)).unsqueeze(1)
     assert torch.allclose(tagger.open_embed, expected_embed, atol=1e-6)
     batch = image_batch(tagger, ram_tiny)
-    np.testing.assert_allclose(tagger.scores(batch), by_hand(tagger, batch, expected_embed), atol=1e-6)
+    np.testing.assert_allclose(tagger.scores(batch), by_hand(tagger, batch, expected_embed), rtol=0, atol=1e-5)
 
 
 def test_embeddings_file_and_descriptions_agree(tmp_path: Path, tiny_clip: Path, tiny_tagger: Tagger, ramplus_tiny: OfficialFixture) -> None:

@@ -87,9 +87,9 @@ def test_ray_rows_equal_the_local_engine(local_ray, dataset: Path, ramplus_tiny,
     for mine, theirs in zip(got.itertuples(), want.itertuples()):
         if theirs.error is None:
             worst = max(worst, float(np.abs(mine.all_scores - theirs.all_scores).max()))
-            assert dict(zip(mine.tags, mine.scores)) == pytest.approx(dict(zip(theirs.tags, theirs.scores)), abs=1e-6)
+            assert dict(zip(mine.tags, mine.scores)) == pytest.approx(dict(zip(theirs.tags, theirs.scores)), abs=1e-5)
             assert sorted(mine.tags_zh) == sorted(theirs.tags_zh)
-    assert worst <= 1e-6
+    assert worst <= 1e-5  # other batches than the local run's: fp32 rounds them differently
     local_meta = json.loads(pq.read_schema(local).metadata[METADATA_KEY.encode()])
     for part in out.glob("*.parquet"):
         assert json.loads(pq.read_schema(part).metadata[METADATA_KEY.encode()]) == local_meta
