@@ -35,6 +35,14 @@ def test_help_lists_only_working_commands() -> None:
         assert command in result.stdout
 
 
+@pytest.mark.parametrize("args", [[], ["models"], ["xmp"]])
+def test_a_group_alone_shows_its_help_once(tmp_path: Path, args: list[str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "ramtag", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    shown = done.stdout + done.stderr
+    assert shown.count("Usage: ") == 1 and "Examples:" in shown, shown
+
+
 @pytest.mark.parametrize("shell", sorted(SHELLS))
 def test_completion_scripts_are_current(shell: str) -> None:
     """completions/ is generated from the app; regenerate with `python completions/generate.py`."""

@@ -141,7 +141,11 @@ def run(app: Any) -> None:
     except _USAGE_ERROR as error:
         context = getattr(error, "ctx", None)
         if _NO_ARGS is not None and isinstance(error, _NO_ARGS) and context is not None:
-            print(context.get_help(), file=sys.stderr)  # `ramtag` or `ramtag models` alone
+            # `ramtag` or `ramtag models` alone: the help, once. The error was made from
+            # `get_help()`, which with rich installed printed the help itself and returned nothing.
+            text = error.format_message()  # type: ignore[attr-defined]
+            if text.strip():
+                print(text, file=sys.stderr)
             sys.exit(2)
         where = context.command_path if context is not None else "ramtag"
         message = " ".join(error.format_message().split())  # type: ignore[attr-defined]
