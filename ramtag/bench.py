@@ -304,11 +304,20 @@ def _peak_rss_mb(*, children: bool) -> float | None:
     return round(peak * unit / 2**20, 1)
 
 
+# The CPU features that decide how fast the precisions run (fp32 vectors; native bf16 and fp16).
+VECTOR_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16")
+
+
 def machine(device: torch.device) -> dict[str, Any]:
     """What a figure was measured on, in the words a README table quotes."""
+    from .cpu import cpu_flags, native_bf16
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    flags = cpu_flags()
     return {
         "cpu": _cpu_model(),
+        "cpu_flags": [flag for flag in VECTOR_FLAGS if flag in flags],
+        "native_bf16": native_bf16(),  # what --precision auto goes by (RAMTAG_NATIVE_BF16 included)
         "cores": cores,
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -106,20 +106,28 @@ def test_bench_json_figures_are_consistent(ramplus_tiny) -> None:
     machine = data["machine"]
     assert machine["cpu"] and machine["cores"] >= 1 and machine["torch_threads"] >= 1
     assert machine["device_name"] is None
+    from ramtag.bench import VECTOR_FLAGS
+    from ramtag.cpu import cpu_flags
+
+    assert machine["cpu_flags"] == [flag for flag in VECTOR_FLAGS if flag in cpu_flags()]
+    assert machine["native_bf16"] is None  # conftest says no: RAMTAG_NATIVE_BF16=0
     assert "loading the model" in result.stderr
 
 
-def test_random_weights_with_a_config_file(tmp_path: Path) -> None:
+def test_random_weights_with_a_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAMTAG_NATIVE_BF16", "1")  # what auto goes by is said with the machine
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY_CONFIG), encoding="utf-8")
     result = bench(
         "--random-weights", "--config", config, "--synthetic", "4", "--image-size", "64x48",
-        "--batch-size", "2", "--workers", "0", "--device", "cpu",
+        "--batch-size", "2", "--workers", "0", "--device", "cpu", "--precision", "fp32",
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("ram_plus (random weights), cpu fp32, batch 2, 0 workers;")
     assert "images/s over 2 images" in result.stdout
+    machine = next(line for line in lines if line.startswith("machine: "))
+    assert "; native bf16: RAMTAG_NATIVE_BF16=1), " in machine and " cores, torch " in machine
     for words in ("decode+preprocess (worker time)", "host to device", "backbone",
                   "re-weighting + decoder", "write", "peak RSS"):
         assert words in result.stdout, words

@@ -196,6 +196,9 @@ def _print(result: BenchResult, source: str) -> None:
     s, m = result.settings, result.machine
     weights = "random weights" if s["weights"] == "random" else s["weights"]
     where = m["device_name"] or m["cpu"]
+    if m["device_name"] is None:  # the CPU does the model's work: its vector features matter
+        bf16 = f"native bf16: {m['native_bf16']}" if m["native_bf16"] else "no native bf16"
+        where += f" ({' '.join(m['cpu_flags']) or 'no AVX2, AVX-512 or AMX listed'}; {bf16})"
     out.print(
         f"{s['model']} ({weights}), {s['device']} {s['precision']}, batch {s['batch_size']}, "
         f"{plural(s['workers'], 'worker')}{', draft decoding' if s['draft_decode'] else ''}"
