@@ -17,7 +17,7 @@
 # - suite: the test suite (`python -m pytest -q`), which must pass on such a CPU too.
 # PARTS picks some (default all but suite); each result is one line of OUT_DIR/results.jsonl, what the
 # commands printed goes to OUT_DIR/log.txt, and a part that fails is logged while the rest runs.
-# At the end a table in README's shape: medians over the rounds.
+# At the end the README's table of images/s per precision: medians over the rounds.
 # Run from the repository root. PYTHON (default python3) is the interpreter. A dry run of the plumbing
 # on any CPU: CONFIG=tiny.json COUNT=8 ROUNDS=1 PARTS="machine precision agreement" (a small model).
 set -uo pipefail
@@ -35,13 +35,15 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+_append() {  # _append LABEL FILE: FILE's JSON as one line of results.jsonl (a failure goes to the log)
+  "$py" -c 'import json, sys; print(json.dumps({"label": sys.argv[1], "result": json.load(open(sys.argv[2]))}))' \
+    "$1" "$2" >>"$results" 2>>"$log"
+}
 record() {  # record LABEL COMMAND...: run it, keep its JSON output as one line of results.jsonl
   local label="$1" started=$SECONDS
   shift
   echo "== $label: $*" >>"$log"
-  if "$@" >"$work/out.json" 2>>"$log"; then
-    "$py" -c 'import json, sys; print(json.dumps({"label": sys.argv[1], "result": json.load(open(sys.argv[2]))}))' \
-      "$label" "$work/out.json" >>"$results"
+  if "$@" >"$work/out.json" 2>>"$log" && _append "$label" "$work/out.json"; then
     echo "$label: done in $(( SECONDS - started )) s"
   else
     echo "$label: FAILED after $(( SECONDS - started )) s (see log.txt)"
@@ -51,9 +53,7 @@ keep() {  # keep LABEL FILE COMMAND...: run a script that writes its figures to 
   local label="$1" file="$2" started=$SECONDS
   shift 2
   echo "== $label: $*" >>"$log"
-  if "$@" >>"$log" 2>&1 && [ -s "$file" ]; then
-    "$py" -c 'import json, sys; print(json.dumps({"label": sys.argv[1], "result": json.load(open(sys.argv[2]))}))' \
-      "$label" "$file" >>"$results"
+  if "$@" >>"$log" 2>&1 && [ -s "$file" ] && _append "$label" "$file"; then
     echo "$label: done in $(( SECONDS - started )) s"
   else
     echo "$label: FAILED after $(( SECONDS - started )) s (see log.txt)"
@@ -78,31 +78,34 @@ mkdir -p "$images"
 if part precision; then
   for round in $(seq 1 "$rounds"); do
     for precision in fp32 bf16-mixed bf16; do
-      record "bench_${precision}_${round}" "$py" -m ramtag bench --random-weights "${config[@]}" --device cpu \
+      record "bench_${precision}_${round}" "$py" -m ramtag bench --random-weights ${config[@]+"${config[@]}"} --device cpu \
         --images "$images" --batch-size 4 --warmup 1 --precision "$precision" --json
     done
   done
 fi
 
 if part agreement; then
-  keep agreement "$work/agreement.json" "$py" benchmarks/precision_agreement.py --device cpu "${config[@]}" \
+  keep agreement "$work/agreement.json" "$py" benchmarks/precision_agreement.py --device cpu ${config[@]+"${config[@]}"} \
     --images "${PHOTOS:-$images}" --batch-size 4 --precisions bf16-mixed bf16 \
     --recipes head.ffn swin.mlp swin.attn,swin.mlp,swin.merge,head.ffn ${THRESHOLDS:+--thresholds "$THRESHOLDS"} \
     --json "$work/agreement.json"
 fi
 
-if part startup || part official; then
-  checkpoint="$work/ram_plus_random.pth"
+startup_ready() { part startup && [ -n "${TAG_LIST:-}" ] && [ -n "${THRESHOLDS:-}" ]; }
+official_ready() { part official && [ -n "${OFFICIAL_REPO:-}" ]; }
+checkpoint="$work/ram_plus_random.pth"
+if startup_ready || official_ready; then  # 3 GB, in the official format
   "$py" -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; \
 from compare_official import random_checkpoint; random_checkpoint(Path(sys.argv[1]))" "$checkpoint" 2>>"$log" \
     || echo "writing the full-size checkpoint FAILED (see log.txt)"
 fi
 
 if part startup; then
-  if [ -n "${TAG_LIST:-}" ] && [ -n "${THRESHOLDS:-}" ]; then
-    for precision in fp32 auto; do
-      record "startup_${precision}" "$py" benchmarks/startup.py --checkpoint "$checkpoint" --image "$images/synthetic_00000.jpg" \
-        --tag-list "$TAG_LIST" --thresholds "$THRESHOLDS" --rounds 5 --precision "$precision"
+  if startup_ready; then
+    for precision in fp32 auto; do  # the converted weights go to a cache of this run's, removed at the end
+      record "startup_${precision}" env RAMTAG_CACHE="$work/cache" "$py" benchmarks/startup.py --checkpoint "$checkpoint" \
+        --image "$images/synthetic_00000.jpg" --tag-list "$TAG_LIST" --thresholds "$THRESHOLDS" --rounds 5 \
+        --precision "$precision"
     done
   else
     echo "startup: skipped (set TAG_LIST and THRESHOLDS to the official lists)"
@@ -110,7 +113,7 @@ if part startup; then
 fi
 
 if part official; then
-  if [ -n "${OFFICIAL_REPO:-}" ]; then
+  if official_ready; then
     keep official "$work/official.json" "$py" benchmarks/compare_official.py --official-repo "$OFFICIAL_REPO" \
       --official-python "${OFFICIAL_PYTHON:-$py}" --checkpoint "$checkpoint" ${TAG_LIST:+--tag-list "$TAG_LIST"} \
       --images "${PHOTOS:-$images}" --repeats "$rounds" --precisions fp32 bf16-mixed --batch-size 4 --json "$work/official.json"
@@ -138,20 +141,20 @@ for entry in entries:
     else:
         other[label] = result
 agreement = other.get("agreement", {})
-print("| precision | images/s | decode | backbone | head | write | peak RSS | over-threshold Jaccard with fp32 |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-for precision, runs in benches.items():
+if benches:
+    print("| precision | images/s | decode | backbone | head | write | peak RSS | over-threshold Jaccard with fp32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for precision, runs in benches.items():  # medians over the rounds
     def median(pick):
         return statistics.median(pick(run) for run in runs)
     ms = {stage: median(lambda run: run["ms_per_image"][stage]) for stage in ("decode", "backbone", "head", "write")}
-    agree = agreement.get(precision)
+    agree = agreement.get(precision) if precision != "fp32" else None  # its entry has no Jaccard
     words = (f"{agree['thresholded_jaccard']:.3f} (worst photo {agree['worst_thresholded_jaccard']:.3f})"
              if agree else ("reference" if precision == "fp32" else "-"))
     print(f"| {precision} | {median(lambda run: run['images_per_s']):.3f} | {ms['decode']:,.1f} | {ms['backbone']:,.0f} "
           f"| {ms['head']:,.0f} | {ms['write']:.1f} | {median(lambda run: run['peak_rss_mb']):,.0f} MB | {words} |")
-print()
 for precision, runs in benches.items():
     print(f"{precision}: images/s in each round", ", ".join(f"{run['images_per_s']:.3f}" for run in runs))
 for label, result in other.items():
-    print(label, json.dumps(result)[:1500])
+    print(label, json.dumps(result))
 PY

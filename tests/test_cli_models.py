@@ -13,7 +13,7 @@ import huggingface_hub.constants
 import pytest
 from typer.testing import CliRunner, Result
 
-from ramtag.cli.models import app
+from ramtag.cli.app import for_arguments
 from ramtag.model import download
 from ramtag.model.registry import DATA_FILES, WEIGHTS
 
@@ -23,7 +23,8 @@ runner = CliRunner()
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-    return runner.invoke(app, list(args), env=env)
+    """``ramtag models ARGS`` as the command line runs it (the application of that command alone)."""
+    return runner.invoke(for_arguments(["models"]), ["models", *args], env=env)
 
 
 @pytest.fixture
