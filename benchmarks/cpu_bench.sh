@@ -6,8 +6,11 @@
 #
 # Full-size RAM++ with calibrated random weights (nothing to download):
 # - machine: CPU model, its bf16 flags, what ramtag detects (`--precision auto` resolves to);
-# - precision: `ramtag bench` at batch 4 in fp32, bf16-mixed and bf16, ROUNDS rounds alternating
-#   (a shared VM drifts: every precision sees the same hours), on COUNT generated 1600x1200 JPEGs;
+# - precision: `ramtag bench` at the default batch (1 on CPUs) in fp32, bf16-mixed and bf16, ROUNDS
+#   rounds alternating (a shared VM drifts: every precision sees the same hours), on COUNT generated
+#   1600x1200 JPEGs;
+# - batch: the same at batch 4 for fp32 and bf16-mixed, alternating with batch 1 (the CPU default
+#   of batch 1 was chosen on an AVX2 CPU: is it right where bf16 is native too?);
 # - agreement: benchmarks/precision_agreement.py, bf16-mixed, bf16 and the other recipes of the
 #   README's table against fp32, on PHOTOS (a folder of real photos) or generated ones;
 # - startup: benchmarks/startup.py on a full-size checkpoint in the official format (written here,
@@ -59,7 +62,7 @@ keep() {  # keep LABEL FILE COMMAND...: run a script that writes its figures to 
     echo "$label: FAILED after $(( SECONDS - started )) s (see log.txt)"
   fi
 }
-part() { [[ " ${PARTS:-machine precision agreement startup official} " == *" $1 "* ]]; }
+part() { [[ " ${PARTS:-machine precision batch agreement startup official} " == *" $1 "* ]]; }
 
 if part machine; then
   { grep -m1 'model name' /proc/cpuinfo
@@ -79,14 +82,25 @@ if part precision; then
   for round in $(seq 1 "$rounds"); do
     for precision in fp32 bf16-mixed bf16; do
       record "bench_${precision}_${round}" "$py" -m ramtag bench --random-weights ${config[@]+"${config[@]}"} --device cpu \
-        --images "$images" --batch-size 4 --warmup 1 --precision "$precision" --json
+        --images "$images" --warmup 1 --precision "$precision" --json
+    done
+  done
+fi
+
+if part batch; then
+  for round in $(seq 1 "$rounds"); do
+    for precision in fp32 bf16-mixed; do
+      for batch in 1 4; do
+        record "batch_${precision}_${batch}_${round}" "$py" -m ramtag bench --random-weights ${config[@]+"${config[@]}"} \
+          --device cpu --images "$images" --batch-size "$batch" --warmup 1 --precision "$precision" --json
+      done
     done
   done
 fi
 
 if part agreement; then
   keep agreement "$work/agreement.json" "$py" benchmarks/precision_agreement.py --device cpu ${config[@]+"${config[@]}"} \
-    --images "${PHOTOS:-$images}" --batch-size 4 --precisions bf16-mixed bf16 \
+    --images "${PHOTOS:-$images}" --batch-size 1 --precisions bf16-mixed bf16 \
     --recipes head.ffn swin.mlp swin.attn,swin.mlp,swin.merge,head.ffn ${THRESHOLDS:+--thresholds "$THRESHOLDS"} \
     --json "$work/agreement.json"
 fi
@@ -116,7 +130,7 @@ if part official; then
   if official_ready; then
     keep official "$work/official.json" "$py" benchmarks/compare_official.py --official-repo "$OFFICIAL_REPO" \
       --official-python "${OFFICIAL_PYTHON:-$py}" --checkpoint "$checkpoint" ${TAG_LIST:+--tag-list "$TAG_LIST"} \
-      --images "${PHOTOS:-$images}" --repeats "$rounds" --precisions fp32 bf16-mixed --batch-size 4 --json "$work/official.json"
+      --images "${PHOTOS:-$images}" --repeats "$rounds" --precisions fp32 bf16-mixed --batch-size 1 --json "$work/official.json"
   else
     echo "official: skipped (set OFFICIAL_REPO, and OFFICIAL_PYTHON where its dependencies live)"
   fi
@@ -136,25 +150,25 @@ entries = [json.loads(line) for line in open(sys.argv[1])]
 benches, other = defaultdict(list), {}
 for entry in entries:
     label, result = entry["label"], entry["result"]
-    if label.startswith("bench_"):
-        benches[result["settings"]["precision"]].append(result)
+    if label.startswith(("bench_", "batch_")):
+        benches[result["settings"]["precision"], result["settings"]["batch_size"]].append(result)
     else:
         other[label] = result
 agreement = other.get("agreement", {})
 if benches:
-    print("| precision | images/s | decode | backbone | head | write | peak RSS | over-threshold Jaccard with fp32 |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-for precision, runs in benches.items():  # medians over the rounds
+    print("| precision | batch | images/s | decode | backbone | head | write | peak RSS | over-threshold Jaccard with fp32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for (precision, batch), runs in sorted(benches.items()):  # medians over the rounds
     def median(pick):
         return statistics.median(pick(run) for run in runs)
     ms = {stage: median(lambda run: run["ms_per_image"][stage]) for stage in ("decode", "backbone", "head", "write")}
     agree = agreement.get(precision) if precision != "fp32" else None  # its entry has no Jaccard
     words = (f"{agree['thresholded_jaccard']:.3f} (worst photo {agree['worst_thresholded_jaccard']:.3f})"
              if agree else ("reference" if precision == "fp32" else "-"))
-    print(f"| {precision} | {median(lambda run: run['images_per_s']):.3f} | {ms['decode']:,.1f} | {ms['backbone']:,.0f} "
+    print(f"| {precision} | {batch} | {median(lambda run: run['images_per_s']):.3f} | {ms['decode']:,.1f} | {ms['backbone']:,.0f} "
           f"| {ms['head']:,.0f} | {ms['write']:.1f} | {median(lambda run: run['peak_rss_mb']):,.0f} MB | {words} |")
-for precision, runs in benches.items():
-    print(f"{precision}: images/s in each round", ", ".join(f"{run['images_per_s']:.3f}" for run in runs))
+for (precision, batch), runs in sorted(benches.items()):
+    print(f"{precision} at batch {batch}: images/s in each round", ", ".join(f"{run['images_per_s']:.3f}" for run in runs))
 for label, result in other.items():
     print(label, json.dumps(result))
 PY

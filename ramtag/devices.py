@@ -42,13 +42,17 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def default_batch_size(device: Any) -> int:
-    """4 on CPUs, 64 on GPUs (``device``: a ``torch.device`` or its type).
+    """1 on CPUs, 64 on GPUs (``device``: a ``torch.device`` or its type).
 
     On a CPU the model is bound by matrix products that already have thousands of rows per image
-    (4,585 tag queries), so batching gains little and large batches spill caches: the full-size Swin
-    measured 1.74, 1.73, 1.58 and 1.96 s/image at batch 1, 2, 4 and 8 (same process, 2-core AVX2
-    machine). GPUs need large batches to fill: on an H100 in bf16 the model took 1.75, 1.60, 1.57
-    and 1.56 ms per image at batch 32, 64, 128 and 256, with 2.5, 4.4, 8.1 and 15.6 GB of GPU
-    memory at its peak, so 64 takes most of the gain and still fits an 8 GB card.
+    (9,216 tokens in Swin's first stage, 4,585 tag queries in the head), so batching gains nothing
+    there, while a larger batch's activations spill the caches: the full-size RAM++ in fp32 took
+    3.39, 3.71 and 3.86 s/image at batch 1, 2 and 4 (medians of 4 alternating rounds in one
+    process, 2-core AVX2 EPYC; 3.33, 3.36 and 3.60 with glibc's 32 MB mmap ceiling), and
+    `ramtag bench` ran 1.12-1.19x faster at batch 1 than at 4 in three alternating pairs, with
+    14% less peak memory. (An earlier version had measured batch 4 fastest, 1.58 against 1.74
+    s/image for Swin alone.) GPUs need large batches to fill: on an H100 in bf16 the model took
+    1.75, 1.60, 1.57 and 1.56 ms per image at batch 32, 64, 128 and 256, with 2.5, 4.4, 8.1 and
+    15.6 GB of GPU memory at its peak, so 64 takes most of the gain and still fits an 8 GB card.
     """
-    return 4 if getattr(device, "type", device) == "cpu" else 64
+    return 1 if getattr(device, "type", device) == "cpu" else 64

@@ -27,7 +27,7 @@ def test_auto_precision_is_exact_on_cpus_and_fp16_on_gpus() -> None:
 
 
 def test_default_batch_size_small_on_cpus_large_on_gpus() -> None:
-    assert default_batch_size(torch.device("cpu")) == 4
+    assert default_batch_size(torch.device("cpu")) == 1
     assert default_batch_size(torch.device("cuda")) == 64
 
 

@@ -141,7 +141,7 @@ BatchSizeOpt = Annotated[
     typer.Option(
         "--batch-size",
         min=1,
-        help="Images per model call (default: 4 on CPUs, where larger batches measured slower; 64 on GPUs).",
+        help="Images per model call (default: 1 on CPUs, where larger batches measured slower; 64 on GPUs).",
         rich_help_panel=SPEED_PANEL,
         show_default=False,
     ),
