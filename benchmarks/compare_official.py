@@ -149,12 +149,13 @@ def _ramtag(args: argparse.Namespace, command: list[str], *, sample: bool) -> tu
 
 
 def run_ramtag(
-    args: argparse.Namespace, checkpoint: Path, folder: Path, tags: Path, precision: str, out: Path
+    args: argparse.Namespace, checkpoint: Path, folder: Path, tags: Path, precision: str, out: Path,
+    batch_size: int,
 ) -> dict:
     """Time with ``ramtag bench`` (the run pipeline, start-up and a warm-up batch excluded), then
     take the scores from a real ``ramtag run``."""
     common = ["--checkpoint", str(checkpoint), "--tag-list", str(tags), "--device", "cpu",
-              "--precision", precision, "--batch-size", str(args.batch_size)]
+              "--precision", precision, "--batch-size", str(batch_size)]
     if args.workers is not None:
         common += ["--workers", str(args.workers)]
     stdout, _, _ = _ramtag(args, ["bench", "--images", str(folder), "--warmup", "1", "--json", *common], sample=False)
@@ -187,7 +188,8 @@ def main() -> None:
     parser.add_argument("--images", type=Path)
     parser.add_argument("--synthetic", type=int, default=12)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[1],
+                        help="one or more: each precision is timed at each (interleaved in every repeat)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeats", type=int, default=3)
@@ -219,12 +221,15 @@ def main() -> None:
         # Interleaved (official, then each precision, repeat), so that a machine whose speed drifts
         # over minutes (shared VMs do) moves every side alike rather than whichever ran last.
         # ramtag converts the official checkpoint once, before the first timed run.
-        run_ramtag(args, checkpoint, folder, tags, args.precisions[0], tmp_path / "convert.parquet")
-        official_runs, ours = [], {p: [] for p in args.precisions}
+        run_ramtag(args, checkpoint, folder, tags, args.precisions[0], tmp_path / "convert.parquet", args.batch_size[0])
+        # one name per setting: the precision, and the batch size where several are compared
+        settings = {(f"{p} batch {b}" if len(args.batch_size) > 1 else p): (p, b)
+                    for p in args.precisions for b in args.batch_size}
+        official_runs, ours = [], {name: [] for name in settings}
         for _ in range(args.repeats):
             official_runs.append(run_official(args, checkpoint, images))
-            for p in args.precisions:
-                ours[p].append(run_ramtag(args, checkpoint, folder, tags, p, tmp_path / f"{p}.parquet"))
+            for name, (p, b) in settings.items():
+                ours[name].append(run_ramtag(args, checkpoint, folder, tags, p, tmp_path / f"{p}-{b}.parquet", b))
 
     # The first image of each official run pays for warm-up: leave it out of the per-image time.
     official_s = statistics.median(statistics.mean(r["per_image_s"][1:] or r["per_image_s"]) for r in official_runs)
