@@ -161,8 +161,8 @@ class JsonLinesSink:
         self._stream = stream
 
     def write(self, batch: pa.RecordBatch) -> None:
-        for row in _rows(batch):
-            line = json.dumps({k: _json_value(v) for k, v in zip(batch.schema.names, row)}, ensure_ascii=False)
+        for row in python_rows(batch):
+            line = json.dumps({k: _json_value(v) for k, v in row.items()}, ensure_ascii=False)
             self._stream.write(line + "\n")
         self._stream.flush()
 
