@@ -20,6 +20,7 @@ import numpy as np
 
 from . import metrics
 from .atomic import write_atomically
+from .text import spreadsheet_cell
 from .errors import OutputError, RamtagError, UsageError
 from .groundtruth import (
     Benchmark,
@@ -269,5 +270,5 @@ def write_per_class(dest: Path, rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: spreadsheet_cell(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows)
     _write_text(dest, buffer.getvalue())

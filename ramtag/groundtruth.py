@@ -34,6 +34,7 @@ from .errors import GroundTruthError, UsageError  # GroundTruthError: still impo
 from .inputs import IMAGE_EXTENSIONS
 from .model.download import data_dir, fetch_pinned
 from .model.registry import BENCHMARKS, Benchmark, DataFile, benchmark  # noqa: F401 - importable from here
+from .text import from_spreadsheet_cell
 
 DIALECTS = ("csv", "openimages", "indices")
 TAG_SEPARATOR = "|"
@@ -136,10 +137,10 @@ def _csv_rows(text: str, source: str) -> list[tuple[str, list[str], int]]:
         number = reader.line_num
         if len(cells) <= path_at:
             raise GroundTruthError(f"{source}:{number}: no path on this line")
-        image = cells[path_at].strip()
+        image = from_spreadsheet_cell(cells[path_at].strip())
         if not image:
             raise GroundTruthError(f"{source}:{number}: empty path")
-        tags = cells[tags_at].split(TAG_SEPARATOR) if tags_at < len(cells) else []
+        tags = from_spreadsheet_cell(cells[tags_at]).split(TAG_SEPARATOR) if tags_at < len(cells) else []
         rows.append((image, [tag.strip() for tag in tags if tag.strip()], number))
     return rows
 

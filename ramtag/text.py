@@ -1,8 +1,14 @@
-"""Text every output can hold, whatever the file names: names that are not UTF-8.
+"""Text every output can hold, whatever the file names: names that are not UTF-8, and CSV cells
+that a spreadsheet would run as formulas.
 
 On POSIX a file name is bytes; Python keeps the bytes that are not UTF-8 as lone surrogates
 (``os.fsdecode``), which no UTF-8 writer accepts: Parquet, CSV, JSON Lines and the JSON metadata
 would all fail on them.
+
+A spreadsheet opening a CSV takes a cell that begins with ``=``, ``+``, ``-`` or ``@`` (or a tab or
+carriage return before one) for a formula, whatever its quoting: a file named ``=HYPERLINK(...)`` in a
+downloaded tar shard would run as one in whoever opens the output. ``spreadsheet_cell`` puts a ``'``
+in front of such text, which spreadsheets show as text; ``from_spreadsheet_cell`` takes it off again.
 """
 
 from __future__ import annotations
@@ -33,6 +39,21 @@ def unescaped(text: str) -> str:
     """The name ``printable`` made ``text`` from (its ``\\xNN`` escapes of bytes 0x80-0xff back as
     the bytes they were)."""
     return re.sub(r"\\x([89a-f][0-9a-f])", lambda found: chr(0xDC00 + int(found.group(1), 16)), text)
+
+
+# What makes a spreadsheet read a cell as a formula, after any quotes earlier guarding added: a
+# text already starting with ' and one of these gets one more, so that taking one off is exact.
+_FORMULA_START = re.compile(r"'*[=+\-@\t\r]")
+
+
+def spreadsheet_cell(text: str) -> str:
+    """``text`` as a CSV cell that spreadsheets show as text and never run as a formula."""
+    return "'" + text if _FORMULA_START.match(text) else text
+
+
+def from_spreadsheet_cell(text: str) -> str:
+    """The text ``spreadsheet_cell`` made ``text`` from (any other text as it is)."""
+    return text[1:] if text.startswith("'") and _FORMULA_START.match(text, 1) else text
 
 
 def json_text(value: Any, **options: Any) -> str:

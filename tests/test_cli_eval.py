@@ -265,3 +265,14 @@ def test_usage_errors(tagged: dict, tmp_path: Path) -> None:
     assert unmatched.exit_code == 1 and "no labelled image has scores" in unmatched.stderr
     alone = invoke("eval", "--gt", tagged["gt"], "--pred", tagged["out"], "--target-precision", "0.9")
     assert alone.exit_code == 2 and "--calibrate" in alone.stderr
+
+
+def test_per_class_csv_tag_names_start_no_formula(tmp_path: Path) -> None:
+    from ramtag.evaluation import write_per_class
+
+    dest = tmp_path / "ap.csv"
+    row = {"class_index": 0, "vocabulary_index": 3, "positives": 2, "AP": 0.5, "precision": 1.0, "recall": 0.5,
+           "threshold": 0.68}
+    write_per_class(dest, [{"tag": "=1+1", **row}, {"tag": "-minus", **row}, {"tag": "dog", **row}])
+    lines = dest.read_text().splitlines()
+    assert lines[1:] == [f"{tag},0,3,2,0.5,1.0,0.5,0.68" for tag in ("'=1+1", "'-minus", "dog")]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import itertools
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ramtag.errors import OutputError, UsageError
+from ramtag.groundtruth import parse_ground_truth
+from ramtag.text import from_spreadsheet_cell, spreadsheet_cell
 from ramtag.outputs import (
     METADATA_KEY,
     Layout,
@@ -200,6 +205,44 @@ def test_csv_round_trips_awkward_paths_through_pandas(tmp_path: Path) -> None:
         assert np.float32(row["scores"].split("|")).tolist() == np.float32(record.result.scores).tolist()
         np.testing.assert_array_equal(np.float32(row["all_scores"].split("|")), record.result.all_scores)
         assert (row["width"], row["height"]) == (record.width, record.height)
+
+
+FORMULA_LIKE = ['=HYPERLINK("http://example.com","x").jpg', "+1.jpg", "-a.jpg", "@eaDir/b.jpg", "\t=c.jpg", "'=d.jpg"]
+
+
+def test_csv_cells_never_start_a_spreadsheet_formula(tmp_path: Path) -> None:
+    schema = output_schema(Layout(4))
+    records = [_record(key, seed=i) for i, key in enumerate(FORMULA_LIKE + ["plain.jpg", "'quoted.jpg"])]
+    records.append(ImageRecord("tags.jpg", TagResult(["-minus", "plus"], [0.5, 0.25], None, None), 1, 2, None))
+    records.append(ImageRecord("bad.jpg", None, None, None, "=cmd|' /C calc'!A0"))
+    dest = tmp_path / "out.csv"
+    out = OutputFile(dest, "csv", schema)
+    out.write(to_record_batch(records, schema))
+    out.commit()
+    rows = list(csv.DictReader(dest.open(newline="")))
+    for row in rows:
+        for name, cell in row.items():
+            assert not re.match(r"[=+\-@\t\r]", cell), (name, cell)  # no cell a spreadsheet would run
+    paths = [row["path"] for row in rows]
+    assert paths[: len(FORMULA_LIKE)] == ["'" + key for key in FORMULA_LIKE]
+    assert paths[len(FORMULA_LIKE):] == ["plain.jpg", "'quoted.jpg", "tags.jpg", "bad.jpg"]  # nothing else changed
+    assert rows[-2]["tags"] == "'-minus|plus" and rows[-2]["scores"] == "0.5|0.25"
+    assert rows[-1]["error"].startswith("'=cmd")
+    # ramtag's own reader of such a file (eval's labels CSV) gets the original text back.
+    truth = parse_ground_truth(dest.read_text(), dialect="csv")
+    assert list(truth.images) == [record.key for record in records]
+    assert [truth.classes[i] for i in truth.labels[-2]] == ["-minus", "plus"]
+
+
+def test_spreadsheet_guard_is_undone_exactly() -> None:
+    # Every text of up to 4 characters from the ones that matter: guarded, it starts no formula, and
+    # the reader's side gives back exactly the text it was (a name that already starts with ' too).
+    alphabet = "'=-@\ta "
+    for text in ("".join(chars) for n in range(5) for chars in itertools.product(alphabet, repeat=n)):
+        guarded = spreadsheet_cell(text)
+        assert not re.match(r"[=+\-@\t\r]", guarded)
+        assert from_spreadsheet_cell(guarded) == text
+        assert guarded == text or guarded == "'" + text
 
 
 def test_json_lines_one_object_per_image() -> None:

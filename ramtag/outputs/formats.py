@@ -3,7 +3,9 @@
 Every writer takes Arrow record batches of the shared schema as they come and keeps at most one row
 group in memory. CSV and JSON Lines carry the same columns as Parquet: in CSV, lists are joined with
 ``|`` (no tag contains one) and quoting is the ``csv`` module's, so any path survives a round trip;
-floats are written as the shortest text that reads back to the same float32.
+floats are written as the shortest text that reads back to the same float32. Text a spreadsheet would
+run as a formula (a path starting with ``=``) gets a ``'`` in front (``text.spreadsheet_cell``), which
+``ramtag eval``'s reader of labels CSVs takes off again.
 
 ``FORMATS`` is the one list: the command line's choices, the extensions ``--out`` is recognised by,
 which formats can be written to a stream and which can be added to by a later run all come from it.
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TextIO
 
 from ..errors import UsageError
+from ..text import spreadsheet_cell
 
 if TYPE_CHECKING:  # pyarrow is imported by the writers that need it, not by the table
     import pyarrow as pa
@@ -118,6 +121,13 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _csv_cell(value: Any) -> str:
+    text = _text(value)
+    if isinstance(value, str) or (isinstance(value, list) and value and isinstance(value[0], str)):
+        return spreadsheet_cell(text)
+    return text  # numbers, times and lists of numbers never start a formula's way
+
+
 def _float32_text(value: float) -> str:
     """The shortest text that reads back as the same float32 (numpy's; imported here, not with the
     table of formats the command line reads)."""
@@ -137,7 +147,8 @@ def _json_value(value: Any) -> Any:
 
 
 class CsvSink:
-    """CSV with a header row; pandas and spreadsheets read it back unchanged."""
+    """CSV with a header row; pandas reads it back unchanged but for the ``'`` before formula-like
+    text, and spreadsheets show it without running anything."""
 
     def __init__(self, stream: TextIO, schema: pa.Schema) -> None:
         self._stream = stream
@@ -145,7 +156,7 @@ class CsvSink:
         self._csv.writerow(schema.names)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self._csv.writerows([_text(value) for value in row] for row in _rows(batch))
+        self._csv.writerows([_csv_cell(value) for value in row] for row in _rows(batch))
 
     def close(self) -> None:
         self._stream.flush()
