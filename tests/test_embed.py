@@ -309,6 +309,8 @@ def test_an_iptc_block_without_record_versions_gets_its_bytes_back(tmp_path: Pat
     original = path.read_bytes()
     EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
     assert keywords(path)["Keywords"] == ["dog", "grass", "狗"]  # declared UTF-8 there already
+    stored, current = digests(path)
+    assert stored == current  # Photoshop's digest was current, and is again
     assert clean_embedded(tool, path) == "cleaned"
     assert path.read_bytes() == original
 
@@ -339,3 +341,59 @@ def test_ctrl_c_at_the_terminal_leaves_exiftool_running_for_the_batch_in_hand() 
         if process.poll() is None:
             process.kill()
     assert out.startswith("after ") and out.split()[1][0].isdigit(), err
+
+
+def digests(path: Path) -> tuple[str, str]:
+    """The Photoshop block's IPTCDigest, and the digest of the IPTC as it is now."""
+    found = json.loads(subprocess.run([EXIFTOOL, "-j", "-IPTCDigest", "-CurrentIPTCDigest", str(path)],
+                                      check=True, capture_output=True).stdout)[0]
+    return found.get("IPTCDigest", ""), found["CurrentIPTCDigest"]
+
+
+@pytest.mark.parametrize("in_place", [True, False], ids=["in-place", "by-exiftool"])
+def test_keywords_in_iptc_alone_join_xmp_and_a_current_digest_stays_current(
+    tmp_path: Path, ramplus_tiny, tool, monkeypatch, in_place: bool
+) -> None:
+    # An older photo: keywords in IPTC only, and a Photoshop block whose digest says XMP is in sync.
+    # Readers would take ramtag's new dc:subject alone, and take a stale digest to mean a legacy edit.
+    import ramtag.outputs.embedded as embedded
+
+    if not in_place:  # the digest's resource not where ramtag looks: exiftool writes it
+        monkeypatch.setattr(embedded, "_patch_digest", lambda *args: False)
+    path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-IPTC:Keywords=person", "-IPTC:Keywords=1.50",
+                    "-IPTCDigest=new", str(path)], check=True)
+    stored_before, current = digests(path)
+    assert stored_before == current
+    original = path.read_bytes()
+    EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
+    found = keywords(path)
+    assert found["Subject"] == ["person", "1.50", "dog", "grass", "狗"]
+    assert found["Keywords"] == ["person", "1.50", "dog", "grass"]  # this IPTC block is not UTF-8
+    assert found["HierarchicalSubject"] == ["ramtag|dog", "ramtag|grass", "ramtag|狗", "person", "1.50"]
+    stored, current = digests(path)
+    assert stored == current  # up to date: readers take XMP, which holds everything
+    assert clean_embedded(tool, path) == "cleaned"
+    assert digests(path) == (stored_before, stored_before)
+    if in_place:
+        assert path.read_bytes() == original
+
+
+def test_an_iptc_digest_already_out_of_date_is_left_so(tmp_path: Path, ramplus_tiny, tool) -> None:
+    # Another program changed IPTC after the digest was written: readers reconcile from IPTC, and
+    # ramtag does not hide that by stamping a new digest.
+    path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=person", "-IPTC:Keywords=person",
+                    "-IPTCDigest=new", str(path)], check=True)
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-IPTC:Keywords=person", "-IPTC:Keywords=legacy",
+                    str(path)], check=True)
+    stale, current = digests(path)
+    assert stale != current
+    original = path.read_bytes()
+    EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
+    found = keywords(path)
+    assert found["Subject"] == ["person", "dog", "grass", "狗"]  # the person's XMP list is theirs to reconcile
+    assert found["Keywords"] == ["person", "legacy", "dog", "grass"]
+    assert digests(path)[0] == stale
+    assert clean_embedded(tool, path) == "cleaned"
+    assert path.read_bytes() == original

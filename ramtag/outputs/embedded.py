@@ -7,6 +7,13 @@ too. So ``--embed`` writes the keyword fields of the sidecars (``dc:subject``,
 file, after the person's own keywords, with ramtag's record of what it added (its XMP namespace) so
 that a re-run replaces only its own entries and ``ramtag xmp clean`` takes them out again.
 
+Readers follow the Metadata Working Group's rule for a file with both IPTC and XMP: once XMP has
+``dc:subject`` they read the keywords there, unless the Photoshop block's ``IPTCDigest`` says a program
+changed the IPTC since. So the person's keywords held in IPTC alone (an older file without XMP
+keywords) are copied into the XMP fields ramtag starts, and a digest that was current before a write
+is brought up to date after it: the file reads as one list of keywords, the person's and ramtag's. A
+digest that was already out of date is left so, for the readers to reconcile as before.
+
 A photo is never damaged: the edit is made on a copy beside it, the copy must decode to the very
 same pixels, it is synced and takes the original's mode, owner and modification time, and only
 then is it renamed over the original. A kill at any moment leaves the original or the new file, and
@@ -17,7 +24,9 @@ never written to (they get sidecars); nor is a read-only file.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
+import re
 import shutil
 import stat
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +61,7 @@ _NONE = "-"  # PreviousToolkit when the file had none
 _IPTC_VERSIONS = ("IPTC:ApplicationRecordVersion", "IPTC:EnvelopeRecordVersion")  # exiftool adds them
 _IPTC_OWN = {"IPTC:Keywords", "IPTC:CodedCharacterSet", *_IPTC_VERSIONS}
 _PHOTOSHOP_OWN = {"Photoshop:IPTCDigest"}
+_DIGEST, _CURRENT_DIGEST = "Photoshop:IPTCDigest", "File:CurrentIPTCDigest"
 
 
 class EmbedError(RamtagError):
@@ -77,6 +87,7 @@ class Held:
     tags: frozenset[str]  # every XMP, IPTC and Photoshop tag name there (exiftool's -G1 names)
     toolkit: str  # the XMP toolkit named in the file ("" if none)
     iptc_utf8: bool = False  # the IPTC block declares UTF-8 (CodedCharacterSet)
+    digest_current: bool = False  # the Photoshop block's IPTCDigest matches the IPTC as it is
 
     def has(self, group: str) -> bool:
         prefix = "XMP-" if group == "XMP" else f"{group}:"
@@ -118,13 +129,15 @@ def _as_list(value: Any) -> list[str]:
 
 def read_held(tool: ExifTool, path: Path) -> Held:
     try:
-        found = tool.read(path, "-XMP:all", "-IPTC:all", "-Photoshop:all")
+        found = tool.read(path, "-XMP:all", "-IPTC:all", "-Photoshop:all", f"-{_CURRENT_DIGEST}")
     except ExifToolError as error:
         raise EmbedError(f"exiftool cannot read its metadata ({error})") from None
+    current = found.pop(_CURRENT_DIGEST, None)
+    digest_current = bool(found.get(_DIGEST)) and str(found.get(_DIGEST)).lower() == str(current).lower()
     values = {tag: _as_list(found.get(tag)) for tag, _ in FIELDS}
     record = {key: value for key, value in found.items() if key.startswith("XMP-ramtag:")} or None
     utf8 = str(found.get("IPTC:CodedCharacterSet", "")).upper().replace("-", "") == "UTF8"
-    return Held(values, record, frozenset(found), str(found.get(_TOOLKIT) or ""), utf8)
+    return Held(values, record, frozenset(found), str(found.get(_TOOLKIT) or ""), utf8, digest_current)
 
 
 def _settings_of(held: Held) -> str | None:
@@ -155,7 +168,9 @@ def tagging_args(held: Held, provenance: Provenance, result: TagResult, suffix: 
         ]
     else:
         wanted["AddedKeywords"] = []
-    added = _added(wanted, person)
+    # Keywords the person has in IPTC alone: once ramtag starts dc:subject, readers would look there only.
+    only_iptc = person["AddedKeywords"] if iptc and not person["AddedSubject"] else []
+    added = _added(wanted, person, elsewhere=only_iptc)
     args = []
     for tag, name in FIELDS:
         if tag.startswith("IPTC:") and not iptc:
@@ -242,7 +257,8 @@ class EmbedWriter(PerImageOutput):
         if _settings_of(held) == self.provenance.settings:
             return False
         args = tagging_args(held, self.provenance, result, path.suffix.lower(), self.now())
-        rewrite(self.tool, path, args, touch=self.touch)
+        digest = held.digest_current and path.suffix.lower() in _IPTC
+        rewrite(self.tool, path, args, touch=self.touch, refresh_digest=digest)
         self.written += 1
         return True
 
@@ -257,13 +273,14 @@ def clean_embedded(tool: ExifTool, path: Path, *, dry_run: bool = False) -> str:
     if held.record is None:
         return "untouched"
     if not dry_run:
-        rewrite(tool, path, cleaning_args(held), touch=False)
+        rewrite(tool, path, cleaning_args(held), touch=False, refresh_digest=held.digest_current)
     return "cleaned"
 
 
-def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool) -> None:
+def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool, refresh_digest: bool = False) -> None:
     """Apply exiftool ``args`` to ``path`` safely: on a verified copy renamed over it. A symbolic
-    link stays a link: the file it points to is the one rewritten."""
+    link stays a link: the file it points to is the one rewritten. ``refresh_digest``: bring the
+    Photoshop block's IPTC digest up to date afterwards (see the module's docstring)."""
     path = Path(os.path.realpath(path))
     try:
         info = path.stat()
@@ -292,6 +309,8 @@ def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool) -> None
         if "1 image files updated" not in answer.stdout and "1 image files unchanged" not in answer.stdout:
             problems = answer.errors() or [answer.stderr.strip() or answer.stdout.strip()]
             raise EmbedError(f"exiftool could not write it ({problems[0]})")
+        if refresh_digest:
+            _refresh_digest(tool, copy)
         _check_pixels(path, copy)
         shutil.copystat(path, copy)  # mode, times and extended attributes (macOS tags, labels)
         if hasattr(os, "chown"):
@@ -315,6 +334,36 @@ def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool) -> None
     except BaseException:
         _discard(copy)
         raise
+
+
+def _refresh_digest(tool: ExifTool, copy: Path) -> None:
+    """Set the IPTC digest of ``copy`` to its IPTC's, in place.
+
+    exiftool would move the digest to the end of the Photoshop block, so that ``clean`` could not give
+    the file's bytes back: its 16 bytes are overwritten where they are instead, when the resource is
+    found exactly once, holding the digest exiftool reads; otherwise exiftool writes it."""
+    try:
+        found = tool.read(copy, f"-{_DIGEST}", f"-{_CURRENT_DIGEST}")
+        stored, current = (str(found.get(tag, "")).lower() for tag in (_DIGEST, _CURRENT_DIGEST))
+        if not re.fullmatch("[0-9a-f]{32}", stored) or not re.fullmatch("[0-9a-f]{32}", current):
+            return
+        if stored != current and not _patch_digest(copy, bytes.fromhex(stored), bytes.fromhex(current)):
+            tool.run("-overwrite_original", f"-{_DIGEST}=new", copy)
+    except ExifToolError as exc:
+        raise EmbedError(f"exiftool could not update its IPTC digest ({exc})") from None
+
+
+def _patch_digest(path: Path, stored: bytes, current: bytes) -> bool:
+    # A Photoshop image resource: signature, id 0x0425, empty name (padded to 2 bytes), size 16, data.
+    resource = re.compile(re.escape(b"8BIM\x04\x25\x00\x00\x00\x00\x00\x10" + stored))
+    with open(path, "r+b") as file, mmap.mmap(file.fileno(), 0) as data:
+        found = [match.start() for match in resource.finditer(data)]
+        if len(found) != 1:
+            return False
+        start = found[0] + 12
+        data[start:start + 16] = current
+        data.flush()
+    return True
 
 
 def _check_pixels(original: Path, copy: Path) -> None:
