@@ -29,7 +29,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import RamtagError
-from .hostmem import release_activations_promptly
+from .hostmem import release_activations_promptly, threshold_for
 from .inputs import MAX_PIXELS, ImageRef, decode_ref, original_size
 from .inputs.decode import decode_or_encoded
 from .inputs.identity import Stamp
@@ -286,7 +286,7 @@ def run_batches(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if tagger.device.type == "cpu":
-        release_activations_promptly()  # activations live in host memory: keep its peak flat
+        release_activations_promptly(threshold_for(batch_size))  # activations live in host memory
     timings = timings if timings is not None else StageTimings()
     loader = make_loader(
         refs, tagger, batch_size=batch_size, workers=workers, max_pixels=max_pixels,
