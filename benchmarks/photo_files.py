@@ -70,7 +70,8 @@ def raws(folder: Path, megapixels: float, repeats: int) -> None:
 
 def embedding(folder: Path, megapixels: float, photos: int) -> None:
     from ramtag.exiftool import ExifTool
-    from ramtag.outputs.embedded import EmbedWriter, temporary_path
+    from ramtag.outputs.embedded import EmbedWriter
+    from ramtag.outputs.rewriting import temporary_path
     from ramtag.outputs.sidecars import Provenance
 
     height = int((megapixels * 1e6 / 1.5) ** 0.5)

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from ramtag.cli.app import app
 from ramtag.errors import OutputError
 from ramtag.exiftool import ExifTool
-from ramtag.outputs.embedded import EmbedWriter, clean_embedded, read_held, same_pixels, temporary_path
+from ramtag.outputs.embedded import EmbedWriter, clean_embedded, read_held
+from ramtag.outputs.rewriting import same_pixels, temporary_path
 from ramtag.outputs.sidecars import Provenance
 from ramtag.tagger import TagResult
 
@@ -282,17 +283,17 @@ def test_a_persons_odd_keywords_are_kept_exactly(tmp_path: Path, ramplus_tiny, t
 
 
 def test_a_photo_saved_by_another_program_meanwhile_is_not_overwritten(tmp_path, ramplus_tiny, tool, monkeypatch) -> None:
-    import ramtag.outputs.embedded as embedded
+    import ramtag.outputs.rewriting as rewriting
     from ramtag.outputs.embedded import EmbedError
 
     path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
-    check = embedded._check_pixels
+    check = rewriting._check_pixels
 
     def lightroom_saves_meanwhile(original, copy):
         check(original, copy)
         subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-xmp:Rating=5", str(original)], check=True)
 
-    monkeypatch.setattr(embedded, "_check_pixels", lightroom_saves_meanwhile)
+    monkeypatch.setattr(rewriting, "_check_pixels", lightroom_saves_meanwhile)
     with pytest.raises(EmbedError, match="another program changed it"):
         EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
     assert "Subject" not in keywords(path)  # the other program's save stands
@@ -356,10 +357,10 @@ def test_keywords_in_iptc_alone_join_xmp_and_a_current_digest_stays_current(
 ) -> None:
     # An older photo: keywords in IPTC only, and a Photoshop block whose digest says XMP is in sync.
     # Readers would take ramtag's new dc:subject alone, and take a stale digest to mean a legacy edit.
-    import ramtag.outputs.embedded as embedded
+    import ramtag.outputs.rewriting as rewriting
 
     if not in_place:  # the digest's resource not where ramtag looks: exiftool writes it
-        monkeypatch.setattr(embedded, "_patch_digest", lambda *args: False)
+        monkeypatch.setattr(rewriting, "_patch_digest", lambda *args: False)
     path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
     subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-IPTC:Keywords=person", "-IPTC:Keywords=1.50",
                     "-IPTCDigest=new", str(path)], check=True)

@@ -193,3 +193,31 @@ def test_an_image_named_after_a_raw_does_not_take_its_sidecar(tmp_path: Path, ra
     writer = SidecarWriter(Provenance("ram_plus", "", "0.68", "s"), naming="auto")
     assert writer.path_for(tmp_path / "IMG_1.CR2") == tmp_path / "IMG_1.CR2.xmp"
     assert writer.path_for(tmp_path / "IMG_1.CR2.jpg") == tmp_path / "IMG_1.CR2.jpg.xmp"
+
+
+def test_a_sidecar_left_by_the_other_naming_is_kept_up_to_date(tmp_path: Path, ramplus_tiny) -> None:
+    # Tagged for Lightroom (IMG_1.xmp), then for darktable (IMG_1.CR2.xmp) with other settings: the
+    # first sidecar must not keep the old tags, and the JPEG of the pair never touches the raw's.
+    from ramtag.outputs.sidecars import Provenance, SidecarWriter
+    from ramtag.tagger import TagResult
+
+    plain_dng(tmp_path / "IMG_1.CR2", striped(800, 600))
+    for name in ("IMG_1.JPG", "alone.jpg", "person.jpg"):
+        shutil.copyfile(ramplus_tiny.images / "demo4.jpg", tmp_path / name)
+    (tmp_path / "person.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")  # someone else's, not ramtag's
+    old, new = TagResult(["old"], [0.9], None, None), TagResult(["new"], [0.9], None, None)
+    lightroom = SidecarWriter(Provenance("ram_plus", "", "0.68", "s1"), naming="replace")
+    for name in ("IMG_1.CR2", "IMG_1.JPG", "alone.jpg"):
+        lightroom.update(tmp_path / name, old)
+    assert {p.name for p in tmp_path.glob("*.xmp")} == {"IMG_1.xmp", "IMG_1.JPG.xmp", "alone.xmp", "person.xmp"}
+    darktable = SidecarWriter(Provenance("ram_plus", "", "0.5", "s2"), naming="ext")
+    for name in ("IMG_1.CR2", "IMG_1.JPG", "alone.jpg", "person.jpg"):
+        darktable.update(tmp_path / name, TagResult(["jpeg"], [0.9], None, None) if name == "IMG_1.JPG" else new)
+    for name in ("IMG_1.CR2.xmp", "IMG_1.xmp", "alone.jpg.xmp", "alone.xmp"):
+        text = (tmp_path / name).read_text()
+        assert "ramtag|new" in text and "ramtag|old" not in text and "jpeg" not in text, name
+    assert "ramtag|jpeg" in (tmp_path / "IMG_1.JPG.xmp").read_text()
+    assert (tmp_path / "person.xmp").read_text() == "<x:xmpmeta xmlns:x='adobe:ns:meta/'/>"
+    assert darktable.written == 6  # the four sidecars of this run, and the two kept up to date
+    assert all(darktable.is_current(tmp_path / name) for name in ("IMG_1.CR2", "IMG_1.JPG", "alone.jpg"))
+    assert SidecarWriter(Provenance("ram_plus", "", "0.5", "s2"), naming="replace").is_current(tmp_path / "alone.jpg")

@@ -14,31 +14,26 @@ keywords) are copied into the XMP fields ramtag starts, and a digest that was cu
 is brought up to date after it: the file reads as one list of keywords, the person's and ramtag's. A
 digest that was already out of date is left so, for the readers to reconcile as before.
 
-A photo is never damaged: the edit is made on a copy beside it, the copy must decode to the very
-same pixels, it is synced and takes the original's mode, owner and modification time, and only
-then is it renamed over the original. A kill at any moment leaves the original or the new file, and
-at worst a hidden ``.NAME.ramtag-tmp.EXT`` copy, removed by the next run. Proprietary raws are
-never written to (they get sidecars); nor is a read-only file.
+A photo is never damaged (``rewriting``): the edit is made on a copy beside it, the copy must decode
+to the very same pixels, it is synced and takes the original's mode, owner and modification time,
+and only then is it renamed over the original. A kill at any moment leaves the original or the new
+file, and at worst a hidden ``.NAME.ramtag-tmp.EXT`` copy, removed by the next run. Proprietary raws
+are never written to (they get sidecars); nor is a read-only file.
 """
 
 from __future__ import annotations
 
-import errno
-import mmap
 import os
-import re
-import shutil
-import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import atomic
 from ..engine.job import EMBED_NEEDS_FILES
-from ..errors import OutputError, RamtagError, UsageError
+from ..errors import UsageError
 from ..exiftool import ExifTool, ExifToolError
 from .base import PerImageOutput
+from .rewriting import CURRENT_DIGEST, DIGEST, EmbedError, remove_stale, rewrite
 from .xmp import _added, _utc_now, _wanted
 
 if TYPE_CHECKING:
@@ -61,21 +56,11 @@ _NONE = "-"  # PreviousToolkit when the file had none
 _IPTC_VERSIONS = ("IPTC:ApplicationRecordVersion", "IPTC:EnvelopeRecordVersion")  # exiftool adds them
 _IPTC_OWN = {"IPTC:Keywords", "IPTC:CodedCharacterSet", *_IPTC_VERSIONS}
 _PHOTOSHOP_OWN = {"Photoshop:IPTCDigest"}
-_DIGEST, _CURRENT_DIGEST = "Photoshop:IPTCDigest", "File:CurrentIPTCDigest"
-
-
-class EmbedError(RamtagError):
-    """A photo ramtag leaves as it is: read-only, unreadable, or one exiftool refused."""
 
 
 def can_embed(path: Path) -> bool:
     """Whether ``--embed`` writes into this file (by extension): not proprietary raws, GIF, BMP."""
     return path.suffix.lower() in EMBEDDABLE
-
-
-def temporary_path(path: Path) -> Path:
-    """The hidden copy an edit is made on, beside the photo (walks skip hidden files)."""
-    return path.with_name(f".{path.stem}.ramtag-tmp{path.suffix}")
 
 
 @dataclass(frozen=True)
@@ -129,11 +114,11 @@ def _as_list(value: Any) -> list[str]:
 
 def read_held(tool: ExifTool, path: Path) -> Held:
     try:
-        found = tool.read(path, "-XMP:all", "-IPTC:all", "-Photoshop:all", f"-{_CURRENT_DIGEST}")
+        found = tool.read(path, "-XMP:all", "-IPTC:all", "-Photoshop:all", f"-{CURRENT_DIGEST}")
     except ExifToolError as error:
         raise EmbedError(f"exiftool cannot read its metadata ({error})") from None
-    current = found.pop(_CURRENT_DIGEST, None)
-    digest_current = bool(found.get(_DIGEST)) and str(found.get(_DIGEST)).lower() == str(current).lower()
+    current = found.pop(CURRENT_DIGEST, None)
+    digest_current = bool(found.get(DIGEST)) and str(found.get(DIGEST)).lower() == str(current).lower()
     values = {tag: _as_list(found.get(tag)) for tag, _ in FIELDS}
     record = {key: value for key, value in found.items() if key.startswith("XMP-ramtag:")} or None
     utf8 = str(found.get("IPTC:CodedCharacterSet", "")).upper().replace("-", "") == "UTF8"
@@ -252,7 +237,7 @@ class EmbedWriter(PerImageOutput):
 
     def update(self, path: Path, result: TagResult, stamp: object = None) -> bool:
         """Write the tags into ``path``; False when it holds them from these settings already."""
-        _remove_stale(path)
+        remove_stale(path)
         held = read_held(self.tool, path)
         if _settings_of(held) == self.provenance.settings:
             return False
@@ -268,132 +253,13 @@ class EmbedWriter(PerImageOutput):
 
 def clean_embedded(tool: ExifTool, path: Path, *, dry_run: bool = False) -> str:
     """Take ramtag's entries out of one photo: ``"cleaned"`` or ``"untouched"`` (none there)."""
-    _remove_stale(path)
+    remove_stale(path)
     held = read_held(tool, path)
     if held.record is None:
         return "untouched"
     if not dry_run:
         rewrite(tool, path, cleaning_args(held), touch=False, refresh_digest=held.digest_current)
     return "cleaned"
-
-
-def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool, refresh_digest: bool = False) -> None:
-    """Apply exiftool ``args`` to ``path`` safely: on a verified copy renamed over it. A symbolic
-    link stays a link: the file it points to is the one rewritten. ``refresh_digest``: bring the
-    Photoshop block's IPTC digest up to date afterwards (see the module's docstring)."""
-    path = Path(os.path.realpath(path))
-    try:
-        info = path.stat()
-    except OSError as exc:
-        raise EmbedError(f"cannot read it ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise EmbedError("not a regular file")
-    if not info.st_mode & stat.S_IWUSR or not os.access(path, os.W_OK):
-        raise EmbedError("the file is read-only: ramtag does not change it (make it writable with chmod u+w, "
-                         "or write sidecars with --xmp)")
-    folder = path.parent
-    free = shutil.disk_usage(folder).free
-    if free < info.st_size + (16 << 20):
-        raise OutputError(f"not enough free space in {folder or '.'} to rewrite {path.name} safely "
-                          f"({free >> 20} MiB free, {info.st_size >> 20} MiB needed and a margin): free some space, "
-                          "then run again (photos done so far are complete)")
-    copy = temporary_path(path)
-    _remove_stale(path)
-    try:
-        shutil.copyfile(path, copy)
-        try:
-            # No -m: a file with damaged metadata is refused rather than "repaired" by dropping a block.
-            answer = tool.run("-overwrite_original", *args, copy)
-        except ExifToolError as exc:
-            raise EmbedError(str(exc)) from None
-        if "1 image files updated" not in answer.stdout and "1 image files unchanged" not in answer.stdout:
-            problems = answer.errors() or [answer.stderr.strip() or answer.stdout.strip()]
-            raise EmbedError(f"exiftool could not write it ({problems[0]})")
-        if refresh_digest:
-            _refresh_digest(tool, copy)
-        _check_pixels(path, copy)
-        shutil.copystat(path, copy)  # mode, times and extended attributes (macOS tags, labels)
-        if hasattr(os, "chown"):
-            try:
-                os.chown(copy, info.st_uid, info.st_gid)
-            except OSError:
-                pass  # only root may give a file away: it stays this user's
-        if touch:
-            os.utime(copy)
-        now = path.stat()
-        if (now.st_ino, now.st_size, now.st_mtime_ns) != (info.st_ino, info.st_size, info.st_mtime_ns):
-            raise EmbedError("another program changed it while ramtag was writing: left as that program saved it; "
-                             "run again to add the tags")
-        atomic.replace_durably(copy, path)
-    except OSError as exc:
-        _discard(copy)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OutputError(f"the disk is full: {path.name} was left unchanged; free some space, then run "
-                              "again (photos done so far are complete)") from None
-        raise EmbedError(f"cannot write it ({exc.strerror or exc})") from None
-    except BaseException:
-        _discard(copy)
-        raise
-
-
-def _refresh_digest(tool: ExifTool, copy: Path) -> None:
-    """Set the IPTC digest of ``copy`` to its IPTC's, in place.
-
-    exiftool would move the digest to the end of the Photoshop block, so that ``clean`` could not give
-    the file's bytes back: its 16 bytes are overwritten where they are instead, when the resource is
-    found exactly once, holding the digest exiftool reads; otherwise exiftool writes it."""
-    try:
-        found = tool.read(copy, f"-{_DIGEST}", f"-{_CURRENT_DIGEST}")
-        stored, current = (str(found.get(tag, "")).lower() for tag in (_DIGEST, _CURRENT_DIGEST))
-        if not re.fullmatch("[0-9a-f]{32}", stored) or not re.fullmatch("[0-9a-f]{32}", current):
-            return
-        if stored != current and not _patch_digest(copy, bytes.fromhex(stored), bytes.fromhex(current)):
-            tool.run("-overwrite_original", f"-{_DIGEST}=new", copy)
-    except ExifToolError as exc:
-        raise EmbedError(f"exiftool could not update its IPTC digest ({exc})") from None
-
-
-def _patch_digest(path: Path, stored: bytes, current: bytes) -> bool:
-    # A Photoshop image resource: signature, id 0x0425, empty name (padded to 2 bytes), size 16, data.
-    resource = re.compile(re.escape(b"8BIM\x04\x25\x00\x00\x00\x00\x00\x10" + stored))
-    with open(path, "r+b") as file, mmap.mmap(file.fileno(), 0) as data:
-        found = [match.start() for match in resource.finditer(data)]
-        if len(found) != 1:
-            return False
-        start = found[0] + 12
-        data[start:start + 16] = current
-        data.flush()
-    return True
-
-
-def _check_pixels(original: Path, copy: Path) -> None:
-    try:
-        same = same_pixels(original, copy)
-    except Exception as exc:  # noqa: BLE001 - any decoder failure: the photo is left as it was
-        raise EmbedError(f"cannot check the rewritten file's pixels ({type(exc).__name__}: {exc}): left unchanged") from None
-    if not same:
-        raise EmbedError("the rewritten file's pixels differ from the original's: left unchanged "
-                         "(please report this file's format)")
-
-
-def same_pixels(original: Path, copy: Path) -> bool:
-    """Whether two files decode to identical pixels (every frame; a DNG's sensor data)."""
-    if original.suffix.lower() == ".dng":
-        import numpy as np
-        import rawpy
-
-        with rawpy.imread(os.fspath(original)) as first, rawpy.imread(os.fspath(copy)) as second:
-            return bool(np.array_equal(first.raw_image_visible, second.raw_image_visible))
-    from PIL import Image, ImageSequence
-
-    from ..inputs.decode import _heif_ready
-
-    _heif_ready()
-    with Image.open(original) as first, Image.open(copy) as second:
-        frames = zip(ImageSequence.Iterator(first), ImageSequence.Iterator(second), strict=False)
-        if getattr(first, "n_frames", 1) != getattr(second, "n_frames", 1):
-            return False
-        return all(a.mode == b.mode and a.size == b.size and a.tobytes() == b.tobytes() for a, b in frames)
 
 
 def find_embeddable(paths: Sequence[Path], *, hidden: bool = False) -> Iterator[Path]:
@@ -408,19 +274,3 @@ def find_embeddable(paths: Sequence[Path], *, hidden: bool = False) -> Iterator[
             for name in sorted(files):
                 if can_embed(Path(name)) and (hidden or not name.startswith(".")):
                     yield Path(folder) / name
-
-
-def _remove_stale(path: Path) -> None:
-    """The copies a run killed mid-edit left (ours, and exiftool's own); the photo itself is whole."""
-    copy = temporary_path(path)
-    _discard(copy)
-    _discard(copy.with_name(copy.name + "_exiftool_tmp"))
-
-
-def _discard(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError:
-        pass

@@ -159,8 +159,7 @@ class SidecarWriter(PerImageOutput):
         wanted = sidecar_path(image, self.naming)
         if wanted.name == image.name + wanted.suffix:  # IMG_1.JPG.xmp: its own, whoever else is there
             return wanted
-        bare = image.with_suffix("")  # IMG_1.CR2 beside IMG_1.CR2.jpg: IMG_1.CR2.xmp is that raw's own
-        owner = bare.name if is_image_name(bare.name) and bare.is_file() else self.siblings.owner(image)
+        owner = self._owner(image)
         if owner is None or owner == image.name:
             return wanted
         path = sidecar_path(image, "ext")
@@ -170,6 +169,25 @@ class SidecarWriter(PerImageOutput):
                              f"RAW+JPEG pair): its sidecar is {path.name}, and so for every such pair")
         self.warned_pairs = True
         return path
+
+    def _owner(self, image: Path) -> str | None:
+        """Who owns the stem's ``IMG_1.xmp`` when other images share it (``pairs``); None: no one else."""
+        bare = image.with_suffix("")  # IMG_1.CR2 beside IMG_1.CR2.jpg: IMG_1.CR2.xmp is that raw's own
+        return bare.name if is_image_name(bare.name) and bare.is_file() else self.siblings.owner(image)
+
+    def other_for(self, image: Path, path: Path) -> Path | None:
+        """The image's sidecar of the other naming, when an earlier run (another ``--xmp-naming``)
+        left ramtag's entries there: it is kept up to date too, so no application reads old tags
+        from it. Never created; never a sidecar another image of the stem owns."""
+        forms = [image.with_name(image.name + ".xmp")]
+        owner = self._owner(image)
+        if owner is None or owner == image.name:
+            forms.append(image.with_suffix(".xmp"))
+        for form in forms:
+            for candidate in (form, form.with_suffix(".XMP")):
+                if candidate.name.lower() != path.name.lower() and candidate.is_file() and holds_ramtag(candidate):
+                    return candidate
+        return None
 
     def is_current(self, image: Path, stamp: Stamp | None = None) -> bool:
         """Whether the sidecar holds ramtag's entries from these settings, for this version of the
@@ -200,16 +218,26 @@ class SidecarWriter(PerImageOutput):
             return False
 
     def update(self, image: Path, result: TagResult, stamp: Stamp | None = None) -> Path:
-        """Merge ``result`` into the image's sidecar; the image itself is never opened."""
+        """Merge ``result`` into the image's sidecar (and into ``other_for``'s, first, so that a
+        failure there leaves the image to tag again); the image itself is never opened."""
         path = self.path_for(image)
         if path.resolve() == image.resolve():
             raise SidecarError("the sidecar would be the image itself")
+        other = self.other_for(image, path)
+        if other is not None:
+            try:
+                self._merge_into(other, result, stamp)
+            except SidecarError as error:
+                raise SidecarError(f"{other.name}, which holds its tags from an earlier run: {error}") from None
+        self._merge_into(path, result, stamp)
+        return path
+
+    def _merge_into(self, path: Path, result: TagResult, stamp: Stamp | None) -> None:
         data = read_sidecar(path)
         merged = merge(data, self.provenance, result, now=self.now, image=image_text(stamp))
         if merged is not None and merged is not data:
             write_atomically(path, merged)
             self.written += 1
-        return path
 
     failure = SidecarError
 

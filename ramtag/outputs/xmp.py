@@ -158,22 +158,16 @@ def _scored(provenance: Provenance, result: TagResult) -> list[tuple[str, str, s
     return [(xml_text(t), xml_text(z), f"{s:.4f}") for t, s, z in zip(result.tags, result.scores, zh)]
 
 
-def _added(
-    wanted: dict[str, list[str]], person: dict[str, list[str]], elsewhere: Sequence[str] = ()
-) -> dict[str, list[str]]:
+def _added(wanted: dict[str, list[str]], person: dict[str, list[str]], elsewhere: Sequence[str] = ()) -> dict:
     """What ramtag adds to each field: its keywords the person does not have there already.
 
     darktable reads only the hierarchical field once it exists, digiKam only TagsList: a field that
-    ramtag starts would hide the person's keywords held in the flatter ones, so those are copied in
-    (recorded as ramtag's additions, so ``clean`` takes the copies out again). ``elsewhere``: the
-    person's keywords outside XMP (a photo's IPTC), copied the same way when they have no ``dc:subject``.
+    ramtag starts would hide the person's keywords held in the flatter ones or outside XMP (``elsewhere``,
+    a photo's IPTC), so those are copied in (as ramtag's additions: ``clean`` takes them out again).
     """
     flat, hier, tags_list = (f.record for f in FIELDS)
-    wanted = {key: list(values) for key, values in wanted.items()}
-    person_flat = person[flat]
-    if wanted[flat] and not person[flat] and elsewhere:
-        wanted[flat] = [*elsewhere, *wanted[flat]]
-        person_flat = list(elsewhere)
+    wanted = {key: [*elsewhere, *v] if key == flat and v and not person[flat] else list(v) for key, v in wanted.items()}
+    person_flat = person[flat] or list(elsewhere)
     if wanted[hier] and not person[hier]:
         wanted[hier] += person_flat
     if wanted[tags_list] and not person[tags_list]:
