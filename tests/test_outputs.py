@@ -406,3 +406,21 @@ def test_a_failed_final_rename_is_finished_by_the_next_run(tmp_path: Path, monke
         assert out.done == {"a", "b"}
         out.finish()
     assert _paths(dest) == ["a", "b"] and not (tmp_path / "tags.parquet.parts").exists()
+
+
+def test_a_ray_part_says_which_folder_input_each_walked_file_came_from() -> None:
+    from ramtag.inputs import ImageRef
+    from ramtag.inputs.roots import Root
+    from ramtag.outputs.dataset import PartOutput
+
+    schema = output_schema(Layout(4))
+    part = PartOutput(schema, [Root("/photos", "photos/"), Root("/photos/2024", "photos/2024/")])
+    refs = [ImageRef(Path("/photos/a.jpg"), "photos/a.jpg", walked=True),
+            ImageRef(Path("/photos/2024/b.jpg"), "photos/2024/b.jpg", walked=True),
+            ImageRef(Path("/elsewhere/c.jpg"), "/elsewhere/c.jpg")]  # named on the command line
+    assert all(part.needs(ref) for ref in refs)
+    part.write_records(_records([ref.key for ref in refs]))
+    part.finish()
+    table = pq.read_table(pa.BufferReader(part.data))
+    assert table.column("path").to_pylist() == [ref.key for ref in refs]
+    assert table.column("root").to_pylist() == [0, 1, None]

@@ -82,7 +82,9 @@ def test_ray_rows_equal_the_local_engine(local_ray, dataset: Path, ramplus_tiny,
     got = pd.read_parquet(out).sort_values("path", ignore_index=True)  # the folder as one table
     assert got["path"].tolist() == want["path"].tolist()
     assert got["path"].str.startswith("0000").sum() == 10 and "00002.tar/broken" in set(got["path"])
-    pd.testing.assert_frame_equal(got[["path", "width", "height", "error"]], want[["path", "width", "height", "error"]])
+    same = ["path", "width", "height", "error", "root"]  # root: the folder input a walked file came from
+    pd.testing.assert_frame_equal(got[same], want[same])
+    assert got["root"].notna().sum() == 10  # the photos folder's files; tar members have none
     worst = 0.0
     for mine, theirs in zip(got.itertuples(), want.itertuples()):
         if theirs.error is None:

@@ -338,9 +338,11 @@ def _check_cluster(job: Job) -> None:
         if given:
             raise UsageError(f"{', '.join(given)} go with --engine ray")
         return
-    if job.outputs.xmp or job.outputs.embed or job.model.tags is not None:
-        flag = "--xmp" if job.outputs.xmp else "--embed" if job.outputs.embed else "--tags"
-        raise UsageError(f"{flag} is not available with --engine ray yet; use the local engine")
+    # A Ray re-run skips committed parts and image files by key: it neither prunes nor hashes.
+    for flag, given in (("--xmp", job.outputs.xmp), ("--embed", job.outputs.embed), ("--tags", job.model.tags),
+                        ("--prune", job.outputs.prune), ("--content-hash", job.outputs.content_hash)):
+        if given:
+            raise UsageError(f"{flag} is not available with --engine ray yet; use the local engine")
     if job.outputs.out is None:
         raise UsageError("--engine ray writes a folder of Parquet parts: add --out FOLDER")
     if job.outputs.format not in (None, "parquet"):

@@ -47,6 +47,7 @@ class UnitTagger:
         self.tagger = tagger if tagger is not None else tagger_for(job.model)
         check_preprocess_device(job.results.preprocess, self.tagger.device.type)
         roots = [Root(path, prefix) for path, prefix in job.roots] if job.roots else None
+        self.roots = roots or []
         self.schema = schema_for(self.tagger, job.outputs.lang, job.outputs.all_scores, job.results, roots=roots)
         self.settings = settings_of(self.schema)
         self.batch_size = job.batch_size or default_batch_size(self.tagger.device)
@@ -58,7 +59,7 @@ class UnitTagger:
         started = time.perf_counter()
         found = self.job.inputs
         refs = unit.refs(include=found.include, exclude=found.exclude, hidden=found.hidden, max_pixels=found.max_pixels)
-        part = PartOutput(self.schema)
+        part = PartOutput(self.schema, self.roots)
         try:
             run(
                 refs, self.tagger, part, batch_size=self.batch_size, workers=self.job.workers or 0,

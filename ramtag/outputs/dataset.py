@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,11 +35,15 @@ import pyarrow.parquet as pq
 from ..atomic import replace_durably
 from ..errors import OutputError
 from ..inputs.identity import Stamp
-from ..inputs.roots import Root
+from ..inputs.roots import Root, owner_index
 from .base import RowOutput
 from .formats import ParquetSink
 from .journal import Journal, hold_lock, read_settings, write_settings
-from .schema import differences, roots_in, settings_of
+from .schema import differences, roots_in, settings_of, to_record_batch
+
+if TYPE_CHECKING:
+    from ..inputs import ImageRef
+    from ..pipeline import ImageRecord
 
 
 CONTROL = "_ramtag"
@@ -246,14 +251,30 @@ def _has_other_files(folder: Path) -> bool:
 
 
 class PartOutput(RowOutput):
-    """One part of the dataset, built in memory where the runner tags its unit (a Ray actor)."""
+    """One part of the dataset, built in memory where the runner tags its unit (a Ray actor).
 
-    def __init__(self, schema: pa.Schema) -> None:
+    Its rows say which folder input a walked file came from (``root``, an index into ``roots``: the
+    run's, as the schema records them), as the local engine's do."""
+
+    def __init__(self, schema: pa.Schema, roots: Sequence[Root] = ()) -> None:
         super().__init__(schema)
         self._stream = pa.BufferOutputStream()
         self._sink = ParquetSink(self._stream, schema)
         self.rows = self.errors = 0
         self.data: bytes | None = None
+        self._roots = list(roots)
+        self._root_of: dict[str, int | None] = {}
+
+    def needs(self, item: ImageRef | ImageRecord) -> bool:
+        if getattr(item, "walked", False):  # a ref the runner asks about, found by walking a folder
+            self._root_of[item.key] = owner_index(self._roots, item.key)
+        return True
+
+    def write_records(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
+        if records:
+            roots = [self._root_of.pop(record.key, None) for record in records]
+            self.write(to_record_batch(list(records), self.schema, roots))
+        return list(records)
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._sink.write(batch)
