@@ -279,6 +279,8 @@ def test_ray_engine_needs_an_output_folder(tmp_path: Path, ramplus_tiny) -> None
         ([], "add --out FOLDER"),
         (["--out", str(tmp_path / "x"), "--format", "csv"], "Parquet only"),
         (["--out", str(tmp_path / "x"), "--xmp"], "--xmp is not available with --engine ray"),
+        (["--out", str(tmp_path / "x"), "--prune"], "--prune is not available with --engine ray"),
+        (["--out", str(tmp_path / "x"), "--content-hash"], "--content-hash is not available with --engine ray"),
     ]
     for extra, message in cases:
         result = CliRunner().invoke(app, ["run", str(tmp_path / "shards"), "--engine", "ray", *extra, *ramplus_tiny.cli_args()])
@@ -300,3 +302,20 @@ def test_member_names_that_are_not_utf8_keep_their_own_keys(tmp_path: Path) -> N
             archive.addfile(info, io.BytesIO(buffer.getvalue()))
     keys = [ref.key for ref in shard_members(TarShard(str(path), path.name))]
     assert keys == ["00000.tar/caf\\xe9", "00000.tar/caf\\xe9.jpg"]  # written the same, so told apart
+
+
+def test_shards_in_a_folder_of_images_are_named_as_not_read(tmp_path: Path, ramplus_tiny) -> None:
+    # A folder with images is walked for images (README); its tar files are left out, and said so.
+    folder = tmp_path / "photos"
+    sample_shards(folder, count=2)
+    (folder / "a.jpg").write_bytes(_jpeg())
+    out = tmp_path / "tags.csv"
+    result = CliRunner().invoke(app, ["run", str(folder), "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out)["path"].tolist() == ["a.jpg"]
+    assert f"2 tar shards in folders of images were not read (e.g. {folder / '00000.tar'})" in result.stderr
+    folder.joinpath("a.jpg").unlink()  # shards alone: a folder of shards, read, and nothing to say
+    result = CliRunner().invoke(app, ["run", str(folder), "--out", str(tmp_path / "shards.csv"), "--workers", "0",
+                                      *ramplus_tiny.cli_args()])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "shards.csv")) == 4 and "not read" not in result.stderr

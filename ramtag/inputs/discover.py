@@ -130,11 +130,18 @@ class Findings:
     skipped: Counter[str] = field(default_factory=Counter)
     filtered: int = 0
     orphans: list[Path] = field(default_factory=list)  # XMP sidecars whose image is gone
+    shards: list[str] = field(default_factory=list)  # tar shards in folders walked for images (a few)
+    shard_count: int = 0
 
     def orphan(self, path: Path) -> None:
         self.orphans.append(path)
 
-    def skip(self, name: str) -> None:
+    def skip(self, path: str) -> None:
+        name = os.path.basename(path)
+        if is_shard_name(name):
+            self.shard_count += 1
+            if len(self.shards) < 3:
+                self.shards.append(path)
         self.skipped[os.path.splitext(name)[1].lower() or name] += 1
 
     def why(self) -> str:

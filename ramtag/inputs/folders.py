@@ -38,7 +38,7 @@ def walk_folder(
     Keys are relative to ``root``, after ``key_prefix``. Each folder's files come first, sorted by
     name (code points, so every machine agrees), then its subfolders in the same order. Only a
     folder's sorted listing and the names of the folders still to visit are held in memory.
-    ``on_skipped`` is told the name of each file left out for not being an image.
+    ``on_skipped`` is told the path of each file left out for not being an image.
 
     ``nested`` maps folders (by identity) to the key prefix an output recorded for them: a walk that
     reaches one keys it as recorded (``inputs.roots``). ``reserved`` maps the prefixes other folders
@@ -77,7 +77,7 @@ def walk_folder(
                 elif entry.is_symlink() and on_error is not None:
                     on_error(Path(entry.path), "broken symbolic link skipped")
             elif on_skipped is not None and _is_file(entry):
-                on_skipped(entry.name)
+                on_skipped(entry.path)
         del entries
         for name in reversed(subfolders):
             pending.append((os.path.join(folder, name), f"{prefix}{name}/"))
