@@ -398,3 +398,14 @@ def test_an_iptc_digest_already_out_of_date_is_left_so(tmp_path: Path, ramplus_t
     assert digests(path)[0] == stale
     assert clean_embedded(tool, path) == "cleaned"
     assert path.read_bytes() == original
+
+
+def test_clean_of_photos_alone_speaks_of_photos_only(tmp_path: Path, ramplus_tiny, tool) -> None:
+    path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
+    EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
+    cleaned = ramtag("xmp", "clean", tmp_path)
+    assert cleaned.exit_code == 0, cleaned.output
+    assert "1 photo cleaned of embedded keywords, 0 without them, 0 errors" in cleaned.stderr
+    assert "sidecar" not in cleaned.stderr  # there are none: no "0 sidecars" line
+    nothing = ramtag("xmp", "clean", tmp_path)
+    assert "0 sidecars: 0 cleaned" in nothing.stderr  # nothing done at all: still one line saying so

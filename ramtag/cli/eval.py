@@ -261,7 +261,8 @@ def _warn(result: Evaluation) -> None:
     if counts["images_without_prediction"]:
         say(f"{plural(counts['images_without_prediction'], 'labelled image')} without scores (e.g. {result.missing_examples[0]})")
     if counts["images_failed"]:
-        say(f"{_were(counts['images_failed'], 'labelled image')} left out, the run could not read them")
+        them = "it" if counts["images_failed"] == 1 else "them"
+        say(f"{_were(counts['images_failed'], 'labelled image')} left out, the run could not read {them}")
     if counts["predictions_without_labels"]:
         say(f"{_were(counts['predictions_without_labels'], 'scored image')} ignored, having no labels")
     if counts["repeated_label_lines"]:

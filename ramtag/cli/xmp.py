@@ -122,13 +122,14 @@ def clean_command(
     counts["errors"] += photos["errors"]
     if not quiet:
         total = sum(counts.values()) - photos["errors"]
-        err_console.print(
-            f"{plural(total, 'sidecar')}: {counts['cleaned']} cleaned, "
-            f"{counts['removed']} deleted (only ramtag's entries were in them), "
-            f"{counts['untouched']} without ramtag entries, {plural(counts['errors'], 'error')}"
-            + (" (dry run: nothing written)" if dry_run else ""),
-            markup=False, soft_wrap=True,
-        )
+        if total or not (photos["cleaned"] or photos["errors"]):  # "0 sidecars" only when nothing else is said
+            err_console.print(
+                f"{plural(total, 'sidecar')}: {counts['cleaned']} cleaned, "
+                f"{counts['removed']} deleted (only ramtag's entries were in them), "
+                f"{counts['untouched']} without ramtag entries, {plural(counts['errors'], 'error')}"
+                + (" (dry run: nothing written)" if dry_run else ""),
+                markup=False, soft_wrap=True,
+            )
         if photos["cleaned"] or photos["errors"]:
             err_console.print(
                 f"{plural(photos['cleaned'], 'photo')} cleaned of embedded keywords, "
