@@ -176,3 +176,17 @@ def test_clean_dry_run_and_errors(photos: Path, ramplus_tiny) -> None:
     assert "broken.xmp: not valid XML" in result.stderr and "1 cleaned" in result.stderr
     assert (photos / "demo4.xmp").read_text(encoding="utf-8") == LIGHTROOM
     assert ramtag("xmp", "clean", photos / "nowhere").exit_code == 2
+
+
+def test_switching_naming_keeps_the_earlier_sidecars_up_to_date(tmp_path: Path, ramplus_tiny) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copyfile(ramplus_tiny.images / "demo4.jpg", folder / "demo4.jpg")
+    args = ["--workers", "0", *ramplus_tiny.cli_args()]
+    assert ramtag("run", folder, "--xmp", "--xmp-naming", "ext", *args).exit_code == 0
+    result = ramtag("run", folder, "--xmp", "--xmp-naming", "replace", "--top-k", "1", *args)
+    assert result.exit_code == 0, result.output
+    assert "1 XMP sidecar written; 1 of the other --xmp-naming, from an earlier run, updated too" in result.stderr
+    ext, replace = ((folder / name).read_text(encoding="utf-8") for name in ("demo4.jpg.xmp", "demo4.xmp"))
+    # Both hold the top tag alone: in lr:hierarchicalSubject, and in ramtag's record of what it added.
+    assert ext.count("<rdf:li>ramtag|") == replace.count("<rdf:li>ramtag|") == 2

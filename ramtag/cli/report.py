@@ -171,6 +171,8 @@ class RunReport(ProgressReport, RunEvents):
         if sidecars is not None and sidecars.written:
             parts.append(f"{plural(sidecars.written, 'XMP sidecar')} written"
                          + (" (for camera raws and formats without embedded XMP)" if embedded else ""))
+        if sidecars is not None and sidecars.others_written:
+            parts.append(f"{sidecars.others_written} of the other --xmp-naming, from an earlier run, updated too")
         if parts:
             self.say("; ".join(parts))
         if sidecars is not None and done.findings is not None and done.findings.orphans:

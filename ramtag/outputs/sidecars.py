@@ -139,6 +139,7 @@ class SidecarWriter(PerImageOutput):
         self.warn = warn
         self.only = only  # the images it writes sidecars for (None: all)
         self.written = 0  # sidecars this run wrote
+        self.others_written = 0  # sidecars of the other naming it kept up to date (``other_for``)
         self.warned_pairs = False  # the RAW+JPEG warning is one line per run
 
     @classmethod
@@ -226,18 +227,19 @@ class SidecarWriter(PerImageOutput):
         other = self.other_for(image, path)
         if other is not None:
             try:
-                self._merge_into(other, result, stamp)
+                self.others_written += self._merge_into(other, result, stamp)
             except SidecarError as error:
                 raise SidecarError(f"{other.name}, which holds its tags from an earlier run: {error}") from None
-        self._merge_into(path, result, stamp)
+        self.written += self._merge_into(path, result, stamp)
         return path
 
-    def _merge_into(self, path: Path, result: TagResult, stamp: Stamp | None) -> None:
+    def _merge_into(self, path: Path, result: TagResult, stamp: Stamp | None) -> bool:
         data = read_sidecar(path)
         merged = merge(data, self.provenance, result, now=self.now, image=image_text(stamp))
-        if merged is not None and merged is not data:
-            write_atomically(path, merged)
-            self.written += 1
+        if merged is None or merged is data:
+            return False
+        write_atomically(path, merged)
+        return True
 
     failure = SidecarError
 
