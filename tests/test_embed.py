@@ -409,3 +409,26 @@ def test_clean_of_photos_alone_speaks_of_photos_only(tmp_path: Path, ramplus_tin
     assert "sidecar" not in cleaned.stderr  # there are none: no "0 sidecars" line
     nothing = ramtag("xmp", "clean", tmp_path)
     assert "0 sidecars: 0 cleaned" in nothing.stderr  # nothing done at all: still one line saying so
+
+
+def test_iptc_keywords_copied_to_xmp_read_as_meant_and_kept_once_the_person_writes_xmp(
+    tmp_path: Path, ramplus_tiny, tool
+) -> None:
+    # Many programs write UTF-8 into IPTC without declaring it; exiftool reads that as Latin-1.
+    path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-charset", "iptc=utf8", "-IPTC:Keywords=café",
+                    "-IPTC:Keywords=東京", "-IPTC:Keywords=person", "-IPTCDigest=new", str(path)], check=True)
+    EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
+    assert keywords(path)["Subject"] == ["café", "東京", "person", "dog", "grass", "狗"]
+    # Then the person adds a keyword in software that keeps XMP, IPTC and the digest in step: their
+    # keywords live in dc:subject now, and neither a re-run nor clean may take them out of it.
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject+=trip", "-IPTC:Keywords+=trip",
+                    "-IPTCDigest=new", str(path)], check=True)
+    EmbedWriter(Provenance("ram_plus", "", "0.5", "settings-2"), tool=tool).update(path, TagResult(["cat"], [0.9], None, None))
+    assert keywords(path)["Subject"] == ["café", "東京", "person", "trip", "cat"]
+    stored, current = digests(path)
+    assert stored == current
+    assert clean_embedded(tool, path) == "cleaned"
+    found = keywords(path)
+    assert found["Subject"] == ["café", "東京", "person", "trip"]
+    assert "cat" not in found["Keywords"]

@@ -10,10 +10,10 @@ import pytest
 
 glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 
-# In a fresh interpreter: free a 24 MB block (glibc then raises its mmap threshold to 24 MB), then
-# count how many bytes an 8 MB block adds to glibc's mmapped total. The heap serves it by default;
-# with the setting for batches of several images it gets its own mapping; for one image, the heap
-# serves it from the first block on (glibc's ceiling, fixed), and a 40 MB block is mapped.
+# In a fresh interpreter, for each step of argv: apply the setting for batches of N images (or
+# none: "default"), optionally free a 24 MB block first ("free"), then count how many bytes a block
+# of M megabytes adds to glibc's mmapped total: 0 when the heap serves it. glibc's own threshold
+# starts at 128 kB and rises to the size of the largest block freed.
 PROBE = textwrap.dedent(
     """
     import ctypes, sys
@@ -27,34 +27,43 @@ PROBE = textwrap.dedent(
     libc.mallinfo2.restype = MallInfo2
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
-    if sys.argv[1] != "default":
-        from ramtag.hostmem import release_activations_promptly, threshold_for
-        assert release_activations_promptly(threshold_for(int(sys.argv[1])))
-        assert release_activations_promptly(threshold_for(int(sys.argv[1])))  # a second call changes nothing
-    else:
-        libc.free(libc.malloc(24 << 20))
-    size = int(sys.argv[2]) << 20
-    before = libc.mallinfo2().hblkhd
-    block = libc.malloc(size)
-    print(libc.mallinfo2().hblkhd - before)
-    libc.free(block)
+    from ramtag.hostmem import release_activations_promptly, threshold_for
+    for step in sys.argv[1:]:
+        batch, free, megabytes = step.split(":")
+        if batch != "default":
+            assert release_activations_promptly(threshold_for(int(batch)))
+        if free == "free":
+            libc.free(libc.malloc(24 << 20))
+        before = libc.mallinfo2().hblkhd
+        block = libc.malloc(int(megabytes) << 20)
+        print(libc.mallinfo2().hblkhd - before)
+        libc.free(block)
     """
 )
 
 
-def _mapped_bytes(mode: str, megabytes: int = 8) -> int:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, mode, str(megabytes)], capture_output=True, text=True, check=True
-    )
-    return int(done.stdout)
+def _mapped_bytes(*steps: str) -> list[int]:
+    done = subprocess.run([sys.executable, "-c", PROBE, *steps], capture_output=True, text=True, check=True)
+    return [int(line) for line in done.stdout.split()]
 
 
 @glibc_only
-def test_large_blocks_get_their_own_mapping_once_set() -> None:
-    assert _mapped_bytes("default") == 0  # glibc's own behaviour: from the heap, kept after free
-    assert _mapped_bytes("4") >= 8 << 20  # batches of several images: mapped, returned on free
-    assert _mapped_bytes("1") == 0  # one image a batch: the heap, without a first block to raise it
-    assert _mapped_bytes("1", 40) >= 40 << 20
+def test_large_blocks_get_their_own_mapping_for_batches_of_several_images() -> None:
+    assert _mapped_bytes("default:free:8") == [0]  # glibc's own: a large block freed raised the threshold
+    assert _mapped_bytes("4:free:8") >= [8 << 20]  # fixed at 4 MB: mapped, and returned on free
+
+
+@glibc_only
+def test_one_image_a_batch_keeps_its_activations_in_the_heap_from_the_first() -> None:
+    assert _mapped_bytes("default:none:8") >= [8 << 20]  # glibc's own, before any large free: mapped
+    assert _mapped_bytes("1:none:8") == [0]  # fixed at 32 MB from the start
+    assert _mapped_bytes("1:none:40") >= [40 << 20]
+
+
+@glibc_only
+def test_the_setting_follows_the_batch_size_within_one_process() -> None:
+    first, then, again = _mapped_bytes("4:none:8", "1:none:8", "4:none:8")
+    assert first >= 8 << 20 and then == 0 and again >= 8 << 20
 
 
 @glibc_only

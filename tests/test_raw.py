@@ -221,3 +221,22 @@ def test_a_sidecar_left_by_the_other_naming_is_kept_up_to_date(tmp_path: Path, r
     assert (darktable.written, darktable.others_written) == (4, 2)  # this run's, and the two kept up to date
     assert all(darktable.is_current(tmp_path / name) for name in ("IMG_1.CR2", "IMG_1.JPG", "alone.jpg"))
     assert SidecarWriter(Provenance("ram_plus", "", "0.5", "s2"), naming="replace").is_current(tmp_path / "alone.jpg")
+
+
+def test_sidecars_that_disagree_are_not_current(tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Left by a version before sidecars of the other naming were kept up to date: IMG.xmp from
+    # other settings than IMG.jpg.xmp. A run with the newer settings must bring IMG.xmp along.
+    from ramtag.outputs.sidecars import Provenance, SidecarWriter
+    from ramtag.tagger import TagResult
+
+    image = tmp_path / "a.jpg"
+    shutil.copyfile(ramplus_tiny.images / "demo4.jpg", image)
+    old, new = Provenance("ram_plus", "", "0.68", "s1"), Provenance("ram_plus", "", "0.5", "s2")
+    with monkeypatch.context() as patch:
+        patch.setattr(SidecarWriter, "other_for", lambda self, image, path: None)
+        SidecarWriter(old, naming="replace").update(image, TagResult(["old"], [0.9], None, None))
+        SidecarWriter(new, naming="ext").update(image, TagResult(["new"], [0.9], None, None))
+    writer = SidecarWriter(new, naming="ext")
+    assert not writer.is_current(image)
+    writer.update(image, TagResult(["new"], [0.9], None, None))
+    assert "ramtag|new" in (tmp_path / "a.xmp").read_text() and writer.is_current(image)

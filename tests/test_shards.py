@@ -313,7 +313,13 @@ def test_shards_in_a_folder_of_images_are_named_as_not_read(tmp_path: Path, ramp
     result = CliRunner().invoke(app, ["run", str(folder), "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()])
     assert result.exit_code == 0, result.output
     assert pd.read_csv(out)["path"].tolist() == ["a.jpg"]
-    assert f"2 tar shards in folders of images were not read (e.g. {folder / '00000.tar'})" in result.stderr
+    assert f"2 tar shards in folders walked for images were not read (e.g. {folder / '00000.tar'})" in result.stderr
+    # One of them named as an input as well: read there, and only the other is said to be unread.
+    result = CliRunner().invoke(app, ["run", str(folder), str(folder / "00001.tar"), "--out", str(tmp_path / "both.csv"),
+                                      "--workers", "0", *ramplus_tiny.cli_args()])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "both.csv")) == 3
+    assert f"1 tar shard in folders walked for images was not read (e.g. {folder / '00000.tar'})" in result.stderr
     folder.joinpath("a.jpg").unlink()  # shards alone: a folder of shards, read, and nothing to say
     result = CliRunner().invoke(app, ["run", str(folder), "--out", str(tmp_path / "shards.csv"), "--workers", "0",
                                       *ramplus_tiny.cli_args()])

@@ -150,11 +150,11 @@ class RunReport(ProgressReport, RunEvents):
                 )
                 self.say(f"time per stage: {stages}")
             self._said_where(done)
-            if done.findings is not None and done.findings.shard_count:
-                count, first = done.findings.shard_count, done.findings.shards[0]
-                self.say(f"{plural(count, 'tar shard')} in folders of images {'was' if count == 1 else 'were'} not read "
-                         f"(e.g. {first}): a folder is read as shards only when it holds no images; "
-                         "name the shards as inputs to tag them")
+            unread = done.findings.unread_shards(self.job.inputs.paths) if done.findings is not None else []
+            if unread:
+                self.say(f"{plural(len(unread), 'tar shard')} in folders walked for images "
+                         f"{'was' if len(unread) == 1 else 'were'} not read (e.g. {unread[0]}): shards are read when "
+                         "named as inputs, or from an input folder that holds shards and no images")
             if (self.job.outputs.xmp or self.job.outputs.embed) and self.job.outputs.out is None and result.skipped:
                 kept = "sidecar or embedded keywords are" if self.job.outputs.embed else "sidecar is"
                 self.say(f"skipped {plural(result.skipped, 'image')} whose {kept} up to date")

@@ -20,6 +20,7 @@ from typing import TextIO
 from ..errors import RamtagError, UsageError
 from .folders import folder_prefix, walk_folder
 from .refs import MAX_PIXELS, ErrorCallback, ImageRef
+from .patterns import expand_braces
 from .remote import is_url, remote_item, resolve_input
 from .roots import KeyPlan, Root, plan_keys
 from .shards import Item, TarShard, is_shard_name, members_or_error, name_clash, shard_folder
@@ -130,8 +131,7 @@ class Findings:
     skipped: Counter[str] = field(default_factory=Counter)
     filtered: int = 0
     orphans: list[Path] = field(default_factory=list)  # XMP sidecars whose image is gone
-    shards: list[str] = field(default_factory=list)  # tar shards in folders walked for images (a few)
-    shard_count: int = 0
+    shards: list[str] = field(default_factory=list)  # tar shards in folders walked for images
 
     def orphan(self, path: Path) -> None:
         self.orphans.append(path)
@@ -139,10 +139,13 @@ class Findings:
     def skip(self, path: str) -> None:
         name = os.path.basename(path)
         if is_shard_name(name):
-            self.shard_count += 1
-            if len(self.shards) < 3:
-                self.shards.append(path)
+            self.shards.append(path)
         self.skipped[os.path.splitext(name)[1].lower() or name] += 1
+
+    def unread_shards(self, inputs: Sequence[str]) -> list[str]:
+        """The tar shards the walks left out that are not among ``inputs`` (read as shards there)."""
+        named = {os.path.realpath(path) for given in inputs for path in expand_braces(given) if is_shard_name(path)}
+        return [path for path in self.shards if os.path.realpath(path) not in named]
 
     def why(self) -> str:
         """``3 files skipped (.cr3 x2, .txt)``, or what else there is to say."""

@@ -33,7 +33,7 @@ from ..engine.job import EMBED_NEEDS_FILES
 from ..errors import UsageError
 from ..exiftool import ExifTool, ExifToolError
 from .base import PerImageOutput
-from .rewriting import CURRENT_DIGEST, DIGEST, EmbedError, remove_stale, rewrite
+from .rewriting import CURRENT_DIGEST, EmbedError, digests, remove_stale, rewrite
 from .xmp import _added, _utc_now, _wanted
 
 if TYPE_CHECKING:
@@ -97,11 +97,39 @@ class Held:
         return {name: _as_list(record.get(f"XMP-ramtag:{name}")) for _, name in FIELDS}
 
     def person(self) -> dict[str, list[str]]:
-        """Each field without what ramtag added there."""
+        """Each field without what ramtag added there.
+
+        ramtag's copies of the person's IPTC keywords in ``dc:subject`` (``tagging_args``) are the
+        person's once their software has written ``dc:subject`` beside them: readers take the
+        keywords from there, so the copies stay through re-runs and ``clean``."""
         added = self.added()
-        return {
-            name: [v for v in self.values[tag] if v not in set(added[name])] for tag, name in FIELDS
-        }
+        own = {name: [v for v in self.values[tag] if v not in set(added[name])] for tag, name in FIELDS}
+        if own["AddedSubject"]:
+            ramtags = set(added["AddedSubject"]) - set(self.iptc_text(own["AddedKeywords"]))
+            own["AddedSubject"] = [v for v in self.values["XMP-dc:Subject"] if v not in ramtags]
+        return own
+
+    def iptc_text(self, keywords: list[str]) -> list[str]:
+        """IPTC keywords as meant: where no UTF-8 is declared exiftool reads them as Latin-1, and
+        those that are UTF-8 all the same (as many programs write them) are decoded as such."""
+        return keywords if self.iptc_utf8 else [_utf8_read_as_latin(k) for k in keywords]
+
+
+def _utf8_read_as_latin(text: str) -> str:
+    if text.isascii():
+        return text
+    raw = bytearray()
+    for char in text:
+        try:
+            raw += char.encode("cp1252")  # exiftool's Latin is Windows-1252
+        except UnicodeEncodeError:
+            if ord(char) > 0xFF:
+                return text  # no single-byte text at all
+            raw.append(ord(char))  # the bytes cp1252 leaves undefined
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return text  # Latin-1 text indeed
 
 
 def _as_list(value: Any) -> list[str]:
@@ -117,8 +145,9 @@ def read_held(tool: ExifTool, path: Path) -> Held:
         found = tool.read(path, "-XMP:all", "-IPTC:all", "-Photoshop:all", f"-{CURRENT_DIGEST}")
     except ExifToolError as error:
         raise EmbedError(f"exiftool cannot read its metadata ({error})") from None
-    current = found.pop(CURRENT_DIGEST, None)
-    digest_current = bool(found.get(DIGEST)) and str(found.get(DIGEST)).lower() == str(current).lower()
+    stored, current = digests(found)
+    found.pop(CURRENT_DIGEST, None)
+    digest_current = bool(stored) and stored == current
     values = {tag: _as_list(found.get(tag)) for tag, _ in FIELDS}
     record = {key: value for key, value in found.items() if key.startswith("XMP-ramtag:")} or None
     utf8 = str(found.get("IPTC:CodedCharacterSet", "")).upper().replace("-", "") == "UTF8"
@@ -154,7 +183,7 @@ def tagging_args(held: Held, provenance: Provenance, result: TagResult, suffix: 
     else:
         wanted["AddedKeywords"] = []
     # Keywords the person has in IPTC alone: once ramtag starts dc:subject, readers would look there only.
-    only_iptc = person["AddedKeywords"] if iptc and not person["AddedSubject"] else []
+    only_iptc = held.iptc_text(person["AddedKeywords"]) if not person["AddedSubject"] else []
     added = _added(wanted, person, elsewhere=only_iptc)
     args = []
     for tag, name in FIELDS:

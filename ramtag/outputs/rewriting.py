@@ -8,6 +8,7 @@ only then replaces it by a rename; a copy a killed run left is removed by the ne
 from __future__ import annotations
 
 import errno
+import hashlib
 import mmap
 import os
 import re
@@ -20,6 +21,7 @@ from ..errors import OutputError, RamtagError
 from ..exiftool import ExifTool, ExifToolError
 
 DIGEST, CURRENT_DIGEST = "Photoshop:IPTCDigest", "File:CurrentIPTCDigest"  # exiftool's -G1 names
+EMPTY_DIGEST = hashlib.md5(b"").hexdigest()  # the digest of no IPTC at all
 
 
 class EmbedError(RamtagError):
@@ -90,33 +92,55 @@ def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool, refresh
         raise
 
 
+def digests(found: dict[str, object]) -> tuple[str, str]:
+    """From exiftool's reading of a file (its Photoshop, IPTC and ``CURRENT_DIGEST`` tags): the
+    Photoshop block's IPTC digest ("" if none) and the digest of the IPTC the file holds now (of no
+    bytes when it has none), as lower-case hex."""
+    stored, current = (str(found.get(tag) or "").lower() for tag in (DIGEST, CURRENT_DIGEST))
+    if not current and not any(tag.startswith("IPTC:") for tag in found):
+        current = EMPTY_DIGEST
+    return stored, current
+
+
+def _read_digests(tool: ExifTool, path: Path) -> tuple[str, str]:
+    return digests(tool.read(path, f"-{DIGEST}", f"-{CURRENT_DIGEST}", "-IPTC:all"))
+
+
 def _refresh_digest(tool: ExifTool, copy: Path) -> None:
-    """Set the IPTC digest of ``copy`` to its IPTC's, in place.
+    """Set the IPTC digest of ``copy`` to its IPTC's.
 
     exiftool would move the digest to the end of the Photoshop block, so that ``clean`` could not give
     the file's bytes back: its 16 bytes are overwritten where they are instead, when the resource is
-    found exactly once, holding the digest exiftool reads; otherwise exiftool writes it."""
+    found exactly once holding the digest exiftool reads; otherwise exiftool writes it. A digest still
+    out of date after that leaves the photo as it was (the copy is discarded)."""
     try:
-        found = tool.read(copy, f"-{DIGEST}", f"-{CURRENT_DIGEST}")
-        stored, current = (str(found.get(tag, "")).lower() for tag in (DIGEST, CURRENT_DIGEST))
-        if not re.fullmatch("[0-9a-f]{32}", stored) or not re.fullmatch("[0-9a-f]{32}", current):
+        stored, current = _read_digests(tool, copy)
+        if not re.fullmatch("[0-9a-f]{32}", stored) or not re.fullmatch("[0-9a-f]{32}", current) or stored == current:
             return
-        if stored != current and not _patch_digest(copy, bytes.fromhex(stored), bytes.fromhex(current)):
-            tool.run("-overwrite_original", f"-{DIGEST}=new", copy)
+        if _patch_digest(copy, bytes.fromhex(stored), bytes.fromhex(current)):
+            if _read_digests(tool, copy) != (current, current):  # those 16 bytes were not the digest
+                raise ExifToolError("the bytes that looked like it were something else")
+            return
+        tool.run("-overwrite_original", f"-{DIGEST}={current}", copy)
+        if _read_digests(tool, copy) != (current, current):
+            raise ExifToolError("it still reads as out of date")
     except ExifToolError as exc:
-        raise EmbedError(f"exiftool could not update its IPTC digest ({exc})") from None
+        raise EmbedError(f"exiftool could not update its IPTC digest ({exc}): left unchanged") from None
 
 
 def _patch_digest(path: Path, stored: bytes, current: bytes) -> bool:
     # A Photoshop image resource: signature, id 0x0425, empty name (padded to 2 bytes), size 16, data.
     resource = re.compile(re.escape(b"8BIM\x04\x25\x00\x00\x00\x00\x00\x10" + stored))
-    with open(path, "r+b") as file, mmap.mmap(file.fileno(), 0) as data:
-        found = [match.start() for match in resource.finditer(data)]
-        if len(found) != 1:
-            return False
-        start = found[0] + 12
-        data[start:start + 16] = current
-        data.flush()
+    try:
+        with open(path, "r+b") as file, mmap.mmap(file.fileno(), 0) as data:
+            found = [match.start() for match in resource.finditer(data)]
+            if len(found) != 1:
+                return False
+            start = found[0] + 12
+            data[start:start + 16] = current
+            data.flush()
+    except (OSError, ValueError):  # a file system without shared writable maps: exiftool writes it
+        return False
     return True
 
 

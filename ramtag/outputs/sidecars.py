@@ -192,9 +192,17 @@ class SidecarWriter(PerImageOutput):
 
     def is_current(self, image: Path, stamp: Stamp | None = None) -> bool:
         """Whether the sidecar holds ramtag's entries from these settings, for this version of the
-        image (``stamp``; a sidecar of an earlier version that does not say counts as current)."""
+        image (``stamp``; a sidecar of an earlier version that does not say counts as current), and
+        so does the one of the other naming that ``other_for`` keeps up to date, if there is one."""
+        path = self.path_for(image)
+        if not self._current_at(path, stamp):
+            return False
+        other = self.other_for(image, path)
+        return other is None or self._current_at(other, stamp)
+
+    def _current_at(self, path: Path, stamp: Stamp | None) -> bool:
         try:
-            data = read_sidecar(self.path_for(image))
+            data = read_sidecar(path)
             state = _read_state(_descriptions(data)[1])[0] if data is not None else None
         except SidecarError:
             return False  # tagged again, and the error reported then
