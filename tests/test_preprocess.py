@@ -447,3 +447,19 @@ def test_what_the_gpu_cannot_decode_pillow_does_upright(tmp_path: Path, tiny_tag
     for key, record in on_host.items():
         assert record.error is None and (record.width, record.height) == (by_pillow[key].width, by_pillow[key].height)
         np.testing.assert_allclose(record.result.all_scores, by_pillow[key].result.all_scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", ["png", "tif"])
+def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path: Path, ramplus_tiny, suffix: str) -> None:
+    # A 16-bit scan of a picture must be tagged as that picture: Pillow's own RGB conversion clips
+    # its levels at 255 (nearly white); scaled to 8 bits it is the 8-bit greyscale picture exactly.
+    config = CONFIG
+    grey = Image.open(ramplus_tiny.images / "demo4.jpg").convert("L")
+    deep = Image.fromarray(np.asarray(grey).astype(np.uint16) * 257)
+    deep.save(tmp_path / f"scan.{suffix}")
+    opened = decode_image(tmp_path / f"scan.{suffix}")
+    assert opened.mode.startswith("I;16")
+    want = preprocess(grey, config)
+    assert torch.equal(preprocess(opened, config), want)
+    assert torch.equal(preprocess(opened.convert("I"), config), want)  # how some 16-bit files open
+    assert torch.equal(preprocess(grey.convert("I"), config), want)  # 8-bit levels in a 32-bit image

@@ -29,8 +29,25 @@ from .config import ModelConfig
 def preprocess(image: Image.Image, config: ModelConfig) -> torch.Tensor:
     """``(3, S, S)`` float32 tensor for one image."""
     size = config.image_size
-    rgb = image if image.mode == "RGB" else image.convert("RGB")  # converting RGB would only copy it
-    return normalise(_pixels(rgb.resize((size, size), Image.Resampling.BILINEAR)), config)
+    return normalise(_pixels(as_rgb(image).resize((size, size), Image.Resampling.BILINEAR)), config)
+
+
+_SIXTEEN_BITS = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """Pillow's RGB conversion, except for 16-bit greyscale (film scans, PNGs and TIFFs of 16 bits),
+    which it clips at level 255, turning most of the picture white: those are scaled to 8 bits
+    (``round(v / 257)``) first. So are 32-bit integer images whose values go past 255, which is how
+    some files of 16-bit levels open."""
+    if image.mode == "RGB":
+        return image  # converting would only copy it
+    if image.mode in _SIXTEEN_BITS or image.mode == "I":
+        levels = np.asarray(image, dtype=np.int64)
+        if image.mode in _SIXTEEN_BITS or levels.max(initial=0) > 255:
+            eight = np.clip((levels + 128) // 257, 0, 255).astype(np.uint8)
+            return Image.fromarray(eight, "L").convert("RGB")
+    return image.convert("RGB")
 
 
 def resize_pixels(pixels: torch.Tensor, size: int) -> torch.Tensor:
