@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from ramtag.errors import VocabularyError
+from ramtag.errors import RamtagWarning, VocabularyError
 from ramtag.model.labels import DEFAULT_THRESHOLD, TagVocabulary
 
 RAM_DATA = SHARED / "ram_data"
@@ -35,7 +35,8 @@ def test_official_lists_read_as_released() -> None:
 def test_short_thresholds_file_leaves_the_default(tmp_path: Path) -> None:
     (tmp_path / "tags.txt").write_text("a\nb\nc\n", encoding="utf-8")
     (tmp_path / "thr.txt").write_text("0.5\n0.9\n", encoding="utf-8")
-    vocabulary = TagVocabulary.from_files(tmp_path / "tags.txt", thresholds=tmp_path / "thr.txt")
+    with pytest.warns(RamtagWarning, match=r"thr.txt: 2 thresholds for the 3 tags of .*tags.txt; the other 1 keep 0.68"):
+        vocabulary = TagVocabulary.from_files(tmp_path / "tags.txt", thresholds=tmp_path / "thr.txt")
     np.testing.assert_allclose(vocabulary.thresholds, [0.5, 0.9, DEFAULT_THRESHOLD])
     assert vocabulary.tags_zh is None
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError, VocabularyError
+from ..errors import RamtagWarning, UsageError, VocabularyError
 from .config import LANGS, VOCAB_MODES  # noqa: F401 - importable from here
 
 # The official code starts every class at 0.68 and then overwrites it from the thresholds file.
@@ -97,8 +98,9 @@ class TagVocabulary:
     ) -> TagVocabulary:
         """Read the official file formats: one entry per line, in class order.
 
-        As in the official code, a thresholds file shorter than the tag list leaves the rest at 0.68;
-        a longer one is an error (it belongs to another vocabulary).
+        As in the official code, a thresholds file shorter than the tag list leaves the rest at 0.68,
+        with a warning (a shorter file is usually the wrong one); a longer one is an error (it
+        belongs to another vocabulary).
         """
         tags = read_lines(tag_list, "tag list")
         if not tags:
@@ -122,6 +124,10 @@ class TagVocabulary:
                     f"{thresholds}: {len(values)} thresholds but {tag_list} has {len(tags)} tags; "
                     "use the thresholds of the same release"
                 )
+            if len(values) < len(tags):
+                warnings.warn(f"{thresholds}: {len(values)} thresholds for the {len(tags)} tags of {tag_list}; the "
+                              f"other {len(tags) - len(values)} keep {DEFAULT_THRESHOLD:g}, as in the official code",
+                              RamtagWarning, stacklevel=2)
         try:
             return cls.from_names(tags, values, zh)
         except VocabularyError as error:  # a name the outputs could not hold or tell apart
