@@ -240,3 +240,27 @@ def test_sidecars_that_disagree_are_not_current(tmp_path: Path, ramplus_tiny, mo
     assert not writer.is_current(image)
     writer.update(image, TagResult(["new"], [0.9], None, None))
     assert "ramtag|new" in (tmp_path / "a.xmp").read_text() and writer.is_current(image)
+
+
+def test_the_shared_name_warning_is_one_line_even_when_the_progress_count_asks_meanwhile(tmp_path: Path, ramplus_tiny) -> None:
+    import threading
+
+    from ramtag.outputs.sidecars import Provenance, SidecarWriter
+
+    for name in ("IMG_5.jpg", "IMG_5.png", "IMG_5.tif"):  # exports of one picture, no raw among them
+        Image.open(ramplus_tiny.images / "demo4.jpg").convert("RGB").save(tmp_path / name)
+    said: list[str] = []
+
+    def warn(image: Path, text: str) -> None:
+        said.append(f"{image.name}: {text}")
+        if len(said) == 1:  # the counting thread reaches the same question while this line is printed
+            other = threading.Thread(target=writer.path_for, args=(tmp_path / "IMG_5.tif",))
+            other.start()
+            other.join()
+
+    writer = SidecarWriter(Provenance("ram_plus", "", "0.68", "s"), naming="replace", warn=warn)
+    assert writer.path_for(tmp_path / "IMG_5.png") == tmp_path / "IMG_5.png.xmp"
+    assert writer.path_for(tmp_path / "IMG_5.tif") == tmp_path / "IMG_5.tif.xmp"
+    assert writer.path_for(tmp_path / "IMG_5.jpg") == tmp_path / "IMG_5.xmp"
+    assert said == ["IMG_5.png: shares its name with IMG_5.jpg, which owns IMG_5.xmp (the first of them by name): "
+                    "its sidecar is IMG_5.png.xmp, and so for every image sharing a name"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from .. import atomic
 from ..engine.job import NAMINGS, RESULT_SETTINGS, SIDECARS_NEED_FILES
 from ..errors import UsageError
 from ..text import json_text
-from ..inputs.refs import is_image_name
+from ..inputs.refs import is_image_name, is_raw_name
 from .base import PerImageOutput
 from .pairs import Siblings
 from .xmp import MAX_SIDECAR_BYTES, SidecarError, _descriptions, _read_state, _utc_now, merge
@@ -141,6 +142,7 @@ class SidecarWriter(PerImageOutput):
         self.written = 0  # sidecars this run wrote
         self.others_written = 0  # sidecars of the other naming it kept up to date (``other_for``)
         self.warned_pairs = False  # the RAW+JPEG warning is one line per run
+        self._warning = threading.Lock()
 
     @classmethod
     def for_run(
@@ -164,11 +166,13 @@ class SidecarWriter(PerImageOutput):
         if owner is None or owner == image.name:
             return wanted
         path = sidecar_path(image, "ext")
-        if self.warn is not None and not self.warned_pairs:
+        with self._warning:  # the progress count asks from another thread: one line all the same
+            first, self.warned_pairs = not self.warned_pairs, True
+        if first and self.warn is not None:
             shared = image.with_suffix(".xmp").name
-            self.warn(image, f"shares its name with {owner}, which owns {shared} (Lightroom's master of a "
-                             f"RAW+JPEG pair): its sidecar is {path.name}, and so for every such pair")
-        self.warned_pairs = True
+            why = "the master of a RAW+JPEG pair, to Lightroom" if is_raw_name(owner) else "the first of them by name"
+            self.warn(image, f"shares its name with {owner}, which owns {shared} ({why}): its sidecar is "
+                             f"{path.name}, and so for every image sharing a name")
         return path
 
     def _owner(self, image: Path) -> str | None:
