@@ -407,6 +407,11 @@ def test_clean_of_photos_alone_speaks_of_photos_only(tmp_path: Path, ramplus_tin
     assert cleaned.exit_code == 0, cleaned.output
     assert "1 photo cleaned of embedded keywords, 0 without them, 0 errors" in cleaned.stderr
     assert "sidecar" not in cleaned.stderr  # there are none: no "0 sidecars" line
+    EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
+    dry = ramtag("xmp", "clean", "--dry-run", tmp_path)
+    assert dry.stdout == f"would be cleaned: {path}\n"
+    assert "1 photo would be cleaned of embedded keywords, 0 without them, 0 errors (dry run: nothing written)" in dry.stderr
+    assert ramtag("xmp", "clean", tmp_path).exit_code == 0
     nothing = ramtag("xmp", "clean", tmp_path)
     assert "0 sidecars: 0 cleaned" in nothing.stderr  # nothing done at all: still one line saying so
 

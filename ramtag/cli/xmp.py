@@ -93,7 +93,9 @@ def clean_command(
     hidden: Annotated[
         bool, typer.Option("--hidden", help="Also search hidden files and folders.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary; errors only.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No summary: the files changed (on stdout) and errors only.")
+    ] = False,
 ) -> None:
     """Remove ramtag's keywords and records from XMP sidecars and photos, leaving everything else as it was.
 
@@ -132,8 +134,9 @@ def clean_command(
             )
         if photos["cleaned"] or photos["errors"]:
             err_console.print(
-                f"{plural(photos['cleaned'], 'photo')} cleaned of embedded keywords, "
-                f"{photos['untouched']} without them, {plural(photos['errors'], 'error')}", markup=False, soft_wrap=True,
+                f"{plural(photos['cleaned'], 'photo')} {'would be ' if dry_run else ''}cleaned of embedded keywords, "
+                f"{photos['untouched']} without them, {plural(photos['errors'], 'error')}"
+                + (" (dry run: nothing written)" if dry_run else ""), markup=False, soft_wrap=True,
             )
     if counts["errors"]:
         raise typer.Exit(1)
