@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -346,6 +347,28 @@ def test_a_crash_around_the_final_rename_never_duplicates_rows(tmp_path: Path) -
         out.finish()
     assert _paths(dest) == ["a", "b"]
     assert not folder.exists()
+
+
+def test_an_interrupted_overwrite_says_how_to_keep_the_existing_output(tmp_path: Path) -> None:
+    schema = output_schema(Layout(4), META)
+    dest = tmp_path / "tags.parquet"
+    with ResumableOutput(dest, "parquet", schema) as out:
+        out.write(_batch(["a"], schema))
+        out.finish()
+    with ResumableOutput(dest, "parquet", schema, overwrite=True, save_every=1) as out:
+        out.write(_batch(["b"], schema))  # then Ctrl-C: parts saved, the old file still whole
+    with pytest.raises(OutputError) as refused:
+        ResumableOutput(dest, "parquet", schema)
+    message = str(refused.value)
+    assert "keeps the existing output's rows (no, --overwrite there, yes now)" in message
+    assert "previous_output" not in message
+    assert message.endswith(f"or delete {tmp_path / 'tags.parquet.parts'} to drop the unfinished run and keep "
+                            "tags.parquet as it is")
+    shutil.rmtree(tmp_path / "tags.parquet.parts")  # what it says
+    with ResumableOutput(dest, "parquet", schema) as out:
+        out.write(_batch(["c"], schema))
+        out.finish()
+    assert sorted(_paths(dest)) == ["a", "c"]
 
 
 def test_an_unfinished_run_with_other_settings_is_kept_unless_overwrite(tmp_path: Path) -> None:

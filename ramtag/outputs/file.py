@@ -218,7 +218,9 @@ class ResumableOutput(RowOutput):
             if changed and not self.overwrite:
                 raise OutputError(
                     f"{self.folder} holds an unfinished run with other settings: {'; '.join(changed)}. "
-                    "Run it again with its settings to finish it, or pass --overwrite to start over"
+                    "Run it again with its settings to finish it, pass --overwrite to start over, or delete "
+                    f"{self.folder} to drop the unfinished run"
+                    + (f" and keep {self.dest.name} as it is" if self.dest.exists() else "")
                 )
             if changed:
                 parts = []

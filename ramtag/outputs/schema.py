@@ -201,11 +201,19 @@ def differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     def hint(key: str) -> str:  # the one setting whose option is worth naming: auto may resolve otherwise here
         return f"; --precision {value(found, key)} matches it" if key == "precision" else ""
 
+    def shown(settings: dict[str, Any], key: str) -> str:
+        if key == "previous_output":  # whether the rows of an existing --out file are kept (no --overwrite)
+            return "yes" if value(settings, key) else "no, --overwrite"
+        return _brief(value(settings, key))
+
     return [
-        f"{key} ({_brief(value(found, key))} there, {_brief(value(wanted, key))} now{hint(key)})"
+        f"{_WORDS.get(key, key)} ({shown(found, key)} there, {shown(wanted, key)} now{hint(key)})"
         for key in (*RESULT_SETTINGS, "columns", "previous_output")
         if value(found, key) != value(wanted, key)
     ]
+
+
+_WORDS = {"previous_output": "keeps the existing output's rows"}  # settings without an option of that name
 
 
 def _brief(value: Any) -> str:
