@@ -50,6 +50,7 @@ class Evaluation:
     unknown_classes: list[str] = field(default_factory=list)
     unknown_labels: list[str] = field(default_factory=list)
     missing_examples: list[str] = field(default_factory=list)
+    ambiguous_examples: list[tuple[str, tuple[str, str]]] = field(default_factory=list)  # label, two matches
     calibration: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -61,6 +62,7 @@ class Evaluation:
             "unknown_classes": self.unknown_classes,
             "unknown_labels": self.unknown_labels,
             "images_without_prediction_examples": self.missing_examples,
+            "images_ambiguous_examples": [{"label": label, "matches": list(two)} for label, two in self.ambiguous_examples],
             "calibration": self.calibration,
             "per_class": self.per_class,
         }
@@ -96,11 +98,16 @@ def evaluate(
     thresholds: Path | None = None,
     calibrate: Path | None = None,
     target_precision: float | None = None,
+    ignore_case: bool = True,
 ) -> Evaluation:
-    """Read the scores of the labelled classes from ``pred`` and compute every metric."""
+    """Read the scores of the labelled classes from ``pred`` and compute every metric.
+
+    ``ignore_case``: a class written ``Person`` is the model's ``person`` when that is the only tag
+    so spelt (``match_vocabulary``); a benchmark turns it off, to count the classes the official code counts.
+    """
     file = _open_scores(pred)
     vocabulary, run_thresholds = _run_settings(file, pred)
-    match = match_vocabulary(labels.classes, vocabulary)
+    match = match_vocabulary(labels.classes, vocabulary, ignore_case=ignore_case)
     if match.classes.size == 0:
         raise RamtagError(
             f"none of the {len(labels.classes)} classes of the labels is a tag of the model that wrote {pred} "
@@ -113,6 +120,8 @@ def evaluate(
     ok = ~failed[paired.predicted_rows]
     rows, pred_rows = paired.labelled_rows[ok], paired.predicted_rows[ok]
     if rows.size == 0:
+        if paired.ambiguous:
+            raise RamtagError(f"no labelled image has scores in {pred}: {ambiguity(paired.ambiguous[0])}")
         example = f" (labels name {labels.images[0]!r}, {pred} has {keys[0]!r})" if labels.images and keys else ""
         raise RamtagError(f"no labelled image has scores in {pred}{example}: are the labels for these images?")
     where = np.searchsorted(columns, match.vocabulary_index)
@@ -138,6 +147,7 @@ def evaluate(
             "images_labelled": len(labels.images),
             "images_evaluated": int(rows.size),
             "images_without_prediction": len(paired.missing),
+            "images_ambiguous": len(paired.ambiguous),
             "images_failed": int((~ok).sum()),
             "predictions_without_labels": paired.unlabelled,
             "repeated_label_lines": labels.repeated_images,
@@ -152,12 +162,20 @@ def evaluate(
         unknown_classes=list(match.unknown),
         unknown_labels=sorted(labels.unknown_labels),
         missing_examples=list(paired.missing[:5]),
+        ambiguous_examples=list(paired.ambiguous[:5]),
     )
     if calibrate is not None:
         result.calibration = _calibrate(
             calibrate, table[pred_rows], columns, targets, match.vocabulary_index, in_use, target_precision
         )
     return result
+
+
+def ambiguity(example: tuple[str, tuple[str, str]]) -> str:
+    """What to do about a label name that ends several scored paths: give more of the path."""
+    label, (first, second) = example
+    return (f"the label {label!r} matches several scored images ({first!r}, {second!r}); "
+            f"give more of its path in the labels, such as {first!r}")
 
 
 def _open_scores(pred: Path) -> pq.ParquetFile:

@@ -10,8 +10,9 @@ Three formats, told apart by their first lines (or named with ``dialect``):
 
 The classes are a taglist's lines when one is given (a benchmark list may name one tag on two lines:
 both lines are classes, as in the official mAP), otherwise the tags the file uses, in order of first
-use. A label naming no class, a class the model does not know and an image present on one side
-only are counted for the report; only a malformed file is an error.
+use. A label naming no class, a class the model does not know, an image present on one side only
+and a label name that could be any of several scored images are counted for the report; only a
+malformed file is an error.
 
 The paper's benchmark files are fetched from the official repository at the pinned commit and
 checked by sha256, into the same cache as the official tag lists (``RAMTAG_DATA_URL`` applies).
@@ -215,14 +216,22 @@ class VocabularyMatch:
     unknown: tuple[str, ...]  # class names the model does not know, each once
 
 
-def match_vocabulary(classes: Sequence[str], vocabulary: Sequence[str]) -> VocabularyMatch:
+def match_vocabulary(classes: Sequence[str], vocabulary: Sequence[str], *, ignore_case: bool = False) -> VocabularyMatch:
     """Each class by its exact name, as the official code looks tags up (``Boxer`` the dog breed is
-    not ``boxer``): a near miss is reported as unknown rather than guessed."""
+    not ``boxer``): a near miss is reported as unknown rather than guessed. ``ignore_case``, for
+    labels people typed (``Person``): a class with no exact match takes the one tag equal to it but
+    for case; two such tags are still a near miss."""
     index_of = {name: index for index, name in reversed(list(enumerate(vocabulary)))}
+    folded: dict[str, int] = {}
+    if ignore_case:
+        for name, index in index_of.items():
+            folded[name.casefold()] = -1 if name.casefold() in folded else index  # -1: two tags
     kept, where, unknown = [], [], {}
     for position, name in enumerate(classes):
         index = index_of.get(name)
         if index is None:
+            index = folded.get(name.casefold())
+        if index is None or index < 0:
             unknown[name] = None
             continue
         kept.append(position)
@@ -238,6 +247,8 @@ class Alignment:
     predicted_rows: np.ndarray  # the matching prediction rows
     missing: tuple[str, ...]  # labelled images with no prediction
     unlabelled: int  # predictions of images the labels do not name
+    # labelled images whose name ends several prediction paths, each with two of those paths
+    ambiguous: tuple[tuple[str, tuple[str, str]], ...] = ()
 
 
 def _parts(key: str) -> tuple[str, ...]:
@@ -252,39 +263,47 @@ def align(labelled: Sequence[str], predicted: Sequence[str]) -> Alignment:
 
     A benchmark names ``test/abc`` where ``ramtag run`` wrote ``imgs/test/abc.jpg`` or ``abc.jpg``:
     names are compared without image extensions, on as many trailing components as match
-    unambiguously; a prediction is used once.
+    unambiguously; a prediction is used once. A name ending several paths (``beach.jpg`` for
+    ``d1/beach.jpg`` and ``d2/beach.jpg``) matches none, and is reported with two of them, so the
+    labels can be given more of the path.
     """
     exact = {key: row for row, key in enumerate(predicted)}
     tails: dict[int, dict[tuple[str, ...], int]] = {}
+    clashes: dict[tuple[str, ...], tuple[int, int]] = {}  # an ambiguous tail: the first two rows it ends
     split = [_parts(key) for key in predicted]
 
-    def by_tail(parts: tuple[str, ...]) -> int | None:
+    def by_tail(parts: tuple[str, ...]) -> int | tuple[int, int] | None:
         for size in range(len(parts), 0, -1):
             if size not in tails:
                 table: dict[tuple[str, ...], int] = {}
                 for row, pieces in enumerate(split):
                     if len(pieces) >= size:
                         tail = pieces[-size:]
+                        if table.get(tail, -1) >= 0:
+                            clashes[tail] = (table[tail], row)
                         table[tail] = -1 if tail in table else row  # -1: ambiguous
                 tails[size] = table
             row = tails[size].get(parts[-size:])
             if row is not None:
-                return row if row >= 0 else None
+                return row if row >= 0 else clashes[parts[-size:]]
         return None
 
     used: set[int] = set()
-    pairs, missing = [], []
+    pairs, missing, ambiguous = [], [], []
     for position, key in enumerate(labelled):
         row = exact.get(key)
         if row is None or row in used:
             row = by_tail(_parts(key))
+        if isinstance(row, tuple):
+            ambiguous.append((key, (predicted[row[0]], predicted[row[1]])))
+            continue
         if row is None or row in used:
             missing.append(key)
             continue
         used.add(row)
         pairs.append((position, row))
     rows = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-    return Alignment(rows[:, 0], rows[:, 1], tuple(missing), len(predicted) - len(used))
+    return Alignment(rows[:, 0], rows[:, 1], tuple(missing), len(predicted) - len(used), tuple(ambiguous))
 
 
 class ImageFinder:

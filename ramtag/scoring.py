@@ -3,8 +3,10 @@
 The scores are an ordinary ``ramtag run --all-scores`` output (resumable, incremental), written by the
 same runner, kept in the ramtag cache under a name made from what the scores depend on: the images
 folder, the model options and the *resolved* device and precision (``auto`` on a CPU is fp32, on a GPU
-fp16, and those scores are not interchangeable). A file is reused only when it has every labelled
-image and was made at the precision asked for.
+fp16, and those scores are not interchangeable). Its rows are reused as a re-run of ``ramtag run``
+reuses them (``outputs.rerun``): an image whose file has the size and time its row recorded keeps its
+scores, a new or changed one is scored (a file that could not be read is tried again only once it
+changed). When every labelled image is unchanged, the model is not even loaded.
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ from .groundtruth import Benchmark, GroundTruth, ImageFinder, benchmark_file
 
 if TYPE_CHECKING:
     from .engine.job import ModelOptions
+    from .inputs import ImageRef
+    from .outputs.rerun import Rerun
     from .tagger import Tagger
 
 
 @dataclass(frozen=True)
 class Scored:
-    """Where the scores are, and how many images were scored now, or reused."""
+    """Where the scores are, and how many images were scored now (new or changed), or reused."""
 
     path: Path
     found: int  # labelled images under the folder
-    scored: int  # tagged by this call (0 when reused)
-    reused: bool
+    scored: int  # tagged by this call
+    changed: int  # of those, images whose file changed since it was scored
+    reused: int  # images whose kept scores stand: their file is unchanged
 
 
 def labelled_images(labels: GroundTruth, root: Path, chosen: Benchmark | None) -> list[tuple[str, Path]]:
@@ -67,16 +72,19 @@ def score_images(
     many each batch had.
     """
     from .devices import resolve_device
+    from .inputs import ImageRef
+    from .inputs.identity import stamped
     from .precision import resolve
 
     device = resolve_device(model.device)
     precision = resolve(model.precision, device).name  # what the scores are made at, never "auto"
     dest = scores if scores is not None else cache_path(root, chosen, model, device.type, precision)
-    if not rescore and _complete(dest, [key for key, _ in present], precision):
-        return Scored(dest, len(present), 0, True)
-    tagged = _tag(present, dest, chosen, model, precision, overwrite=rescore, explicit=scores is not None,
-                  batch_size=batch_size, workers=workers, on_start=on_start, on_batch=on_batch)
-    return Scored(dest, len(present), tagged, False)
+    refs = [stamped(ImageRef(path, key)) for key, path in present]  # stamped once: checked and recorded
+    if not rescore and _unchanged(dest, refs, precision):
+        return Scored(dest, len(refs), 0, 0, len(refs))
+    tagged, changed = _tag(refs, dest, chosen, model, precision, overwrite=rescore, explicit=scores is not None,
+                           batch_size=batch_size, workers=workers, on_start=on_start, on_batch=on_batch)
+    return Scored(dest, len(refs), tagged, changed, len(refs) - tagged)
 
 
 def cache_path(root: Path, chosen: Benchmark | None, model: ModelOptions, device: str, precision: str) -> Path:
@@ -96,39 +104,55 @@ def cache_path(root: Path, chosen: Benchmark | None, model: ModelOptions, device
     return cache_dir() / "eval" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
 
 
-def _complete(dest: Path, keys: list[str], precision: str) -> bool:
-    """Whether ``dest`` is a finished scores file, made at ``precision``, with every one of ``keys``."""
+def _unchanged(dest: Path, refs: list[ImageRef], precision: str) -> bool:
+    """Whether ``dest`` is a finished scores file, made at ``precision``, with a row for every one of
+    ``refs`` that a re-run onto it would keep (``RowIndex.decide``): then the model need not load."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from .outputs.file import parts_dir
-    from .outputs.schema import read_metadata
+    from .outputs.rerun import UNCHANGED, RowIndex
+    from .outputs.schema import IDENTITY_COLUMNS, read_metadata
 
     if not dest.is_file() or parts_dir(dest).exists():
         return False
+    index = RowIndex(_rerun())
     try:
         file = pq.ParquetFile(dest)
         if (read_metadata(file.schema_arrow) or {}).get("precision") != precision:
             return False
-        done = set(file.read(columns=["path"]).column("path").to_pylist())
+        names = file.schema_arrow.names
+        columns = [name for name in ("path", "error", *IDENTITY_COLUMNS) if name in names]  # older: no stamps
+        for batch in file.iter_batches(columns=columns):
+            index.remember(batch)
     except (OSError, pa.ArrowException, KeyError):  # not a scores file: rebuilt or refused later
         return False
-    return done.issuperset(keys)
+    return all(index.decide(ref) == UNCHANGED for ref in refs)
+
+
+def _rerun() -> Rerun:
+    """Run's re-run rules, but an unreadable file fails again until it changes: retrying it would
+    load the model on every eval."""
+    from .outputs.rerun import Rerun
+
+    return Rerun(retry_errors=False)
 
 
 def _tag(
-    present: list[tuple[str, Path]], dest: Path, chosen: Benchmark | None, model: ModelOptions, precision: str,
+    refs: list[ImageRef], dest: Path, chosen: Benchmark | None, model: ModelOptions, precision: str,
     *, overwrite: bool, explicit: bool, batch_size: int | None, workers: int | None,
     on_start: Callable[[int], None] | None, on_batch: Callable[[int], None] | None,
-) -> int:
+) -> tuple[int, int]:
+    """Score the new and changed ``refs`` into ``dest`` (all of them with ``overwrite``), as
+    ``ramtag run`` would: (images tagged, of which changed)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from .devices import default_batch_size
     from .engine.local import tagger_for
     from .engine.runner import run
-    from .inputs import ImageRef
     from .outputs.file import ResumableOutput
+    from .outputs.rerun import CHANGED
     from .outputs.schema import differences, schema_for, settings_of
 
     with warnings.catch_warnings():
@@ -150,15 +174,15 @@ def _tag(
             )
         overwrite = bool(changed)  # our own cache file: replace it
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with ResumableOutput(dest, "parquet", schema, overwrite=overwrite) as target:
-        refs = [ImageRef(path, key) for key, path in present]
+    with ResumableOutput(dest, "parquet", schema, overwrite=overwrite, rerun=_rerun()) as target:
         if on_start is not None:
-            on_start(sum(target.needs(ref) for ref in refs))
+            on_start(sum(target.counts(ref) for ref in refs))
         result = run(
             refs, tagger, target, batch_size=batch_size or default_batch_size(tagger.device), workers=workers,
             on_batch=None if on_batch is None else (lambda _number, records: on_batch(len(records))),
         )
-    return result.images
+        changed = target.tally[CHANGED]
+    return result.images, changed
 
 
 def open_set_module(chosen: Benchmark) -> ModuleType:

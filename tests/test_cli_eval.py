@@ -97,7 +97,8 @@ def test_eval_matches_independent_numbers(tagged: dict, ramplus_tiny: OfficialFi
     for key in ("CF1", "OF1", "mAP", "mAP_positive"):
         assert 0.0 <= report[key] <= 1.0
     assert report["counts"] == {
-        "images_labelled": 10, "images_evaluated": 9, "images_without_prediction": 1, "images_failed": 0,
+        "images_labelled": 10, "images_evaluated": 9, "images_without_prediction": 1, "images_ambiguous": 0,
+        "images_failed": 0,
         "predictions_without_labels": 0, "repeated_label_lines": 0, "classes": 5, "classes_with_positives": 4,
         "classes_without_positives": 1, "classes_unknown_to_model": 1, "labels_naming_no_class": 0,
     }
@@ -190,6 +191,86 @@ def test_images_mode_scores_once_then_reuses(tagged: dict, ramplus_tiny: Officia
     assert second.exit_code == 0, second.output
     assert "scores of 9 images reused" in second.stderr
     assert json.loads(second.stdout)["mAP"] == got["mAP"]
+
+
+def test_images_mode_scores_changed_and_new_images_again(tmp_path: Path, ramplus_tiny: OfficialFixture) -> None:
+    images = tmp_path / "photos"
+    images.mkdir()
+    for name in ("demo2.jpg", "demo3.jpg", "demo4.jpg", "synth_cmyk.jpg"):
+        shutil.copy(ramplus_tiny.images / name, images / name)
+    gt = tmp_path / "labels.csv"
+    gt.write_text("path,tags\ndemo2.jpg,car|sky\ndemo3.jpg,flower\ndemo4.jpg,dog\nsynth_cmyk.jpg,dog|car\n")
+    kept = tmp_path / "scores.parquet"
+    args = ["--gt", gt, "--images", images, "--scores", kept, "--checkpoint", ramplus_tiny.checkpoint,
+            "--tag-list", ramplus_tiny.tags, "--workers", "0", "--json"]
+
+    def scores() -> dict[str, np.ndarray]:
+        frame = pd.read_parquet(kept)
+        return {path: np.asarray(row, dtype=np.float32) for path, row in zip(frame["path"], frame["all_scores"])}
+
+    first = invoke("eval", *args)
+    assert first.exit_code == 0, first.output
+    assert "4 images scored" in first.stderr
+    before = scores()
+
+    shutil.copy(ramplus_tiny.images / "tagging_results.jpg", images / "demo2.jpg")  # another photo, same name
+    changed = invoke("eval", *args)
+    assert changed.exit_code == 0, changed.output
+    assert "1 image scored (1 changed); scores of 3 images reused" in changed.stderr
+    after = scores()
+    assert not np.allclose(after["demo2.jpg"], before["demo2.jpg"], atol=1e-3)  # the old photo's scores are gone
+    for name in ("demo3.jpg", "demo4.jpg", "synth_cmyk.jpg"):
+        np.testing.assert_array_equal(after[name], before[name])  # reused as they were
+    rescored = invoke("eval", *args, "--rescore")
+    assert "4 images scored" in rescored.stderr
+    np.testing.assert_allclose(scores()["demo2.jpg"], after["demo2.jpg"], atol=1e-5)
+
+    shutil.copy(ramplus_tiny.images / "synth_rgba.png", images)
+    with gt.open("a") as labels:
+        labels.write("synth_rgba.png,cat\n")
+    added = invoke("eval", *args)
+    assert "1 image scored (1 new); scores of 4 images reused" in added.stderr
+    again = invoke("eval", *args)
+    assert again.stderr.splitlines() == [f"scores of 5 images reused from {kept}"]
+    assert json.loads(again.stdout)["mAP"] == json.loads(added.stdout)["mAP"]
+
+
+def test_a_label_naming_several_scored_images_says_which(tagged: dict, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ramtag.evaluation import evaluate
+    from ramtag.groundtruth import read_ground_truth
+
+    table = pq.read_table(tagged["out"])
+    paths = [f"d{row}/beach.jpg" if row < 2 else f"d1/{path}" for row, path in enumerate(table.column("path").to_pylist())]
+    pred = tmp_path / "two_folders.parquet"
+    pq.write_table(table.set_column(table.schema.get_field_index("path"), "path", pa.array(paths)), pred)
+    alone = tmp_path / "alone.csv"
+    alone.write_text("path,tags\nbeach.jpg,sky\n", encoding="utf-8")
+    refused = invoke("eval", "--gt", alone, "--pred", pred)
+    assert refused.exit_code == 1
+    assert ("the label 'beach.jpg' matches several scored images ('d0/beach.jpg', 'd1/beach.jpg'); "
+            "give more of its path in the labels, such as 'd0/beach.jpg'") in refused.stderr
+    assert "are the labels for these images" not in refused.stderr
+
+    dog = paths[2].rpartition("/")[2]
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(f"path,tags\nbeach.jpg,sky\n{dog},Dog|SKY|unicorn\nnone.jpg,sky\n", encoding="utf-8")
+    result = invoke("eval", "--gt", mixed, "--pred", pred, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    counts = report["counts"]
+    assert (counts["images_evaluated"], counts["images_without_prediction"], counts["images_ambiguous"]) == (1, 1, 1)
+    assert report["images_ambiguous_examples"] == [{"label": "beach.jpg", "matches": ["d0/beach.jpg", "d1/beach.jpg"]}]
+    assert "1 labelled image was left out: the label 'beach.jpg' matches several" in result.stderr
+    assert "1 labelled image without scores (e.g. none.jpg)" in result.stderr
+    vocabulary = tagged["vocabulary"]
+    by_tag = {row["tag"]: row["vocabulary_index"] for row in report["per_class"]}
+    assert by_tag == {"sky": vocabulary.index("sky"), "Dog": vocabulary.index("dog"), "SKY": vocabulary.index("sky")}
+    assert report["unknown_classes"] == ["unicorn"]
+    exact = evaluate(read_ground_truth(mixed), pred, ignore_case=False)  # as a benchmark is scored
+    assert exact.unknown_classes == ["Dog", "SKY", "unicorn"]
 
 
 def test_benchmark_with_the_images_of_a_few_lines(mirror: Path, tmp_path: Path, ramplus_tiny: OfficialFixture) -> None:

@@ -162,15 +162,16 @@ def test_evals_scores_are_the_local_rows_and_remember_their_precision(
     truth = labelled_images(read_ground_truth(labels), ramplus_tiny.images, None)
     model = replace(_model(ramplus_tiny), tag_list_zh=None, thresholds=None)
     first = score_images(truth, ramplus_tiny.images, None, model, batch_size=4, workers=0)
-    assert (first.scored, first.reused) == (9, False)
+    assert (first.scored, first.reused) == (9, 0)
     table = pq.read_table(first.path)
     assert json.loads(table.schema.metadata[METADATA_KEY.encode()])["precision"] == "fp32"  # auto, resolved
     got = table.to_pandas().sort_values("path", ignore_index=True)  # other thresholds: compare scores
     assert got["path"].tolist() == local_rows["path"].tolist()
     np.testing.assert_allclose(np.stack(got["all_scores"]), np.stack(local_rows["all_scores"]), atol=CLOSE, rtol=0)
-    assert score_images(truth, ramplus_tiny.images, None, model, workers=0).reused  # the same request: reused
+    again = score_images(truth, ramplus_tiny.images, None, model, workers=0)
+    assert (again.scored, again.reused) == (0, 9)  # the same request: every score reused
     half = score_images(truth, ramplus_tiny.images, None, replace(model, precision="fp16"), batch_size=4, workers=0)
-    assert (half.scored, half.reused) == (9, False) and half.path != first.path  # fp32 scores are not fp16's
+    assert (half.scored, half.reused) == (9, 0) and half.path != first.path  # fp32 scores are not fp16's
     assert json.loads(pq.read_schema(half.path).metadata[METADATA_KEY.encode()])["precision"] == "fp16"
     with pytest.raises(UsageError, match="other settings.*precision"):  # an explicit file made in fp32
         score_images(truth, ramplus_tiny.images, None, replace(model, precision="fp16"), scores=first.path, workers=0)

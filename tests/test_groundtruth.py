@@ -166,14 +166,34 @@ def test_match_vocabulary_by_exact_name() -> None:
     assert match.unknown == ("Cat", "unicorn")  # each unknown name once
 
 
+def test_match_vocabulary_ignoring_case_only_when_one_tag_matches() -> None:
+    vocabulary = ["dog", "cat", "Boxer", "boxer", "Person"]
+    classes = ["Cat", "DOG", "dog", "BOXER", "Boxer", "person", "unicorn"]
+    match = match_vocabulary(classes, vocabulary, ignore_case=True)
+    assert match.classes.tolist() == [0, 1, 2, 4, 5]
+    assert match.vocabulary_index.tolist() == [1, 0, 0, 2, 4]  # Boxer: its exact tag first
+    assert match.unknown == ("BOXER", "unicorn")  # BOXER could be either tag: not guessed
+    assert match_vocabulary(classes, vocabulary).unknown == ("Cat", "DOG", "BOXER", "person", "unicorn")
+
+
 def test_align_benchmark_names_with_run_paths() -> None:
     labelled = ["test/aa", "test/bb", "test/cc", "dd.JPEG", "x/ee", "y/ee"]
     predicted = ["imgs/test/aa.jpg", "bb.jpg", "dd.JPEG", "other.jpg", "p/ee.png", "q/ee.png"]
     result = align(labelled, predicted)
     pairs = dict(zip(result.labelled_rows.tolist(), result.predicted_rows.tolist()))
     assert pairs == {0: 0, 1: 1, 3: 2}  # ee is ambiguous, cc absent
-    assert result.missing == ("test/cc", "x/ee", "y/ee")
+    assert result.missing == ("test/cc",)
+    assert result.ambiguous == (("x/ee", ("p/ee.png", "q/ee.png")), ("y/ee", ("p/ee.png", "q/ee.png")))
     assert result.unlabelled == 3
+
+
+def test_align_names_two_of_the_paths_an_ambiguous_label_matches() -> None:
+    predicted = ["d1/beach.jpg", "d2/beach.jpg", "d3/beach.jpg", "d1/dog.jpg"]
+    result = align(["beach.jpg", "d3/beach.jpg", "dog", "cat.jpg"], predicted)
+    assert dict(zip(result.labelled_rows.tolist(), result.predicted_rows.tolist())) == {1: 2, 2: 3}
+    assert result.ambiguous == (("beach.jpg", ("d1/beach.jpg", "d2/beach.jpg")),)  # not counted as missing
+    assert result.missing == ("cat.jpg",)
+    assert align(["d2/beach.jpg"], predicted).ambiguous == ()  # more of the path: one image
 
 
 def test_image_finder_finds_benchmark_names(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 The command is a thin wrapper over ``ramtag.evaluation``: ``evaluate`` returns an ``Evaluation``
 (numbers and counts), this module prints it. With ``--images`` the model scores the labelled images
 first (``ramtag.scoring``: the runner every command uses, into a Parquet file kept in the ramtag cache),
-so a second eval with other thresholds reads the scores instead of running the model again.
+so a second eval with other thresholds reads the scores, running the model only on the photos added
+or changed since.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from ..evaluation import Evaluation
     from ..groundtruth import GroundTruth
     from ..model.registry import Benchmark
+    from ..scoring import Scored
 
 
 class LabelFormat(str, Enum):
@@ -153,6 +155,7 @@ def eval_command(
     result = evaluate(
         labels, pred, threshold=protocol_threshold(threshold, thresholds, chosen),
         thresholds=thresholds, calibrate=calibrate, target_precision=target_precision,
+        ignore_case=chosen is None,  # a benchmark's classes are looked up as the official code does
     )
     if per_class is not None:
         write_per_class(per_class, result.per_class)
@@ -185,11 +188,22 @@ def _scored(
     finally:
         progress.stop()
     if not quiet:
-        if done.reused:
-            err_console.print(f"scores of {done.found} images reused from {done.path}", markup=False, soft_wrap=True)
-        else:
-            err_console.print(f"{done.scored} images scored", markup=False)
+        err_console.print(_scoring_summary(done), markup=False, soft_wrap=True)
     return done.path
+
+
+def _scoring_summary(done: Scored) -> str:
+    """``2 images scored (1 new, 1 changed); scores of 3 images reused from PATH``: what was scored
+    again shows, so a replaced photo's old scores are never used unnoticed."""
+    said = []
+    if done.scored:
+        new = done.scored - done.changed
+        kinds = [f"{new} new" if new else "", f"{done.changed} changed" if done.changed else ""]
+        detail = f" ({', '.join(kind for kind in kinds if kind)})" if done.reused or done.changed else ""
+        said.append(f"{plural(done.scored, 'image')} scored{detail}")
+    if done.reused:
+        said.append(f"scores of {plural(done.reused, 'image')} reused from {done.path}")
+    return "; ".join(said) or "no image to score"
 
 
 class _Progress:
@@ -260,6 +274,12 @@ def _warn(result: Evaluation) -> None:
         say(f"{_were(counts['labels_naming_no_class'], 'label')} ignored, naming no class of the taglist: {shown}")
     if counts["images_without_prediction"]:
         say(f"{plural(counts['images_without_prediction'], 'labelled image')} without scores (e.g. {result.missing_examples[0]})")
+    if counts["images_ambiguous"]:
+        from ..evaluation import ambiguity
+
+        count = counts["images_ambiguous"]
+        say(f"{_were(count, 'labelled image')} left out: {'' if count == 1 else 'e.g. '}"
+            f"{ambiguity(result.ambiguous_examples[0])}")
     if counts["images_failed"]:
         them = "it" if counts["images_failed"] == 1 else "them"
         say(f"{_were(counts['images_failed'], 'labelled image')} left out, the run could not read {them}")
