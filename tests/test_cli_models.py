@@ -137,6 +137,31 @@ def test_download_offline_with_nothing_cached_is_one_line(hub_cache: Path) -> No
     assert str(hub_cache) in result.stderr
 
 
+def test_download_that_fails_gives_advice_for_this_command(
+    online: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not offline by choice, but out of reach: the advice is not a flag of another command, nor this very command.
+    monkeypatch.setenv("RAMTAG_DATA_URL", f"{(tmp_path / 'nowhere').as_uri()}/{{filename}}")
+    result = invoke("download")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: cannot download ") and result.stderr.count("\n") == 1
+    assert "--tag-list" not in result.stderr and "`ramtag models download`" not in result.stderr
+    assert "point RAMTAG_DATA_URL at a mirror" in result.stderr and str(download.data_dir()) in result.stderr
+
+    monkeypatch.setenv("RAMTAG_DATA_URL", f"{RAM_DATA.as_uri()}/{{filename}}")
+
+    def unreachable(*args: Any, **kwargs: Any) -> str:
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    result = invoke("download")
+    assert result.exit_code == 1
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("error: cannot download hf://") and "Name or service not known" in error
+    assert "--checkpoint" not in error and "`ramtag models download" not in error
+    assert "point HF_ENDPOINT at a mirror" in error
+
+
 def test_verify_checkpoint_loads_the_official_fixture(hub_cache: Path, ramplus_tiny: Any) -> None:
     result = invoke("verify", "--checkpoint", str(ramplus_tiny.checkpoint))
     assert result.exit_code == 0, result.output

@@ -101,6 +101,13 @@ def test_data_file_is_downloaded_checked_and_cached(server: DataServer, cache: P
     assert len(server.requests) == 1  # the second call used the cache
 
 
+def test_a_caller_can_say_what_to_do_instead(server: DataServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAMTAG_OFFLINE", "1")
+    with pytest.raises(ResourceUnavailableError) as caught:
+        download.data_file("tag_list", instead="copy it by hand")
+    assert str(caught.value).endswith(": copy it by hand") and "--tag-list" not in str(caught.value)
+
+
 def test_corrupted_download_is_refused_and_not_cached(server: DataServer, cache: Path) -> None:
     with open(server.root / "ram_tag_list.txt", "ab") as handle:
         handle.write(b"one more tag\n")

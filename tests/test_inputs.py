@@ -7,6 +7,8 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from ramtag.inputs import (
     decode_image,
     discover,
 )
+from ramtag.inputs.discover import Findings, NothingFoundError, some_images
 
 
 @pytest.fixture(autouse=True)
@@ -93,6 +96,23 @@ def test_hidden_files_and_folders_on_request(tree: Path) -> None:
     assert keys == [".hidden.jpg", *EXPECTED[:3], ".secret/x.png", *EXPECTED[3:]]
 
 
+def test_a_folder_of_hidden_images_says_so(tmp_path: Path) -> None:
+    _save(tmp_path / "onlyhid" / ".a.jpg")
+    _save(tmp_path / "onlyhid" / ".thumbs" / "b.jpg")
+    (tmp_path / "onlyhid" / ".DS_Store").write_bytes(b"\0")  # hidden, but no image: nothing to say
+    findings = Findings()
+    with pytest.raises(NothingFoundError) as caught:
+        some_images(discover([tmp_path / "onlyhid"], findings=findings), findings, [tmp_path / "onlyhid"])
+    assert "1 hidden image and 1 hidden folder left out (--hidden includes them)" in str(caught.value)
+    assert "holds no files" not in str(caught.value)
+    _save(tmp_path / "onlyhid" / ".c.png")
+    (tmp_path / "onlyhid" / "notes.txt").write_text("x")
+    findings = Findings()
+    assert list(discover([tmp_path / "onlyhid"], findings=findings)) == []
+    assert findings.why() == ("1 file skipped (.txt), not an image or camera raw extension; "
+                              "2 hidden images and 1 hidden folder left out (--hidden includes them)")
+
+
 def test_files_given_directly_keep_their_spelling(
     tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -128,6 +148,49 @@ def test_files_from_stdin_and_file(tree: Path, monkeypatch: pytest.MonkeyPatch) 
     list_file.write_text(listing, encoding="utf-8")
     both = _keys(discover(["B.JPG"], files_from=list_file))
     assert both == ["B.JPG", "a.jpg", "sub/deeper/d.webp", "notes.txt", "gone.jpg"]  # inputs, then the list
+
+
+def test_files_from_nul_separated(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # find -print0: names as they are, a newline, leading spaces or a '#' included.
+    monkeypatch.chdir(tree)
+    _save(tree / "new\nline" / " x.jpg")
+    _save(tree / "#1.jpg")
+    listing = "a.jpg\0new\nline/ x.jpg\0#1.jpg\0sub/deeper\0"
+    expected = ["a.jpg", "new\nline/ x.jpg", "#1.jpg", "sub/deeper/d.webp"]
+    assert _keys(discover([], files_from="-", stdin=io.StringIO(listing))) == expected
+    list_file = tree.parent / "list0"
+    list_file.write_bytes(listing.encode() + "caf\xe9.jpg\0a\rb.jpg\0".encode("latin-1"))
+    refs = list(discover([], files_from=list_file))
+    assert _keys(refs)[:4] == expected
+    assert [os.fsencode(ref.path) for ref in refs[4:]] == [b"caf\xe9.jpg", b"a\rb.jpg"]  # bytes kept
+
+
+@pytest.mark.parametrize("separator", ["\n", "\0"])
+def test_files_from_is_read_as_it_goes(separator: str) -> None:
+    listing = io.StringIO(separator.join(f"photos/{n:07d}.jpg" for n in range(200_000)))  # 4 MB
+    refs = discover([], files_from="-", stdin=listing)
+    assert next(refs).key == "photos/0000000.jpg"
+    assert listing.tell() < 100_000
+
+
+@pytest.mark.parametrize("separator", ["\n", "\0"])
+def test_files_from_a_pipe_is_read_while_its_writer_is_at_work(separator: str) -> None:
+    reading, writing = os.pipe()
+    stdin = io.TextIOWrapper(io.open(reading, "rb"), encoding="utf-8")
+    os.write(writing, f"a.jpg{separator}new\nline.jpg{separator}".encode())
+    got: list[str] = []
+    refs = discover([], files_from="-", stdin=stdin)
+    reader = threading.Thread(target=lambda: got.extend(ref.key for ref in refs), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(got) < (3 if separator == "\n" else 2) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == (["a.jpg", "new", "line.jpg"] if separator == "\n" else ["a.jpg", "new\nline.jpg"])
+    finally:
+        os.close(writing)
+        reader.join(10)
+    stdin.close()
 
 
 def test_several_folders_keep_the_same_names_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -180,6 +180,42 @@ def test_shards_from_patterns_folders_and_urls(tmp_path: Path) -> None:
         list(discover([shards[0], tmp_path / "elsewhere"]))
 
 
+def test_shards_of_one_name_are_refused_before_any_is_read(tmp_path: Path) -> None:
+    first = sample_shards(tmp_path / "shards", count=3)
+    other = sample_shards(tmp_path / "shards2", count=1)[0]
+    pattern = str(tmp_path / "shards/0000{0,1,2}.tar")
+    # Refused at the call, before the first item is asked for: no shard is opened, no image tagged.
+    for inputs in ([first[0], other], [pattern, other], [tmp_path / "shards", tmp_path / "shards2"],
+                   [(tmp_path / "shards").as_uri() + "/{00000..00001}.tar", other.as_uri()]):
+        with pytest.raises(UsageError, match="two tar shards are named 00000.tar") as caught:
+            discover_items(inputs)
+        assert str(caught.value).count("\n") == 0 and "00000.tar and " in str(caught.value)
+    # One shard spelled twice is the same file: tagged once, not a clash.
+    warnings: list[tuple[Path, str]] = []
+    items = list(discover_items([first[0], str(tmp_path / "shards" / "." / "00000.tar"), tmp_path / "shards"],
+                                on_error=lambda path, why: warnings.append((path, why))))
+    assert [item.name for item in items] == ["00000.tar", "00001.tar", "00002.tar"]
+    assert [why for _, why in warnings] == ["given twice among the inputs: tagged once"] * 2
+
+
+def test_a_run_refuses_shards_of_one_name_before_the_model_loads(
+    tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = sample_shards(tmp_path / "shards", count=3)
+    other = sample_shards(tmp_path / "shards2", count=1)[0]
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("ramtag.engine.local.tagger_for", no_model)
+    out = tmp_path / "tags.parquet"
+    for inputs in ([str(first[0]), str(other)], [str(tmp_path / "shards/0000{0,1,2}.tar"), str(other)]):
+        result = CliRunner().invoke(app, ["run", *inputs, "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("error: two tar shards are named 00000.tar") and result.stdout == ""
+        assert not out.exists() and not Path(f"{out}.parts").exists()
+
+
 def test_fsspec_urls_folders_and_files(tmp_path: Path) -> None:
     memory = fsspec.filesystem("memory")
     memory.pipe("/photos/b/2.jpg", _jpeg((5, 4)))

@@ -22,6 +22,7 @@ from ..model.download import (
     data_dir,
     data_file,
     data_url,
+    download_advice,
     weights_file,
     weights_source,
 )
@@ -115,11 +116,12 @@ def download_command(
             f"set): run it without them on a connected machine, then copy {data_dir()} and the Hugging Face cache "
             f"({_hub_cache()}) to the same places here"
         )
+    data_instead, weights_instead = download_advice()
     for name in DATA_FILES:
-        typer.echo(f"{name}\t{data_file(name)}")
+        typer.echo(f"{name}\t{data_file(name, instead=data_instead)}")
     for source in sources:
         err_console.print(f"fetching {source.display}", markup=False, soft_wrap=True)
-        typer.echo(f"{source.name}\t{weights_file(source.name)}")
+        typer.echo(f"{source.name}\t{weights_file(source.name, instead=weights_instead)}")
     err_console.print(
         f"To run offline elsewhere, copy {data_dir()} and the Hugging Face cache (HF_HOME) to the same places"
         " there and set RAMTAG_OFFLINE=1.",

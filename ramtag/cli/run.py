@@ -119,7 +119,7 @@ def run_command(
     ] = False,
     files_from: Annotated[
         Optional[str],
-        typer.Option("--files-from", help="Also tag the paths listed in this file, one per line ('-': stdin).", rich_help_panel=INPUT_PANEL),
+        typer.Option("--files-from", help="Also tag the paths listed in this file, one per line or NUL-separated ('-': stdin).", rich_help_panel=INPUT_PANEL),
     ] = None,
     include: Annotated[
         Optional[list[str]],

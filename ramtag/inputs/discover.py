@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,11 +18,14 @@ from typing import TextIO
 
 from ..errors import RamtagError, UsageError
 from .folders import folder_prefix, walk_folder
+from .lists import listed_paths
 from .refs import MAX_PIXELS, ErrorCallback, ImageRef
 from .patterns import expand_braces
 from .remote import is_url, remote_item, resolve_input
 from .roots import KeyPlan, Root, plan_keys
-from .shards import Item, TarShard, is_shard_name, members_or_error, name_clash, shard_folder
+from .shards import (
+    Item, TarShard, is_shard_name, members_or_error, name_clash, refuse_name_clashes, same_shard, shard_folder,
+)
 
 def discover(
     inputs: Sequence[str | Path],
@@ -43,9 +45,10 @@ def discover(
     those listed.
 
     Inputs are checked now, so a typo fails before any work starts; the files themselves are found
-    lazily. ``files_from`` names a text file with one path per line (``-``: ``stdin``, by default
-    ``sys.stdin``); a listed folder is walked like an input, a listed file is yielded even if it
-    is missing or not an image, so it fails at decode as a row rather than stopping the run.
+    lazily. ``files_from`` names a list of paths (``lists``: one per line, or NUL-separated; ``-``:
+    ``stdin``, by default ``sys.stdin``); a listed folder is walked like an input, a listed file is
+    yielded even if it is missing or not an image, so it fails at decode as a row rather than
+    stopping the run.
     ``include``/``exclude`` are globs (case-sensitive, ``*`` crosses ``/``) on the key; a pattern
     without ``/`` also matches the file name alone. Tar shards are read here, one member at a time
     (``max_pixels`` bounds the size of a member read). ``findings`` counts what was left out.
@@ -73,7 +76,8 @@ def discover_items(
 ) -> Iterator[Item]:
     """Like ``discover``, but tar shards come as ``TarShard`` items, unopened: what an engine
     that hands out whole shards needs. Nothing is filtered."""
-    given = [(os.fspath(item), _resolved(item)) for item in inputs]
+    given = [(os.fspath(item), _resolved(item, hidden)) for item in inputs]
+    refuse_name_clashes(_named_shards(given))
     if files_from is not None and str(files_from) != "-" and not os.path.isfile(files_from):
         raise UsageError(f"--files-from list not found (or not a file): {files_from}")
     # A brace pattern stands for several paths; a folder URL for one folder, however many files.
@@ -125,13 +129,16 @@ def _left_out(findings: Findings | None) -> bool:
 
 @dataclass
 class Findings:
-    """What discovery left out: files that are not images (by extension) and images the filters
-    dropped. A run that finds nothing says why with it."""
+    """What discovery left out: files that are not images (by extension), hidden images and
+    folders (without ``--hidden``), and images the filters dropped. A run that finds nothing says
+    why with it."""
 
     skipped: Counter[str] = field(default_factory=Counter)
     filtered: int = 0
     orphans: list[Path] = field(default_factory=list)  # XMP sidecars whose image is gone
     shards: list[str] = field(default_factory=list)  # tar shards in folders walked for images
+    hidden_images: int = 0
+    hidden_folders: int = 0
 
     def orphan(self, path: Path) -> None:
         self.orphans.append(path)
@@ -141,6 +148,12 @@ class Findings:
         if is_shard_name(name):
             self.shards.append(path)
         self.skipped[os.path.splitext(name)[1].lower() or name] += 1
+
+    def hide(self, path: str, folder: bool) -> None:
+        if folder:
+            self.hidden_folders += 1
+        else:
+            self.hidden_images += 1
 
     def unread_shards(self, inputs: Sequence[str]) -> list[str]:
         """The tar shards the walks left out that are not among ``inputs`` (read as shards there)."""
@@ -156,9 +169,17 @@ class Findings:
             more = ", ..." if len(self.skipped) > 6 else ""
             parts.append(f"{total} {'file' if total == 1 else 'files'} skipped ({', '.join(shown)}{more}), "
                          "not an image or camera raw extension")
+        hidden = [_count(n, what) for n, what in ((self.hidden_images, "hidden image"),
+                                                  (self.hidden_folders, "hidden folder")) if n]
+        if hidden:
+            parts.append(f"{' and '.join(hidden)} left out (--hidden includes them)")
         if self.filtered:
             parts.append(f"{self.filtered} {'image' if self.filtered == 1 else 'images'} left out by --include/--exclude")
         return "; ".join(parts) or "it holds no files"
+
+
+def _count(number: int, what: str) -> str:
+    return f"{number} {what}" if number == 1 else f"{number} {what}s"
 
 
 class NothingFoundError(RamtagError):
@@ -192,8 +213,12 @@ def is_plain_input(item: str | Path) -> bool:
     return not is_shard_name(os.fspath(item))
 
 
-def _resolved(item: str | Path) -> list[str | Path | Item]:
-    """An input as given on the command line, checked: a URL or brace pattern may stand for many."""
+def _resolved(item: str | Path, hidden: bool) -> list[str | Path | Item]:
+    """An input as given on the command line, checked: a URL or brace pattern may stand for many,
+    a folder of tar shards stands for its shards (listed now, so that their names are checked now)."""
+    if os.path.isdir(item):
+        shards = shard_folder(Path(item), hidden=hidden)
+        return [item] if shards is None else list(shards)
     if os.path.exists(item):
         return [item]
     return resolve_input(os.fspath(item))
@@ -202,6 +227,17 @@ def _resolved(item: str | Path) -> list[str | Path | Item]:
 def is_plain_folder(item: str | Path) -> bool:
     """A local folder of images (not one of tar shards): what is keyed relative to itself."""
     return os.path.isdir(item) and shard_folder(Path(item)) is None
+
+
+def _named_shards(given: Sequence[tuple[str, list[str | Path | Item]]]) -> Iterator[TarShard]:
+    """The tar shards the inputs name: files, shard folders, patterns and URLs (not those in listed
+    or walked folders, found only as the run goes)."""
+    for _, found in given:
+        for item in found:
+            if isinstance(item, TarShard):
+                yield item
+            elif isinstance(item, (str, Path)) and is_shard_name(os.fspath(item)) and not os.path.isdir(item):
+                yield TarShard(os.fspath(item), os.path.basename(item))
 
 
 @dataclass
@@ -224,7 +260,7 @@ class _Walk:
         return walk_folder(
             Path(folder), hidden=self.hidden, on_error=self.on_error, on_skipped=found and found.skip,
             key_prefix=self.plan.prefix_for(folder, default), nested=self.nested, reserved=self.reserved,
-            on_orphan=found and found.orphan,
+            on_orphan=found and found.orphan, on_hidden=found and found.hide,
         )
 
 
@@ -237,7 +273,7 @@ def _all_items(
 ) -> Iterator[Item]:
     found = (item for root in roots for item in _expand(root, walk, several))
     if files_from is not None:
-        listed = (item for line in _listed_paths(files_from, stdin) for item in _expand(line, walk, True))
+        listed = (item for line in listed_paths(files_from, stdin) for item in _expand(line, walk, True))
         found = itertools.chain(found, listed)
     yield from _once(found, walk.on_error, every=several)
 
@@ -249,19 +285,20 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool 
     names cannot repeat) only keys with an escaped byte are looked at: ``caf\\xe9.jpg`` is also
     what a name that is not UTF-8 becomes (``text.printable``)."""
     keys: dict[str, str] = {}
-    shards: dict[str, str] = {}
+    shards: dict[str, TarShard] = {}
     for item in items:
         if not every and (isinstance(item, TarShard) or "\\x" not in item.key):
             yield item
             continue
         if isinstance(item, TarShard):
-            if item.name in shards and shards[item.name] != item.location:
-                raise name_clash(shards[item.name], item)
             if item.name in shards:
+                first = shards[item.name]
+                if not same_shard(first, item):  # one from a list or a URL folder (the others are checked first)
+                    raise name_clash(first.location, item)
                 if on_error is not None:
                     on_error(Path(item.location), "given twice among the inputs: tagged once")
                 continue
-            shards[item.name] = item.location
+            shards[item.name] = item
         elif item.key in keys:
             if on_error is not None:
                 first = keys[item.key]
@@ -294,27 +331,6 @@ def _expand(item: str | Path | Item, walk: _Walk, several: bool) -> Iterator[Ite
         yield TarShard(os.fspath(item), os.path.basename(item))
     else:
         yield ImageRef(Path(item), str(item))
-
-
-def _listed_paths(files_from: str | Path, stdin: TextIO | None) -> Iterator[str]:
-    if str(files_from) == "-":
-        yield from _list_lines(stdin if stdin is not None else sys.stdin)
-        return
-    try:
-        # surrogateescape: names that are not valid UTF-8 still round-trip on POSIX.
-        handle = open(files_from, encoding="utf-8", errors="surrogateescape")
-    except OSError as error:
-        raise UsageError(f"cannot read --files-from list {files_from}: {error.strerror}") from error
-    with handle:
-        yield from _list_lines(handle)
-
-
-def _list_lines(stream: TextIO) -> Iterator[str]:
-    """Non-blank, non-comment lines with surrounding whitespace (and CRLF endings) removed."""
-    for raw in stream:
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            yield line
 
 
 def _selected(key: str, include: Sequence[str], exclude: Sequence[str]) -> bool:

@@ -32,6 +32,7 @@ def walk_folder(
     nested: dict[tuple[int, int], str] | None = None,
     reserved: dict[str, str] | None = None,
     on_orphan: Callable[[Path], None] | None = None,
+    on_hidden: Callable[[str, bool], None] | None = None,
 ) -> Iterator[ImageRef]:
     """Images under ``root``, following symlinks, each real folder visited once (no loops).
 
@@ -45,6 +46,8 @@ def walk_folder(
     have to their paths: a folder that would get one of them is refused, its keys would collide.
     ``on_orphan`` is told of each XMP sidecar with no image beside it (``IMG_1.xmp`` or
     ``IMG_1.CR2.xmp`` and no ``IMG_1.*`` image in its folder).
+    ``on_hidden`` is told of each hidden image and folder left out (path, is a folder), so that a
+    folder whose images are all hidden can say why none was found.
     """
     visited: set[tuple[int, int] | str] = set()
     pending: list[tuple[str, str]] = [(os.fspath(root), key_prefix)]  # (folder path, key prefix), a stack
@@ -68,6 +71,8 @@ def walk_folder(
         subfolders: list[str] = []
         for entry in entries:
             if not hidden and entry.name.startswith("."):
+                if on_hidden is not None and ((is_folder := _is_dir(entry)) or is_image_name(entry.name)):
+                    on_hidden(entry.path, is_folder)
                 continue
             if _is_dir(entry):
                 subfolders.append(entry.name)

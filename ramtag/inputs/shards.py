@@ -24,7 +24,7 @@ import lzma
 import os
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -101,6 +101,24 @@ def name_clash(first: str, second: TarShard) -> UsageError:
         f"two tar shards are named {second.name} ({first} and {second.location}): "
         "their keys would collide; tag them in separate runs (another --out)"
     )
+
+
+def same_shard(first: TarShard, second: TarShard) -> bool:
+    """Whether two shards are one file named twice (``s/0.tar`` and ``./s/0.tar``): tagged once, not a clash."""
+    if first.location == second.location:
+        return True
+    return not first.remote and not second.remote and os.path.realpath(first.location) == os.path.realpath(second.location)
+
+
+def refuse_name_clashes(shards: Iterable[TarShard]) -> None:
+    """Raise ``name_clash`` for two different shards of one file name among ``shards``: checked on
+    the shards a run is given by name, so the mistake costs nothing rather than the shards tagged
+    before the second one."""
+    seen: dict[str, TarShard] = {}
+    for shard in shards:
+        first = seen.setdefault(shard.name, shard)
+        if not same_shard(first, shard):
+            raise name_clash(first.location, shard)
 
 
 def shard_folder(folder: Path, *, hidden: bool = False) -> list[TarShard] | None:

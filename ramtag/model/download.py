@@ -107,12 +107,26 @@ def cached_data_file(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def data_file(name: str) -> Path:
-    """The official data file, downloaded on first use and checked against its pinned sha256."""
+def data_file(name: str, *, instead: str | None = None) -> Path:
+    """The official data file, downloaded on first use and checked against its pinned sha256.
+
+    ``instead`` says how to do without the download; by default, what a command that reads the file
+    offers (its flag, or a copy made by ``ramtag models download``).
+    """
     entry = _data_entry(name)
     what, flag = _DATA_HELP[name]
-    instead = f"pass {flag} PATH, or run `ramtag models download` on a connected machine and copy {data_dir()} here"
+    if instead is None:
+        instead = f"pass {flag} PATH, or run `ramtag models download` on a connected machine and copy {data_dir()} here"
     return fetch_pinned(entry, what=what, instead=instead)
+
+
+def download_advice() -> tuple[str, str]:
+    """How ``ramtag models download`` itself can do without a download that failed (data files,
+    weights): its own advice would be to pass flags it does not have, or to run it again."""
+    elsewhere = "or run this command on a connected machine and copy"
+    data = f"check the network or point {DATA_URL_ENV} at a mirror; {elsewhere} {data_dir()} here"
+    weights = f"check the network or point HF_ENDPOINT at a mirror; {elsewhere} its Hugging Face cache (HF_HOME) here"
+    return data, weights
 
 
 def fetch_pinned(entry: DataFile, *, what: str, instead: str, max_bytes: int = _MAX_DATA_BYTES) -> Path:
@@ -215,20 +229,22 @@ def cached_weights(name: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
-def weights_file(name: str, *, progress: bool = True) -> Path:
+def weights_file(name: str, *, progress: bool = True, instead: str | None = None) -> Path:
     """The released checkpoint, downloaded through the Hub cache and checked against the Hub's sha256.
 
-    Offline, only the cache is looked at and no check is made (the Hub is out of reach).
+    Offline, only the cache is looked at and no check is made (the Hub is out of reach). ``instead``
+    says how to do without the download, as for ``data_file``.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.utils import LocalEntryNotFoundError
 
     source = weights_source(name)
     is_offline = offline()
-    instead = (
-        f"pass --checkpoint PATH, or run `ramtag models download {name}` on a connected machine"
-        " and copy its Hugging Face cache (HF_HOME) here"
-    )
+    if instead is None:
+        instead = (
+            f"pass --checkpoint PATH, or run `ramtag models download {name}` on a connected machine"
+            " and copy its Hugging Face cache (HF_HOME) here"
+        )
     try:
         found = hf_hub_download(
             source.repo_id,
