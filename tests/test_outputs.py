@@ -289,6 +289,13 @@ def _paths(path: Path) -> list[str]:
     return pq.read_table(path).column("path").to_pylist()
 
 
+def _run_once(dest: Path, schema: pa.Schema, keys: list[str]) -> None:
+    """A whole run onto ``dest`` (Parquet) that writes the rows of ``keys``."""
+    with ResumableOutput(dest, "parquet", schema) as out:
+        out.write(_batch(keys, schema))
+        out.finish()
+
+
 def test_parts_are_journaled_and_a_crash_loses_only_unsaved_rows(tmp_path: Path) -> None:
     schema = output_schema(Layout(4), META)
     dest = tmp_path / "tags.parquet"
@@ -352,9 +359,7 @@ def test_a_crash_around_the_final_rename_never_duplicates_rows(tmp_path: Path) -
 def test_an_interrupted_overwrite_says_how_to_keep_the_existing_output(tmp_path: Path) -> None:
     schema = output_schema(Layout(4), META)
     dest = tmp_path / "tags.parquet"
-    with ResumableOutput(dest, "parquet", schema) as out:
-        out.write(_batch(["a"], schema))
-        out.finish()
+    _run_once(dest, schema, ["a"])
     with ResumableOutput(dest, "parquet", schema, overwrite=True, save_every=1) as out:
         out.write(_batch(["b"], schema))  # then Ctrl-C: parts saved, the old file still whole
     with pytest.raises(OutputError) as refused:
@@ -365,9 +370,7 @@ def test_an_interrupted_overwrite_says_how_to_keep_the_existing_output(tmp_path:
     assert message.endswith(f"or delete {tmp_path / 'tags.parquet.parts'} to drop the unfinished run and keep "
                             "tags.parquet as it is")
     shutil.rmtree(tmp_path / "tags.parquet.parts")  # what it says
-    with ResumableOutput(dest, "parquet", schema) as out:
-        out.write(_batch(["c"], schema))
-        out.finish()
+    _run_once(dest, schema, ["c"])
     assert sorted(_paths(dest)) == ["a", "c"]
 
 
@@ -396,13 +399,9 @@ def test_differences_are_said_briefly() -> None:
 def test_a_read_only_output_is_replaced_and_keeps_its_mode(tmp_path: Path) -> None:
     schema = output_schema(Layout(4), META)
     dest = tmp_path / "tags.parquet"
-    with ResumableOutput(dest, "parquet", schema) as out:
-        out.write(_batch(["a"], schema))
-        out.finish()
+    _run_once(dest, schema, ["a"])
     dest.chmod(0o444)  # someone protected the results: a re-run still adds to them
-    with ResumableOutput(dest, "parquet", schema) as out:
-        out.write(_batch(["b"], schema))
-        out.finish()
+    _run_once(dest, schema, ["b"])
     assert _paths(dest) == ["a", "b"] and dest.stat().st_mode & 0o777 == 0o444
 
 
