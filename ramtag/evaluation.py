@@ -51,6 +51,7 @@ class Evaluation:
     unknown_labels: list[str] = field(default_factory=list)
     missing_examples: list[str] = field(default_factory=list)
     ambiguous_examples: list[tuple[str, tuple[str, str]]] = field(default_factory=list)  # label, two matches
+    failed_example: tuple[str, str] | None = None  # a labelled image the run could not read, and why
     calibration: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -98,12 +99,13 @@ def evaluate(
     thresholds: Path | None = None,
     calibrate: Path | None = None,
     target_precision: float | None = None,
-    ignore_case: bool = True,
+    ignore_case: bool = False,
 ) -> Evaluation:
     """Read the scores of the labelled classes from ``pred`` and compute every metric.
 
     ``ignore_case``: a class written ``Person`` is the model's ``person`` when that is the only tag
-    so spelt (``match_vocabulary``); a benchmark turns it off, to count the classes the official code counts.
+    so spelt (``match_vocabulary``); for labels people typed, not for a benchmark's or a class list's
+    classes, which the official code looks up exactly.
     """
     file = _open_scores(pred)
     vocabulary, run_thresholds = _run_settings(file, pred)
@@ -162,6 +164,7 @@ def evaluate(
         unknown_classes=list(match.unknown),
         unknown_labels=sorted(labels.unknown_labels),
         missing_examples=list(paired.missing[:5]),
+        failed_example=_error_of(file, keys[paired.predicted_rows[~ok][0]]) if not ok.all() else None,
         ambiguous_examples=list(paired.ambiguous[:5]),
     )
     if calibrate is not None:
@@ -225,6 +228,15 @@ def _read_columns(file: pq.ParquetFile, columns: np.ndarray) -> tuple[list[str],
     if not parts:
         return [], np.zeros(0, dtype=bool), np.zeros((0, len(columns)), dtype=np.float32)
     return keys, np.concatenate(failed), np.concatenate(parts)
+
+
+def _error_of(file: pq.ParquetFile, key: str) -> tuple[str, str]:
+    """The row of ``key``: its path and error (one failed image, to name in the report)."""
+    for batch in file.iter_batches(batch_size=_READ_ROWS, columns=["path", "error"]):
+        for path, error in zip(batch.column("path").to_pylist(), batch.column("error").to_pylist()):
+            if path == key:
+                return path, error or "no scores"
+    return key, "no scores"
 
 
 def _thresholds(

@@ -220,18 +220,23 @@ def match_vocabulary(classes: Sequence[str], vocabulary: Sequence[str], *, ignor
     """Each class by its exact name, as the official code looks tags up (``Boxer`` the dog breed is
     not ``boxer``): a near miss is reported as unknown rather than guessed. ``ignore_case``, for
     labels people typed (``Person``): a class with no exact match takes the one tag equal to it but
-    for case; two such tags are still a near miss."""
+    for case, unless two tags are so, or another class has that tag already (``Sky`` beside ``sky``
+    would make two classes of one tag, each counting the other's positives as negatives)."""
     index_of = {name: index for index, name in reversed(list(enumerate(vocabulary)))}
-    folded: dict[str, int] = {}
+    lowered: dict[str, int] = {}
     if ignore_case:
         for name, index in index_of.items():
-            folded[name.casefold()] = -1 if name.casefold() in folded else index  # -1: two tags
+            lowered[name.lower()] = -1 if name.lower() in lowered else index  # -1: two tags
+    taken = {index_of[name] for name in classes if name in index_of}
     kept, where, unknown = [], [], {}
     for position, name in enumerate(classes):
         index = index_of.get(name)
         if index is None:
-            index = folded.get(name.casefold())
-        if index is None or index < 0:
+            index = lowered.get(name.lower(), -1)
+            if index in taken:
+                index = -1
+            taken.add(index)
+        if index < 0:
             unknown[name] = None
             continue
         kept.append(position)

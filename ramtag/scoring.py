@@ -80,7 +80,7 @@ def score_images(
     precision = resolve(model.precision, device).name  # what the scores are made at, never "auto"
     dest = scores if scores is not None else cache_path(root, chosen, model, device.type, precision)
     refs = [stamped(ImageRef(path, key)) for key, path in present]  # stamped once: checked and recorded
-    if not rescore and _unchanged(dest, refs, precision):
+    if not rescore and _unchanged(dest, refs, precision, own=scores is None):
         return Scored(dest, len(refs), 0, 0, len(refs))
     tagged, changed = _tag(refs, dest, chosen, model, precision, overwrite=rescore, explicit=scores is not None,
                            batch_size=batch_size, workers=workers, on_start=on_start, on_batch=on_batch)
@@ -104,9 +104,10 @@ def cache_path(root: Path, chosen: Benchmark | None, model: ModelOptions, device
     return cache_dir() / "eval" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
 
 
-def _unchanged(dest: Path, refs: list[ImageRef], precision: str) -> bool:
+def _unchanged(dest: Path, refs: list[ImageRef], precision: str, *, own: bool) -> bool:
     """Whether ``dest`` is a finished scores file, made at ``precision``, with a row for every one of
-    ``refs`` that a re-run onto it would keep (``RowIndex.decide``): then the model need not load."""
+    ``refs`` that a re-run onto it would keep (``RowIndex.decide``): then the model need not load.
+    ``own``: eval's cache, which is made again when it predates the files' sizes and times."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -122,6 +123,8 @@ def _unchanged(dest: Path, refs: list[ImageRef], precision: str) -> bool:
         if (read_metadata(file.schema_arrow) or {}).get("precision") != precision:
             return False
         names = file.schema_arrow.names
+        if own and "file_size" not in names:
+            return False
         columns = [name for name in ("path", "error", *IDENTITY_COLUMNS) if name in names]  # older: no stamps
         for batch in file.iter_batches(columns=columns):
             index.remember(batch)
@@ -165,7 +168,10 @@ def _tag(
     schema = schema_for(tagger, "en", True)
     if dest.is_file() and not overwrite:
         try:
-            changed = differences(settings_of(pq.ParquetFile(dest).schema_arrow), settings_of(schema))
+            kept = pq.ParquetFile(dest).schema_arrow
+            changed = differences(settings_of(kept), settings_of(schema))
+            if not explicit and "file_size" not in kept.names:  # made before scores knew their files' versions
+                changed.append("no file sizes and times to tell a replaced photo by")
         except (OSError, pa.ArrowException):  # unreadable: as if made with other settings
             changed = ["the file is not readable as ramtag scores"]
         if changed and explicit:

@@ -27,7 +27,7 @@ from ramtag.inputs import (
     decode_image,
     discover,
 )
-from ramtag.inputs.discover import Findings, NothingFoundError, some_images
+from ramtag.inputs.discover import Findings, NothingFoundError, discover_items, some_images
 
 
 @pytest.fixture(autouse=True)
@@ -163,6 +163,35 @@ def test_files_from_nul_separated(tree: Path, monkeypatch: pytest.MonkeyPatch) -
     refs = list(discover([], files_from=list_file))
     assert _keys(refs)[:4] == expected
     assert [os.fsencode(ref.path) for ref in refs[4:]] == [b"caf\xe9.jpg", b"a\rb.jpg"]  # bytes kept
+
+
+def test_files_from_that_is_no_list_of_paths_is_refused_before_any_work(
+    tree: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PowerShell's `>` writes UTF-16; a checkpoint or a photo given by mistake holds NULs too. Read
+    # as NUL-separated names they would give "/" and "." and walk whole folders.
+    utf16 = tree.parent / "list16.txt"
+    utf16.write_text("a.jpg\r\nsub/b.png\r\n", encoding="utf-16")
+    no_bom = tree.parent / "list16le.txt"
+    no_bom.write_bytes("a.jpg\nsub/b.png\n".encode("utf-16-le"))
+    for listed in (utf16, no_bom):
+        with pytest.raises(UsageError, match=f"{listed}: this looks like UTF-16 text or a binary file"):
+            discover_items([], files_from=listed)  # refused at the call, before anything is read
+    for binary in (ramplus_tiny.checkpoint, ramplus_tiny.images / "demo4.jpg"):
+        with pytest.raises(UsageError, match="not a list of paths"):
+            discover_items([], files_from=binary)
+    bom = tree.parent / "bom.txt"
+    bom.write_text("a.jpg\nsub/c.PNG\n", encoding="utf-8-sig")  # Notepad's UTF-8
+    monkeypatch.chdir(tree)
+    assert _keys(discover([], files_from=bom)) == ["a.jpg", "sub/c.PNG"]
+
+
+def test_only_regular_files_are_read_ahead(tmp_path: Path) -> None:
+    from ramtag.inputs.lists import _can_read_ahead
+
+    reading, writing = os.pipe()
+    with io.open(reading, "rb") as pipe, io.open(writing, "wb"), open(tmp_path / "f", "wb") as file:
+        assert not _can_read_ahead(pipe) and _can_read_ahead(file) and _can_read_ahead(io.StringIO("a.jpg\n"))
 
 
 @pytest.mark.parametrize("separator", ["\n", "\0"])

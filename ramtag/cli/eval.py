@@ -155,7 +155,7 @@ def eval_command(
     result = evaluate(
         labels, pred, threshold=protocol_threshold(threshold, thresholds, chosen),
         thresholds=thresholds, calibrate=calibrate, target_precision=target_precision,
-        ignore_case=chosen is None,  # a benchmark's classes are looked up as the official code does
+        ignore_case=chosen is None and taglist is None,  # a benchmark's or class list's: exactly, as officially
     )
     if per_class is not None:
         write_per_class(per_class, result.per_class)
@@ -164,7 +164,7 @@ def eval_command(
     else:
         _print(result, Console(highlight=False))
     if not quiet:
-        _warn(result)
+        _warn(result, scored_here=images is not None)
 
 
 # --- running the model on the labelled images ------------------------------------------------
@@ -259,7 +259,7 @@ def _print(result: Evaluation, console: Console) -> None:
         )
 
 
-def _warn(result: Evaluation) -> None:
+def _warn(result: Evaluation, scored_here: bool) -> None:
     """What was left out, on stderr: never silently."""
     counts = result.counts
 
@@ -282,7 +282,10 @@ def _warn(result: Evaluation) -> None:
             f"{ambiguity(result.ambiguous_examples[0])}")
     if counts["images_failed"]:
         them = "it" if counts["images_failed"] == 1 else "them"
-        say(f"{_were(counts['images_failed'], 'labelled image')} left out, the run could not read {them}")
+        path, error = result.failed_example or ("?", "?")
+        again = "; scored again once the file changes, or with --rescore" if scored_here else ""
+        say(f"{_were(counts['images_failed'], 'labelled image')} left out, the run could not read {them} "
+            f"(e.g. {path}: {error}){again}")
     if counts["predictions_without_labels"]:
         say(f"{_were(counts['predictions_without_labels'], 'scored image')} ignored, having no labels")
     if counts["repeated_label_lines"]:

@@ -18,7 +18,7 @@ from typing import TextIO
 
 from ..errors import RamtagError, UsageError
 from .folders import folder_prefix, walk_folder
-from .lists import listed_paths
+from .lists import check_list, listed_paths
 from .refs import MAX_PIXELS, ErrorCallback, ImageRef
 from .patterns import expand_braces
 from .remote import is_url, remote_item, resolve_input
@@ -78,8 +78,10 @@ def discover_items(
     that hands out whole shards needs. Nothing is filtered."""
     given = [(os.fspath(item), _resolved(item, hidden)) for item in inputs]
     refuse_name_clashes(_named_shards(given))
-    if files_from is not None and str(files_from) != "-" and not os.path.isfile(files_from):
-        raise UsageError(f"--files-from list not found (or not a file): {files_from}")
+    if files_from is not None and str(files_from) != "-":
+        if not os.path.isfile(files_from):
+            raise UsageError(f"--files-from list not found (or not a file): {files_from}")
+        check_list(files_from)
     # A brace pattern stands for several paths; a folder URL for one folder, however many files.
     places = sum(len(found) if all(isinstance(f, (str, Path)) for f in found) else 1 for _, found in given)
     several = places > 1 or files_from is not None

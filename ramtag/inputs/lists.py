@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import codecs
 import itertools
+import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -18,28 +20,40 @@ from ..errors import UsageError
 def listed_paths(files_from: str | Path, stdin: TextIO | None) -> Iterator[str]:
     """The paths of the list ``files_from`` (``-``: ``stdin``, by default ``sys.stdin``)."""
     if str(files_from) == "-":
-        yield from _list_entries(stdin if stdin is not None else sys.stdin)
+        yield from _list_entries(stdin if stdin is not None else sys.stdin, "the list on stdin")
         return
     try:
         handle = open(files_from, "rb")
     except OSError as error:
         raise UsageError(f"cannot read --files-from list {files_from}: {error.strerror}") from error
     with handle:
-        yield from _list_entries(handle)
+        yield from _list_entries(handle, os.fspath(files_from))
+
+
+def check_list(files_from: str | Path) -> None:
+    """Refuse now, before any work, a list file that is no list of paths (``_separated_by_nul``)."""
+    try:
+        with open(files_from, "rb") as handle:
+            head = handle.read(_NUL_WITHIN)
+    except OSError as error:
+        raise UsageError(f"cannot read --files-from list {files_from}: {error.strerror}") from error
+    _separated_by_nul(head.decode("utf-8", "surrogateescape"), os.fspath(files_from))
 
 
 # A list is NUL-separated (``find -print0``) when a NUL comes this early: no path is longer.
 _NUL_WITHIN = 64 * 1024
 _PIECE = 16 * 1024  # read at most this much at a time, so a list of millions streams
 _LINE_END = re.compile(r"\r\n|\r|\n")
+_CONTROL = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f]")  # in no file name a person or find writes
+_UTF16_OR_32_BOM = ("\udcff\udcfe", "\udcfe\udcff", "\x00\x00\udcfe\udcff")  # as read here, bytes kept
 
 
-def _list_entries(stream: TextIO | BinaryIO) -> Iterator[str]:
+def _list_entries(stream: TextIO | BinaryIO, source: str) -> Iterator[str]:
     """The paths of a list: NUL-separated names as they are (the only way to list a name with a
     newline in it), else non-blank, non-comment lines with surrounding whitespace removed.
 
-    A file is looked at for a NUL up to ``_NUL_WITHIN``; a pipe, whose writer may still be at
-    work, only as far as what has arrived with its first line end."""
+    A file is looked at for a NUL up to ``_NUL_WITHIN``; a pipe or a terminal, whose writer may
+    still be at work, only as far as what has arrived with its first line end."""
     pieces = _pieces(stream)
     waits = not _can_read_ahead(stream)
     head: list[str] = []
@@ -49,14 +63,33 @@ def _list_entries(stream: TextIO | BinaryIO) -> Iterator[str]:
         size += len(piece)
         if "\0" in piece or size >= _NUL_WITHIN or (waits and _LINE_END.search(piece)):
             break
+    if head:
+        head[0] = head[0].removeprefix("\ufeff")  # the byte-order mark Windows tools put before UTF-8
     text = itertools.chain(head, pieces)
-    if any("\0" in piece for piece in head):
-        yield from (name for name in _records(text, lambda chunk: chunk.split("\0")) if name)
+    if _separated_by_nul("".join(head), source):
+        yield from (name for name in _records(text, "\0", lambda chunk: chunk.split("\0")) if name)
         return
-    for raw in _records(text, _LINE_END.split):
+    for raw in _records(text, None, _LINE_END.split):
         line = raw.strip()
         if line and not line.startswith("#"):
             yield line
+
+
+def _separated_by_nul(head: str, source: str) -> bool:
+    """Whether a list beginning with ``head`` is NUL-separated. UTF-16 text (PowerShell's ``>``) and
+    binary files have NULs too: their NULs come with empty names or control characters, or are
+    a third of the text or more (every other character), and they are refused rather than read as
+    names such as ``/`` or ``.``, which would walk whole folders."""
+    if head.startswith(_UTF16_OR_32_BOM) or head.count("\0") * 3 >= max(len(head), 1) > 1:
+        raise UsageError(f"--files-from {source}: this looks like UTF-16 text or a binary file, not a list of "
+                         "paths; save it as UTF-8 (one path per line, or NUL-separated)")
+    if "\0" not in head:
+        return False
+    names = head.split("\0")[:-1]  # the last may be cut short
+    if any(not name or _CONTROL.search(name) for name in names):
+        raise UsageError(f"--files-from {source}: NUL bytes among empty names or control characters: a binary "
+                         "file, not a list of paths (one per line, or NUL-separated as find -print0 writes)")
+    return True
 
 
 def _pieces(stream: TextIO | BinaryIO) -> Iterator[str]:
@@ -73,18 +106,29 @@ def _pieces(stream: TextIO | BinaryIO) -> Iterator[str]:
 
 
 def _can_read_ahead(stream: TextIO | BinaryIO) -> bool:
-    """Whether reading on costs no wait: a file (or text in memory), not a pipe or a terminal."""
+    """Whether reading on costs no wait: a regular file (or text in memory), not a pipe or a
+    terminal (which on Linux say they are seekable)."""
     try:
-        return stream.seekable()
-    except (OSError, ValueError):
-        return False
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # io.StringIO and the like: no descriptor
+        try:
+            return stream.seekable()
+        except (OSError, ValueError):
+            return False
 
 
-def _records(pieces: Iterable[str], split: Callable[[str], list[str]]) -> Iterator[str]:
-    """The records of text read in pieces, each whole although a piece may end inside one."""
-    rest = ""
+def _records(pieces: Iterable[str], separator: str | None, split: Callable[[str], list[str]]) -> Iterator[str]:
+    """The records of text read in pieces, each whole although a piece may end inside one. Pieces
+    without a separator (``None``: a line end) are gathered and joined once one comes, so a long
+    record costs its length, not its length squared."""
+    rest: list[str] = []
     for piece in pieces:
-        *done, rest = split(rest + piece)
+        if (separator not in piece) if separator is not None else not _LINE_END.search(piece):
+            rest.append(piece)
+            continue
+        *done, last = split("".join(rest) + piece)
         yield from done
-    if rest:
-        yield rest
+        rest = [last]
+    tail = "".join(rest)
+    if tail:
+        yield tail

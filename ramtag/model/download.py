@@ -123,9 +123,9 @@ def data_file(name: str, *, instead: str | None = None) -> Path:
 def download_advice() -> tuple[str, str]:
     """How ``ramtag models download`` itself can do without a download that failed (data files,
     weights): its own advice would be to pass flags it does not have, or to run it again."""
-    elsewhere = "or run this command on a connected machine and copy"
-    data = f"check the network or point {DATA_URL_ENV} at a mirror; {elsewhere} {data_dir()} here"
-    weights = f"check the network or point HF_ENDPOINT at a mirror; {elsewhere} its Hugging Face cache (HF_HOME) here"
+    elsewhere = "run this command on a connected machine and copy"
+    data = f"{elsewhere} {data_dir()} here (or point {DATA_URL_ENV} at a mirror)"
+    weights = f"{elsewhere} its Hugging Face cache (HF_HOME) here (or point HF_ENDPOINT at a mirror)"
     return data, weights
 
 
