@@ -396,3 +396,4 @@ def test_a_labelled_image_that_cannot_be_read_is_named_with_why(tmp_path: Path, 
     assert result.exit_code == 0, result.output
     assert "warning: 1 labelled image was left out, the run could not read it (e.g. broken.jpg: " in result.stderr
     assert "scored again once the file changes, or with --rescore" in result.stderr
+    assert "1 image evaluated of 2 labelled" in result.stdout  # one, not "1 images"

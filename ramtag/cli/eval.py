@@ -247,7 +247,7 @@ def _print(result: Evaluation, console: Console) -> None:
         table.add_row(escape(names.get(key, key)), f"{100 * value:.2f}")
     console.print(table)
     console.print(
-        f"{counts['images_evaluated']} images evaluated of {counts['images_labelled']} labelled; "
+        f"{plural(counts['images_evaluated'], 'image')} evaluated of {counts['images_labelled']} labelled; "
         f"thresholds: {escape(result.thresholds_from)}",
         soft_wrap=True,
     )
