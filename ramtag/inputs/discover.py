@@ -76,7 +76,8 @@ def discover_items(
 ) -> Iterator[Item]:
     """Like ``discover``, but tar shards come as ``TarShard`` items, unopened: what an engine
     that hands out whole shards needs. Nothing is filtered."""
-    given = [(os.fspath(item), _resolved(item, hidden)) for item in inputs]
+    listed = _Listings()
+    given = [(os.fspath(item), _resolved(item, hidden, listed)) for item in inputs]
     refuse_name_clashes(_named_shards(given))
     if files_from is not None and str(files_from) != "-":
         if not os.path.isfile(files_from):
@@ -85,12 +86,13 @@ def discover_items(
     # A brace pattern stands for several paths; a folder URL for one folder, however many files.
     places = sum(len(found) if all(isinstance(f, (str, Path)) for f in found) else 1 for _, found in given)
     several = places > 1 or files_from is not None
-    folders = [f for _, found in given for f in found if isinstance(f, (str, Path)) and is_plain_folder(f)]
+    folders = [f for _, found in given for f in found
+               if isinstance(f, (str, Path)) and os.path.isdir(f) and listed.shards(f, hidden=False) is None]
     plan = plan_keys(folders, several=several, recorded=recorded)
     if on_plan is not None:
         on_plan(plan)
     roots = [root for written, found in given for root in (_under(written, found) if several else found)]
-    walk = _Walk(hidden, on_error, findings, plan)
+    walk = _Walk(hidden, on_error, findings, plan, listed)
     return _all_items(roots, files_from, stdin, walk, several)
 
 
@@ -215,20 +217,15 @@ def is_plain_input(item: str | Path) -> bool:
     return not is_shard_name(os.fspath(item))
 
 
-def _resolved(item: str | Path, hidden: bool) -> list[str | Path | Item]:
+def _resolved(item: str | Path, hidden: bool, listed: _Listings) -> list[str | Path | Item]:
     """An input as given on the command line, checked: a URL or brace pattern may stand for many,
     a folder of tar shards stands for its shards (listed now, so that their names are checked now)."""
     if os.path.isdir(item):
-        shards = shard_folder(Path(item), hidden=hidden)
+        shards = listed.shards(item, hidden=hidden)
         return [item] if shards is None else list(shards)
     if os.path.exists(item):
         return [item]
     return resolve_input(os.fspath(item))
-
-
-def is_plain_folder(item: str | Path) -> bool:
-    """A local folder of images (not one of tar shards): what is keyed relative to itself."""
-    return os.path.isdir(item) and shard_folder(Path(item)) is None
 
 
 def _named_shards(given: Sequence[tuple[str, list[str | Path | Item]]]) -> Iterator[TarShard]:
@@ -242,6 +239,24 @@ def _named_shards(given: Sequence[tuple[str, list[str | Path | Item]]]) -> Itera
                 yield TarShard(os.fspath(item), os.path.basename(item))
 
 
+class _Listings:
+    """``shard_folder`` for one discovery: a folder input is asked about when it is resolved, keyed
+    and expanded, and listed once for all three. The expansion is the last question (``last``), so
+    the folders of a long ``--files-from`` list are not remembered."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, bool], list[TarShard] | None] = {}
+
+    def shards(self, folder: str | Path, *, hidden: bool, last: bool = False) -> list[TarShard] | None:
+        key = (os.fspath(folder), hidden)
+        if key in self._found:
+            return self._found.pop(key) if last else self._found[key]
+        found = shard_folder(Path(folder), hidden=hidden)
+        if not last:
+            self._found[key] = found
+        return found
+
+
 @dataclass
 class _Walk:
     """How folders are walked in one run: hidden files or not, who hears of skips, the key plan."""
@@ -250,6 +265,7 @@ class _Walk:
     on_error: ErrorCallback | None
     findings: Findings | None
     plan: KeyPlan
+    listed: _Listings
     nested: dict[tuple[int, int], str] = field(init=False)
     reserved: dict[str, str] = field(init=False)
 
@@ -324,7 +340,7 @@ def _expand(item: str | Path | Item, walk: _Walk, several: bool) -> Iterator[Ite
     if isinstance(item, str) and is_url(item):  # a URL in a list: no lookup, it fails as a row
         yield remote_item(item, item)
     elif os.path.isdir(item):
-        shards = shard_folder(Path(item), hidden=walk.hidden)
+        shards = walk.listed.shards(item, hidden=walk.hidden, last=True)
         if shards is not None:
             yield from shards
         else:
