@@ -33,6 +33,7 @@ from .groundtruth import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
 _READ_ROWS = 1024  # all_scores rows per read: 1024 x 4,585 floats is 19 MB
@@ -117,7 +118,7 @@ def evaluate(
             else "the labels name no class at all"
         )
     columns = np.unique(match.vocabulary_index)
-    keys, failed, table = _read_columns(file, columns)
+    keys, failed, errors, table = _read_columns(file, columns)
     paired = align(labels.images, keys)
     ok = ~failed[paired.predicted_rows]
     rows, pred_rows = paired.labelled_rows[ok], paired.predicted_rows[ok]
@@ -164,7 +165,7 @@ def evaluate(
         unknown_classes=list(match.unknown),
         unknown_labels=sorted(labels.unknown_labels),
         missing_examples=list(paired.missing[:5]),
-        failed_example=_error_of(file, keys[paired.predicted_rows[~ok][0]]) if not ok.all() else None,
+        failed_example=_failure(keys, errors, int(paired.predicted_rows[~ok][0])) if not ok.all() else None,
         ambiguous_examples=list(paired.ambiguous[:5]),
     )
     if calibrate is not None:
@@ -212,31 +213,34 @@ def _run_settings(file: pq.ParquetFile, pred: Path) -> tuple[list[str], np.ndarr
     return vocabulary, run_thresholds
 
 
-def _read_columns(file: pq.ParquetFile, columns: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Every row's path, whether it failed, and its scores for the vocabulary ``columns`` only."""
+def _read_columns(
+    file: pq.ParquetFile, columns: np.ndarray
+) -> tuple[list[str], np.ndarray, pa.ChunkedArray, np.ndarray]:
+    """Every row's path, whether it failed, its error (kept as Arrow: mostly nulls), and its scores
+    for the vocabulary ``columns`` only."""
+    import pyarrow as pa
+
     size = file.schema_arrow.field("all_scores").type.list_size
     keys: list[str] = []
     failed: list[np.ndarray] = []
+    errors: list[pa.Array] = []
     parts: list[np.ndarray] = []
     for batch in file.iter_batches(batch_size=_READ_ROWS, columns=["path", "error", "all_scores"]):
         keys += batch.column("path").to_pylist()
         scored = batch.column("all_scores")
+        errors.append(batch.column("error"))
         failed.append(batch.column("error").is_valid().to_numpy(zero_copy_only=False)
                       | scored.is_null().to_numpy(zero_copy_only=False))
         values = scored.values.slice(scored.offset * size, len(scored) * size).fill_null(0.0)
         parts.append(values.to_numpy(zero_copy_only=False).reshape(len(scored), size)[:, columns])
     if not parts:
-        return [], np.zeros(0, dtype=bool), np.zeros((0, len(columns)), dtype=np.float32)
-    return keys, np.concatenate(failed), np.concatenate(parts)
+        return [], np.zeros(0, dtype=bool), pa.chunked_array([], pa.string()), np.zeros((0, len(columns)), dtype=np.float32)
+    return keys, np.concatenate(failed), pa.chunked_array(errors, pa.string()), np.concatenate(parts)
 
 
-def _error_of(file: pq.ParquetFile, key: str) -> tuple[str, str]:
-    """The row of ``key``: its path and error (one failed image, to name in the report)."""
-    for batch in file.iter_batches(batch_size=_READ_ROWS, columns=["path", "error"]):
-        for path, error in zip(batch.column("path").to_pylist(), batch.column("error").to_pylist()):
-            if path == key:
-                return path, error or "no scores"
-    return key, "no scores"
+def _failure(keys: list[str], errors: pa.ChunkedArray, row: int) -> tuple[str, str]:
+    """A failed row's path and error, to name in the report."""
+    return keys[row], errors[row].as_py() or "no scores"
 
 
 def _thresholds(
