@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,16 @@ class OfficialFixture:
         ]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def cpu_precision_as_everywhere() -> Iterator[None]:
+    """``--precision auto`` is bf16-mixed on CPUs with AMX or AVX-512 BF16, and the suite compares
+    scores with fp32 references: it runs as on any other CPU (test_precision sets this itself).
+    For the whole session, since module- and session-scoped fixtures tag before any function's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAMTAG_NATIVE_BF16", "0")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point every cache at a temporary folder and forbid the network."""
@@ -69,9 +80,6 @@ def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("RAMTAG_OFFLINE", "1")
     monkeypatch.delenv("RAMTAG_DEBUG", raising=False)
-    # ``--precision auto`` would be bf16-mixed on CPUs with AMX or AVX-512 BF16: the suite compares
-    # scores with fp32 references, so it runs as on any other CPU (test_precision sets it itself).
-    monkeypatch.setenv("RAMTAG_NATIVE_BF16", "0")
     # huggingface_hub reads its environment once, at import: point its constants here as well.
     import huggingface_hub.constants
 

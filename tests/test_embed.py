@@ -320,8 +320,9 @@ def test_an_iptc_block_without_record_versions_gets_its_bytes_back(tmp_path: Pat
 def test_ctrl_c_at_the_terminal_leaves_exiftool_running_for_the_batch_in_hand() -> None:
     # A terminal's Ctrl-C goes to its whole foreground process group, and exiftool exits on SIGINT
     # (it installs its own handler): run in a group of its own, it is there to finish the batch.
-    script = (
-        "import time\n"
+    script = (  # Python's own Ctrl-C handler, as at a terminal (a shell's background job inherits SIGINT ignored)
+        "import signal, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from ramtag.exiftool import ExifTool\n"
         "tool = ExifTool()\n"
         "try:\n"
