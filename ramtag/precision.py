@@ -32,7 +32,7 @@ class Precision:
     quantized: bool = False  # linear layers in int8 (dynamic quantisation), CPUs only
     per_image: bool = False  # one image per model pass: int8 scales each input by its own range
     overflow_retry: bool = False  # a batch whose logits are not finite is redone in a wider format
-    bf16_islands: bool = False  # the heavy blocks compute in bf16 inside an fp32 model (model/mixed.py)
+    bf16_islands: bool = False  # chosen blocks compute in bf16 inside an fp32 model (model/mixed.py)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -44,7 +44,7 @@ class Precision:
 PRECISIONS: dict[str, Precision] = {
     "fp32": Precision("fp32", "float32"),
     "bf16": Precision("bf16", "bfloat16"),
-    # An fp32 model whose Swin MLPs and decoder feed-forward layers compute in bf16 (model/mixed.py).
+    # An fp32 model whose decoder feed-forward layers and early Swin MLPs compute in bf16 (model/mixed.py).
     "bf16-mixed": Precision("bf16-mixed", "float32", bf16_islands=True),
     "fp16": Precision("fp16", "float16", overflow_retry=True),
     # fp32 activations between int8 matrix products; int8 scales each call's input by its range, so

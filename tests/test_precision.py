@@ -65,14 +65,17 @@ def test_auto_is_bf16_mixed_only_on_cpus_with_native_bf16(monkeypatch: pytest.Mo
     assert found.name == ("bf16-mixed" if native_bf16() else "fp32")
 
 
-def test_bf16_mixed_computes_swins_blocks_in_bf16_and_stays_closer_to_fp32_than_bf16(ramplus_tiny) -> None:
+def test_bf16_mixed_computes_chosen_blocks_in_bf16_and_stays_closer_to_fp32_than_bf16(ramplus_tiny) -> None:
     taggers = {name: load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision=name)
                for name in ("fp32", "bf16-mixed", "bf16")}
     mixed = taggers["bf16-mixed"].model
     islands = [module for module in mixed.modules() if isinstance(module, Island)]
-    blocks = sum(len(stage.blocks) for stage in mixed.image_encoder.swin.layers)
-    assert len(islands) == blocks + len(mixed.decoder.layers)  # every Swin MLP, every decoder feed-forward
+    stages = mixed.image_encoder.swin.layers
+    assert len(stages) == 4
+    early = [block.mlp for stage in stages[:2] for block in stage.blocks]
+    assert {id(island) for island in islands} == {id(m) for m in early} | {id(layer.ffn) for layer in mixed.decoder.layers}
     assert {type(island.inner).__name__ for island in islands} == {"Mlp", "FeedForward"}
+    assert not any(isinstance(block.mlp, Island) for stage in stages[2:] for block in stage.blocks)
     assert all(p.dtype is torch.bfloat16 for island in islands for p in island.parameters())
     outside = [p for name, p in mixed.named_parameters() if ".inner." not in name]
     assert outside and all(p.dtype is torch.float32 for p in outside)  # attention, norms, projections
@@ -103,6 +106,21 @@ def test_a_recipe_names_blocks_and_an_unknown_part_is_a_usage_error(ramplus_tiny
             list(parts(model, bad))
 
 
+def test_the_default_recipe_fits_a_model_with_fewer_stages() -> None:
+    from ramtag.model.config import DecoderConfig, ModelConfig, SwinConfig
+    from ramtag.model.mixed import RECIPE, parts, with_islands
+    from ramtag.model.synthetic import random_model
+
+    config = ModelConfig(kind="ram_plus", image_size=96, num_tags=3, descriptions_per_tag=2,
+                         swin=SwinConfig(embed_dim=8, depths=(1,), num_heads=(1,), window_size=3),
+                         decoder=DecoderConfig(hidden_size=16, num_layers=1, intermediate_size=32))
+    model = with_islands(random_model(config))  # one stage: its MLP and the decoder's feed-forward
+    assert sum(isinstance(m, Island) for m in model.modules()) == 2
+    assert isinstance(model.image_encoder.swin.layers[0].blocks[0].mlp, Island)
+    with pytest.raises(Exception, match="the model has 1 Swin stages"):
+        list(parts(model, RECIPE + ",swin0.attn"))  # a recipe given by name must fit
+
+
 def test_run_says_which_precision_auto_chose_and_records_it(ramplus_tiny, tmp_path, monkeypatch) -> None:
     runner = CliRunner()
     out = tmp_path / "tags.parquet"
@@ -130,6 +148,23 @@ def test_run_says_which_precision_auto_chose_and_records_it(ramplus_tiny, tmp_pa
     explicit = runner.invoke(app, ["run", *more, "--out", str(tmp_path / "c.parquet"), *ramplus_tiny.cli_args(),
                                    "--precision", "fp32"])
     assert explicit.exit_code == 0 and "precision fp32:" not in explicit.stderr  # asked for: nothing to explain
+
+
+def test_fp16_on_a_cpu_that_emulates_it_is_warned_about(ramplus_tiny, tmp_path, monkeypatch) -> None:
+    import ramtag.cpu
+
+    runner = CliRunner()
+    image = str(sorted(ramplus_tiny.images.iterdir())[0])
+    said = {}
+    for name, flags in {"zen4": "avx2 avx512f avx512_bf16", "sapphire": "avx2 avx512_bf16 avx512_fp16",
+                        "unknown": ""}.items():
+        monkeypatch.setattr(ramtag.cpu, "cpu_flags", lambda flags=flags: frozenset(flags.split()))
+        result = runner.invoke(app, ["run", image, "--out", str(tmp_path / f"{name}.jsonl"), *ramplus_tiny.cli_args(),
+                                     "--device", "cpu", "--precision", "fp16"])
+        assert result.exit_code == 0, result.output
+        said[name] = [line for line in result.stderr.splitlines() if line.startswith("warning: --precision fp16")]
+    assert len(said["zen4"]) == 1 and "emulated" in said["zen4"][0] and "use fp32" in said["zen4"][0]
+    assert said["sapphire"] == said["unknown"] == []  # native fp16, or flags unknown (an ARM CPU): no word
 
 
 def _prints_ok(code: str) -> None:

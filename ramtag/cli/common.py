@@ -131,7 +131,7 @@ DeviceOpt = Annotated[
 ]
 PrecisionOpt = Annotated[
     str,
-    typer.Option("--precision", help="auto, fp32, bf16, bf16-mixed, fp16 or int8 (auto: bf16-mixed on CPUs with native bf16, AMX or AVX-512 BF16, fp32 on other CPUs, fp16 on GPUs; bf16-mixed: bf16 in Swin's MLPs and the decoder's feed-forward layers, the rest fp32; int8: CPUs only, scores move slightly).", rich_help_panel=MODEL_PANEL),
+    typer.Option("--precision", help="auto, fp32, bf16, bf16-mixed, fp16 or int8 (auto: bf16-mixed on CPUs with native bf16, AMX or AVX-512 BF16, fp32 on other CPUs, fp16 on GPUs; bf16-mixed: bf16 in the MLPs of Swin's first two stages and the decoder's feed-forward layers, the rest fp32; int8: CPUs only, scores move slightly).", rich_help_panel=MODEL_PANEL),
 ]
 
 SPEED_PANEL = "Speed"
