@@ -63,6 +63,13 @@ class RunReport(ProgressReport, RunEvents):
             from ..precision import why_auto
 
             self.say(f"precision {why_auto(tagger.precision, tagger.device)}")
+        if tagger.precision.name == "fp16" and tagger.device.type == "cpu" and not self.quiet:
+            from ..cpu import emulates_fp16
+
+            if emulates_fp16():
+                self.say("warning: --precision fp16 on this CPU: it has no native fp16 matrix products (AVX-512 "
+                         "FP16), so they are emulated, many times slower than fp32; use fp32, or bf16-mixed "
+                         "where the CPU has AMX or AVX-512 BF16")
 
     def opened(self, output: Tee) -> None:
         from ..outputs.file import ResumableOutput
