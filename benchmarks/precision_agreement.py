@@ -100,8 +100,10 @@ def compare(scores: np.ndarray, reference: np.ndarray, thresholds: np.ndarray, t
         ),
         "thresholded_jaccard": statistics.mean(over),
         "worst_thresholded_jaccard": min(over),
+        "thresholded_jaccard_each": [round(value, 4) for value in over],  # per image, in file order
         "tags_per_image": float(counts.mean()),
         "tags_per_image_range": [int(counts.min()), int(counts.max())],
+        "tags_each": counts.tolist(),
         "nan_scores": int(np.isnan(scores).sum()),
     }
 
@@ -113,6 +115,7 @@ def main() -> None:
     add_common_arguments(parser)
     parser.add_argument("--cpu-reference", type=int, default=0, metavar="N")
     parser.add_argument("--plain-random", action="store_true", help="unscaled random weights")
+    parser.add_argument("--save-scores", type=Path, metavar="FILE.npz", help="also keep every precision's scores")
     parser.add_argument("--recipes", nargs="*", default=[], metavar="SPEC",
                         help=f"other choices of bf16 blocks, e.g. swin.attn,head.ffn (bf16-mixed: {RECIPE})")
     args = parser.parse_args()
@@ -130,7 +133,7 @@ def main() -> None:
 
     device = resolve_device(args.device)
     reference = scores_at(model, vocabulary, pixels, device, "fp32", args.batch_size)
-    report = {"device": str(device), "images": len(paths), "num_tags": num_tags}
+    report = {"device": str(device), "images": len(paths), "num_tags": num_tags, "files": [p.name for p in paths]}
     if device.type == "cuda":
         report["device_name"] = torch.cuda.get_device_name(device)
     if args.cpu_reference and device.type != "cpu":
@@ -139,13 +142,16 @@ def main() -> None:
         report[f"fp32_{device.type}_vs_cpu"] = compare(reference[:count], cpu, thresholds, args.top_k)
     counts = (reference > thresholds).sum(axis=1)
     report["fp32"] = {"tags_per_image": float(counts.mean()), "tags_per_image_range": [int(counts.min()), int(counts.max())],
-                      "model_s_per_image": SECONDS["fp32"]}
+                      "tags_each": counts.tolist(), "model_s_per_image": SECONDS["fp32"]}
+    kept = {"fp32": reference}
     for name in args.precisions:  # int8: CPUs only
-        scores = scores_at(model, vocabulary, pixels, device, name, args.batch_size)
+        kept[name] = scores = scores_at(model, vocabulary, pixels, device, name, args.batch_size)
         report[name] = {**compare(scores, reference, thresholds, args.top_k), "model_s_per_image": SECONDS[name]}
     for spec in args.recipes:
-        scores = scores_at(model, vocabulary, pixels, device, "fp32", args.batch_size, recipe=spec)
+        kept[spec] = scores = scores_at(model, vocabulary, pixels, device, "fp32", args.batch_size, recipe=spec)
         report[spec] = {**compare(scores, reference, thresholds, args.top_k), "model_s_per_image": SECONDS[spec]}
+    if args.save_scores:  # every precision's scores, to compare at other thresholds without the model
+        np.savez_compressed(args.save_scores, files=np.array(report["files"]), **kept)
     shares = bf16_shares(model, pixels, [RECIPE, *args.recipes])
     for key, share in shares.items():
         report.setdefault("bf16-mixed" if key == RECIPE else key, {})["bf16_flop_share"] = round(share, 4)
