@@ -80,7 +80,7 @@ def score_images(
     precision = resolve(model.precision, device).name  # what the scores are made at, never "auto"
     dest = scores if scores is not None else cache_path(root, chosen, model, device.type, precision)
     refs = [stamped(ImageRef(path, key)) for key, path in present]  # stamped once: checked and recorded
-    if not rescore and _unchanged(dest, refs, precision, own=scores is None):
+    if not rescore and _unchanged(dest, refs, precision, model, own=scores is None):
         return Scored(dest, len(refs), 0, 0, len(refs))
     tagged, changed = _tag(refs, dest, chosen, model, precision, overwrite=rescore, explicit=scores is not None,
                            batch_size=batch_size, workers=workers, on_start=on_start, on_batch=on_batch)
@@ -104,10 +104,12 @@ def cache_path(root: Path, chosen: Benchmark | None, model: ModelOptions, device
     return cache_dir() / "eval" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
 
 
-def _unchanged(dest: Path, refs: list[ImageRef], precision: str, *, own: bool) -> bool:
-    """Whether ``dest`` is a finished scores file, made at ``precision``, with a row for every one of
-    ``refs`` that a re-run onto it would keep (``RowIndex.decide``): then the model need not load.
-    ``own``: eval's cache, which is made again when it predates the files' sizes and times."""
+def _unchanged(dest: Path, refs: list[ImageRef], precision: str, model: ModelOptions, *, own: bool) -> bool:
+    """Whether ``dest`` is a finished scores file, made at ``precision`` and not with another
+    checkpoint file or model kind than ``model`` names, with a row for every one of ``refs`` that a
+    re-run onto it would keep (``RowIndex.decide``): then the model need not load. Otherwise the
+    model loads and every setting is compared (``_tag``). ``own``: eval's cache, which is made again
+    when it predates the files' sizes and times."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -120,7 +122,8 @@ def _unchanged(dest: Path, refs: list[ImageRef], precision: str, *, own: bool) -
     index = RowIndex(_rerun())
     try:
         file = pq.ParquetFile(dest)
-        if (read_metadata(file.schema_arrow) or {}).get("precision") != precision:
+        recorded = read_metadata(file.schema_arrow) or {}
+        if recorded.get("precision") != precision or _names_another_model(recorded, model):
             return False
         names = file.schema_arrow.names
         if own and "file_size" not in names:
@@ -131,6 +134,15 @@ def _unchanged(dest: Path, refs: list[ImageRef], precision: str, *, own: bool) -
     except (OSError, pa.ArrowException, KeyError):  # not a scores file: rebuilt or refused later
         return False
     return all(index.decide(ref) == UNCHANGED for ref in refs)
+
+
+def _names_another_model(recorded: dict, model: ModelOptions) -> bool:
+    """Whether the options name another checkpoint file, or another model kind, than the scores'
+    provenance records (told without loading the checkpoint)."""
+    checkpoint = recorded.get("checkpoint")
+    if model.checkpoint is not None and checkpoint and Path(model.checkpoint).resolve() != Path(checkpoint).resolve():
+        return True
+    return model.kind is not None and recorded.get("model_kind") not in (None, model.kind)
 
 
 def _rerun() -> Rerun:

@@ -235,6 +235,33 @@ def test_images_mode_scores_changed_and_new_images_again(tmp_path: Path, ramplus
     assert json.loads(again.stdout)["mAP"] == json.loads(added.stdout)["mAP"]
 
 
+def test_kept_scores_of_another_checkpoint_are_not_reused(
+    tmp_path: Path, ramplus_tiny: OfficialFixture, ram_tiny: OfficialFixture
+) -> None:
+    # Nothing changed in the photos, but the model did: the kept scores are the other model's.
+    images = tmp_path / "photos"
+    images.mkdir()
+    for name in ("demo2.jpg", "demo3.jpg"):
+        shutil.copy(ramplus_tiny.images / name, images / name)
+    gt = tmp_path / "labels.csv"
+    gt.write_text("path,tags\ndemo2.jpg,car|sky\ndemo3.jpg,flower\n")
+    kept = tmp_path / "scores.parquet"
+    common = ["--gt", gt, "--images", images, "--scores", kept, "--workers", "0", "--json"]
+    first = invoke("eval", *common, "--checkpoint", ramplus_tiny.checkpoint, "--tag-list", ramplus_tiny.tags)
+    assert first.exit_code == 0, first.output
+    written = kept.read_bytes()
+
+    other = invoke("eval", *common, "--checkpoint", ram_tiny.checkpoint, "--tag-list", ram_tiny.tags)
+    assert other.exit_code != 0
+    assert f"{kept} holds scores made with other settings" in other.stderr and "--rescore" in other.stderr
+    assert kept.read_bytes() == written  # refused before anything was written
+    same = invoke("eval", *common, "--checkpoint", ramplus_tiny.checkpoint, "--tag-list", ramplus_tiny.tags)
+    assert same.stderr.splitlines() == [f"scores of 2 images reused from {kept}"]
+    replaced = invoke("eval", *common, "--checkpoint", ram_tiny.checkpoint, "--tag-list", ram_tiny.tags, "--rescore")
+    assert replaced.exit_code == 0, replaced.output
+    assert "2 images scored" in replaced.stderr
+
+
 def test_a_label_naming_several_scored_images_says_which(tagged: dict, tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
