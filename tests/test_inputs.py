@@ -113,6 +113,19 @@ def test_a_folder_of_hidden_images_says_so(tmp_path: Path) -> None:
                               "2 hidden images and 1 hidden folder left out (--hidden includes them)")
 
 
+def test_hidden_folders_of_tools_are_not_worth_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "repo" / ".git" / "objects").mkdir(parents=True)
+    (tmp_path / "repo" / ".Trashes").mkdir()
+    (tmp_path / "repo" / "README.md").write_text("x")
+    findings = Findings()
+    assert list(discover([tmp_path / "repo"], findings=findings)) == []
+    assert findings.why() == "1 file skipped (.md), not an image or camera raw extension"
+    (tmp_path / "repo" / ".exports").mkdir()  # any other hidden folder may hold photos
+    findings = Findings()
+    assert list(discover([tmp_path / "repo"], findings=findings)) == []
+    assert "1 hidden folder left out (--hidden includes them)" in findings.why()
+
+
 def test_files_given_directly_keep_their_spelling(
     tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

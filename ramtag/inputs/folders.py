@@ -13,6 +13,13 @@ from pathlib import Path
 from ..errors import UsageError
 from .refs import ErrorCallback, ImageRef, is_image_name
 
+# Hidden folders that tools keep (version control, caches, editors, the trash, macOS's indexes):
+# left out without a word, since --hidden would only walk them for nothing or for deleted files.
+TOOL_FOLDERS = frozenset({
+    ".git", ".hg", ".svn", ".bzr", ".venv", ".tox", ".cache", ".idea", ".vscode", ".Trash", ".Trashes",
+    ".Spotlight-V100", ".fseventsd", ".TemporaryItems", ".DocumentRevisions-V100",
+})
+
 
 def folder_prefix(written: str) -> str:
     """``photos/2024/`` for a folder written ``photos/2024`` or ``./photos/2024/``; "" for ``.``."""
@@ -71,7 +78,9 @@ def walk_folder(
         subfolders: list[str] = []
         for entry in entries:
             if not hidden and entry.name.startswith("."):
-                if on_hidden is not None and ((is_folder := _is_dir(entry)) or is_image_name(entry.name)):
+                if on_hidden is not None and entry.name not in TOOL_FOLDERS and (
+                    (is_folder := _is_dir(entry)) or is_image_name(entry.name)
+                ):
                     on_hidden(entry.path, is_folder)
                 continue
             if _is_dir(entry):
