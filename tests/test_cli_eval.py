@@ -235,16 +235,22 @@ def test_images_mode_scores_changed_and_new_images_again(tmp_path: Path, ramplus
     assert json.loads(again.stdout)["mAP"] == json.loads(added.stdout)["mAP"]
 
 
+def _two_labelled_photos(tmp_path: Path, fixture: OfficialFixture, first_tags: str) -> tuple[Path, Path]:
+    """A folder of two of the fixture's photos, and a labels CSV for them."""
+    images = tmp_path / "photos"
+    images.mkdir()
+    for name in ("demo2.jpg", "demo3.jpg"):
+        shutil.copy(fixture.images / name, images / name)
+    gt = tmp_path / "labels.csv"
+    gt.write_text(f"path,tags\ndemo2.jpg,{first_tags}\ndemo3.jpg,flower\n")
+    return images, gt
+
+
 def test_kept_scores_of_another_checkpoint_are_not_reused(
     tmp_path: Path, ramplus_tiny: OfficialFixture, ram_tiny: OfficialFixture
 ) -> None:
     # Nothing changed in the photos, but the model did: the kept scores are the other model's.
-    images = tmp_path / "photos"
-    images.mkdir()
-    for name in ("demo2.jpg", "demo3.jpg"):
-        shutil.copy(ramplus_tiny.images / name, images / name)
-    gt = tmp_path / "labels.csv"
-    gt.write_text("path,tags\ndemo2.jpg,car|sky\ndemo3.jpg,flower\n")
+    images, gt = _two_labelled_photos(tmp_path, ramplus_tiny, "car|sky")
     kept = tmp_path / "scores.parquet"
     common = ["--gt", gt, "--images", images, "--scores", kept, "--workers", "0", "--json"]
     first = invoke("eval", *common, "--checkpoint", ramplus_tiny.checkpoint, "--tag-list", ramplus_tiny.tags)
@@ -392,12 +398,7 @@ def test_a_cache_made_before_scores_knew_their_files_is_made_again(
     import pyarrow.parquet as pq
 
     monkeypatch.setenv("RAMTAG_CACHE", str(tmp_path / "cache"))
-    images = tmp_path / "photos"
-    images.mkdir()
-    for name in ("demo2.jpg", "demo3.jpg"):
-        shutil.copy(ramplus_tiny.images / name, images / name)
-    gt = tmp_path / "labels.csv"
-    gt.write_text("path,tags\ndemo2.jpg,car\ndemo3.jpg,flower\n")
+    images, gt = _two_labelled_photos(tmp_path, ramplus_tiny, "car")
     args = ["--gt", gt, "--images", images, "--checkpoint", ramplus_tiny.checkpoint, "--tag-list", ramplus_tiny.tags,
             "--workers", "0"]
     assert "2 images scored" in invoke("eval", *args).stderr
