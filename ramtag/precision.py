@@ -41,6 +41,13 @@ class Precision:
         return getattr(torch, self.tensor_format)
 
 
+# What bf16-mixed computes in bf16 (``model/mixed.py``), recorded with every output made with it, so
+# that results of another recipe are never mixed; outputs from before the recipe was recorded used
+# the first one.
+BF16_RECIPE = "swin0.mlp,swin1.mlp,head.ffn"
+FIRST_BF16_RECIPE = "swin.mlp,head.ffn"
+
+
 PRECISIONS: dict[str, Precision] = {
     "fp32": Precision("fp32", "float32"),
     "bf16": Precision("bf16", "bfloat16"),

@@ -107,6 +107,7 @@ def test_a_recipe_names_blocks_and_an_unknown_part_is_a_usage_error(ramplus_tiny
 
 
 def test_the_default_recipe_fits_a_model_with_fewer_stages() -> None:
+    from ramtag.errors import UsageError
     from ramtag.model.config import DecoderConfig, ModelConfig, SwinConfig
     from ramtag.model.mixed import RECIPE, parts, with_islands
     from ramtag.model.synthetic import random_model
@@ -117,7 +118,7 @@ def test_the_default_recipe_fits_a_model_with_fewer_stages() -> None:
     model = with_islands(random_model(config))  # one stage: its MLP and the decoder's feed-forward
     assert sum(isinstance(m, Island) for m in model.modules()) == 2
     assert isinstance(model.image_encoder.swin.layers[0].blocks[0].mlp, Island)
-    with pytest.raises(Exception, match="the model has 1 Swin stages"):
+    with pytest.raises(UsageError, match="the model has 1 Swin stages"):
         list(parts(model, RECIPE + ",swin0.attn"))  # a recipe given by name must fit
 
 
@@ -150,6 +151,43 @@ def test_run_says_which_precision_auto_chose_and_records_it(ramplus_tiny, tmp_pa
     assert explicit.exit_code == 0 and "precision fp32:" not in explicit.stderr  # asked for: nothing to explain
 
 
+def test_bf16_mixed_records_its_recipe_and_results_of_another_recipe_never_mix(
+    ramplus_tiny, tmp_path, monkeypatch
+) -> None:
+    from ramtag.outputs.sidecars import Provenance
+    from ramtag.precision import BF16_RECIPE
+
+    runner = CliRunner()
+    images = [str(path) for path in sorted(ramplus_tiny.images.iterdir())[:2]]
+    out = tmp_path / "tags.parquet"
+    monkeypatch.setenv("RAMTAG_NATIVE_BF16", "1")
+    first = runner.invoke(app, ["run", images[0], "--out", str(out), *ramplus_tiny.cli_args(), "--device", "cpu"])
+    assert first.exit_code == 0, first.output
+    table = pq.read_table(out)
+    metadata = json.loads(table.schema.metadata[METADATA_KEY.encode()])
+    assert metadata["precision"] == "bf16-mixed" and metadata["bf16_recipe"] == BF16_RECIPE
+
+    # As an earlier version wrote it: bf16-mixed without a recorded recipe, i.e. every Swin MLP in bf16.
+    older = {key: value for key, value in metadata.items() if key != "bf16_recipe"}
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata,
+                                                  METADATA_KEY.encode(): json.dumps(older).encode()}), out)
+    refused = runner.invoke(app, ["run", images[1], "--out", str(out), *ramplus_tiny.cli_args(), "--device", "cpu"])
+    assert refused.exit_code == 1
+    assert (f"the blocks bf16-mixed computes in bf16 (swin.mlp,head.ffn there, {BF16_RECIPE} now; another "
+            "version of ramtag made those)") in refused.stderr
+    assert pq.read_table(out).num_rows == 1
+
+    exact = tmp_path / "exact.parquet"
+    runner.invoke(app, ["run", images[0], "--out", str(exact), *ramplus_tiny.cli_args(), "--precision", "fp32"])
+    fp32 = json.loads(pq.read_schema(exact).metadata[METADATA_KEY.encode()])
+    assert "bf16_recipe" not in fp32
+    # Keywords written by earlier versions in fp32 stay current: the settings hash is the one they hold.
+    assert Provenance.from_metadata({**fp32, "bf16_recipe": None}, parent="ramtag", lang="en") == \
+        Provenance.from_metadata(fp32, parent="ramtag", lang="en")
+    assert Provenance.from_metadata(metadata, parent="ramtag", lang="en") != \
+        Provenance.from_metadata(older, parent="ramtag", lang="en")
+
+
 def test_fp16_on_a_cpu_that_emulates_it_is_warned_about(ramplus_tiny, tmp_path, monkeypatch) -> None:
     import ramtag.cpu
 
@@ -158,13 +196,13 @@ def test_fp16_on_a_cpu_that_emulates_it_is_warned_about(ramplus_tiny, tmp_path, 
     said = {}
     for name, flags in {"zen4": "avx2 avx512f avx512_bf16", "sapphire": "avx2 avx512_bf16 avx512_fp16",
                         "unknown": ""}.items():
-        monkeypatch.setattr(ramtag.cpu, "cpu_flags", lambda flags=flags: frozenset(flags.split()))
+        monkeypatch.setattr(ramtag.cpu, "_listed_flags", lambda flags=flags: frozenset(flags.split()))
         result = runner.invoke(app, ["run", image, "--out", str(tmp_path / f"{name}.jsonl"), *ramplus_tiny.cli_args(),
                                      "--device", "cpu", "--precision", "fp16"])
         assert result.exit_code == 0, result.output
         said[name] = [line for line in result.stderr.splitlines() if line.startswith("warning: --precision fp16")]
     assert len(said["zen4"]) == 1 and "emulated" in said["zen4"][0] and "use fp32" in said["zen4"][0]
-    assert said["sapphire"] == said["unknown"] == []  # native fp16, or flags unknown (an ARM CPU): no word
+    assert said["sapphire"] == said["unknown"] == []  # native fp16, or flags not listed (ARM, Windows): no word
 
 
 def _prints_ok(code: str) -> None:

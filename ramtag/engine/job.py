@@ -78,7 +78,9 @@ class ResultOptions:
 
 
 # Settings rows depend on that come from the loaded model (``Tagger.metadata``), then the job's own.
-MODEL_SETTINGS = ("model_kind", "checkpoint_sha256", "vocabulary", "thresholds", "input_size", "precision")
+MODEL_SETTINGS = (
+    "model_kind", "checkpoint_sha256", "vocabulary", "thresholds", "input_size", "precision", "bf16_recipe",
+)
 RESULT_SETTINGS: tuple[str, ...] = (*MODEL_SETTINGS, *(f.name for f in fields(ResultOptions)))
 RESULT_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ResultOptions)}
 

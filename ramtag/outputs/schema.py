@@ -196,14 +196,20 @@ def differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Each differing setting in words: what the existing results used, what this run would use."""
     def value(settings: dict[str, Any], key: str) -> Any:
         found = settings.get(key)  # a result option absent or null in older files: its default
+        if key == "bf16_recipe":
+            return recipe_of(settings)
         return RESULT_DEFAULTS.get(key) if found is None else found
 
     def hint(key: str) -> str:  # the one setting whose option is worth naming: auto may resolve otherwise here
+        if key == "bf16_recipe":  # no option chooses it: another version of ramtag did
+            return "; another version of ramtag made those"
         return f"; --precision {value(found, key)} matches it" if key == "precision" else ""
 
     def shown(settings: dict[str, Any], key: str) -> str:
         if key == "previous_output":  # whether the rows of an existing --out file are kept (no --overwrite)
             return "yes" if value(settings, key) else "no, --overwrite"
+        if key == "bf16_recipe":
+            return str(value(settings, key))  # whole: its parts are the point
         return _brief(value(settings, key))
 
     return [
@@ -213,7 +219,19 @@ def differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     ]
 
 
-_WORDS = {"previous_output": "keeps the existing output's rows"}  # settings without an option of that name
+def recipe_of(settings: dict[str, Any]) -> str | None:
+    """The blocks that computed in bf16 for results made with ``settings`` (None: no bf16-mixed)."""
+    from ..precision import FIRST_BF16_RECIPE
+
+    if settings.get("precision") != "bf16-mixed":
+        return None
+    return settings.get("bf16_recipe") or FIRST_BF16_RECIPE  # not recorded: made before it was
+
+
+_WORDS = {  # settings without an option of that name
+    "previous_output": "keeps the existing output's rows",
+    "bf16_recipe": "the blocks bf16-mixed computes in bf16",
+}
 
 
 def _brief(value: Any) -> str:

@@ -47,7 +47,8 @@ class Provenance:
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any], *, parent: str, lang: str) -> Provenance:
         """From ``Tagger.metadata()`` plus ``top_k``: what the keywords depend on, hashed."""
-        chosen = {key: metadata.get(key) for key in (*RESULT_SETTINGS, "open_set")}
+        chosen = {key: metadata.get(key) for key in (*RESULT_SETTINGS, "open_set")
+                  if key != "bf16_recipe" or metadata.get(key)}  # recorded later: older hashes hold
         chosen["xmp"] = {"parent": parent, "lang": lang}
         values = metadata.get("thresholds") or []
         same = len(set(values)) == 1
