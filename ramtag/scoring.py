@@ -115,7 +115,8 @@ def _unchanged(dest: Path, refs: list[ImageRef], precision: str, model: ModelOpt
 
     from .outputs.file import parts_dir
     from .outputs.rerun import UNCHANGED, RowIndex
-    from .outputs.schema import IDENTITY_COLUMNS, read_metadata
+    from .outputs.schema import IDENTITY_COLUMNS, read_metadata, recipe_of
+    from .precision import BF16_RECIPE
 
     if not dest.is_file() or parts_dir(dest).exists():
         return False
@@ -123,7 +124,9 @@ def _unchanged(dest: Path, refs: list[ImageRef], precision: str, model: ModelOpt
     try:
         file = pq.ParquetFile(dest)
         recorded = read_metadata(file.schema_arrow) or {}
-        if recorded.get("precision") != precision or _names_another_model(recorded, model):
+        if recorded.get("precision") != precision or recipe_of(recorded) != (
+            BF16_RECIPE if precision == "bf16-mixed" else None
+        ) or _names_another_model(recorded, model):
             return False
         names = file.schema_arrow.names
         if own and "file_size" not in names:
@@ -137,12 +140,20 @@ def _unchanged(dest: Path, refs: list[ImageRef], precision: str, model: ModelOpt
 
 
 def _names_another_model(recorded: dict, model: ModelOptions) -> bool:
-    """Whether the options name another checkpoint file, or another model kind, than the scores'
-    provenance records (told without loading the checkpoint)."""
-    checkpoint = recorded.get("checkpoint")
-    if model.checkpoint is not None and checkpoint and Path(model.checkpoint).resolve() != Path(checkpoint).resolve():
+    """Whether the checkpoint this eval would load (``--checkpoint``, else the release in the Hugging
+    Face cache) is not the one the scores were made with, by sha256 (remembered by size and time, so
+    a 3 GB file is hashed once), or ``--model`` names another kind: told without loading the model.
+    A release not downloaded yet counts as another (the model loads, and is compared in full)."""
+    from .hashing import sha256_file
+    from .model.download import cached_weights
+
+    if model.kind is not None and recorded.get("model_kind") not in (None, model.kind):
         return True
-    return model.kind is not None and recorded.get("model_kind") not in (None, model.kind)
+    path = Path(model.checkpoint) if model.checkpoint is not None else cached_weights(model.kind or "ram_plus")
+    try:
+        return path is None or sha256_file(path) != recorded.get("checkpoint_sha256")
+    except OSError:
+        return True
 
 
 def _rerun() -> Rerun:

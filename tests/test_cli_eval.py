@@ -263,9 +263,30 @@ def test_kept_scores_of_another_checkpoint_are_not_reused(
     assert kept.read_bytes() == written  # refused before anything was written
     same = invoke("eval", *common, "--checkpoint", ramplus_tiny.checkpoint, "--tag-list", ramplus_tiny.tags)
     assert same.stderr.splitlines() == [f"scores of 2 images reused from {kept}"]
+    released = invoke("eval", *common, "--tag-list", ramplus_tiny.tags)  # the release: not downloaded here
+    assert released.exit_code != 0 and "reused" not in released.stderr
+    assert "these files are not cached" in released.stderr
     replaced = invoke("eval", *common, "--checkpoint", ram_tiny.checkpoint, "--tag-list", ram_tiny.tags, "--rescore")
     assert replaced.exit_code == 0, replaced.output
     assert "2 images scored" in replaced.stderr
+
+
+def test_kept_scores_are_told_apart_by_the_checkpoints_bytes_not_its_path(
+    tmp_path: Path, ramplus_tiny: OfficialFixture, ram_tiny: OfficialFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same relative name in two folders names two models (recorded as typed: "w.pth").
+    images, gt = _two_labelled_photos(tmp_path, ramplus_tiny, "car")
+    for folder, fixture in (("a", ramplus_tiny), ("b", ram_tiny)):
+        (tmp_path / folder).mkdir()
+        shutil.copy(fixture.checkpoint, tmp_path / folder / "w.pth")
+        shutil.copy(fixture.tags, tmp_path / folder / "tags.txt")
+    common = ["--gt", gt, "--images", images, "--scores", tmp_path / "kept.parquet", "--workers", "0", "--json",
+              "--checkpoint", "w.pth", "--tag-list", "tags.txt"]
+    monkeypatch.chdir(tmp_path / "a")
+    assert invoke("eval", *common).exit_code == 0
+    monkeypatch.chdir(tmp_path / "b")
+    other = invoke("eval", *common)
+    assert other.exit_code != 0 and "holds scores made with other settings" in other.stderr
 
 
 def test_a_label_naming_several_scored_images_says_which(tagged: dict, tmp_path: Path) -> None:
