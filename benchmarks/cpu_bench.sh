@@ -101,7 +101,8 @@ fi
 if part agreement; then
   keep agreement "$work/agreement.json" "$py" benchmarks/precision_agreement.py --device cpu ${config[@]+"${config[@]}"} \
     --images "${PHOTOS:-$images}" --batch-size 1 --precisions bf16-mixed bf16 \
-    --recipes head.ffn swin.mlp,head.ffn swin.attn,swin.mlp,swin.merge,head.ffn ${THRESHOLDS:+--thresholds "$THRESHOLDS"} \
+    --recipes head.ffn swin.mlp swin0.mlp,swin1.mlp,swin3.mlp,head.ffn swin.mlp,head.ffn \
+    swin.attn,swin.mlp,swin.merge,head.ffn ${THRESHOLDS:+--thresholds "$THRESHOLDS"} --save-scores "$out/scores.npz" \
     --json "$work/agreement.json"
 fi
 

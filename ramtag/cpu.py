@@ -36,8 +36,9 @@ def native_bf16() -> str | None:
 def emulates_fp16() -> bool:
     """Whether this is an x86 CPU without native fp16 matrix products (AVX-512 FP16 or AMX-FP16),
     where PyTorch emulates them: 8x (a 768-wide linear layer) to 100x (a 4585x768 by 768x3072
-    product) slower than fp32 on an AMD EPYC with AVX-512 BF16. False where the flags are unknown."""
-    flags = cpu_flags()
+    product) slower than fp32 on an AMD EPYC with AVX-512 BF16. False where the system does not list
+    the flags (PyTorch's own checks cannot tell AVX-512 FP16)."""
+    flags = _listed_flags()
     return "avx2" in flags and not {"avx512_fp16", "amx_fp16"} & flags
 
 
