@@ -438,3 +438,18 @@ def test_iptc_keywords_copied_to_xmp_read_as_meant_and_kept_once_the_person_writ
     found = keywords(path)
     assert found["Subject"] == ["café", "東京", "person", "trip"]
     assert "cat" not in found["Keywords"]
+
+
+def test_copies_in_the_hierarchy_are_kept_once_the_persons_software_writes_it(tmp_path: Path, ramplus_tiny, tool) -> None:
+    # ramtag starts lr:hierarchicalSubject with a copy of the person's 'Holiday 2024'; then Lightroom
+    # adds a keyword there: the field is the person's, and clean must not take 'Holiday 2024' out.
+    path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=Holiday 2024", str(path)], check=True)
+    EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
+    assert "Holiday 2024" in keywords(path)["HierarchicalSubject"]
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-lr:HierarchicalSubject+=Places|Paris",
+                    "-XMP-dc:Subject+=Paris", str(path)], check=True)
+    assert clean_embedded(tool, path) == "cleaned"
+    found = keywords(path)
+    assert found["HierarchicalSubject"] == ["Holiday 2024", "Places|Paris"]
+    assert found["Subject"] == ["Holiday 2024", "Paris"]

@@ -248,6 +248,24 @@ def test_a_started_hierarchy_gets_the_persons_flat_keywords_too() -> None:
     assert merge(merged.encode(), None) == flat_only.encode()
 
 
+def test_copies_become_the_persons_once_their_software_writes_the_field() -> None:
+    """After ramtag started the hierarchy with a copy of 'holiday', darktable adds a keyword there:
+    the field is the person's now, and so is the copy (clean would otherwise take 'holiday' away)."""
+    flat_only = DARKTABLE.replace(element(DARKTABLE, "lr:hierarchicalSubject"), "<lr:hierarchicalSubject/>")
+    flat_only = flat_only.replace("\n   <lr:hierarchicalSubject/>", "")
+    merged = merge(flat_only.encode(), PROVENANCE, result(["beach"]), now=clock()).decode()
+    hierarchy = element(merged, "lr:hierarchicalSubject")
+    edited = merged.replace(hierarchy, hierarchy.replace("<rdf:Bag>", "<rdf:Bag>\n     <rdf:li>places|paris</rdf:li>"))
+    cleaned = merge(edited.encode(), None).decode()
+    kept = element(cleaned, "lr:hierarchicalSubject")
+    assert "<rdf:li>holiday</rdf:li>" in kept and "<rdf:li>places|paris</rdf:li>" in kept and "beach" not in kept
+    assert "digiKam:TagsList" not in cleaned  # digiKam's field held only what ramtag wrote: gone
+    again = merge(edited.encode(), PROVENANCE, result(["beach"]), now=clock()).decode()
+    assert "holiday" in element(again, "lr:hierarchicalSubject")
+    assert "holiday" not in element(again, "ramtag:AddedHierarchicalSubject")  # no longer recorded as ramtag's
+    assert "holiday" in element(again, "ramtag:AddedTagsList")  # digiKam's field: still only ramtag's copies
+
+
 def test_new_sidecar_and_its_removal() -> None:
     created = merge(None, PROVENANCE, result(["cat"]), now=clock())
     assert created.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')

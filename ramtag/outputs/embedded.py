@@ -34,6 +34,7 @@ from ..errors import UsageError
 from ..exiftool import ExifTool, ExifToolError
 from .base import PerImageOutput
 from .rewriting import CURRENT_DIGEST, EmbedError, digests, remove_stale, rewrite
+from .copies import adopt_copies
 from .xmp import _added, _utc_now, _wanted
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ class Held:
         if own["AddedSubject"]:
             ramtags = set(added["AddedSubject"]) - set(self.iptc_text(own["AddedKeywords"]))
             own["AddedSubject"] = [v for v in self.values["XMP-dc:Subject"] if v not in ramtags]
-        return own
+        return adopt_copies(own, {name: self.values[tag] for tag, name in FIELDS})  # and the fields' copies
 
     def iptc_text(self, keywords: list[str]) -> list[str]:
         """IPTC keywords as meant: where no UTF-8 is declared exiftool reads them as Latin-1, and

@@ -1,14 +1,13 @@
 """XMP sidecars: ramtag's keywords merged into what photo software already wrote, never over it.
 
 A sidecar holds a person's work (Lightroom develop settings, darktable history, ratings, their own
-keywords), so it is edited in place (``xmlspans``): only the byte ranges of ramtag's own entries
-change, every other byte stays as it was.
+keywords), so it is edited in place (``xmlspans``): only ramtag's own entries' bytes ever change.
 
 What ramtag owns is written down in the sidecar, in its own namespace: the keywords it added to
-each field, their scores, and the settings they came from. A later run takes out exactly those and
-puts in its new ones; ``clean`` takes them all out. Additions go after the last kept entry, indented
-like it, and removals take their leading whitespace with them, so cleaning after a run gives back
-the original bytes. A sidecar that cannot be parsed is never written.
+each field (copies of the person's too, until adopted: ``copies``), their scores and settings. A
+later run takes out exactly those and puts in its new ones; ``clean`` takes them all out. Additions
+go after the last kept entry, indented like it, and removals take their leading whitespace, so
+cleaning after a run gives back the original bytes. A sidecar that cannot be parsed is never written.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RamtagError
+from .copies import adopt_copies
 from .xmlspans import XML_NS, Edit, Element, XmlError, escape, indent_at, parse, removal, splice, xml_text
 
 if TYPE_CHECKING:
@@ -243,7 +243,8 @@ def merge(
     props = {f.record: [c for d in descriptions for c in d.find(f.uri, f.local)] for f in FIELDS}
     present = {key: [item.text for p in found for item in _items(p)[1]] for key, found in props.items()}
     owned = {key: set(old[key]) if old else set() for key in props}
-    person = {key: [v for v in values if v not in owned[key]] for key, values in present.items()}
+    person = adopt_copies({key: [v for v in values if v not in owned[key]] for key, values in present.items()}, present)
+    owned = {key: owned[key] - set(person[key]) for key in owned}  # less the copies the person adopted
     new: State | None = None
     added: dict[str, list[str]] = {key: [] for key in props}
     if provenance is not None:
