@@ -40,6 +40,11 @@ class Precision:
 
         return getattr(torch, self.tensor_format)
 
+    @property
+    def bf16_recipe(self) -> str | None:
+        """The blocks its islands compute in bf16, as outputs record them (None: no islands)."""
+        return BF16_RECIPE if self.bf16_islands else None
+
 
 # What bf16-mixed computes in bf16 (``model/mixed.py``), recorded with every output made with it, so
 # that results of another recipe are never mixed; outputs from before the recipe was recorded used

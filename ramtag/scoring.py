@@ -116,7 +116,7 @@ def _unchanged(dest: Path, refs: list[ImageRef], precision: str, model: ModelOpt
     from .outputs.file import parts_dir
     from .outputs.rerun import UNCHANGED, RowIndex
     from .outputs.schema import IDENTITY_COLUMNS, read_metadata, recipe_of
-    from .precision import BF16_RECIPE
+    from .precision import PRECISIONS
 
     if not dest.is_file() or parts_dir(dest).exists():
         return False
@@ -124,9 +124,8 @@ def _unchanged(dest: Path, refs: list[ImageRef], precision: str, model: ModelOpt
     try:
         file = pq.ParquetFile(dest)
         recorded = read_metadata(file.schema_arrow) or {}
-        if recorded.get("precision") != precision or recipe_of(recorded) != (
-            BF16_RECIPE if precision == "bf16-mixed" else None
-        ) or _names_another_model(recorded, model):
+        if recorded.get("precision") != precision or recipe_of(recorded) != PRECISIONS[precision].bf16_recipe \
+                or _names_another_model(recorded, model):
             return False
         names = file.schema_arrow.names
         if own and "file_size" not in names:

@@ -290,10 +290,8 @@ class Tagger:
             "vocabulary": list(self.vocabulary.tags),
             "thresholds": [round(float(t), 6) for t in self.vocabulary.thresholds],
         }
-        if self.precision.bf16_islands:
-            from .precision import BF16_RECIPE
-
-            data["bf16_recipe"] = BF16_RECIPE  # the blocks in bf16: results of another recipe never mix
+        if self.precision.bf16_recipe:  # the blocks in bf16: results of another recipe never mix
+            data["bf16_recipe"] = self.precision.bf16_recipe
         if self.open_set is not None:
             data["open_set"] = self.open_set  # which tags are open-set, and from what
         return data
