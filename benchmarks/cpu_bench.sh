@@ -11,10 +11,13 @@
 #   1600x1200 JPEGs;
 # - batch: the same at batch 4 for fp32 and bf16-mixed, alternating with batch 1 (the CPU default
 #   of batch 1 was chosen on an AVX2 CPU: is it right where bf16 is native too?);
+# - packing: fp32 with the linear layers packed for oneDNN (the default on x86) alternating with
+#   PyTorch's own nn.Linear (RAMTAG_PACKED_LINEAR=0);
 # - agreement: benchmarks/precision_agreement.py, bf16-mixed, bf16 and the other recipes of the
 #   README's table against fp32, on PHOTOS (a folder of real photos) or generated ones;
 # - startup: benchmarks/startup.py on a full-size checkpoint in the official format (written here,
-#   3 GB), beside `import torch`; needs TAG_LIST and THRESHOLDS (the official lists);
+#   1.3 GB), beside `import torch`, in fp32, auto and fp32 with nn.Linear; needs TAG_LIST and
+#   THRESHOLDS (the official lists);
 # - official: benchmarks/compare_official.py fp32 and bf16-mixed against the official single-image
 #   path, when OFFICIAL_REPO (a checkout of the official code) and OFFICIAL_PYTHON are set;
 # - suite: the test suite (`python -m pytest -q`), which must pass on such a CPU too.
@@ -62,7 +65,7 @@ keep() {  # keep LABEL FILE COMMAND...: run a script that writes its figures to 
     echo "$label: FAILED after $(( SECONDS - started )) s (see log.txt)"
   fi
 }
-part() { [[ " ${PARTS:-machine precision batch agreement startup official} " == *" $1 "* ]]; }
+part() { [[ " ${PARTS:-machine precision batch packing agreement startup official} " == *" $1 "* ]]; }
 
 if part machine; then
   { grep -m1 'model name' /proc/cpuinfo
@@ -98,6 +101,15 @@ if part batch; then
   done
 fi
 
+if part packing; then  # linear layers packed for oneDNN (the default on x86 CPUs) against nn.Linear's
+  for round in $(seq 1 "$rounds"); do
+    for packed in 1 0; do
+      record "packing_${packed}_${round}" env RAMTAG_PACKED_LINEAR=$packed "$py" -m ramtag bench --random-weights \
+        ${config[@]+"${config[@]}"} --device cpu --images "$images" --warmup 1 --precision fp32 --json
+    done
+  done
+fi
+
 if part agreement; then
   keep agreement "$work/agreement.json" "$py" benchmarks/precision_agreement.py --device cpu ${config[@]+"${config[@]}"} \
     --images "${PHOTOS:-$images}" --batch-size 1 --precisions bf16-mixed bf16 \
@@ -109,7 +121,7 @@ fi
 startup_ready() { part startup && [ -n "${TAG_LIST:-}" ] && [ -n "${THRESHOLDS:-}" ]; }
 official_ready() { part official && [ -n "${OFFICIAL_REPO:-}" ]; }
 checkpoint="$work/ram_plus_random.pth"
-if startup_ready || official_ready; then  # 3 GB, in the official format
+if startup_ready || official_ready; then  # 1.3 GB, in the official format
   "$py" -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; \
 from compare_official import random_checkpoint; random_checkpoint(Path(sys.argv[1]))" "$checkpoint" 2>>"$log" \
     || echo "writing the full-size checkpoint FAILED (see log.txt)"
@@ -117,10 +129,12 @@ fi
 
 if part startup; then
   if startup_ready; then
-    for precision in fp32 auto; do  # the converted weights go to a cache of this run's, removed at the end
-      record "startup_${precision}" env RAMTAG_CACHE="$work/cache" "$py" benchmarks/startup.py --checkpoint "$checkpoint" \
-        --image "$images/synthetic_00000.jpg" --tag-list "$TAG_LIST" --thresholds "$THRESHOLDS" --rounds 5 \
-        --precision "$precision"
+    for precision in fp32 auto fp32-unpacked; do  # the converted weights go to a cache of this run's, removed at the end
+      packed=1
+      [ "$precision" = fp32-unpacked ] && packed=0
+      record "startup_${precision}" env RAMTAG_CACHE="$work/cache" RAMTAG_PACKED_LINEAR=$packed "$py" benchmarks/startup.py \
+        --checkpoint "$checkpoint" --image "$images/synthetic_00000.jpg" --tag-list "$TAG_LIST" \
+        --thresholds "$THRESHOLDS" --rounds 5 --precision "${precision%-unpacked}"
     done
   else
     echo "startup: skipped (set TAG_LIST and THRESHOLDS to the official lists)"
@@ -148,13 +162,22 @@ import json, statistics, sys
 from collections import defaultdict
 
 entries = [json.loads(line) for line in open(sys.argv[1])]
-benches, other = defaultdict(list), {}
+benches, packing, other = defaultdict(list), defaultdict(list), {}
 for entry in entries:
     label, result = entry["label"], entry["result"]
     if label.startswith(("bench_", "batch_")):
         benches[result["settings"]["precision"], result["settings"]["batch_size"]].append(result)
+    elif label.startswith("packing_"):
+        packing["packed for oneDNN" if label.split("_")[1] == "1" else "nn.Linear"].append(result)
     else:
         other[label] = result
+for layers, runs in packing.items():  # fp32, alternating rounds
+    medians = {key: statistics.median(pick(run) for run in runs) for key, pick in (
+        ("images/s", lambda run: run["images_per_s"]), ("backbone ms", lambda run: run["ms_per_image"]["backbone"]),
+        ("head ms", lambda run: run["ms_per_image"]["head"]), ("ready s", lambda run: run["ready_s"]),
+        ("peak RSS MB", lambda run: run["peak_rss_mb"]))}
+    print(f"fp32, linear layers {layers}:", ", ".join(f"{key} {value:,.3f}" for key, value in medians.items()),
+          "| images/s in each round", ", ".join(f"{run['images_per_s']:.3f}" for run in runs))
 agreement = other.get("agreement", {})
 if benches:
     print("| precision | batch | images/s | decode | backbone | head | write | peak RSS | over-threshold Jaccard with fp32 |")

@@ -40,6 +40,7 @@ from ramtag.devices import resolve_device
 from ramtag.inputs import decode_image
 from ramtag.model.labels import TagVocabulary
 from ramtag.model.mixed import RECIPE, with_islands
+from ramtag.model.packed import packed_linears
 from ramtag.model.synthetic import random_model
 from ramtag.tagger import Tagger
 
@@ -52,9 +53,12 @@ def scores_at(
     model, vocabulary, pixels: torch.Tensor, device, precision: str, batch_size: int, recipe: str | None = None
 ) -> np.ndarray:
     """Scores at ``precision``, or with ``recipe``'s blocks in bf16 (``model/mixed.py``) in fp32."""
-    tagger = Tagger(copy.deepcopy(model), vocabulary, device=device, precision=precision)
+    # Islands go in before the linear layers are packed for oneDNN (as the tagger does for its own).
+    tagger = Tagger(copy.deepcopy(model), vocabulary, device=device, precision=precision, pack=recipe is None)
     if recipe is not None:
         with_islands(tagger.model, recipe)
+        if device.type == "cpu":
+            packed_linears(tagger.model)
     started = time.perf_counter()
     parts = [tagger.scores(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
     SECONDS[recipe or precision] = (time.perf_counter() - started) / len(pixels)
@@ -128,7 +132,7 @@ def main() -> None:
             if args.images
             else write_synthetic_images(Path(tmp), args.synthetic)
         )
-        probe = Tagger(model, vocabulary)  # only for its preprocessing
+        probe = Tagger(model, vocabulary, pack=False)  # only for its preprocessing (packing would change model)
         pixels = torch.stack([probe.preprocess(decode_image(p)) for p in paths])
 
     device = resolve_device(args.device)

@@ -63,3 +63,73 @@ def _glibc() -> ctypes.CDLL | None:
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     libc.mallopt.restype = ctypes.c_int
     return libc
+
+
+_MADV_DONTNEED = 4
+_PRESENT, _FILE_PAGE = 1 << 63, 1 << 61  # /proc/PID/pagemap entry flags
+
+
+class FilePages:
+    """Unmaps unchanged pages of mapped files, such as weights read from a memory-mapped checkpoint
+    that were copied and will not be read again (``release``); a context manager.
+
+    The pages stay in the system's file cache, and one read again comes back from the file: only
+    pages unchanged since they were mapped are touched, so what memory holds stays the same. A region
+    not wholly inside one file mapping (as the process's mappings were on entering), or holding a
+    page written since it was mapped (a private copy), swapped out or not read yet, is left as it
+    is. Linux only; elsewhere, and wherever ``/proc`` cannot be read, nothing is released.
+    """
+
+    def __enter__(self) -> FilePages:
+        self._pagemap = None
+        if sys.platform.startswith("linux"):
+            try:
+                self._mappings = _file_mappings()
+                self._page = os.sysconf("SC_PAGE_SIZE")
+                self._madvise = ctypes.CDLL(None, use_errno=True).madvise
+                self._madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+                # Unbuffered: a buffer would hand back entries read before an earlier release.
+                self._pagemap = open("/proc/self/pagemap", "rb", buffering=0)  # noqa: SIM115 - closed on exit
+            except (OSError, AttributeError, ValueError):
+                self._pagemap = None
+        self.released = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pagemap is not None:
+            self._pagemap.close()
+
+    def release(self, address: int, length: int) -> None:
+        """Unmap the whole pages of ``length`` bytes at ``address`` if they qualify (above)."""
+        if self._pagemap is None:
+            return
+        import numpy as np
+
+        page = self._page
+        start, end = -(-address // page) * page, (address + length) // page * page
+        if end <= start or not any(low <= start and end <= high for low, high in self._mappings):
+            return
+        try:
+            self._pagemap.seek(start // page * 8)
+            entries = np.frombuffer(self._pagemap.read((end - start) // page * 8), dtype=np.uint64)
+        except (OSError, ValueError):
+            return
+        # Every page present and a page of the file: anything else (a private copy, a page swapped
+        # out, or a kernel that hides these flags) leaves the region alone.
+        clean = np.uint64(_PRESENT | _FILE_PAGE)
+        if len(entries) != (end - start) // page or not ((entries & clean) == clean).all():
+            return
+        if self._madvise(start, end - start, _MADV_DONTNEED) == 0:
+            self.released += end - start
+
+
+def _file_mappings() -> list[tuple[int, int]]:
+    """(start, end) of this process's mappings of files (``/proc/self/maps``)."""
+    found = []
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[4] != "0" and fields[5].startswith("/"):
+                low, high = fields[0].split("-")
+                found.append((int(low, 16), int(high, 16)))
+    return found

@@ -59,6 +59,9 @@ class TagResult:
 
 
 class Tagger:
+    """``model`` prepared for ``precision`` on ``device`` (in place: cast, bf16 islands, int8 or, on x86
+    CPUs, linear layers packed for oneDNN unless ``pack`` is False) with its vocabulary."""
+
     def __init__(
         self,
         model: RamModel,
@@ -71,6 +74,7 @@ class Tagger:
         builtin: bool = True,
         open_set: dict[str, Any] | None = None,
         builtin_tags: Sequence[int] | None = None,
+        pack: bool = True,
     ) -> None:
         self.device = device or torch.device("cpu")
         # The policy says what the name means on this device, and refuses what does not fit it.
@@ -84,6 +88,11 @@ class Tagger:
             from .model.quantize import quantized_linears
 
             self.model = quantized_linears(self.model)
+        elif pack and self.device.type == "cpu":
+            # Last: the packed layers keep their weights in oneDNN's layout, which ``.to`` cannot cast.
+            from .model.packed import packed_linears
+
+            self.model = packed_linears(self.model)
         self.info = info
         self._set_tags(vocabulary, open_embed, builtin, open_set, builtin_tags)
 

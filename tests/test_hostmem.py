@@ -73,3 +73,40 @@ def test_a_users_own_malloc_setting_is_kept(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
     monkeypatch.setattr(hostmem, "_applied", None)
     assert hostmem.release_activations_promptly() is False
+
+
+@glibc_only
+def test_unchanged_pages_of_a_mapped_checkpoint_are_released_and_read_back_the_same(tmp_path) -> None:
+    import os
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from ramtag.hostmem import FilePages
+
+    page = os.sysconf("SC_PAGE_SIZE")
+    count = 1 << 20
+    # c and d small (64 pages): the look at c's pages covers d's too, which a buffer would keep.
+    tensors = {name: torch.full((count if name in "ab" else count // 16,), float(i)) for i, name in enumerate("abcd")}
+    tensors["a"] = torch.arange(count, dtype=torch.float32)
+    save_file(tensors, tmp_path / "w.safetensors")
+    weights = load_file(tmp_path / "w.safetensors")  # memory-mapped: its pages are the file's
+    a, b, c, d = (weights[name] for name in "abcd")
+    expected = {name: float(t.sum()) for name, t in weights.items()}  # every page read, so present
+    b[12345] = 7.0  # a written page: a private copy, which must never be dropped
+    anonymous = torch.arange(count, dtype=torch.float32)
+    with FilePages() as pages:
+        pages.release(a.data_ptr(), a.numel() * 4)
+        dropped = pages.released
+        pages.release(b.data_ptr(), b.numel() * 4)
+        pages.release(anonymous.data_ptr(), anonymous.numel() * 4)
+        assert pages.released == dropped  # b (one page written) and the anonymous tensor left alone
+        pages.release(c.data_ptr(), c.numel() * 4)
+        d[len(d) // 2] = 9.0  # written after the entries around it were last looked at
+        pages.release(d.data_ptr(), d.numel() * 4)
+    assert dropped >= a.numel() * 4 - 2 * page  # all of a but the pages it shares with neighbours
+    assert pages.released >= dropped + c.numel() * 4 - 2 * page  # a and c
+    assert float(a.sum()) == expected["a"] and float(c.sum()) == expected["c"]  # read back from the file
+    assert float(b.sum()) == expected["b"] - 1.0 + 7.0 and b[12345] == 7.0
+    assert d[len(d) // 2] == 9.0
+    assert torch.equal(anonymous, torch.arange(count, dtype=torch.float32))

@@ -76,9 +76,11 @@ def test_bf16_mixed_computes_chosen_blocks_in_bf16_and_stays_closer_to_fp32_than
     assert {id(island) for island in islands} == {id(m) for m in early} | {id(layer.ffn) for layer in mixed.decoder.layers}
     assert {type(island.inner).__name__ for island in islands} == {"Mlp", "FeedForward"}
     assert not any(isinstance(block.mlp, Island) for stage in stages[2:] for block in stage.blocks)
-    assert all(p.dtype is torch.bfloat16 for island in islands for p in island.parameters())
-    outside = [p for name, p in mixed.named_parameters() if ".inner." not in name]
-    assert outside and all(p.dtype is torch.float32 for p in outside)  # attention, norms, projections
+    # (state dicts: packed linear layers hold their weights outside parameters())
+    inside = [t for island in islands for t in island.state_dict().values()]
+    assert inside and all(t.dtype is torch.bfloat16 for t in inside)
+    outside = [t for name, t in mixed.state_dict().items() if ".inner." not in name and t.is_floating_point()]
+    assert outside and all(t.dtype is torch.float32 for t in outside)  # attention, norms, projections
 
     paths = sorted(ramplus_tiny.images.iterdir())
     pixels = torch.stack([taggers["fp32"].preprocess(decode_image(path)) for path in paths])
