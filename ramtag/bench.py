@@ -34,6 +34,7 @@ from .precision import resolve
 from .errors import UsageError
 from .model.config import ModelConfig, named_config
 from .model.labels import TagVocabulary
+from .model.packed import is_packed
 from .tagger import Tagger
 
 SYNTHETIC_SIZE = (1600, 1200)  # a 2-megapixel photo: larger than the input, as photos are
@@ -248,6 +249,7 @@ def run_bench(
             "num_tags": len(tagger.vocabulary),
             "device": str(tagger.device),
             "precision": tagger.precision.name,
+            "packed_linear": is_packed(tagger.model),  # oneDNN's layout (x86 CPUs; RAMTAG_PACKED_LINEAR)
             "batch_size": batch_size,
             "workers": workers,
             "warmup_batches": warmup,

@@ -111,6 +111,9 @@ def test_bench_json_figures_are_consistent(ramplus_tiny) -> None:
 
     assert machine["cpu_flags"] == [flag for flag in VECTOR_FLAGS if flag in cpu_flags()]
     assert machine["native_bf16"] is None  # conftest says no: RAMTAG_NATIVE_BF16=0
+    from ramtag.model.packed import enabled
+
+    assert data["settings"]["packed_linear"] is enabled()
     assert "loading the model" in result.stderr
 
 
@@ -124,7 +127,10 @@ def test_random_weights_with_a_config_file(tmp_path: Path, monkeypatch: pytest.M
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("ram_plus (random weights), cpu fp32, batch 2, 0 workers;")
+    from ramtag.model.packed import enabled
+
+    packed = " (linear layers packed for oneDNN)" if enabled() else ""
+    assert lines[0].startswith(f"ram_plus (random weights), cpu fp32{packed}, batch 2, 0 workers;")
     assert "images/s over 2 images" in result.stdout
     machine = next(line for line in lines if line.startswith("machine: "))
     assert "; native bf16: RAMTAG_NATIVE_BF16=1), " in machine and " cores, torch " in machine

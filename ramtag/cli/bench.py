@@ -200,7 +200,8 @@ def _print(result: BenchResult, source: str) -> None:
         bf16 = f"native bf16: {m['native_bf16']}" if m["native_bf16"] else "no native bf16"
         where += f" ({' '.join(m['cpu_flags']) or 'no AVX2, AVX-512 or AMX listed'}; {bf16})"
     out.print(
-        f"{s['model']} ({weights}), {s['device']} {s['precision']}, batch {s['batch_size']}, "
+        f"{s['model']} ({weights}), {s['device']} {s['precision']}"
+        f"{' (linear layers packed for oneDNN)' if s.get('packed_linear') else ''}, batch {s['batch_size']}, "
         f"{plural(s['workers'], 'worker')}{', draft decoding' if s['draft_decode'] else ''}"
         f"{'' if s['preprocess'] == 'pillow' else ', preprocess ' + s['preprocess']}; {source}",
         markup=False, soft_wrap=True,

@@ -138,6 +138,11 @@ def enabled() -> bool:
     return torch.backends.mkldnn.enabled and _supported(torch.float32)
 
 
+def is_packed(model: nn.Module) -> bool:
+    """Whether any of ``model``'s linear layers computes on a weight in oneDNN's layout."""
+    return any(isinstance(module, PackedLinear) and module.packed is not None for module in model.modules())
+
+
 def packed_linears(model: nn.Module) -> nn.Module:
     """``model`` (changed in place) with its fp32 and bf16 ``nn.Linear`` layers packed for oneDNN.
     Layers of other formats, and every layer where this machine does not qualify (``enabled``),
