@@ -168,7 +168,8 @@ for entry in entries:
     if label.startswith(("bench_", "batch_")):
         benches[result["settings"]["precision"], result["settings"]["batch_size"]].append(result)
     elif label.startswith("packing_"):
-        packing["packed for oneDNN" if label.split("_")[1] == "1" else "nn.Linear"].append(result)
+        # by what the run did (settings.packed_linear), not what it was asked: off where it cannot be
+        packing["packed for oneDNN" if result["settings"].get("packed_linear") else "nn.Linear"].append(result)
     else:
         other[label] = result
 for layers, runs in packing.items():  # fp32, alternating rounds
@@ -178,6 +179,11 @@ for layers, runs in packing.items():  # fp32, alternating rounds
         ("peak RSS MB", lambda run: run["peak_rss_mb"]))}
     print(f"fp32, linear layers {layers}:", ", ".join(f"{key} {value:,.3f}" for key, value in medians.items()),
           "| images/s in each round", ", ".join(f"{run['images_per_s']:.3f}" for run in runs))
+if len(packing) == 2:
+    rate = {layers: statistics.median(run["images_per_s"] for run in runs) for layers, runs in packing.items()}
+    print(f"packed / nn.Linear: {rate['packed for oneDNN'] / rate['nn.Linear']:.2f}x")
+elif packing:
+    print("packing: only one side ran (packing is off on this machine: not x86, or no working oneDNN)")
 agreement = other.get("agreement", {})
 if benches:
     print("| precision | batch | images/s | decode | backbone | head | write | peak RSS | over-threshold Jaccard with fp32 |")

@@ -79,6 +79,25 @@ def test_a_packed_model_still_copies_casts_and_saves_like_an_ordinary_one() -> N
     assert torch.allclose(_logits(back, pixels), _logits(plain, pixels), rtol=2e-2, atol=2e-2)
 
 
+@needs_packing
+def test_a_packed_layer_computes_as_nn_linear_where_autograd_autocast_or_assign_loading_are_asked_for() -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(8, 4)
+    layer = PackedLinear(linear)
+    x = torch.randn(3, 8, requires_grad=True)
+    layer(x).sum().backward()  # oneDNN's operator has no gradient: nn.Linear's arithmetic does
+    assert x.grad is not None and torch.allclose(x.grad, linear.weight.sum(0).expand(3, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(2, 8)).dtype == linear(torch.randn(2, 8)).dtype == torch.bfloat16
+    calls = []
+    layer._register_load_state_dict_pre_hook(lambda *args: calls.append(args[1]))
+    model = nn.Sequential(layer).to("meta")  # weights nowhere: loading with assign takes the tensors
+    model.load_state_dict({"0.weight": linear.weight.detach() * 2, "0.bias": linear.bias.detach()}, assign=True)
+    assert calls == ["0."] and layer.packed is not None and layer.bias.device.type == "cpu"
+    expected = torch.nn.functional.linear(x.detach(), linear.weight.detach() * 2, linear.bias.detach())
+    assert torch.allclose(layer(x.detach()), expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available(),
                     reason="packing is for x86 CPUs with oneDNN")
 def test_packing_is_on_wherever_it_is_meant_to_be(monkeypatch) -> None:

@@ -7,7 +7,7 @@ Here each weight is rearranged once, when the model is prepared (``torch.ops.mkl
 each call runs oneDNN's product on it.
 
 On a 2-core AMD EPYC (Zen 4) this made the full-size RAM++ about 1.16x faster in fp32 (backbone
-1.36 -> 1.16 s, head 0.71 -> 0.65 s an image): Swin's products ran 10-50% faster, most in its first
+1.40 -> 1.19 s, head 0.73 -> 0.66 s an image): Swin's products ran 10-50% faster, most in its first
 stage (9,216 tokens by 192 channels). With oneDNN and MKL capped at AVX2 there, 1.08x. Scores
 differ from ``nn.Linear``'s only by the rounding of another summation order (README, Precision on
 CPUs). The weights take the same memory. (Computing the GELU after the MLPs' first layer inside
@@ -39,16 +39,18 @@ _X86 = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
 class PackedLinear(nn.Module):
     """A linear layer on a weight in oneDNN's blocked layout.
 
-    It stays a linear layer to the rest of PyTorch: ``state_dict`` holds its plain ``weight`` and
-    ``bias`` (copies), loading a state dict, ``.to``, ``copy.deepcopy`` and pickling work; a weight
-    moved to where oneDNN cannot take it (another format, a GPU) is kept plain and computed as
-    ``nn.Linear`` does. Its weight is not among ``parameters()``.
+    It stays a linear layer to the rest of PyTorch: ``state_dict`` holds its ``weight`` (a copy in
+    PyTorch's layout) and ``bias``; loading a state dict (``assign`` included), ``.to``,
+    ``copy.deepcopy`` and pickling work; a weight moved to where oneDNN cannot take it (another
+    format, a GPU) is kept plain and computed as ``nn.Linear`` does, and so is a call that autograd
+    or autocast would need to see (oneDNN's operator has neither). Its weight and bias are not
+    among ``parameters()``: it is for inference.
     """
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        bias = linear.bias.detach() if linear.bias is not None else None
+        bias = linear.bias.detach().clone() if linear.bias is not None else None  # its own, as the weight
         self._keep(linear.weight.detach(), bias)
 
     def _keep(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -66,8 +68,8 @@ class PackedLinear(nn.Module):
         return self.plain if self.packed is None else self.packed.to_dense()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is None:
-            return F.linear(x, self.plain, self.bias)
+        if self.packed is None or (x.requires_grad and torch.is_grad_enabled()) or _autocast():
+            return F.linear(x, self.weight, self.bias)
         return _product(x, self.packed, self.bias)
 
     def _apply(self, fn, recurse: bool = True):  # .to(), .float(), .cpu()...
@@ -89,7 +91,10 @@ class PackedLinear(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs) -> None:
-        # As nn.Linear's: missing and unexpected keys reported, a tensor of another shape refused.
+        # As nn.Linear's: its pre-hooks run, missing and unexpected keys are reported, a tensor of
+        # another shape is refused, and ``assign`` takes the tensors given rather than copying them.
+        for hook in self._load_state_dict_pre_hooks.values():
+            hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
         own = {"weight": (self.out_features, self.in_features)}
         if self.bias is not None:
             own["bias"] = (self.out_features,)
@@ -110,16 +115,28 @@ class PackedLinear(nn.Module):
                 key for key in state_dict if key.startswith(prefix) and key[len(prefix):] not in own
                 and key[len(prefix):] != "_extra_state"
             )
-        if found:
-            weight, bias = self.weight, self.bias
+        if not found:
+            return
+        weight, bias = self.weight, self.bias
+        if local_metadata.get("assign_to_params_buffers", False):
+            weight, bias = found.get("weight", weight).detach(), found.get("bias", bias)
+            bias = bias.detach() if bias is not None else None
+        else:
             with torch.no_grad():
                 weight = weight.copy_(found["weight"]) if "weight" in found else weight
                 bias = bias.copy_(found["bias"]) if "bias" in found else bias
-            self._keep(weight, bias)
+        self._keep(weight, bias)
 
     def extra_repr(self) -> str:
         layout = "oneDNN" if self.packed is not None else "plain"
         return f"in_features={self.in_features}, out_features={self.out_features}, {layout}"
+
+
+def _autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch before 2.4
+        return torch.is_autocast_cpu_enabled()
 
 
 def _pack_weight(weight: torch.Tensor) -> torch.Tensor:
