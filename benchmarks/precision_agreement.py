@@ -40,7 +40,6 @@ from ramtag.devices import resolve_device
 from ramtag.inputs import decode_image
 from ramtag.model.labels import TagVocabulary
 from ramtag.model.mixed import RECIPE, with_islands
-from ramtag.model.packed import packed_linears
 from ramtag.model.synthetic import random_model
 from ramtag.tagger import Tagger
 
@@ -53,12 +52,9 @@ def scores_at(
     model, vocabulary, pixels: torch.Tensor, device, precision: str, batch_size: int, recipe: str | None = None
 ) -> np.ndarray:
     """Scores at ``precision``, or with ``recipe``'s blocks in bf16 (``model/mixed.py``) in fp32."""
-    # Islands go in before the linear layers are packed for oneDNN (as the tagger does for its own).
-    tagger = Tagger(copy.deepcopy(model), vocabulary, device=device, precision=precision, pack=recipe is None)
-    if recipe is not None:
+    tagger = Tagger(copy.deepcopy(model), vocabulary, device=device, precision=precision)
+    if recipe is not None:  # (an island casts its packed linear layers to bf16, packed again)
         with_islands(tagger.model, recipe)
-        if device.type == "cpu":
-            packed_linears(tagger.model)
     started = time.perf_counter()
     parts = [tagger.scores(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
     SECONDS[recipe or precision] = (time.perf_counter() - started) / len(pixels)

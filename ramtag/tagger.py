@@ -89,7 +89,7 @@ class Tagger:
 
             self.model = quantized_linears(self.model)
         elif pack and self.device.type == "cpu":
-            # Last: the packed layers keep their weights in oneDNN's layout, which ``.to`` cannot cast.
+            # Last, so that each layer is packed once, in the format the cast or its island gave it.
             from .model.packed import packed_linears
 
             self.model = packed_linears(self.model)

@@ -77,8 +77,7 @@ class PackedLinear(nn.Module):
         return self
 
     def __getstate__(self) -> dict:  # pickle and copy.deepcopy: the plain weight, packed again after
-        state = {**self.__dict__, "plain": self.weight, "packed": None}
-        return state
+        return {**self.__dict__, "plain": self.weight, "packed": None}
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
@@ -117,11 +116,11 @@ class PackedLinear(nn.Module):
             )
         if not found:
             return
-        weight, bias = self.weight, self.bias
-        if local_metadata.get("assign_to_params_buffers", False):
-            weight, bias = found.get("weight", weight).detach(), found.get("bias", bias)
-            bias = bias.detach() if bias is not None else None
+        if local_metadata.get("assign_to_params_buffers", False):  # the tensors given, as they are
+            weight = found["weight"].detach() if "weight" in found else self.weight
+            bias = found["bias"].detach() if "bias" in found else self.bias
         else:
+            weight, bias = self.weight, self.bias
             with torch.no_grad():
                 weight = weight.copy_(found["weight"]) if "weight" in found else weight
                 bias = bias.copy_(found["bias"]) if "bias" in found else bias
