@@ -35,9 +35,12 @@ def _linears(model: nn.Module) -> list[str]:
 @needs_packing
 def test_every_linear_layer_is_packed_and_the_scores_stay_within_fp32_rounding() -> None:
     pixels = torch.randn(3, 3, CONFIG.image_size, CONFIG.image_size, generator=torch.Generator().manual_seed(1))
-    plain = random_model(CONFIG, calibrated=True)
+    # Plain random weights: the calibrated ones' sharpened classifier magnifies fp32 rounding about
+    # a hundredfold (nn.Linear's own logits are up to 4e-4 from an fp64 evaluation of them), so which
+    # kernels a CPU has would decide such a comparison, not the packing.
+    plain = random_model(CONFIG)
     expected = _logits(plain, pixels)
-    model = packed_linears(random_model(CONFIG, calibrated=True))
+    model = packed_linears(random_model(CONFIG))
     assert _linears(plain) and not _linears(model)
     assert sum(isinstance(m, PackedLinear) for m in model.modules()) == len(_linears(plain))
     assert all(m.packed is not None for m in model.modules() if isinstance(m, PackedLinear))
