@@ -141,6 +141,7 @@ def test_run_says_which_precision_auto_chose_and_records_it(ramplus_tiny, tmp_pa
     more = [str(path) for path in sorted(ramplus_tiny.images.iterdir())[2:4]]
     refused = runner.invoke(app, ["run", *more, "--out", str(out), *ramplus_tiny.cli_args(), "--device", "cpu"])
     assert refused.exit_code == 1 and "precision (bf16-mixed there, fp32 now; --precision bf16-mixed matches it)" in refused.stderr
+    assert "bf16_recipe" not in refused.stderr and "blocks bf16-mixed computes" not in refused.stderr  # the precision says it
     assert not [line for line in refused.stderr.splitlines() if line.startswith("precision ")]  # fp32: not news
     verbose = runner.invoke(app, ["run", *more, "--out", str(tmp_path / "v.parquet"), *ramplus_tiny.cli_args(), "-v"])
     assert "precision fp32: RAMTAG_NATIVE_BF16=0 says this CPU has no native bf16" in verbose.stderr

@@ -281,3 +281,28 @@ def test_image_urls_are_fetched_only_when_allowed_and_only_over_http(ramplus_tin
 def test_only_tags_are_checked_before_the_server_starts() -> None:
     result = CliRunner().invoke(app, ["serve", "--only-tags", " , "])
     assert result.exit_code == 2 and "--only-tags ' , ' names no tag" in result.stderr
+
+
+def test_a_port_in_use_or_an_address_elsewhere_is_one_line_before_the_model_loads(ramplus_tiny) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(app, ["serve", "--port", port, *ramplus_tiny.cli_args()])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: cannot listen on 127.0.0.1:{port}: address already in use; "
+                                     "pass another --port (0 picks a free one)")
+    elsewhere = CliRunner().invoke(app, ["serve", "--host", "192.0.2.1", "--token", "t", *ramplus_tiny.cli_args()])
+    assert elsewhere.exit_code == 1 and "--host must be an address of this machine" in elsewhere.stderr
+
+
+def test_without_the_serve_extras_it_says_how_to_install_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else find_spec(name, *a))
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: ramtag serve needs uvicorn: pip install 'ramtag[serve]'"

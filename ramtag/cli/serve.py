@@ -9,7 +9,9 @@ error (exit 1). SIGTERM or Ctrl-C: the requests in flight are answered, new ones
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import socket
 import threading
 from typing import Annotated, Optional
 
@@ -70,6 +72,7 @@ def serve_command(
     from ..model.config import MODEL_KINDS
     from ..serve.service import check_serve_options
 
+    _check_extras()
     if model is not None and model not in MODEL_KINDS:
         raise UsageError(f"unknown model {model!r}; use one of {', '.join(MODEL_KINDS)}")
     check_model_options(device, precision, ("--checkpoint", checkpoint), ("--tag-list", tag_list),
@@ -84,6 +87,40 @@ def serve_command(
     limits = Limits(max_images=max_images, max_pixels=max_pixels or MAX_PIXELS, allow_urls=allow_urls)
     _serve(options, host=host, port=port, token=token or None, batch_size=batch_size, max_wait=max_wait_ms / 1000,
            capacity=queue, limits=limits, max_body=int(max_body_mb * 1024 * 1024), timeout=timeout)
+
+
+def _check_extras() -> None:
+    """The server's packages are an extra: without them, say how to get them (found, not imported)."""
+    import importlib.util
+
+    missing = [name for name in ("fastapi", "uvicorn", "multipart") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RamtagError(f"ramtag serve needs {', '.join(missing)}: pip install 'ramtag[serve]'")
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to every address ``host`` names (as asyncio would bind them), or one line on
+    why not: a port in use is the usual case, and uvicorn would only log it and exit 3."""
+    sockets: list[socket.socket] = []
+    try:
+        found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _name, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            if os.name != "nt":  # on Windows the option lets another process take the port
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address[0], port, *address[2:]))
+            port = port or sock.getsockname()[1]  # with --port 0, every address on the port the first got
+    except OSError as error:
+        for sock in sockets:
+            sock.close()
+        reason = (error.strerror or str(error)).lower()
+        fix = ("pass another --port (0 picks a free one)" if error.errno == errno.EADDRINUSE
+               else "--host must be an address of this machine")
+        raise RamtagError(f"cannot listen on {host}:{port}: {reason}; {fix}") from None
+    return sockets
 
 
 def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, batch_size: int, max_wait: float,
@@ -132,7 +169,7 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
                             timeout_graceful_shutdown=max(30, int(timeout)), limit_concurrency=max(64, 2 * capacity))
     server = _graceful_server_class()(config)
     _announce(server, host, token is not None)
-    server.run()
+    server.run(sockets=_listen(host, port))
     if failure:  # with its own exit code: a misspelt --only-tags name is a usage error (2)
         raise failure[0]
 
