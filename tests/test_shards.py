@@ -109,6 +109,23 @@ def test_image_members_in_order_keyed_by_shard_and_key(tmp_path: Path) -> None:
     assert not any(tmp_path.glob("**/etc")) and sorted(p.name for p in tmp_path.iterdir()) == ["00007.tar"]
 
 
+def test_a_samples_keys_do_not_depend_on_the_order_of_its_members(tmp_path: Path) -> None:
+    """As a sorted tar has them: ``x.depth.png`` before ``x.jpg``; the plain ``x.jpg`` is still ``x``,
+    so a join with img2dataset's metadata finds the right image."""
+    image, depth = _jpeg((24, 16)), _jpeg((8, 8))
+    keys = {}
+    for order in ("depth first", "image first"):
+        members = [("s/x.depth.png", depth), ("s/x.jpg", image), ("s/y.seg.png", depth), ("s/y.mask.png", image)]
+        if order == "image first":
+            members = [members[1], members[0], *members[2:]]
+        path = write_shard(tmp_path / order / "00001.tar", members)
+        refs = list(shard_members(TarShard(str(path), "00001.tar")))
+        keys[order] = {ref.key: decode_ref(ref).size for ref in refs}
+    assert keys["depth first"] == keys["image first"] == {
+        "00001.tar/s/x": (24, 16), "00001.tar/s/x.depth.png": (8, 8),
+        "00001.tar/s/y": (8, 8), "00001.tar/s/y.mask.png": (24, 16)}  # no plain extension: the first is y
+
+
 def test_bad_members_and_archives_are_rows(tmp_path: Path) -> None:
     good = _jpeg((40, 30))
     big = write_shard(tmp_path / "big.tar", [("a.jpg", good), ("b.png", b"x" * 70_000), ("c.jpg", good[:60])])

@@ -9,8 +9,8 @@ Keys follow the webdataset convention: a member's key is its path inside the arc
 first dot of its file name (``00000/000000123.jpg`` → ``00000/000000123``), and the row key is
 ``<shard file name>/<member key>`` (``00012.tar/000120034``), unique across the shards of a run
 and the same whether the shard is read from a folder, a URL or a pattern. A sample with several
-images (``x.jpg``, ``x.depth.png``) gives its first one the key ``x`` and the others their full
-member name (``x.depth.png``).
+images (``x.depth.png``, ``x.jpg``, in either order) gives the key ``x`` to the one with a plain
+extension (``x.jpg``) and the others their full member name (``x.depth.png``).
 
 A member too large to be an image ramtag would decode, or cut off, becomes an error row keyed like
 any other. A damaged archive gives a row keyed by the shard name that says where reading stopped.
@@ -181,7 +181,7 @@ def shard_members(
     except OSError as error:
         raise _unreadable(shard, error) from error
     with stream:
-        used: set[str] = set()
+        sample = _Sample(shard.name, where)
         count = 0
         try:
             archive = tarfile.open(fileobj=stream, mode="r|*")
@@ -189,16 +189,12 @@ def shard_members(
                 name = _clean(member.name)
                 if not member.isreg() or not is_image_name(name) or (not hidden and _hidden(name)):
                     continue
-                # As written out (``text.printable``): a name that is not UTF-8 must not share a key.
-                key = printable(f"{shard.name}/{member_key(name)}")
-                if key in used:
-                    key = printable(f"{shard.name}/{name}")
-                    if key in used:
-                        continue  # the same member name again (an appended tar): the first counts
-                used.add(key)
+                if member_key(name) != sample.key:  # a sample's members are consecutive
+                    yield from sample.flush()
+                    sample.key = member_key(name)
                 count += 1
                 if limit is not None and member.size > limit:
-                    yield ImageRef(where, key, Unusable(name, _too_large(member.size, limit), "too_large"))
+                    sample.add(name, Unusable(name, _too_large(member.size, limit), "too_large"))
                     continue
                 try:
                     data = archive.extractfile(member).read()  # type: ignore[union-attr]
@@ -207,13 +203,50 @@ def shard_members(
                 else:
                     why = f"{len(data):,} of {member.size:,} bytes"
                 if len(data) < member.size:
-                    yield ImageRef(where, key, Unusable(name, _cut_off(why), "truncated"))
+                    sample.add(name, Unusable(name, _cut_off(why), "truncated"))
+                    yield from sample.flush()
                     return  # nothing after it can be read
-                yield ImageRef(where, key, InMemory(name, data), Stamp(member.size, int(member.mtime * 1_000_000)))
+                sample.add(name, InMemory(name, data), Stamp(member.size, int(member.mtime * 1_000_000)))
+            yield from sample.flush()
         except _FORMAT_ERRORS as error:
+            yield from sample.flush()
             yield ImageRef(where, shard.name, Unusable(shard.name, _damaged(count, error), "corrupt"))
         except OSError as error:
             raise _unreadable(shard, error) from error
+
+
+@dataclass
+class _Sample:
+    """The image members of one webdataset sample (consecutive members with one key), keyed once
+    all are read, so that keys do not depend on their order: the sample's key goes to its image with
+    a plain extension (``x.jpg`` rather than ``x.depth.png``; the first of those, or the first image
+    if none has one), the others are keyed by their full member name."""
+
+    shard: str
+    where: Path
+    key: str | None = None
+    members: list[tuple[str, InMemory | Unusable, Stamp | None]] = field(default_factory=list)
+    used: set[str] = field(default_factory=set)
+
+    def add(self, name: str, source: InMemory | Unusable, stamp: Stamp | None = None) -> None:
+        self.members.append((name, source, stamp))
+
+    def flush(self) -> Iterator[ImageRef]:
+        members, self.members = self.members, []
+        if not members:
+            return
+        plain = [i for i, (name, _, _) in enumerate(members) if name.rpartition("/")[2][1:].count(".") == 1]
+        first = plain[0] if plain else 0
+        for index in (first, *(i for i in range(len(members)) if i != first)):
+            name, source, stamp = members[index]
+            # As written out (``text.printable``): a name that is not UTF-8 must not share a key.
+            key = printable(f"{self.shard}/{member_key(name) if index == first else name}")
+            if key in self.used:
+                key = printable(f"{self.shard}/{name}")
+                if key in self.used:
+                    continue  # the same member name again (an appended tar): the first counts
+            self.used.add(key)
+            yield ImageRef(self.where, key, source, stamp)
 
 
 def members_or_error(
