@@ -145,3 +145,23 @@ def test_official_descriptions_json_is_untouched_by_reading(tmp_path: Path) -> N
     with open(official, "rb") as handle:
         theirs = json.load(handle)
     assert ours == theirs
+
+
+def test_a_local_folder_named_like_a_hub_id_is_the_folder(tiny_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--text-encoder tinyclip`` beside a folder ``tinyclip``: online, with the Hub unreachable, it
+    loads the folder rather than saying that the Hub id is not cached."""
+    import socket
+
+    import huggingface_hub.constants
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.chdir(tiny_clip.parent)
+    monkeypatch.delenv("RAMTAG_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    encoder = TextEncoder(tiny_clip.name)
+    assert encoder.encode(["a cat"]).shape == (1, encoder.width)
+    assert encoder.fingerprint == encoder_fingerprint(str(tiny_clip))

@@ -89,8 +89,9 @@ class TextEncoder:
         from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
         self.name = name
-        source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
-        if source == name and not offline():
+        local = Path(name).expanduser().is_dir()  # a folder named like a Hub id ("tinyclip") is the folder
+        source = str(Path(name).expanduser()) if local else name
+        if not local and not offline():
             _reachable_or_cached(name)
         try:
             with _quiet_loading():
