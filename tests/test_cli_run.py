@@ -157,11 +157,22 @@ def test_csv_round_trips_awkward_file_names(tmp_path: Path, ramplus_tiny) -> Non
         assert len(tags) == len(str(row["scores"]).split("|")) or not tags
 
 
-def test_refuses_to_replace_what_it_cannot_add_to(tmp_path: Path, ramplus_tiny) -> None:
+def test_refuses_to_replace_what_it_cannot_add_to(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
+    from ramtag.engine import local
+
     photos = _images(tmp_path / "photos", ["a.jpg"])
     csv_out, foreign = tmp_path / "tags.csv", tmp_path / "other.parquet"
     csv_out.write_text("someone's data\n")
     pd.DataFrame({"x": [1]}).to_parquet(foreign)
+    with monkeypatch.context() as patch:  # a CSV is never added to: refused before the model loads
+        patch.setattr(local, "tagger_for", lambda *a, **k: pytest.fail("the model was loaded"))
+        early = ramtag(photos, "--out", csv_out, *ramplus_tiny.cli_args())
+        assert early.exit_code == 1 and early.stderr.strip() == (
+            f"error: {csv_out} already exists; pass --overwrite to replace it (only Parquet outputs can be added to)")
+        (tmp_path / "text.parquet").write_text("not parquet\n")
+        early = ramtag(photos, "--out", tmp_path / "text.parquet", *ramplus_tiny.cli_args())
+        assert early.exit_code == 1 and "text.parquet already exists and is not a Parquet file" in early.stderr
+    (tmp_path / "text.parquet").unlink()
     for out in (csv_out, foreign):
         before = out.read_bytes()
         result = ramtag(photos, "--out", out, *ramplus_tiny.cli_args())

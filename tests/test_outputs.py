@@ -269,6 +269,9 @@ def test_format_from_extension_or_flag() -> None:
     assert format_for(Path("a.csv")) == "csv"
     assert format_for(Path("a.jsonl")) == "jsonl"
     assert format_for(Path("a.txt"), "csv") == "csv"
+    assert format_for(Path("a.parquet"), "parquet") == "parquet"
+    with pytest.raises(UsageError, match=r"--out a\.parquet is named as Parquet but --format is csv; name it \.csv"):
+        format_for(Path("a.parquet"), "csv")  # CSV in a .parquet file: the next run would refuse it
     with pytest.raises(UsageError, match="--format"):
         format_for(Path("a.txt"))
     with pytest.raises(UsageError, match="parquet"):

@@ -267,7 +267,8 @@ def only_tag_names(spec: str) -> tuple[str, ...]:
 
 
 def _check_outputs(job: Job, outputs: OutputOptions) -> None:
-    from ..outputs.formats import FORMATS, format_for
+    from ..errors import OutputError
+    from ..outputs.formats import FORMATS, format_for, not_added_to
 
     if outputs.lang not in LANGS:
         raise UsageError(f"--lang must be one of {', '.join(LANGS)}, not {outputs.lang!r}")
@@ -286,7 +287,12 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
         out = Path(outputs.out)
         if out.is_dir():
             raise UsageError(f"{out} is a folder: the local engine writes one file (--engine ray writes a folder)")
-        format_for(out, outputs.format)
+        fmt = format_for(out, outputs.format)
+        if out.is_file() and not outputs.overwrite:  # said before the model loads
+            if not FORMATS[fmt].can_continue:
+                raise OutputError(not_added_to(out))
+            if not _parquet_ends(out):
+                raise OutputError(f"{out} already exists and is not a Parquet file; pass --overwrite to replace it")
         folder = _existing_ancestor(out.parent)  # missing folders below it are created when the run starts
         if not folder.is_dir():
             raise UsageError(f"--out {out}: {folder} is a file, not a folder")
@@ -319,6 +325,19 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
         from ..exiftool import find_exiftool
 
         find_exiftool()
+
+
+def _parquet_ends(path: Path) -> bool:
+    """Whether ``path`` starts and ends as a Parquet file does (its magic number)."""
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size < 8:
+                return False
+            head = handle.read(4)
+            handle.seek(-4, os.SEEK_END)
+            return head == handle.read(4) == b"PAR1"
+    except OSError:  # unreadable: opening it later says why
+        return True
 
 
 def _existing_ancestor(folder: Path) -> Path:

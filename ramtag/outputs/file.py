@@ -44,7 +44,7 @@ from ..inputs.roots import Root, owner_index, roots_from_metadata
 from ..inputs.shards import InMemory, Unusable
 from . import columns as arrow
 from .base import RowOutput
-from .formats import FORMATS, ParquetSink, Sink, listing
+from .formats import FORMATS, ParquetSink, Sink, not_added_to
 from .journal import Journal, hold_lock, read_settings, write_settings
 from .rerun import UNCHANGED, Rerun, RowIndex
 from .schema import IDENTITY_COLUMNS, conform, differences, read_metadata, roots_in, settings_of, to_record_batch
@@ -252,8 +252,7 @@ class ResumableOutput(RowOutput):
         """An incremental run: keep the rows of the complete output already at ``dest``."""
         redo = "pass --overwrite to replace it"
         if not FORMATS[self.fmt].can_continue:
-            addable = listing([f.label for f in FORMATS.values() if f.can_continue])
-            raise OutputError(f"{self.dest} already exists; {redo} (only {addable} outputs can be added to)")
+            raise OutputError(not_added_to(self.dest))
         try:
             previous = pq.ParquetFile(self.dest)
         except (OSError, pa.ArrowException):

@@ -211,14 +211,23 @@ def listing(words: list[str], last: str = "or") -> str:
 EXTENSIONS = listing([f.extensions[0] for f in FORMATS.values()])  # ".parquet, .csv or .jsonl"
 
 
+def not_added_to(dest: Path) -> str:
+    """Why an existing output of a format ramtag cannot read back is not added to."""
+    addable = listing([f.label for f in FORMATS.values() if f.can_continue])
+    return f"{dest} already exists; pass --overwrite to replace it (only {addable} outputs can be added to)"
+
+
 def format_for(path: Path, explicit: str | None = None) -> str:
     """The output format: ``explicit`` when given, else from the file's extension."""
+    suffix = path.suffix.lower()
+    found = next((f.name for f in FORMATS.values() if suffix in f.extensions), None)
     if explicit is not None:
         if explicit not in FORMATS:
             raise UsageError(f"unknown format {explicit!r}; use one of {', '.join(FORMATS)}")
+        if found not in (None, explicit):  # a .parquet file of CSV would be refused by the next run
+            raise UsageError(f"--out {path} is named as {FORMATS[found].label} but --format is {explicit}; "
+                             f"name it {FORMATS[explicit].extensions[0]}, or leave out --format")
         return explicit
-    suffix = path.suffix.lower()
-    found = next((f.name for f in FORMATS.values() if suffix in f.extensions), None)
     if found is None:
         raise UsageError(f"{path}: cannot tell the format from the extension; name it {EXTENSIONS}, or pass --format")
     return found
