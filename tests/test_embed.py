@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ramtag.cli.app import app
 from ramtag.errors import OutputError
 from ramtag.exiftool import ExifTool
-from ramtag.outputs.embedded import EmbedWriter, clean_embedded, read_held
+from ramtag.outputs.embedded import EmbedWriter, clean_embedded, holds_ramtag_record, read_held
 from ramtag.outputs.rewriting import same_pixels, temporary_path
 from ramtag.outputs.sidecars import Provenance
 from ramtag.tagger import TagResult
@@ -103,6 +103,7 @@ def test_keywords_go_in_every_field_once_and_clean_gives_the_file_back(
         assert "Keywords" not in found
     assert same_pixels(original, path)
     assert path.stat().st_mtime_ns == stat_before.st_mtime_ns  # the photo keeps its date
+    assert holds_ramtag_record(path) and not holds_ramtag_record(original)  # seen without ExifTool too
     written = path.read_bytes()
     assert not writer.update(path, RESULT)  # the same settings: not one byte changes
     assert path.read_bytes() == written
@@ -249,6 +250,23 @@ def test_run_embed_with_a_raw_jpeg_pair_and_an_output_then_clean(tmp_path: Path,
     cleaned = ramtag("xmp", "clean", photos)
     assert cleaned.exit_code == 0, cleaned.output
     assert {path.name: path.read_bytes() for path in photos.iterdir()} == before
+
+
+def test_clean_without_exiftool_finds_the_photos_ramtag_wrote_into_and_fails(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        shutil.copyfile(ramplus_tiny.images / "demo4.jpg", photos / name)
+    assert ramtag("run", photos / "a.jpg", "--embed", *ramplus_tiny.cli_args()).exit_code == 0
+    before = {path.name: path.read_bytes() for path in photos.iterdir()}
+    monkeypatch.setenv("RAMTAG_EXIFTOOL", str(tmp_path / "no-exiftool"))
+    result = ramtag("xmp", "clean", photos)
+    assert result.exit_code == 1  # a.jpg still holds ramtag's keywords: the clean is not done
+    assert f"not cleaned: 1 photo with keywords ramtag embedded (the first: {photos / 'a.jpg'}); cleaning photos " \
+           "needs ExifTool" in result.stderr
+    assert {path.name: path.read_bytes() for path in photos.iterdir()} == before
+    (photos / "a.jpg").unlink()
+    assert ramtag("xmp", "clean", photos).exit_code == 0  # b.jpg: nothing of ramtag's to clean
 
 
 def test_embed_without_exiftool_fails_before_loading(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:

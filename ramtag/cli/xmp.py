@@ -145,21 +145,25 @@ def clean_command(
 def _clean_photos(paths: list[Path], *, dry_run: bool, hidden: bool) -> dict[str, int]:
     """The keywords ``run --embed`` wrote into photos, taken out (ExifTool only once one is found)."""
     from ..exiftool import ExifTool, ExifToolError, find_exiftool
-    from ..outputs.embedded import EmbedError, clean_embedded, find_embeddable
+    from ..outputs.embedded import EmbedError, clean_embedded, find_embeddable, holds_ramtag_record
 
     counts = {"cleaned": 0, "untouched": 0, "errors": 0}
     tool = None
+    missing: Exception | None = None  # no ExifTool: photos ramtag wrote into are only found and reported
+    marked: list[Path] = []
     try:
         for path in find_embeddable(paths, hidden=hidden):
-            if tool is None:
+            if tool is None and missing is None:
                 try:
                     tool = ExifTool(find_exiftool())
                 except (UsageError, ExifToolError) as exc:
-                    named = any(path == given for given in paths)
-                    if named:  # a photo named directly must be cleaned; photos found in a folder may be bare
+                    if any(path == given for given in paths):  # a photo named directly must be cleaned
                         raise
-                    err_console.print(f"photos not searched for embedded keywords: {exc}", markup=False, soft_wrap=True)
-                    return counts
+                    missing = exc
+            if missing is not None:
+                if holds_ramtag_record(path):
+                    marked.append(path)
+                continue
             try:
                 outcome = clean_embedded(tool, path, dry_run=dry_run)
             except (EmbedError, ExifToolError, OutputError) as exc:
@@ -172,4 +176,11 @@ def _clean_photos(paths: list[Path], *, dry_run: bool, hidden: bool) -> dict[str
     finally:
         if tool is not None:
             tool.close()
+    if marked:  # left as they are: the clean is not done, and the exit code says so
+        from ..exiftool import INSTALL
+
+        why = f"cleaning photos needs ExifTool: {INSTALL}" if isinstance(missing, UsageError) else str(missing)
+        err_console.print(f"not cleaned: {plural(len(marked), 'photo')} with keywords ramtag embedded (the first: "
+                          f"{marked[0]}); {why}", markup=False, soft_wrap=True)
+        counts["errors"] += len(marked)
     return counts

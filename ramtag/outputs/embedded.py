@@ -292,6 +292,23 @@ def clean_embedded(tool: ExifTool, path: Path, *, dry_run: bool = False) -> str:
     return "cleaned"
 
 
+def holds_ramtag_record(path: Path, chunk: int = 1 << 20) -> bool:
+    """Whether a photo holds ramtag's XMP namespace, i.e. ``run --embed`` wrote into it: found in its
+    bytes, without ExifTool, as XMP is plain text in every format ``--embed`` writes."""
+    from .xmp import RAMTAG
+
+    needle, tail = RAMTAG.encode(), b""
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(chunk):
+                if needle in tail + block:
+                    return True
+                tail = block[-len(needle):]
+    except OSError:
+        return False
+    return False
+
+
 def find_embeddable(paths: Sequence[Path], *, hidden: bool = False) -> Iterator[Path]:
     """Files ``--embed`` writes into, under folders (sorted, recursively) and named directly."""
     for root in paths:
