@@ -255,6 +255,12 @@ def test_several_folders_keep_the_same_names_apart(tmp_path: Path, monkeypatch: 
     assert _keys(twice) == ["x.jpg", "sub/y.jpg"]  # the same files again: tagged once, said so
     assert warnings == [(Path("x.jpg"), "given twice among the inputs: tagged once"),
                         (Path("sub/y.jpg"), "given twice among the inputs: tagged once")]
+    for number in range(10):
+        Image.new("RGB", (4, 4)).save(f"sub/{number}.jpg")
+    warnings.clear()  # a folder given with its subfolder: a few said, not every file
+    assert len(_keys(discover([".", "sub"], on_error=lambda path, why: warnings.append((path, why))))) == 12
+    assert [why for _, why in warnings] == ["given twice among the inputs: tagged once"] * 2 + [
+        "given twice among the inputs: tagged once (the other files given twice are not listed)"]
 
 
 def test_include_and_exclude(tree: Path) -> None:

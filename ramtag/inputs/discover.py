@@ -296,6 +296,9 @@ def _all_items(
     yield from _once(found, walk.on_error, every=several)
 
 
+_SAID_TWICE = 3
+
+
 def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool = True) -> Iterator[Item]:
     """Each key once: an image given twice (``photos`` and ``photos/a.jpg``, a list naming a file
     twice) is tagged once; another file whose key is taken already is left out, and said so; two tar
@@ -304,6 +307,15 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool 
     what a name that is not UTF-8 becomes (``text.printable``)."""
     keys: dict[str, str] = {}
     shards: dict[str, TarShard] = {}
+    twice = 0  # images given twice: the first few are said, not thousands (``photos photos/2024``)
+
+    def given_twice(path: Path) -> None:
+        nonlocal twice
+        twice += 1
+        if on_error is not None and twice <= _SAID_TWICE:
+            on_error(path, "given twice among the inputs: tagged once" + (
+                " (the other files given twice are not listed)" if twice == _SAID_TWICE else ""))
+
     for item in items:
         if not every and (isinstance(item, TarShard) or "\\x" not in item.key):
             yield item
@@ -313,17 +325,16 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool 
                 first = shards[item.name]
                 if not same_shard(first, item):  # one from a list or a URL folder (the others are checked first)
                     raise name_clash(first.location, item)
-                if on_error is not None:
-                    on_error(Path(item.location), "given twice among the inputs: tagged once")
+                given_twice(Path(item.location))
                 continue
             shards[item.name] = item
         elif item.key in keys:
-            if on_error is not None:
-                first = keys[item.key]
-                same = first == os.fspath(item.path) or os.path.realpath(first) == os.path.realpath(item.path)
+            first = keys[item.key]
+            if first == os.fspath(item.path) or os.path.realpath(first) == os.path.realpath(item.path):
+                given_twice(item.path)
+            elif on_error is not None:  # another file left out: each one said
                 escaped = " (a name that is not UTF-8 is written with its bytes as \\xNN)" if "\\x" in item.key else ""
-                on_error(item.path, "given twice among the inputs: tagged once" if same else
-                         f"its key {item.key} is {first}'s already{escaped}: not tagged "
+                on_error(item.path, f"its key {item.key} is {first}'s already{escaped}: not tagged "
                          "(rename it, or tag it into another --out)")
             continue
         else:
