@@ -91,4 +91,14 @@ def failure(error: BaseException) -> tuple[str, str]:
         limit = f"could not connect within {HTTP_CONNECT_TIMEOUT:g} s" if connecting else \
             f"no answer from the server within {HTTP_READ_TIMEOUT:g} s"
         return f"{limit} (timed out); run again to retry it", "unreadable"
+    host, os_error = getattr(cause, "host", None), getattr(cause, "os_error", None)
+    if isinstance(host, str) and isinstance(os_error, OSError):  # aiohttp could not connect
+        import errno
+
+        where = f"{host}:{getattr(cause, 'port', '')}".rstrip(":")
+        if type(cause).__name__ == "ClientConnectorDNSError":
+            return f"cannot connect: the host name {host} does not resolve", "unreadable"
+        if os_error.errno == errno.ECONNREFUSED:
+            return f"cannot connect: {where} refused the connection (no server there?)", "unreadable"
+        return f"cannot connect to {where} ({os_error.strerror or os_error})", "unreadable"
     return f"cannot read it ({type(cause).__name__}: {cause})", "unreadable"
