@@ -448,3 +448,14 @@ def test_runs_never_import_pandas(tmp_path: Path, ramplus_tiny) -> None:
     frame = pd.read_parquet(tmp_path / "t.parquet")
     assert sorted(frame["path"]) == ["a.jpg", "broken.jpg"] and frame["width"].dtype == "Int32"
     assert pd.read_csv(tmp_path / "t.csv")["file_modified"].str.endswith("+00:00").all()
+
+
+def test_a_folder_can_be_excluded_by_name_and_a_glob_that_matched_nothing_is_said(tmp_path: Path, ramplus_tiny) -> None:
+    photos = _images(tmp_path / "photos", ["a.jpg", "drafts/b.jpg", "2024/drafts/c.jpg", "2024/d.jpg"])
+    out = tmp_path / "tags.jsonl"
+    result = ramtag(photos, "--out", out, "--exclude", "drafts", "--exclude", "d1/", "--workers", "0",
+                    *ramplus_tiny.cli_args())
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == ["a.jpg", "2024/d.jpg"]
+    assert "warning: --exclude d1/ matched no file" in result.stderr
+    assert "--exclude drafts matched" not in result.stderr

@@ -271,6 +271,14 @@ def test_include_and_exclude(tree: Path) -> None:
     kept = ["a.jpg", "link.jpg", "ext/e.jpg", "sub/c.PNG"]
     assert _keys(discover([tree], exclude=["sub/deeper/*", "B.*"])) == kept
     assert _keys(discover([tree], include=["*.jpg"], exclude=["ext/*"])) == ["a.jpg", "link.jpg"]
+    # A folder, as a user names it: by its path, its name at any depth, or either with a slash.
+    for folder in ("sub/deeper", "deeper", "deeper/", "sub/deeper/"):
+        assert _keys(discover([tree], exclude=[folder])) == ["B.JPG", *kept], folder
+    assert _keys(discover([tree], include=["sub"])) == ["sub/c.PNG", "sub/deeper/d.webp"]
+    assert _keys(discover([tree], exclude=["a.jpg/"])) == _keys(discover([tree]))  # a slash: folders only
+    findings = Findings()
+    assert len(_keys(discover([tree], include=["*.jpg", "*.tif"], exclude=["d1"], findings=findings))) == 3
+    assert findings.unmatched == {"--include *.tif", "--exclude d1"}  # said at the end of a run
 
 
 def test_unreadable_folder_is_reported_and_skipped(

@@ -157,6 +157,9 @@ class RunReport(ProgressReport, RunEvents):
                 )
                 self.say(f"time per stage: {stages}")
             self._said_where(done)
+            for pattern in sorted(done.findings.unmatched if done.findings is not None else ()):
+                self.say(f"warning: {pattern} matched no file (globs match the paths as the output has them, "
+                         "their folders, or a file or folder name)")
             unread = done.findings.unread_shards(self.job.inputs.paths) if done.findings is not None else []
             if unread:
                 self.say(f"{plural(len(unread), 'tar shard')} in folders walked for images "

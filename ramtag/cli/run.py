@@ -123,11 +123,11 @@ def run_command(
     ] = None,
     include: Annotated[
         Optional[list[str]],
-        typer.Option("--include", help="Only paths matching this glob (repeatable).", rich_help_panel=INPUT_PANEL),
+        typer.Option("--include", help="Only paths matching this glob, or under a folder it matches (repeatable).", rich_help_panel=INPUT_PANEL),
     ] = None,
     exclude: Annotated[
         Optional[list[str]],
-        typer.Option("--exclude", help="Skip paths matching this glob (repeatable).", rich_help_panel=INPUT_PANEL),
+        typer.Option("--exclude", help="Skip paths matching this glob, or under a folder it matches (repeatable).", rich_help_panel=INPUT_PANEL),
     ] = None,
     hidden: Annotated[
         bool,

@@ -49,8 +49,8 @@ def discover(
     ``stdin``, by default ``sys.stdin``); a listed folder is walked like an input, a listed file is
     yielded even if it is missing or not an image, so it fails at decode as a row rather than
     stopping the run.
-    ``include``/``exclude`` are globs (case-sensitive, ``*`` crosses ``/``) on the key; a pattern
-    without ``/`` also matches the file name alone. Tar shards are read here, one member at a time
+    ``include``/``exclude`` are globs (case-sensitive, ``*`` crosses ``/``) on the key or a folder
+    in it (``_matches``); a pattern without ``/`` also matches a file or folder name alone. Tar shards are read here, one member at a time
     (``max_pixels`` bounds the size of a member read). ``findings`` counts what was left out.
 
     ``recorded``: the folders an output was made from (``inputs.roots``), keyed as they were then;
@@ -122,7 +122,9 @@ def select(
     """The refs whose key passes ``--include``/``--exclude`` (``findings`` counts the others)."""
     if not include and not exclude:
         return iter(refs)
-    return (ref for ref in refs if _selected(ref.key, include, exclude) or _left_out(findings))
+    if findings is not None:
+        findings.unmatched = {f"--include {p}" for p in include} | {f"--exclude {p}" for p in exclude}
+    return (ref for ref in refs if _selected(ref.key, include, exclude, findings) or _left_out(findings))
 
 
 def _left_out(findings: Findings | None) -> bool:
@@ -143,6 +145,7 @@ class Findings:
     shards: list[str] = field(default_factory=list)  # tar shards in folders walked for images
     hidden_images: int = 0
     hidden_folders: int = 0
+    unmatched: set[str] = field(default_factory=set)  # "--exclude d1" that no file has matched (yet)
 
     def orphan(self, path: Path) -> None:
         self.orphans.append(path)
@@ -362,16 +365,25 @@ def _expand(item: str | Path | Item, walk: _Walk, several: bool) -> Iterator[Ite
         yield ImageRef(Path(item), str(item))
 
 
-def _selected(key: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
-    if include and not _matches(key, include):
+def _selected(key: str, include: Sequence[str], exclude: Sequence[str], findings: Findings | None = None) -> bool:
+    if include and not _matches(key, include, "--include", findings):
         return False
-    return not _matches(key, exclude)
+    return not _matches(key, exclude, "--exclude", findings)
 
 
-def _matches(key: str, patterns: Sequence[str]) -> bool:
-    name = os.path.basename(key)
-    return any(
-        fnmatchcase(key, pattern) or ("/" not in pattern and fnmatchcase(name, pattern))
-        for pattern in patterns
-    )
+def _matches(key: str, patterns: Sequence[str], option: str = "", findings: Findings | None = None) -> bool:
+    """Whether a glob matches the key, or one of the folders it is in (``2024/raw`` takes what is
+    under it, ``d1/`` only a folder); one without ``/`` also matches a file or folder name alone."""
+    parts = key.split("/")
+    folders = ["/".join(parts[:end]) for end in range(1, len(parts))]
+    for pattern in patterns:
+        bare = pattern.rstrip("/")
+        names = parts[:-1] if pattern.endswith("/") else parts  # "d1/": folders only
+        paths = folders if pattern.endswith("/") else [key, *folders]
+        if any(fnmatchcase(path, bare) for path in paths) or ("/" not in bare and any(
+                fnmatchcase(name, bare) for name in names)):
+            if findings is not None:
+                findings.unmatched.discard(f"{option} {pattern}")
+            return True
+    return False
 
