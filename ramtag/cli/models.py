@@ -158,7 +158,7 @@ def verify_command(
     else:
         weights = FileCheck("checkpoint", checkpoint, sha256_file(checkpoint, remember=False))
     checks = [*(check_data_file(data_name) for data_name in DATA_FILES), weights]
-    failures = sum(_print_check(check) for check in checks)
+    failures = sum(_print_check(check, needed=check is weights) for check in checks)
     if weights.path is None:
         failures += 1
         err_console.print(
@@ -177,10 +177,12 @@ def verify_command(
         raise typer.Exit(1)
 
 
-def _print_check(check: FileCheck) -> int:
-    """One stdout line for a file; returns 1 when it counts as a failure."""
+def _print_check(check: FileCheck, *, needed: bool = True) -> int:
+    """One stdout line for a file; returns 1 when it counts as a failure (the caller says why an
+    absent checkpoint is one: a data file never downloaded is fetched at first use)."""
     if check.path is None:
-        typer.echo(f"missing  {check.name:<12} not downloaded")
+        typer.echo(f"missing  {check.name:<12} not downloaded" if needed else
+                   f"later    {check.name:<12} not downloaded yet (fetched at first use)")
         return 0
     if not check.ok:
         typer.echo(f"DAMAGED  {check.name:<12} sha256 {check.sha256} (expected {check.expected})  {check.path}")
