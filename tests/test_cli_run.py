@@ -388,7 +388,11 @@ def test_file_and_folder_names_that_are_not_utf8_are_tagged_and_resumed(tmp_path
 
     out = tmp_path / "tags.parquet"
     again = ramtag(photos, "--out", out, "--keep-errors", *common)
-    assert "nothing new to tag" in again.stderr, again.output
+    assert "nothing new to tag" in again.stderr and "tagging only what is new or changed (" in again.stderr, again.output
+    _images(photos, ["new.jpg"])
+    more = ramtag(photos, "--out", out, "--keep-errors", *common)
+    assert "1 new, 4 unchanged; 0 errors (and 1 error row kept: --keep-errors)" in more.stderr, more.output
+    (photos / "new.jpg").unlink()
     # Left out of this run but still there: kept by --prune; deleted: removed by it.
     kept = ramtag(photos, "--out", out, "--exclude", "caf*", "--prune", "--keep-errors", *common)
     assert kept.exit_code == 0 and sorted(pd.read_parquet(out)["path"]) == keys, kept.output

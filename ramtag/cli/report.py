@@ -77,8 +77,9 @@ class RunReport(ProgressReport, RunEvents):
         file = output.find(ResumableOutput)
         if file is not None and file.resumed and not self.quiet:
             if file.builds_on:
-                self.say(f"{file.dest} holds {plural(file.resumed, 'row')}: tagging only what is new, changed "
-                         "or failed (--overwrite redoes everything)")
+                what = "new, changed or failed" if file.index.rerun.retry_errors else "new or changed"
+                self.say(f"{file.dest} holds {plural(file.resumed, 'row')}: tagging only what is {what} "
+                         "(--overwrite redoes everything)")
             else:
                 self.say(f"continuing the unfinished run: {plural(file.resumed, 'image')} saved in {file.folder}")
         if self.verbose:  # what benchmarks/startup.py compares with torch's own import time
@@ -206,7 +207,9 @@ def rerun_summary(file: ResumableOutput, found: int, errors: int) -> str:
              f"{tally[RETRY]} retried after an error" if tally[RETRY] else "",
              f"{tally[HASH]} re-tagged to record their SHA-256" if tally[HASH] else "", f"{unchanged} unchanged"]
     said = ", ".join(part for part in parts if part)
-    return f"{plural(found, 'image')} found: {said}; {plural(errors, 'error')}"
+    kept = f" (and {file.kept_errors} error {'row' if file.kept_errors == 1 else 'rows'} kept: --keep-errors)" \
+        if file.kept_errors else ""
+    return f"{plural(found, 'image')} found: {said}; {plural(errors, 'error')}{kept}"
 
 
 def stale_summary(file: ResumableOutput) -> str:

@@ -147,6 +147,7 @@ class ResumableOutput(RowOutput):
         self.held = 0
         self.builds_on = False  # whether the rows of an existing --out are kept
         self.tally: Counter[str] = Counter()  # images written by this run, by decision (NEW...)
+        self.kept_errors = 0  # error rows of earlier runs this run found and did not retry
         self.stale: list[str] = []  # keys of rows whose file is gone (known once finished)
         self.pruned = 0
         self._asked: dict[str, tuple[str, int | None]] = {}  # asked for, not written yet: decision, root
@@ -183,6 +184,7 @@ class ResumableOutput(RowOutput):
         if isinstance(source, (InMemory, Unusable)):
             self.index.read_shard(item.key, whole=not isinstance(source, Unusable) or source.kind == "too_large")
         if decision == UNCHANGED:
+            self.kept_errors += self.index.is_error(item.key)  # with --keep-errors
             return False
         self._asked[item.key] = (decision, self.root_of(item.key) if item.walked else None)  # type: ignore[union-attr]
         return True

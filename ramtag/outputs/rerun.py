@@ -95,6 +95,9 @@ class RowIndex:
             if part is not None:
                 self.latest[key] = part
 
+    def is_error(self, key: str) -> bool:
+        return bool(self.entries.get(key, 0) & _ERROR)
+
     def decide(self, ref: ImageRef) -> str:
         """What this run does with the image ``ref``: NEW, UNCHANGED, CHANGED or RETRY."""
         entry = self.entries.get(ref.key)
