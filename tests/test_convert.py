@@ -11,7 +11,7 @@ import torch
 from ramtag.errors import CheckpointError
 from ramtag.model.config import DecoderConfig, ModelConfig, SwinConfig
 from ramtag.model.convert import convert_official, export_official, infer_config, unwrap
-from ramtag.model.load import load_model, read_checkpoint
+from ramtag.model.load import LAYOUT_VERSION, load_model, read_checkpoint
 from ramtag.model.network import RamModel
 
 CONFIGS = {
@@ -146,6 +146,25 @@ def test_converted_weights_are_cached(ramplus_tiny, isolated_user_dirs: Path) ->
         assert torch.equal(second.state_dict()[key], value)
         assert torch.equal(third.state_dict()[key], value)
     assert info3.config == info1.config
+
+
+def test_one_cached_conversion_serves_runs_with_and_without_a_tag_list(ramplus_tiny, isolated_user_dirs: Path) -> None:
+    """``ramtag run`` names the tag list (16 tags), ``ramtag bench`` may not: one copy of the weights."""
+    _, named = load_model(ramplus_tiny.checkpoint, num_tags=16)
+    _, implied = load_model(ramplus_tiny.checkpoint)
+    assert not named.from_cache and implied.from_cache and implied.config == named.config
+    folder = isolated_user_dirs / "ramtag" / "converted"
+    assert [p.name for p in folder.iterdir()] == [f"{named.sha256}-t16-s384-v{LAYOUT_VERSION}.safetensors"]
+    for path in folder.iterdir():
+        path.unlink()
+    _, implied = load_model(ramplus_tiny.checkpoint)  # the other way round
+    _, named = load_model(ramplus_tiny.checkpoint, num_tags=16, image_size=384)
+    assert not implied.from_cache and named.from_cache and len(list(folder.iterdir())) == 1
+    # A conversion made for another reading of the checkpoint is not what it implies alone.
+    _, other = load_model(ramplus_tiny.checkpoint, num_tags=8)  # 8 tags of 102 descriptions
+    assert not other.from_cache and other.config.num_tags == 8 and len(list(folder.iterdir())) == 2
+    _, again = load_model(ramplus_tiny.checkpoint)
+    assert again.from_cache and again.config.num_tags == 16
 
 
 def test_corrupt_cache_is_rebuilt(ramplus_tiny, isolated_user_dirs: Path) -> None:

@@ -136,7 +136,30 @@ def _cache_path(sha256: str, num_tags: int | None, image_size: int | None) -> Pa
     return cache_dir() / "converted" / f"{sha256}-{tail}.safetensors"
 
 
-def save_converted(model: RamModel, dest: Path, *, source_sha256: str = "") -> None:
+def _cached_conversion(sha256: str, num_tags: int | None, image_size: int | None) -> Path | None:
+    """The cached conversion of a checkpoint that serves this request: one copy of the weights for
+    a run that names its tag list and a bench that does not (``None``: as the checkpoint implies,
+    which a conversion records as ``as_inferred``; a name with ``tauto-sauto`` says it too)."""
+    exact = _cache_path(sha256, num_tags, image_size)
+    if exact.is_file():
+        return exact
+    for candidate in sorted(exact.parent.glob(f"{sha256}-t*-s*-v{LAYOUT_VERSION}.safetensors")):
+        metadata = _converted_metadata(candidate)
+        if metadata is None:
+            continue
+        inferred = metadata.get("as_inferred") == "1" or candidate.name.endswith("-tauto-sauto-v" + LAYOUT_VERSION
+                                                                                   + ".safetensors")
+        try:
+            config = ModelConfig.from_json(metadata["config"])
+        except (KeyError, ValueError, TypeError):
+            continue
+        if (config.num_tags == num_tags if num_tags else inferred) and (
+                config.image_size == image_size if image_size else inferred):
+            return candidate
+    return None
+
+
+def save_converted(model: RamModel, dest: Path, *, source_sha256: str = "", as_inferred: bool = False) -> None:
     """Write ramtag-layout weights with their config (atomic: temp file, then rename)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -144,6 +167,7 @@ def save_converted(model: RamModel, dest: Path, *, source_sha256: str = "") -> N
         "layout_version": LAYOUT_VERSION,
         "config": model.config.to_json(),
         "source_sha256": source_sha256,
+        "as_inferred": "1" if as_inferred else "0",  # the config the checkpoint implies alone
     }
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     with AtomicFile(dest, durable=False) as pending:  # a cache: rebuilt from the .pth if lost
@@ -197,9 +221,9 @@ def load_model(
     if metadata is not None:
         model = _load_converted(path, metadata)
     else:
-        cached = _cache_path(sha256, num_tags, image_size)
-        cached_meta = _converted_metadata(cached) if use_cache and cached.is_file() else None
-        if cached_meta is not None:
+        cached = _cached_conversion(sha256, num_tags, image_size) if use_cache else None
+        cached_meta = _converted_metadata(cached) if cached is not None else None
+        if cached is not None and cached_meta is not None:
             try:
                 model = _load_converted(cached, cached_meta)
                 from_cache = True
@@ -211,12 +235,17 @@ def load_model(
                 config = infer_config(state, num_tags=num_tags, image_size=image_size)
             except CheckpointError as exc:
                 raise _fail(path, str(exc)) from None
+            try:
+                as_inferred = num_tags is image_size is None or infer_config(state) == config
+            except CheckpointError:
+                as_inferred = False
             _check_kind(path, config.kind, kind)
             model = build_model(config)
             _strict_load(model, convert_official(state, model), path)
             if use_cache:
-                try:
-                    save_converted(model, cached, source_sha256=sha256)
+                try:  # named by what it holds: found again by a request with or without a tag list
+                    save_converted(model, _cache_path(sha256, config.num_tags, config.image_size),
+                                   source_sha256=sha256, as_inferred=as_inferred)
                 except OSError:
                     pass  # an unwritable cache only costs a slower next start
     _check_kind(path, model.config.kind, kind)
