@@ -149,6 +149,17 @@ def test_bad_members_and_archives_are_rows(tmp_path: Path) -> None:
     assert keys == [("cut.tar/a", "InMemory"), ("cut.tar/b", "Unusable")]
     with pytest.raises(ImageDecodeError, match="ends inside this member"):
         decode_ref(list(shard_members(TarShard(str(cut), "cut.tar")))[-1])
+    # Cut between the two members (as a download can be): reads as a whole tar would, but says so.
+    import gzip
+
+    between = whole.read_bytes()[: 512 + padded]
+    for name, data in (("between.tar", between), ("between.tar.gz", gzip.compress(between))):
+        (tmp_path / name).write_bytes(data)
+        refs = list(shard_members(TarShard(str(tmp_path / name), name)))
+        assert [ref.key for ref in refs] == [f"{name}/a", name]
+        with pytest.raises(ImageDecodeError, match="ends after 1 image member without the blocks that end an archive"):
+            decode_ref(refs[-1])
+    assert [ref.key for ref in shard_members(TarShard(str(whole), "whole.tar"))] == ["whole.tar/a", "whole.tar/b"]
     text = tmp_path / "notes.tar"
     text.write_text("not a tar archive at all\n" * 40)
     [row] = shard_members(TarShard(str(text), "notes.tar"))

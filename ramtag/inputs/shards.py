@@ -208,6 +208,8 @@ def shard_members(
                     return  # nothing after it can be read
                 sample.add(name, InMemory(name, data), Stamp(member.size, int(member.mtime * 1_000_000)))
             yield from sample.flush()
+            if not _ends_whole(archive):
+                yield ImageRef(where, shard.name, Unusable(shard.name, _no_end(count), "truncated"))
         except _FORMAT_ERRORS as error:
             yield from sample.flush()
             yield ImageRef(where, shard.name, Unusable(shard.name, _damaged(count, error), "corrupt"))
@@ -275,6 +277,23 @@ def _too_large(size: int, limit: int) -> str:
 
 def _cut_off(why: str) -> str:
     return f"the tar shard ends inside this member ({why}): an interrupted download?"
+
+
+def _ends_whole(archive: tarfile.TarFile) -> bool:
+    """Whether an archive read to its end has its end-of-archive blocks (zeros, 1,024 bytes or more
+    as every tar writer pads it): a shard cut off between two members has none, and reads as
+    complete otherwise (GNU tar does not notice either)."""
+    stream = archive.fileobj  # decompressed, past the block that ended the reading (if one did)
+    trailing = stream.tell() - archive.offset  # type: ignore[union-attr]
+    while block := stream.read(1 << 16):  # type: ignore[union-attr]
+        trailing += len(block)
+    return trailing >= tarfile.BLOCKSIZE
+
+
+def _no_end(count: int) -> str:
+    members = f"{count} image member" + ("" if count == 1 else "s")
+    return (f"the tar shard ends after {members} without the blocks that end an archive: "
+            "cut short between two members (an interrupted download?); the members before were read")
 
 
 def _damaged(count: int, error: BaseException) -> str:
