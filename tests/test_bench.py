@@ -134,9 +134,10 @@ def test_random_weights_with_a_config_file(tmp_path: Path, monkeypatch: pytest.M
     assert "images/s over 2 images" in result.stdout
     machine = next(line for line in lines if line.startswith("machine: "))
     assert "; native bf16: RAMTAG_NATIVE_BF16=1), " in machine and " cores, torch " in machine
-    for words in ("decode+preprocess (worker time)", "host to device", "backbone",
+    for words in ("decode+preprocess (within the wait)", "wait for decoded batches", "backbone",
                   "re-weighting + decoder", "write", "peak RSS"):
         assert words in result.stdout, words
+    assert "host to device" not in result.stdout and "nvJPEG" not in result.stdout  # a CPU does neither
 
 
 @pytest.mark.parametrize(

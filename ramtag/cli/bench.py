@@ -218,8 +218,12 @@ def _print(result: BenchResult, source: str) -> None:
         markup=False, soft_wrap=True,
     )
     out.print("ms per image:", markup=False)
-    for stage, words in STAGE_WORDS.items():
-        out.print(f"  {words:<32} {result.ms_per_image[stage]:10.1f}", markup=False)
+    on_gpu = not str(s["device"]).startswith("cpu")
+    shown = {**STAGE_WORDS, **({} if s["workers"] else {"decode": "decode+preprocess (within the wait)"})}
+    for stage, words in shown.items():  # what this run's device does not do is not listed
+        if (stage == "transfer" and not on_gpu) or (stage == "device_decode" and s["preprocess"] != "gpu"):
+            continue
+        out.print(f"  {words:<35} {result.ms_per_image[stage]:10.1f}", markup=False)
     memory = [f"peak RSS {_mb(result.peak_rss_mb)} (main process)"]
     if result.peak_worker_rss_mb is not None:
         memory.append(f"{_mb(result.peak_worker_rss_mb)} (largest worker)")
