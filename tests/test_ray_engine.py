@@ -143,6 +143,7 @@ def test_an_interrupted_ray_run_resumes_without_redoing_or_duplicating(
     result = ramtag(*args(out))  # all done: nothing to tag
     assert result.exit_code == 0 and "skipping 3 shards and 10 images" in result.stderr
     assert "nothing new to tag" in result.stderr and len(committed) == 4
+    assert " tagged, " not in result.stderr  # no "0 images: 0 tagged" after it
 
 
 def test_a_changed_shard_is_redone_and_its_part_replaced_whole(local_ray, ramplus_tiny, tmp_path: Path) -> None:

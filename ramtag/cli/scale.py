@@ -123,7 +123,7 @@ class _UnitReport(ProgressReport):
             self.say(f"{plural(plan.changed_shards, 'tar shard')} changed since tagged: tagging again, "
                      "each part replaced whole")
         if not plan.units:
-            self.say("nothing new to tag")
+            self.say(f"nothing new to tag → {output.dest} ({plural(len(output.parts), 'part')})")
             return
         self.say(
             f"{plural(len(plan.units), 'part')} to tag ({plan.shards} tar shards, {plan.images} image files) "
@@ -156,7 +156,7 @@ class _UnitReport(ProgressReport):
                 f"{plural(self.failures, 'tar shard')} could not be read and were not saved; "
                 "run the same command again to retry them"
             )
-        if self.quiet:
+        if self.quiet or (self.plan is not None and not self.plan.units):  # "nothing new to tag" was said
             return
         self.say(
             f"{self.counts()} {self.timing()} → {output.dest} ({plural(len(output.parts), 'part')})"
