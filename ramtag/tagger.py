@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -331,12 +332,14 @@ def load_tagger(
 
     # Every missing file in one error, at once (before anything is downloaded).
     check_model_files(checkpoint, model=model, tag_list=tag_list, tag_list_zh=tag_list_zh, thresholds=thresholds)
-    vocabulary = load_vocabulary(
-        tag_list=Path(tag_list) if tag_list is not None else None,
-        tag_list_zh=Path(tag_list_zh) if tag_list_zh is not None else None,
-        thresholds=Path(thresholds) if thresholds is not None else None,
-        threshold=threshold,
-    )
+    with warnings.catch_warnings(record=True) as said:  # said once the weights load: not before their error
+        warnings.simplefilter("always")
+        vocabulary = load_vocabulary(
+            tag_list=Path(tag_list) if tag_list is not None else None,
+            tag_list_zh=Path(tag_list_zh) if tag_list_zh is not None else None,
+            thresholds=Path(thresholds) if thresholds is not None else None,
+            threshold=threshold,
+        )
     if only_tags is not None:
         vocabulary.positions(_names(only_tags))  # a misspelt name costs no model load
     if checkpoint is None:
@@ -346,6 +349,8 @@ def load_tagger(
     network, info = load_model(
         Path(checkpoint), num_tags=len(vocabulary), kind=model, image_size=image_size
     )
+    for warning in said:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     tagger = Tagger(network, vocabulary, device=resolve_device(device), precision=precision, info=info)
     return tagger.only(only_tags) if only_tags is not None else tagger
 

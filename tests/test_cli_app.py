@@ -68,6 +68,25 @@ def test_bad_checkpoint_is_one_line_on_stderr(tmp_path: Path, ramplus_tiny) -> N
     assert result.stdout == ""
 
 
+def test_the_threshold_warning_waits_for_the_weights_to_load(tmp_path: Path, ramplus_tiny) -> None:
+    """A tag list that is not the official one gets every tag 0.68, said as a warning; with weights
+    that do not load, the error alone is said (the warning came first, before it)."""
+    import warnings
+
+    from ramtag import load_tagger
+    from ramtag.errors import CheckpointError, DefaultThresholdWarning
+
+    broken = tmp_path / "ram_plus.pth"
+    broken.write_bytes(ramplus_tiny.checkpoint.read_bytes()[:1_000_000])
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError):
+            load_tagger(checkpoint=broken, tag_list=ramplus_tiny.tags, device="cpu")
+    assert not said
+    with pytest.warns(DefaultThresholdWarning, match="every tag uses the threshold 0.68"):
+        load_tagger(checkpoint=ramplus_tiny.checkpoint, tag_list=ramplus_tiny.tags, device="cpu")
+
+
 def test_offline_without_cached_weights_names_the_fix(tmp_path: Path) -> None:
     tags = tmp_path / "tags.txt"
     tags.write_text("cat\ndog\n", encoding="utf-8")
