@@ -84,11 +84,11 @@ def clean_command(
         list[Path],
         typer.Argument(
             help="Folders (searched recursively for .xmp sidecars and for photos with embedded keywords), "
-            "sidecar files and photos.", show_default=False, metavar="PATH...",
+            "sidecar files and photos.", show_default=False, metavar="PATH",
         ),
     ],
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Only list the sidecars that would change.")
+        bool, typer.Option("--dry-run", "-n", help="Only list the sidecars and photos that would change.")
     ] = False,
     hidden: Annotated[
         bool, typer.Option("--hidden", help="Also search hidden files and folders.")
@@ -99,9 +99,7 @@ def clean_command(
 ) -> None:
     """Remove ramtag's keywords and records from XMP sidecars and photos, leaving everything else as it was.
 
-    Prints each file that changed; a sidecar left with nothing at all (ramtag created it) is
-    deleted; a photo gets back the metadata it had (with --embed, ramtag wrote into it). A file
-    that cannot be read or parsed is left alone, reported, and the exit code is 1.
+    Prints each file that changed; a sidecar left with nothing at all (ramtag created it) is deleted; a photo gets back the metadata it had (with --embed, ramtag wrote into it). A file that cannot be read or parsed is left alone, reported, and the exit code is 1.
     """
     from ..outputs.sidecars import SidecarError, clean, find_sidecars
 
