@@ -165,6 +165,8 @@ def test_one_cached_conversion_serves_runs_with_and_without_a_tag_list(ramplus_t
     assert not other.from_cache and other.config.num_tags == 8 and len(list(folder.iterdir())) == 2
     _, again = load_model(ramplus_tiny.checkpoint)
     assert again.from_cache and again.config.num_tags == 16
+    _, eight = load_model(ramplus_tiny.checkpoint, num_tags=8)  # found again, its input size not named
+    assert eight.from_cache and eight.config.num_tags == 8 and len(list(folder.iterdir())) == 2
 
 
 def test_corrupt_cache_is_rebuilt(ramplus_tiny, isolated_user_dirs: Path) -> None:

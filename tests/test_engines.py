@@ -85,6 +85,12 @@ def test_a_unit_is_tagged_like_a_local_run(tmp_path: Path, tiny_tagger, ramplus_
     assert table.column("all_scores")[0].as_py() == pytest.approx(list(expected.all_scores), abs=1e-5)
     failed = worker.tag(WorkUnit(shard=TarShard(str(tmp_path / "gone.tar"), "gone.tar")))
     assert failed.data is None and "gone.tar: cannot read this tar shard" in failed.failure
+    cut = tmp_path / "cut" / shard.name  # an interrupted download, cut between two members
+    cut.parent.mkdir()
+    whole = shard.read_bytes()
+    cut.write_bytes(whole[: 512 + -(-len(_jpeg(color="red")) // 512) * 512])
+    failed = worker.tag(WorkUnit(shard=TarShard(str(cut), cut.name)))  # not committed: a re-run reads it again
+    assert failed.data is None and "cut short between two members" in failed.failure
     assert Job.from_json(job.to_json()) == job
 
 

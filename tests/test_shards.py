@@ -121,6 +121,11 @@ def test_a_samples_keys_do_not_depend_on_the_order_of_its_members(tmp_path: Path
         path = write_shard(tmp_path / order / "00001.tar", members)
         refs = list(shard_members(TarShard(str(path), "00001.tar")))
         keys[order] = {ref.key: decode_ref(ref).size for ref in refs}
+    # Frames of one clip are one sample, streamed: only the first waits, for a plain image or the end.
+    frames = write_shard(tmp_path / "frames.tar", [(f"clip.{n:04d}.jpg", image) for n in range(5)])
+    assert [ref.key for ref in shard_members(TarShard(str(frames), "frames.tar"))] == [
+        "frames.tar/clip.0001.jpg", "frames.tar/clip.0002.jpg", "frames.tar/clip.0003.jpg", "frames.tar/clip.0004.jpg",
+        "frames.tar/clip"]
     assert keys["depth first"] == keys["image first"] == {
         "00001.tar/s/x": (24, 16), "00001.tar/s/x.depth.png": (8, 8),
         "00001.tar/s/y": (8, 8), "00001.tar/s/y.mask.png": (24, 16)}  # no plain extension: the first is y
@@ -160,6 +165,15 @@ def test_bad_members_and_archives_are_rows(tmp_path: Path) -> None:
         with pytest.raises(ImageDecodeError, match="ends after 1 image member without the blocks that end an archive"):
             decode_ref(refs[-1])
     assert [ref.key for ref in shard_members(TarShard(str(whole), "whole.tar"))] == ["whole.tar/a", "whole.tar/b"]
+    # A damaged header after the first member: tarfile stops there without a word; ramtag says so.
+    three = bytearray(write_shard(tmp_path / "three.tar", [("a.jpg", good), ("b.jpg", good), ("c.jpg", good)])
+                      .read_bytes())
+    three[512 + padded + 148] ^= 1  # the second header's checksum
+    (tmp_path / "three.tar").write_bytes(three)
+    refs = list(shard_members(TarShard(str(tmp_path / "three.tar"), "three.tar")))
+    assert [ref.key for ref in refs] == ["three.tar/a", "three.tar"]
+    with pytest.raises(ImageDecodeError, match="damaged tar archive: reading stopped after 1 image member with more"):
+        decode_ref(refs[-1])
     text = tmp_path / "notes.tar"
     text.write_text("not a tar archive at all\n" * 40)
     [row] = shard_members(TarShard(str(text), "notes.tar"))

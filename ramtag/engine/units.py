@@ -19,7 +19,7 @@ from typing import Any
 from ..inputs import MAX_PIXELS, ImageRef, Item, select
 from ..inputs.identity import Stamp, stat_stamp
 from ..inputs.remote import ref_from_data, ref_to_data
-from ..inputs.shards import TarShard, name_clash, shard_members
+from ..inputs.shards import ShardReadError, TarShard, Unusable, name_clash, shard_members
 from ..text import json_text
 
 
@@ -47,7 +47,7 @@ class WorkUnit:
         """The images to tag, as a local run would find them; a shard is read here, member by
         member (``ShardReadError`` when it cannot be read at all)."""
         if self.shard is not None:
-            members = shard_members(self.shard, hidden=hidden, max_pixels=max_pixels)
+            members = _whole(self.shard, shard_members(self.shard, hidden=hidden, max_pixels=max_pixels))
             return select(members, include, exclude)
         return iter(self.images)
 
@@ -129,3 +129,13 @@ def plan_units(
     if chunk:
         units.append(WorkUnit(images=tuple(chunk)))
     return Plan(units, skipped_shards, skipped_images, changed)
+
+
+def _whole(shard: TarShard, refs: Iterator[ImageRef]) -> Iterator[ImageRef]:
+    """A shard's members, or ``ShardReadError`` if it is cut short (an interrupted download): its
+    part is then not committed, and a re-run reads it again, as a local run retries its error row."""
+    for ref in refs:
+        source = ref.source
+        if isinstance(source, Unusable) and source.kind == "truncated":
+            raise ShardReadError(f"{shard.location}: {source.message}")
+        yield ref

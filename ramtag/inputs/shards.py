@@ -1,6 +1,7 @@
 """Tar shards (webdataset / img2dataset): image members read in order, in memory, one at a time.
 
-Nothing is extracted to disk: each image member is read into memory when its turn comes, so a
+Nothing is extracted to disk: each image member is read into memory when its turn comes (one may
+wait there for the next members of its sample, ``_Sample``), so a
 shard streams from a local disk or object storage in one sequential pass, and names inside the
 archive (absolute, ``..``) can never write anywhere. Only regular members count; directories,
 links and devices are skipped, and so are members that are not images (``.json``, ``.txt``).
@@ -24,7 +25,7 @@ import lzma
 import os
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -190,11 +191,10 @@ def shard_members(
                 if not member.isreg() or not is_image_name(name) or (not hidden and _hidden(name)):
                     continue
                 if member_key(name) != sample.key:  # a sample's members are consecutive
-                    yield from sample.flush()
-                    sample.key = member_key(name)
+                    yield from sample.start(member_key(name))
                 count += 1
                 if limit is not None and member.size > limit:
-                    sample.add(name, Unusable(name, _too_large(member.size, limit), "too_large"))
+                    yield from sample.add(name, Unusable(name, _too_large(member.size, limit), "too_large"))
                     continue
                 try:
                     data = archive.extractfile(member).read()  # type: ignore[union-attr]
@@ -203,13 +203,14 @@ def shard_members(
                 else:
                     why = f"{len(data):,} of {member.size:,} bytes"
                 if len(data) < member.size:
-                    sample.add(name, Unusable(name, _cut_off(why), "truncated"))
+                    yield from sample.add(name, Unusable(name, _cut_off(why), "truncated"))
                     yield from sample.flush()
                     return  # nothing after it can be read
-                sample.add(name, InMemory(name, data), Stamp(member.size, int(member.mtime * 1_000_000)))
+                yield from sample.add(name, InMemory(name, data), Stamp(member.size, int(member.mtime * 1_000_000)))
             yield from sample.flush()
-            if not _ends_whole(archive):
-                yield ImageRef(where, shard.name, Unusable(shard.name, _no_end(count), "truncated"))
+            ending = _ending(archive)
+            if ending is not None:
+                yield ImageRef(where, shard.name, Unusable(shard.name, ending(count), "truncated"))
         except _FORMAT_ERRORS as error:
             yield from sample.flush()
             yield ImageRef(where, shard.name, Unusable(shard.name, _damaged(count, error), "corrupt"))
@@ -219,36 +220,50 @@ def shard_members(
 
 @dataclass
 class _Sample:
-    """The image members of one webdataset sample (consecutive members with one key), keyed once
-    all are read, so that keys do not depend on their order: the sample's key goes to its image with
-    a plain extension (``x.jpg`` rather than ``x.depth.png``; the first of those, or the first image
-    if none has one), the others are keyed by their full member name."""
+    """Keys for the image members of one webdataset sample (consecutive members with one key) that
+    do not depend on their order: the sample's key goes to its image with a plain extension
+    (``x.jpg``, not ``x.depth.png``; the first of those), or to its first image if none has one; the
+    others are keyed by their full member name. Only a first image without a plain extension waits
+    (for a plain one, or the sample's end): every other member is yielded as it is read."""
 
     shard: str
     where: Path
     key: str | None = None
-    members: list[tuple[str, InMemory | Unusable, Stamp | None]] = field(default_factory=list)
+    keyed: bool = False  # the sample's key is given
+    held: tuple[str, InMemory | Unusable, Stamp | None] | None = None
     used: set[str] = field(default_factory=set)
 
-    def add(self, name: str, source: InMemory | Unusable, stamp: Stamp | None = None) -> None:
-        self.members.append((name, source, stamp))
+    def start(self, key: str) -> Iterator[ImageRef]:
+        yield from self.flush()
+        self.key, self.keyed = key, False
+
+    def add(self, name: str, source: InMemory | Unusable, stamp: Stamp | None = None) -> Iterator[ImageRef]:
+        plain = name.rpartition("/")[2][1:].count(".") == 1
+        if not self.keyed and plain:
+            self.keyed = True
+            yield from self._ref(member_key(name), name, source, stamp)
+            yield from self.flush()
+        elif not self.keyed and self.held is None:
+            self.held = (name, source, stamp)
+        else:
+            yield from self._ref(name, name, source, stamp)
 
     def flush(self) -> Iterator[ImageRef]:
-        members, self.members = self.members, []
-        if not members:
-            return
-        plain = [i for i, (name, _, _) in enumerate(members) if name.rpartition("/")[2][1:].count(".") == 1]
-        first = plain[0] if plain else 0
-        for index in (first, *(i for i in range(len(members)) if i != first)):
-            name, source, stamp = members[index]
-            # As written out (``text.printable``): a name that is not UTF-8 must not share a key.
-            key = printable(f"{self.shard}/{member_key(name) if index == first else name}")
+        """The member held back: keyed by the sample's key if none has taken it."""
+        if self.held is not None:
+            (name, source, stamp), self.held = self.held, None
+            yield from self._ref(name if self.keyed else member_key(name), name, source, stamp)
+            self.keyed = True
+
+    def _ref(self, key: str, name: str, source: InMemory | Unusable, stamp: Stamp | None) -> Iterator[ImageRef]:
+        # As written out (``text.printable``): a name that is not UTF-8 must not share a key.
+        key = printable(f"{self.shard}/{key}")
+        if key in self.used:
+            key = printable(f"{self.shard}/{name}")
             if key in self.used:
-                key = printable(f"{self.shard}/{name}")
-                if key in self.used:
-                    continue  # the same member name again (an appended tar): the first counts
-            self.used.add(key)
-            yield ImageRef(self.where, key, source, stamp)
+                return  # the same member name again (an appended tar): the first counts
+        self.used.add(key)
+        yield ImageRef(self.where, key, source, stamp)
 
 
 def members_or_error(
@@ -279,21 +294,27 @@ def _cut_off(why: str) -> str:
     return f"the tar shard ends inside this member ({why}): an interrupted download?"
 
 
-def _ends_whole(archive: tarfile.TarFile) -> bool:
-    """Whether an archive read to its end has its end-of-archive blocks (zeros, 1,024 bytes or more
-    as every tar writer pads it): a shard cut off between two members has none, and reads as
-    complete otherwise (GNU tar does not notice either)."""
-    stream = archive.fileobj  # decompressed, past the block that ended the reading (if one did)
-    trailing = stream.tell() - archive.offset  # type: ignore[union-attr]
+def _ending(archive: tarfile.TarFile) -> Callable[[int], str] | None:
+    """Why an archive whose reading stopped did not end as a tar ends (``None`` if it did): with the
+    blocks of zeros every writer puts there, and nothing else. tarfile stops quietly at a shard cut
+    off between two members (GNU tar does not notice either), and at a damaged header after the first."""
+    stream = archive.fileobj  # decompressed, past the block that stopped the reading (if one did)
+    trailing, zeros = stream.tell() - archive.offset, True  # type: ignore[union-attr]
     while block := stream.read(1 << 16):  # type: ignore[union-attr]
-        trailing += len(block)
-    return trailing >= tarfile.BLOCKSIZE
+        trailing, zeros = trailing + len(block), zeros and not block.strip(b"\0")
+    if trailing < tarfile.BLOCKSIZE:
+        return lambda count: (f"the tar shard ends after {_members(count)} without the blocks that end an "
+                              "archive: cut short between two members (an interrupted download?); the members "
+                              "before were read")
+    if not zeros:
+        return lambda count: (f"damaged tar archive: reading stopped after {_members(count)} with more data "
+                              "after them (a damaged header, or archives joined end to end); the members before "
+                              "were read")
+    return None
 
 
-def _no_end(count: int) -> str:
-    members = f"{count} image member" + ("" if count == 1 else "s")
-    return (f"the tar shard ends after {members} without the blocks that end an archive: "
-            "cut short between two members (an interrupted download?); the members before were read")
+def _members(count: int) -> str:
+    return f"{count} image member" + ("" if count == 1 else "s")
 
 
 def _damaged(count: int, error: BaseException) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,8 +139,9 @@ def _cache_path(sha256: str, num_tags: int | None, image_size: int | None) -> Pa
 
 def _cached_conversion(sha256: str, num_tags: int | None, image_size: int | None) -> Path | None:
     """The cached conversion of a checkpoint that serves this request: one copy of the weights for
-    a run that names its tag list and a bench that does not (``None``: as the checkpoint implies,
-    which a conversion records as ``as_inferred``; a name with ``tauto-sauto`` says it too)."""
+    a run that names its tag list and a bench that does not. ``None`` asks for what the checkpoint
+    implies, which a conversion records (``inferred``: ``tags``, ``size``; an older one says it by
+    ``tauto``, ``sauto`` in its name)."""
     exact = _cache_path(sha256, num_tags, image_size)
     if exact.is_file():
         return exact
@@ -147,19 +149,36 @@ def _cached_conversion(sha256: str, num_tags: int | None, image_size: int | None
         metadata = _converted_metadata(candidate)
         if metadata is None:
             continue
-        inferred = metadata.get("as_inferred") == "1" or candidate.name.endswith("-tauto-sauto-v" + LAYOUT_VERSION
-                                                                                   + ".safetensors")
+        inferred = set(metadata.get("inferred", "").split(","))
+        inferred |= {"tags"} if "-tauto-" in candidate.name else set()
+        inferred |= {"size"} if "-sauto-" in candidate.name else set()
         try:
             config = ModelConfig.from_json(metadata["config"])
         except (KeyError, ValueError, TypeError):
             continue
-        if (config.num_tags == num_tags if num_tags else inferred) and (
-                config.image_size == image_size if image_size else inferred):
+        if (config.num_tags == num_tags if num_tags else "tags" in inferred) and (
+                config.image_size == image_size if image_size else "size" in inferred):
             return candidate
     return None
 
 
-def save_converted(model: RamModel, dest: Path, *, source_sha256: str = "", as_inferred: bool = False) -> None:
+def _inferred(state: dict[str, torch.Tensor], config: ModelConfig) -> list[str]:
+    """Which of ``config``'s tag count and input size the checkpoint implies without being told."""
+    found = []
+    try:
+        if infer_config(state, image_size=config.image_size) == config:
+            found.append("tags")
+    except CheckpointError:
+        pass
+    try:
+        if infer_config(state, num_tags=config.num_tags) == config:
+            found.append("size")
+    except CheckpointError:
+        pass
+    return found
+
+
+def save_converted(model: RamModel, dest: Path, *, source_sha256: str = "", inferred: Sequence[str] = ()) -> None:
     """Write ramtag-layout weights with their config (atomic: temp file, then rename)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -167,7 +186,7 @@ def save_converted(model: RamModel, dest: Path, *, source_sha256: str = "", as_i
         "layout_version": LAYOUT_VERSION,
         "config": model.config.to_json(),
         "source_sha256": source_sha256,
-        "as_inferred": "1" if as_inferred else "0",  # the config the checkpoint implies alone
+        "inferred": ",".join(inferred),  # what a request that names neither finds here
     }
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     with AtomicFile(dest, durable=False) as pending:  # a cache: rebuilt from the .pth if lost
@@ -235,17 +254,14 @@ def load_model(
                 config = infer_config(state, num_tags=num_tags, image_size=image_size)
             except CheckpointError as exc:
                 raise _fail(path, str(exc)) from None
-            try:
-                as_inferred = num_tags is image_size is None or infer_config(state) == config
-            except CheckpointError:
-                as_inferred = False
+            inferred = _inferred(state, config)
             _check_kind(path, config.kind, kind)
             model = build_model(config)
             _strict_load(model, convert_official(state, model), path)
             if use_cache:
                 try:  # named by what it holds: found again by a request with or without a tag list
                     save_converted(model, _cache_path(sha256, config.num_tags, config.image_size),
-                                   source_sha256=sha256, as_inferred=as_inferred)
+                                   source_sha256=sha256, inferred=inferred)
                 except OSError:
                     pass  # an unwritable cache only costs a slower next start
     _check_kind(path, model.config.kind, kind)
