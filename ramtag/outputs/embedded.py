@@ -292,21 +292,13 @@ def clean_embedded(tool: ExifTool, path: Path, *, dry_run: bool = False) -> str:
     return "cleaned"
 
 
-def holds_ramtag_record(path: Path, chunk: int = 1 << 20) -> bool:
-    """Whether a photo holds ramtag's XMP namespace, i.e. ``run --embed`` wrote into it: found in its
-    bytes, without ExifTool, as XMP is plain text in every format ``--embed`` writes."""
+def holds_ramtag_record(path: Path) -> bool:
+    """Whether ``run --embed`` wrote into a photo (its XMP holds ramtag's namespace): found in its
+    metadata's bytes, without ExifTool (``xmpscan``)."""
     from .xmp import RAMTAG
+    from .xmpscan import holds_record
 
-    needle, tail = RAMTAG.encode(), b""
-    try:
-        with open(path, "rb") as handle:
-            while block := handle.read(chunk):
-                if needle in tail + block:
-                    return True
-                tail = block[-len(needle):]
-    except OSError:
-        return False
-    return False
+    return holds_record(path, RAMTAG.encode())
 
 
 def find_embeddable(paths: Sequence[Path], *, hidden: bool = False) -> Iterator[Path]:
