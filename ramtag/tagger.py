@@ -28,7 +28,7 @@ from PIL import Image
 
 from .version import __version__
 from .devices import resolve_device
-from .errors import UsageError
+from .errors import DefaultThresholdWarning, UsageError
 from .model.config import MODEL_KINDS
 from .model.labels import TagVocabulary
 from .model.load import LoadInfo, load_model
@@ -332,14 +332,13 @@ def load_tagger(
 
     # Every missing file in one error, at once (before anything is downloaded).
     check_model_files(checkpoint, model=model, tag_list=tag_list, tag_list_zh=tag_list_zh, thresholds=thresholds)
-    with warnings.catch_warnings(record=True) as said:  # said once the weights load: not before their error
-        warnings.simplefilter("always")
-        vocabulary = load_vocabulary(
-            tag_list=Path(tag_list) if tag_list is not None else None,
-            tag_list_zh=Path(tag_list_zh) if tag_list_zh is not None else None,
-            thresholds=Path(thresholds) if thresholds is not None else None,
-            threshold=threshold,
-        )
+    notes: list[str] = []  # said once the weights load: not as a first line before their error
+    vocabulary = load_vocabulary(
+        tag_list=Path(tag_list) if tag_list is not None else None,
+        tag_list_zh=Path(tag_list_zh) if tag_list_zh is not None else None,
+        thresholds=Path(thresholds) if thresholds is not None else None,
+        threshold=threshold, notes=notes,
+    )
     if only_tags is not None:
         vocabulary.positions(_names(only_tags))  # a misspelt name costs no model load
     if checkpoint is None:
@@ -349,8 +348,8 @@ def load_tagger(
     network, info = load_model(
         Path(checkpoint), num_tags=len(vocabulary), kind=model, image_size=image_size
     )
-    for warning in said:
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    for note in notes:
+        warnings.warn(note, DefaultThresholdWarning, stacklevel=2)
     tagger = Tagger(network, vocabulary, device=resolve_device(device), precision=precision, info=info)
     return tagger.only(only_tags) if only_tags is not None else tagger
 

@@ -13,13 +13,15 @@ def load_vocabulary(
     tag_list_zh: Path | None = None,
     thresholds: Path | None = None,
     threshold: float | None = None,
+    notes: list[str] | None = None,
 ) -> TagVocabulary:
     """The given files, or the official lists (downloaded and checked at first use).
 
     The official Chinese list and thresholds go with the official tag list, also when that list is
     passed as a file (its sha256 tells): then they are added where available. Any other
     ``tag_list`` gets no Chinese names unless given, and 0.68 wherever no threshold is given, with a
-    ``DefaultThresholdWarning`` (a ``RamtagWarning``) saying so (a lower quality nobody asked for must not pass silently).
+    ``DefaultThresholdWarning`` (a ``RamtagWarning``) saying so (a lower quality nobody asked for must not pass silently);
+    with ``notes``, its text is added there instead, for the caller to warn when it chooses.
     """
     if tag_list is None:
         from .model.download import data_file
@@ -28,12 +30,14 @@ def load_vocabulary(
         tag_list_zh = tag_list_zh or data_file("tag_list_zh")
         thresholds = thresholds or data_file("thresholds")
     elif thresholds is None and threshold is None:
-        tag_list_zh, thresholds = _official_companions(tag_list, tag_list_zh)
+        tag_list_zh, thresholds = _official_companions(tag_list, tag_list_zh, notes)
     vocabulary = TagVocabulary.from_files(tag_list, tag_list_zh, thresholds)
     return vocabulary.with_threshold(threshold) if threshold is not None else vocabulary
 
 
-def _official_companions(tag_list: Path, tag_list_zh: Path | None) -> tuple[Path | None, Path | None]:
+def _official_companions(
+    tag_list: Path, tag_list_zh: Path | None, notes: list[str] | None = None
+) -> tuple[Path | None, Path | None]:
     """The official Chinese list and thresholds for ``tag_list`` when it is the official list; a
     warning when the tags get the default threshold."""
     import warnings
@@ -58,9 +62,10 @@ def _official_companions(tag_list: Path, tag_list_zh: Path | None) -> tuple[Path
         except (ResourceUnavailableError, ChecksumError) as error:
             why = f"{tag_list} is the official tag list, but its per-tag thresholds are not available ({error})"
     if thresholds is None:
-        warnings.warn(
-            f"{why}: every tag uses the threshold {DEFAULT_THRESHOLD:g}; pass --thresholds FILE "
-            "(the official ram_tag_list_threshold.txt for the official list) or --threshold T",
-            DefaultThresholdWarning, stacklevel=3,
-        )
+        note = (f"{why}: every tag uses the threshold {DEFAULT_THRESHOLD:g}; pass --thresholds FILE "
+                "(the official ram_tag_list_threshold.txt for the official list) or --threshold T")
+        if notes is not None:
+            notes.append(note)
+        else:
+            warnings.warn(note, DefaultThresholdWarning, stacklevel=3)
     return tag_list_zh, thresholds

@@ -260,7 +260,7 @@ def test_several_folders_keep_the_same_names_apart(tmp_path: Path, monkeypatch: 
     warnings.clear()  # a folder given with its subfolder: a few said, not every file
     assert len(_keys(discover([".", "sub"], on_error=lambda path, why: warnings.append((path, why))))) == 12
     assert [why for _, why in warnings] == ["given twice among the inputs: tagged once"] * 2 + [
-        "given twice among the inputs: tagged once (the other files given twice are not listed)"]
+        "given twice among the inputs: tagged once (any more files given twice are not listed)"]
 
 
 def test_include_and_exclude(tree: Path) -> None:
@@ -279,6 +279,9 @@ def test_include_and_exclude(tree: Path) -> None:
     findings = Findings()
     assert len(_keys(discover([tree], include=["*.jpg", "*.tif"], exclude=["d1"], findings=findings))) == 3
     assert findings.unmatched == {"--include *.tif", "--exclude d1"}  # said at the end of a run
+    findings = Findings()  # every glob that matches something counts, not only the first to match
+    _keys(discover([tree], include=["*.jpg", "a.*", "*.webp"], exclude=["sub", "sub/*", "B.*"], findings=findings))
+    assert findings.unmatched == set()
 
 
 def test_unreadable_folder_is_reported_and_skipped(

@@ -283,7 +283,7 @@ def test_only_tags_are_checked_before_the_server_starts() -> None:
     assert result.exit_code == 2 and "--only-tags ' , ' names no tag" in result.stderr
 
 
-def test_a_port_in_use_or_an_address_elsewhere_is_one_line_before_the_model_loads(ramplus_tiny) -> None:
+def test_a_port_in_use_is_one_line_before_the_model_loads(ramplus_tiny) -> None:
     import socket
 
     with socket.socket() as taken:
@@ -291,11 +291,39 @@ def test_a_port_in_use_or_an_address_elsewhere_is_one_line_before_the_model_load
         taken.listen()
         port = str(taken.getsockname()[1])
         result = CliRunner().invoke(app, ["serve", "--port", port, *ramplus_tiny.cli_args()])
-    assert result.exit_code == 1
-    assert result.stderr.strip() == (f"error: cannot listen on 127.0.0.1:{port}: address already in use; "
-                                     "pass another --port (0 picks a free one)")
-    elsewhere = CliRunner().invoke(app, ["serve", "--host", "192.0.2.1", "--token", "t", *ramplus_tiny.cli_args()])
-    assert elsewhere.exit_code == 1 and "--host must be an address of this machine" in elsewhere.stderr
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+    assert result.stderr.strip().endswith("; pass another --port (0 picks a free one)")
+
+
+def test_listening_passes_over_a_missing_family_and_names_a_foreign_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import socket
+
+    from ramtag.cli import serve
+    from ramtag.errors import RamtagError
+
+    real = socket.socket
+
+    def without_ipv6(family: int = socket.AF_INET, *args, **kwargs):  # a kernel with IPv6 turned off
+        if family == socket.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return real(family, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(socket, "socket", without_ipv6)
+        sockets = serve._listen("", 0)  # every address: IPv4's, IPv6's passed over
+    try:
+        assert sockets and {sock.family for sock in sockets} == {socket.AF_INET}
+    finally:
+        for sock in sockets:
+            sock.close()
+    try:
+        for sock in serve._listen("192.0.2.1", 0):  # TEST-NET-1: bound only where non-local binds are allowed
+            sock.close()
+    except RamtagError as error:
+        assert str(error).startswith("cannot listen on 192.0.2.1:0: ")
+        assert str(error).endswith("; --host must be an address of this machine")
 
 
 def test_without_the_serve_extras_it_says_how_to_install_them(monkeypatch: pytest.MonkeyPatch) -> None:

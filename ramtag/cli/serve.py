@@ -93,34 +93,52 @@ def _check_extras() -> None:
     """The server's packages are an extra: without them, say how to get them (found, not imported)."""
     import importlib.util
 
-    missing = [name for name in ("fastapi", "uvicorn", "multipart") if importlib.util.find_spec(name) is None]
+    packages = {"fastapi": ("fastapi",), "uvicorn": ("uvicorn",), "python-multipart": ("python_multipart", "multipart")}
+    missing = [name for name, modules in packages.items()
+               if all(importlib.util.find_spec(module) is None for module in modules)]
     if missing:
         raise RamtagError(f"ramtag serve needs {', '.join(missing)}: pip install 'ramtag[serve]'")
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:
-    """Sockets bound to every address ``host`` names (as asyncio would bind them), or one line on
-    why not: a port in use is the usual case, and uvicorn would only log it and exit 3."""
+    """Sockets bound to the addresses ``host`` names (as asyncio binds them: a family the system
+    lacks, such as IPv6 turned off, is passed over), or one line on why none: a port in use is the
+    usual case, and uvicorn would only log it and exit 3."""
     sockets: list[socket.socket] = []
+    problem: OSError | None = None
     try:
         found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        for family, kind, proto, _name, address in dict.fromkeys(found):
+    except OSError as error:
+        found, problem = [], error
+    for family, kind, proto, _name, address in dict.fromkeys(found):
+        try:
             sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
+        except OSError as error:
+            problem = problem or error
+            continue
+        try:
             if os.name != "nt":  # on Windows the option lets another process take the port
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((address[0], port, *address[2:]))
-            port = port or sock.getsockname()[1]  # with --port 0, every address on the port the first got
-    except OSError as error:
-        for sock in sockets:
+        except OSError as error:
             sock.close()
-        reason = (error.strerror or str(error)).lower()
-        fix = ("pass another --port (0 picks a free one)" if error.errno == errno.EADDRINUSE
-               else "--host must be an address of this machine")
-        raise RamtagError(f"cannot listen on {host}:{port}: {reason}; {fix}") from None
-    return sockets
+            if error.errno == errno.EADDRINUSE:
+                problem = error
+                break  # the port is taken: not served on some addresses only
+            problem = problem or error
+            continue
+        sockets.append(sock)
+        port = port or sock.getsockname()[1]  # with --port 0, every address on the port the first got
+    if sockets and (problem is None or problem.errno != errno.EADDRINUSE):
+        return sockets
+    for sock in sockets:
+        sock.close()
+    reason = (problem.strerror or str(problem)).lower() if problem else "no address"
+    fix = ("pass another --port (0 picks a free one)" if problem is not None and problem.errno == errno.EADDRINUSE
+           else "--host must be an address of this machine")
+    raise RamtagError(f"cannot listen on {host}:{port}: {reason}; {fix}")
 
 
 def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, batch_size: int, max_wait: float,

@@ -317,7 +317,7 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool 
         twice += 1
         if on_error is not None and twice <= _SAID_TWICE:
             on_error(path, "given twice among the inputs: tagged once" + (
-                " (the other files given twice are not listed)" if twice == _SAID_TWICE else ""))
+                " (any more files given twice are not listed)" if twice == _SAID_TWICE else ""))
 
     for item in items:
         if not every and (isinstance(item, TarShard) or "\\x" not in item.key):
@@ -366,9 +366,10 @@ def _expand(item: str | Path | Item, walk: _Walk, several: bool) -> Iterator[Ite
 
 
 def _selected(key: str, include: Sequence[str], exclude: Sequence[str], findings: Findings | None = None) -> bool:
-    if include and not _matches(key, include, "--include", findings):
-        return False
-    return not _matches(key, exclude, "--exclude", findings)
+    included = not include or _matches(key, include, "--include", findings)
+    excluded = bool(exclude) and (included or bool(findings and findings.unmatched)) and _matches(
+        key, exclude, "--exclude", findings)  # tried on the others too while a glob has matched nothing
+    return included and not excluded
 
 
 def _matches(key: str, patterns: Sequence[str], option: str = "", findings: Findings | None = None) -> bool:
@@ -376,14 +377,18 @@ def _matches(key: str, patterns: Sequence[str], option: str = "", findings: Find
     under it, ``d1/`` only a folder); one without ``/`` also matches a file or folder name alone."""
     parts = key.split("/")
     folders = ["/".join(parts[:end]) for end in range(1, len(parts))]
+    matched = False
     for pattern in patterns:
+        pending = findings is not None and f"{option} {pattern}" in findings.unmatched
+        if matched and not pending:
+            continue  # the answer is known: only a glob that has matched nothing yet is still tried
         bare = pattern.rstrip("/")
         names = parts[:-1] if pattern.endswith("/") else parts  # "d1/": folders only
         paths = folders if pattern.endswith("/") else [key, *folders]
         if any(fnmatchcase(path, bare) for path in paths) or ("/" not in bare and any(
                 fnmatchcase(name, bare) for name in names)):
-            if findings is not None:
-                findings.unmatched.discard(f"{option} {pattern}")
-            return True
-    return False
+            matched = True
+            if pending:
+                findings.unmatched.discard(f"{option} {pattern}")  # type: ignore[union-attr]
+    return matched
 
