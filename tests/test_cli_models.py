@@ -105,6 +105,7 @@ def test_download_fetches_weights_and_data_then_list_shows_them(
 
     rows = {row["name"]: row for row in json.loads(invoke("list", "--json").stdout)}
     assert rows["ram_plus"]["path"] == str(paths["ram_plus"])
+    assert not [row for row in rows.values() if row["kind"] == "converted"]  # nothing loaded yet
     assert rows["ram_plus"]["size"] == ramplus_tiny.checkpoint.stat().st_size
     assert rows["ram"]["path"] is None
     assert rows["tag_list"]["path"] == str(paths["tag_list"])
@@ -222,3 +223,15 @@ def test_models_is_wired_into_the_main_app(hub_cache: Path) -> None:
     result = runner.invoke(main_app, ["models", "list", "--json"])
     assert result.exit_code == 0, result.output
     assert [row["name"] for row in json.loads(result.stdout)] == [*WEIGHTS, *DATA_FILES]
+
+
+def test_list_shows_the_converted_weights(hub_cache: Path, ramplus_tiny: Any) -> None:
+    from ramtag.model.load import load_model
+
+    _, info = load_model(ramplus_tiny.checkpoint, num_tags=16)  # as a run does: converted and cached
+    rows = json.loads(invoke("list", "--json").stdout)
+    [converted] = [row for row in rows if row["kind"] == "converted"]
+    assert converted["size"] == Path(converted["path"]).stat().st_size > 0
+    assert converted["source"] == f"converted from the checkpoint with sha256 {info.sha256}"
+    text = invoke("list").stdout
+    assert f"{converted['name']}  (converted, cached, " in text and "delete them to reclaim the space" in text

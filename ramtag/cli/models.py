@@ -47,7 +47,7 @@ def _model_names() -> list[str]:
 def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Show the released weights and data files, and where they are cached (no network)."""
+    """Show the released weights and data files, and where they are cached, and the converted weights (no network)."""
     rows = inventory()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -60,6 +60,11 @@ def list_command(
         console.print(f"{row['name']}  ({row['kind']}, {state})", markup=False)
         console.print(f"  from  {row['source']}", markup=False)
         console.print(f"  {'at   ' if row['path'] else 'into '} {row['path'] or row['cache']}", markup=False)
+    converted = [row for row in rows if row["kind"] == "converted"]
+    if converted:
+        total = decimal(sum(row["size"] for row in converted))
+        console.print(f"converted weights: {total} in {converted[0]['cache']}, made again from the checkpoint "
+                      "when deleted (delete them to reclaim the space)", markup=False)
 
 
 def inventory() -> list[dict[str, Any]]:
@@ -71,6 +76,20 @@ def inventory() -> list[dict[str, Any]]:
         rows.append(_row(name, "weights", source.display, cached_weights(name), folder))
     for name in DATA_FILES:
         rows.append(_row(name, "data", data_url(name), cached_data_file(name), data_dir()))
+    return rows + converted_rows()
+
+
+def converted_rows() -> list[dict[str, Any]]:
+    """The converted-weights cache: a file per checkpoint (and reading of it) loaded so far, made
+    again from the checkpoint if deleted."""
+    from ..model.cached import converted_dir, converted_metadata
+
+    folder, rows = converted_dir(), []
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        metadata = converted_metadata(path)
+        if metadata is not None:
+            source = f"converted from the checkpoint with sha256 {metadata.get('source_sha256') or 'unknown'}"
+            rows.append(_row(path.name, "converted", source, path, folder))
     return rows
 
 

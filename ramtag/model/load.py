@@ -7,7 +7,6 @@ by the source file's sha256, which makes every later start a plain memory-mapped
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from ..atomic import AtomicFile
 from ..errors import CheckpointError
 from ..hashing import sha256_file
-from ..paths import cache_dir
+from .cached import converted_dir, converted_metadata
 from .config import ModelConfig
 from .convert import convert_official, infer_config, unwrap
 from .empty import uninitialised
@@ -134,7 +133,7 @@ def _strict_load(model: RamModel, state: dict[str, torch.Tensor], path: Path) ->
 
 def _cache_path(sha256: str, num_tags: int | None, image_size: int | None) -> Path:
     tail = f"t{num_tags or 'auto'}-s{image_size or 'auto'}-v{LAYOUT_VERSION}"
-    return cache_dir() / "converted" / f"{sha256}-{tail}.safetensors"
+    return converted_dir() / f"{sha256}-{tail}.safetensors"
 
 
 def _cached_conversion(sha256: str, num_tags: int | None, image_size: int | None) -> Path | None:
@@ -146,7 +145,7 @@ def _cached_conversion(sha256: str, num_tags: int | None, image_size: int | None
     if exact.is_file():
         return exact
     for candidate in sorted(exact.parent.glob(f"{sha256}-t*-s*-v{LAYOUT_VERSION}.safetensors")):
-        metadata = _converted_metadata(candidate)
+        metadata = converted_metadata(candidate)
         if metadata is None:
             continue
         inferred = set(metadata.get("inferred", "").split(","))
@@ -193,22 +192,6 @@ def save_converted(model: RamModel, dest: Path, *, source_sha256: str = "", infe
         save_file(state, str(pending.path), metadata=metadata)
 
 
-def _converted_metadata(path: Path) -> dict[str, str] | None:
-    """The ramtag metadata of a safetensors file, or None for any other file."""
-    if path.suffix != ".safetensors":
-        return None
-    try:
-        with open(path, "rb") as handle:
-            header_len = int.from_bytes(handle.read(8), "little")
-            if not 0 < header_len < 100_000_000:
-                return None
-            header = json.loads(handle.read(header_len))
-    except (OSError, ValueError):
-        return None
-    metadata = header.get("__metadata__") or {}
-    return metadata if metadata.get("format") == "ramtag" else None
-
-
 def _load_converted(path: Path, metadata: dict[str, str]) -> RamModel:
     if metadata.get("layout_version") != LAYOUT_VERSION:
         raise _fail(path, "converted by another ramtag version; convert the original .pth again")
@@ -235,13 +218,13 @@ def load_model(
     if not path.is_file():
         raise _fail(path, "no such checkpoint file; check --checkpoint")
     sha256 = sha256_file(path)
-    metadata = _converted_metadata(path)
+    metadata = converted_metadata(path)
     from_cache = False
     if metadata is not None:
         model = _load_converted(path, metadata)
     else:
         cached = _cached_conversion(sha256, num_tags, image_size) if use_cache else None
-        cached_meta = _converted_metadata(cached) if cached is not None else None
+        cached_meta = converted_metadata(cached) if cached is not None else None
         if cached is not None and cached_meta is not None:
             try:
                 model = _load_converted(cached, cached_meta)
