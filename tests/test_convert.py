@@ -160,13 +160,19 @@ def test_one_cached_conversion_serves_runs_with_and_without_a_tag_list(ramplus_t
     _, implied = load_model(ramplus_tiny.checkpoint)  # the other way round
     _, named = load_model(ramplus_tiny.checkpoint, num_tags=16, image_size=384)
     assert not implied.from_cache and named.from_cache and len(list(folder.iterdir())) == 1
-    # A conversion made for another reading of the checkpoint is not what it implies alone.
-    _, other = load_model(ramplus_tiny.checkpoint, num_tags=8)  # 8 tags of 102 descriptions
-    assert not other.from_cache and other.config.num_tags == 8 and len(list(folder.iterdir())) == 2
-    _, again = load_model(ramplus_tiny.checkpoint)
-    assert again.from_cache and again.config.num_tags == 16
-    _, eight = load_model(ramplus_tiny.checkpoint, num_tags=8)  # found again, its input size not named
-    assert eight.from_cache and eight.config.num_tags == 8 and len(list(folder.iterdir())) == 2
+    # A checkpoint whose tag count only its tag list tells (4 descriptions a tag, not 51): its
+    # conversion is found again by the same request, the input size still read from the weights.
+    custom = save_official(random_model(CONFIGS["ramplus_identity_proj"]), isolated_user_dirs / "custom.pth")
+    _, first = load_model(custom, num_tags=5)
+    _, again = load_model(custom, num_tags=5)
+    assert not first.from_cache and again.from_cache and again.config.image_size == 384
+    assert len(list(folder.iterdir())) == 2
+
+
+def test_a_tag_list_of_another_checkpoint_is_refused(ramplus_tiny) -> None:
+    """16 tags of 51 descriptions: 8 tags would read as 102 descriptions a tag, and score nonsense."""
+    with pytest.raises(CheckpointError, match="816 description embeddings, 16 tags of 51, but the tag list has 8"):
+        load_model(ramplus_tiny.checkpoint, num_tags=8)
 
 
 def test_corrupt_cache_is_rebuilt(ramplus_tiny, isolated_user_dirs: Path) -> None:
