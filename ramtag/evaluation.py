@@ -258,6 +258,8 @@ def _thresholds(
         out[: len(values)] = values
         return out, str(path)
     if run is not None:
+        if len(run) > 1 and bool(np.all(run == np.float32(DEFAULT_THRESHOLD))):  # no per-tag thresholds then
+            return run, f"the run's: {DEFAULT_THRESHOLD:g} for every tag"
         return run, "the run's"
     return np.full(len(vocabulary), DEFAULT_THRESHOLD, dtype=np.float32), f"{DEFAULT_THRESHOLD:g} for every tag"
 

@@ -108,6 +108,23 @@ def test_eval_matches_independent_numbers(tagged: dict, ramplus_tiny: OfficialFi
     assert report["per_class"][0]["AP"] == pytest.approx(1.0)  # cat labelled on its top three
 
 
+def test_scores_made_without_per_tag_thresholds_are_said_to_be_at_the_default(
+    tagged: dict, ramplus_tiny: OfficialFixture, tmp_path: Path
+) -> None:
+    """A tag list without thresholds runs at 0.68 for every tag (run warns); eval says its CP/CR/OP/OR
+    are at 0.68 too, never silently."""
+    out = tmp_path / "default.parquet"
+    made = invoke("run", ramplus_tiny.images, "--out", out, "--all-scores", "--workers", "0",
+                  "--checkpoint", ramplus_tiny.checkpoint, "--tag-list", ramplus_tiny.tags)
+    assert made.exit_code == 0, made.output
+    result = invoke("eval", "--gt", tagged["gt"], "--pred", out, "--gt-classes", tagged["taglist"])
+    assert result.exit_code == 0, result.output
+    assert "warning: the scores were made with 0.68 for every tag (no per-tag thresholds" in result.stderr
+    chosen = invoke("eval", "--gt", tagged["gt"], "--pred", out, "--gt-classes", tagged["taglist"],
+                    "--thresholds", ramplus_tiny.thresholds)
+    assert "0.68 for every tag" not in chosen.stderr  # thresholds chosen: nothing to say
+
+
 def test_table_warnings_and_per_class_csv(tagged: dict) -> None:
     per_class = tagged["folder"] / "ap.csv"
     result = invoke("eval", "--gt", tagged["gt"], "--pred", tagged["out"], "--per-class", per_class)
@@ -231,7 +248,7 @@ def test_images_mode_scores_changed_and_new_images_again(tmp_path: Path, ramplus
     added = invoke("eval", *args)
     assert "1 image scored (1 new); scores of 4 images reused" in added.stderr
     again = invoke("eval", *args)
-    assert again.stderr.splitlines() == [f"scores of 5 images reused from {kept}"]
+    assert _said(again) == [f"scores of 5 images reused from {kept}"]
     assert json.loads(again.stdout)["mAP"] == json.loads(added.stdout)["mAP"]
 
 
@@ -244,6 +261,11 @@ def _two_labelled_photos(tmp_path: Path, fixture: OfficialFixture, first_tags: s
     gt = tmp_path / "labels.csv"
     gt.write_text(f"path,tags\ndemo2.jpg,{first_tags}\ndemo3.jpg,flower\n")
     return images, gt
+
+
+def _said(result: Result) -> list[str]:
+    """stderr without the warning that a tag list without thresholds puts the metrics at 0.68."""
+    return [line for line in result.stderr.splitlines() if not line.startswith("warning: the scores were made with 0.68")]
 
 
 def test_kept_scores_of_another_checkpoint_are_not_reused(
@@ -262,7 +284,7 @@ def test_kept_scores_of_another_checkpoint_are_not_reused(
     assert f"{kept} holds scores made with other settings" in other.stderr and "--rescore" in other.stderr
     assert kept.read_bytes() == written  # refused before anything was written
     same = invoke("eval", *common, "--checkpoint", ramplus_tiny.checkpoint, "--tag-list", ramplus_tiny.tags)
-    assert same.stderr.splitlines() == [f"scores of 2 images reused from {kept}"]
+    assert _said(same) == [f"scores of 2 images reused from {kept}"]
     released = invoke("eval", *common, "--tag-list", ramplus_tiny.tags)  # the release: not downloaded here
     assert released.exit_code != 0 and "reused" not in released.stderr
     assert "these files are not cached" in released.stderr
