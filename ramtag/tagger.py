@@ -30,7 +30,7 @@ from .version import __version__
 from .devices import resolve_device
 from .errors import DefaultThresholdWarning, UsageError
 from .model.config import MODEL_KINDS
-from .model.labels import TagVocabulary
+from .model.labels import TagVocabulary, read_thresholds
 from .model.load import LoadInfo, load_model
 from .model.network import RamModel
 from .model.transform import preprocess
@@ -340,7 +340,11 @@ def load_tagger(
         threshold=threshold, notes=notes,
     )
     if only_tags is not None:
-        vocabulary.positions(_names(only_tags))  # a misspelt name costs no model load
+        picked = vocabulary.positions(_names(only_tags))  # a misspelt name costs no model load
+        values = read_thresholds(Path(thresholds)) if thresholds is not None and threshold is None else []
+        if len(values) == len(picked) < len(vocabulary):  # as `eval --calibrate` writes them for such a run
+            vocabulary = vocabulary.with_thresholds_at(picked, values)
+            notes = [note for note in notes if not note.startswith(f"{thresholds}: ")]
     if checkpoint is None:
         from .model.download import weights_file
 

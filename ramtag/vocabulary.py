@@ -31,7 +31,7 @@ def load_vocabulary(
         thresholds = thresholds or data_file("thresholds")
     elif thresholds is None and threshold is None:
         tag_list_zh, thresholds = _official_companions(tag_list, tag_list_zh, notes)
-    vocabulary = TagVocabulary.from_files(tag_list, tag_list_zh, thresholds)
+    vocabulary = TagVocabulary.from_files(tag_list, tag_list_zh, thresholds, notes)
     return vocabulary.with_threshold(threshold) if threshold is not None else vocabulary
 
 

@@ -175,6 +175,36 @@ def test_calibrate_then_run_with_the_calibrated_thresholds(tagged: dict, ramplus
         assert by_tag[tag]["precision"] == 1.0 and by_tag[tag]["recall"] == 1.0
 
 
+def test_thresholds_calibrated_on_an_only_tags_run_go_to_those_tags(
+    tagged: dict, ramplus_tiny: OfficialFixture, tmp_path: Path
+) -> None:
+    """eval --calibrate of an --only-tags output lists its tags alone, in their order: run with the
+    same --only-tags takes them as theirs (by position in the whole list they were misread)."""
+    only = ("sky", "cat")  # not in tag-list order
+    out = tmp_path / "only.parquet"
+    common = ["--workers", "0", "--batch-size", "9", *ramplus_tiny.cli_args(), "--only-tags", ",".join(only)]
+    assert invoke("run", ramplus_tiny.images, "--out", out, "--all-scores", *common).exit_code == 0
+    calibrated = tmp_path / "only.txt"
+    eval_json("--gt", tagged["gt"], "--pred", out, "--calibrate", calibrated)
+    values = np.loadtxt(calibrated, dtype=np.float32)
+    assert values.shape == (2,)
+    again = tmp_path / "again.parquet"
+    result = invoke("run", ramplus_tiny.images, "--out", again, "--workers", "0", "--checkpoint", ramplus_tiny.checkpoint,
+                    "--tag-list", ramplus_tiny.tags, "--thresholds", calibrated, "--only-tags", ",".join(only))
+    assert result.exit_code == 0, result.output
+    assert "thresholds for the 16 tags" not in result.stderr  # not read against the whole list
+    recorded = json.loads(pq_metadata(again))
+    assert recorded["vocabulary"] == list(only) and np.allclose(recorded["thresholds"], values)
+
+
+def pq_metadata(path: Path) -> str:
+    import pyarrow.parquet as pq
+
+    from ramtag.outputs import METADATA_KEY
+
+    return pq.read_schema(path).metadata[METADATA_KEY.encode()].decode()
+
+
 def test_calibrate_for_a_target_precision(tagged: dict) -> None:
     strict = tagged["folder"] / "strict.txt"
     report = eval_json("--gt", tagged["gt"], "--pred", tagged["out"], "--calibrate", strict,

@@ -95,6 +95,7 @@ class TagVocabulary:
         tag_list: Path,
         tag_list_zh: Path | None = None,
         thresholds: Path | None = None,
+        notes: list[str] | None = None,
     ) -> TagVocabulary:
         """Read the official file formats: one entry per line, in class order.
 
@@ -125,9 +126,12 @@ class TagVocabulary:
                     "use the thresholds of the same release"
                 )
             if len(values) < len(tags):
-                warnings.warn(f"{thresholds}: {len(values)} thresholds for the {len(tags)} tags of {tag_list}; the "
-                              f"other {len(tags) - len(values)} keep {DEFAULT_THRESHOLD:g}, as in the official code",
-                              RamtagWarning, stacklevel=2)
+                note = (f"{thresholds}: {len(values)} thresholds for the {len(tags)} tags of {tag_list}; the "
+                        f"other {len(tags) - len(values)} keep {DEFAULT_THRESHOLD:g}, as in the official code")
+                if notes is not None:  # for the caller to say (``notes``: see ``load_vocabulary``)
+                    notes.append(note)
+                else:
+                    warnings.warn(note, RamtagWarning, stacklevel=2)
         try:
             return cls.from_names(tags, values, zh)
         except VocabularyError as error:  # a name the outputs could not hold or tell apart
@@ -147,6 +151,12 @@ class TagVocabulary:
         return TagVocabulary(
             self.tags + other.tags, np.concatenate([self.thresholds, other.thresholds]), zh
         )
+
+    def with_thresholds_at(self, positions: Sequence[int], values: Sequence[float]) -> TagVocabulary:
+        """These tags' thresholds replaced (``--only-tags`` with thresholds for them alone)."""
+        thresholds = self.thresholds.copy()
+        thresholds[list(positions)] = np.asarray(values, dtype=np.float32)
+        return replace(self, thresholds=thresholds)
 
     def subset(self, positions: Sequence[int]) -> TagVocabulary:
         """The tags at ``positions``, in that order, with their thresholds and Chinese names."""
