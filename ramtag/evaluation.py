@@ -28,6 +28,7 @@ from .groundtruth import (
     align,
     benchmark_file,
     match_vocabulary,
+    merge_case_variants,
     read_ground_truth,
     read_taglist,
 )
@@ -110,6 +111,8 @@ def evaluate(
     """
     file = _open_scores(pred)
     vocabulary, run_thresholds = _run_settings(file, pred)
+    if ignore_case:
+        labels = merge_case_variants(labels, vocabulary)
     match = match_vocabulary(labels.classes, vocabulary, ignore_case=ignore_case)
     if match.classes.size == 0:
         raise RamtagError(

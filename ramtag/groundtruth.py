@@ -26,7 +26,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -214,6 +214,34 @@ class VocabularyMatch:
     classes: np.ndarray  # indices into GroundTruth.classes
     vocabulary_index: np.ndarray
     unknown: tuple[str, ...]  # class names the model does not know, each once
+
+
+def merge_case_variants(labels: GroundTruth, vocabulary: Sequence[str]) -> GroundTruth:
+    """Labels people typed with one tag spelt two ways (``person`` and ``Person``) as one class:
+    the images of each are positives of the tag (apart, each would count the other's positives as
+    negatives). Only where exactly one tag is so spelt but for case; the class keeps the spelling
+    of the tag where one of them has it."""
+    exact = set(vocabulary)
+    folded: dict[str, list[str]] = {}
+    for name in vocabulary:
+        folded.setdefault(name.casefold(), []).append(name)
+    groups: dict[str, list[int]] = {}
+    for position, name in enumerate(labels.classes):
+        tags = [name] if name in exact else folded.get(name.casefold(), [])
+        if len(tags) == 1:
+            groups.setdefault(tags[0], []).append(position)
+    into = {}
+    for tag, positions in groups.items():
+        if len(positions) > 1:
+            keep = next((p for p in positions if labels.classes[p] == tag), positions[0])
+            into.update({p: keep for p in positions if p != keep})
+    if not into:
+        return labels
+    kept = [p for p in range(len(labels.classes)) if p not in into]
+    renumber = {p: i for i, p in enumerate(kept)}
+    renumber.update({p: renumber[keep] for p, keep in into.items()})
+    rows = tuple(tuple(sorted({renumber[label] for label in row})) for row in labels.labels)
+    return replace(labels, classes=tuple(labels.classes[p] for p in kept), labels=rows)
 
 
 def match_vocabulary(classes: Sequence[str], vocabulary: Sequence[str], *, ignore_case: bool = False) -> VocabularyMatch:

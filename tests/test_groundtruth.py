@@ -179,6 +179,20 @@ def test_match_vocabulary_ignoring_case_only_when_one_tag_matches() -> None:
     assert match_vocabulary(classes, vocabulary).unknown == ("Cat", "DOG", "BOXER", "person", "unicorn")
 
 
+def test_one_tag_spelt_two_ways_in_typed_labels_is_one_class() -> None:
+    """``person`` on one image and ``Person`` on another: both positives of the tag ``person``."""
+    from ramtag.groundtruth import GroundTruth, merge_case_variants
+
+    labels = GroundTruth(("a.jpg", "b.jpg", "c.jpg"), ("Person", "cat", "person", "SKY", "Sky", "BOXER"),
+                         ((0, 1), (2,), (3, 4, 5)), "path,tags")
+    merged = merge_case_variants(labels, ["person", "cat", "sky", "Boxer", "boxer"])
+    assert merged.classes == ("cat", "person", "SKY", "BOXER")  # person's own spelling kept; SKY first
+    assert merged.labels == ((0, 1), (1,), (2, 3))
+    match = match_vocabulary(merged.classes, ["person", "cat", "sky", "Boxer", "boxer"], ignore_case=True)
+    assert match.vocabulary_index.tolist() == [1, 0, 2] and match.unknown == ("BOXER",)  # two tags: not guessed
+    assert merge_case_variants(merged, ["person", "cat", "sky"]) is merged  # nothing left to merge
+
+
 def test_align_benchmark_names_with_run_paths() -> None:
     labelled = ["test/aa", "test/bb", "test/cc", "dd.JPEG", "x/ee", "y/ee"]
     predicted = ["imgs/test/aa.jpg", "bb.jpg", "dd.JPEG", "other.jpg", "p/ee.png", "q/ee.png"]
