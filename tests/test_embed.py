@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -267,6 +268,26 @@ def test_clean_without_exiftool_finds_the_photos_ramtag_wrote_into_and_fails(tmp
     assert {path.name: path.read_bytes() for path in photos.iterdir()} == before
     (photos / "a.jpg").unlink()
     assert ramtag("xmp", "clean", photos).exit_code == 0  # b.jpg: nothing of ramtag's to clean
+
+
+def test_embed_added_to_an_existing_output_records_the_photos_as_written(tmp_path: Path, ramplus_tiny) -> None:
+    """An output made without --embed, then --embed: the rows take the photos as written, so the
+    next run finds them unchanged (it re-tagged every photo as changed)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        shutil.copyfile(ramplus_tiny.images / "demo4.jpg", photos / name)
+    out = tmp_path / "tags.parquet"
+    args = ("run", photos, "--out", out, *ramplus_tiny.cli_args())
+    assert ramtag(*args).exit_code == 0
+    embedded = ramtag(*args, "--embed")
+    assert embedded.exit_code == 0 and "keywords written into 2 photos" in embedded.stderr, embedded.output
+    rows = pd.read_parquet(out)
+    assert sorted(rows["path"]) == ["a.jpg", "b.jpg"]  # no second row for either
+    assert {row.path: row.file_size for row in rows.itertuples()} == {
+        name: (photos / name).stat().st_size for name in ("a.jpg", "b.jpg")}
+    again = ramtag(*args, "--embed")
+    assert again.exit_code == 0 and "nothing new to tag" in again.stderr, again.output
 
 
 def test_embed_without_exiftool_fails_before_loading(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:

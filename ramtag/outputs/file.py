@@ -46,7 +46,7 @@ from . import columns as arrow
 from .base import RowOutput
 from .formats import FORMATS, ParquetSink, Sink, not_added_to
 from .journal import Journal, hold_lock, read_settings, write_settings
-from .rerun import UNCHANGED, Rerun, RowIndex
+from .rerun import CHANGED, UNCHANGED, Rerun, RowIndex
 from .schema import IDENTITY_COLUMNS, conform, differences, read_metadata, roots_in, settings_of, to_record_batch
 
 if TYPE_CHECKING:
@@ -197,12 +197,27 @@ class ResumableOutput(RowOutput):
         return self.index.decide(ref) != UNCHANGED  # no bookkeeping: called beside the run
 
     def write_records(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
-        rows = [record for record in records if record.key in self._asked]
-        asked = [self._asked.pop(record.key) for record in rows]
-        self.tally.update(decision for decision, _ in asked)
+        rows, roots = [], []
+        for record in records:
+            if record.key in self._asked:
+                decision, root = self._asked.pop(record.key)
+                self.tally[decision] += 1
+            elif self._rewritten(record):  # an unchanged image whose file --embed wrote into
+                root = self.root_of(record.key) if self.index.walked(record.key) else None
+            else:
+                continue
+            rows.append(record)
+            roots.append(root)
         if rows:
-            self.write(to_record_batch(rows, self.schema, [root for _, root in asked]))
+            self.write(to_record_batch(rows, self.schema, roots))
         return list(records)
+
+    def _rewritten(self, record: ImageRecord) -> bool:
+        """A record this output did not ask for, of an image it holds, whose file an output before
+        it changed (``--embed`` with its row unchanged: the row takes the file as written, or the next
+        run would find it changed)."""
+        return (record.result is not None and record.stamp is not None and record.key in self.index.entries
+                and self.index.decide(record) == CHANGED)  # type: ignore[arg-type]
 
     # -- opening ---------------------------------------------------------------------------------
 

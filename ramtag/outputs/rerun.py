@@ -95,6 +95,9 @@ class RowIndex:
             if part is not None:
                 self.latest[key] = part
 
+    def walked(self, key: str) -> bool:
+        return bool(self.entries.get(key, 0) & _WALKED)
+
     def is_error(self, key: str) -> bool:
         return bool(self.entries.get(key, 0) & _ERROR)
 
