@@ -282,6 +282,7 @@ def test_embed_added_to_an_existing_output_records_the_photos_as_written(tmp_pat
     assert ramtag(*args).exit_code == 0
     embedded = ramtag(*args, "--embed")
     assert embedded.exit_code == 0 and "keywords written into 2 photos" in embedded.stderr, embedded.output
+    assert "or whose sidecar or embedded keywords are not up to date" in embedded.stderr  # why both are tagged
     rows = pd.read_parquet(out)
     assert sorted(rows["path"]) == ["a.jpg", "b.jpg"]  # no second row for either
     assert {row.path: row.file_size for row in rows.itertuples()} == {

@@ -78,7 +78,9 @@ class RunReport(ProgressReport, RunEvents):
         if file is not None and file.resumed and not self.quiet:
             if file.builds_on:
                 what = "new, changed or failed" if file.index.rerun.retry_errors else "new or changed"
-                self.say(f"{file.dest} holds {plural(file.resumed, 'row')}: tagging only what is {what} "
+                kept = "sidecar or embedded keywords are" if self.job.outputs.embed else "sidecar is"
+                also = f", or whose {kept} not up to date" if self.job.outputs.xmp or self.job.outputs.embed else ""
+                self.say(f"{file.dest} holds {plural(file.resumed, 'row')}: tagging only what is {what}{also} "
                          "(--overwrite redoes everything)")
             else:
                 self.say(f"continuing the unfinished run: {plural(file.resumed, 'image')} saved in {file.folder}")
