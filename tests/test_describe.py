@@ -255,6 +255,15 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--out" in result.stderr
 
 
+def test_an_encoder_that_cannot_load_leaves_no_file_behind(tmp_path: Path) -> None:
+    """--embed with a text encoder that is not there: nothing written, so the same command runs
+    once the encoder is found (a descriptions file left behind was refused as existing)."""
+    out = tmp_path / "d.json"
+    result = describe("red umbrella", "--llm", "none", "--out", str(out), "--embed",
+                      "--text-encoder", str(tmp_path / "no-encoder"))
+    assert result.exit_code != 0 and not out.exists() and not list(tmp_path.iterdir())
+
+
 def test_unreachable_endpoint_fails_fast() -> None:
     with ChatServer() as chat:
         url = chat.url

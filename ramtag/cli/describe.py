@@ -115,19 +115,22 @@ def describe_command(
         names, llm, base_url=base_url, model=model, api_key=api_key, api_key_file=api_key_file,
         concurrency=concurrency, timeout=timeout, retries=retries, device=device, quiet=quiet,
     )
-    if out is None:
-        sys.stdout.write(descriptions_json(descriptions))
-    else:
-        write_descriptions(out, descriptions)
-    if embed:
+    embedded = None
+    if embed:  # before anything is written: an encoder that cannot load leaves no file to refuse next time
         from ..describe.encoder import DEFAULT_TEXT_ENCODER
-        from ..describe.files import write_embeddings
         from ..devices import resolve_device
         from ..openset import embed_cached
 
         embedded = embed_cached(
             descriptions, text_encoder or DEFAULT_TEXT_ENCODER, device=str(resolve_device(device))
         )
+    if out is None:
+        sys.stdout.write(descriptions_json(descriptions))
+    else:
+        write_descriptions(out, descriptions)
+    if embedded is not None:
+        from ..describe.files import write_embeddings
+
         write_embeddings(embeddings_path_for(out), embedded)
     if not quiet:
         where = f" → {out}" if out is not None else ""
