@@ -180,6 +180,10 @@ def _tag(
     from .outputs.rerun import CHANGED
     from .outputs.schema import differences, schema_for, settings_of
 
+    from .model.needed import check_model_files
+
+    check_model_files(model.checkpoint, model=model.kind, tag_list=model.tag_list, tag_list_zh=None, thresholds=None,
+                      options=("--checkpoint", "--tag-list"))  # what is missing, with the options eval has
     with warnings.catch_warnings():
         # Scores for evaluation do not use the model's thresholds (--thresholds and --calibrate are
         # eval's own): a tag list without them is nothing to warn about here.

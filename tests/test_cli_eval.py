@@ -318,6 +318,9 @@ def test_kept_scores_of_another_checkpoint_are_not_reused(
     released = invoke("eval", *common, "--tag-list", ramplus_tiny.tags)  # the release: not downloaded here
     assert released.exit_code != 0 and "reused" not in released.stderr
     assert "these files are not cached" in released.stderr
+    official = invoke("eval", *common, "--checkpoint", ramplus_tiny.checkpoint, "--rescore")  # the official lists
+    assert official.exit_code != 0 and "Chinese tag list" in official.stderr and "or pass --tag-list PATH" in official.stderr
+    assert "--tag-list-zh" not in official.stderr and "--thresholds PATH" not in official.stderr  # eval has neither
     replaced = invoke("eval", *common, "--checkpoint", ram_tiny.checkpoint, "--tag-list", ram_tiny.tags, "--rescore")
     assert replaced.exit_code == 0, replaced.output
     assert "2 images scored" in replaced.stderr

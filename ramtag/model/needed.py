@@ -15,7 +15,8 @@ import functools
 import socket
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import ResourceUnavailableError
@@ -64,14 +65,17 @@ def missing_files(
 
 def check_model_files(
     checkpoint: object | None, *, model: str | None, tag_list: object | None, tag_list_zh: object | None,
-    thresholds: object | None,
+    thresholds: object | None, options: Collection[str] | None = None,
 ) -> None:
-    """``check_available`` for the files ``load_tagger`` would download with these arguments."""
+    """``check_available`` for the files ``load_tagger`` would download with these arguments;
+    ``options``: the ones the command has, if not all (``eval`` has no --tag-list-zh)."""
     official = tag_list is None  # the official lists, downloaded at first use
     needed = missing_files(
         weights=(model or "ram_plus") if checkpoint is None else None,
         tag_list=official, tag_list_zh=official and tag_list_zh is None, thresholds=official and thresholds is None,
     )
+    if options is not None:
+        needed = [item if item.flag in options else replace(item, flag="") for item in needed]
     check_available(needed, model=model or "ram_plus")
 
 
@@ -89,11 +93,12 @@ def check_available(needed: list[Needed], *, model: str) -> None:
     lines = [f"{problem}:"]
     width = max(len(item.what) for item in needed)
     for item in needed:
-        lines.append(f"  {item.what:<{width}}  {item.name}  (looked in {item.looked}; or pass {item.flag} PATH)")
+        instead = f"; or pass {item.flag} PATH" if item.flag else ""
+        lines.append(f"  {item.what:<{width}}  {item.name}  (looked in {item.looked}{instead})")
     lines.append(
         f"On a connected machine run `ramtag models download {model}`, copy the folders above to the same "
         "places here (or point HF_HOME and RAMTAG_CACHE at copies), and set HF_HUB_OFFLINE=1 so that ramtag never "
-        "tries the network; or pass the files with the options above."
+        "tries the network" + ("; or pass the files with the options above." if any(i.flag for i in needed) else ".")
     )
     raise ResourceUnavailableError("\n".join(lines))
 
