@@ -344,7 +344,7 @@ def load_tagger(
         values = read_thresholds(Path(thresholds)) if thresholds is not None and threshold is None else []
         if len(values) == len(picked) < len(vocabulary):  # as `eval --calibrate` writes them for such a run
             vocabulary = vocabulary.with_thresholds_at(picked, values)
-            notes = [note for note in notes if not note.startswith(f"{thresholds}: ")]
+            notes = [note for note in notes if not note.startswith(f"{Path(thresholds)}: ")]
     if checkpoint is None:
         from .model.download import weights_file
 

@@ -176,7 +176,7 @@ def test_calibrate_then_run_with_the_calibrated_thresholds(tagged: dict, ramplus
 
 
 def test_thresholds_calibrated_on_an_only_tags_run_go_to_those_tags(
-    tagged: dict, ramplus_tiny: OfficialFixture, tmp_path: Path
+    tagged: dict, ramplus_tiny: OfficialFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """eval --calibrate of an --only-tags output lists its tags alone, in their order: run with the
     same --only-tags takes them as theirs (by position in the whole list they were misread)."""
@@ -195,6 +195,16 @@ def test_thresholds_calibrated_on_an_only_tags_run_go_to_those_tags(
     assert "thresholds for the 16 tags" not in result.stderr  # not read against the whole list
     recorded = json.loads(pq_metadata(again))
     assert recorded["vocabulary"] == list(only) and np.allclose(recorded["thresholds"], values)
+    import warnings
+
+    from ramtag import load_tagger
+
+    monkeypatch.chdir(tmp_path)  # the same through the Python API, the file named as written
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        tagger = load_tagger(checkpoint=ramplus_tiny.checkpoint, tag_list=ramplus_tiny.tags, thresholds="./only.txt",
+                             only_tags=list(only), device="cpu")
+    assert np.allclose(tagger.vocabulary.thresholds, values) and not [w for w in said if "16 tags" in str(w.message)]
 
 
 def pq_metadata(path: Path) -> str:

@@ -169,6 +169,22 @@ def test_one_cached_conversion_serves_runs_with_and_without_a_tag_list(ramplus_t
     assert len(list(folder.iterdir())) == 2
 
 
+def test_a_conversion_recorded_by_the_previous_version_is_found(ramplus_tiny, isolated_user_dirs: Path) -> None:
+    """One version recorded ``as_inferred`` for both the tag count and the input size."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    _, first = load_model(ramplus_tiny.checkpoint, num_tags=16)
+    (cached,) = (isolated_user_dirs / "ramtag" / "converted").glob("*.safetensors")
+    with open(cached, "rb") as handle:
+        metadata = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))["__metadata__"]
+    metadata.pop("inferred")
+    save_file(load_file(str(cached)), str(cached), metadata={**metadata, "as_inferred": "1"})
+    _, again = load_model(ramplus_tiny.checkpoint, num_tags=16)
+    assert again.from_cache
+
+
 def test_a_tag_list_of_another_checkpoint_is_refused(ramplus_tiny) -> None:
     """16 tags of 51 descriptions: 8 tags would read as 102 descriptions a tag, and score nonsense."""
     with pytest.raises(CheckpointError, match="816 description embeddings, 16 tags of 51, but the tag list has 8"):

@@ -91,6 +91,11 @@ def test_a_unit_is_tagged_like_a_local_run(tmp_path: Path, tiny_tagger, ramplus_
     cut.write_bytes(whole[: 512 + -(-len(_jpeg(color="red")) // 512) * 512])
     failed = worker.tag(WorkUnit(shard=TarShard(str(cut), cut.name)))  # not committed: a re-run reads it again
     assert failed.data is None and "cut short between two members" in failed.failure
+    joined = tmp_path / "joined" / shard.name  # two archives end to end: damaged, not cut, so saved
+    joined.parent.mkdir()
+    joined.write_bytes(whole + whole)
+    done = worker.tag(WorkUnit(shard=TarShard(str(joined), joined.name)))
+    assert done.failure is None and done.rows == 2  # the members before the damage are committed
     assert Job.from_json(job.to_json()) == job
 
 

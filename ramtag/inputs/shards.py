@@ -199,18 +199,23 @@ def shard_members(
                 try:
                     data = archive.extractfile(member).read()  # type: ignore[union-attr]
                 except _FORMAT_ERRORS as error:
+                    # The data ends (tarfile's "unexpected end of data", gzip's EOFError), or is damaged.
                     data, why = b"", str(error)
+                    cut = isinstance(error, EOFError) or "unexpected end of data" in why
                 else:
-                    why = f"{len(data):,} of {member.size:,} bytes"
+                    why, cut = f"{len(data):,} of {member.size:,} bytes", True
                 if len(data) < member.size:
-                    yield from sample.add(name, Unusable(name, _cut_off(why), "truncated"))
+                    bad = Unusable(name, _cut_off(why), "truncated") if cut else \
+                        Unusable(name, _damaged_member(why), "corrupt")
+                    yield from sample.add(name, bad)
                     yield from sample.flush()
                     return  # nothing after it can be read
                 yield from sample.add(name, InMemory(name, data), Stamp(member.size, int(member.mtime * 1_000_000)))
             yield from sample.flush()
             ending = _ending(archive)
             if ending is not None:
-                yield ImageRef(where, shard.name, Unusable(shard.name, ending(count), "truncated"))
+                message, kind = ending
+                yield ImageRef(where, shard.name, Unusable(shard.name, message(count), kind))
         except _FORMAT_ERRORS as error:
             yield from sample.flush()
             yield ImageRef(where, shard.name, Unusable(shard.name, _damaged(count, error), "corrupt"))
@@ -294,7 +299,7 @@ def _cut_off(why: str) -> str:
     return f"the tar shard ends inside this member ({why}): an interrupted download?"
 
 
-def _ending(archive: tarfile.TarFile) -> Callable[[int], str] | None:
+def _ending(archive: tarfile.TarFile) -> tuple[Callable[[int], str], str] | None:
     """Why an archive whose reading stopped did not end as a tar ends (``None`` if it did): with the
     blocks of zeros every writer puts there, and nothing else. tarfile stops quietly at a shard cut
     off between two members (GNU tar does not notice either), and at a damaged header after the first."""
@@ -302,15 +307,19 @@ def _ending(archive: tarfile.TarFile) -> Callable[[int], str] | None:
     trailing, zeros = stream.tell() - archive.offset, True  # type: ignore[union-attr]
     while block := stream.read(1 << 16):  # type: ignore[union-attr]
         trailing, zeros = trailing + len(block), zeros and not block.strip(b"\0")
-    if trailing < tarfile.BLOCKSIZE:
-        return lambda count: (f"the tar shard ends after {_members(count)} without the blocks that end an "
-                              "archive: cut short between two members (an interrupted download?); the members "
-                              "before were read")
-    if not zeros:
-        return lambda count: (f"damaged tar archive: reading stopped after {_members(count)} with more data "
-                              "after them (a damaged header, or archives joined end to end); the members before "
-                              "were read")
+    if trailing < tarfile.BLOCKSIZE:  # "truncated": a download to do again
+        return (lambda count: (f"the tar shard ends after {_members(count)} without the blocks that end an "
+                               "archive: cut short between two members (an interrupted download?); the members "
+                               "before were read"), "truncated")
+    if not zeros:  # "corrupt": reading it again gives the same
+        return (lambda count: (f"damaged tar archive: reading stopped after {_members(count)} with more data "
+                               "after them (a damaged header, or archives joined end to end); the members before "
+                               "were read"), "corrupt")
     return None
+
+
+def _damaged_member(why: str) -> str:
+    return f"damaged tar shard: this member's data cannot be read ({why}); nothing after it was read"
 
 
 def _members(count: int) -> str:

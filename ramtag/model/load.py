@@ -149,6 +149,7 @@ def _cached_conversion(sha256: str, num_tags: int | None, image_size: int | None
         if metadata is None:
             continue
         inferred = set(metadata.get("inferred", "").split(","))
+        inferred |= {"tags", "size"} if metadata.get("as_inferred") == "1" else set()  # as one version wrote it
         inferred |= {"tags"} if "-tauto-" in candidate.name else set()
         inferred |= {"size"} if "-sauto-" in candidate.name else set()
         try:
