@@ -139,14 +139,6 @@ def infer_config(
                 f"{num_tags} tags: the tag list does not belong to this checkpoint"
             )
         tags, per_tag = num_tags, rows // num_tags
-        if rows % DEFAULT_DESCRIPTIONS_PER_TAG == 0 and per_tag != DEFAULT_DESCRIPTIONS_PER_TAG:
-            # 51 a tag, as released, for another number of tags: a tag list that is not this
-            # checkpoint's (half of it would read as 102 descriptions a tag, and score nonsense)
-            raise CheckpointError(
-                f"holds {rows} description embeddings, {rows // DEFAULT_DESCRIPTIONS_PER_TAG} tags of "
-                f"{DEFAULT_DESCRIPTIONS_PER_TAG}, but the tag list has {num_tags} tags: the tag list does not "
-                "belong to this checkpoint"
-            )
     elif rows % DEFAULT_DESCRIPTIONS_PER_TAG == 0:
         tags, per_tag = rows // DEFAULT_DESCRIPTIONS_PER_TAG, DEFAULT_DESCRIPTIONS_PER_TAG
     else:

@@ -249,6 +249,7 @@ def load_model(
                 except OSError:
                     pass  # an unwritable cache only costs a slower next start
     _check_kind(path, model.config.kind, kind)
+    _check_layout(path, model.config)
     if num_tags is not None and model.config.num_tags != num_tags:
         raise _fail(
             path,
@@ -256,6 +257,23 @@ def load_model(
             "use the tag list that belongs to this checkpoint",
         )
     return model, LoadInfo(path=path, sha256=sha256, config=model.config, from_cache=from_cache)
+
+
+def _check_layout(path: Path, config: ModelConfig) -> None:
+    """A RAM++ read with other than the released 51 descriptions a tag where 51 would fit too: most
+    likely a tag list that is not the checkpoint's (half of one reads as 102 descriptions a tag,
+    and scores nonsense), said on every load; a checkpoint trained so loads all the same."""
+    import warnings
+
+    from ..errors import RamtagWarning
+    from .convert import DEFAULT_DESCRIPTIONS_PER_TAG as RELEASED
+
+    rows = config.num_tags * config.descriptions_per_tag
+    if config.kind == "ram_plus" and rows % RELEASED == 0 and config.descriptions_per_tag != RELEASED:
+        warnings.warn(
+            f"{path} holds {rows} description embeddings, {rows // RELEASED} tags of {RELEASED} as released, but "
+            f"the tag list has {config.num_tags} tags, read as {config.descriptions_per_tag} descriptions a tag: "
+            "is the tag list this checkpoint's?", RamtagWarning, stacklevel=3)
 
 
 def _check_kind(path: Path, found: str, wanted: str | None) -> None:
