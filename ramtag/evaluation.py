@@ -49,6 +49,7 @@ class Evaluation:
     counts: dict[str, int]
     thresholds_from: str
     predictions: str
+    uniform_run_threshold: float | None = None  # the run's thresholds, when one value for every tag
     unknown_classes: list[str] = field(default_factory=list)
     unknown_labels: list[str] = field(default_factory=list)
     missing_examples: list[str] = field(default_factory=list)
@@ -164,6 +165,8 @@ def evaluate(
             "labels_naming_no_class": sum(labels.unknown_labels.values()),
         },
         thresholds_from=thresholds_from,
+        uniform_run_threshold=float(in_use[0]) if thresholds_from == "the run's" and len(in_use) > 1
+        and bool(np.all(in_use == in_use[0])) else None,
         predictions=str(pred),
         unknown_classes=list(match.unknown),
         unknown_labels=sorted(labels.unknown_labels),
@@ -261,8 +264,6 @@ def _thresholds(
         out[: len(values)] = values
         return out, str(path)
     if run is not None:
-        if len(run) > 1 and bool(np.all(run == np.float32(DEFAULT_THRESHOLD))):  # no per-tag thresholds then
-            return run, f"the run's: {DEFAULT_THRESHOLD:g} for every tag"
         return run, "the run's"
     return np.full(len(vocabulary), DEFAULT_THRESHOLD, dtype=np.float32), f"{DEFAULT_THRESHOLD:g} for every tag"
 

@@ -266,10 +266,10 @@ def _warn(result: Evaluation, scored_here: bool) -> None:
     def say(text: str) -> None:
         err_console.print(f"warning: {text}", markup=False, soft_wrap=True)
 
-    if result.thresholds_from.startswith("the run's: "):  # CP/CR/OP/OR at a threshold nobody chose
-        say(f"the scores were made with {result.thresholds_from.split(': ', 1)[1]} (no per-tag thresholds for "
-            "their tag list): CP, CR, OP and OR are at it; pass --thresholds FILE (the official "
-            "ram_tag_list_threshold.txt for the official list) or --threshold T")
+    if result.uniform_run_threshold is not None:  # CP/CR/OP/OR at one threshold for every tag, maybe unchosen
+        say(f"the run that made the scores used {result.uniform_run_threshold:g} for every tag, so CP, CR, OP and OR "
+            "are at it; per-tag thresholds are --thresholds FILE (the official ram_tag_list_threshold.txt for "
+            "the official list), another one --threshold T")
     if result.unknown_classes:
         shown = ", ".join(result.unknown_classes[:5]) + (" …" if len(result.unknown_classes) > 5 else "")
         say(f"{_were(len(result.unknown_classes), 'class', 'es')} left out, not being tags of the model: {shown}")

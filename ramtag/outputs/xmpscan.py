@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 EDGE = 4 << 20  # bytes read at each end of a format whose metadata has no fixed place
+LARGEST = 16 << 20  # a metadata chunk larger than this is not XMP ramtag wrote (or a bad length): skipped
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IMAGE = {b"IDAT", b"fdAT"}  # image data, and an animated PNG's frames: skipped
 _WEBP_IMAGE = {b"VP8 ", b"VP8L", b"ALPH", b"ANMF"}  # the bitstream chunks: skipped
 
 
@@ -79,7 +81,7 @@ def _png(handle: BinaryIO) -> Iterator[bytes]:
         raise ValueError("not a PNG")
     while header := handle.read(8):
         length, kind = struct.unpack(">I4s", header)
-        if kind == b"IDAT":
+        if kind in _PNG_IMAGE or length > LARGEST:
             handle.seek(length + 4, os.SEEK_CUR)
             continue
         yield handle.read(length)
@@ -95,7 +97,7 @@ def _webp(handle: BinaryIO) -> Iterator[bytes]:
     while header := handle.read(8):
         kind, length = struct.unpack("<4sI", header)
         padded = length + (length & 1)
-        if kind in _WEBP_IMAGE:
+        if kind in _WEBP_IMAGE or padded > LARGEST:
             handle.seek(padded, os.SEEK_CUR)
         else:
             yield handle.read(padded)
