@@ -170,6 +170,7 @@ def test_clean_dry_run_and_errors(photos: Path, ramplus_tiny) -> None:
     result = ramtag("xmp", "clean", "--dry-run", photos)
     assert result.exit_code == 0, result.output
     assert "would be cleaned:" in result.stdout and snapshot(photos) == tagged
+    assert "3 sidecars: 2 would be cleaned, 1 would be deleted (only ramtag's entries" in result.stderr
     (photos / "broken.xmp").write_text("<x", encoding="utf-8")
     result = ramtag("xmp", "clean", photos / "demo4.xmp", photos / "broken.xmp")
     assert result.exit_code == 1

@@ -123,9 +123,10 @@ def clean_command(
     if not quiet:
         total = sum(counts.values()) - photos["errors"]
         if total or not (photos["cleaned"] or photos["errors"]):  # "0 sidecars" only when nothing else is said
+            would = "would be " if dry_run else ""
             err_console.print(
-                f"{plural(total, 'sidecar')}: {counts['cleaned']} cleaned, "
-                f"{counts['removed']} deleted (only ramtag's entries were in them), "
+                f"{plural(total, 'sidecar')}: {counts['cleaned']} {would}cleaned, "
+                f"{counts['removed']} {would}deleted (only ramtag's entries were in them), "
                 f"{counts['untouched']} without ramtag entries, {plural(counts['errors'], 'error')}"
                 + (" (dry run: nothing written)" if dry_run else ""),
                 markup=False, soft_wrap=True,
