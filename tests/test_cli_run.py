@@ -463,3 +463,7 @@ def test_a_folder_can_be_excluded_by_name_and_a_glob_that_matched_nothing_is_sai
     assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == ["a.jpg", "2024/d.jpg"]
     assert "warning: --exclude d1/ matched no file" in result.stderr
     assert "--exclude drafts matched" not in result.stderr
+    upper = ramtag(photos, "--out", tmp_path / "jpg.jsonl", "--include", "*.JPG", "--workers", "0",
+                   *ramplus_tiny.cli_args())  # the files are .jpg
+    assert upper.exit_code == 1 and "4 images left out by --include/--exclude (globs are case-sensitive: " \
+        "--include *.JPG matches files named in another case)" in upper.stderr

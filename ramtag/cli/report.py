@@ -161,8 +161,9 @@ class RunReport(ProgressReport, RunEvents):
                 self.say(f"time per stage: {stages}")
             self._said_where(done)
             for pattern in sorted(done.findings.unmatched if done.findings is not None else ()):
-                self.say(f"warning: {pattern} matched no file (globs match the paths as the output has them, "
-                         "their folders, or a file or folder name)")
+                hint = done.findings.case_hint(pattern) or (" (globs match the paths as the output has them, "  # type: ignore[union-attr]
+                                                            "their folders, or a file or folder name)")
+                self.say(f"warning: {pattern} matched no file{hint}")
             unread = done.findings.unread_shards(self.job.inputs.paths) if done.findings is not None else []
             if unread:
                 self.say(f"{plural(len(unread), 'tar shard')} in folders walked for images "

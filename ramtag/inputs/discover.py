@@ -12,12 +12,12 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TextIO
 
 from ..errors import RamtagError, UsageError
 from .folders import folder_prefix, walk_folder
+from .globs import selected
 from .lists import check_list, listed_paths
 from .refs import MAX_PIXELS, ErrorCallback, ImageRef
 from .patterns import expand_braces
@@ -50,7 +50,7 @@ def discover(
     yielded even if it is missing or not an image, so it fails at decode as a row rather than
     stopping the run.
     ``include``/``exclude`` are globs (case-sensitive, ``*`` crosses ``/``) on the key or a folder
-    in it (``_matches``); a pattern without ``/`` also matches a file or folder name alone. Tar shards are read here, one member at a time
+    in it (``globs``); a pattern without ``/`` also matches a file or folder name alone. Tar shards are read here, one member at a time
     (``max_pixels`` bounds the size of a member read). ``findings`` counts what was left out.
 
     ``recorded``: the folders an output was made from (``inputs.roots``), keyed as they were then;
@@ -124,7 +124,7 @@ def select(
         return iter(refs)
     if findings is not None:
         findings.unmatched = {f"--include {p}" for p in include} | {f"--exclude {p}" for p in exclude}
-    return (ref for ref in refs if _selected(ref.key, include, exclude, findings) or _left_out(findings))
+    return (ref for ref in refs if selected(ref.key, include, exclude, findings) or _left_out(findings))
 
 
 def _left_out(findings: Findings | None) -> bool:
@@ -146,6 +146,7 @@ class Findings:
     hidden_images: int = 0
     hidden_folders: int = 0
     unmatched: set[str] = field(default_factory=set)  # "--exclude d1" that no file has matched (yet)
+    other_case: set[str] = field(default_factory=set)  # globs that match a file but for case
 
     def orphan(self, path: Path) -> None:
         self.orphans.append(path)
@@ -161,6 +162,14 @@ class Findings:
             self.hidden_folders += 1
         else:
             self.hidden_images += 1
+
+    def case_hint(self, pattern: str | None = None) -> str:
+        """`` (globs are case-sensitive: ...)`` where a glob that matched nothing matches in another case."""
+        chosen = sorted(self.unmatched & self.other_case) if pattern is None else \
+            ([pattern] if pattern in self.other_case else [])
+        if not chosen:
+            return ""
+        return f" (globs are case-sensitive: {chosen[0]} matches files named in another case)"
 
     def unread_shards(self, inputs: Sequence[str]) -> list[str]:
         """The tar shards the walks left out that are not among ``inputs`` (read as shards there)."""
@@ -181,7 +190,8 @@ class Findings:
         if hidden:
             parts.append(f"{' and '.join(hidden)} left out (--hidden includes them)")
         if self.filtered:
-            parts.append(f"{self.filtered} {'image' if self.filtered == 1 else 'images'} left out by --include/--exclude")
+            parts.append(f"{self.filtered} {'image' if self.filtered == 1 else 'images'} left out by --include/--exclude"
+                         + self.case_hint())
         return "; ".join(parts) or "it holds no files"
 
 
@@ -363,32 +373,3 @@ def _expand(item: str | Path | Item, walk: _Walk, several: bool) -> Iterator[Ite
         yield TarShard(os.fspath(item), os.path.basename(item))
     else:
         yield ImageRef(Path(item), str(item))
-
-
-def _selected(key: str, include: Sequence[str], exclude: Sequence[str], findings: Findings | None = None) -> bool:
-    included = not include or _matches(key, include, "--include", findings)
-    excluded = bool(exclude) and (included or bool(findings and findings.unmatched)) and _matches(
-        key, exclude, "--exclude", findings)  # tried on the others too while a glob has matched nothing
-    return included and not excluded
-
-
-def _matches(key: str, patterns: Sequence[str], option: str = "", findings: Findings | None = None) -> bool:
-    """Whether a glob matches the key, or one of the folders it is in (``2024/raw`` takes what is
-    under it, ``d1/`` only a folder); one without ``/`` also matches a file or folder name alone."""
-    parts = key.split("/")
-    folders = ["/".join(parts[:end]) for end in range(1, len(parts))]
-    matched = False
-    for pattern in patterns:
-        pending = findings is not None and f"{option} {pattern}" in findings.unmatched
-        if matched and not pending:
-            continue  # the answer is known: only a glob that has matched nothing yet is still tried
-        bare = pattern.rstrip("/")
-        names = parts[:-1] if pattern.endswith("/") else parts  # "d1/": folders only
-        paths = folders if pattern.endswith("/") else [key, *folders]
-        if any(fnmatchcase(path, bare) for path in paths) or ("/" not in bare and any(
-                fnmatchcase(name, bare) for name in names)):
-            matched = True
-            if pending:
-                findings.unmatched.discard(f"{option} {pattern}")  # type: ignore[union-attr]
-    return matched
-

@@ -1,0 +1,44 @@
+"""``--include``/``--exclude``: globs on the keys of a run's images and the folders they are in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .discover import Findings
+
+
+def selected(key: str, include: Sequence[str], exclude: Sequence[str], findings: Findings | None = None) -> bool:
+    included = not include or matches(key, include, "--include", findings)
+    excluded = bool(exclude) and (included or bool(findings and findings.unmatched)) and matches(
+        key, exclude, "--exclude", findings)  # tried on the others too while a glob has matched nothing
+    return included and not excluded
+
+
+def matches(key: str, patterns: Sequence[str], option: str = "", findings: Findings | None = None) -> bool:
+    """Whether a glob matches the key, or one of the folders it is in (``2024/raw`` takes what is
+    under it, ``d1/`` only a folder); one without ``/`` also matches a file or folder name alone."""
+    parts = key.split("/")
+    folders = ["/".join(parts[:end]) for end in range(1, len(parts))]
+    matched = False
+    for pattern in patterns:
+        pending = findings is not None and f"{option} {pattern}" in findings.unmatched
+        if matched and not pending:
+            continue  # the answer is known: only a glob that has matched nothing yet is still tried
+        bare = pattern.rstrip("/")
+        names = parts[:-1] if pattern.endswith("/") else parts  # "d1/": folders only
+        paths = folders if pattern.endswith("/") else [key, *folders]
+        if _any_match(bare, paths, names):
+            matched = True
+            if pending:
+                findings.unmatched.discard(f"{option} {pattern}")  # type: ignore[union-attr]
+        elif pending and _any_match(bare.casefold(), [p.casefold() for p in paths], [n.casefold() for n in names]):
+            findings.other_case.add(f"{option} {pattern}")  # type: ignore[union-attr]  # *.cr2 for IMG_1.CR2
+    return matched
+
+
+def _any_match(pattern: str, paths: Sequence[str], names: Sequence[str]) -> bool:
+    return any(fnmatchcase(path, pattern) for path in paths) or (
+        "/" not in pattern and any(fnmatchcase(name, pattern) for name in names))
