@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,6 @@ from .groundtruth import (
     align,
     benchmark_file,
     match_vocabulary,
-    merge_case_variants,
     read_ground_truth,
     read_taglist,
 )
@@ -247,6 +246,32 @@ def _read_columns(
 def _failure(keys: list[str], errors: pa.ChunkedArray, row: int) -> tuple[str, str]:
     """A failed row's path and error, to name in the report."""
     return keys[row], errors[row].as_py() or "no scores"
+
+
+def merge_case_variants(labels: GroundTruth, vocabulary: Sequence[str]) -> GroundTruth:
+    """Typed labels spelling one tag two ways (``person``, ``Person``) as one class, positives of
+    both (apart, each counts the other's as negatives); only where one tag alone is so spelt."""
+    exact = set(vocabulary)
+    folded: dict[str, list[str]] = {}
+    for name in vocabulary:
+        folded.setdefault(name.casefold(), []).append(name)
+    groups: dict[str, list[int]] = {}
+    for position, name in enumerate(labels.classes):
+        tags = [name] if name in exact else folded.get(name.casefold(), [])
+        if len(tags) == 1:
+            groups.setdefault(tags[0], []).append(position)
+    into = {}
+    for tag, positions in groups.items():
+        if len(positions) > 1:
+            keep = next((p for p in positions if labels.classes[p] == tag), positions[0])
+            into.update({p: keep for p in positions if p != keep})
+    if not into:
+        return labels
+    kept = [p for p in range(len(labels.classes)) if p not in into]
+    renumber = {p: i for i, p in enumerate(kept)}
+    renumber.update({p: renumber[keep] for p, keep in into.items()})
+    rows = tuple(tuple(sorted({renumber[label] for label in row})) for row in labels.labels)
+    return replace(labels, classes=tuple(labels.classes[p] for p in kept), labels=rows)
 
 
 def _thresholds(

@@ -12,7 +12,7 @@ The classes are a taglist's lines when one is given (a benchmark list may name o
 both lines are classes, as in the official mAP), otherwise the tags the file uses, in order of first
 use. A label naming no class, a class the model does not know, an image present on one side only
 and a label name that could be any of several scored images are counted for the report; only a
-malformed file is an error.
+malformed file is an error (so is a header with other names: ``file,labels``).
 
 The paper's benchmark files are fetched from the official repository at the pinned commit and
 checked by sha256, into the same cache as the official tag lists (``RAMTAG_DATA_URL`` applies).
@@ -26,7 +26,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -95,6 +95,8 @@ def parse_ground_truth(
     """Parse label text in one of ``DIALECTS`` (``auto``: guessed from the content)."""
     if dialect == "auto":
         dialect = guess_dialect(text)
+        if dialect != "csv":
+            _check_not_a_header(text, source)
     if dialect == "csv":
         rows = _csv_rows(text, source)
     elif dialect == "openimages":
@@ -107,6 +109,19 @@ def parse_ground_truth(
         raise UsageError(f"unknown label format {dialect!r}; use auto or one of {', '.join(DIALECTS)}")
     classes = tuple(taglist) if taglist is not None else tuple(dict.fromkeys(t for _, ts, _ in rows for t in ts))
     return _collect(rows, classes, dialect, by_index=False)
+
+
+_IMAGE_COLUMNS = {"file", "filename", "file_name", "image", "images", "image_id", "img", "name", "path", "id", "url"}
+_LABEL_COLUMNS = {"tags", "tag", "labels", "label", "classes", "class", "categories", "category", "keywords"}
+
+
+def _check_not_a_header(text: str, source: str) -> None:
+    """``file,labels`` first is a header with other names, not an image labelled ``labels``."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    cells = [cell.strip().lower() for cell in next(csv.reader([first]), [])]
+    if len(cells) >= 2 and cells[0] in _IMAGE_COLUMNS and any(cell in _LABEL_COLUMNS for cell in cells[1:]):
+        raise GroundTruthError(f"{source}: the first line {first.strip()!r} looks like a header; a labels CSV's "
+                               "header names the columns path and tags (path,tags)")
 
 
 def guess_dialect(text: str) -> str:
@@ -214,34 +229,6 @@ class VocabularyMatch:
     classes: np.ndarray  # indices into GroundTruth.classes
     vocabulary_index: np.ndarray
     unknown: tuple[str, ...]  # class names the model does not know, each once
-
-
-def merge_case_variants(labels: GroundTruth, vocabulary: Sequence[str]) -> GroundTruth:
-    """Labels people typed with one tag spelt two ways (``person`` and ``Person``) as one class:
-    the images of each are positives of the tag (apart, each would count the other's positives as
-    negatives). Only where exactly one tag is so spelt but for case; the class keeps the spelling
-    of the tag where one of them has it."""
-    exact = set(vocabulary)
-    folded: dict[str, list[str]] = {}
-    for name in vocabulary:
-        folded.setdefault(name.casefold(), []).append(name)
-    groups: dict[str, list[int]] = {}
-    for position, name in enumerate(labels.classes):
-        tags = [name] if name in exact else folded.get(name.casefold(), [])
-        if len(tags) == 1:
-            groups.setdefault(tags[0], []).append(position)
-    into = {}
-    for tag, positions in groups.items():
-        if len(positions) > 1:
-            keep = next((p for p in positions if labels.classes[p] == tag), positions[0])
-            into.update({p: keep for p in positions if p != keep})
-    if not into:
-        return labels
-    kept = [p for p in range(len(labels.classes)) if p not in into]
-    renumber = {p: i for i, p in enumerate(kept)}
-    renumber.update({p: renumber[keep] for p, keep in into.items()})
-    rows = tuple(tuple(sorted({renumber[label] for label in row})) for row in labels.labels)
-    return replace(labels, classes=tuple(labels.classes[p] for p in kept), labels=rows)
 
 
 def match_vocabulary(classes: Sequence[str], vocabulary: Sequence[str], *, ignore_case: bool = False) -> VocabularyMatch:

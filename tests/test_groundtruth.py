@@ -148,6 +148,10 @@ def test_indices_need_a_taglist_and_csv_a_header() -> None:
         parse_ground_truth("x.jpg,cat\n", dialect="csv")
     with pytest.raises(GroundTruthError, match="blank line"):
         read_taglist_text("cat\n\ndog\n")
+    for header in ("file,labels", "Image,Tags", "image_id,classes,source"):  # not an image labelled "labels"
+        with pytest.raises(GroundTruthError, match=f"first line '{header}' looks like a header; .*path,tags"):
+            parse_ground_truth(f"{header}\na.jpg,cat\n", source="labels.csv")
+    assert parse_ground_truth("test/0001,Dog,Person\n").images == ("test/0001",)  # OpenImages: no header
 
 
 def read_taglist_text(text: str) -> list[str]:
@@ -181,7 +185,8 @@ def test_match_vocabulary_ignoring_case_only_when_one_tag_matches() -> None:
 
 def test_one_tag_spelt_two_ways_in_typed_labels_is_one_class() -> None:
     """``person`` on one image and ``Person`` on another: both positives of the tag ``person``."""
-    from ramtag.groundtruth import GroundTruth, merge_case_variants
+    from ramtag.evaluation import merge_case_variants
+    from ramtag.groundtruth import GroundTruth
 
     labels = GroundTruth(("a.jpg", "b.jpg", "c.jpg"), ("Person", "cat", "person", "SKY", "Sky", "BOXER"),
                          ((0, 1), (2,), (3, 4, 5)), "path,tags")
