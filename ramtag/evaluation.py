@@ -49,6 +49,7 @@ class Evaluation:
     thresholds_from: str
     predictions: str
     uniform_run_threshold: float | None = None  # the run's thresholds, when one value for every tag
+    scores: dict[str, Any] = field(default_factory=dict)  # what made them (``scores_made_with``)
     unknown_classes: list[str] = field(default_factory=list)
     unknown_labels: list[str] = field(default_factory=list)
     missing_examples: list[str] = field(default_factory=list)
@@ -61,6 +62,7 @@ class Evaluation:
             **self.summary,
             "thresholds": self.thresholds_from,
             "predictions": self.predictions,
+            "scores": self.scores,
             "counts": self.counts,
             "unknown_classes": self.unknown_classes,
             "unknown_labels": self.unknown_labels,
@@ -111,6 +113,9 @@ def evaluate(
     """
     file = _open_scores(pred)
     vocabulary, run_thresholds = _run_settings(file, pred)
+    from .outputs import read_metadata
+
+    made_with = scores_made_with(read_metadata(file.schema_arrow) or {})
     if ignore_case:
         labels = merge_case_variants(labels, vocabulary)
     match = match_vocabulary(labels.classes, vocabulary, ignore_case=ignore_case)
@@ -167,6 +172,7 @@ def evaluate(
         uniform_run_threshold=float(in_use[0]) if thresholds_from == "the run's" and len(in_use) > 1
         and bool(np.all(in_use == in_use[0])) else None,
         predictions=str(pred),
+        scores=made_with,
         unknown_classes=list(match.unknown),
         unknown_labels=sorted(labels.unknown_labels),
         missing_examples=list(paired.missing[:5]),
@@ -203,6 +209,11 @@ def _open_scores(pred: Path) -> pq.ParquetFile:
     if "all_scores" not in file.schema_arrow.names:
         raise UsageError(f"{pred} has no all_scores column: tag the images again with `ramtag run ... --all-scores`")
     return file
+
+
+def scores_made_with(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What the scores came from, for the report: the model, its checkpoint and the precision."""
+    return {key: metadata.get(key) for key in ("model_kind", "checkpoint_sha256", "precision", "bf16_recipe")}
 
 
 def _run_settings(file: pq.ParquetFile, pred: Path) -> tuple[list[str], np.ndarray | None]:

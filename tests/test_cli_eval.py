@@ -104,6 +104,11 @@ def test_eval_matches_independent_numbers(tagged: dict, ramplus_tiny: OfficialFi
     }
     assert report["unknown_classes"] == ["unicorn"]
     assert report["thresholds"] == "the run's"
+    import hashlib
+
+    sha = hashlib.sha256(ramplus_tiny.checkpoint.read_bytes()).hexdigest()
+    assert report["scores"] == {"model_kind": "ram_plus", "checkpoint_sha256": sha, "precision": "fp32",
+                                "bf16_recipe": None}  # what made the scores, so a report says it
     assert [row["tag"] for row in report["per_class"]] == classes
     assert report["per_class"][0]["AP"] == pytest.approx(1.0)  # cat labelled on its top three
 
@@ -130,6 +135,7 @@ def test_table_warnings_and_per_class_csv(tagged: dict) -> None:
     result = invoke("eval", "--gt", tagged["gt"], "--pred", tagged["out"], "--per-class", per_class)
     assert result.exit_code == 0, result.output
     assert "mAP" in result.stdout and "OF1" in result.stdout
+    assert "scores: ram_plus fp32, checkpoint sha256 " in result.stdout
     assert "unicorn" in result.stderr and "1 labelled image without scores" in result.stderr
     rows = pd.read_csv(per_class)
     assert list(rows.columns) == ["tag", "class_index", "vocabulary_index", "positives", "AP", "precision", "recall", "threshold"]

@@ -246,9 +246,13 @@ def _print(result: Evaluation, console: Console) -> None:
     for key, value in result.summary.items():
         table.add_row(escape(names.get(key, key)), f"{100 * value:.2f}")
     console.print(table)
+    made = result.scores
+    recipe = f" ({made['bf16_recipe']} in bf16)" if made.get("bf16_recipe") else ""
+    model = f"scores: {made.get('model_kind') or '?'} {made.get('precision') or '?'}{recipe}, checkpoint sha256 " \
+        f"{str(made.get('checkpoint_sha256') or '?')[:12]}; "
     console.print(
         f"{plural(counts['images_evaluated'], 'image')} evaluated of {counts['images_labelled']} labelled; "
-        f"thresholds: {escape(result.thresholds_from)}",
+        f"{escape(model)}thresholds: {escape(result.thresholds_from)}",
         soft_wrap=True,
     )
     if result.calibration is not None:
