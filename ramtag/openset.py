@@ -160,7 +160,7 @@ def open_set_tagger(
         clash = sorted(set(open_set.tags) & set(tagger.vocabulary.tags))
         if clash:
             shown = ", ".join(repr(name) for name in clash[:5])
-            raise VocabularyError(
+            raise UsageError(  # --tags and --vocab both contradict each other: a usage mistake (exit 2)
                 f"open-set tags already in the built-in vocabulary: {shown}; "
                 "remove them or use --vocab open"
             )
