@@ -247,6 +247,8 @@ def test_run_embed_with_a_raw_jpeg_pair_and_an_output_then_clean(tmp_path: Path,
 
     again = ramtag("run", photos, "--embed", *ramplus_tiny.cli_args())
     assert again.exit_code == 0 and "skipped 2 images whose sidecar or embedded keywords are up to date" in again.stderr
+    # The read-only photo is not tagged again only to be refused: counted, and said.
+    assert "1 read-only photo not written into (chmod u+w lets ramtag write keywords" in again.stderr
 
     cleaned = ramtag("xmp", "clean", photos)
     assert cleaned.exit_code == 0, cleaned.output

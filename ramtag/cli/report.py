@@ -169,9 +169,13 @@ class RunReport(ProgressReport, RunEvents):
                 self.say(f"{plural(len(unread), 'tar shard')} in folders walked for images "
                          f"{'was' if len(unread) == 1 else 'were'} not read (e.g. {unread[0]}): shards are read when "
                          "named as inputs, or from an input folder that holds shards and no images")
-            if (self.job.outputs.xmp or self.job.outputs.embed) and self.job.outputs.out is None and result.skipped:
+            from ..outputs.embedded import EmbedWriter
+
+            embedded = done.output.find(EmbedWriter)
+            skipped = result.skipped - (embedded.read_only if embedded is not None else 0)  # those said already
+            if (self.job.outputs.xmp or self.job.outputs.embed) and self.job.outputs.out is None and skipped > 0:
                 kept = "sidecar or embedded keywords are" if self.job.outputs.embed else "sidecar is"
-                self.say(f"skipped {plural(result.skipped, 'image')} whose {kept} up to date")
+                self.say(f"skipped {plural(skipped, 'image')} whose {kept} up to date")
 
     def _said_where(self, done: LocalRun) -> None:
         """How many photos and sidecars were written."""
@@ -187,6 +191,9 @@ class RunReport(ProgressReport, RunEvents):
                          + (" (for camera raws and formats without embedded XMP)" if embedded else ""))
         if sidecars is not None and sidecars.others_written:
             parts.append(f"{sidecars.others_written} of the other --xmp-naming, from an earlier run, updated too")
+        if embedded is not None and embedded.read_only:
+            parts.append(f"{plural(embedded.read_only, 'read-only photo')} not written into (chmod u+w lets "
+                         "ramtag write keywords; --xmp writes sidecars)")
         if parts:
             self.say("; ".join(parts))
         if sidecars is not None and done.findings is not None and done.findings.orphans:

@@ -33,7 +33,7 @@ from ..engine.job import EMBED_NEEDS_FILES
 from ..errors import UsageError
 from ..exiftool import ExifTool, ExifToolError
 from .base import PerImageOutput
-from .rewriting import CURRENT_DIGEST, EmbedError, digests, remove_stale, rewrite
+from .rewriting import CURRENT_DIGEST, EmbedError, digests, read_only, remove_stale, rewrite
 from .copies import adopt_copies
 from .xmp import _added, _utc_now, _wanted
 
@@ -242,6 +242,7 @@ class EmbedWriter(PerImageOutput):
         self.now = now
         self.tool = tool or ExifTool()
         self.written = 0  # photos this run wrote keywords into
+        self.read_only = 0  # photos it left alone, being read-only (an output may have tagged them still)
 
     def handles(self, path: Path) -> bool:
         return can_embed(path)
@@ -252,9 +253,14 @@ class EmbedWriter(PerImageOutput):
         if not self.handles(ref.path):
             return False
         try:
-            return _settings_of(read_held(self.tool, ref.path)) != self.provenance.settings
+            if _settings_of(read_held(self.tool, ref.path)) == self.provenance.settings:
+                return False
         except EmbedError:
             return True  # tagged, and the error reported then
+        if read_only(ref.path):  # not tagged only to be refused: counted, and said at the end
+            self.read_only += 1
+            return False
+        return True
 
     def counts(self, ref: ImageRef) -> bool:
         return self.handles(ref.path)

@@ -33,6 +33,15 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.ramtag-tmp{path.suffix}")
 
 
+def read_only(path: Path, info: os.stat_result | None = None) -> bool:
+    """A file ramtag does not write into: its mode or its owner's rights say so (root counts its mode)."""
+    try:
+        info = info or os.stat(path)
+    except OSError:
+        return False  # writing says what is wrong
+    return not info.st_mode & stat.S_IWUSR or not os.access(path, os.W_OK)
+
+
 def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool, refresh_digest: bool = False) -> None:
     """Apply exiftool ``args`` to ``path`` safely: on a verified copy renamed over it. A symbolic
     link stays a link: the file it points to is the one rewritten. ``refresh_digest``: bring the
@@ -44,7 +53,7 @@ def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool, refresh
         raise EmbedError(f"cannot read it ({exc.strerror or exc})") from None
     if not stat.S_ISREG(info.st_mode):
         raise EmbedError("not a regular file")
-    if not info.st_mode & stat.S_IWUSR or not os.access(path, os.W_OK):
+    if read_only(path, info):
         raise EmbedError("the file is read-only: ramtag does not change it (make it writable with chmod u+w, "
                          "or write sidecars with --xmp)")
     folder = path.parent
