@@ -112,10 +112,7 @@ def evaluate(
     classes, which the official code looks up exactly.
     """
     file = _open_scores(pred)
-    vocabulary, run_thresholds = _run_settings(file, pred)
-    from .outputs import read_metadata
-
-    made_with = scores_made_with(read_metadata(file.schema_arrow) or {})
+    vocabulary, run_thresholds, made_with = _run_settings(file, pred)
     if ignore_case:
         labels = merge_case_variants(labels, vocabulary)
     match = match_vocabulary(labels.classes, vocabulary, ignore_case=ignore_case)
@@ -140,6 +137,7 @@ def evaluate(
     targets = labels.targets(rows, match.classes)
 
     in_use, thresholds_from = _thresholds(vocabulary, run_thresholds, threshold, thresholds)
+    uniform = thresholds_from == "the run's" and len(in_use) > 1 and bool(np.all(in_use == in_use[0]))
     class_thresholds = in_use[match.vocabulary_index]
     ap = metrics.mean_average_precision(class_scores, targets)
     counts = metrics.precision_recall(metrics.predict(class_scores, class_thresholds), targets)
@@ -169,8 +167,7 @@ def evaluate(
             "labels_naming_no_class": sum(labels.unknown_labels.values()),
         },
         thresholds_from=thresholds_from,
-        uniform_run_threshold=float(in_use[0]) if thresholds_from == "the run's" and len(in_use) > 1
-        and bool(np.all(in_use == in_use[0])) else None,
+        uniform_run_threshold=float(in_use[0]) if uniform else None,
         predictions=str(pred),
         scores=made_with,
         unknown_classes=list(match.unknown),
@@ -216,7 +213,8 @@ def scores_made_with(metadata: dict[str, Any]) -> dict[str, Any]:
     return {key: metadata.get(key) for key in ("model_kind", "checkpoint_sha256", "precision", "bf16_recipe")}
 
 
-def _run_settings(file: pq.ParquetFile, pred: Path) -> tuple[list[str], np.ndarray | None]:
+def _run_settings(file: pq.ParquetFile, pred: Path) -> tuple[list[str], np.ndarray | None, dict[str, Any]]:
+    """The vocabulary of the scores, the run's thresholds, and what made them (``scores_made_with``)."""
     from .outputs import read_metadata
 
     metadata = read_metadata(file.schema_arrow) or {}
@@ -226,7 +224,7 @@ def _run_settings(file: pq.ParquetFile, pred: Path) -> tuple[list[str], np.ndarr
         raise UsageError(f"{pred} does not record the vocabulary of its all_scores: was it written by `ramtag run`?")
     found = metadata.get("thresholds")
     run_thresholds = np.asarray(found, dtype=np.float32) if isinstance(found, list) and len(found) == size else None
-    return vocabulary, run_thresholds
+    return vocabulary, run_thresholds, scores_made_with(metadata)
 
 
 def _read_columns(

@@ -179,7 +179,6 @@ def _tag(
     from .outputs.file import ResumableOutput
     from .outputs.rerun import CHANGED
     from .outputs.schema import differences, schema_for, settings_of
-
     from .model.needed import check_model_files
 
     check_model_files(model.checkpoint, model=model.kind, tag_list=model.tag_list, tag_list_zh=None, thresholds=None,
