@@ -28,7 +28,7 @@ from PIL import Image
 
 from .version import __version__
 from .devices import resolve_device
-from .errors import DefaultThresholdWarning, UsageError
+from .errors import UsageError
 from .model.config import MODEL_KINDS
 from .model.labels import TagVocabulary, read_thresholds
 from .model.load import LoadInfo, load_model
@@ -332,7 +332,7 @@ def load_tagger(
 
     # Every missing file in one error, at once (before anything is downloaded).
     check_model_files(checkpoint, model=model, tag_list=tag_list, tag_list_zh=tag_list_zh, thresholds=thresholds)
-    notes: list[str] = []  # said once the weights load: not as a first line before their error
+    notes: list[Warning] = []  # given once the weights load: not as a first line before their error
     vocabulary = load_vocabulary(
         tag_list=Path(tag_list) if tag_list is not None else None,
         tag_list_zh=Path(tag_list_zh) if tag_list_zh is not None else None,
@@ -344,7 +344,7 @@ def load_tagger(
         values = read_thresholds(Path(thresholds)) if thresholds is not None and threshold is None else []
         if len(values) == len(picked) < len(vocabulary):  # as `eval --calibrate` writes them for such a run
             vocabulary = vocabulary.with_thresholds_at(picked, values)
-            notes = [note for note in notes if not note.startswith(f"{Path(thresholds)}: ")]
+            notes = [note for note in notes if not str(note).startswith(f"{Path(thresholds)}: ")]
     if checkpoint is None:
         from .model.download import weights_file
 
@@ -352,8 +352,8 @@ def load_tagger(
     network, info = load_model(
         Path(checkpoint), num_tags=len(vocabulary), kind=model, image_size=image_size
     )
-    for note in notes:
-        warnings.warn(note, DefaultThresholdWarning, stacklevel=2)
+    for note in notes:  # each of its own category (a short thresholds file's is no DefaultThresholdWarning)
+        warnings.warn(note, stacklevel=2)
     tagger = Tagger(network, vocabulary, device=resolve_device(device), precision=precision, info=info)
     return tagger.only(only_tags) if only_tags is not None else tagger
 

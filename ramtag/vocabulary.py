@@ -13,7 +13,7 @@ def load_vocabulary(
     tag_list_zh: Path | None = None,
     thresholds: Path | None = None,
     threshold: float | None = None,
-    notes: list[str] | None = None,
+    notes: list[Warning] | None = None,
 ) -> TagVocabulary:
     """The given files, or the official lists (downloaded and checked at first use).
 
@@ -21,7 +21,7 @@ def load_vocabulary(
     passed as a file (its sha256 tells): then they are added where available. Any other
     ``tag_list`` gets no Chinese names unless given, and 0.68 wherever no threshold is given, with a
     ``DefaultThresholdWarning`` (a ``RamtagWarning``) saying so (a lower quality nobody asked for must not pass silently);
-    with ``notes``, its text is added there instead, for the caller to warn when it chooses.
+    with ``notes``, such warnings are added there instead, for the caller to give when it chooses.
     """
     if tag_list is None:
         from .model.download import data_file
@@ -36,7 +36,7 @@ def load_vocabulary(
 
 
 def _official_companions(
-    tag_list: Path, tag_list_zh: Path | None, notes: list[str] | None = None
+    tag_list: Path, tag_list_zh: Path | None, notes: list[Warning] | None = None
 ) -> tuple[Path | None, Path | None]:
     """The official Chinese list and thresholds for ``tag_list`` when it is the official list; a
     warning when the tags get the default threshold."""
@@ -62,10 +62,11 @@ def _official_companions(
         except (ResourceUnavailableError, ChecksumError) as error:
             why = f"{tag_list} is the official tag list, but its per-tag thresholds are not available ({error})"
     if thresholds is None:
-        note = (f"{why}: every tag uses the threshold {DEFAULT_THRESHOLD:g}; pass --thresholds FILE "
-                "(the official ram_tag_list_threshold.txt for the official list) or --threshold T")
+        note = DefaultThresholdWarning(f"{why}: every tag uses the threshold {DEFAULT_THRESHOLD:g}; pass --thresholds "
+                                       "FILE (the official ram_tag_list_threshold.txt for the official list) or "
+                                       "--threshold T")
         if notes is not None:
             notes.append(note)
         else:
-            warnings.warn(note, DefaultThresholdWarning, stacklevel=3)
+            warnings.warn(note, stacklevel=3)
     return tag_list_zh, thresholds

@@ -85,6 +85,12 @@ def test_the_threshold_warning_waits_for_the_weights_to_load(tmp_path: Path, ram
     assert not said
     with pytest.warns(DefaultThresholdWarning, match="every tag uses the threshold 0.68"):
         load_tagger(checkpoint=ramplus_tiny.checkpoint, tag_list=ramplus_tiny.tags, device="cpu")
+    short = tmp_path / "three.txt"  # a short thresholds file keeps its own category when deferred
+    short.write_text("0.5\n0.5\n0.5\n", encoding="utf-8")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        load_tagger(checkpoint=ramplus_tiny.checkpoint, tag_list=ramplus_tiny.tags, thresholds=short, device="cpu")
+    assert [w.category.__name__ for w in said] == ["RamtagWarning"] and "3 thresholds for the 16" in str(said[0].message)
 
 
 def test_offline_without_cached_weights_names_the_fix(tmp_path: Path) -> None:

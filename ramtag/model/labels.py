@@ -95,7 +95,7 @@ class TagVocabulary:
         tag_list: Path,
         tag_list_zh: Path | None = None,
         thresholds: Path | None = None,
-        notes: list[str] | None = None,
+        notes: list[Warning] | None = None,
     ) -> TagVocabulary:
         """Read the official file formats: one entry per line, in class order.
 
@@ -126,12 +126,13 @@ class TagVocabulary:
                     "use the thresholds of the same release"
                 )
             if len(values) < len(tags):
-                note = (f"{thresholds}: {len(values)} thresholds for the {len(tags)} tags of {tag_list}; the "
-                        f"other {len(tags) - len(values)} keep {DEFAULT_THRESHOLD:g}, as in the official code")
+                note = RamtagWarning(f"{thresholds}: {len(values)} thresholds for the {len(tags)} tags of {tag_list}; "
+                                     f"the other {len(tags) - len(values)} keep {DEFAULT_THRESHOLD:g}, as in the "
+                                     "official code")
                 if notes is not None:  # for the caller to say (``notes``: see ``load_vocabulary``)
                     notes.append(note)
                 else:
-                    warnings.warn(note, RamtagWarning, stacklevel=2)
+                    warnings.warn(note, stacklevel=2)
         try:
             return cls.from_names(tags, values, zh)
         except VocabularyError as error:  # a name the outputs could not hold or tell apart
