@@ -293,6 +293,16 @@ def test_embed_added_to_an_existing_output_records_the_photos_as_written(tmp_pat
     assert again.exit_code == 0 and "nothing new to tag" in again.stderr, again.output
 
 
+def test_a_run_of_read_only_photos_alone_says_nothing_was_done(tmp_path: Path, ramplus_tiny) -> None:
+    locked = tmp_path / "locked.jpg"
+    shutil.copyfile(ramplus_tiny.images / "demo4.jpg", locked)
+    os.chmod(locked, 0o444)
+    result = ramtag("run", locked, "--embed", *ramplus_tiny.cli_args())
+    assert result.exit_code == 0, result.output
+    assert "nothing tagged (" in result.stderr and "done already" not in result.stderr  # it never was
+    assert "1 read-only photo not written into" in result.stderr
+
+
 def test_embed_without_exiftool_fails_before_loading(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
     monkeypatch.setenv("RAMTAG_EXIFTOOL", str(tmp_path / "no-exiftool"))
     (tmp_path / "a.jpg").write_bytes((ramplus_tiny.images / "demo4.jpg").read_bytes())

@@ -132,7 +132,11 @@ class RunReport(ProgressReport, RunEvents):
                 )
             raise typer.Exit(130)
         if not self.quiet:
+            from ..outputs.embedded import EmbedWriter
+
             where = f" → {done.output.dest}" if done.output.dest is not None else ""
+            embedded = done.output.find(EmbedWriter)
+            read_only = embedded.read_only if embedded is not None else 0  # skipped, but not done: said apart
             if file is not None and file.resumed:
                 found = result.images + result.skipped
                 if result.images:
@@ -143,9 +147,10 @@ class RunReport(ProgressReport, RunEvents):
                 if file.stale:
                     self.say(stale_summary(file))
             elif self.images == 0 and (result.skipped or done.output.resumed):
-                done_before = result.skipped or done.output.resumed
+                done_before = (result.skipped - read_only) or done.output.resumed
                 self.say(f"nothing new to tag: {plural(done_before, 'image')} done already "
-                         f"({self.elapsed():.1f} s){where}")
+                         f"({self.elapsed():.1f} s){where}" if done_before else
+                         f"nothing tagged ({self.elapsed():.1f} s){where}")
             else:
                 self.say(f"{self.counts()} {self.timing()}{where}")
             if self.errors and not self.verbose:  # without -v the bad files were not named yet
@@ -169,10 +174,7 @@ class RunReport(ProgressReport, RunEvents):
                 self.say(f"{plural(len(unread), 'tar shard')} in folders walked for images "
                          f"{'was' if len(unread) == 1 else 'were'} not read (e.g. {unread[0]}): shards are read when "
                          "named as inputs, or from an input folder that holds shards and no images")
-            from ..outputs.embedded import EmbedWriter
-
-            embedded = done.output.find(EmbedWriter)
-            skipped = result.skipped - (embedded.read_only if embedded is not None else 0)  # those said already
+            skipped = result.skipped - read_only  # the read-only ones are said by _said_where
             if (self.job.outputs.xmp or self.job.outputs.embed) and self.job.outputs.out is None and skipped > 0:
                 kept = "sidecar or embedded keywords are" if self.job.outputs.embed else "sidecar is"
                 self.say(f"skipped {plural(skipped, 'image')} whose {kept} up to date")
