@@ -100,7 +100,7 @@ def checkpoint_tagger(
     Tag names do not change the speed, and a benchmark should not need a download.
     """
     from .model.load import load_model
-    from .tagger import load_vocabulary
+    from .vocabulary import load_vocabulary
 
     target = resolve_device(device)
     chosen = resolve(precision, target)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,12 @@ class OpenSet:
     def tags(self) -> tuple[str, ...]:
         return self.embedded.tags
 
-    def vocabulary(self, threshold: float | None = None) -> TagVocabulary:
+    def vocabulary(self, threshold: float | None = None, thresholds: Sequence[float] | None = None) -> TagVocabulary:
+        """The tags with ``thresholds`` (one per tag), else ``threshold`` for all (default 0.5)."""
+        if thresholds is not None:
+            if len(thresholds) != len(self.tags):
+                raise UsageError(f"{len(thresholds)} thresholds for {len(self.tags)} open-set tags")
+            return TagVocabulary.from_names(self.tags, thresholds)
         value = OPEN_SET_THRESHOLD if threshold is None else threshold
         return TagVocabulary.from_names(self.tags, [value] * len(self.tags))
 
@@ -102,6 +107,11 @@ def read_spec(spec: str | Path) -> Descriptions | LabelEmbeddings:
     return _from_names(names, "--tags")
 
 
+def spec_tags(found: Descriptions | LabelEmbeddings) -> tuple[str, ...]:
+    """The tag names of what ``read_spec`` found, in order."""
+    return found.tags if isinstance(found, LabelEmbeddings) else tuple(found)
+
+
 def _from_names(names: list[str], source: str) -> Descriptions:
     return parse_descriptions({name: template_descriptions(name) for name in names}, source)
 
@@ -134,12 +144,17 @@ def embed_cached(descriptions: Descriptions, text_encoder: str, *, device: str =
 
 
 def load_open_set(
-    spec: str | Path, *, text_encoder: str | None = None, device: str = "cpu"
+    spec: str | Path,
+    *,
+    text_encoder: str | None = None,
+    device: str = "cpu",
+    found: Descriptions | LabelEmbeddings | None = None,
 ) -> OpenSet:
-    """The open-set vocabulary ``spec`` names, embedded with ``text_encoder`` where needed."""
+    """The open-set vocabulary ``spec`` names, embedded with ``text_encoder`` where needed
+    (``found``: what ``read_spec(spec)`` gave, when already read)."""
     from .describe.encoder import DEFAULT_TEXT_ENCODER
 
-    found = read_spec(spec)
+    found = read_spec(spec) if found is None else found
     if isinstance(found, LabelEmbeddings):
         if text_encoder is not None and found.text_encoder and text_encoder != found.text_encoder:
             raise UsageError(
@@ -151,9 +166,17 @@ def load_open_set(
 
 
 def open_set_tagger(
-    tagger: Tagger, open_set: OpenSet, *, vocab: str = "open", threshold: float | None = None
+    tagger: Tagger,
+    open_set: OpenSet,
+    *,
+    vocab: str = "open",
+    threshold: float | None = None,
+    thresholds: Sequence[float] | None = None,
 ) -> Tagger:
-    """``tagger`` (a ``Tagger`` with the built-in tags) recognising ``open_set``: alone or with them."""
+    """``tagger`` (a ``Tagger`` with the built-in tags) recognising ``open_set``: alone or with them.
+
+    The open-set tags' thresholds: ``thresholds``, one per tag, else ``threshold`` (default 0.5).
+    """
     if vocab not in VOCAB_MODES:
         raise UsageError(f"--vocab must be one of {', '.join(VOCAB_MODES)}, not {vocab!r}")
     if vocab == "both":
@@ -165,25 +188,8 @@ def open_set_tagger(
                 "remove them or use --vocab open"
             )
     return tagger.with_open_set(
-        open_set.vocabulary(threshold),
+        open_set.vocabulary(threshold, thresholds),
         open_set.label_embed(tagger.config.kind),
         keep_builtin=vocab == "both",
         provenance=open_set.provenance(),
     )
-
-
-def tagger_with_descriptions(
-    tagger: Tagger,
-    spec: str | Path,
-    *,
-    vocab: str = "open",
-    text_encoder: str | None = None,
-    threshold: float | None = None,
-) -> Tagger:
-    """``tagger`` recognising the open-set tags ``spec`` names: what ``--tags`` does.
-
-    The text encoder runs where the tagger does; ``threshold`` (default 0.5) applies to the
-    open-set tags.
-    """
-    open_set = load_open_set(spec, text_encoder=text_encoder, device=str(tagger.device))
-    return open_set_tagger(tagger, open_set, vocab=vocab, threshold=threshold)

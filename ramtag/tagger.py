@@ -1,6 +1,6 @@
 """The Python API: a loaded model with its vocabulary, ready to tag images.
 
-    from ramtag import load_tagger
+    from ramtag import load_tagger             # (ramtag.loading)
     tagger = load_tagger()                      # RAM++, downloaded at first use
     print(tagger.tag("cat.jpg").tags)           # one image: one result
     for result in tagger.tag(["cat.jpg", pil_image]):
@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import os
 import time
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -27,15 +26,12 @@ import torch
 from PIL import Image
 
 from .version import __version__
-from .devices import resolve_device
 from .errors import UsageError
-from .model.config import MODEL_KINDS
-from .model.labels import TagVocabulary, read_thresholds
-from .model.load import LoadInfo, load_model
+from .model.labels import TagVocabulary
+from .model.load import LoadInfo
 from .model.network import RamModel
 from .model.transform import preprocess
 from .precision import Precision, overflow_fallback, resolve
-from .vocabulary import load_vocabulary
 
 if TYPE_CHECKING:
     from .pipeline import StageTimings
@@ -305,57 +301,6 @@ class Tagger:
         if self.open_set is not None:
             data["open_set"] = self.open_set  # which tags are open-set, and from what
         return data
-
-
-def load_tagger(
-    checkpoint: str | Path | None = None,
-    *,
-    model: str | None = None,
-    tag_list: str | Path | None = None,
-    tag_list_zh: str | Path | None = None,
-    thresholds: str | Path | None = None,
-    threshold: float | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    image_size: int | None = None,
-    only_tags: Sequence[str] | str | None = None,
-) -> Tagger:
-    """Load RAM++ (default) or RAM with its vocabulary.
-
-    Without ``checkpoint`` the released weights of ``model`` are downloaded at first use; with it,
-    the model kind is read from the file and ``model``, when given, must agree. ``only_tags``: score
-    only these tags of the vocabulary (``Tagger.only``), names checked before the weights load.
-    """
-    if model is not None and model not in MODEL_KINDS:
-        raise UsageError(f"unknown model {model!r}; use one of {', '.join(MODEL_KINDS)}")
-    from .model.needed import check_model_files
-
-    # Every missing file in one error, at once (before anything is downloaded).
-    check_model_files(checkpoint, model=model, tag_list=tag_list, tag_list_zh=tag_list_zh, thresholds=thresholds)
-    notes: list[Warning] = []  # given once the weights load: not as a first line before their error
-    vocabulary = load_vocabulary(
-        tag_list=Path(tag_list) if tag_list is not None else None,
-        tag_list_zh=Path(tag_list_zh) if tag_list_zh is not None else None,
-        thresholds=Path(thresholds) if thresholds is not None else None,
-        threshold=threshold, notes=notes,
-    )
-    if only_tags is not None:
-        picked = vocabulary.positions(_names(only_tags))  # a misspelt name costs no model load
-        values = read_thresholds(Path(thresholds)) if thresholds is not None and threshold is None else []
-        if len(values) == len(picked) < len(vocabulary):  # as `eval --calibrate` writes them for such a run
-            vocabulary = vocabulary.with_thresholds_at(picked, values)
-            notes = [note for note in notes if not str(note).startswith(f"{Path(thresholds)}: ")]
-    if checkpoint is None:
-        from .model.download import weights_file
-
-        checkpoint = weights_file(model or "ram_plus")
-    network, info = load_model(
-        Path(checkpoint), num_tags=len(vocabulary), kind=model, image_size=image_size
-    )
-    for note in notes:  # each of its own category (a short thresholds file's is no DefaultThresholdWarning)
-        warnings.warn(note, stacklevel=2)
-    tagger = Tagger(network, vocabulary, device=resolve_device(device), precision=precision, info=info)
-    return tagger.only(only_tags) if only_tags is not None else tagger
 
 
 @contextmanager

@@ -14,6 +14,7 @@ def load_vocabulary(
     thresholds: Path | None = None,
     threshold: float | None = None,
     notes: list[Warning] | None = None,
+    spare: int = 0,
 ) -> TagVocabulary:
     """The given files, or the official lists (downloaded and checked at first use).
 
@@ -22,6 +23,8 @@ def load_vocabulary(
     ``tag_list`` gets no Chinese names unless given, and 0.68 wherever no threshold is given, with a
     ``DefaultThresholdWarning`` (a ``RamtagWarning``) saying so (a lower quality nobody asked for must not pass silently);
     with ``notes``, such warnings are added there instead, for the caller to give when it chooses.
+    ``spare``: how many values a thresholds file may have beyond the tags (open-set tags' values, which
+    ``split_thresholds`` takes), ignored here.
     """
     if tag_list is None:
         from .model.download import data_file
@@ -31,7 +34,7 @@ def load_vocabulary(
         thresholds = thresholds or data_file("thresholds")
     elif thresholds is None and threshold is None:
         tag_list_zh, thresholds = _official_companions(tag_list, tag_list_zh, notes)
-    vocabulary = TagVocabulary.from_files(tag_list, tag_list_zh, thresholds, notes)
+    vocabulary = TagVocabulary.from_files(tag_list, tag_list_zh, thresholds, notes, spare=spare)
     return vocabulary.with_threshold(threshold) if threshold is not None else vocabulary
 
 
@@ -70,3 +73,37 @@ def _official_companions(
         else:
             warnings.warn(note, stacklevel=3)
     return tag_list_zh, thresholds
+
+
+def split_thresholds(
+    path: Path, values: list[float], *, tags: int, scored: int, open_tags: int = 0, vocab: str = "open"
+) -> tuple[list[float] | None, list[float] | None]:
+    """Where a thresholds file's values go in a run: (the scored built-in tags', the open-set tags').
+
+    ``tags``: the tag list's length; ``scored``: the built-in tags the run scores (all of them, or
+    those ``--only-tags`` picks); ``open_tags``: the ``--tags`` ones, alone (``vocab`` open) or after
+    the built-in ones (both). A file for the whole tag list gives ``(None, None)``: it is read as
+    such (a shorter one as the official code reads it). A file with one value per tag the run
+    scores, in its order, as ``ramtag eval --calibrate`` writes them from its output, is split.
+    """
+    from .errors import UsageError
+
+    if open_tags and vocab == "open":
+        if len(values) == open_tags:
+            return None, values
+        if len(values) != tags:
+            raise UsageError(
+                f"{path}: {len(values)} thresholds, but --tags names {open_tags} tags; with --vocab open "
+                "give one per --tags tag, in their order"
+            )
+        return None, None  # the built-in tags' file, which --vocab open leaves unused
+    if open_tags and len(values) == scored + open_tags:
+        return values[:scored], values[scored:]
+    if len(values) > tags:  # only possible with open-set tags: a longer file is refused before
+        raise UsageError(
+            f"{path}: {len(values)} thresholds for {scored} built-in tags and {open_tags} from --tags; "
+            f"give {scored}, or {scored + open_tags} (the --tags ones after the built-in ones)"
+        )
+    if scored < tags and len(values) == scored:
+        return values, None  # for the --only-tags ones alone
+    return None, None

@@ -94,7 +94,7 @@ def official_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_the_official_list_passed_as_a_file_keeps_its_thresholds(tmp_path: Path, monkeypatch) -> None:
     from ramtag.model.labels import read_thresholds
-    from ramtag.tagger import load_vocabulary
+    from ramtag.vocabulary import load_vocabulary
 
     mine = tmp_path / "my copy of the tags.txt"
     shutil.copyfile(OFFICIAL / "ram_tag_list.txt", mine)
@@ -108,7 +108,7 @@ def test_the_official_list_passed_as_a_file_keeps_its_thresholds(tmp_path: Path,
 
 
 def test_a_vocabulary_without_thresholds_is_warned_about(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
-    from ramtag.tagger import load_vocabulary
+    from ramtag.vocabulary import load_vocabulary
 
     with pytest.warns(RamtagWarning) as caught:
         vocabulary = load_vocabulary(tag_list=ramplus_tiny.tags)

@@ -86,12 +86,12 @@ def test_chinese_names_pick_every_tag_they_name_and_unknown_names_are_one_error(
 
 
 def test_a_misspelt_name_costs_no_model_load(ramplus_tiny: OfficialFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ramtag.tagger as tagger_module
+    import ramtag.loading as loading
 
     def no_load(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the weights were loaded")
 
-    monkeypatch.setattr(tagger_module, "load_model", no_load)
+    monkeypatch.setattr(loading, "load_model", no_load)
     with pytest.raises(UsageError, match="'cta'"):
         load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", only_tags=["cat", "cta"])
 

@@ -229,3 +229,82 @@ def test_run_with_the_official_rare_200_descriptions(tmp_path: Path, tiny_clip: 
 def test_run_tags_options_need_tags(tmp_path: Path, ramplus_tiny: OfficialFixture) -> None:
     result = run_cli(str(ramplus_tiny.images / "demo2.jpg"), "--vocab", "both", *ramplus_tiny.cli_args())
     assert result.exit_code == 2 and "--tags" in result.stderr
+
+
+@pytest.mark.parametrize("vocab", ["open", "both"])
+def test_thresholds_calibrated_on_an_open_set_run_are_taken_by_the_next_run(
+    vocab: str, tmp_path: Path, tiny_clip: Path, ramplus_tiny: OfficialFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eval --calibrate writes one threshold per tag of the output (the --tags ones included): run
+    --thresholds takes that file for the same tags. The open-set tags' values used to be ignored
+    (--vocab open) or the file refused as one of another release (both)."""
+    from ramtag.cli.app import app
+    from ramtag.openset import load_open_set
+
+    monkeypatch.setenv("RAMTAG_CACHE", str(tmp_path / "cache"))
+    embeddings = tmp_path / "open.safetensors"
+    write_embeddings(embeddings, load_open_set("red umbrella,blue bicycle", text_encoder=str(tiny_clip)).embedded)
+    common = [str(ramplus_tiny.images), "--tags", str(embeddings), "--vocab", vocab, *ramplus_tiny.cli_args(),
+              "--device", "cpu", "--precision", "fp32", "--workers", "0", "--batch-size", "9", "--quiet"]
+    first = tmp_path / "first.parquet"
+    assert run_cli(*common, "--out", str(first), "--all-scores").exit_code == 0
+    scores, meta = parquet_scores(first)
+    column = meta["vocabulary"].index("red umbrella")
+    ranked = sorted(scores, key=lambda name: -scores[name][column])
+    labelled = set(ranked[:3])  # the three images scoring highest for it: calibrated between the 3rd and 4th
+    gt = tmp_path / "labels.csv"
+    gt.write_text("path,tags\n" + "".join(f"{name},{'red umbrella' if name in labelled else ''}\n" for name in ranked),
+                  encoding="utf-8")
+    calibrated = tmp_path / "calibrated.txt"
+    result = CliRunner().invoke(app, ["eval", "--gt", str(gt), "--pred", str(first), "--calibrate", str(calibrated)])
+    assert result.exit_code == 0, result.output
+    values = np.loadtxt(calibrated, dtype=np.float32)
+    assert len(values) == len(meta["vocabulary"]) == (18 if vocab == "both" else 2)
+    assert scores[ranked[3]][column] <= values[column] < scores[ranked[2]][column] < 0.5  # not the default
+
+    again = tmp_path / "again.parquet"
+    result = run_cli(*common, "--out", str(again), "--thresholds", str(calibrated))
+    assert result.exit_code == 0, result.output
+    assert "thresholds for the 16 tags" not in result.stderr
+    import pyarrow.parquet as pq
+
+    from ramtag.outputs.schema import read_metadata
+
+    table = pq.read_table(again)
+    assert np.allclose(read_metadata(table.schema)["thresholds"], values, atol=1e-6)
+    for row in table.to_pylist():
+        assert ("red umbrella" in row["tags"]) == (Path(row["path"]).name in labelled), row["path"]
+
+
+def test_a_thresholds_file_fitting_no_vocabulary_of_the_run_is_refused_before_the_weights_load(
+    tmp_path: Path, tiny_clip: Path, ramplus_tiny: OfficialFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ramtag.loading as loading
+    from ramtag.openset import load_open_set
+
+    embeddings = tmp_path / "open.safetensors"
+    write_embeddings(embeddings, load_open_set("red umbrella,blue bicycle", text_encoder=str(tiny_clip)).embedded)
+    kwargs = {**ramplus_tiny.tagger_kwargs(), "tags": str(embeddings), "device": "cpu"}
+    values = tmp_path / "values.txt"
+
+    def write(count: int) -> None:
+        values.write_text("".join(f"{0.3 + i / 100:g}\n" for i in range(count)), encoding="utf-8")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loading, "load_model", lambda *_a, **_k: pytest.fail("the weights were loaded"))
+        write(3)
+        with pytest.raises(UsageError, match=r"3 thresholds, but --tags names 2 tags"):
+            load_tagger(**{**kwargs, "thresholds": values}, vocab="open")
+        write(17)
+        with pytest.raises(UsageError, match=r"17 thresholds for 16 built-in tags and 2 from --tags; give 16, or 18"):
+            load_tagger(**{**kwargs, "thresholds": values}, vocab="both")
+        write(6)  # --only-tags picks 4: the file is theirs and the open-set tags'
+        with pytest.raises(UsageError, match=r"6 thresholds, but --tags names 2"):
+            load_tagger(**{**kwargs, "thresholds": values}, vocab="open", only_tags="cat,dog,sky,car")
+    tagger = load_tagger(**{**kwargs, "thresholds": values}, vocab="both", only_tags="cat,dog,sky,car")
+    assert tagger.vocabulary.tags[4:] == ("red umbrella", "blue bicycle")
+    assert np.allclose(tagger.vocabulary.thresholds, np.loadtxt(values))
+    # The tag list's own file still goes to the built-in tags, the open-set ones keep 0.5.
+    tagger = load_tagger(**kwargs, vocab="both")
+    official = np.loadtxt(ramplus_tiny.thresholds, dtype=np.float32)
+    assert np.allclose(tagger.vocabulary.thresholds, [*official, 0.5, 0.5])

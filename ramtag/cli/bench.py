@@ -167,7 +167,7 @@ def _loader(
         model_config = bench.model_config(config or "ram_plus_swin_large_14m")
         vocabulary = None
         if tag_list is not None:
-            from ..tagger import load_vocabulary
+            from ..vocabulary import load_vocabulary
 
             vocabulary = load_vocabulary(tag_list=tag_list, thresholds=thresholds)
         return partial(

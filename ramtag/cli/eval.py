@@ -258,7 +258,8 @@ def _print(result: Evaluation, console: Console) -> None:
     if result.calibration is not None:
         c = result.calibration
         console.print(
-            f"calibrated ({escape(c['rule'])}): {c['calibrated']} of {c['tags']} tags → {escape(c['file'])}",
+            f"calibrated ({escape(c['rule'])}): {c['calibrated']} of {c['tags']} tags → {escape(c['file'])} "
+            "(one per tag of the scores: `ramtag run --thresholds` with the same tags takes it)",
             soft_wrap=True,
         )
 

@@ -138,19 +138,13 @@ def _recorded_roots(job: Job) -> list[Root]:
 
 def tagger_for(model: ModelOptions) -> Tagger:
     """The model, vocabulary, device and precision a job names, open-set tags included."""
-    from ..tagger import load_tagger
+    from ..loading import load_tagger
 
-    tagger = load_tagger(
+    return load_tagger(
         model.checkpoint, model=model.kind, tag_list=model.tag_list, tag_list_zh=model.tag_list_zh,
         thresholds=model.thresholds, threshold=model.threshold, device=model.device, precision=model.precision,
         only_tags=list(model.only_tags) if model.only_tags is not None else None,
-    )
-    if model.tags is None:
-        return tagger
-    from ..openset import tagger_with_descriptions
-
-    return tagger_with_descriptions(
-        tagger, model.tags, vocab=model.vocab, text_encoder=model.text_encoder, threshold=model.threshold
+        tags=model.tags, vocab=model.vocab, text_encoder=model.text_encoder,
     )
 
 

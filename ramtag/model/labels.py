@@ -96,12 +96,13 @@ class TagVocabulary:
         tag_list_zh: Path | None = None,
         thresholds: Path | None = None,
         notes: list[Warning] | None = None,
+        spare: int = 0,
     ) -> TagVocabulary:
         """Read the official file formats: one entry per line, in class order.
 
         As in the official code, a thresholds file shorter than the tag list leaves the rest at 0.68,
         with a warning (a shorter file is usually the wrong one); a longer one is an error (it
-        belongs to another vocabulary).
+        belongs to another vocabulary) unless by at most ``spare`` values, which are left out.
         """
         tags = read_lines(tag_list, "tag list")
         if not tags:
@@ -120,11 +121,12 @@ class TagVocabulary:
         values = None
         if thresholds is not None:
             values = read_thresholds(thresholds)
-            if len(values) > len(tags):
+            if len(values) > len(tags) + spare:
                 raise VocabularyError(
                     f"{thresholds}: {len(values)} thresholds but {tag_list} has {len(tags)} tags; "
                     "use the thresholds of the same release"
                 )
+            values = values[: len(tags)]
             if len(values) < len(tags):
                 note = RamtagWarning(f"{thresholds}: {len(values)} thresholds for the {len(tags)} tags of {tag_list}; "
                                      f"the other {len(tags) - len(values)} keep {DEFAULT_THRESHOLD:g}, as in the "

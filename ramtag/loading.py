@@ -1,0 +1,98 @@
+"""Loading a ``Tagger``: the weights, the vocabulary and its thresholds, open-set tags.
+
+What every command's model options come down to (``engine.local.tagger_for``), and the Python API's
+``ramtag.load_tagger``. File names and tag names are checked before the weights load, so a mistake
+in them costs no model load.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from .devices import resolve_device
+from .errors import UsageError
+from .model.config import MODEL_KINDS
+from .model.labels import VOCAB_MODES, read_thresholds
+from .model.load import load_model
+from .tagger import Tagger, _names
+from .vocabulary import load_vocabulary, split_thresholds
+
+
+def load_tagger(
+    checkpoint: str | Path | None = None,
+    *,
+    model: str | None = None,
+    tag_list: str | Path | None = None,
+    tag_list_zh: str | Path | None = None,
+    thresholds: str | Path | None = None,
+    threshold: float | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    image_size: int | None = None,
+    only_tags: Sequence[str] | str | None = None,
+    tags: str | Path | None = None,
+    vocab: str = "open",
+    text_encoder: str | None = None,
+) -> Tagger:
+    """Load RAM++ (default) or RAM with its vocabulary.
+
+    Without ``checkpoint`` the released weights of ``model`` are downloaded at first use; with it,
+    the model kind is read from the file and ``model``, when given, must agree. ``only_tags``: score
+    only these tags of the vocabulary (``Tagger.only``), names checked before the weights load.
+    ``tags``: open-set tags (what ``--tags`` takes: ``openset.read_spec``), alone or after the
+    built-in ones (``vocab`` "both"), embedded with ``text_encoder`` where the model runs.
+    ``thresholds``: a file for the tag list, or one value per tag the run scores in its order (as
+    ``ramtag eval --calibrate`` writes them); open-set tags otherwise get ``threshold`` or 0.5.
+    """
+    if model is not None and model not in MODEL_KINDS:
+        raise UsageError(f"unknown model {model!r}; use one of {', '.join(MODEL_KINDS)}")
+    from .model.needed import check_model_files
+
+    # Every missing file in one error, at once (before anything is downloaded).
+    check_model_files(checkpoint, model=model, tag_list=tag_list, tag_list_zh=tag_list_zh, thresholds=thresholds)
+    found, open_tags = None, 0
+    if tags is not None:  # read before the weights load: a mistake in --tags costs no model load
+        from .openset import read_spec, spec_tags
+
+        if vocab not in VOCAB_MODES:
+            raise UsageError(f"--vocab must be one of {', '.join(VOCAB_MODES)}, not {vocab!r}")
+        found = read_spec(tags)
+        open_tags = len(spec_tags(found))
+    notes: list[Warning] = []  # given once the weights load: not as a first line before their error
+    vocabulary = load_vocabulary(
+        tag_list=Path(tag_list) if tag_list is not None else None,
+        tag_list_zh=Path(tag_list_zh) if tag_list_zh is not None else None,
+        thresholds=Path(thresholds) if thresholds is not None else None,
+        threshold=threshold, notes=notes, spare=open_tags,
+    )
+    picked = vocabulary.positions(_names(only_tags)) if only_tags is not None else None  # before the weights
+    open_values = None
+    if thresholds is not None and threshold is None:
+        builtin_values, open_values = split_thresholds(
+            Path(thresholds), read_thresholds(Path(thresholds)), tags=len(vocabulary),
+            scored=len(picked) if picked is not None else len(vocabulary), open_tags=open_tags, vocab=vocab,
+        )
+        if builtin_values is not None:
+            vocabulary = vocabulary.with_thresholds_at(picked if picked is not None else range(len(vocabulary)), builtin_values)
+        if builtin_values is not None or open_values is not None:  # the file was not a short one for the tag list
+            notes = [note for note in notes if not str(note).startswith(f"{Path(thresholds)}: ")]
+    if checkpoint is None:
+        from .model.download import weights_file
+
+        checkpoint = weights_file(model or "ram_plus")
+    network, info = load_model(
+        Path(checkpoint), num_tags=len(vocabulary), kind=model, image_size=image_size
+    )
+    for note in notes:  # each of its own category (a short thresholds file's is no DefaultThresholdWarning)
+        warnings.warn(note, stacklevel=2)
+    tagger = Tagger(network, vocabulary, device=resolve_device(device), precision=precision, info=info)
+    if only_tags is not None:
+        tagger = tagger.only(only_tags)
+    if found is None:
+        return tagger
+    from .openset import load_open_set, open_set_tagger
+
+    open_set = load_open_set(tags, text_encoder=text_encoder, device=str(tagger.device), found=found)
+    return open_set_tagger(tagger, open_set, vocab=vocab, threshold=threshold, thresholds=open_values)
