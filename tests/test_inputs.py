@@ -178,6 +178,22 @@ def test_files_from_nul_separated(tree: Path, monkeypatch: pytest.MonkeyPatch) -
     assert [os.fsencode(ref.path) for ref in refs[4:]] == [b"caf\xe9.jpg", b"a\rb.jpg"]  # bytes kept
 
 
+def test_a_carriage_return_inside_a_listed_name_is_part_of_it(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Splitting at it made `sub/\r x.jpg` the folder `sub/` (walked whole) and the name ` x.jpg`.
+    monkeypatch.chdir(tree)
+    _save(tree / "sub" / "\r x.jpg")
+    assert _keys(discover([], files_from="-", stdin=io.StringIO("sub/\r x.jpg\r\na.jpg\n"))) == ["sub/\r x.jpg", "a.jpg"]
+    # A list with no \n at all ends its lines with \r (classic Mac OS, some spreadsheet exports).
+    assert _keys(discover([], files_from="-", stdin=io.StringIO("a.jpg\rB.JPG\r"))) == ["a.jpg", "B.JPG"]
+
+
+def test_a_nul_separated_list_may_name_files_with_escape_sequences(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tree)
+    _save(tree / "\x1b[31mred.jpg")
+    listing = "\x1b[31mred.jpg\0a.jpg\0B.JPG\0"
+    assert _keys(discover([], files_from="-", stdin=io.StringIO(listing))) == ["\x1b[31mred.jpg", "a.jpg", "B.JPG"]
+
+
 def test_files_from_that_is_no_list_of_paths_is_refused_before_any_work(
     tree: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -43,8 +43,12 @@ def check_list(files_from: str | Path) -> None:
 # A list is NUL-separated (``find -print0``) when a NUL comes this early: no path is longer.
 _NUL_WITHIN = 64 * 1024
 _PIECE = 16 * 1024  # read at most this much at a time, so a list of millions streams
-_LINE_END = re.compile(r"\r\n|\r|\n")
-_CONTROL = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f]")  # in no file name a person or find writes
+# Lines end with \n (a \r before it is stripped with the other whitespace); a \r alone ends lines
+# only in a list that has no \n at all (classic Mac OS, some spreadsheet exports): elsewhere it is
+# part of a name, and splitting there would turn `photos/\r x.jpg` into the folder `photos/`.
+_LINE_END = re.compile(r"\n")
+_CR = re.compile(r"\r")
+_CONTROL = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f]")  # in few file names, in most binary files
 _UTF16_OR_32_BOM = ("\udcff\udcfe", "\udcfe\udcff", "\x00\x00\udcfe\udcff")  # as read here, bytes kept
 
 
@@ -69,7 +73,8 @@ def _list_entries(stream: TextIO | BinaryIO, source: str) -> Iterator[str]:
     if _separated_by_nul("".join(head), source):
         yield from (name for name in _records(text, "\0", lambda chunk: chunk.split("\0")) if name)
         return
-    for raw in _records(text, None, _LINE_END.split):
+    ends = _CR if "\r" in "".join(head) and "\n" not in "".join(head) else _LINE_END
+    for raw in _records(text, ends, ends.split):
         line = raw.strip()
         if line and not line.startswith("#"):
             yield line
@@ -86,7 +91,9 @@ def _separated_by_nul(head: str, source: str) -> bool:
     if "\0" not in head:
         return False
     names = head.split("\0")[:-1]  # the last may be cut short
-    if any(not name or _CONTROL.search(name) for name in names):
+    # A binary file's NULs come in runs (empty names), or among control characters in most of its
+    # "names"; a real list may have names with one (an escape sequence in a downloaded name).
+    if any(not name for name in names) or 2 * sum(1 for name in names if _CONTROL.search(name)) > len(names) >= 3:
         raise UsageError(f"--files-from {source}: NUL bytes among empty names or control characters: a binary "
                          "file, not a list of paths (one per line, or NUL-separated as find -print0 writes)")
     return True
@@ -117,13 +124,13 @@ def _can_read_ahead(stream: TextIO | BinaryIO) -> bool:
             return False
 
 
-def _records(pieces: Iterable[str], separator: str | None, split: Callable[[str], list[str]]) -> Iterator[str]:
+def _records(pieces: Iterable[str], separator: str | re.Pattern[str], split: Callable[[str], list[str]]) -> Iterator[str]:
     """The records of text read in pieces, each whole although a piece may end inside one. Pieces
-    without a separator (``None``: a line end) are gathered and joined once one comes, so a long
-    record costs its length, not its length squared."""
+    without a separator (a string, or a pattern: the line end) are gathered and joined once one
+    comes, so a long record costs its length, not its length squared."""
     rest: list[str] = []
     for piece in pieces:
-        if (separator not in piece) if separator is not None else not _LINE_END.search(piece):
+        if (separator not in piece) if isinstance(separator, str) else not separator.search(piece):
             rest.append(piece)
             continue
         *done, last = split("".join(rest) + piece)
