@@ -35,6 +35,20 @@ def printable(text: str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+# Control characters (C0, DEL, C1), which a file name may hold: on a terminal an escape sequence
+# in one would clear the screen or recolour what follows, a carriage return overwrite the line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: str, *, lines: bool = False) -> str:
+    """``text`` safe to print on a terminal: ``printable``, with control characters written as
+    Python writes them (``\\x1b``, ``\\r``); ``lines``: newlines kept, for text of several lines."""
+    text = printable(text)
+    pattern = _CONTROL_BUT_NEWLINE if lines else _CONTROL
+    return pattern.sub(lambda found: ascii(found.group())[1:-1], text) if pattern.search(text) else text
+
+
 def unescaped(text: str) -> str:
     """The name ``printable`` made ``text`` from (its ``\\xNN`` escapes of bytes 0x80-0xff back as
     the bytes they were)."""

@@ -172,6 +172,19 @@ def test_refuses_to_replace_what_it_cannot_add_to(tmp_path: Path, ramplus_tiny, 
         (tmp_path / "text.parquet").write_text("not parquet\n")
         early = ramtag(photos, "--out", tmp_path / "text.parquet", *ramplus_tiny.cli_args())
         assert early.exit_code == 1 and "text.parquet already exists and is not a Parquet file" in early.stderr
+        early = ramtag(photos, "--out", foreign, *ramplus_tiny.cli_args())  # another program's Parquet
+        assert early.exit_code == 1 and "other.parquet already exists and was not written by ramtag" in early.stderr
+        # A photo is never the output, --overwrite or not: it was replaced by the tags of itself.
+        photo = photos / "a.jpg"
+        for args in (["--out", photo, "--format", "parquet", "--overwrite"], ["--out", photo, "--format", "csv"]):
+            early = ramtag(photos, *args, *ramplus_tiny.cli_args())
+            assert early.exit_code == 2 and f"--out {photo} is an image; name a new file" in early.stderr
+        listed = tmp_path / "photo.data"
+        listed.write_bytes(photo.read_bytes())
+        early = ramtag(listed, "--out", listed, "--format", "csv", "--overwrite", *ramplus_tiny.cli_args())
+        assert early.exit_code == 2 and "is one of the files to tag" in early.stderr
+        assert photo.read_bytes() == listed.read_bytes()
+    listed.unlink()
     (tmp_path / "text.parquet").unlink()
     for out in (csv_out, foreign):
         before = out.read_bytes()
@@ -467,3 +480,30 @@ def test_a_folder_can_be_excluded_by_name_and_a_glob_that_matched_nothing_is_sai
                    *ramplus_tiny.cli_args())  # the files are .jpg
     assert upper.exit_code == 1 and "4 images left out by --include/--exclude (globs are case-sensitive: " \
         "--include *.JPG matches files named in another case)" in upper.stderr
+
+
+def test_control_characters_in_file_names_reach_the_terminal_escaped(tmp_path: Path, ramplus_tiny) -> None:
+    """A downloaded name may hold an escape sequence (clear the screen, recolour) or a carriage
+    return (overwrite the line): messages and the terminal table show them as escapes, never raw."""
+    import io
+
+    import pyarrow as pa
+    from rich.console import Console
+
+    from ramtag.outputs.stdout import TerminalTable
+
+    photos = tmp_path / "photos"
+    _images(photos, ["good.jpg"])
+    (photos / "\x1b[2J\x1b[31mevil\r.jpg").write_bytes(b"")
+    out = tmp_path / "tags.parquet"
+    for verbose in (["-v"], []):
+        result = ramtag(photos, "--out", out, "--overwrite", "--workers", "0", *verbose, *ramplus_tiny.cli_args())
+        assert result.exit_code == 0, result.output
+        assert "\\x1b[2J\\x1b[31mevil\\r.jpg: empty file" in result.stderr
+        assert "\x1b" not in result.stderr and "\r" not in result.stderr
+    screen = io.StringIO()
+    table = TerminalTable(Console(file=screen, force_terminal=True, width=200), "en")
+    table.write(pa.table({"path": ["\x1b[2Jevil\r.jpg"], "error": ["empty file"], "tags": [[]], "scores": [[]],
+                          "width": [None], "height": [None]}).to_batches()[0])
+    table.close()
+    assert "\\x1b[2Jevil\\r.jpg" in screen.getvalue() and "\x1b[2J" not in screen.getvalue()

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from ..errors import RamtagError
 from ..model.config import PREPROCESSING
+from ..text import terminal_text
 
 # Diagnostics go to stderr; stdout carries data only.
 err_console = Console(stderr=True, highlight=False)
@@ -63,7 +64,7 @@ def reporting_errors() -> Iterator[None]:
     except RamtagError as exc:
         if os.environ.get("RAMTAG_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(terminal_text(str(exc), lines=True))}", markup=True, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn
 
+from ..text import terminal_text
 from .common import err_console, plural
 
 LOG_EVERY_S = 10.0  # how often a run without a terminal logs a progress line
@@ -78,7 +79,8 @@ class ProgressReport:
             err_console.print(log_line, markup=False)
 
     def say(self, text: str) -> None:
-        err_console.print(text, markup=False, soft_wrap=True)
+        """One message on stderr, file names in it made safe for a terminal (``terminal_text``)."""
+        err_console.print(terminal_text(text, lines=True), markup=False, soft_wrap=True)
 
     def elapsed(self) -> float:
         """Seconds since the command started (imports and model loading included)."""

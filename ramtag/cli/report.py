@@ -13,7 +13,6 @@ from rich.progress import ProgressColumn, TaskProgressColumn, TextColumn, TimeEl
 
 from ..engine.job import Job
 from ..engine.local import CtrlC, RunEvents
-from ..text import printable
 from .common import err_console
 from .progress import ProgressReport, plural
 
@@ -54,7 +53,7 @@ class RunReport(ProgressReport, RunEvents):
 
     def warning(self, path: Path, why: str) -> None:
         if not self.quiet:
-            self.say(f"warning: {printable(str(path))}: {why}")
+            self.say(f"warning: {path}: {why}")  # said safe for a terminal
 
     def model_ready(self, tagger: Tagger) -> None:
         # said when auto chose other than exact fp32 (or with --verbose), once, before tagging starts

@@ -9,6 +9,7 @@ import typer
 
 from ..engine.job import NAMINGS
 from ..errors import OutputError, UsageError
+from ..text import terminal_text
 from .common import choices, err_console, plural
 
 XMP_PANEL = "XMP sidecars"
@@ -112,12 +113,12 @@ def clean_command(
             outcome = clean(path, dry_run=dry_run)
         except SidecarError as exc:
             counts["errors"] += 1
-            err_console.print(f"{path}: {exc}", markup=False, soft_wrap=True)
+            err_console.print(terminal_text(f"{path}: {exc}"), markup=False, soft_wrap=True)
             continue
         counts[outcome] += 1
         if outcome != "untouched":
             verb = {"cleaned": "cleaned", "removed": "deleted"}[outcome]
-            typer.echo(f"{'would be ' if dry_run else ''}{verb}: {path}")
+            typer.echo(f"{'would be ' if dry_run else ''}{verb}: {terminal_text(str(path))}")
     photos = _clean_photos(paths, dry_run=dry_run, hidden=hidden)
     counts["errors"] += photos["errors"]
     if not quiet:
@@ -167,11 +168,11 @@ def _clean_photos(paths: list[Path], *, dry_run: bool, hidden: bool) -> dict[str
                 outcome = clean_embedded(tool, path, dry_run=dry_run)
             except (EmbedError, ExifToolError, OutputError) as exc:
                 counts["errors"] += 1
-                err_console.print(f"{path}: {exc}", markup=False, soft_wrap=True)
+                err_console.print(terminal_text(f"{path}: {exc}"), markup=False, soft_wrap=True)
                 continue
             counts[outcome] += 1
             if outcome == "cleaned":
-                typer.echo(f"{'would be ' if dry_run else ''}cleaned: {path}")
+                typer.echo(f"{'would be ' if dry_run else ''}cleaned: {terminal_text(str(path))}")
     finally:
         if tool is not None:
             tool.close()

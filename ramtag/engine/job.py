@@ -22,7 +22,7 @@ from typing import Any
 from .. import precision as precisions
 from ..devices import check_device
 from ..errors import UsageError
-from ..inputs.refs import MAX_PIXELS
+from ..inputs.refs import MAX_PIXELS, is_image_name
 from ..model.config import LANGS, MODEL_KINDS, PREPROCESSING, VOCAB_MODES
 from ..text import json_text
 
@@ -288,11 +288,15 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
         if out.is_dir():
             raise UsageError(f"{out} is a folder: the local engine writes one file (--engine ray writes a folder)")
         fmt = format_for(out, outputs.format)
+        if out.is_file():
+            _check_not_an_input(out, job.inputs.paths)
         if out.is_file() and not outputs.overwrite:  # said before the model loads
             if not FORMATS[fmt].can_continue:
                 raise OutputError(not_added_to(out))
             if not _parquet_ends(out):
                 raise OutputError(f"{out} already exists and is not a Parquet file; pass --overwrite to replace it")
+            if not _written_by_ramtag(out):
+                raise OutputError(f"{out} already exists and was not written by ramtag; pass --overwrite to replace it")
         folder = _existing_ancestor(out.parent)  # missing folders below it are created when the run starts
         if not folder.is_dir():
             raise UsageError(f"--out {out}: {folder} is a file, not a folder")
@@ -327,6 +331,15 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
         find_exiftool()
 
 
+def _check_not_an_input(out: Path, inputs: tuple[str, ...]) -> None:
+    """An existing ``--out`` that is a photo (by its name) or a file given to tag is never written
+    over, ``--overwrite`` or not: a run replaced the photo with its output."""
+    given = {os.path.realpath(path) for path in inputs if os.path.isfile(path)}
+    if is_image_name(out.name) or os.path.realpath(out) in given:
+        raise UsageError(f"--out {out} is {'an image' if is_image_name(out.name) else 'one of the files to tag'}; "
+                         "name a new file for the output (tags.parquet, tags.csv, tags.jsonl)")
+
+
 def _parquet_ends(path: Path) -> bool:
     """Whether ``path`` starts and ends as a Parquet file does (its magic number)."""
     try:
@@ -337,6 +350,19 @@ def _parquet_ends(path: Path) -> bool:
             handle.seek(-4, os.SEEK_END)
             return head == handle.read(4) == b"PAR1"
     except OSError:  # unreadable: opening it later says why
+        return True
+
+
+def _written_by_ramtag(path: Path) -> bool:
+    """Whether the Parquet file ``path`` holds ramtag's metadata (an unreadable footer: opening it
+    later says what is wrong)."""
+    import pyarrow.parquet as pq
+
+    from ..outputs.schema import METADATA_KEY
+
+    try:
+        return METADATA_KEY.encode() in (pq.read_schema(path).metadata or {})
+    except Exception:  # noqa: BLE001 - whatever pyarrow raises on a damaged footer
         return True
 
 

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..text import terminal_text
 from .base import RowOutput
 from .formats import python_rows, text_sink
 
@@ -74,7 +75,7 @@ class TerminalTable:
         table.columns[0].overflow = table.columns[1].overflow = "fold"
         for row in self.rows:
             if row["error"] is not None:
-                tags = f"[red]{escape(row['error'])}[/]"
+                tags = f"[red]{escape(terminal_text(row['error']))}[/]"
                 size = ""
             else:
                 names = {"en": row["tags"], "zh": row.get("tags_zh"), "both": None}[self.lang]
@@ -82,7 +83,7 @@ class TerminalTable:
                     names = [f"{en} {zh}" for en, zh in zip(row["tags"], row["tags_zh"])]
                 tags = ", ".join(f"{escape(n)} [dim]{s:.2f}[/]" for n, s in zip(names, row["scores"]))
                 size = f"{row['width']}x{row['height']}"
-            table.add_row(escape(row["path"]), tags, size)
+            table.add_row(escape(terminal_text(row["path"])), tags, size)  # a name may hold escape sequences
         self.console.print(table)
         self.rows = []
 
