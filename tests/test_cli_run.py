@@ -240,21 +240,26 @@ def test_rerun_adds_only_new_images_and_refuses_other_settings(tmp_path: Path, r
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "tags.parquet"]
 
 
-def test_ctrl_c_saves_the_batch_and_a_rerun_finishes(tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_saves_the_batch_and_a_rerun_finishes(
+    tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch, sent: int
+) -> None:
     photos = _images(tmp_path / "photos", ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"])
     args = ["--workers", "0", "--batch-size", "2", "--all-scores", *ramplus_tiny.cli_args()]
     out = tmp_path / "tags.parquet"
     write = ResumableOutput.write
 
-    def write_then_ctrl_c(self, batch):
+    def write_then_signal(self, batch):
         write(self, batch)
-        signal.raise_signal(signal.SIGINT)  # as if pressed while the batch was in hand
+        signal.raise_signal(sent)  # as if pressed (or sent: timeout, docker stop) while the batch was in hand
 
     with monkeypatch.context() as patch:
-        patch.setattr(ResumableOutput, "write", write_then_ctrl_c)
+        patch.setattr(ResumableOutput, "write", write_then_signal)
         result = ramtag(photos, "--out", out, *args)
-    assert result.exit_code == 130
-    assert "interrupted: 2 images saved in" in result.stderr
+    what = "interrupted" if sent == signal.SIGINT else "terminated"
+    assert result.exit_code == 128 + sent
+    assert f"{what}: 2 images saved in" in result.stderr
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back
     assert "run the same command again to continue" in result.stderr
     assert not out.exists()
     result = ramtag(photos, "--out", out, *args)

@@ -3,6 +3,7 @@ images, the precision ``auto`` chose, the summary."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -33,8 +34,9 @@ class RunReport(ProgressReport, RunEvents):
         self.count: int | None = None
         self.first_error = ""  # named in the summary when -v did not name every bad file
         self.stop = threading.Event()
-        self.ctrl_c = CtrlC(self.stop, lambda: err_console.print(
-            "stopping after this batch (Ctrl-C again to stop at once)", markup=False))
+        self.ctrl_c = CtrlC(self.stop, lambda signum: err_console.print(
+            "stopping after this batch (Ctrl-C again to stop at once)" if signum == signal.SIGINT
+            else "terminated (SIGTERM): stopping after this batch", markup=False))
 
     @property
     def wants_total(self) -> bool:  # type: ignore[override]
@@ -122,14 +124,16 @@ class RunReport(ProgressReport, RunEvents):
 
         result, file = done.result, done.output.find(ResumableOutput)
         if result.stopped:
+            terminated = self.ctrl_c.received == signal.SIGTERM
+            what = "terminated" if terminated else "interrupted"
             if file is None:
-                self.say("interrupted")
+                self.say(what)
             else:
                 self.say(
-                    f"interrupted: {plural(file.saved_rows, 'image')} saved in {file.folder}; "
+                    f"{what}: {plural(file.saved_rows, 'image')} saved in {file.folder}; "
                     "run the same command again to continue"
                 )
-            raise typer.Exit(130)
+            raise typer.Exit(128 + signal.SIGTERM if terminated else 130)
         if not self.quiet:
             from ..outputs.embedded import EmbedWriter
 

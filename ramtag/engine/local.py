@@ -3,7 +3,7 @@
 ``run_job`` is the whole of ``ramtag run`` without a terminal: check the job (no torch yet), find the
 inputs, load the model, open the outputs, run the loop (``runner.run``), and return what happened.
 What a person should see is passed to ``RunEvents``, whose methods do nothing here; the command
-line renders them. ``CtrlC`` turns the first Ctrl-C into a stop after the batch in hand.
+line renders them. ``CtrlC`` turns the first Ctrl-C or SIGTERM into a stop after the batch in hand.
 """
 
 from __future__ import annotations
@@ -198,27 +198,33 @@ def _counter(job: Job, output: Tee, events: RunEvents, roots: list[Root]) -> thr
 
 
 class CtrlC:
-    """While installed, the first Ctrl-C sets ``stop`` (the run ends after the batch in hand, which
-    is saved) and calls ``on_first``; a second one raises ``KeyboardInterrupt`` at once. Signals
-    arrive in the main thread only: elsewhere installing does nothing."""
+    """While installed, the first Ctrl-C (or SIGTERM: ``timeout``, ``kill``, ``docker stop``, a batch
+    scheduler) sets ``stop`` (the run ends after the batch in hand, which is saved) and calls
+    ``on_first`` with the signal; a second one raises ``KeyboardInterrupt`` at once. Signals arrive
+    in the main thread only: elsewhere installing does nothing."""
 
-    def __init__(self, stop: threading.Event, on_first: Callable[[], None] | None = None) -> None:
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop: threading.Event, on_first: Callable[[int], None] | None = None) -> None:
         self.stop = stop
         self.on_first = on_first
-        self._previous: Any = None
+        self.received: int | None = None  # the signal that stopped the run
+        self._previous: dict[int, Any] | None = None
 
     def install(self) -> None:
         if self._previous is None and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
 
     def remove(self) -> None:
         if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+            for number, handler in self._previous.items():
+                signal.signal(number, handler)
             self._previous = None
 
-    def _handle(self, _signum: int, _frame: object) -> None:
+    def _handle(self, signum: int, _frame: object) -> None:
         if self.stop.is_set():
             raise KeyboardInterrupt
+        self.received = signum
         self.stop.set()
         if self.on_first is not None:
-            self.on_first()
+            self.on_first(signum)
