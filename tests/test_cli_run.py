@@ -260,6 +260,16 @@ def test_ctrl_c_saves_the_batch_and_a_rerun_finishes(
     assert result.exit_code == 128 + sent
     assert f"{what}: 2 images saved in" in result.stderr
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back
+    if sent == signal.SIGTERM:  # adding to a finished output: both said, neither counted as the other
+        assert ramtag(photos, "--out", out, *args).exit_code == 0
+        _images(photos, ["f.jpg", "g.jpg", "h.jpg"])
+        with monkeypatch.context() as patch:
+            patch.setattr(ResumableOutput, "write", write_then_signal)
+            assert ramtag(photos, "--out", out, *args).exit_code == 128 + sent
+        result = ramtag(photos, "--out", out, *args)
+        assert f"{out} and the unfinished run in {out}.parts hold 7 rows (2 saved by that run)" in result.stderr
+        assert "8 images found: 1 new, 7 unchanged" in result.stderr
+        return
     assert "run the same command again to continue" in result.stderr
     assert not out.exists()
     result = ramtag(photos, "--out", out, *args)

@@ -81,8 +81,10 @@ class RunReport(ProgressReport, RunEvents):
                 what = "new, changed or failed" if file.index.rerun.retry_errors else "new or changed"
                 kept = "sidecar or embedded keywords are" if self.job.outputs.embed else "sidecar is"
                 also = f", or whose {kept} not up to date" if self.job.outputs.xmp or self.job.outputs.embed else ""
-                self.say(f"{file.dest} holds {plural(file.resumed, 'row')}: tagging only what is {what}{also} "
-                         "(--overwrite redoes everything)")
+                holds = (f"{file.dest} and the unfinished run in {file.folder} hold {plural(file.resumed, 'row')} "
+                         f"({file.saved_rows} saved by that run)" if file.saved_rows
+                         else f"{file.dest} holds {plural(file.resumed, 'row')}")  # once its parts are in --out
+                self.say(f"{holds}: tagging only what is {what}{also} (--overwrite redoes everything)")
             else:
                 self.say(f"continuing the unfinished run: {plural(file.resumed, 'image')} saved in {file.folder}")
         if self.verbose:  # what benchmarks/startup.py compares with torch's own import time
