@@ -91,6 +91,14 @@ def test_walk_order_keys_and_paths(tree: Path) -> None:
     assert errors == [(tree / "broken.jpg", "broken symbolic link skipped")]
 
 
+def test_a_symbolic_link_loop_is_said_as_one(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
+    errors: list[tuple[Path, str]] = []
+    assert list(discover([tmp_path], on_error=lambda path, why: errors.append((path, why)))) == []
+    assert [why for _, why in errors] == ["symbolic link loop skipped (links that lead back to each other)"] * 2
+
+
 def test_hidden_files_and_folders_on_request(tree: Path) -> None:
     keys = _keys(discover([tree], hidden=True))
     assert keys == [".hidden.jpg", *EXPECTED[:3], ".secret/x.png", *EXPECTED[3:]]

@@ -6,6 +6,7 @@ cost no more memory than a thousand.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -89,12 +90,22 @@ def walk_folder(
                 if _is_file(entry):
                     yield ImageRef(Path(entry.path), prefix + entry.name, walked=True)
                 elif entry.is_symlink() and on_error is not None:
-                    on_error(Path(entry.path), "broken symbolic link skipped")
+                    on_error(Path(entry.path), _broken_link(entry.path))
             elif on_skipped is not None and _is_file(entry):
                 on_skipped(entry.path)
         del entries
         for name in reversed(subfolders):
             pending.append((os.path.join(folder, name), f"{prefix}{name}/"))
+
+
+def _broken_link(path: str) -> str:
+    """Why a symbolic link leads to no file: a loop (links that lead back to each other) or not."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop skipped (links that lead back to each other)"
+    return "broken symbolic link skipped"
 
 
 def _orphan_sidecars(entries: list[os.DirEntry[str]]) -> list[Path]:
