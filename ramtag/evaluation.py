@@ -20,6 +20,7 @@ import numpy as np
 
 from . import metrics
 from .atomic import write_atomically
+from .model.labels import NAMED_SEPARATOR
 from .text import spreadsheet_cell
 from .errors import OutputError, RamtagError, UsageError
 from .groundtruth import (
@@ -51,6 +52,7 @@ class Evaluation:
     uniform_run_threshold: float | None = None  # the run's thresholds, when one value for every tag
     scores: dict[str, Any] = field(default_factory=dict)  # what made them (``scores_made_with``)
     unknown_classes: list[str] = field(default_factory=list)
+    some_tags: bool = False  # the scores are of some tags (--only-tags, open-set): not the whole model's
     unknown_labels: list[str] = field(default_factory=list)
     missing_examples: list[str] = field(default_factory=list)
     ambiguous_examples: list[tuple[str, tuple[str, str]]] = field(default_factory=list)  # label, two matches
@@ -112,14 +114,17 @@ def evaluate(
     classes, which the official code looks up exactly.
     """
     file = _open_scores(pred)
-    vocabulary, run_thresholds, made_with = _run_settings(file, pred)
+    vocabulary, run_thresholds, made_with, some_tags = _run_settings(file, pred)
     if ignore_case:
         labels = merge_case_variants(labels, vocabulary)
     match = match_vocabulary(labels.classes, vocabulary, ignore_case=ignore_case)
     if match.classes.size == 0:
+        scored = f"among the tags scored in {pred}" if some_tags else f"a tag of the model that wrote {pred}"
+        joined = next((name for name in labels.classes if "," in name or ";" in name), None)
+        hint = f"; the tags of a labels cell are joined by '|', not as in {joined!r}" if joined else ""
         raise RamtagError(
-            f"none of the {len(labels.classes)} classes of the labels is a tag of the model that wrote {pred} "
-            f"(e.g. {labels.classes[0]!r}); check the taglist or the model's vocabulary" if labels.classes
+            f"none of the {len(labels.classes)} classes of the labels is {scored} "
+            f"(e.g. {labels.classes[0]!r}); check the taglist or the model's vocabulary{hint}" if labels.classes
             else "the labels name no class at all"
         )
     columns = np.unique(match.vocabulary_index)
@@ -170,6 +175,7 @@ def evaluate(
         uniform_run_threshold=float(in_use[0]) if uniform else None,
         predictions=str(pred),
         scores=made_with,
+        some_tags=some_tags,
         unknown_classes=list(match.unknown),
         unknown_labels=sorted(labels.unknown_labels),
         missing_examples=list(paired.missing[:5]),
@@ -178,7 +184,8 @@ def evaluate(
     )
     if calibrate is not None:
         result.calibration = _calibrate(
-            calibrate, table[pred_rows], columns, targets, match.vocabulary_index, in_use, target_precision
+            calibrate, table[pred_rows], columns, targets, match.vocabulary_index, in_use, target_precision,
+            names=vocabulary if some_tags else None,
         )
     return result
 
@@ -213,8 +220,9 @@ def scores_made_with(metadata: dict[str, Any]) -> dict[str, Any]:
     return {key: metadata.get(key) for key in ("model_kind", "checkpoint_sha256", "precision", "bf16_recipe")}
 
 
-def _run_settings(file: pq.ParquetFile, pred: Path) -> tuple[list[str], np.ndarray | None, dict[str, Any]]:
-    """The vocabulary of the scores, the run's thresholds, and what made them (``scores_made_with``)."""
+def _run_settings(file: pq.ParquetFile, pred: Path) -> tuple[list[str], np.ndarray | None, dict[str, Any], bool]:
+    """The vocabulary of the scores, the run's thresholds, what made them (``scores_made_with``), and
+    whether they are of some tags (``--only-tags``, open-set ones)."""
     from .outputs import read_metadata
 
     metadata = read_metadata(file.schema_arrow) or {}
@@ -224,7 +232,8 @@ def _run_settings(file: pq.ParquetFile, pred: Path) -> tuple[list[str], np.ndarr
         raise UsageError(f"{pred} does not record the vocabulary of its all_scores: was it written by `ramtag run`?")
     found = metadata.get("thresholds")
     run_thresholds = np.asarray(found, dtype=np.float32) if isinstance(found, list) and len(found) == size else None
-    return vocabulary, run_thresholds, scores_made_with(metadata)
+    some_tags = bool(metadata.get("only_tags")) or metadata.get("open_set") is not None
+    return vocabulary, run_thresholds, scores_made_with(metadata), some_tags
 
 
 def _read_columns(
@@ -286,10 +295,13 @@ def merge_case_variants(labels: GroundTruth, vocabulary: Sequence[str]) -> Groun
 def _thresholds(
     vocabulary: Sequence[str], run: np.ndarray | None, threshold: float | None, path: Path | None
 ) -> tuple[np.ndarray, str]:
-    from .model.labels import DEFAULT_THRESHOLD, read_thresholds
+    from .model.labels import DEFAULT_THRESHOLD, read_named_thresholds, read_thresholds
 
     if threshold is not None:
         return np.full(len(vocabulary), threshold, dtype=np.float32), f"{threshold:g} for every tag"
+    if path is not None and (named := read_named_thresholds(path)) is not None:
+        kept = run if run is not None else np.full(len(vocabulary), DEFAULT_THRESHOLD, dtype=np.float32)
+        return np.array([named.get(tag, kept[i]) for i, tag in enumerate(vocabulary)], dtype=np.float32), str(path)
     if path is not None:
         values = read_thresholds(path)
         if len(values) > len(vocabulary):
@@ -310,15 +322,19 @@ def _calibrate(
     vocabulary_index: np.ndarray,
     in_use: np.ndarray,
     target_precision: float | None,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Thresholds per vocabulary tag; a tag several classes map to is positive where any of them is."""
+    """Thresholds per vocabulary tag; a tag several classes map to is positive where any of them is.
+    With ``names`` (the scores were of some tags), each line names its tag, which runs apply by name:
+    in the official format a run naming the same tags in another order took them by position."""
     tag_targets = np.zeros(table.shape, dtype=bool)
     for j, column in enumerate(np.searchsorted(columns, vocabulary_index)):
         tag_targets[:, column] |= targets[:, j]
     chosen = metrics.calibrate(table, tag_targets, in_use[columns], target_precision=target_precision)
     full = in_use.copy()
     full[columns] = chosen.thresholds
-    text = "".join(np.format_float_positional(np.float32(t), unique=True, trim="0") + "\n" for t in full)
+    text = "".join(np.format_float_positional(np.float32(t), unique=True, trim="0")
+                   + (f"{NAMED_SEPARATOR}{names[i]}" if names is not None else "") + "\n" for i, t in enumerate(full))
     _write_text(dest, text)
     return {
         "file": str(dest),

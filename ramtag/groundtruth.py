@@ -118,18 +118,28 @@ _LABEL_COLUMNS = {"tags", "tag", "labels", "label", "classes", "class", "categor
 def _check_not_a_header(text: str, source: str) -> None:
     """``file,labels`` first is a header with other names, not an image labelled ``labels``."""
     first = next((line for line in text.splitlines() if line.strip()), "")
-    cells = [cell.strip().lower() for cell in next(csv.reader([first]), [])]
-    if len(cells) >= 2 and cells[0] in _IMAGE_COLUMNS and any(cell in _LABEL_COLUMNS for cell in cells[1:]):
-        raise GroundTruthError(f"{source}: the first line {first.strip()!r} looks like a header; a labels CSV's "
-                               "header names the columns path and tags (path,tags)")
+    for delimiter in (",", ";", "\t"):
+        cells = [cell.strip().lower() for cell in next(csv.reader([first], delimiter=delimiter), [])]
+        if len(cells) >= 2 and cells[0] in _IMAGE_COLUMNS and any(cell in _LABEL_COLUMNS for cell in cells[1:]):
+            raise GroundTruthError(f"{source}: the first line {first.strip()!r} looks like a header; a labels CSV's "
+                                   "header names the columns path and tags (path,tags)")
+
+
+def _delimiter(first: str) -> str | None:
+    """The delimiter of a labels CSV whose header is ``first``: a comma, or the semicolon a European
+    spreadsheet writes, or a tab; ``None`` when no delimiter makes it a path,tags header."""
+    for delimiter in (",", ";", "\t"):
+        cells = next(csv.reader([first], delimiter=delimiter), [])
+        if {"path", "tags"} <= {cell.strip().lower() for cell in cells}:
+            return delimiter
+    return None
 
 
 def guess_dialect(text: str) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return "csv"
-    header = next(csv.reader([lines[0]]))
-    if {"path", "tags"} <= {cell.strip().lower() for cell in header}:
+    if _delimiter(lines[0]) is not None:
         return "csv"
     labelled = [line.partition(",")[2].strip() for line in lines if "," in line]
     if all(not rest or _INDICES.fullmatch(rest) for rest in labelled):
@@ -141,7 +151,8 @@ def guess_dialect(text: str) -> str:
 
 
 def _csv_rows(text: str, source: str) -> list[tuple[str, list[str], int]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first) or ",")
     header = [cell.strip().lower() for cell in next(reader, [])]
     if "path" not in header or "tags" not in header:
         raise GroundTruthError(f"{source}: a labels CSV needs a header with path and tags columns")

@@ -14,10 +14,10 @@ from pathlib import Path
 from .devices import resolve_device
 from .errors import UsageError
 from .model.config import MODEL_KINDS
-from .model.labels import VOCAB_MODES, read_thresholds
+from .model.labels import VOCAB_MODES, read_named_thresholds, read_thresholds
 from .model.load import load_model
 from .tagger import Tagger, _names
-from .vocabulary import load_vocabulary, split_thresholds
+from .vocabulary import load_vocabulary, named_thresholds, split_thresholds
 
 
 def load_tagger(
@@ -43,8 +43,9 @@ def load_tagger(
     only these tags of the vocabulary (``Tagger.only``), names checked before the weights load.
     ``tags``: open-set tags (what ``--tags`` takes: ``openset.read_spec``), alone or after the
     built-in ones (``vocab`` "both"), embedded with ``text_encoder`` where the model runs.
-    ``thresholds``: a file for the tag list, or one value per tag the run scores in its order (as
-    ``ramtag eval --calibrate`` writes them); open-set tags otherwise get ``threshold`` or 0.5.
+    ``thresholds``: a file for the tag list, one value per tag the run scores in its order, or one
+    naming its tags (``0.62<TAB>sky``, as ``ramtag eval --calibrate`` writes them for the scores of
+    some tags), applied by name; open-set tags otherwise get ``threshold`` or 0.5.
     """
     if model is not None and model not in MODEL_KINDS:
         raise UsageError(f"unknown model {model!r}; use one of {', '.join(MODEL_KINDS)}")
@@ -61,15 +62,17 @@ def load_tagger(
         found = read_spec(tags)
         open_tags = len(spec_tags(found))
     notes: list[Warning] = []  # given once the weights load: not as a first line before their error
+    # A file naming its tags (eval --calibrate on some tags' scores) is applied by name at the end.
+    named = read_named_thresholds(Path(thresholds)) if thresholds is not None and threshold is None else None
     vocabulary = load_vocabulary(
         tag_list=Path(tag_list) if tag_list is not None else None,
         tag_list_zh=Path(tag_list_zh) if tag_list_zh is not None else None,
-        thresholds=Path(thresholds) if thresholds is not None else None,
-        threshold=threshold, notes=notes, spare=open_tags,
+        thresholds=Path(thresholds) if thresholds is not None and named is None else None,
+        threshold=threshold, notes=notes if named is None else [], spare=open_tags,
     )
     picked = vocabulary.positions(_names(only_tags)) if only_tags is not None else None  # before the weights
     open_values = None
-    if thresholds is not None and threshold is None:
+    if thresholds is not None and threshold is None and named is None:
         builtin_values, open_values = split_thresholds(
             Path(thresholds), read_thresholds(Path(thresholds)), tags=len(vocabulary),
             scored=len(picked) if picked is not None else len(vocabulary), open_tags=open_tags, vocab=vocab,
@@ -90,9 +93,14 @@ def load_tagger(
     tagger = Tagger(network, vocabulary, device=resolve_device(device), precision=precision, info=info)
     if only_tags is not None:
         tagger = tagger.only(only_tags)
-    if found is None:
-        return tagger
-    from .openset import load_open_set, open_set_tagger
+    if found is not None:
+        from .openset import load_open_set, open_set_tagger
 
-    open_set = load_open_set(tags, text_encoder=text_encoder, device=str(tagger.device), found=found)
-    return open_set_tagger(tagger, open_set, vocab=vocab, threshold=threshold, thresholds=open_values)
+        open_set = load_open_set(tags, text_encoder=text_encoder, device=str(tagger.device), found=found)
+        tagger = open_set_tagger(tagger, open_set, vocab=vocab, threshold=threshold, thresholds=open_values)
+    if named is not None:
+        values, said = named_thresholds(tagger.vocabulary, named, Path(thresholds))
+        for note in said:
+            warnings.warn(note, stacklevel=2)
+        tagger = tagger.with_thresholds(values)
+    return tagger

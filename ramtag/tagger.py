@@ -216,6 +216,14 @@ class Tagger:
             builtin_tags=self.builtin_tags if keep_builtin else None,
         )
 
+    def with_thresholds(self, thresholds: Sequence[float]) -> Tagger:
+        """The same tagger with other thresholds: one per tag of its vocabulary, in its order."""
+        if len(thresholds) != len(self.vocabulary):
+            raise UsageError(f"{len(thresholds)} thresholds for {len(self.vocabulary)} tags")
+        vocabulary = self.vocabulary.with_thresholds_at(range(len(self.vocabulary)), thresholds)
+        return self._with_tags(vocabulary, open_embed=self.open_embed, builtin=self.builtin,
+                               open_set=self.open_set, builtin_tags=self.builtin_tags)
+
     def only(self, names: Sequence[str] | str) -> Tagger:
         """The same model scoring only the named built-in tags, in that order (``--only-tags``).
 
@@ -300,6 +308,8 @@ class Tagger:
             data["bf16_recipe"] = self.precision.bf16_recipe
         if self.open_set is not None:
             data["open_set"] = self.open_set  # which tags are open-set, and from what
+        if self.builtin_tags is not None:
+            data["only_tags"] = True  # some of the tag list's tags (eval --calibrate names them)
         return data
 
 

@@ -107,3 +107,29 @@ def split_thresholds(
     if scored < tags and len(values) == scored:
         return values, None  # for the --only-tags ones alone
     return None, None
+
+
+def named_thresholds(vocabulary: TagVocabulary, named: dict[str, float], path: Path) -> tuple[list[float], list[Warning]]:
+    """The thresholds of ``vocabulary`` with those a file names (``read_named_thresholds``) put in,
+    by tag name; warnings for the run's tags it does not name and the names no tag of the run has."""
+    from .errors import RamtagWarning
+
+    values = [float(value) for value in vocabulary.thresholds]
+    missing = []  # positions of the run's tags the file does not name
+    for position, tag in enumerate(vocabulary.tags):
+        if tag in named:
+            values[position] = named[tag]
+        else:
+            missing.append(position)
+    scored = set(vocabulary.tags)
+    unused = [name for name in named if name not in scored]
+    notes: list[Warning] = []
+    if missing:
+        kept = {values[position] for position in missing}
+        keep = f"{kept.pop():g}" if len(kept) == 1 else "the defaults (the official per-tag ones, 0.5 for open-set tags)"
+        notes.append(RamtagWarning(f"{path} has no threshold for {len(missing)} of the {len(vocabulary)} tags of this "
+                                   f"run (e.g. {vocabulary.tags[missing[0]]!r}): they keep {keep}"))
+    if unused:
+        notes.append(RamtagWarning(f"{path}: {len(unused)} of its tags are not scored in this run (e.g. {unused[0]!r}); "
+                                   "it was calibrated on the scores of other --only-tags or --tags"))
+    return values, notes

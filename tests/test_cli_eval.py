@@ -192,15 +192,30 @@ def test_thresholds_calibrated_on_an_only_tags_run_go_to_those_tags(
     assert invoke("run", ramplus_tiny.images, "--out", out, "--all-scores", *common).exit_code == 0
     calibrated = tmp_path / "only.txt"
     eval_json("--gt", tagged["gt"], "--pred", out, "--calibrate", calibrated)
-    values = np.loadtxt(calibrated, dtype=np.float32)
-    assert values.shape == (2,)
-    again = tmp_path / "again.parquet"
-    result = invoke("run", ramplus_tiny.images, "--out", again, "--workers", "0", "--checkpoint", ramplus_tiny.checkpoint,
-                    "--tag-list", ramplus_tiny.tags, "--thresholds", calibrated, "--only-tags", ",".join(only))
-    assert result.exit_code == 0, result.output
-    assert "thresholds for the 16 tags" not in result.stderr  # not read against the whole list
-    recorded = json.loads(pq_metadata(again))
-    assert recorded["vocabulary"] == list(only) and np.allclose(recorded["thresholds"], values)
+    lines = [line.split("\t") for line in calibrated.read_text(encoding="utf-8").splitlines()]
+    assert [name for _, name in lines] == list(only)  # each line names its tag
+    values = {name: np.float32(value) for value, name in lines}
+    assert values["cat"] != values["sky"]
+    for order in (only, only[::-1]):  # applied by name: the same tags named in another order too
+        again = tmp_path / f"again_{order[0]}.parquet"
+        result = invoke("run", ramplus_tiny.images, "--out", again, "--workers", "0", "--checkpoint",
+                        ramplus_tiny.checkpoint, "--tag-list", ramplus_tiny.tags, "--thresholds", calibrated,
+                        "--only-tags", ",".join(order))
+        assert result.exit_code == 0, result.output
+        assert "thresholds for the 16 tags" not in result.stderr and "warning" not in result.stderr
+        recorded = json.loads(pq_metadata(again))
+        assert recorded["vocabulary"] == list(order)
+        assert np.allclose(recorded["thresholds"], [values[name] for name in order])
+    typed = tmp_path / "typed.csv"  # a cell joined with commas, and classes this run did not score
+    typed.write_text("path,tags\ndemo2.jpg,sky\ndemo3.jpg,\"dog, car\"\ndemo4.jpg,dog\n", encoding="utf-8")
+    said = invoke("eval", "--gt", typed, "--pred", out)
+    assert ("2 classes were left out, not among the tags these scores have (an --only-tags or open-set run): "
+            "dog, car, dog (one label 'dog, car': the tags of a labels cell are joined by '|')") in " ".join(said.stderr.split())
+    typed.write_text("path,tags\ndemo3.jpg,\"dog, car\"\n", encoding="utf-8")
+    said = invoke("eval", "--gt", typed, "--pred", out)
+    assert said.exit_code == 1 and f"is among the tags scored in {out}" in said.stderr and "joined by '|'" in said.stderr
+    again = eval_json("--gt", tagged["gt"], "--pred", out, "--thresholds", calibrated)  # eval reads it by name too
+    assert {row["tag"]: np.float32(row["threshold"]) for row in again["per_class"] if row["tag"] in only} == values
     import warnings
 
     from ramtag import load_tagger
@@ -209,8 +224,13 @@ def test_thresholds_calibrated_on_an_only_tags_run_go_to_those_tags(
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         tagger = load_tagger(checkpoint=ramplus_tiny.checkpoint, tag_list=ramplus_tiny.tags, thresholds="./only.txt",
-                             only_tags=list(only), device="cpu")
-    assert np.allclose(tagger.vocabulary.thresholds, values) and not [w for w in said if "16 tags" in str(w.message)]
+                             only_tags=["cat", "dog"], device="cpu")
+    assert np.allclose(tagger.vocabulary.thresholds, [values["cat"], 0.68])  # dog: the default (no other file given)
+    assert [str(w.message) for w in said] == [
+        "only.txt has no threshold for 1 of the 2 tags of this run (e.g. 'dog'): they keep 0.68",
+        "only.txt: 1 of its tags are not scored in this run (e.g. 'sky'); it was calibrated on the scores of "
+        "other --only-tags or --tags",
+    ]
 
 
 def pq_metadata(path: Path) -> str:

@@ -272,3 +272,14 @@ def test_a_wrong_download_is_refused_and_not_cached(mirror: Path, tmp_path: Path
 def test_offline_and_not_cached_says_what_to_do() -> None:
     with pytest.raises(ResourceUnavailableError, match="offline"):
         benchmark_file(BENCHMARKS["openimages_common_214"].annotations)
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"], ids=["semicolon", "tab"])
+def test_a_labels_csv_from_a_european_spreadsheet_or_with_tabs(delimiter: str) -> None:
+    # Excel in much of Europe saves CSV with semicolons; it was read as numbered labels and refused.
+    text = f"path{delimiter}tags\na.jpg{delimiter}dog|road\n\"b;c.jpg\"{delimiter}cat\nd.jpg{delimiter}\n"
+    labels = groundtruth.parse_ground_truth(text)
+    assert labels.images == ("a.jpg", "b;c.jpg", "d.jpg") and labels.classes == ("dog", "road", "cat")
+    assert labels.labels == ((0, 1), (2,), ())
+    with pytest.raises(groundtruth.GroundTruthError, match="looks like a header"):
+        groundtruth.parse_ground_truth(f"file{delimiter}labels\na.jpg{delimiter}dog\n")

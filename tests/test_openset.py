@@ -235,19 +235,25 @@ def test_run_tags_options_need_tags(tmp_path: Path, ramplus_tiny: OfficialFixtur
 def test_thresholds_calibrated_on_an_open_set_run_are_taken_by_the_next_run(
     vocab: str, tmp_path: Path, tiny_clip: Path, ramplus_tiny: OfficialFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """eval --calibrate writes one threshold per tag of the output (the --tags ones included): run
-    --thresholds takes that file for the same tags. The open-set tags' values used to be ignored
-    (--vocab open) or the file refused as one of another release (both)."""
+    """eval --calibrate on an open-set run's scores names each tag in its file: run --thresholds
+    applies them by name, also to the same --tags named in another order. The open-set tags' values
+    used to be ignored (--vocab open) or the file refused as one of another release (both)."""
+    import pyarrow.parquet as pq
+
     from ramtag.cli.app import app
     from ramtag.openset import load_open_set
+    from ramtag.outputs.schema import read_metadata
 
     monkeypatch.setenv("RAMTAG_CACHE", str(tmp_path / "cache"))
-    embeddings = tmp_path / "open.safetensors"
-    write_embeddings(embeddings, load_open_set("red umbrella,blue bicycle", text_encoder=str(tiny_clip)).embedded)
-    common = [str(ramplus_tiny.images), "--tags", str(embeddings), "--vocab", vocab, *ramplus_tiny.cli_args(),
-              "--device", "cpu", "--precision", "fp32", "--workers", "0", "--batch-size", "9", "--quiet"]
+    embedded = {}
+    for order in ("red umbrella,blue bicycle", "blue bicycle,red umbrella"):
+        embedded[order] = tmp_path / f"{order}.safetensors"
+        write_embeddings(embedded[order], load_open_set(order, text_encoder=str(tiny_clip)).embedded)
+    common = [str(ramplus_tiny.images), "--vocab", vocab, *ramplus_tiny.cli_args(), "--device", "cpu",
+              "--precision", "fp32", "--workers", "0", "--batch-size", "9", "--quiet"]
     first = tmp_path / "first.parquet"
-    assert run_cli(*common, "--out", str(first), "--all-scores").exit_code == 0
+    assert run_cli(*common, "--tags", str(embedded["red umbrella,blue bicycle"]), "--out", str(first),
+                   "--all-scores").exit_code == 0
     scores, meta = parquet_scores(first)
     column = meta["vocabulary"].index("red umbrella")
     ranked = sorted(scores, key=lambda name: -scores[name][column])
@@ -258,22 +264,21 @@ def test_thresholds_calibrated_on_an_open_set_run_are_taken_by_the_next_run(
     calibrated = tmp_path / "calibrated.txt"
     result = CliRunner().invoke(app, ["eval", "--gt", str(gt), "--pred", str(first), "--calibrate", str(calibrated)])
     assert result.exit_code == 0, result.output
-    values = np.loadtxt(calibrated, dtype=np.float32)
-    assert len(values) == len(meta["vocabulary"]) == (18 if vocab == "both" else 2)
-    assert scores[ranked[3]][column] <= values[column] < scores[ranked[2]][column] < 0.5  # not the default
+    lines = [line.split("\t") for line in calibrated.read_text(encoding="utf-8").splitlines()]
+    assert [name for _, name in lines] == meta["vocabulary"] and len(lines) == (18 if vocab == "both" else 2)
+    values = {name: float(value) for value, name in lines}
+    assert scores[ranked[3]][column] <= values["red umbrella"] < scores[ranked[2]][column] < 0.5  # not the default
 
-    again = tmp_path / "again.parquet"
-    result = run_cli(*common, "--out", str(again), "--thresholds", str(calibrated))
-    assert result.exit_code == 0, result.output
-    assert "thresholds for the 16 tags" not in result.stderr
-    import pyarrow.parquet as pq
-
-    from ramtag.outputs.schema import read_metadata
-
-    table = pq.read_table(again)
-    assert np.allclose(read_metadata(table.schema)["thresholds"], values, atol=1e-6)
-    for row in table.to_pylist():
-        assert ("red umbrella" in row["tags"]) == (Path(row["path"]).name in labelled), row["path"]
+    for order, path in embedded.items():
+        again = tmp_path / f"again {order}.parquet"
+        result = run_cli(*common, "--tags", str(path), "--out", str(again), "--thresholds", str(calibrated))
+        assert result.exit_code == 0, result.output
+        assert "warning" not in result.stderr
+        table = pq.read_table(again)
+        recorded = read_metadata(table.schema)
+        assert np.allclose(recorded["thresholds"], [values[tag] for tag in recorded["vocabulary"]], atol=1e-6)
+        for row in table.to_pylist():
+            assert ("red umbrella" in row["tags"]) == (Path(row["path"]).name in labelled), row["path"]
 
 
 def test_a_thresholds_file_fitting_no_vocabulary_of_the_run_is_refused_before_the_weights_load(

@@ -109,7 +109,7 @@ TagListZhOpt = Annotated[
 ]
 ThresholdsOpt = Annotated[
     Optional[Path],
-    typer.Option("--thresholds", help="Per-tag thresholds, one per line.", dir_okay=False, rich_help_panel=MODEL_PANEL),
+    typer.Option("--thresholds", help="Per-tag thresholds, one per line in the tag list's order (or named, as eval --calibrate writes them).", dir_okay=False, rich_help_panel=MODEL_PANEL),
 ]
 ThresholdOpt = Annotated[
     Optional[float],

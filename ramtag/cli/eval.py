@@ -277,7 +277,11 @@ def _warn(result: Evaluation, scored_here: bool) -> None:
             "the official list), another one --threshold T")
     if result.unknown_classes:
         shown = ", ".join(result.unknown_classes[:5]) + (" …" if len(result.unknown_classes) > 5 else "")
-        say(f"{_were(len(result.unknown_classes), 'class', 'es')} left out, not being tags of the model: {shown}")
+        why = ("not among the tags these scores have (an --only-tags or open-set run)" if result.some_tags
+               else "not being tags of the model")
+        joined = next((name for name in result.unknown_classes if "," in name or ";" in name), None)
+        hint = f" (one label {joined!r}: the tags of a labels cell are joined by '|')" if joined else ""
+        say(f"{_were(len(result.unknown_classes), 'class', 'es')} left out, {why}: {shown}{hint}")
     if result.unknown_labels:
         shown = ", ".join(result.unknown_labels[:5]) + (" …" if len(result.unknown_labels) > 5 else "")
         say(f"{_were(counts['labels_naming_no_class'], 'label')} ignored, naming no class of the taglist: {shown}")

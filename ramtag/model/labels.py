@@ -35,18 +35,44 @@ def read_lines(path: Path, what: str) -> list[str]:
 
 
 def read_thresholds(path: Path) -> list[float]:
+    """The official format: one threshold per line, in the tag list's order."""
     values = []
     for number, line in enumerate(read_lines(path, "thresholds file"), start=1):
-        try:
-            value = float(line.strip())
-        except ValueError:
-            raise VocabularyError(
-                f"{path}:{number}: {line.strip()!r} is not a number; one threshold per line"
-            ) from None
-        if not 0.0 <= value <= 1.0:
-            raise VocabularyError(f"{path}:{number}: threshold {value} is outside [0, 1]")
-        values.append(value)
+        if NAMED_SEPARATOR in line:
+            raise VocabularyError(f"{path}:{number}: a threshold with its tag's name, which only ramtag reads "
+                                  "(run --thresholds, eval --thresholds); the official format has the number alone")
+        values.append(_threshold(path, number, line.strip()))
     return values
+
+
+# ``ramtag eval --calibrate`` names the tags (``0.62<TAB>sky``) when the scores were of some tags
+# (``--only-tags``, open-set ones): those are applied by name, whatever the order a run names them in.
+NAMED_SEPARATOR = "\t"
+
+
+def read_named_thresholds(path: Path) -> dict[str, float] | None:
+    """A thresholds file naming its tags as ``{tag: threshold}``; ``None`` for the official format."""
+    lines = read_lines(path, "thresholds file")
+    if not lines or NAMED_SEPARATOR not in lines[0]:
+        return None
+    named: dict[str, float] = {}
+    for number, line in enumerate(lines, start=1):
+        value, _, name = line.partition(NAMED_SEPARATOR)
+        if not name.strip():
+            raise VocabularyError(f"{path}:{number}: no tag name after the threshold; a file that names its tags "
+                                  "has 'threshold<TAB>tag' on every line")
+        named[name.strip()] = _threshold(path, number, value.strip())
+    return named
+
+
+def _threshold(path: Path, number: int, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise VocabularyError(f"{path}:{number}: {text!r} is not a number; one threshold per line") from None
+    if not 0.0 <= value <= 1.0:
+        raise VocabularyError(f"{path}:{number}: threshold {value} is outside [0, 1]")
+    return value
 
 
 @dataclass(frozen=True)
