@@ -32,8 +32,12 @@ class ChatServer:
     ``fail_after``: after this many good replies, every request gets a 503 (an outage).
     """
 
-    def __init__(self, *, n_mode: str = "yes", failures: tuple[int, ...] = (), key: str | None = KEY) -> None:
+    def __init__(
+        self, *, n_mode: str = "yes", failures: tuple[int, ...] = (), key: str | None = KEY, empty_every: int = 0
+    ) -> None:
         self.n_mode = n_mode
+        self.empty_every = empty_every  # every so many choices have no text (1: all, as a reasoning model's)
+        self.choices = 0
         self.failures = list(failures)
         self.key = key
         self.fail_after: int | None = None
@@ -84,6 +88,10 @@ class ChatServer:
             prompt = body["messages"][0]["content"]
             choices = []
             for index in range(n):
+                self.choices += 1
+                if self.empty_every and self.choices % self.empty_every == 0:
+                    choices.append({"index": index, "message": {"role": "assistant", "content": None if index % 2 else ""}})
+                    continue
                 self.counter += 1
                 choices.append({"index": index, "message": {"role": "assistant", "content": f" {prompt} => answer {self.counter} "}})
             self.good += 1
@@ -333,3 +341,74 @@ def test_local_transformers_model(tmp_path: Path) -> None:
     assert again.exit_code == 0 and "0 requests sent" in again.stderr
     assert json.loads(out.read_text(encoding="utf-8"))[0]["red umbrella"] == texts
     assert not os.environ.get("OPENAI_API_KEY")
+
+
+@pytest.mark.parametrize("server", [{"empty_every": 3}], indirect=True)
+def test_empty_answers_are_no_descriptions(server: ChatServer, tmp_path: Path) -> None:
+    """A third of the choices come back without text: they are asked for again, never kept."""
+    out = tmp_path / "d.json"
+    result = describe("kite", "--out", str(out), "--base-url", server.url, "--api-key", KEY)
+    assert result.exit_code == 0, result.output
+    check_descriptions(out, ["kite"])  # 51 real texts, none empty
+    cached = [json.loads(line)["answers"] for line in default_cache_file().read_text(encoding="utf-8").splitlines()]
+    assert all(answer.strip() for answers in cached for answer in answers)
+
+
+@pytest.mark.parametrize("server", [{"empty_every": 1}], indirect=True)
+def test_a_model_that_answers_nothing_is_said_and_nothing_kept(server: ChatServer, tmp_path: Path) -> None:
+    # A reasoning model spending max_tokens thinking answers with empty (null) content, every time.
+    out = tmp_path / "d.json"
+    result = describe("kite", "--out", str(out), "--base-url", server.url, "--api-key", KEY, "--concurrency", "1")
+    assert result.exit_code == 1 and not out.exists()
+    assert "3 replies in a row with empty text" in result.stderr and "--llm-model" in result.stderr
+    assert len(server.completions) <= 3 + 1  # (the first may have asked for n answers at once)
+    assert not default_cache_file().exists() or not default_cache_file().read_text(encoding="utf-8").strip()
+
+
+@pytest.mark.parametrize("server", [{"failures": (500,) * 20}], indirect=True)
+def test_after_a_failure_no_other_request_is_sent(server: ChatServer, tmp_path: Path) -> None:
+    result = describe("kite", "--base-url", server.url, "--api-key", KEY, "--concurrency", "1", "--retries", "1")
+    assert result.exit_code == 1 and "gave up after 2 attempts" in result.stderr
+    assert len(server.completions) == 2  # the next question was not asked (with its own retries)
+
+
+def test_the_first_failure_does_not_wait_for_requests_in_flight(tmp_path: Path) -> None:
+    from ramtag.describe import LLMError
+    from ramtag.describe import describe as describe_tags
+    from ramtag.describe.cache import AnswerCache
+
+    release, first_failed = threading.Event(), threading.Event()
+    finished: list[str] = []
+
+    class Answerer:
+        model_name, max_concurrency, requests, identity = "m", None, 0, "fake"
+
+        def complete(self, prompt: str, n: int) -> list[str]:
+            if "kite" in prompt and first_failed.is_set() is False and not finished:
+                first_failed.set()
+                raise LLMError("the server went away")
+            release.wait(60)  # a request that hangs (until the test ends)
+            finished.append(prompt)
+            return ["an answer"] * n
+
+    try:
+        with pytest.raises(LLMError, match="went away"):
+            describe_tags(["kite"], Answerer(), cache=AnswerCache(tmp_path / "answers.jsonl"), concurrency=2)
+        assert finished == []  # raised while the other request was still hanging
+    finally:
+        release.set()
+
+
+def test_a_text_encoder_path_that_is_no_folder_is_one_line_before_any_work(tmp_path: Path, ramplus_tiny) -> None:
+    out = tmp_path / "d.json"
+    for name in ("./myclip", str(tmp_path / "nowhere"), "models/clip/v1"):
+        result = describe("red umbrella", "--llm", "none", "--out", str(out), "--embed", "--text-encoder", name)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip() == (f"error: --text-encoder {name}: no such folder; give a folder holding a CLIP "
+                                         "text model and its tokenizer, or a Hugging Face id such as "
+                                         "openai/clip-vit-base-patch16")
+    assert not out.exists()
+    run = runner.invoke(app, ["run", str(ramplus_tiny.images / "demo2.jpg"), "--tags", "red umbrella",
+                              "--text-encoder", "./myclip", *ramplus_tiny.cli_args()])
+    assert run.exit_code == 2 and "--text-encoder ./myclip: no such folder" in run.stderr
+    assert "precision" not in run.stderr  # said before the model loads

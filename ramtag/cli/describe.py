@@ -107,6 +107,10 @@ def describe_command(
         names += read_tag_names(read_lines(from_file, "tag file"))
     if embed and out is None:
         raise UsageError("--embed writes next to the descriptions file: add --out FILE.json")
+    if embed and text_encoder is not None:  # before any request is sent
+        from ..paths import check_model_name
+
+        check_model_name(text_encoder, "--text-encoder")
     targets = [out] + ([embeddings_path_for(out)] if embed and out is not None else [])
     for target in targets:
         if target is not None and target.exists() and not overwrite:

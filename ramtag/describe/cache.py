@@ -47,7 +47,8 @@ class AnswerCache:
             except (ValueError, KeyError, TypeError):
                 continue
             if isinstance(key, str) and isinstance(answers, list):
-                self._answers.setdefault(key, []).extend(str(a) for a in answers)
+                # (empty answers, which an older ramtag kept, are no descriptions)
+                self._answers.setdefault(key, []).extend(str(a) for a in answers if str(a).strip())
 
     def get(self, key: str) -> list[str]:
         with self._lock:

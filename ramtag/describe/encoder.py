@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ResourceUnavailableError, UsageError
-from ..paths import offline
+from ..paths import check_model_name, offline
 
 DEFAULT_TEXT_ENCODER = "openai/clip-vit-base-patch16"
 CONTEXT_LENGTH = 77
@@ -89,10 +89,15 @@ class TextEncoder:
         from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
         self.name = name
+        check_model_name(name, "--text-encoder")
         local = Path(name).expanduser().is_dir()  # a folder named like a Hub id ("tinyclip") is the folder
         source = str(Path(name).expanduser()) if local else name
         if not local and not offline():
-            _reachable_or_cached(name)
+            try:
+                _reachable_or_cached(name)
+            except ValueError as exc:  # the Hub client's HFValidationError: no valid id, and no folder
+                raise UsageError(f"--text-encoder {name}: no such folder, and not a Hugging Face id "
+                                 f"({str(exc).splitlines()[0][:120]})") from None
         try:
             with _quiet_loading():
                 self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline())

@@ -160,7 +160,8 @@ class ChatEndpoint:
                 )
             if attempt >= self.retry.retries:
                 raise LLMError(
-                    f"{self.base_url}: gave up after {attempt + 1} attempts: {redact(problem, self._key)}; "
+                    f"{self.base_url}: gave up after {attempt + 1} attempt{'s' if attempt else ''}: "
+                    f"{redact(problem, self._key)}; "
                     "answers received so far are cached, so running again resumes"
                 )
             time.sleep(self.retry.wait(attempt, retry_after))

@@ -236,6 +236,10 @@ def _check_model(model: ModelOptions) -> None:
         raise UsageError(f"--vocab must be one of {', '.join(VOCAB_MODES)}, not {model.vocab!r}")
     if model.tags is None and (model.vocab != "open" or model.text_encoder is not None):
         raise UsageError("--vocab and --text-encoder go with --tags (open-set tags)")
+    if model.text_encoder is not None:
+        from ..paths import check_model_name
+
+        check_model_name(model.text_encoder, "--text-encoder")
     if model.only_tags is not None:
         if not model.only_tags:
             raise UsageError("--only-tags names no tag; give names separated by commas or a file of one per line")
@@ -358,7 +362,7 @@ def _written_by_ramtag(path: Path) -> bool:
     later says what is wrong)."""
     import pyarrow.parquet as pq
 
-    from ..outputs.schema import METADATA_KEY
+    from ..outputs.formats import METADATA_KEY
 
     try:
         return METADATA_KEY.encode() in (pq.read_schema(path).metadata or {})

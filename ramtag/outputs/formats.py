@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TextIO
 from ..errors import UsageError
 from ..text import spreadsheet_cell
 
+# Parquet key-value metadata key holding the run's provenance (``Tagger.metadata()`` as JSON).
+METADATA_KEY = "ramtag"
+
 if TYPE_CHECKING:  # pyarrow is imported by the writers that need it, not by the table
     import pyarrow as pa
 

@@ -28,13 +28,12 @@ from ..inputs.roots import KEY_SCHEME, Root, roots_from_metadata
 from ..model.labels import LANGS
 from ..text import json_text, printable
 from . import columns as arrow
+from .formats import METADATA_KEY
 
 if TYPE_CHECKING:
     from ..pipeline import ImageRecord
     from ..tagger import Tagger
 
-# Parquet key-value metadata key holding the run's provenance (``Tagger.metadata()`` as JSON).
-METADATA_KEY = "ramtag"
 IDENTITY_FIELDS = (
     pa.field("file_size", pa.int64()),
     pa.field("file_modified", pa.timestamp("us", tz="UTC")),
