@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +28,9 @@ class Server:
         )
         self.lines: list[str] = []
         self.url = self._listening()
+        # Read on as it prints (a line per request): a full pipe would stop the server mid-test.
+        self._reader = threading.Thread(target=self._read_on, daemon=True)
+        self._reader.start()
         if ready:
             self.wait_ready()
 
@@ -54,10 +58,14 @@ class Server:
             time.sleep(0.1)
         raise AssertionError("the model did not load in time")
 
+    def _read_on(self) -> None:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            self.lines.append(line)
+
     def output(self) -> str:
         """Everything it printed, once it has stopped."""
-        rest = self.process.stdout.read() if self.process.stdout else ""  # type: ignore[union-attr]
-        return "".join(self.lines) + (rest or "")
+        self._reader.join(timeout=60)
+        return "".join(self.lines)
 
     def stop(self) -> int:
         if self.process.poll() is None:

@@ -158,7 +158,11 @@ def test_a_token_is_required_once_set_and_never_printed(ramplus_tiny) -> None:
         assert httpx.get(running.url + "/v1/info", headers={"X-Ramtag-Token": secret}).status_code == 200
     finally:
         assert running.stop() == 0
-    assert secret not in running.output()
+    said = running.output()
+    assert secret not in said
+    # The request log: a line per request, refusals included (what a PhotoPrism admin looks for).
+    assert "127.0.0.1 GET /v1/info 401 " in said and "127.0.0.1 POST /v1/tag 401 " in said
+    assert "127.0.0.1 GET /v1/info 200 " in said and "Bearer" not in said
 
 
 def test_sigterm_lets_the_request_in_flight_finish(ramplus_tiny) -> None:
@@ -238,6 +242,24 @@ def test_requests_for_another_host_name_and_odd_bodies_are_refused(server) -> No
     assert "no-such" not in httpx.get(server.url + "/metrics").text
     listed = httpx.post(server.url + "/api/v1/vision/labels", json={"id": "1", "images": "data:image/png;base64,xx"})
     assert listed.status_code == 400 and listed.json()["code"] == 400
+    missing = httpx.get(server.url + "/no-such-path")  # FastAPI's own refusals: the same body as ramtag's
+    assert missing.status_code == 404 and set(missing.json()) == {"error"}
+    assert httpx.get(server.url + "/v1/tag").status_code == 405
+
+
+def test_misspelt_options_and_misnamed_fields_are_refused_in_words(server, ramplus_tiny) -> None:
+    photo = (ramplus_tiny.images / "demo4.jpg").read_bytes()
+    encoded = base64.b64encode(photo).decode()
+    topk = httpx.post(server.url + "/v1/tag", json={"images": [encoded], "topk": 3}, timeout=60)
+    assert topk.status_code == 400
+    assert topk.json()["error"] == "unknown option 'topk'; the options are threshold, top_k, lang, all_scores"
+    assert httpx.post(server.url + "/v1/tag?top_k=2&verbose=1", files={"files": photo}).status_code == 400
+    boolean = httpx.post(server.url + "/v1/tag", json={"images": [encoded], "threshold": True}, timeout=60)
+    assert boolean.status_code == 400 and "threshold must be a number" in boolean.json()["error"]
+    single = httpx.post(server.url + "/v1/tag", files={"file": ("a.jpg", photo)}, timeout=60)
+    assert single.status_code == 400 and "images go in the field 'files'" in single.json()["error"]
+    good = httpx.post(server.url + "/v1/tag?top_k=2", files={"files": ("a.jpg", photo)}, timeout=60)
+    assert good.status_code == 200 and len(good.json()["results"][0]["tags"]) <= 2
 
 
 def test_image_urls_are_fetched_only_when_allowed_and_only_over_http(ramplus_tiny, tmp_path) -> None:
@@ -278,9 +300,11 @@ def test_image_urls_are_fetched_only_when_allowed_and_only_over_http(ramplus_tin
 
 
 
-def test_only_tags_are_checked_before_the_server_starts() -> None:
+def test_only_tags_are_checked_before_the_server_starts(ramplus_tiny) -> None:
     result = CliRunner().invoke(app, ["serve", "--only-tags", " , "])
     assert result.exit_code == 2 and "--only-tags ' , ' names no tag" in result.stderr
+    misspelt = CliRunner().invoke(app, ["serve", "--only-tags", "cat,cta", "--port", "0", *ramplus_tiny.cli_args()])
+    assert misspelt.exit_code == 2 and "'cta'" in misspelt.stderr and "listening" not in misspelt.stderr
 
 
 def test_a_port_in_use_is_one_line_before_the_model_loads(ramplus_tiny) -> None:

@@ -13,6 +13,7 @@ import errno
 import os
 import socket
 import threading
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -53,6 +54,7 @@ def serve_command(
     max_body_mb: Annotated[float, typer.Option("--max-body-mb", metavar="MIB", min=0.001, help="Largest request body, in MiB (413 above).", rich_help_panel=LIMITS_PANEL)] = 64.0,
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", metavar="N", min=1, show_default=False, help="Refuse images larger than this (default: about 179 million, a decompression-bomb guard).", rich_help_panel=LIMITS_PANEL)] = None,
     timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", min=0.1, help="Seconds a request may take (504 after).", rich_help_panel=LIMITS_PANEL)] = 120.0,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="One line per request on stderr: client, method, endpoint, status, time (never a header or the token).", rich_help_panel=SERVER_PANEL)] = True,
     allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Fetch http(s) image URLs given in requests (size and time limited); off: only the bytes sent.", rich_help_panel=LIMITS_PANEL)] = False,
     model: ModelOpt = None,  # type: ignore[assignment]
     checkpoint: CheckpointOpt = None,
@@ -86,7 +88,8 @@ def serve_command(
 
     limits = Limits(max_images=max_images, max_pixels=max_pixels or MAX_PIXELS, allow_urls=allow_urls)
     _serve(options, host=host, port=port, token=token or None, batch_size=batch_size, max_wait=max_wait_ms / 1000,
-           capacity=queue, limits=limits, max_body=int(max_body_mb * 1024 * 1024), timeout=timeout)
+           capacity=queue, limits=limits, max_body=int(max_body_mb * 1024 * 1024), timeout=timeout,
+           access_log=access_log)
 
 
 def _check_extras() -> None:
@@ -142,7 +145,7 @@ def _listen(host: str, port: int) -> list[socket.socket]:
 
 
 def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, batch_size: int, max_wait: float,
-           capacity: int, limits: object, max_body: int, timeout: float) -> None:
+           capacity: int, limits: object, max_body: int, timeout: float, access_log: bool = True) -> None:
     import asyncio
 
     import uvicorn
@@ -155,7 +158,21 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
                       tag_list_zh=options.tag_list_zh, thresholds=options.thresholds)
     from ..serve.security import is_loopback
 
-    state = ServerState(token=token, max_body=max_body, timeout=timeout, loopback=is_loopback(host))
+    if options.only_tags is not None:  # a misspelt name: said before listening, not once the model loads
+        from ..vocabulary import load_vocabulary
+
+        try:
+            vocabulary = load_vocabulary(
+                tag_list=Path(options.tag_list) if options.tag_list else None,
+                tag_list_zh=Path(options.tag_list_zh) if options.tag_list_zh else None, notes=[],
+            )
+        except RamtagError:
+            vocabulary = None  # loading the model says what is wrong with the files
+        if vocabulary is not None:
+            vocabulary.positions(list(options.only_tags))
+    state = ServerState(token=token, max_body=max_body, timeout=timeout, loopback=is_loopback(host),
+                        log=(lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
+                        if access_log else None)
     failure: list[RamtagError] = []
     app = create_app(state)
 
@@ -233,8 +250,11 @@ def _announce(server: object, host: str, token: bool) -> None:
             for sock in bound.sockets:
                 address, port = sock.getsockname()[:2]
                 shown = f"[{address}]" if ":" in address else address
+                where = f"http://{shown}:{port}"
+                if address in ("0.0.0.0", "::"):  # no address anyone can open: say what is meant
+                    where = f"every address of this machine at port {port}, e.g. http://{socket.gethostname()}:{port}"
                 guard = "token required" if token else "loopback only, no token"
-                err_console.print(f"ramtag serve listening on http://{shown}:{port} ({guard}); "
+                err_console.print(f"ramtag serve listening on {where} ({guard}); "
                                   "loading the model (GET /healthz says when it is ready)", markup=False, highlight=False,
                                   soft_wrap=True)
 

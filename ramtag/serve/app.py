@@ -16,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import RamtagError
+from ..text import terminal_text
 from . import photoprism
 from .batcher import Full
 from .metrics import Metrics
@@ -51,6 +54,7 @@ class ServerState:
     service: Service | None = None
     loading: str = "the model is loading"
     metrics: Metrics = field(default_factory=Metrics)
+    log: Callable[[str], None] | None = None  # one line per request: who, what, the status; never a header
 
 
 def create_app(state: ServerState) -> FastAPI:
@@ -72,8 +76,18 @@ def create_app(state: ServerState) -> FastAPI:
             response = await call_next(request)
         route = request.scope.get("route")
         metrics = state.service.metrics if state.service is not None else state.metrics
-        metrics.request(getattr(route, "path", "other"), response.status_code, time.perf_counter() - started)
+        took = time.perf_counter() - started
+        metrics.request(getattr(route, "path", "other"), response.status_code, took)
+        if state.log is not None:  # the path as routed (an unknown one as sent, shortened and escaped)
+            shown = getattr(route, "path", None) or terminal_text(path[:100])
+            client = request.client.host if request.client is not None else "-"
+            state.log(f"{client} {request.method} {shown} {response.status_code} {took * 1000:.0f} ms")
         return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        """No such route or method: the same ``{"error": ...}`` body as every other refusal."""
+        return _error(error.status_code, str(error.detail), getattr(error, "headers", None))
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
@@ -191,6 +205,9 @@ async def _tag_request(request: Request, limit: int) -> tuple[list[Incoming], Op
             if isinstance(value, str):
                 raise BadRequest("'files' must be file parts (curl -F files=@photo.jpg)")
             images.append(Incoming(name=value.filename or f"image-{len(images)}", data=await value.read()))
+        misnamed = sorted({key for key, value in form.multi_items() if key != "files" and not isinstance(value, str)})
+        if misnamed:
+            raise BadRequest(f"images go in the field 'files' (curl -F files=@photo.jpg), not {misnamed[0]!r}")
         fields.update((key, value) for key, value in form.items() if key != "files" and isinstance(value, str))
     elif not kind.startswith("application/json"):
         raise BadRequest("send multipart files (field 'files') or JSON (Content-Type: application/json)")
@@ -208,7 +225,15 @@ async def _tag_request(request: Request, limit: int) -> tuple[list[Incoming], Op
     return images, _options(fields)
 
 
+OPTIONS = ("threshold", "top_k", "lang", "all_scores")
+
+
 def _options(fields: dict[str, Any]) -> Options:
+    unknown = sorted(set(fields) - set(OPTIONS))
+    if unknown:  # a misspelt option (topk) would be ignored without a word
+        raise BadRequest(f"unknown option {unknown[0]!r}; the options are {', '.join(OPTIONS)}")
+    if isinstance(fields.get("threshold"), bool) or isinstance(fields.get("top_k"), bool):
+        raise BadRequest("threshold must be a number, top_k a whole number")
     try:
         threshold = fields.get("threshold")
         top_k = fields.get("top_k")
