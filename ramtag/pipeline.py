@@ -226,9 +226,12 @@ def default_workers(device: torch.device | None = None, preprocessing: str = "pi
 
 
 def _init_worker(_worker_id: int) -> None:
-    # Ctrl-C is the main process's to handle: it finishes the batch in hand, which needs the
-    # workers alive. One thread each: decoding is per-image work, threads would only compete.
+    # Ctrl-C and SIGTERM are the main process's to handle: it finishes the batch in hand, which
+    # needs the workers alive (a terminal, `timeout`, systemd and Slurm signal the whole process
+    # group; torch ends the workers once the main process is gone). One thread each: decoding is
+    # per-image work, threads would only compete.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 

@@ -522,3 +522,33 @@ def test_control_characters_in_file_names_reach_the_terminal_escaped(tmp_path: P
                           "width": [None], "height": [None]}).to_batches()[0])
     table.close()
     assert "\\x1b[2Jevil\\r.jpg" in screen.getvalue() and "\x1b[2J" not in screen.getvalue()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups and killpg are POSIX's")
+def test_sigterm_to_the_process_group_saves_the_batch_with_decoding_workers(tmp_path: Path, ramplus_tiny) -> None:
+    """`timeout`, systemd and Slurm send SIGTERM to the whole process group: the decoding workers
+    outlive it for the batch in hand (they died, and the run with them, its work lost)."""
+    photos = _images(tmp_path / "photos", [f"p{n:02d}.jpg" for n in range(40)])
+    out = tmp_path / "tags.parquet"
+    args = [sys.executable, "-m", "ramtag", "run", str(photos), "--out", str(out), "--workers", "1",
+            "--batch-size", "1", "--save-every", "1", "--device", "cpu", *ramplus_tiny.cli_args()]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(args, start_new_session=True, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        journal = Path(f"{out}.parts") / "journal"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if journal.is_file() and journal.read_text(encoding="utf-8").count('"part"') >= 2:
+                break
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "terminated: " in err and "Traceback" not in err
+    again = ramtag(photos, "--out", out, "--workers", "0", *ramplus_tiny.cli_args())
+    assert again.exit_code == 0, again.output
+    assert sorted(pd.read_parquet(out)["path"]) == sorted(f"p{n:02d}.jpg" for n in range(40))
