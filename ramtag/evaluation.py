@@ -53,6 +53,7 @@ class Evaluation:
     scores: dict[str, Any] = field(default_factory=dict)  # what made them (``scores_made_with``)
     unknown_classes: list[str] = field(default_factory=list)
     some_tags: bool = False  # the scores are of some tags (--only-tags, open-set): not the whole model's
+    threshold_notes: list[str] = field(default_factory=list)  # a named --thresholds file's gaps
     unknown_labels: list[str] = field(default_factory=list)
     missing_examples: list[str] = field(default_factory=list)
     ambiguous_examples: list[tuple[str, tuple[str, str]]] = field(default_factory=list)  # label, two matches
@@ -141,7 +142,7 @@ def evaluate(
     class_scores = table[pred_rows][:, where]
     targets = labels.targets(rows, match.classes)
 
-    in_use, thresholds_from = _thresholds(vocabulary, run_thresholds, threshold, thresholds)
+    in_use, thresholds_from, threshold_notes = _thresholds(vocabulary, run_thresholds, threshold, thresholds)
     uniform = thresholds_from == "the run's" and len(in_use) > 1 and bool(np.all(in_use == in_use[0]))
     class_thresholds = in_use[match.vocabulary_index]
     ap = metrics.mean_average_precision(class_scores, targets)
@@ -176,6 +177,7 @@ def evaluate(
         predictions=str(pred),
         scores=made_with,
         some_tags=some_tags,
+        threshold_notes=threshold_notes,
         unknown_classes=list(match.unknown),
         unknown_labels=sorted(labels.unknown_labels),
         missing_examples=list(paired.missing[:5]),
@@ -294,24 +296,30 @@ def merge_case_variants(labels: GroundTruth, vocabulary: Sequence[str]) -> Groun
 
 def _thresholds(
     vocabulary: Sequence[str], run: np.ndarray | None, threshold: float | None, path: Path | None
-) -> tuple[np.ndarray, str]:
-    from .model.labels import DEFAULT_THRESHOLD, read_named_thresholds, read_thresholds
+) -> tuple[np.ndarray, str, list[str]]:
+    """The thresholds in use, what they came from, and what a file naming its tags left out."""
+    from .model.labels import DEFAULT_THRESHOLD, TagVocabulary, read_named_thresholds, read_thresholds
+    from .vocabulary import named_thresholds
 
     if threshold is not None:
-        return np.full(len(vocabulary), threshold, dtype=np.float32), f"{threshold:g} for every tag"
+        return np.full(len(vocabulary), threshold, dtype=np.float32), f"{threshold:g} for every tag", []
     if path is not None and (named := read_named_thresholds(path)) is not None:
+        if not set(named) & set(vocabulary):
+            raise UsageError(f"{path} names none of the tags of these scores (it has {next(iter(named))!r}); "
+                             "it was calibrated on the scores of other --only-tags or --tags")
         kept = run if run is not None else np.full(len(vocabulary), DEFAULT_THRESHOLD, dtype=np.float32)
-        return np.array([named.get(tag, kept[i]) for i, tag in enumerate(vocabulary)], dtype=np.float32), str(path)
+        values, notes = named_thresholds(TagVocabulary(tuple(vocabulary), kept), named, path)
+        return np.asarray(values, dtype=np.float32), str(path), [str(note) for note in notes]
     if path is not None:
         values = read_thresholds(path)
         if len(values) > len(vocabulary):
             raise UsageError(f"{path}: {len(values)} thresholds for a vocabulary of {len(vocabulary)} tags")
         out = np.full(len(vocabulary), DEFAULT_THRESHOLD, dtype=np.float32)
         out[: len(values)] = values
-        return out, str(path)
+        return out, str(path), []
     if run is not None:
-        return run, "the run's"
-    return np.full(len(vocabulary), DEFAULT_THRESHOLD, dtype=np.float32), f"{DEFAULT_THRESHOLD:g} for every tag"
+        return run, "the run's", []
+    return np.full(len(vocabulary), DEFAULT_THRESHOLD, dtype=np.float32), f"{DEFAULT_THRESHOLD:g} for every tag", []
 
 
 def _calibrate(

@@ -32,7 +32,7 @@ def load_tagger(
     precision: str = "auto",
     image_size: int | None = None,
     only_tags: Sequence[str] | str | None = None,
-    tags: str | Path | None = None,
+    tags: str | Path | Sequence[str] | None = None,
     vocab: str = "open",
     text_encoder: str | None = None,
 ) -> Tagger:
@@ -49,6 +49,9 @@ def load_tagger(
     """
     if model is not None and model not in MODEL_KINDS:
         raise UsageError(f"unknown model {model!r}; use one of {', '.join(MODEL_KINDS)}")
+    _check_vocabulary_options(tags, vocab, text_encoder, only_tags, threshold)
+    if isinstance(tags, (list, tuple)):  # names, as a list: what a comma list gives
+        tags = ",".join(str(name) for name in tags)
     from .model.needed import check_model_files
 
     # Every missing file in one error, at once (before anything is downloaded).
@@ -57,13 +60,11 @@ def load_tagger(
     if tags is not None:  # read before the weights load: a mistake in --tags costs no model load
         from .openset import read_spec, spec_tags
 
-        if vocab not in VOCAB_MODES:
-            raise UsageError(f"--vocab must be one of {', '.join(VOCAB_MODES)}, not {vocab!r}")
         found = read_spec(tags)
         open_tags = len(spec_tags(found))
     notes: list[Warning] = []  # given once the weights load: not as a first line before their error
     # A file naming its tags (eval --calibrate on some tags' scores) is applied by name at the end.
-    named = read_named_thresholds(Path(thresholds)) if thresholds is not None and threshold is None else None
+    named = read_named_thresholds(Path(thresholds)) if thresholds is not None else None
     vocabulary = load_vocabulary(
         tag_list=Path(tag_list) if tag_list is not None else None,
         tag_list_zh=Path(tag_list_zh) if tag_list_zh is not None else None,
@@ -98,9 +99,25 @@ def load_tagger(
 
         open_set = load_open_set(tags, text_encoder=text_encoder, device=str(tagger.device), found=found)
         tagger = open_set_tagger(tagger, open_set, vocab=vocab, threshold=threshold, thresholds=open_values)
-    if named is not None:
+    if named is not None and threshold is None:  # (--threshold sets every tag, as with any file)
         values, said = named_thresholds(tagger.vocabulary, named, Path(thresholds))
         for note in said:
             warnings.warn(note, stacklevel=2)
         tagger = tagger.with_thresholds(values)
     return tagger
+
+
+def _check_vocabulary_options(
+    tags: object, vocab: str, text_encoder: str | None, only_tags: object, threshold: object
+) -> None:
+    """What the command line refuses, refused here too (``Job.check`` words them for its flags)."""
+    if vocab not in VOCAB_MODES:
+        raise UsageError(f"vocab (--vocab) must be one of {', '.join(VOCAB_MODES)}, not {vocab!r}")
+    if tags is None and (vocab != "open" or text_encoder is not None):
+        raise UsageError("vocab and text_encoder (--vocab, --text-encoder) go with open-set tags (tags, --tags)")
+    if tags is not None and vocab == "open" and only_tags is not None:
+        raise UsageError("only_tags (--only-tags) picks built-in tags, which vocab='open' leaves out; "
+                         "use vocab='both' (--vocab both)")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not 0.0 <= threshold <= 1.0):
+        raise UsageError(f"threshold {threshold!r}: give a number from 0 to 1")

@@ -97,7 +97,7 @@ def split_thresholds(
                 "give one per --tags tag, in their order"
             )
         return None, None  # the built-in tags' file, which --vocab open leaves unused
-    if open_tags and len(values) == scored + open_tags:
+    if open_tags and len(values) == scored + open_tags and len(values) != tags:  # (the tag list's own first)
         return values[:scored], values[scored:]
     if len(values) > tags:  # only possible with open-set tags: a longer file is refused before
         raise UsageError(

@@ -210,10 +210,18 @@ def test_thresholds_calibrated_on_an_only_tags_run_go_to_those_tags(
     typed.write_text("path,tags\ndemo2.jpg,sky\ndemo3.jpg,\"dog, car\"\ndemo4.jpg,dog\n", encoding="utf-8")
     said = invoke("eval", "--gt", typed, "--pred", out)
     assert ("2 classes were left out, not among the tags these scores have (an --only-tags or open-set run): "
-            "dog, car, dog (one label 'dog, car': the tags of a labels cell are joined by '|')") in " ".join(said.stderr.split())
+            "'dog, car', 'dog' (one label 'dog, car': the tags of a labels cell are joined by '|')") in " ".join(said.stderr.split())
     typed.write_text("path,tags\ndemo3.jpg,\"dog, car\"\n", encoding="utf-8")
     said = invoke("eval", "--gt", typed, "--pred", out)
     assert said.exit_code == 1 and f"is among the tags scored in {out}" in said.stderr and "joined by '|'" in said.stderr
+    other = tmp_path / "other.txt"  # named for other tags: said, not silently the run's thresholds
+    other.write_text("0.5\tcar\n0.4\tsky\n", encoding="utf-8")
+    said = invoke("eval", "--gt", tagged["gt"], "--pred", out, "--thresholds", other)
+    assert said.exit_code == 0 and "other.txt has no threshold for 1 of the 2 tags" in said.stderr
+    assert "other.txt: 1 of its tags are not scored in this run (e.g. 'car')" in " ".join(said.stderr.split())
+    other.write_text("0.5\tcar\n", encoding="utf-8")
+    said = invoke("eval", "--gt", tagged["gt"], "--pred", out, "--thresholds", other)
+    assert said.exit_code == 2 and "names none of the tags of these scores" in said.stderr
     again = eval_json("--gt", tagged["gt"], "--pred", out, "--thresholds", calibrated)  # eval reads it by name too
     assert {row["tag"]: np.float32(row["threshold"]) for row in again["per_class"] if row["tag"] in only} == values
     import warnings

@@ -106,3 +106,43 @@ def test_a_tag_list_with_a_tag_twice_is_refused_in_one_line(tmp_path: Path) -> N
     with pytest.raises(VocabularyError) as raised:
         TagVocabulary.from_files(listed)
     assert str(raised.value).startswith(f"{listed}: tag 'cat' is in the vocabulary twice") and "\n" not in str(raised.value)
+
+
+def test_thresholds_files_with_and_without_tag_names(tmp_path: Path) -> None:
+    from ramtag.model.labels import read_named_thresholds, read_thresholds
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("0.5\t\n0.61\n", encoding="utf-8")  # a spreadsheet's trailing tab is whitespace
+    assert read_named_thresholds(plain) is None and read_thresholds(plain) == [0.5, 0.61]
+    named = tmp_path / "named.txt"
+    named.write_text("0.5\tred umbrella\n0.61\tsky\n", encoding="utf-8")
+    assert read_named_thresholds(named) == {"red umbrella": 0.5, "sky": 0.61}
+    with pytest.raises(VocabularyError, match="named.txt:1: a threshold with its tag's name"):
+        read_thresholds(named)
+    named.write_text("0.5\tsky\n0.61\n", encoding="utf-8")
+    with pytest.raises(VocabularyError, match="named.txt:2: no tag name after the threshold"):
+        read_named_thresholds(named)
+
+
+def test_one_threshold_for_every_tag_wins_over_a_named_file(tmp_path: Path, ramplus_tiny) -> None:
+    from ramtag import load_tagger
+
+    named = tmp_path / "named.txt"
+    named.write_text("0.1\tcat\n", encoding="utf-8")
+    tagger = load_tagger(ramplus_tiny.checkpoint, tag_list=ramplus_tiny.tags, thresholds=named, threshold=0.3,
+                         device="cpu", precision="fp32")
+    assert np.allclose(tagger.vocabulary.thresholds, 0.3)
+    with pytest.warns(RamtagWarning, match="has no threshold for 15 of the 16 tags of this run"):
+        tagger = load_tagger(ramplus_tiny.checkpoint, tag_list=ramplus_tiny.tags, thresholds=named, device="cpu",
+                             precision="fp32")
+    assert tagger.vocabulary.thresholds[tagger.vocabulary.tags.index("cat")] == pytest.approx(0.1)
+
+
+def test_a_thresholds_file_the_length_of_the_tag_list_is_the_tag_lists() -> None:
+    from ramtag.vocabulary import split_thresholds
+
+    values = [0.5] * 16
+    # 14 --only-tags and 2 --tags: 16 values are the tag list's own file, not theirs in a row
+    assert split_thresholds(Path("t.txt"), values, tags=16, scored=14, open_tags=2, vocab="both") == (None, None)
+    assert split_thresholds(Path("t.txt"), [0.1] * 5, tags=16, scored=3, open_tags=2, vocab="both") == ([0.1] * 3, [0.1] * 2)
+    assert split_thresholds(Path("t.txt"), [0.1] * 2, tags=16, scored=16, open_tags=2, vocab="open") == (None, [0.1] * 2)

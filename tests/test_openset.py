@@ -304,8 +304,8 @@ def test_a_thresholds_file_fitting_no_vocabulary_of_the_run_is_refused_before_th
         with pytest.raises(UsageError, match=r"17 thresholds for 16 built-in tags and 2 from --tags; give 16, or 18"):
             load_tagger(**{**kwargs, "thresholds": values}, vocab="both")
         write(6)  # --only-tags picks 4: the file is theirs and the open-set tags'
-        with pytest.raises(UsageError, match=r"6 thresholds, but --tags names 2"):
-            load_tagger(**{**kwargs, "thresholds": values}, vocab="open", only_tags="cat,dog,sky,car")
+        with pytest.raises(UsageError, match=r"only_tags \(--only-tags\) picks built-in tags, which vocab='open'"):
+            load_tagger(**{**kwargs, "thresholds": values}, vocab="open", only_tags="cat,dog,sky,car")  # as run says
     tagger = load_tagger(**{**kwargs, "thresholds": values}, vocab="both", only_tags="cat,dog,sky,car")
     assert tagger.vocabulary.tags[4:] == ("red umbrella", "blue bicycle")
     assert np.allclose(tagger.vocabulary.thresholds, np.loadtxt(values))

@@ -84,7 +84,7 @@ EvalThresholdOpt = Annotated[Optional[float], typer.Option(
 )]
 EvalThresholdsOpt = Annotated[Optional[Path], typer.Option(
     "--thresholds", dir_okay=False, rich_help_panel=REPORT,
-    help="Per-tag thresholds for CP/CR/OP/OR, one per line in vocabulary order.",
+    help="Per-tag thresholds for CP/CR/OP/OR, one per line in vocabulary order (or named, as --calibrate writes them).",
 )]
 PerClassOpt = Annotated[Optional[Path], typer.Option(
     "--per-class", dir_okay=False, rich_help_panel=REPORT, help="Write each class's AP, precision and recall to this CSV.",
@@ -275,12 +275,17 @@ def _warn(result: Evaluation, scored_here: bool) -> None:
         say(f"the run that made the scores used {result.uniform_run_threshold:g} for every tag, so CP, CR, OP and OR "
             "are at it; per-tag thresholds are --thresholds FILE (the official ram_tag_list_threshold.txt for "
             "the official list), another one --threshold T")
+    for note in result.threshold_notes:
+        say(note)
     if result.unknown_classes:
         shown = ", ".join(result.unknown_classes[:5]) + (" …" if len(result.unknown_classes) > 5 else "")
         why = ("not among the tags these scores have (an --only-tags or open-set run)" if result.some_tags
                else "not being tags of the model")
         joined = next((name for name in result.unknown_classes if "," in name or ";" in name), None)
         hint = f" (one label {joined!r}: the tags of a labels cell are joined by '|')" if joined else ""
+        if joined:  # names with commas in a list joined by commas: quoted, to tell them apart
+            shown = ", ".join(repr(name) for name in result.unknown_classes[:5]) + (
+                " …" if len(result.unknown_classes) > 5 else "")
         say(f"{_were(len(result.unknown_classes), 'class', 'es')} left out, {why}: {shown}{hint}")
     if result.unknown_labels:
         shown = ", ".join(result.unknown_labels[:5]) + (" …" if len(result.unknown_labels) > 5 else "")

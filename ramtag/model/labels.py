@@ -38,7 +38,7 @@ def read_thresholds(path: Path) -> list[float]:
     """The official format: one threshold per line, in the tag list's order."""
     values = []
     for number, line in enumerate(read_lines(path, "thresholds file"), start=1):
-        if NAMED_SEPARATOR in line:
+        if _named(line):
             raise VocabularyError(f"{path}:{number}: a threshold with its tag's name, which only ramtag reads "
                                   "(run --thresholds, eval --thresholds); the official format has the number alone")
         values.append(_threshold(path, number, line.strip()))
@@ -53,7 +53,7 @@ NAMED_SEPARATOR = "\t"
 def read_named_thresholds(path: Path) -> dict[str, float] | None:
     """A thresholds file naming its tags as ``{tag: threshold}``; ``None`` for the official format."""
     lines = read_lines(path, "thresholds file")
-    if not lines or NAMED_SEPARATOR not in lines[0]:
+    if not lines or not _named(lines[0]):
         return None
     named: dict[str, float] = {}
     for number, line in enumerate(lines, start=1):
@@ -63,6 +63,12 @@ def read_named_thresholds(path: Path) -> dict[str, float] | None:
                                   "has 'threshold<TAB>tag' on every line")
         named[name.strip()] = _threshold(path, number, value.strip())
     return named
+
+
+def _named(line: str) -> bool:
+    """Whether a line names its tag: text after the tab (a tab alone, as spreadsheets leave them at
+    the end of a line, is whitespace)."""
+    return bool(line.partition(NAMED_SEPARATOR)[2].strip())
 
 
 def _threshold(path: Path, number: int, text: str) -> float:
