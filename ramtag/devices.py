@@ -10,13 +10,14 @@ from .errors import UsageError
 if TYPE_CHECKING:
     import torch
 
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE = re.compile(r"^(auto|cpu(:0)?|mps(:0)?|cuda(:\d+)?)$")
 _CHOICES = "auto, cpu, cuda, cuda:N or mps"
 
 
-def check_device(name: str | None) -> str:
-    """The device name, lower-cased, or a usage error: what a typo costs before torch is imported."""
-    name = (name or "auto").strip().lower()
+def check_device(name: str | Any | None) -> str:
+    """The device name, lower-cased, or a usage error: what a typo costs before torch is imported.
+    A ``torch.device`` is taken by its name."""
+    name = str(name or "auto").strip().lower()
     if not _DEVICE.match(name):
         raise UsageError(f"unknown device {name!r}; use {_CHOICES}")
     return name

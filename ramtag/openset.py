@@ -193,3 +193,17 @@ def open_set_tagger(
         keep_builtin=vocab == "both",
         provenance=open_set.provenance(),
     )
+
+
+def tagger_with_descriptions(
+    tagger: Tagger,
+    spec: str | Path,
+    *,
+    vocab: str = "open",
+    text_encoder: str | None = None,
+    threshold: float | None = None,
+) -> Tagger:
+    """``tagger`` recognising the open-set tags ``spec`` names (``load_tagger(tags=...)`` does this
+    with the thresholds file too); the text encoder runs where the tagger does."""
+    open_set = load_open_set(spec, text_encoder=text_encoder, device=str(tagger.device))
+    return open_set_tagger(tagger, open_set, vocab=vocab, threshold=threshold)

@@ -66,8 +66,14 @@ PRECISIONS: dict[str, Precision] = {
 CHOICES: tuple[str, ...] = ("auto", *PRECISIONS)
 
 
+_DTYPES = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}
+
+
 def check(name: str | None) -> str:
-    """The precision name, lower-cased, or a usage error naming the choices. No torch needed."""
+    """The precision name, lower-cased, or a usage error naming the choices. No torch needed. A
+    torch dtype is taken by the name of its format (``torch.bfloat16``: bf16)."""
+    if name is not None and not isinstance(name, str):
+        name = _DTYPES.get(str(name), str(name))
     name = (name or "auto").lower()
     if name not in CHOICES:
         raise UsageError(f"unknown precision {name!r}; use {', '.join(CHOICES[:-1])} or {CHOICES[-1]}")

@@ -187,7 +187,7 @@ def _tag(
         # Scores for evaluation do not use the model's thresholds (--thresholds and --calibrate are
         # eval's own): a tag list without them is nothing to warn about here.
         warnings.simplefilter("ignore", DefaultThresholdWarning)
-        tagger = tagger_for(replace(model, precision=precision))
+        tagger = tagger_for(replace(model, precision=precision, text_encoder=None))  # (for the benchmark's tags)
     if chosen is not None and chosen.descriptions is not None:
         tagger = _open_set_tagger(tagger, chosen, model.text_encoder)
     schema = schema_for(tagger, "en", True)

@@ -124,6 +124,12 @@ class Tagger:
         derived._set_tags(vocabulary, open_embed, builtin, open_set, builtin_tags)
         return derived
 
+    def __repr__(self) -> str:
+        only = ", some built-in tags" if self.builtin_tags is not None else ""
+        opened = f", {len(self.open_set['tags'])} open-set" if self.open_set is not None else ""
+        return (f"Tagger({self.config.kind}, {len(self.vocabulary)} tags{only}{opened}, "
+                f"{self.precision.name} on {self.device})")
+
     @property
     def config(self):  # -> ModelConfig
         return self.model.config
@@ -266,6 +272,10 @@ class Tagger:
         images are still tagged; with ``raise_errors`` an ``ImageDecodeError`` naming the first such
         file is raised instead. ``batch_size`` defaults to the device's, as on the command line.
         """
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise UsageError(f"top_k {top_k!r}: give a whole number of at least 1 (or None: every tag over its threshold)")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+            raise UsageError(f"batch_size {batch_size!r}: give a whole number of at least 1")
         from .devices import default_batch_size
         from .engine.runner import run
         from .inputs import ImageDecodeError, ImageRef

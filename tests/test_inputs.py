@@ -193,6 +193,9 @@ def test_a_carriage_return_inside_a_listed_name_is_part_of_it(tree: Path, monkey
     assert _keys(discover([], files_from="-", stdin=io.StringIO("sub/\r x.jpg\r\na.jpg\n"))) == ["sub/\r x.jpg", "a.jpg"]
     # A list with no \n at all ends its lines with \r (classic Mac OS, some spreadsheet exports).
     assert _keys(discover([], files_from="-", stdin=io.StringIO("a.jpg\rB.JPG\r"))) == ["a.jpg", "B.JPG"]
+    assert _keys(discover([], files_from="-", stdin=io.StringIO("a.jpg\rB.JPG\rsub/c.PNG"))) == ["a.jpg", "B.JPG", "sub/c.PNG"]
+    # One name with a \r inside and no line end at all is that name, not a folder and a name.
+    assert _keys(discover([], files_from="-", stdin=io.StringIO("sub/\r x.jpg"))) == ["sub/\r x.jpg"]
 
 
 def test_a_nul_separated_list_may_name_files_with_escape_sequences(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:

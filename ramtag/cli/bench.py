@@ -207,11 +207,11 @@ def _print(result: BenchResult, source: str) -> None:
         markup=False, soft_wrap=True,
     )
     out.print(
-        f"machine: {where}, {m['cores']} cores, torch {m['torch']} with {m['torch_threads']} threads",
+        f"machine: {where}, {plural(m['cores'], 'core')}, torch {m['torch']} with {plural(m['torch_threads'], 'thread')}",
         markup=False, soft_wrap=True,
     )
     out.print(
-        f"{result.images_per_s:.2f} images/s over {result.measured_images} images "
+        f"{result.images_per_s:.2f} images/s over {plural(result.measured_images, 'image')} "
         f"({result.wall_s:.1f} s; start-up {_startup(result)} and "
         f"{plural(s['warmup_batches'], 'warm-up batch', 'es')} excluded; "
         f"{plural(result.errors, 'error')})",

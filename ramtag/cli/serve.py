@@ -158,7 +158,7 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
                       tag_list_zh=options.tag_list_zh, thresholds=options.thresholds)
     from ..serve.security import is_loopback
 
-    if options.only_tags is not None:  # a misspelt name: said before listening, not once the model loads
+    if options.only_tags is not None and _lists_here(options):  # a misspelt name: said before listening
         from ..vocabulary import load_vocabulary
 
         try:
@@ -171,8 +171,7 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
         if vocabulary is not None:
             vocabulary.positions(list(options.only_tags))
     state = ServerState(token=token, max_body=max_body, timeout=timeout, loopback=is_loopback(host),
-                        log=(lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
-                        if access_log else None)
+                        log=_request_log() if access_log else None)
     failure: list[RamtagError] = []
     app = create_app(state)
 
@@ -207,6 +206,39 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
     server.run(sockets=_listen(host, port))
     if failure:  # with its own exit code: a misspelt --only-tags name is a usage error (2)
         raise failure[0]
+
+
+def _request_log():  # -> Callable[[str], None]
+    """The access log's lines, written by a thread of their own: a stderr that nobody reads fills
+    its pipe, and writing from the event loop would then stop the server. Past 10,000 lines waiting
+    they are dropped instead."""
+    import queue
+
+    lines: queue.Queue[str] = queue.Queue(maxsize=10_000)
+
+    def write() -> None:
+        while True:
+            err_console.print(lines.get(), markup=False, highlight=False, soft_wrap=True)
+
+    threading.Thread(target=write, name="ramtag-request-log", daemon=True).start()
+
+    def log(line: str) -> None:
+        try:
+            lines.put_nowait(line)
+        except queue.Full:
+            pass  # nobody reads stderr: the server goes on
+
+    return log
+
+
+def _lists_here(options: ModelOptions) -> bool:
+    """Whether the tag lists can be read without a download (which would delay the listening)."""
+    from ..model.download import cached_data_file
+
+    return options.tag_list is not None or (
+        cached_data_file("tag_list") is not None and cached_data_file("tag_list_zh") is not None
+        and (options.thresholds is not None or cached_data_file("thresholds") is not None)
+    )
 
 
 def _graceful_server_class():  # uvicorn imported only by this command

@@ -31,16 +31,18 @@ class AnswerCache:
         self.path = path if path is not None else default_cache_file()
         self._lock = threading.Lock()
         self._answers: dict[str, list[str]] = {}
+        self._torn = False
         self._load()
 
     def _load(self) -> None:
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return
         except (OSError, UnicodeDecodeError):
             return  # an unreadable cache only costs requests
-        for line in lines:
+        self._torn = bool(text) and not text.endswith("\n")  # cut in the middle of a line: end it first
+        for line in text.splitlines():
             try:
                 entry = json.loads(line)
                 key, answers = entry["key"], entry["answers"]
@@ -57,6 +59,8 @@ class AnswerCache:
     def add(self, key: str, answers: list[str]) -> None:
         line = json.dumps({"key": key, "answers": answers}, ensure_ascii=False) + "\n"
         with self._lock:
+            if self._torn:
+                line, self._torn = "\n" + line, False
             self._answers.setdefault(key, []).extend(answers)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from typing import Any
 from .. import precision as precisions
 from ..devices import check_device
 from ..errors import UsageError
-from ..inputs.refs import MAX_PIXELS, is_image_name
+from ..inputs.refs import MAX_PIXELS
 from ..model.config import LANGS, MODEL_KINDS, PREPROCESSING, VOCAB_MODES
 from ..text import json_text
 
@@ -43,6 +43,14 @@ class InputOptions:
     hidden: bool = False
     max_pixels: int | None = MAX_PIXELS
 
+    def __post_init__(self) -> None:
+        for name in ("paths", "include", "exclude"):  # one path or glob as a string is one, not its letters
+            value = getattr(self, name)
+            if isinstance(value, (str, os.PathLike)):
+                object.__setattr__(self, name, (os.fspath(value),))
+            elif not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(os.fspath(item) for item in value))
+
 
 @dataclass(frozen=True)
 class ModelOptions:
@@ -61,6 +69,12 @@ class ModelOptions:
     text_encoder: str | None = None
     # Only these built-in tags are scored (``only_tag_names`` reads what --only-tags gives).
     only_tags: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.only_tags, str):  # names separated by commas, as --only-tags takes them
+            object.__setattr__(self, "only_tags", tuple(name.strip() for name in self.only_tags.split(",") if name.strip()))
+        elif self.only_tags is not None and not isinstance(self.only_tags, tuple):
+            object.__setattr__(self, "only_tags", tuple(self.only_tags))
 
 
 @dataclass(frozen=True)
@@ -272,6 +286,7 @@ def only_tag_names(spec: str) -> tuple[str, ...]:
 
 def _check_outputs(job: Job, outputs: OutputOptions) -> None:
     from ..errors import OutputError
+    from ..outputs.existing import check_not_an_input, existing_ancestor, parquet_ends, written_by_ramtag
     from ..outputs.formats import FORMATS, format_for, not_added_to
 
     if outputs.lang not in LANGS:
@@ -293,15 +308,15 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
             raise UsageError(f"{out} is a folder: the local engine writes one file (--engine ray writes a folder)")
         fmt = format_for(out, outputs.format)
         if out.is_file():
-            _check_not_an_input(out, job.inputs.paths)
+            check_not_an_input(out, job.inputs.paths)
         if out.is_file() and not outputs.overwrite:  # said before the model loads
             if not FORMATS[fmt].can_continue:
                 raise OutputError(not_added_to(out))
-            if not _parquet_ends(out):
+            if not parquet_ends(out):
                 raise OutputError(f"{out} already exists and is not a Parquet file; pass --overwrite to replace it")
-            if not _written_by_ramtag(out):
+            if not written_by_ramtag(out):
                 raise OutputError(f"{out} already exists and was not written by ramtag; pass --overwrite to replace it")
-        folder = _existing_ancestor(out.parent)  # missing folders below it are created when the run starts
+        folder = existing_ancestor(out.parent)  # missing folders below it are created when the run starts
         if not folder.is_dir():
             raise UsageError(f"--out {out}: {folder} is a file, not a folder")
         if not os.access(folder, os.W_OK | os.X_OK):
@@ -333,49 +348,6 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
         from ..exiftool import find_exiftool
 
         find_exiftool()
-
-
-def _check_not_an_input(out: Path, inputs: tuple[str, ...]) -> None:
-    """An existing ``--out`` that is a photo (by its name) or a file given to tag is never written
-    over, ``--overwrite`` or not: a run replaced the photo with its output."""
-    given = {os.path.realpath(path) for path in inputs if os.path.isfile(path)}
-    if is_image_name(out.name) or os.path.realpath(out) in given:
-        raise UsageError(f"--out {out} is {'an image' if is_image_name(out.name) else 'one of the files to tag'}; "
-                         "name a new file for the output (tags.parquet, tags.csv, tags.jsonl)")
-
-
-def _parquet_ends(path: Path) -> bool:
-    """Whether ``path`` starts and ends as a Parquet file does (its magic number)."""
-    try:
-        with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size < 8:
-                return False
-            head = handle.read(4)
-            handle.seek(-4, os.SEEK_END)
-            return head == handle.read(4) == b"PAR1"
-    except OSError:  # unreadable: opening it later says why
-        return True
-
-
-def _written_by_ramtag(path: Path) -> bool:
-    """Whether the Parquet file ``path`` holds ramtag's metadata (an unreadable footer: opening it
-    later says what is wrong)."""
-    import pyarrow.parquet as pq
-
-    from ..outputs.formats import METADATA_KEY
-
-    try:
-        return METADATA_KEY.encode() in (pq.read_schema(path).metadata or {})
-    except Exception:  # noqa: BLE001 - whatever pyarrow raises on a damaged footer
-        return True
-
-
-def _existing_ancestor(folder: Path) -> Path:
-    """``folder``, or the nearest folder above it that exists (``.`` at the end)."""
-    for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            return candidate
-    return Path(".")
 
 
 def _check_cluster(job: Job) -> None:

@@ -71,6 +71,10 @@ def run(
     SHA-256 too), and recorded in its row: what a re-run compares (``inputs.identity``).
     """
     result = RunResult(timings=timings if timings is not None else StageTimings())
+    if stop is not None and stop.is_set():  # stopped before it began: nothing tagged, what is saved kept
+        result.stopped = True
+        output.save()
+        return result
     batches = run_batches(
         _needed(refs, output, result, content_hash), tagger, batch_size=batch_size, workers=workers, top_k=top_k,
         max_pixels=max_pixels, timings=result.timings, draft_decode=draft_decode,

@@ -87,7 +87,7 @@ def decode_ref(
     """The image ``ref`` stands for: a local file, the bytes its ``source`` reads, or an image
     decoded already (``Decoded``)."""
     if isinstance(ref.source, Decoded):
-        return ref.source.image
+        return _given(ref.source.image)
     if ref.source is None:
         return decode_image(ref.path, max_pixels=max_pixels, draft_size=draft_size, raw=raw)
     data = ref.source.read(max_file_bytes(max_pixels))
@@ -104,7 +104,7 @@ def decode_or_encoded(
     """``decode_ref``, except that a plain JPEG comes back still encoded, with what its decoding
     on the GPU needs (``inputs.jpeg``); its file is read once either way."""
     if isinstance(ref.source, Decoded):
-        return ref.source.image
+        return _given(ref.source.image)
     name = ref.path.name if ref.source is None else ref.source.name
     if is_raw_name(name):
         return decode_ref(ref, max_pixels=max_pixels, draft_size=draft_size, raw=raw)
@@ -129,6 +129,19 @@ def original_size(image: Image.Image) -> tuple[int, int]:
 
 
 _ORIGINAL_SIZE = ORIGINAL_SIZE
+
+
+def _given(image: Image.Image) -> Image.Image:
+    """A PIL image a caller decoded, turned upright as a file would be (the same photo gives the same
+    tags either way; an image turned already has no orientation left to apply); an empty one refused."""
+    if image.width == 0 or image.height == 0:
+        raise ImageDecodeError(f"an empty image ({image.width}x{image.height} pixels)", "empty")
+    if image.getexif().get(_ORIENTATION, 1) in (1, None):
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+_ORIENTATION = 0x0112
 
 
 def _decode(

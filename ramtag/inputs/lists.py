@@ -73,11 +73,17 @@ def _list_entries(stream: TextIO | BinaryIO, source: str) -> Iterator[str]:
     if _separated_by_nul("".join(head), source):
         yield from (name for name in _records(text, "\0", lambda chunk: chunk.split("\0")) if name)
         return
-    ends = _CR if "\r" in "".join(head) and "\n" not in "".join(head) else _LINE_END
+    ends = _CR if _cr_only("".join(head)) else _LINE_END
     for raw in _records(text, ends, ends.split):
         line = raw.strip()
         if line and not line.startswith("#"):
             yield line
+
+
+def _cr_only(head: str) -> bool:
+    """Whether a list's lines end with \r alone: no \n at all, and a \r at its end or between two
+    names (one name with a \r inside, no line end, is that name)."""
+    return "\n" not in head and (head.rstrip(" \t").endswith("\r") or head.count("\r") >= 2)
 
 
 def _separated_by_nul(head: str, source: str) -> bool:

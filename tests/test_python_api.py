@@ -1,0 +1,81 @@
+"""The Python API as a library user meets it: the same photo as a path or a PIL image, arguments of
+the types torch users pass, and mistakes refused in words rather than done silently."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import OfficialFixture
+from ramtag import load_tagger
+from ramtag.engine.job import InputOptions, Job, ModelOptions, OutputOptions
+from ramtag.engine.local import run_job
+from ramtag.errors import UsageError
+
+
+def test_a_photo_turned_by_its_exif_is_the_same_as_a_path_or_a_pil_image(tmp_path: Path, tiny_tagger, ramplus_tiny) -> None:
+    photo = Image.open(ramplus_tiny.images / "demo4.jpg").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways, shown turned a quarter
+    path = tmp_path / "turned.jpg"
+    photo.save(path, exif=exif, quality=95)
+    from_path = tiny_tagger.tag(path)
+    with Image.open(path) as opened:
+        from_pil = tiny_tagger.tag(opened)
+    assert (from_pil.width, from_pil.height) == (from_path.width, from_path.height) == (photo.height, photo.width)
+    np.testing.assert_allclose(from_pil.all_scores, from_path.all_scores, atol=1e-5)
+
+
+def test_an_empty_pil_image_is_an_error_result(tiny_tagger) -> None:
+    results = tiny_tagger.tag([Image.new("RGB", (0, 0)), Image.new("RGB", (40, 30))])
+    assert results[0].error == "an empty image (0x0 pixels)" and results[0].tags == []
+    assert results[1].error is None
+
+
+@pytest.mark.parametrize("options", [{"top_k": 0}, {"top_k": -1}, {"top_k": True}, {"batch_size": 0}])
+def test_tag_options_out_of_range_are_refused(tiny_tagger, options: dict) -> None:
+    with pytest.raises(UsageError, match="at least 1"):
+        tiny_tagger.tag(Image.new("RGB", (40, 30)), **options)
+
+
+def test_torch_devices_and_dtypes_are_taken_as_their_names(ramplus_tiny: OfficialFixture) -> None:
+    tagger = load_tagger(**ramplus_tiny.tagger_kwargs(), device=torch.device("cpu"), precision=torch.float32)
+    assert tagger.device.type == "cpu" and tagger.precision.name == "fp32"
+    assert repr(tagger) == "Tagger(ram_plus, 16 tags, fp32 on cpu)"
+    assert load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu:0", precision=torch.bfloat16).precision.name == "bf16"
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    ({"vocab": "bogus"}, r"vocab \(--vocab\) must be one of open, both"),
+    ({"vocab": "both"}, "go with open-set tags"),
+    ({"text_encoder": "openai/clip-vit-base-patch16"}, "go with open-set tags"),
+    ({"tags": "red umbrella", "only_tags": ["dog"]}, "which vocab='open' leaves out"),
+    ({"threshold": "0.5"}, "give a number from 0 to 1"),
+    ({"threshold": 1.5}, "give a number from 0 to 1"),
+])
+def test_what_the_command_line_refuses_the_api_refuses(ramplus_tiny: OfficialFixture, options: dict, said: str) -> None:
+    with pytest.raises(UsageError, match=said):
+        load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", **options)
+
+
+def test_options_given_as_one_string_are_one_value(tmp_path: Path, ramplus_tiny: OfficialFixture) -> None:
+    assert InputOptions(paths="photos").paths == ("photos",)  # not ("p", "h", ...)
+    assert InputOptions(paths=["a", Path("b")], exclude="drafts").exclude == ("drafts",)
+    assert ModelOptions(only_tags="dog, sky").only_tags == ("dog", "sky")
+
+
+def test_a_run_stopped_before_it_began_tags_nothing(tmp_path: Path, ramplus_tiny: OfficialFixture) -> None:
+    stop = threading.Event()
+    stop.set()
+    model = ModelOptions(checkpoint=str(ramplus_tiny.checkpoint), tag_list=str(ramplus_tiny.tags),
+                         thresholds=str(ramplus_tiny.thresholds), device="cpu")
+    job = Job(inputs=InputOptions(paths=str(ramplus_tiny.images)), model=model,
+              outputs=OutputOptions(out=str(tmp_path / "tags.parquet")))
+    done = run_job(job, stop=stop)
+    assert done.result.stopped and done.result.images == 0
+    assert run_job(job).result.images == len(list(ramplus_tiny.images.iterdir()))
