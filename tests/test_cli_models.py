@@ -175,13 +175,16 @@ def test_verify_checkpoint_loads_the_official_fixture(hub_cache: Path, ramplus_t
 def test_verify_downloaded_release(online: list[dict[str, Any]], ramplus_tiny: Any) -> None:
     assert invoke("download").exit_code == 0
     result = invoke("verify")
-    assert result.exit_code == 0, result.output
     sha = hashlib.sha256(ramplus_tiny.checkpoint.read_bytes()).hexdigest()
     assert f"ok       ram_plus     sha256 {sha}" in result.stdout
     assert "no reference" not in result.stdout  # compared with the sha256 the Hub listed
     for name in DATA_FILES:
         assert f"ok       {name:<12} sha256 {DATA_FILES[name].sha256}" in result.stdout
     assert "ram_plus, 16 tags" in result.stdout
+    # The stand-in release is the 16-tag fixture: weights that do not fit the official tag list,
+    # which every run would refuse, are a failure of verify too.
+    assert result.exit_code == 1
+    assert "holds 16 tags but the official tag list" in result.stderr and "has 4585" in " ".join(result.stderr.split())
 
 
 def test_verify_finds_damaged_files(online: list[dict[str, Any]]) -> None:

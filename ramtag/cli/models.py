@@ -187,7 +187,8 @@ def verify_command(
             soft_wrap=True,
         )
     elif weights.ok:
-        failures += _verify_loads(weights.path, kind)
+        tag_list = checks[list(DATA_FILES).index("tag_list")] if checkpoint is None and "tag_list" in DATA_FILES else None
+        failures += _verify_loads(weights.path, kind, tag_list.path if tag_list is not None and tag_list.ok else None)
     absent = sum(check.path is None for check in checks[:-1])
     later = f"; {plural(absent, 'data file')} not downloaded yet (not a failure: fetched at first use)" if absent else ""
     if failures:
@@ -211,8 +212,9 @@ def _print_check(check: FileCheck, *, needed: bool = True) -> int:
     return 0
 
 
-def _verify_loads(path: Path, kind: str | None) -> int:
-    """Load the checkpoint and print what it is; returns the number of failures (0 or 1)."""
+def _verify_loads(path: Path, kind: str | None, tag_list: Path | None = None) -> int:
+    """Load the checkpoint and print what it is; returns the number of failures (0 or 1). With
+    ``tag_list`` (the official one, for the released weights), the two must have as many tags."""
     from ..model.load import load_model
 
     try:
@@ -230,4 +232,13 @@ def _verify_loads(path: Path, kind: str | None) -> int:
     if kind is not None and config.kind != kind:
         err_console.print(f"{path} is a {config.kind} checkpoint, not {kind}", markup=False, soft_wrap=True)
         return 1
+    if tag_list is not None:
+        from ..model.labels import read_lines
+
+        listed = len(read_lines(tag_list, "tag list"))
+        if config.num_tags != listed:
+            err_console.print(f"{path} holds {config.num_tags} tags but the official tag list {tag_list} has {listed}: "
+                              "the weights are not the release's; delete them and run `ramtag models download`",
+                              markup=False, soft_wrap=True)
+            return 1
     return 0
