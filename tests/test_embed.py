@@ -303,6 +303,39 @@ def test_a_run_of_read_only_photos_alone_says_nothing_was_done(tmp_path: Path, r
     assert "1 read-only photo not written into" in result.stderr
 
 
+def test_with_xmp_too_a_read_only_photo_gets_its_sidecar_and_its_row_its_tags(tmp_path: Path, ramplus_tiny) -> None:
+    """--embed --xmp: the sidecar a read-only photo cannot do without (what the refusal suggests);
+    it got neither, and its row in --out an error instead of its tags."""
+    locked = tmp_path / "photos" / "locked.jpg"
+    locked.parent.mkdir()
+    shutil.copyfile(ramplus_tiny.images / "demo4.jpg", locked)
+    os.chmod(locked, 0o444)
+    before = locked.read_bytes()
+    out = tmp_path / "tags.jsonl"
+    result = ramtag("run", locked.parent, "--embed", "--xmp", "--out", out, *ramplus_tiny.cli_args())
+    assert result.exit_code == 0, result.output
+    row = json.loads(out.read_text().splitlines()[0])
+    assert row["error"] is None and row["tags"]
+    assert set(keywords(tmp_path / "photos" / "locked.jpg.xmp")["Subject"]) == set(row["tags"])
+    assert locked.read_bytes() == before
+    assert "1 read-only photo not written into (chmod u+w lets ramtag write keywords; their sidecars have them)" \
+        in " ".join(result.stderr.split())
+    assert "(for camera raws" not in result.stderr  # the sidecar was asked for with --xmp
+
+
+def test_clean_of_a_read_only_photo_says_so_in_its_dry_run_too(tmp_path: Path, ramplus_tiny) -> None:
+    photo = tmp_path / "a.jpg"
+    shutil.copyfile(ramplus_tiny.images / "demo4.jpg", photo)
+    assert ramtag("run", photo, "--embed", *ramplus_tiny.cli_args()).exit_code == 0
+    os.chmod(photo, 0o444)
+    for dry in (["--dry-run"], []):
+        cleaned = ramtag("xmp", "clean", tmp_path, *dry)
+        assert cleaned.exit_code == 1, cleaned.output
+        assert f"{photo}: the file is read-only: ramtag does not change it (make it writable with chmod u+w)" \
+            in cleaned.stderr and "--xmp" not in cleaned.stderr  # no sidecars to suggest to a clean
+        assert "would be cleaned: " not in cleaned.stdout
+
+
 def test_embed_without_exiftool_fails_before_loading(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
     monkeypatch.setenv("RAMTAG_EXIFTOOL", str(tmp_path / "no-exiftool"))
     (tmp_path / "a.jpg").write_bytes((ramplus_tiny.images / "demo4.jpg").read_bytes())

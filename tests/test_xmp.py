@@ -442,3 +442,17 @@ def test_clean_outcomes_and_search(tmp_path: Path) -> None:
     assert clean(mixed, dry_run=True) == "cleaned" and b"ramtag" in mixed.read_bytes()
     assert [clean(p) for p in found] == ["cleaned", "untouched", "removed"]
     assert mixed.read_text() == LIGHTROOM and foreign.read_text() == DARKTABLE and not ours.exists()
+
+
+def test_a_tag_spelt_like_the_persons_own_keyword_never_sticks() -> None:
+    """With --xmp-parent "" a tag `dog` is the keyword `dog` in the hierarchy too: beside the
+    person's own flat `dog`, it read as their copy of it and stayed through re-runs and clean."""
+    bare = Provenance("ram_plus", "ab" * 32, "0.5", "settings-1", parent="")
+    original = LIGHTROOM.encode()
+    merged = merge(original, bare, result(["dog", "sky"]), now=clock())
+    hierarchy = element(merged.decode(), "lr:hierarchicalSubject")
+    assert "<rdf:li>sky</rdf:li>" in hierarchy and "<rdf:li>dog</rdf:li>" not in hierarchy  # theirs already
+    fewer = merge(merged, bare, result(["sky"]), now=clock())
+    assert "sky" in element(fewer.decode(), "lr:hierarchicalSubject")
+    assert merge(fewer, bare, result(["cat"]), now=clock()).decode().count("<rdf:li>sky</rdf:li>") == 0
+    assert merge(merged, None) == original and merge(fewer, None) == original

@@ -195,12 +195,14 @@ class RunReport(ProgressReport, RunEvents):
             parts.append(f"keywords written into {plural(embedded.written, 'photo')}")
         if sidecars is not None and sidecars.written:
             parts.append(f"{plural(sidecars.written, 'XMP sidecar')} written"
-                         + (" (for camera raws and formats without embedded XMP)" if embedded else ""))
+                         + (" (for camera raws and formats without embedded XMP)" if embedded and not self.job.outputs.xmp
+                            else ""))
         if sidecars is not None and sidecars.others_written:
             parts.append(f"{sidecars.others_written} of the other --xmp-naming, from an earlier run, updated too")
         if embedded is not None and embedded.read_only:
-            parts.append(f"{plural(embedded.read_only, 'read-only photo')} not written into (chmod u+w lets "
-                         "ramtag write keywords; --xmp writes sidecars)")
+            parts.append(f"{plural(embedded.read_only, 'read-only photo')} not written into (chmod u+w lets ramtag "
+                         + ("write keywords; their sidecars have them)" if self.job.outputs.xmp
+                            else "write keywords; --xmp writes sidecars)"))
         if parts:
             self.say("; ".join(parts))
         if sidecars is not None and done.findings is not None and done.findings.orphans:

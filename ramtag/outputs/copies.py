@@ -5,9 +5,12 @@ keywords copied in (darktable reads only the hierarchical field once it exists, 
 TagsList), and records the copies as its own additions so that ``clean`` takes them out again. Once
 the person's software has written such a field itself (it holds values ramtag did not add), the
 field is the person's: the copies of their keywords stay through re-runs and ``clean``.
+``added_keywords`` decides what ramtag adds to each field, copies included.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 FLAT, HIERARCHICAL, TAGS_LIST = "AddedSubject", "AddedHierarchicalSubject", "AddedTagsList"
 
@@ -25,3 +28,29 @@ def adopt_copies(own: dict[str, list[str]], present: dict[str, list[str]]) -> di
         mine = set(own[field])
         adopted[field] = [value for value in present[field] if value in mine or value in theirs]
     return adopted
+
+
+def added_keywords(wanted: dict[str, list[str]], person: dict[str, list[str]], elsewhere: Sequence[str] = ()) -> dict:
+    """What ramtag adds to each field: its keywords the person does not have there already.
+
+    darktable reads only the hierarchical field once it exists, digiKam only TagsList: a field that
+    ramtag starts would hide the person's keywords held in the flatter ones or outside XMP (``elsewhere``,
+    a photo's IPTC), so those are copied in (as ramtag's additions: ``clean`` takes them out again).
+    """
+    wanted = {key: [*elsewhere, *v] if key == FLAT and v and not person[FLAT] else list(v) for key, v in wanted.items()}
+    person_flat = person[FLAT] or list(elsewhere)
+    if wanted[HIERARCHICAL] and not person[HIERARCHICAL]:
+        wanted[HIERARCHICAL] += person_flat
+    if wanted[TAGS_LIST] and not person[TAGS_LIST]:
+        wanted[TAGS_LIST] += [v.replace("|", "/") for v in person[HIERARCHICAL]] or person_flat
+    added = {key: [v for v in list(dict.fromkeys(values)) if v not in person[key]] for key, values in wanted.items()}
+    # In a field the person's software writes, a value spelt like one of their flatter keywords
+    # (a tag named `dog` with --xmp-parent "" beside their own `dog`) would read as their copy of it
+    # (``adopt_copies``), and stay through re-runs and clean: they have that keyword already.
+    theirs = set(person_flat)
+    if person[HIERARCHICAL]:
+        added[HIERARCHICAL] = [v for v in added[HIERARCHICAL] if v not in theirs]
+    if person[TAGS_LIST]:
+        theirs |= {v.replace("|", "/") for v in person[HIERARCHICAL]}
+        added[TAGS_LIST] = [v for v in added[TAGS_LIST] if v not in theirs]
+    return added

@@ -34,8 +34,8 @@ from ..errors import UsageError
 from ..exiftool import ExifTool, ExifToolError
 from .base import PerImageOutput
 from .rewriting import CURRENT_DIGEST, EmbedError, digests, read_only, remove_stale, rewrite
-from .copies import adopt_copies
-from .xmp import _added, _utc_now, _wanted
+from .copies import added_keywords, adopt_copies
+from .xmp import _utc_now, _wanted
 
 if TYPE_CHECKING:
     from ..inputs import ImageRef
@@ -185,7 +185,7 @@ def tagging_args(held: Held, provenance: Provenance, result: TagResult, suffix: 
         wanted["AddedKeywords"] = []
     # Keywords the person has in IPTC alone: once ramtag starts dc:subject, readers would look there only.
     only_iptc = held.iptc_text(person["AddedKeywords"]) if not person["AddedSubject"] else []
-    added = _added(wanted, person, elsewhere=only_iptc)
+    added = added_keywords(wanted, person, elsewhere=only_iptc)
     args = []
     for tag, name in FIELDS:
         if tag.startswith("IPTC:") and not iptc:
@@ -235,10 +235,12 @@ class EmbedWriter(PerImageOutput):
 
     def __init__(
         self, provenance: Provenance, *, touch: bool = False, now: Callable[[], str] = _utc_now,
-        tool: ExifTool | None = None,
+        tool: ExifTool | None = None, beside_sidecars: bool = False,
     ) -> None:
         self.provenance = provenance
         self.touch = touch  # give edited photos the current modification time
+        # --xmp too: a read-only photo's keywords are in its sidecar, which is no error of the photo's
+        self.beside_sidecars = beside_sidecars
         self.now = now
         self.tool = tool or ExifTool()
         self.written = 0  # photos this run wrote keywords into
@@ -273,6 +275,8 @@ class EmbedWriter(PerImageOutput):
 
     def update(self, path: Path, result: TagResult, stamp: object = None) -> bool:
         """Write the tags into ``path``; False when it holds them from these settings already."""
+        if self.beside_sidecars and read_only(path):
+            return False  # counted by ``needs``; its sidecar holds the keywords
         remove_stale(path)
         held = read_held(self.tool, path)
         if _settings_of(held) == self.provenance.settings:
@@ -293,8 +297,11 @@ def clean_embedded(tool: ExifTool, path: Path, *, dry_run: bool = False) -> str:
     held = read_held(tool, path)
     if held.record is None:
         return "untouched"
-    if not dry_run:
-        rewrite(tool, path, cleaning_args(held), touch=False, refresh_digest=held.digest_current)
+    if dry_run:
+        if read_only(path):  # what the real clean would say
+            raise EmbedError("the file is read-only: ramtag does not change it (make it writable with chmod u+w)")
+        return "cleaned"
+    rewrite(tool, path, cleaning_args(held), touch=False, refresh_digest=held.digest_current, tagging=False)
     return "cleaned"
 
 

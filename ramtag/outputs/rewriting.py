@@ -42,10 +42,13 @@ def read_only(path: Path, info: os.stat_result | None = None) -> bool:
     return not info.st_mode & stat.S_IWUSR or not os.access(path, os.W_OK)
 
 
-def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool, refresh_digest: bool = False) -> None:
+def rewrite(
+    tool: ExifTool, path: Path, args: list[str], *, touch: bool, refresh_digest: bool = False, tagging: bool = True
+) -> None:
     """Apply exiftool ``args`` to ``path`` safely: on a verified copy renamed over it. A symbolic
     link stays a link: the file it points to is the one rewritten. ``refresh_digest``: bring the
-    Photoshop block's IPTC digest up to date afterwards (see ``embedded``'s docstring)."""
+    Photoshop block's IPTC digest up to date afterwards (see ``embedded``'s docstring). ``tagging``:
+    for ``run --embed`` (a refusal names sidecars), not ``xmp clean``."""
     path = Path(os.path.realpath(path))
     try:
         info = path.stat()
@@ -54,8 +57,8 @@ def rewrite(tool: ExifTool, path: Path, args: list[str], *, touch: bool, refresh
     if not stat.S_ISREG(info.st_mode):
         raise EmbedError("not a regular file")
     if read_only(path, info):
-        raise EmbedError("the file is read-only: ramtag does not change it (make it writable with chmod u+w, "
-                         "or write sidecars with --xmp)")
+        raise EmbedError("the file is read-only: ramtag does not change it (make it writable with chmod u+w"
+                         + (", or write sidecars with --xmp)" if tagging else ")"))
     folder = path.parent
     free = shutil.disk_usage(folder).free
     if free < info.st_size + (16 << 20):

@@ -235,6 +235,8 @@ _WORDS = {  # settings without an option of that name
 
 
 def _brief(value: Any) -> str:
+    if value is None:  # an option left at its default of none (top_k: every tag over its threshold)
+        return "not set"
     if isinstance(value, list) and len(value) > 8:
         return f"{len(value)} values starting {', '.join(map(str, value[:3]))}"
     if isinstance(value, list):

@@ -43,7 +43,7 @@ def open_outputs(
             from .sidecars import Provenance
 
             provenance = Provenance.from_metadata(metadata, parent=options.xmp_parent, lang=options.lang)
-            parts.append(opened.enter_context(EmbedWriter(provenance, touch=options.touch)))
+            parts.append(opened.enter_context(EmbedWriter(provenance, touch=options.touch, beside_sidecars=options.xmp)))
         if options.xmp or options.embed:
             # --embed alone: sidecars for what cannot hold keywords (proprietary raws, GIF, BMP)
             only = None if options.xmp else (lambda path: not can_embed(path))

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RamtagError
-from .copies import adopt_copies
+from .copies import added_keywords, adopt_copies
 from .xmlspans import XML_NS, Edit, Element, XmlError, escape, indent_at, parse, removal, splice, xml_text
 
 if TYPE_CHECKING:
@@ -158,23 +158,6 @@ def _scored(provenance: Provenance, result: TagResult) -> list[tuple[str, str, s
     return [(xml_text(t), xml_text(z), f"{s:.4f}") for t, s, z in zip(result.tags, result.scores, zh)]
 
 
-def _added(wanted: dict[str, list[str]], person: dict[str, list[str]], elsewhere: Sequence[str] = ()) -> dict:
-    """What ramtag adds to each field: its keywords the person does not have there already.
-
-    darktable reads only the hierarchical field once it exists, digiKam only TagsList: a field that
-    ramtag starts would hide the person's keywords held in the flatter ones or outside XMP (``elsewhere``,
-    a photo's IPTC), so those are copied in (as ramtag's additions: ``clean`` takes them out again).
-    """
-    flat, hier, tags_list = (f.record for f in FIELDS)
-    wanted = {key: [*elsewhere, *v] if key == flat and v and not person[flat] else list(v) for key, v in wanted.items()}
-    person_flat = person[flat] or list(elsewhere)
-    if wanted[hier] and not person[hier]:
-        wanted[hier] += person_flat
-    if wanted[tags_list] and not person[tags_list]:
-        wanted[tags_list] += [v.replace("|", "/") for v in person[hier]] or person_flat
-    return {key: [v for v in _unique(values) if v not in person[key]] for key, values in wanted.items()}
-
-
 # -- writing ---------------------------------------------------------------------------------------
 
 
@@ -250,7 +233,7 @@ def merge(
     if provenance is not None:
         if result is None:
             raise ValueError("merge needs the result to write")
-        added = _added(_wanted(provenance, result), person)
+        added = added_keywords(_wanted(provenance, result), person)
         new = {
             "Settings": provenance.settings, "Model": provenance.model,
             "Checkpoint": provenance.checkpoint_sha256, "Thresholds": provenance.thresholds, "Image": image,
