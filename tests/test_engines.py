@@ -69,6 +69,21 @@ def test_units_are_shards_then_chunks_of_files_and_skip_committed_work(tmp_path:
         plan_units([*items, TarShard(str(other), "00001.tar")])
 
 
+def test_units_name_local_files_by_absolute_paths_for_workers_elsewhere(tmp_path: Path, monkeypatch) -> None:
+    """A Ray actor runs in the folder `ray start` ran in: a relative path read there named nothing
+    (every shard "cannot be read"); the keys stay as written."""
+    sample_shards(tmp_path / "shards", count=1)
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(_jpeg())
+    monkeypatch.chdir(tmp_path)
+    sent = [unit.to_json() for unit in plan_units(list(discover_items(["shards/00000.tar", "photos/a.jpg"]))).units]
+    monkeypatch.chdir(tmp_path / "photos")  # the worker's folder
+    shard, images = (WorkUnit.from_json(text) for text in sent)
+    assert shard.shard is not None and shard.shard.location == str(tmp_path / "shards" / "00000.tar")
+    assert shard.name == "00000.tar" and len(list(shard.refs())) > 0
+    assert images.images[0].path == tmp_path / "photos" / "a.jpg" and images.images[0].key == "photos/a.jpg"
+
+
 def test_a_unit_is_tagged_like_a_local_run(tmp_path: Path, tiny_tagger, ramplus_tiny) -> None:
     [shard] = sample_shards(tmp_path, count=1, per_shard=3)
     job = Job(inputs=InputOptions(include=("*0001", "*0002")), outputs=OutputOptions(lang="both", all_scores=True), batch_size=2)

@@ -163,3 +163,17 @@ def test_a_changed_shard_is_redone_and_its_part_replaced_whole(local_ray, ramplu
     assert (out / "b.parquet").stat().st_ino == untouched
     assert sorted(pd.read_parquet(out)["path"]) == ["a.tar/x1", "a.tar/x3", "b.tar/y1"]
     assert "nothing new to tag" in ramtag(*args).stderr
+
+
+def test_a_worker_that_never_started_is_one_line_not_rays_traceback() -> None:
+    """An actor refused by the cluster (another auth token: a Ray that ramtag started left one
+    behind) dies before running; there is no error of ramtag's inside to show, so say what to do."""
+    from ramtag.engine.ray_engine import _unwrapped
+    from ramtag.errors import RamtagError
+
+    def rows():
+        raise ray.exceptions.ActorDiedError()
+        yield {}
+
+    with pytest.raises(RamtagError, match=r"a Ray worker could not start \(.*\); `ray logs` on the cluster says why"):
+        list(_unwrapped(rows()))

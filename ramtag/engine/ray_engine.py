@@ -220,6 +220,12 @@ def _unwrapped(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         cause = _ramtag_cause(error)
         if cause is not None:
             raise cause from None
+        if isinstance(error, ray.exceptions.ActorDiedError):  # never ran: no error of ramtag's to show
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise RamtagError(
+                f"a Ray worker could not start ({first}); `ray logs` on the cluster says why (a cluster "
+                "started with another auth token than this machine's ~/.ray/auth_token refuses its workers)"
+            ) from None
         raise
 
 

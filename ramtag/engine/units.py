@@ -11,6 +11,7 @@ already committed: adding images to a folder tags only those, and nothing is tag
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -52,7 +53,10 @@ class WorkUnit:
         return iter(self.images)
 
     def to_json(self) -> str:
-        shard = None if self.shard is None else [self.shard.location, self.shard.name, self.shard.remote]
+        shard = None if self.shard is None else [
+            self.shard.location if self.shard.remote else os.path.abspath(self.shard.location),  # (see ref_to_data)
+            self.shard.name, self.shard.remote,
+        ]
         return json_text({"shard": shard, "images": [ref_to_data(ref) for ref in self.images]})
 
     @classmethod

@@ -110,7 +110,8 @@ def ref_to_data(ref: ImageRef) -> dict[str, Any]:
         return {"key": ref.key, "url": ref.source.url}
     if ref.source is not None:
         raise ValueError(f"{ref.key}: only files and URLs travel to workers")  # a bug, not a user's
-    return {"key": ref.key, "path": str(ref.path), **({"walked": True} if ref.walked else {})}
+    # Absolute: a worker runs in another folder (Ray's actors: where `ray start` ran); the key stays as written.
+    return {"key": ref.key, "path": os.path.abspath(ref.path), **({"walked": True} if ref.walked else {})}
 
 
 def ref_from_data(data: dict[str, Any]) -> ImageRef:
