@@ -266,7 +266,7 @@ class Tagger:
         top_k: int | None = None,
         raise_errors: bool = False,
     ) -> Any:
-        """Tag one image (a path or a PIL image: one ``TagResult``) or several (a list, in order).
+        """Tag one image (a path, an image URL or a PIL image: one ``TagResult``) or several (a list, in order).
 
         A file that cannot be decoded gives a result with ``error`` set and no tags, and the other
         images are still tagged; with ``raise_errors`` an ``ImageDecodeError`` naming the first such
@@ -286,7 +286,7 @@ class Tagger:
         items = [images] if single else list(images)  # type: ignore[list-item, arg-type]
         refs = [
             ImageRef(Path(f"<image {n}>"), f"<image {n}>", Decoded(f"image {n}", item))
-            if isinstance(item, Image.Image) else ImageRef(Path(item), os.fspath(item))
+            if isinstance(item, Image.Image) else _file_or_url(item)
             for n, item in enumerate(items)
         ]
         collected = Collected()
@@ -340,6 +340,19 @@ def _timed(timings: StageTimings | None, stage: str, device: torch.device) -> It
     elif device.type == "mps":
         torch.mps.synchronize()
     timings.add(stage, time.perf_counter() - start)
+
+
+def _file_or_url(item: str | os.PathLike[str]) -> Any:
+    """An image file, or an image URL (http(s), s3://... as ``ramtag run`` reads them)."""
+    from .inputs import ImageRef
+    from .inputs.fs import is_url
+
+    text = os.fspath(item)
+    if isinstance(item, str) and is_url(text):
+        from .inputs.remote import RemoteFile
+
+        return ImageRef(Path(text.split("://", 1)[-1]), text, RemoteFile(text))
+    return ImageRef(Path(item), text)
 
 
 def _names(names: Sequence[str] | str) -> list[str]:

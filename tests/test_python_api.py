@@ -79,3 +79,22 @@ def test_a_run_stopped_before_it_began_tags_nothing(tmp_path: Path, ramplus_tiny
     done = run_job(job, stop=stop)
     assert done.result.stopped and done.result.images == 0
     assert run_job(job).result.images == len(list(ramplus_tiny.images.iterdir()))
+
+
+def test_image_urls_are_tagged_as_run_reads_them(tmp_path: Path, tiny_tagger, ramplus_tiny: OfficialFixture) -> None:
+    import functools
+    import http.server
+
+    (tmp_path / "a.jpg").write_bytes((ramplus_tiny.images / "demo4.jpg").read_bytes())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            found, missing = tiny_tagger.tag([f"{base}/a.jpg", f"{base}/gone.jpg"])
+        finally:
+            server.shutdown()
+    local = tiny_tagger.tag(tmp_path / "a.jpg")
+    assert found.error is None and found.path == f"{base}/a.jpg" and found.tags == local.tags
+    assert missing.error is not None and "404" in missing.error and missing.tags == []
