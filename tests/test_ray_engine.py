@@ -74,6 +74,8 @@ def test_ray_rows_equal_the_local_engine(local_ray, dataset: Path, ramplus_tiny,
     result = ramtag(*_inputs(dataset), "--engine", "ray", "--out", out, "--save-every", "4", *model)
     assert result.exit_code == 0, result.output
     assert "6 parts to tag (3 tar shards, 10 image files) on 2 Ray actors" in result.stderr
+    assert "precision fp32 on the cluster's CPUs: the driver cannot tell whether they have native bf16" \
+        in result.stderr  # auto chose, and says so as a local run does
     assert "20 images: 18 tagged, 2 errors" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "00000.parquet", "00001.parquet", "00002.parquet", "_ramtag",

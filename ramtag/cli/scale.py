@@ -78,6 +78,7 @@ def run_on_ray(job: Job, *, quiet: bool, verbose: bool, started: float) -> None:
             report.advance(outcome)
 
     report = _UnitReport(quiet=quiet, verbose=verbose, started=started)
+    report.auto_precision = job.model.precision == "auto"
     try:
         done = run_job_on_ray(job, Events())
     finally:
@@ -100,6 +101,7 @@ class _UnitReport(ProgressReport):
         super().__init__(quiet=quiet, verbose=verbose, started=started)
         self.plan: Plan | None = None
         self.failures = self.units = 0
+        self.auto_precision = False  # --precision auto: which it chose is said, as a local run says it
 
     def columns(self) -> list[ProgressColumn]:
         return [
@@ -125,6 +127,12 @@ class _UnitReport(ProgressReport):
         if not plan.units:
             self.say(f"nothing new to tag → {output.dest} ({plural(len(output.parts), 'part')})")
             return
+        chosen = output.settings.get("precision")
+        if self.auto_precision and chosen == "fp32":
+            self.say("precision fp32 on the cluster's CPUs: the driver cannot tell whether they have native bf16 "
+                     "(--precision bf16-mixed where they all do)")
+        elif self.auto_precision and chosen:
+            self.say(f"precision {chosen} on the cluster's GPUs (--precision fp32 for exact scores)")
         self.say(
             f"{plural(len(plan.units), 'part')} to tag ({plan.shards} tar shards, {plan.images} image files) "
             f"on {min(actors, len(plan.units))} Ray actors"
