@@ -121,7 +121,7 @@ def evaluate(
     match = match_vocabulary(labels.classes, vocabulary, ignore_case=ignore_case)
     if match.classes.size == 0:
         scored = f"among the tags scored in {pred}" if some_tags else f"a tag of the model that wrote {pred}"
-        joined = next((name for name in labels.classes if "," in name or ";" in name), None)
+        joined = comma_joined(labels.classes)
         hint = f"; the tags of a labels cell are joined by '|', not as in {joined!r}" if joined else ""
         raise RamtagError(
             f"none of the {len(labels.classes)} classes of the labels is {scored} "
@@ -266,6 +266,12 @@ def _read_columns(
 def _failure(keys: list[str], errors: pa.ChunkedArray, row: int) -> tuple[str, str]:
     """A failed row's path and error, to name in the report."""
     return keys[row], errors[row].as_py() or "no scores"
+
+
+def comma_joined(classes: Sequence[str]) -> str | None:
+    """A class name that is several tags joined by a comma or semicolon (``dog, road``): the labels
+    joined them otherwise than with ``|``."""
+    return next((name for name in classes if "," in name or ";" in name), None)
 
 
 def merge_case_variants(labels: GroundTruth, vocabulary: Sequence[str]) -> GroundTruth:

@@ -272,10 +272,8 @@ class Tagger:
         images are still tagged; with ``raise_errors`` an ``ImageDecodeError`` naming the first such
         file is raised instead. ``batch_size`` defaults to the device's, as on the command line.
         """
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise UsageError(f"top_k {top_k!r}: give a whole number of at least 1 (or None: every tag over its threshold)")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-            raise UsageError(f"batch_size {batch_size!r}: give a whole number of at least 1")
+        _whole_number("top_k", top_k, " (or None: every tag over its threshold)")
+        _whole_number("batch_size", batch_size)
         from .devices import default_batch_size
         from .engine.runner import run
         from .inputs import ImageDecodeError, ImageRef
@@ -342,6 +340,12 @@ def _timed(timings: StageTimings | None, stage: str, device: torch.device) -> It
     timings.add(stage, time.perf_counter() - start)
 
 
+def _whole_number(name: str, value: object, otherwise: str = "") -> None:
+    """``value`` is None or a whole number of at least 1 (not a bool), else a ``UsageError``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise UsageError(f"{name} {value!r}: give a whole number of at least 1{otherwise}")
+
+
 def _file_or_url(item: str | os.PathLike[str]) -> Any:
     """An image file, or an image URL (http(s), s3://... as ``ramtag run`` reads them)."""
     from .inputs import ImageRef
@@ -349,9 +353,9 @@ def _file_or_url(item: str | os.PathLike[str]) -> Any:
 
     text = os.fspath(item)
     if isinstance(item, str) and is_url(text):
-        from .inputs.remote import RemoteFile
+        from .inputs.remote import remote_image
 
-        return ImageRef(Path(text.split("://", 1)[-1]), text, RemoteFile(text))
+        return remote_image(text, text)
     return ImageRef(Path(item), text)
 
 

@@ -278,14 +278,14 @@ def _warn(result: Evaluation, scored_here: bool) -> None:
     for note in result.threshold_notes:
         say(note)
     if result.unknown_classes:
-        shown = ", ".join(result.unknown_classes[:5]) + (" …" if len(result.unknown_classes) > 5 else "")
+        from ..evaluation import comma_joined
+
+        joined = comma_joined(result.unknown_classes)
+        name = repr if joined else str  # names with commas, in a list joined by commas: quoted apart
+        shown = ", ".join(name(n) for n in result.unknown_classes[:5]) + (" …" if len(result.unknown_classes) > 5 else "")
         why = ("not among the tags these scores have (an --only-tags or open-set run)" if result.some_tags
                else "not being tags of the model")
-        joined = next((name for name in result.unknown_classes if "," in name or ";" in name), None)
         hint = f" (one label {joined!r}: the tags of a labels cell are joined by '|')" if joined else ""
-        if joined:  # names with commas in a list joined by commas: quoted, to tell them apart
-            shown = ", ".join(repr(name) for name in result.unknown_classes[:5]) + (
-                " …" if len(result.unknown_classes) > 5 else "")
         say(f"{_were(len(result.unknown_classes), 'class', 'es')} left out, {why}: {shown}{hint}")
     if result.unknown_labels:
         shown = ", ".join(result.unknown_labels[:5]) + (" …" if len(result.unknown_labels) > 5 else "")

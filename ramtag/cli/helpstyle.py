@@ -15,6 +15,8 @@ from typing import Any
 
 import typer
 
+from ..text import terminal_text  # what reaches the terminal: a path given may hold control characters
+
 # Typer may bring its own copy of Click: its exception classes, found from one Typer exports.
 _USAGE_ERROR: type[Exception] = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "UsageError")
 _CLICK_EXCEPTION: type[Exception] = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "ClickException")
@@ -117,18 +119,11 @@ def shell_completion_without_installer() -> bool:
 
 def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
     from ..errors import RamtagWarning
-    from ..text import terminal_text
 
     if issubclass(category, RamtagWarning) or filename.startswith(_PACKAGE):
         print(f"warning: {terminal_text(str(message))}", file=sys.stderr)
     else:
         _default_show(message, category, filename, lineno, file, line)
-
-
-def _shown(message: str) -> str:
-    from ..text import terminal_text  # a path given on the command line may hold control characters
-
-    return terminal_text(message)
 
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # ramtag/
@@ -157,10 +152,10 @@ def run(app: Any) -> None:
         where = context.command_path if context is not None else "ramtag"
         message = " ".join(error.format_message().split())  # type: ignore[attr-defined]
         message = message.removeprefix("Value error, ").replace(": Value error, ", ": ")
-        print(f"error: {_shown(message)} (see '{where} --help')", file=sys.stderr)
+        print(f"error: {terminal_text(message)} (see '{where} --help')", file=sys.stderr)
         sys.exit(2)
     except _CLICK_EXCEPTION as error:
-        print(f"error: {_shown(error.format_message())}", file=sys.stderr)  # type: ignore[attr-defined]
+        print(f"error: {terminal_text(error.format_message())}", file=sys.stderr)  # type: ignore[attr-defined]
         sys.exit(getattr(error, "exit_code", 1))
     except typer.Abort:
         print("interrupted", file=sys.stderr)

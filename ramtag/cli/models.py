@@ -176,7 +176,8 @@ def verify_command(
         weights = check_weights(name or DEFAULT_MODEL)
     else:
         weights = FileCheck("checkpoint", checkpoint, sha256_file(checkpoint, remember=False))
-    checks = [*(check_data_file(data_name) for data_name in DATA_FILES), weights]
+    data = {data_name: check_data_file(data_name) for data_name in DATA_FILES}
+    checks = [*data.values(), weights]
     failures = sum(_print_check(check, needed=check is weights) for check in checks)
     if weights.path is None:
         failures += 1
@@ -187,8 +188,8 @@ def verify_command(
             soft_wrap=True,
         )
     elif weights.ok:
-        tag_list = checks[list(DATA_FILES).index("tag_list")] if checkpoint is None and "tag_list" in DATA_FILES else None
-        failures += _verify_loads(weights.path, kind, tag_list.path if tag_list is not None and tag_list.ok else None)
+        official = data["tag_list"] if checkpoint is None else None  # the release goes with the official list
+        failures += _verify_loads(weights.path, kind, official.path if official is not None and official.ok else None)
     absent = sum(check.path is None for check in checks[:-1])
     later = f"; {plural(absent, 'data file')} not downloaded yet (not a failure: fetched at first use)" if absent else ""
     if failures:

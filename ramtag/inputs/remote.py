@@ -82,7 +82,12 @@ def remote_item(url: str, key: str | None) -> Item:
     name = PurePosixPath(url.split("://", 1)[-1]).name
     if is_shard_name(name):
         return TarShard(url, name, remote=True)
-    return ImageRef(Path(url.split("://", 1)[-1]), key or url, RemoteFile(url))
+    return remote_image(url, key or url)
+
+
+def remote_image(url: str, key: str) -> ImageRef:
+    """The image behind ``url``, keyed ``key``, read whole when decoded (``RemoteFile``)."""
+    return ImageRef(Path(url.split("://", 1)[-1]), key, RemoteFile(url))
 
 
 def _remote_folder(fs: AbstractFileSystem, url: str, path: str) -> list[Item]:
@@ -117,6 +122,5 @@ def ref_to_data(ref: ImageRef) -> dict[str, Any]:
 def ref_from_data(data: dict[str, Any]) -> ImageRef:
     """The ref ``ref_to_data`` described: the same one a local run would have."""
     if "url" in data:
-        url = data["url"]
-        return ImageRef(Path(url.split("://", 1)[-1]), data["key"], RemoteFile(url))
+        return remote_image(data["url"], data["key"])
     return ImageRef(Path(data["path"]), data["key"], walked=bool(data.get("walked")))

@@ -33,7 +33,7 @@ from ..engine.job import EMBED_NEEDS_FILES
 from ..errors import UsageError
 from ..exiftool import ExifTool, ExifToolError
 from .base import PerImageOutput
-from .rewriting import CURRENT_DIGEST, EmbedError, digests, read_only, remove_stale, rewrite
+from .rewriting import CURRENT_DIGEST, EmbedError, digests, read_only, read_only_refusal, remove_stale, rewrite
 from .copies import added_keywords, adopt_copies
 from .xmp import _utc_now, _wanted
 
@@ -299,7 +299,7 @@ def clean_embedded(tool: ExifTool, path: Path, *, dry_run: bool = False) -> str:
         return "untouched"
     if dry_run:
         if read_only(path):  # what the real clean would say
-            raise EmbedError("the file is read-only: ramtag does not change it (make it writable with chmod u+w)")
+            raise read_only_refusal(tagging=False)
         return "cleaned"
     rewrite(tool, path, cleaning_args(held), touch=False, refresh_digest=held.digest_current, tagging=False)
     return "cleaned"

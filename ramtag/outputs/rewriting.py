@@ -42,6 +42,12 @@ def read_only(path: Path, info: os.stat_result | None = None) -> bool:
     return not info.st_mode & stat.S_IWUSR or not os.access(path, os.W_OK)
 
 
+def read_only_refusal(*, tagging: bool) -> EmbedError:
+    """Why a read-only photo is left alone; ``tagging``: for ``run --embed``, which can write a sidecar."""
+    return EmbedError("the file is read-only: ramtag does not change it (make it writable with chmod u+w"
+                      + (", or write sidecars with --xmp)" if tagging else ")"))
+
+
 def rewrite(
     tool: ExifTool, path: Path, args: list[str], *, touch: bool, refresh_digest: bool = False, tagging: bool = True
 ) -> None:
@@ -57,8 +63,7 @@ def rewrite(
     if not stat.S_ISREG(info.st_mode):
         raise EmbedError("not a regular file")
     if read_only(path, info):
-        raise EmbedError("the file is read-only: ramtag does not change it (make it writable with chmod u+w"
-                         + (", or write sidecars with --xmp)" if tagging else ")"))
+        raise read_only_refusal(tagging=tagging)
     folder = path.parent
     free = shutil.disk_usage(folder).free
     if free < info.st_size + (16 << 20):
