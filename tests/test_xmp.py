@@ -456,3 +456,18 @@ def test_a_tag_spelt_like_the_persons_own_keyword_never_sticks() -> None:
     assert "sky" in element(fewer.decode(), "lr:hierarchicalSubject")
     assert merge(fewer, bare, result(["cat"]), now=clock()).decode().count("<rdf:li>sky</rdf:li>") == 0
     assert merge(merged, None) == original and merge(fewer, None) == original
+
+
+def test_a_tag_is_the_persons_keyword_whatever_its_case() -> None:
+    """Lightroom and digiKam hold one keyword `Dog`: ramtag's `dog` beside it would be a second one."""
+    capital = LIGHTROOM.replace("<rdf:li>dog</rdf:li>", "<rdf:li>Dog</rdf:li>").replace("Animals|dog", "Animals|Dog")
+    merged = merge(capital.encode(), PROVENANCE, result(["dog", "sky"]), now=clock()).decode()
+    subject = element(merged, "dc:subject")
+    assert "<rdf:li>Dog</rdf:li>" in subject and "<rdf:li>dog</rdf:li>" not in subject
+    assert "<rdf:li>sky</rdf:li>" in subject and "dog" not in element(merged, "ramtag:AddedSubject")
+    assert "ramtag|dog" in element(merged, "lr:hierarchicalSubject")  # under ramtag's parent: another keyword
+    assert merge(merged.encode(), None) == capital.encode()
+    bare = Provenance("ram_plus", "ab" * 32, "0.5", "settings-1", parent="")
+    flat = merge(capital.encode(), bare, result(["dog", "SKY", "sky"]), now=clock()).decode()
+    hierarchy = element(flat, "lr:hierarchicalSubject")
+    assert "<rdf:li>dog</rdf:li>" not in hierarchy and hierarchy.count("SKY") + hierarchy.count("sky") == 1

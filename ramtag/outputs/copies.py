@@ -43,14 +43,27 @@ def added_keywords(wanted: dict[str, list[str]], person: dict[str, list[str]], e
         wanted[HIERARCHICAL] += person_flat
     if wanted[TAGS_LIST] and not person[TAGS_LIST]:
         wanted[TAGS_LIST] += [v.replace("|", "/") for v in person[HIERARCHICAL]] or person_flat
-    added = {key: [v for v in list(dict.fromkeys(values)) if v not in person[key]] for key, values in wanted.items()}
+    # Keywords match whatever their case: Lightroom and digiKam hold one keyword `Dog`, so a `dog`
+    # beside the person's `Dog` would be a second one.
+    added = {key: _missing(values, person[key]) for key, values in wanted.items()}
     # In a field the person's software writes, a value spelt like one of their flatter keywords
     # (a tag named `dog` with --xmp-parent "" beside their own `dog`) would read as their copy of it
     # (``adopt_copies``), and stay through re-runs and clean: they have that keyword already.
-    theirs = set(person_flat)
+    theirs = list(person_flat)
     if person[HIERARCHICAL]:
-        added[HIERARCHICAL] = [v for v in added[HIERARCHICAL] if v not in theirs]
+        added[HIERARCHICAL] = _missing(added[HIERARCHICAL], theirs)
     if person[TAGS_LIST]:
-        theirs |= {v.replace("|", "/") for v in person[HIERARCHICAL]}
-        added[TAGS_LIST] = [v for v in added[TAGS_LIST] if v not in theirs]
+        theirs += [v.replace("|", "/") for v in person[HIERARCHICAL]]
+        added[TAGS_LIST] = _missing(added[TAGS_LIST], theirs)
     return added
+
+
+def _missing(values: Sequence[str], present: Sequence[str]) -> list[str]:
+    """``values`` that ``present`` lacks, compared without case, each once (the first spelling)."""
+    seen = {value.casefold() for value in present}
+    missing = []
+    for value in values:
+        if value.casefold() not in seen:
+            seen.add(value.casefold())
+            missing.append(value)
+    return missing
