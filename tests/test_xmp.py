@@ -471,3 +471,84 @@ def test_a_tag_is_the_persons_keyword_whatever_its_case() -> None:
     flat = merge(capital.encode(), bare, result(["dog", "SKY", "sky"]), now=clock()).decode()
     hierarchy = element(flat, "lr:hierarchicalSubject")
     assert "<rdf:li>dog</rdf:li>" not in hierarchy and hierarchy.count("SKY") + hierarchy.count("sky") == 1
+
+
+# -- keywords inside the photo ---------------------------------------------------------------------
+
+PHOTO_XMP = """<?xpacket begin='\ufeff' id='W5M0MpCehiHzreSzNTczkc9d'?>
+<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>
+ <rdf:Description rdf:about='' xmlns:dc='http://purl.org/dc/elements/1.1/'
+   xmlns:lr='http://ns.adobe.com/lightroom/1.0/' xmlns:ramtag='https://ramtag.invalid/ns/xmp/1.0/'>
+  <dc:subject><rdf:Bag><rdf:li>Dog</rdf:li><rdf:li>Grandma</rdf:li><rdf:li>Animals</rdf:li>
+   <rdf:li>tree</rdf:li></rdf:Bag></dc:subject>
+  <lr:hierarchicalSubject><rdf:Bag><rdf:li>Animals|Dog</rdf:li></rdf:Bag></lr:hierarchicalSubject>
+  <ramtag:AddedSubject><rdf:Bag><rdf:li>tree</rdf:li></rdf:Bag></ramtag:AddedSubject>
+ </rdf:Description></rdf:RDF></x:xmpmeta>
+<?xpacket end='w'?>"""
+
+
+def photo_with_keywords(path: Path, packet: str = PHOTO_XMP) -> Path:
+    from PIL import Image, PngImagePlugin
+
+    image = Image.new("RGB", (8, 8), (200, 100, 50))
+    if path.suffix == ".png":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", packet)
+        image.save(path, pnginfo=info)
+    elif path.suffix == ".tif":
+        image.save(path, tiffinfo={700: packet.encode()})
+    else:
+        image.save(path, xmp=packet.encode())
+    return path
+
+
+@pytest.mark.parametrize("name", ["p.jpg", "p.png", "p.tif", "p.webp"])
+def test_the_keywords_inside_a_photo_are_read_without_ramtags(tmp_path: Path, name: str) -> None:
+    from ramtag.outputs.inside import photo_keywords
+
+    found = photo_keywords(photo_with_keywords(tmp_path / name))
+    assert found["AddedSubject"] == ["Dog", "Grandma", "Animals"]  # 'tree' was ramtag's (--embed)
+    assert found["AddedHierarchicalSubject"] == ["Animals|Dog", "Grandma"]  # a flat one no path names: top level
+    assert found["AddedTagsList"] == []
+    (tmp_path / "raw.cr2").write_bytes(b"II*\x00 not really")
+    assert photo_keywords(tmp_path / "raw.cr2") == {"AddedSubject": [], "AddedHierarchicalSubject": [], "AddedTagsList": []}
+
+
+def test_a_new_sidecar_copies_the_keywords_inside_the_photo(tmp_path: Path) -> None:
+    """Immich takes a sidecar's keyword fields over the photo's: a sidecar with ramtag's alone
+    would hide the person's keywords inside the JPEG."""
+    photo = photo_with_keywords(tmp_path / "a.jpg")
+    before = photo.read_bytes()
+    writer = SidecarWriter(PROVENANCE)
+    writer.write([ImageRecord("a.jpg", result(["dog", "sky"]), 8, 8, None, photo)])
+    sidecar = (tmp_path / "a.jpg.xmp").read_text()
+    subject = element(sidecar, "dc:subject")
+    assert [w in subject for w in ("<rdf:li>Dog</rdf:li>", "Grandma", "sky", "tree", "<rdf:li>dog</rdf:li>")] == [
+        True, True, True, False, False]
+    hierarchy = element(sidecar, "lr:hierarchicalSubject")
+    assert "Animals|Dog" in hierarchy and "<rdf:li>Grandma</rdf:li>" in hierarchy and "ramtag|dog" in hierarchy
+    assert "Animals/Dog" in element(sidecar, "digiKam:TagsList")
+    assert photo.read_bytes() == before
+    assert clean(tmp_path / "a.jpg.xmp") == "removed"  # the copies were ramtag's to take out
+
+    theirs = tmp_path / "b.jpg"
+    photo_with_keywords(theirs)
+    (tmp_path / "b.jpg.xmp").write_text(DARKTABLE)  # their software's sidecar has keywords of its own
+    SidecarWriter(PROVENANCE).write([ImageRecord("b.jpg", result(["sky"]), 8, 8, None, theirs)])
+    kept = (tmp_path / "b.jpg.xmp").read_text()
+    assert "Grandma" not in kept and "Dog" not in kept and "holiday" in element(kept, "dc:subject")
+
+
+@needs_exiftool
+def test_iptc_keywords_count_where_the_photo_has_no_xmp_keywords(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ramtag.outputs.inside import photo_keywords
+
+    photo = tmp_path / "old.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-IPTC:Keywords=scan", "-IPTC:Keywords=café",
+                    "-charset", "iptc=latin", str(photo)], check=True)
+    assert photo_keywords(photo)["AddedSubject"] == ["scan", "café"]
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=newer", str(photo)], check=True)
+    assert photo_keywords(photo)["AddedSubject"] == ["newer"]  # XMP's dc:subject wins, as readers do

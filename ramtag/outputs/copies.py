@@ -30,19 +30,24 @@ def adopt_copies(own: dict[str, list[str]], present: dict[str, list[str]]) -> di
     return adopted
 
 
-def added_keywords(wanted: dict[str, list[str]], person: dict[str, list[str]], elsewhere: Sequence[str] = ()) -> dict:
+def added_keywords(
+    wanted: dict[str, list[str]], person: dict[str, list[str]], elsewhere: dict[str, list[str]] | None = None
+) -> dict:
     """What ramtag adds to each field: its keywords the person does not have there already.
 
     darktable reads only the hierarchical field once it exists, digiKam only TagsList: a field that
-    ramtag starts would hide the person's keywords held in the flatter ones or outside XMP (``elsewhere``,
-    a photo's IPTC), so those are copied in (as ramtag's additions: ``clean`` takes them out again).
+    ramtag starts would hide the person's keywords held in the flatter ones or outside these fields
+    (``elsewhere``, by field: a photo's IPTC keywords, or the keywords inside the photo a sidecar is
+    for), so those are copied in (as ramtag's additions: ``clean`` takes them out again).
     """
-    wanted = {key: [*elsewhere, *v] if key == FLAT and v and not person[FLAT] else list(v) for key, v in wanted.items()}
-    person_flat = person[FLAT] or list(elsewhere)
+    outside = {FLAT: [], HIERARCHICAL: [], TAGS_LIST: [], **(elsewhere or {})}
+    wanted = {key: [*outside[FLAT], *v] if key == FLAT and v and not person[FLAT] else list(v) for key, v in wanted.items()}
+    person_flat = person[FLAT] or list(outside[FLAT])
     if wanted[HIERARCHICAL] and not person[HIERARCHICAL]:
-        wanted[HIERARCHICAL] += person_flat
+        wanted[HIERARCHICAL] += outside[HIERARCHICAL] or person_flat
     if wanted[TAGS_LIST] and not person[TAGS_LIST]:
-        wanted[TAGS_LIST] += [v.replace("|", "/") for v in person[HIERARCHICAL]] or person_flat
+        paths = [v.replace("|", "/") for v in person[HIERARCHICAL] or outside[HIERARCHICAL]]
+        wanted[TAGS_LIST] += (person[HIERARCHICAL] and paths) or outside[TAGS_LIST] or paths or person_flat
     # Keywords match whatever their case: Lightroom and digiKam hold one keyword `Dog`, so a `dog`
     # beside the person's `Dog` would be a second one.
     added = {key: _missing(values, person[key]) for key, values in wanted.items()}

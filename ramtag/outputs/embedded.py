@@ -185,7 +185,7 @@ def tagging_args(held: Held, provenance: Provenance, result: TagResult, suffix: 
         wanted["AddedKeywords"] = []
     # Keywords the person has in IPTC alone: once ramtag starts dc:subject, readers would look there only.
     only_iptc = held.iptc_text(person["AddedKeywords"]) if not person["AddedSubject"] else []
-    added = added_keywords(wanted, person, elsewhere=only_iptc)
+    added = added_keywords(wanted, person, elsewhere={"AddedSubject": only_iptc})
     args = []
     for tag, name in FIELDS:
         if tag.startswith("IPTC:") and not iptc:

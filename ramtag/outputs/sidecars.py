@@ -8,6 +8,7 @@ atomically, and takes ramtag's entries out again (``ramtag xmp clean``). ``Sidec
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -24,6 +25,7 @@ from ..errors import UsageError
 from ..text import json_text
 from ..inputs.refs import is_image_name, is_raw_name
 from .base import PerImageOutput
+from .inside import photo_keywords
 from .pairs import Siblings
 from .xmp import MAX_SIDECAR_BYTES, SidecarError, _descriptions, _read_state, _utc_now, merge
 
@@ -238,17 +240,18 @@ class SidecarWriter(PerImageOutput):
         if path.resolve() == image.resolve():
             raise SidecarError("the sidecar would be the image itself")
         other = self.other_for(image, path)
+        inside = functools.cache(lambda: photo_keywords(image))  # read once, and only if needed
         if other is not None:
             try:
-                self.others_written += self._merge_into(other, result, stamp)
+                self.others_written += self._merge_into(other, result, stamp, inside)
             except SidecarError as error:
                 raise SidecarError(f"{other.name}, which holds its tags from an earlier run: {error}") from None
-        self.written += self._merge_into(path, result, stamp)
+        self.written += self._merge_into(path, result, stamp, inside)
         return path
 
-    def _merge_into(self, path: Path, result: TagResult, stamp: Stamp | None) -> bool:
+    def _merge_into(self, path: Path, result: TagResult, stamp: Stamp | None, inside: Callable) -> bool:
         data = read_sidecar(path)
-        merged = merge(data, self.provenance, result, now=self.now, image=image_text(stamp))
+        merged = merge(data, self.provenance, result, now=self.now, image=image_text(stamp), inside=inside)
         if merged is None or merged is data:
             return False
         write_atomically(path, merged)

@@ -209,11 +209,13 @@ def merge(
     *,
     now: Callable[[], str] = _utc_now,
     image: str = "",
+    inside: Callable[[], dict[str, list[str]]] | None = None,
 ) -> bytes | None:
     """The sidecar with ramtag's entries replaced by ``result``'s, or removed (``provenance`` None).
 
     ``image`` describes the version of the image the tags are of (its size and time): a re-run
-    refreshes a sidecar whose image has changed since.
+    refreshes a sidecar whose image has changed since. ``inside`` gives the keywords inside the
+    image, by field: copied in where the sidecar holds none of the person's (``outputs.inside``).
 
     Returns ``data`` itself when nothing changes (an unchanged record keeps its date, so a rerun is
     byte-identical), and ``None`` when removing leaves nothing at all (a sidecar only ramtag wrote).
@@ -233,7 +235,8 @@ def merge(
     if provenance is not None:
         if result is None:
             raise ValueError("merge needs the result to write")
-        added = added_keywords(_wanted(provenance, result), person)
+        theirs = inside() if inside is not None and not any(person.values()) else None
+        added = added_keywords(_wanted(provenance, result), person, theirs)
         new = {
             "Settings": provenance.settings, "Model": provenance.model,
             "Checkpoint": provenance.checkpoint_sha256, "Thresholds": provenance.thresholds, "Image": image,
