@@ -82,8 +82,8 @@ class Evaluation:
 def read_labels(gt: Path | None, chosen: Benchmark | None, taglist: Path | None, dialect: str) -> GroundTruth:
     """The labels of ``gt`` (classes from ``taglist`` when given), or of ``chosen`` from its pinned files."""
     if chosen is not None:
-        names = read_taglist(benchmark_file(chosen.taglist))
-        return read_ground_truth(benchmark_file(chosen.annotations), taglist=names, dialect=chosen.dialect)
+        names = read_taglist(benchmark_file(chosen.taglist, chosen))
+        return read_ground_truth(benchmark_file(chosen.annotations, chosen), taglist=names, dialect=chosen.dialect)
     names = read_taglist(taglist) if taglist is not None else None
     return read_ground_truth(gt, taglist=names, dialect=dialect)
 

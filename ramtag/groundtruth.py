@@ -380,8 +380,12 @@ class ImageFinder:
 _MAX_BENCHMARK_BYTES = 64 << 20
 
 
-def benchmark_file(entry: DataFile) -> Path:
-    """A benchmark file, downloaded on first use, cached beside the tag lists, sha256-checked each use."""
-    instead = (f"download {entry.url} on a connected machine into {data_dir()}, "
-               "or score your own labels with --gt FILE (and --gt-classes FILE for numbered labels)")
+def benchmark_file(entry: DataFile, chosen: Benchmark | None = None) -> Path:
+    """A benchmark file, downloaded on first use, cached beside the tag lists, sha256-checked each use
+    (``chosen``: its benchmark, whose other files not cached are named in the advice too)."""
+    entries = [e for e in (chosen.taglist, chosen.annotations, chosen.descriptions) if e] if chosen else [entry]
+    missing = [e.url for e in entries if e is entry or not (data_dir() / e.filename).is_file()]
+    instead = (f"download {' and '.join(missing)} on a connected machine into {data_dir()} (`ramtag models "
+               "download --benchmarks` fetches every benchmark's), or score your own labels with --gt FILE "
+               "(and --gt-classes FILE for numbered labels)")
     return fetch_pinned(entry, what="benchmark file", instead=instead, max_bytes=_MAX_BENCHMARK_BYTES)

@@ -232,6 +232,6 @@ def _open_set_tagger(tagger: Tagger, chosen: Benchmark, text_encoder: str | None
     """The rare-200 protocol: its tags alone, recognised open-set from the official LLM descriptions."""
     openset = open_set_module(chosen)
     found = openset.load_open_set(
-        benchmark_file(chosen.descriptions), text_encoder=text_encoder, device=str(tagger.device)
+        benchmark_file(chosen.descriptions, chosen), text_encoder=text_encoder, device=str(tagger.device)
     )
     return openset.open_set_tagger(tagger, found, vocab="open", threshold=chosen.threshold)

@@ -238,3 +238,28 @@ def test_list_shows_the_converted_weights(hub_cache: Path, ramplus_tiny: Any) ->
     assert converted["source"] == f"converted from the checkpoint with sha256 {info.sha256}"
     text = invoke("list").stdout
     assert f"{converted['name']}  (converted, cached, " in text and "delete them to reclaim the space" in text
+
+
+def test_download_benchmarks_fetches_every_label_file_and_the_text_encoder(
+    online: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ramtag.describe import encoder
+    from ramtag.model.registry import BENCHMARKS
+
+    root = tmp_path / "mirror"  # the official repository's layout, as RAMTAG_DATA_URL may point at it
+    (root / "ram").mkdir(parents=True)
+    (root / "ram" / "data").symlink_to(RAM_DATA)
+    (root / "datasets").mkdir()
+    for folder in (RAM_DATA / "benchmarks").iterdir():
+        (root / "datasets" / folder.name).symlink_to(folder)
+    monkeypatch.setenv("RAMTAG_DATA_URL", root.as_uri())
+    loaded: list[str] = []
+    monkeypatch.setattr(encoder, "TextEncoder", lambda name: loaded.append(name))
+    result = invoke("download", "--benchmarks")
+    assert result.exit_code == 0, result.output
+    paths = _lines(result.stdout)
+    entries = [e for b in BENCHMARKS.values() for e in (b.taglist, b.annotations, b.descriptions) if e]
+    for entry in entries:
+        assert hashlib.sha256(Path(paths[entry.name]).read_bytes()).hexdigest() == entry.sha256
+    assert "ram_plus" in paths and loaded == [encoder.DEFAULT_TEXT_ENCODER]
+    assert "fetching the text encoder openai/clip-vit-base-patch16" in result.stderr

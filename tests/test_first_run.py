@@ -235,3 +235,12 @@ def test_verify_with_nothing_downloaded_says_what_failed(isolated_user_dirs: Pat
     assert result.stderr.strip().splitlines()[-1] == (
         "verify failed: the weights are not downloaded; 3 data files not downloaded yet (not a failure: fetched at first use)"
     )
+
+
+def test_eval_benchmark_offline_names_every_file_it_lacks(tmp_path: Path) -> None:
+    """One missing file at a time made an offline machine a round trip per file."""
+    result = ramtag("eval", "--benchmark", "openimages_common_214", "--images", tmp_path)
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "openimages_common_214_ram_taglist.txt and " in result.stderr
+    assert "openimages_common_214_ram_annots.txt" in result.stderr
+    assert "ramtag models download --benchmarks" in result.stderr

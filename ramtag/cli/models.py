@@ -120,6 +120,14 @@ def download_command(
         ),
     ] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Fetch every released model.")] = False,
+    benchmarks: Annotated[
+        bool,
+        typer.Option(
+            "--benchmarks",
+            help="Also fetch the label files of the paper's test sets (ramtag eval --benchmark) and the CLIP "
+            "text encoder their open-set protocols need.",
+        ),
+    ] = False,
 ) -> None:
     """Fetch the weights and the official data files, so that later runs (or a copy of the caches) work offline.
 
@@ -141,12 +149,29 @@ def download_command(
     for source in sources:
         err_console.print(f"fetching {source.display}", markup=False, soft_wrap=True)
         typer.echo(f"{source.name}\t{weights_file(source.name, instead=weights_instead)}")
+    if benchmarks:
+        _download_benchmarks()
     err_console.print(
         f"To run offline elsewhere, copy {data_dir()} and the Hugging Face cache (HF_HOME) to the same places"
         " there and set RAMTAG_OFFLINE=1.",
         markup=False,
         soft_wrap=True,
     )
+
+
+def _download_benchmarks() -> None:
+    """Every benchmark's label files, and the text encoder of the open-set ones (rare-200, HICO)."""
+    from ..describe.encoder import DEFAULT_TEXT_ENCODER, TextEncoder
+    from ..groundtruth import benchmark_file
+    from ..model.registry import BENCHMARKS
+
+    for chosen in BENCHMARKS.values():
+        for entry in (chosen.taglist, chosen.annotations, chosen.descriptions):
+            if entry is not None:
+                typer.echo(f"{entry.name}\t{benchmark_file(entry, chosen)}")
+    err_console.print(f"fetching the text encoder {DEFAULT_TEXT_ENCODER}", markup=False, soft_wrap=True)
+    TextEncoder(DEFAULT_TEXT_ENCODER)
+    typer.echo(f"{DEFAULT_TEXT_ENCODER}\t{_hub_cache() / ('models--' + DEFAULT_TEXT_ENCODER.replace('/', '--'))}")
 
 
 @app.command("verify")
