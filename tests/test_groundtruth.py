@@ -283,3 +283,13 @@ def test_a_labels_csv_from_a_european_spreadsheet_or_with_tabs(delimiter: str) -
     assert labels.labels == ((0, 1), (2,), ())
     with pytest.raises(groundtruth.GroundTruthError, match="looks like a header"):
         groundtruth.parse_ground_truth(f"file{delimiter}labels\na.jpg{delimiter}dog\n")
+
+
+def test_typed_labels_match_a_class_list_in_any_case() -> None:
+    """Without a class list `Cat` was the model's `cat`; with one it was dropped as no class."""
+    text = "path,tags\na.jpg,Cat|dog|SKY\nb.jpg,Sky\n"
+    labels = groundtruth.parse_ground_truth(text, taglist=["cat", "dog", "Sky", "sky"])
+    assert labels.labels == ((0, 1), (2,))  # 'SKY' could be either of two classes: not guessed
+    assert labels.unknown_labels == {"SKY": 1}
+    official = groundtruth.parse_ground_truth("test/a,Cat,dog\n", taglist=["cat", "dog"], dialect="openimages")
+    assert official.labels == ((1,),)  # a benchmark's format is matched exactly, as the official code does
