@@ -88,6 +88,11 @@ def read_labels(gt: Path | None, chosen: Benchmark | None, taglist: Path | None,
     return read_ground_truth(gt, taglist=names, dialect=dialect)
 
 
+def _shortest(value: np.floating) -> float:
+    """A float32 threshold as the shortest decimal that is it (0.55, not 0.550000011920929)."""
+    return float(np.format_float_positional(np.float32(value)))
+
+
 def protocol_threshold(threshold: float | None, thresholds: Path | None, chosen: Benchmark | None) -> float | None:
     """The user's threshold, else the benchmark's own (rare-200: 0.5) unless a thresholds file is given."""
     if threshold is not None or thresholds is not None or chosen is None:
@@ -154,7 +159,7 @@ def evaluate(
                 "tag": labels.classes[c], "class_index": int(c), "vocabulary_index": int(v),
                 "positives": int(ap.positives[i]), "AP": float(ap.per_class[i]),
                 "precision": float(counts.precision[i]), "recall": float(counts.recall[i]),
-                "threshold": float(class_thresholds[i]),
+                "threshold": _shortest(class_thresholds[i]),
             }
             for i, (c, v) in enumerate(zip(match.classes, match.vocabulary_index))
         ],
@@ -311,8 +316,8 @@ def _thresholds(
         return np.full(len(vocabulary), threshold, dtype=np.float32), f"{threshold:g} for every tag", []
     if path is not None and (named := read_named_thresholds(path)) is not None:
         if not set(named) & set(vocabulary):
-            raise UsageError(f"{path} names none of the tags of these scores (it has {next(iter(named))!r}); "
-                             "it was calibrated on the scores of other --only-tags or --tags")
+            raise UsageError(f"{path} names none of the tags of these scores (it has {next(iter(named))!r}): "
+                             "it is for the scores of other --only-tags or --tags")
         kept = run if run is not None else np.full(len(vocabulary), DEFAULT_THRESHOLD, dtype=np.float32)
         values, notes = named_thresholds(TagVocabulary(tuple(vocabulary), kept), named, path)
         return np.asarray(values, dtype=np.float32), str(path), [str(note) for note in notes]

@@ -130,6 +130,8 @@ def named_thresholds(vocabulary: TagVocabulary, named: dict[str, float], path: P
         notes.append(RamtagWarning(f"{path} has no threshold for {len(missing)} of the {len(vocabulary)} tags of this "
                                    f"run (e.g. {vocabulary.tags[missing[0]]!r}): they keep {keep}"))
     if unused:
-        notes.append(RamtagWarning(f"{path}: {len(unused)} of its tags are not scored in this run (e.g. {unused[0]!r}); "
-                                   "it was calibrated on the scores of other --only-tags or --tags"))
+        verb = "is" if len(unused) == 1 else "are"
+        notes.append(RamtagWarning(f"{path}: {len(unused)} of its tags {verb} not scored in this run (e.g. "
+                                   f"{unused[0]!r}), so {'its threshold is' if verb == 'is' else 'their thresholds are'}"
+                                   " not used"))
     return values, notes

@@ -130,7 +130,7 @@ def test_scores_made_without_per_tag_thresholds_are_said_to_be_at_the_default(
     assert "for every tag" not in chosen.stderr  # thresholds chosen: nothing to say
 
 
-def test_table_warnings_and_per_class_csv(tagged: dict) -> None:
+def test_table_warnings_and_per_class_csv(tagged: dict, ramplus_tiny: OfficialFixture) -> None:
     per_class = tagged["folder"] / "ap.csv"
     result = invoke("eval", "--gt", tagged["gt"], "--pred", tagged["out"], "--per-class", per_class)
     assert result.exit_code == 0, result.output
@@ -140,6 +140,8 @@ def test_table_warnings_and_per_class_csv(tagged: dict) -> None:
     rows = pd.read_csv(per_class)
     assert list(rows.columns) == ["tag", "class_index", "vocabulary_index", "positives", "AP", "precision", "recall", "threshold"]
     assert set(rows["tag"]) == {"cat", "car", "sky", "dog"}  # no taglist: the labels' known tags
+    official = {float(line) for line in ramplus_tiny.thresholds.read_text().split()}
+    assert set(rows["threshold"]) <= official, rows["threshold"]  # 0.55 as written, not 0.550000011920929
 
 
 def test_threshold_changes_precision_not_ap(tagged: dict) -> None:
@@ -218,7 +220,8 @@ def test_thresholds_calibrated_on_an_only_tags_run_go_to_those_tags(
     other.write_text("0.5\tcar\n0.4\tsky\n", encoding="utf-8")
     said = invoke("eval", "--gt", tagged["gt"], "--pred", out, "--thresholds", other)
     assert said.exit_code == 0 and "other.txt has no threshold for 1 of the 2 tags" in said.stderr
-    assert "other.txt: 1 of its tags are not scored in this run (e.g. 'car')" in " ".join(said.stderr.split())
+    assert "other.txt: 1 of its tags is not scored in this run (e.g. 'car'), so its threshold is not used" in " ".join(
+        said.stderr.split())
     other.write_text("0.5\tcar\n", encoding="utf-8")
     said = invoke("eval", "--gt", tagged["gt"], "--pred", out, "--thresholds", other)
     assert said.exit_code == 2 and "names none of the tags of these scores" in said.stderr
@@ -236,8 +239,7 @@ def test_thresholds_calibrated_on_an_only_tags_run_go_to_those_tags(
     assert np.allclose(tagger.vocabulary.thresholds, [values["cat"], 0.68])  # dog: the default (no other file given)
     assert [str(w.message) for w in said] == [
         "only.txt has no threshold for 1 of the 2 tags of this run (e.g. 'dog'): they keep 0.68",
-        "only.txt: 1 of its tags are not scored in this run (e.g. 'sky'); it was calibrated on the scores of "
-        "other --only-tags or --tags",
+        "only.txt: 1 of its tags is not scored in this run (e.g. 'sky'), so its threshold is not used",
     ]
 
 
