@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -28,7 +29,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .errors import RamtagError
+from .errors import RamtagError, RamtagWarning
 from .hostmem import release_activations_promptly, threshold_for
 from .inputs import MAX_PIXELS, ImageRef, decode_ref, original_size
 from .inputs.decode import decode_or_encoded
@@ -211,10 +212,7 @@ def default_workers(device: torch.device | None = None, preprocessing: str = "pi
     ``--preprocess gpu`` the workers only read JPEGs (and decode other files), and every batch in
     flight holds its files' bytes: ``GPU_DECODING_WORKERS`` at most.
     """
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:
-        cores = os.cpu_count() or 1
+    cores = _usable_cores()
     if cores <= 1:
         return 0
     if device is not None and device.type in {"cuda", "mps"}:
@@ -223,6 +221,10 @@ def default_workers(device: torch.device | None = None, preprocessing: str = "pi
     if device is not None and device.type == "cpu" and cores <= 2:
         return 0
     return min(4, cores - 1)
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _init_worker(_worker_id: int) -> None:
@@ -246,7 +248,12 @@ def make_loader(
     raw_decode: str = "auto",
     preprocessing: str = "pillow",
 ) -> DataLoader:
-    workers = default_workers(tagger.device, preprocessing) if workers is None else workers
+    if workers is None:
+        workers = default_workers(tagger.device, preprocessing)
+    elif workers > (cores := _usable_cores()):  # said once, in place of torch's warning at each pass
+        warnings.warn(RamtagWarning(f"--workers {workers} is more than the {cores} CPU"
+                                    f"{'s' if cores > 1 else ''} this process may use: decoding may be slower, not faster"))
+    warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
     dataset = ImageDataset(
         partial(preprocess, config=tagger.config),
         max_pixels=max_pixels,

@@ -144,3 +144,15 @@ def test_batch_pins_memory_only_when_asked(tiny_tagger) -> None:
     loader = pipeline.make_loader([], tiny_tagger, workers=0)
     assert loader.pin_memory is False  # CPU model: pinning would only cost time
     assert collate([pipeline.Prepared("a", pixels, 8, 8, None)]).pixels.dtype == torch.float32
+
+
+def test_more_workers_than_cores_is_said_once_in_ramtags_words(monkeypatch: pytest.MonkeyPatch, tiny_tagger) -> None:
+    import warnings
+
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        loader = pipeline.make_loader(iter([]), tiny_tagger, workers=2)
+        assert list(loader) == []
+    assert [str(w.message) for w in said] == [
+        "--workers 2 is more than the 1 CPU this process may use: decoding may be slower, not faster"]
