@@ -127,19 +127,21 @@ class ImageDataset(Dataset):
         draft_size: int | None = None,
         raw: RawOptions | None = None,
         encoded_jpegs: bool = False,
+        upright: bool = True,
     ) -> None:
         self.prepare = prepare
         self.max_pixels = max_pixels
         self.draft_size = draft_size  # decode JPEGs at reduced scale, down to this size (inputs)
         self.raw = raw or RawOptions()  # camera raws: preview or demosaic
         self.encoded_jpegs = encoded_jpegs  # plain JPEGs handed back encoded, for the device to decode
+        self.upright = upright  # EXIF orientation applied (False: pixels as stored, --ignore-orientation)
 
     def __getitem__(self, ref: ImageRef) -> Prepared:  # type: ignore[override]
         start = time.perf_counter()
         try:
             # a file, or a tar member's bytes
             decode = decode_or_encoded if self.encoded_jpegs else decode_ref
-            image = decode(ref, max_pixels=self.max_pixels, draft_size=self.draft_size, raw=self.raw)
+            image = decode(ref, max_pixels=self.max_pixels, draft_size=self.draft_size, raw=self.raw, upright=self.upright)
             if isinstance(image, EncodedJpeg):
                 seconds = time.perf_counter() - start
                 return Prepared(ref.key, None, image.width, image.height, None, seconds, ref.path, ref.stamp, image)
@@ -247,6 +249,7 @@ def make_loader(
     draft_decode: bool = False,
     raw_decode: str = "auto",
     preprocessing: str = "pillow",
+    upright: bool = True,
 ) -> DataLoader:
     if workers is None:
         workers = default_workers(tagger.device, preprocessing)
@@ -260,6 +263,7 @@ def make_loader(
         draft_size=tagger.config.image_size if draft_decode else None,
         raw=RawOptions(raw_decode, tagger.config.image_size),
         encoded_jpegs=preprocessing == "gpu",
+        upright=upright,
     )
     return DataLoader(
         dataset,
@@ -285,6 +289,7 @@ def run_batches(
     draft_decode: bool = False,
     raw_decode: str = "auto",
     preprocessing: str = "pillow",
+    upright: bool = True,
 ) -> Iterator[list[ImageRecord]]:
     """Tag ``refs`` and yield each batch's records, in the order the refs came.
 
@@ -292,6 +297,7 @@ def run_batches(
     (``inputs.decode_image``): faster decoding, slightly different scores, so it is opt-in.
     ``preprocessing`` ``gpu`` has plain JPEGs decoded and resized on the tagger's device
     (``devicejpeg``) instead of by Pillow in the workers (``model.config.PREPROCESSING``).
+    ``upright`` False leaves images as stored, their EXIF orientation ignored, as the official code does.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -300,7 +306,7 @@ def run_batches(
     timings = timings if timings is not None else StageTimings()
     loader = make_loader(
         refs, tagger, batch_size=batch_size, workers=workers, max_pixels=max_pixels,
-        draft_decode=draft_decode, raw_decode=raw_decode, preprocessing=preprocessing,
+        draft_decode=draft_decode, raw_decode=raw_decode, preprocessing=preprocessing, upright=upright,
     )
     batches = iter(loader)
     while True:

@@ -66,10 +66,11 @@ def score_images(
     workers: int | None = None,
     on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    upright: bool = True,
 ) -> Scored:
     """The Parquet holding the scores of the labelled images ``present`` under ``root``
     (``labelled_images``). ``on_start`` is told how many images will be tagged, ``on_batch`` how
-    many each batch had.
+    many each batch had. ``upright`` False: images as stored, EXIF orientation ignored.
     """
     from .devices import resolve_device
     from .inputs import ImageRef
@@ -78,17 +79,20 @@ def score_images(
 
     device = resolve_device(model.device)
     precision = resolve(model.precision, device).name  # what the scores are made at, never "auto"
-    dest = scores if scores is not None else cache_path(root, chosen, model, device.type, precision)
+    dest = scores if scores is not None else cache_path(root, chosen, model, device.type, precision, upright)
     refs = [stamped(ImageRef(path, key)) for key, path in present]  # stamped once: checked and recorded
-    if not rescore and _unchanged(dest, refs, precision, model, own=scores is None):
+    if not rescore and _unchanged(dest, refs, precision, model, own=scores is None, upright=upright):
         return Scored(dest, len(refs), 0, 0, len(refs))
     tagged, changed = _tag(refs, dest, chosen, model, precision, overwrite=rescore, explicit=scores is not None,
-                           batch_size=batch_size, workers=workers, on_start=on_start, on_batch=on_batch)
+                           batch_size=batch_size, workers=workers, on_start=on_start, on_batch=on_batch,
+                           upright=upright)
     return Scored(dest, len(refs), tagged, changed, len(refs) - tagged)
 
 
-def cache_path(root: Path, chosen: Benchmark | None, model: ModelOptions, device: str, precision: str) -> Path:
-    """One scores file per (images folder, model options, resolved device and precision)."""
+def cache_path(
+    root: Path, chosen: Benchmark | None, model: ModelOptions, device: str, precision: str, upright: bool = True
+) -> Path:
+    """One scores file per (images folder, model options, resolved device and precision, orientation)."""
     from .paths import cache_dir
 
     def resolved(path: str | None) -> str | None:
@@ -98,13 +102,15 @@ def cache_path(root: Path, chosen: Benchmark | None, model: ModelOptions, device
         "images": str(root.resolve()), "model": model.kind, "checkpoint": resolved(model.checkpoint),
         "tag_list": resolved(model.tag_list), "device": device, "precision": precision,
         "open_set": chosen.descriptions.sha256 if chosen and chosen.descriptions else None,
-        "text_encoder": model.text_encoder,
+        "text_encoder": model.text_encoder, **({} if upright else {"ignore_orientation": True}),
     }, sort_keys=True)
     name = chosen.name if chosen else (root.resolve().name or "images")
     return cache_dir() / "eval" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
 
 
-def _unchanged(dest: Path, refs: list[ImageRef], precision: str, model: ModelOptions, *, own: bool) -> bool:
+def _unchanged(
+    dest: Path, refs: list[ImageRef], precision: str, model: ModelOptions, *, own: bool, upright: bool = True
+) -> bool:
     """Whether ``dest`` is a finished scores file, made at ``precision`` and not with another
     checkpoint file or model kind than ``model`` names, with a row for every one of ``refs`` that a
     re-run onto it would keep (``RowIndex.decide``): then the model need not load. Otherwise the
@@ -125,7 +131,7 @@ def _unchanged(dest: Path, refs: list[ImageRef], precision: str, model: ModelOpt
         file = pq.ParquetFile(dest)
         recorded = read_metadata(file.schema_arrow) or {}
         if recorded.get("precision") != precision or recipe_of(recorded) != PRECISIONS[precision].bf16_recipe \
-                or _names_another_model(recorded, model):
+                or _names_another_model(recorded, model) or bool(recorded.get("ignore_orientation")) == upright:
             return False
         names = file.schema_arrow.names
         if own and "file_size" not in names:
@@ -166,7 +172,7 @@ def _rerun() -> Rerun:
 def _tag(
     refs: list[ImageRef], dest: Path, chosen: Benchmark | None, model: ModelOptions, precision: str,
     *, overwrite: bool, explicit: bool, batch_size: int | None, workers: int | None,
-    on_start: Callable[[int], None] | None, on_batch: Callable[[int], None] | None,
+    on_start: Callable[[int], None] | None, on_batch: Callable[[int], None] | None, upright: bool = True,
 ) -> tuple[int, int]:
     """Score the new and changed ``refs`` into ``dest`` (all of them with ``overwrite``), as
     ``ramtag run`` would: (images tagged, of which changed)."""
@@ -174,6 +180,7 @@ def _tag(
     import pyarrow.parquet as pq
 
     from .devices import default_batch_size
+    from .engine.job import ResultOptions
     from .engine.local import tagger_for
     from .engine.runner import run
     from .outputs.file import ResumableOutput
@@ -190,7 +197,7 @@ def _tag(
         tagger = tagger_for(replace(model, precision=precision, text_encoder=None))  # (for the benchmark's tags)
     if chosen is not None and chosen.descriptions is not None:
         tagger = _open_set_tagger(tagger, chosen, model.text_encoder)
-    schema = schema_for(tagger, "en", True)
+    schema = schema_for(tagger, "en", True, ResultOptions(ignore_orientation=not upright))
     if dest.is_file() and not overwrite:
         try:
             kept = pq.ParquetFile(dest).schema_arrow
@@ -210,7 +217,7 @@ def _tag(
             on_start(sum(target.counts(ref) for ref in refs))
         result = run(
             refs, tagger, target, batch_size=batch_size or default_batch_size(tagger.device), workers=workers,
-            on_batch=None if on_batch is None else (lambda _number, records: on_batch(len(records))),
+            upright=upright, on_batch=None if on_batch is None else (lambda _number, records: on_batch(len(records))),
         )
         changed = target.tally[CHANGED]
     return result.images, changed

@@ -198,7 +198,7 @@ def test_a_job_travels_as_json() -> None:
     )
     assert Job.from_json(job.to_json()) == job
     assert json.loads(job.to_json())["results"] == {
-        "top_k": 3, "draft_decode": True, "raw_decode": "demosaic", "preprocess": "pillow"
+        "top_k": 3, "draft_decode": True, "raw_decode": "demosaic", "preprocess": "pillow", "ignore_orientation": False
     }
     on_gpu = job.replace(results=ResultOptions(preprocess="gpu"))
     assert Job.from_json(on_gpu.to_json()) == on_gpu

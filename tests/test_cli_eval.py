@@ -284,6 +284,11 @@ def test_images_mode_scores_once_then_reuses(tagged: dict, ramplus_tiny: Officia
     assert second.exit_code == 0, second.output
     assert "scores of 9 images reused" in second.stderr
     assert json.loads(second.stdout)["mAP"] == got["mAP"]
+    unturned = invoke("eval", *args, "--json", "--ignore-orientation")  # other readings: other scores, kept apart
+    assert unturned.exit_code == 0 and "9 images scored" in unturned.stderr, unturned.output
+    assert "scores of 9 images reused" in invoke("eval", *args, "--json").stderr
+    refused = invoke("eval", "--gt", tagged["gt"], "--pred", tagged["out"], "--ignore-orientation")
+    assert refused.exit_code == 2 and "--ignore-orientation is how --images are read" in refused.stderr
 
 
 def test_images_mode_scores_changed_and_new_images_again(tmp_path: Path, ramplus_tiny: OfficialFixture) -> None:

@@ -552,3 +552,41 @@ def test_sigterm_to_the_process_group_saves_the_batch_with_decoding_workers(tmp_
     again = ramtag(photos, "--out", out, "--workers", "0", *ramplus_tiny.cli_args())
     assert again.exit_code == 0, again.output
     assert sorted(pd.read_parquet(out)["path"]) == sorted(f"p{n:02d}.jpg" for n in range(40))
+
+
+def with_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """The same JPEG, its image data untouched, with an EXIF orientation."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    payload = exif.tobytes()
+    return jpeg[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+def test_ignore_orientation_reads_photos_as_the_official_code_does(tmp_path: Path, ramplus_tiny) -> None:
+    """The official code does not turn a photo upright: its scores, on a photo EXIF marks as turned,
+    are those of the pixels as stored."""
+    from ramtag.inputs.jpeg import encoded_jpeg
+
+    name = next(n for n in ramplus_tiny.expected["meta"]["images_order"] if n.endswith(".jpg"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    turned = with_orientation((ramplus_tiny.images / name).read_bytes(), 6)
+    (photos / Path(name).name).write_bytes(turned)
+    stored = Image.open(ramplus_tiny.images / name).size
+    args = [photos, "--workers", "0", "--all-scores", "--precision", "fp32", *ramplus_tiny.cli_args()]
+    assert ramtag(*args, "--out", tmp_path / "upright.parquet").exit_code == 0
+    result = ramtag(*args, "--out", tmp_path / "stored.parquet", "--ignore-orientation")
+    assert result.exit_code == 0, result.output
+    upright, as_stored = pd.read_parquet(tmp_path / "upright.parquet"), pd.read_parquet(tmp_path / "stored.parquet")
+    official = np.array(ramplus_tiny.expected["images"][name]["scores"])
+    assert np.abs(np.array(as_stored["all_scores"][0]) - official).max() < 1e-4
+    assert np.abs(np.array(upright["all_scores"][0]) - official).max() > 1e-3  # turned: other pixels
+    assert (as_stored["width"][0], as_stored["height"][0]) == stored
+    assert (upright["width"][0], upright["height"][0]) == stored[::-1]
+    metadata = json.loads(pq.read_schema(tmp_path / "stored.parquet").metadata[METADATA_KEY.encode()])
+    assert metadata["ignore_orientation"] is True
+    result = ramtag(*args, "--out", tmp_path / "upright.parquet", "--ignore-orientation")
+    assert result.exit_code == 1 and "ignore_orientation" in result.stderr  # no output of mixed readings
+    jpeg = encoded_jpeg(turned, name, max_pixels=None, upright=False)  # --preprocess gpu's reading
+    assert jpeg is not None and (jpeg.orientation, jpeg.width, jpeg.height) == (1, *stored)
+    assert encoded_jpeg(turned, name, max_pixels=None).orientation == 6

@@ -156,6 +156,15 @@ DraftDecodeOpt = Annotated[
         rich_help_panel=SPEED_PANEL,
     ),
 ]
+IgnoreOrientationOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-orientation",
+        help="Read images as stored, without turning them upright by their EXIF orientation, as the "
+        "official code does (to reproduce its scores on rotated photos; camera raws stay upright).",
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
 Preprocess = choices("Preprocess", PREPROCESSING)
 PreprocessOpt = Annotated[
     Preprocess,  # type: ignore[valid-type]

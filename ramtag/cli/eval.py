@@ -23,7 +23,7 @@ from ..errors import UsageError
 from ..engine.job import ModelOptions, check_model_options
 from ..model.registry import BENCHMARKS, benchmark
 from .common import (
-    MODEL_PANEL, BatchSizeOpt, CheckpointOpt, DeviceOpt, ModelOpt, PrecisionOpt, TagListOpt, WorkersOpt,
+    MODEL_PANEL, BatchSizeOpt, CheckpointOpt, DeviceOpt, IgnoreOrientationOpt, ModelOpt, PrecisionOpt, TagListOpt, WorkersOpt,
     err_console,
     path_text,
     plural,
@@ -128,6 +128,7 @@ def eval_command(
     tag_list: TagListOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    ignore_orientation: IgnoreOrientationOpt = False,
     text_encoder: TextEncoderOpt = None,
 ) -> None:
     """Score tags against labels: mAP (official and over classes with positives), CP/CR/CF1, OP/OR/OF1."""
@@ -144,6 +145,8 @@ def eval_command(
         raise UsageError("give the scores: --pred FILE (from `ramtag run --all-scores`) or --images DIR (one of them)")
     if target_precision is not None and calibrate is None:
         raise UsageError("--target-precision chooses --calibrate thresholds: add --calibrate FILE")
+    if ignore_orientation and images is None:
+        raise UsageError("--ignore-orientation is how --images are read; scores given with --pred were read already")
     chosen = benchmark(bench.value) if bench is not None else None
     if chosen is not None and chosen.descriptions is not None and images is not None:
         open_set_module(chosen)  # before any download or model load
@@ -151,7 +154,8 @@ def eval_command(
     if images is not None:
         options = ModelOptions(kind=model, checkpoint=path_text(checkpoint), tag_list=path_text(tag_list), device=device,
                                precision=precision, text_encoder=text_encoder)
-        pred = _scored(labels, images, chosen, options, scores, rescore, quiet, batch_size, workers)
+        pred = _scored(labels, images, chosen, options, scores, rescore, quiet, batch_size, workers,
+                       upright=not ignore_orientation)
     result = evaluate(
         labels, pred, threshold=protocol_threshold(threshold, thresholds, chosen),
         thresholds=thresholds, calibrate=calibrate, target_precision=target_precision,
@@ -173,6 +177,7 @@ def eval_command(
 def _scored(
     labels: GroundTruth, root: Path, chosen: Benchmark | None, options: ModelOptions,
     scores: Path | None, rescore: bool, quiet: bool, batch_size: int | None, workers: int | None,
+    *, upright: bool = True,
 ) -> Path:
     """The scores of the labelled images (``scoring``), with a progress bar and what it did."""
     from ..scoring import labelled_images, score_images
@@ -184,7 +189,7 @@ def _scored(
     progress = _Progress(quiet)
     try:
         done = score_images(present, root, chosen, options, scores=scores, rescore=rescore, batch_size=batch_size,
-                            workers=workers, on_start=progress.start, on_batch=progress.advance)
+                            workers=workers, on_start=progress.start, on_batch=progress.advance, upright=upright)
     finally:
         progress.stop()
     if not quiet:

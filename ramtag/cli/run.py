@@ -17,6 +17,7 @@ from .common import (
     CheckpointOpt,
     DeviceOpt,
     DraftDecodeOpt,
+    IgnoreOrientationOpt,
     ModelOpt,
     OnlyTagsOpt,
     PrecisionOpt,
@@ -146,6 +147,7 @@ def run_command(
             rich_help_panel=INPUT_PANEL,
         ),
     ] = RawDecode("auto"),
+    ignore_orientation: IgnoreOrientationOpt = False,
     batch_size: BatchSizeOpt = None,
     workers: WorkersOpt = None,
     save_every: Annotated[
@@ -214,7 +216,8 @@ def run_command(
             only_tags=only_tag_names(only_tags) if only_tags is not None else None,
         ),
         results=ResultOptions(
-            top_k=top_k, draft_decode=draft_decode, raw_decode=raw_decode.value, preprocess=preprocess.value
+            top_k=top_k, draft_decode=draft_decode, raw_decode=raw_decode.value, preprocess=preprocess.value,
+            ignore_orientation=ignore_orientation,
         ),
         outputs=OutputOptions(
             out=None if stdout else path_text(out), format=fmt.value if fmt else ("jsonl" if stdout and (xmp or embed) else None),

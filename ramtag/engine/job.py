@@ -89,6 +89,7 @@ class ResultOptions:
     raw_decode: str = field(default="auto", metadata={"always_recorded": True})
     # Where JPEGs are decoded and resized: by Pillow, or on the GPU (``model.config.PREPROCESSING``).
     preprocess: str = "pillow"
+    ignore_orientation: bool = False  # pixels as stored, EXIF orientation ignored (the official code's reading)
 
 
 # Settings rows depend on that come from the loaded model (``Tagger.metadata``), then the job's own.

@@ -114,7 +114,8 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
             refs, tagger, output, batch_size=job.batch_size or default_batch_size(tagger.device),
             workers=job.workers, top_k=job.results.top_k, max_pixels=found.max_pixels,
             draft_decode=job.results.draft_decode, raw_decode=job.results.raw_decode,
-            preprocessing=job.results.preprocess, content_hash=options.content_hash, stop=stop, on_batch=batch,
+            preprocessing=job.results.preprocess, upright=not job.results.ignore_orientation,
+            content_hash=options.content_hash, stop=stop, on_batch=batch,
             on_tagged=events.tagged,
         )
     return LocalRun(result, output, tagger, findings)

@@ -53,6 +53,7 @@ def run(
     draft_decode: bool = False,
     raw_decode: str = "auto",
     preprocessing: str = "pillow",
+    upright: bool = True,
     content_hash: bool = False,
     stop: threading.Event | None = None,
     on_batch: BatchCallback | None = None,
@@ -78,7 +79,7 @@ def run(
     batches = run_batches(
         _needed(refs, output, result, content_hash), tagger, batch_size=batch_size, workers=workers, top_k=top_k,
         max_pixels=max_pixels, timings=result.timings, draft_decode=draft_decode,
-        raw_decode=raw_decode, preprocessing=preprocessing,
+        raw_decode=raw_decode, preprocessing=preprocessing, upright=upright,
     )
     try:
         for number, records in enumerate(batches, start=1):

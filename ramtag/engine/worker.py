@@ -65,6 +65,7 @@ class UnitTagger:
                 refs, self.tagger, part, batch_size=self.batch_size, workers=self.job.workers or 0,
                 top_k=self.job.results.top_k, max_pixels=found.max_pixels, draft_decode=self.job.results.draft_decode,
                 raw_decode=self.job.results.raw_decode, preprocessing=self.job.results.preprocess,
+                upright=not self.job.results.ignore_orientation,
             )
         except ShardReadError as error:
             part.discard()

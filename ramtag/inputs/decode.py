@@ -37,6 +37,7 @@ def decode_image(
     max_pixels: int | None = MAX_PIXELS,
     draft_size: int | None = None,
     raw: RawOptions = _RAW,
+    upright: bool = True,
 ) -> Image.Image:
     """The first frame of ``path``, upright (EXIF orientation applied), pixels loaded.
 
@@ -50,13 +51,16 @@ def decode_image(
     gives the file's own size.
 
     A camera raw (``.CR2``, ``.NEF``, ``.dng``...) is decoded by LibRaw as ``raw`` says
-    (``inputs.raw``): its embedded preview or its developed sensor data.
+    (``inputs.raw``): its embedded preview or its developed sensor data, always upright.
+
+    ``upright`` False leaves the pixels as stored, EXIF orientation ignored, as the official code
+    reads images (``--ignore-orientation``).
     """
     _prepare_pillow(max_pixels)
     _check_file(path)
     if is_raw_name(path.name):
         return decode_raw(path, path, max_pixels=max_pixels, options=raw)
-    return _decode(path, path, max_pixels, draft_size)
+    return _decode(path, path, max_pixels, draft_size, upright)
 
 
 def decode_bytes(
@@ -66,6 +70,7 @@ def decode_bytes(
     max_pixels: int | None = MAX_PIXELS,
     draft_size: int | None = None,
     raw: RawOptions = _RAW,
+    upright: bool = True,
 ) -> Image.Image:
     """``decode_image`` for a file already in memory; ``name`` (its file name) words the errors
     and says whether it is a camera raw."""
@@ -74,7 +79,7 @@ def decode_bytes(
         raise _empty()
     if is_raw_name(name):
         return decode_raw(data, PurePosixPath(name), max_pixels=max_pixels, options=raw)
-    return _decode(io.BytesIO(data), PurePosixPath(name), max_pixels, draft_size)
+    return _decode(io.BytesIO(data), PurePosixPath(name), max_pixels, draft_size, upright)
 
 
 def decode_ref(
@@ -83,15 +88,17 @@ def decode_ref(
     max_pixels: int | None = MAX_PIXELS,
     draft_size: int | None = None,
     raw: RawOptions = _RAW,
+    upright: bool = True,
 ) -> Image.Image:
     """The image ``ref`` stands for: a local file, the bytes its ``source`` reads, or an image
     decoded already (``Decoded``)."""
     if isinstance(ref.source, Decoded):
-        return _given(ref.source.image)
+        return _given(ref.source.image, upright)
     if ref.source is None:
-        return decode_image(ref.path, max_pixels=max_pixels, draft_size=draft_size, raw=raw)
+        return decode_image(ref.path, max_pixels=max_pixels, draft_size=draft_size, raw=raw, upright=upright)
     data = ref.source.read(max_file_bytes(max_pixels))
-    return decode_bytes(data, name=ref.source.name, max_pixels=max_pixels, draft_size=draft_size, raw=raw)
+    return decode_bytes(data, name=ref.source.name, max_pixels=max_pixels, draft_size=draft_size, raw=raw,
+                        upright=upright)
 
 
 def decode_or_encoded(
@@ -100,14 +107,15 @@ def decode_or_encoded(
     max_pixels: int | None = MAX_PIXELS,
     draft_size: int | None = None,
     raw: RawOptions = _RAW,
+    upright: bool = True,
 ) -> Image.Image | EncodedJpeg:
     """``decode_ref``, except that a plain JPEG comes back still encoded, with what its decoding
     on the GPU needs (``inputs.jpeg``); its file is read once either way."""
     if isinstance(ref.source, Decoded):
-        return _given(ref.source.image)
+        return _given(ref.source.image, upright)
     name = ref.path.name if ref.source is None else ref.source.name
     if is_raw_name(name):
-        return decode_ref(ref, max_pixels=max_pixels, draft_size=draft_size, raw=raw)
+        return decode_ref(ref, max_pixels=max_pixels, draft_size=draft_size, raw=raw, upright=upright)
     _prepare_pillow(max_pixels)  # or Pillow's own guard refuses large headers first
     limit = max_file_bytes(max_pixels)
     if ref.source is not None:
@@ -116,11 +124,11 @@ def decode_or_encoded(
         _check_file(ref.path)
         data = _read_jpeg(ref.path, limit)
         if data is None:  # not a JPEG, or larger than any image within the limit: from its path
-            return _decode(ref.path, ref.path, max_pixels, draft_size)  # checked and prepared above
-    jpeg = encoded_jpeg(data, name, max_pixels=max_pixels)
+            return _decode(ref.path, ref.path, max_pixels, draft_size, upright)  # checked and prepared above
+    jpeg = encoded_jpeg(data, name, max_pixels=max_pixels, upright=upright)
     if jpeg is not None:
         return jpeg
-    return decode_bytes(data, name=name, max_pixels=max_pixels, draft_size=draft_size, raw=raw)
+    return decode_bytes(data, name=name, max_pixels=max_pixels, draft_size=draft_size, raw=raw, upright=upright)
 
 
 def original_size(image: Image.Image) -> tuple[int, int]:
@@ -131,12 +139,12 @@ def original_size(image: Image.Image) -> tuple[int, int]:
 _ORIGINAL_SIZE = ORIGINAL_SIZE
 
 
-def _given(image: Image.Image) -> Image.Image:
+def _given(image: Image.Image, upright: bool = True) -> Image.Image:
     """A PIL image a caller decoded, turned upright as a file would be (the same photo gives the same
     tags either way; an image turned already has no orientation left to apply); an empty one refused."""
     if image.width == 0 or image.height == 0:
         raise ImageDecodeError(f"an empty image ({image.width}x{image.height} pixels)", "empty")
-    if image.getexif().get(_ORIENTATION, 1) in (1, None):
+    if not upright or image.getexif().get(_ORIENTATION, 1) in (1, None):
         return image
     return ImageOps.exif_transpose(image)
 
@@ -149,6 +157,7 @@ def _decode(
     named: Path | PurePosixPath,
     max_pixels: int | None,
     draft_size: int | None = None,
+    upright: bool = True,
 ) -> Image.Image:
     heif_known = _heif_known  # before Pillow tries: another thread may teach it HEIF meanwhile
     try:
@@ -159,6 +168,8 @@ def _decode(
                 image.draft(image.mode, (draft_size, draft_size))
             image.load()  # errors in the pixel data surface here, not in a worker later
             loaded = image.size  # after any draft scaling
+            if not upright:  # as stored, EXIF orientation ignored (a copy, detached from the file)
+                return image if image.format == "JPEG" else image.copy()
             if image.format == "JPEG":
                 # One frame, turned upright in place: a loaded JPEG outlives its file, and an
                 # upright one (most photos) is not copied, which saves ~50 ms on 12 megapixels.
@@ -183,7 +194,7 @@ def _decode(
         if not heif_known and _teach_heif():  # perhaps a HEIC: Pillow knows it now
             if isinstance(where, io.BytesIO):
                 where.seek(0)
-            return _decode(where, named, max_pixels, draft_size)
+            return _decode(where, named, max_pixels, draft_size, upright)
         raise _unidentified(named) from error
     except MemoryError as error:
         raise ImageDecodeError(

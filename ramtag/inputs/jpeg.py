@@ -42,14 +42,15 @@ class EncodedJpeg:
     renamed: tuple[int, ...] = ()  # where ``data`` has APP15 for the file's APP1 (``original``)
 
 
-def encoded_jpeg(data: bytes, name: str, *, max_pixels: int | None) -> EncodedJpeg | None:
+def encoded_jpeg(data: bytes, name: str, *, max_pixels: int | None, upright: bool = True) -> EncodedJpeg | None:
     """``data`` as an ``EncodedJpeg`` when it is a plain, whole RGB or greyscale JPEG; ``None`` when
     Pillow should decode it. A JPEG over ``max_pixels`` is refused from its header.
 
     The bytes handed on have their APP1 segments (EXIF, XMP) renamed APP15, which decoders skip, so
     that no decoder turns the image by an EXIF reader of its own: the orientation applied is
     Pillow's (``devicejpeg.upright``), whatever the decoder (TorchCodec's reads EXIF, but not
-    always where and as Pillow does). ``original`` gives the file's own bytes back.
+    always where and as Pillow does). ``original`` gives the file's own bytes back. ``upright``
+    False: orientation 1 whatever the file says (``--ignore-orientation``).
     """
     if not data.startswith(JPEG_MAGIC):
         return None
@@ -68,7 +69,7 @@ def encoded_jpeg(data: bytes, name: str, *, max_pixels: int | None) -> EncodedJp
         raise
     except Exception:  # noqa: BLE001 - a header Pillow cannot parse: its full decode says why
         return None
-    if not isinstance(orientation, int) or not 1 <= orientation <= 8:
+    if not upright or not isinstance(orientation, int) or not 1 <= orientation <= 8:
         orientation = 1  # Pillow's exif_transpose leaves an image with another value as it is
     if orientation in _QUARTER_TURNS:
         width, height = height, width
