@@ -288,6 +288,10 @@ def test_several_folders_keep_the_same_names_apart(tmp_path: Path, monkeypatch: 
     assert len(_keys(discover([".", "sub"], on_error=lambda path, why: warnings.append((path, why))))) == 12
     assert [why for _, why in warnings] == ["given twice among the inputs: tagged once"] * 2 + [
         "given twice among the inputs: tagged once (any more files given twice are not listed)"]
+    warnings.clear()  # one file named two ways: one row, not one per spelling
+    spellings = ["x.jpg", str(tmp_path / "2023/raw/x.jpg"), "sub/../x.jpg"]
+    assert _keys(discover(spellings, on_error=lambda path, why: warnings.append((path, why)))) == ["x.jpg"]
+    assert [path for path, _ in warnings] == [tmp_path / "2023/raw/x.jpg", Path("sub/../x.jpg")]
 
 
 def test_include_and_exclude(tree: Path) -> None:

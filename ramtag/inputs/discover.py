@@ -319,6 +319,7 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool 
     names cannot repeat) only keys with an escaped byte are looked at: ``caf\\xe9.jpg`` is also
     what a name that is not UTF-8 becomes (``text.printable``)."""
     keys: dict[str, str] = {}
+    named: set[str] = set()  # real paths of the files named directly or listed (``a.jpg``, ``./x/../a.jpg``)
     shards: dict[str, TarShard] = {}
     twice = 0  # images given twice: the first few are said, not thousands (``photos photos/2024``)
 
@@ -341,6 +342,9 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool 
                 given_twice(Path(item.location))
                 continue
             shards[item.name] = item
+        elif item.source is None and not item.walked and _named_before(item.path, named):
+            given_twice(item.path)
+            continue
         elif item.key in keys:
             first = keys[item.key]
             if first == os.fspath(item.path) or os.path.realpath(first) == os.path.realpath(item.path):
@@ -353,6 +357,16 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool 
         else:
             keys[item.key] = os.fspath(item.path)
         yield item
+
+
+def _named_before(path: Path, named: set[str]) -> bool:
+    """Whether this file, named directly or listed, was so named already, however written (keys
+    keep the path as written, so ``a.jpg`` and ``/home/me/a.jpg`` would be two rows of one file)."""
+    real = os.path.realpath(path)
+    if real in named:
+        return True
+    named.add(real)
+    return False
 
 
 def _expand(item: str | Path | Item, walk: _Walk, several: bool) -> Iterator[Item]:
