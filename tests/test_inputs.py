@@ -522,6 +522,21 @@ def test_truncated_file(tmp_path: Path, fmt: str) -> None:
     assert str(error).startswith("truncated file: the image data ends early")
 
 
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_jpeg_missing_only_its_end_marker_is_read_whole(tmp_path: Path, progressive: bool) -> None:
+    """Old cameras and scanners left it out; every viewer shows such a file, Pillow called it truncated."""
+    noise = Image.effect_noise((96, 64), 60).convert("RGB")
+    buffer = io.BytesIO()
+    noise.save(buffer, format="JPEG", progressive=progressive)
+    data = buffer.getvalue()
+    whole = np.asarray(Image.open(buffer))
+    path = tmp_path / "old.jpg"
+    path.write_bytes(data[:-2])
+    np.testing.assert_array_equal(np.asarray(decode_image(path)), whole)
+    path.write_bytes(data[:-40])  # image data missing too: still refused, never made up
+    assert _failure(path).kind == "truncated"
+
+
 def test_text_named_png(tmp_path: Path) -> None:
     path = tmp_path / "fake.png"
     path.write_text("hello, I am not a picture\n")
@@ -547,6 +562,19 @@ def test_decompression_bomb(tmp_path: Path) -> None:
     assert "196,000,000 pixels is over the limit of 178,956,970" in str(error)
     assert "--max-pixels" in str(error)
     assert MAX_PIXELS == 178_956_970
+
+
+def test_pillows_bomb_warning_never_reaches_the_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow warns of images over half its limit, which ramtag then tags: a line about a DOS attack."""
+    import warnings
+
+    from ramtag.inputs import decode_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        image = decode_image(_save(tmp_path / "a.png", (12, 12)), max_pixels=150)  # over 100, within 2 x 100
+    assert image.size == (12, 12) and [w.message for w in said] == []
 
 
 def test_over_a_small_limit(tmp_path: Path) -> None:

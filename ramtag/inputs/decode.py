@@ -14,6 +14,7 @@ import re
 import stat
 import struct
 import threading
+import warnings
 from pathlib import Path, PurePosixPath
 
 from PIL import Image, ImageOps, UnidentifiedImageError, features
@@ -202,9 +203,40 @@ def _decode(
             "memory",
         ) from error
     except OSError as error:
+        whole = _end_marker_added(where) if "truncated" in _pillow_words(error).lower() else None
+        if whole is not None:  # an old camera's or scanner's JPEG without its last two bytes
+            return _decode(io.BytesIO(whole), named, max_pixels, draft_size, upright)
         raise _damaged(error) from error
     except _MALFORMED as error:
-        raise ImageDecodeError(f"corrupt image data ({_pillow_words(error)})", "corrupt") from error
+        raise _damaged(error) from error
+
+
+_END = b"\xff\xd9"  # a JPEG's end-of-image marker
+
+
+def _end_marker_added(where: Path | io.BytesIO) -> bytes | None:
+    """A JPEG that lacks only its end marker, with the marker: ``None`` if more is missing.
+
+    Decoders read such a file whole (every viewer shows it), but Pillow calls it truncated. Adding
+    the marker to a file cut off in its image data would decode too, the rest made up; so it is
+    decoded twice, with 64 bytes of zeros and of ones before the marker: where the image data is
+    whole, the decoder skips them (the same pixels twice), where it is cut off it decodes them.
+    """
+    try:
+        data = where.getvalue() if isinstance(where, io.BytesIO) else where.read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(JPEG_MAGIC) or data.rstrip(b"\x00").endswith(_END):
+        return None
+    decoded = []
+    for filler in (b"\x00" * 64, b"\xff\x00" * 32):  # 0xFF is stuffed in image data: ones, no marker
+        try:
+            with Image.open(io.BytesIO(data + filler + _END)) as image:
+                image.load()
+                decoded.append(image.tobytes())
+        except Exception:  # noqa: BLE001 - not decodable even so: the file's own error stands
+            return None
+    return data + _END if decoded[0] == decoded[1] else None
 
 
 def _check_file(path: Path) -> None:
@@ -295,9 +327,9 @@ def _unidentified(path: Path | PurePosixPath) -> ImageDecodeError:
     )
 
 
-def _damaged(error: OSError) -> ImageDecodeError:
+def _damaged(error: BaseException) -> ImageDecodeError:
     words = _pillow_words(error)
-    if "truncated" in words.lower():
+    if "truncated" in words.lower() or "end of file" in words.lower():  # libheif's: "Unexpected end of file"
         return ImageDecodeError(
             f"truncated file: the image data ends early ({words}); "
             "an interrupted copy or download?",
@@ -309,8 +341,8 @@ def _damaged(error: OSError) -> ImageDecodeError:
 def _pillow_words(error: BaseException) -> str:
     """Pillow's own explanation, without a file name (the caller adds the path)."""
     if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error) or type(error).__name__
+        return " ".join(error.strerror.split())
+    return " ".join(str(error).split()) or type(error).__name__  # one line (libheif's end with a newline)
 
 
 def _prepare_pillow(max_pixels: int | None) -> None:
@@ -321,7 +353,12 @@ def _prepare_pillow(max_pixels: int | None) -> None:
     could never work. Only then is Pillow's process-wide limit raised, just enough and never
     lowered: a lowered or restored limit would race with other threads decoding. At the default
     ``MAX_PIXELS`` nothing changes.
+
+    Pillow also warns of any image over half its limit (a "could be decompression bomb DOS attack"
+    line on stderr, for a photo ramtag then tags): ramtag's own limit says what it refuses, so that
+    warning is silenced (again at each call: a caller's ``catch_warnings`` may have restored it).
     """
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     current = Image.MAX_IMAGE_PIXELS
     if current is None or (max_pixels is not None and 2 * current >= max_pixels):
         return
