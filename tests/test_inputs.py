@@ -134,6 +134,16 @@ def test_hidden_folders_of_tools_are_not_worth_a_hint(tmp_path: Path) -> None:
     assert "1 hidden folder left out (--hidden includes them)" in findings.why()
 
 
+def test_nas_thumbnails_and_recycle_bins_are_left_out(tmp_path: Path) -> None:
+    """A Synology share holds five small JPEGs per photo in @eaDir, and deleted photos in #recycle."""
+    _save(tmp_path / "share" / "photo.jpg")
+    _save(tmp_path / "share" / "@eaDir" / "photo.jpg" / "SYNOPHOTO_THUMB_M.jpg")
+    _save(tmp_path / "share" / "#recycle" / "old.jpg")
+    _save(tmp_path / "share" / "@eaDir.jpg")  # a file so named is a photo
+    assert _keys(discover([tmp_path / "share"])) == ["@eaDir.jpg", "photo.jpg"]
+    assert len(_keys(discover([tmp_path / "share"], hidden=True))) == 4
+
+
 def test_files_given_directly_keep_their_spelling(
     tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,6 +20,13 @@ TOOL_FOLDERS = frozenset({
     ".git", ".hg", ".svn", ".bzr", ".venv", ".tox", ".cache", ".idea", ".vscode", ".Trash", ".Trashes",
     ".Spotlight-V100", ".fseventsd", ".TemporaryItems", ".DocumentRevisions-V100",
 })
+# Folders that NAS systems and Windows keep beside a person's photos, not hidden by a dot: Synology's
+# thumbnails (five small JPEGs per photo in @eaDir), recycle bins and snapshots (copies of
+# everything), QNAP's, Windows' bin and index. Left out like hidden folders, without a word.
+SYSTEM_FOLDERS = frozenset({
+    "@eaDir", "#recycle", "#snapshot", "@Recycle", "@Recently-Snapshot", "$RECYCLE.BIN",
+    "System Volume Information",
+})
 
 
 def folder_prefix(written: str) -> str:
@@ -78,8 +85,8 @@ def walk_folder(
                 on_orphan(path)
         subfolders: list[str] = []
         for entry in entries:
-            if not hidden and entry.name.startswith("."):
-                if on_hidden is not None and entry.name not in TOOL_FOLDERS and (
+            if not hidden and (entry.name.startswith(".") or entry.name in SYSTEM_FOLDERS and _is_dir(entry)):
+                if on_hidden is not None and entry.name not in TOOL_FOLDERS | SYSTEM_FOLDERS and (
                     (is_folder := _is_dir(entry)) or is_image_name(entry.name)
                 ):
                     on_hidden(entry.path, is_folder)
