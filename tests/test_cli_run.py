@@ -280,6 +280,35 @@ def test_ctrl_c_saves_the_batch_and_a_rerun_finishes(
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(tmp_path / "whole.parquet"))
 
 
+def test_continuing_an_unfinished_run_with_other_inputs_is_said(
+    tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its images not tagged yet would be missing from an output that looks finished."""
+    big = _images(tmp_path / "big", ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+    other = _images(tmp_path / "other", ["x.jpg"])
+    args = ["--workers", "0", "--batch-size", "2", *ramplus_tiny.cli_args()]
+    out = tmp_path / "tags.parquet"
+    write = ResumableOutput.write
+
+    def write_then_signal(self, batch):
+        write(self, batch)
+        signal.raise_signal(signal.SIGINT)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ResumableOutput, "write", write_then_signal)
+        assert ramtag(big, "--out", out, *args).exit_code == 130
+    result = ramtag(other, "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert f"the unfinished run this one continues was given other inputs ({big})" in said
+    assert "the images it had not tagged yet will be missing from tags.parquet" in said
+    with monkeypatch.context() as patch:  # the same inputs again: nothing to say
+        patch.setattr(ResumableOutput, "write", write_then_signal)
+        assert ramtag(big, "--out", tmp_path / "same.parquet", *args).exit_code == 130
+    result = ramtag(big, "--out", tmp_path / "same.parquet", *args)
+    assert result.exit_code == 0 and "other inputs" not in result.stderr
+
+
 def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path, ramplus_tiny) -> None:
     photos = _images(tmp_path / "photos", ["a.jpg"])
     out = tmp_path / "tags.parquet"

@@ -61,6 +61,27 @@ class LocalRun:
     findings: Findings | None = None  # what discovery left out (sidecars with no image among it)
 
 
+def _continued(job: Job, output: Tee, events: RunEvents) -> None:
+    """Said when this run continues an unfinished one that had other inputs: what that one had not
+    tagged yet would otherwise be missing from the finished output without a word."""
+    from ..inputs.fs import is_url
+    from ..outputs.file import ResumableOutput
+
+    file = output.find(ResumableOutput)
+    if file is None:
+        return
+    found = job.inputs
+    inputs = {"paths": [path if is_url(path) else os.path.realpath(path) for path in found.paths],
+              "files_from": found.files_from if found.files_from in (None, "-") else os.path.realpath(found.files_from),
+              "include": list(found.include), "exclude": list(found.exclude), "hidden": found.hidden}
+    theirs = file.continues_other_inputs(inputs)
+    if theirs is not None:
+        given = " ".join(theirs.get("paths") or []) or f"--files-from {theirs.get('files_from')}"
+        events.warning(file.folder, f"the unfinished run this one continues was given other inputs ({given}): "
+                       f"the images it had not tagged yet will be missing from {file.dest.name} (Ctrl-C now and "
+                       "run that command again to finish it first, or pass --overwrite to start over)")
+
+
 def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event | None = None) -> LocalRun:
     """Run ``job`` here. Mistakes in it fail before anything heavy is imported or loaded."""
     from ..devices import default_batch_size
@@ -103,6 +124,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
                   file_of=plans[0].file_of, whole_shards=not (found.include or found.exclude))
     with open_outputs(job.outputs, schema, warn=events.warning, rerun=rerun) as output:
         events.opened(output)
+        _continued(job, output, events)
         counting = _counter(job, output, events, plans[0].table)
 
         def batch(number: int, records: list[ImageRecord]) -> None:

@@ -5,6 +5,7 @@ Beside ``tags.parquet`` a run keeps ``tags.parquet.parts/``:
 
 - ``lock``: held (``flock``) by the run writing here, so a second run on the same output refuses;
 - ``settings.json``: what the results depend on, checked when a run resumes;
+- ``inputs.json``: what the run was given, so that a run continuing it with other inputs says so;
 - ``000001.parquet``, ...: parts, in the output schema, each written under a temporary name,
   fsynced and renamed;
 - ``journal`` (``journal.Journal``): one entry per part, appended and fsynced only once the part is
@@ -33,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -242,6 +243,7 @@ class ResumableOutput(RowOutput):
             if changed:
                 parts = []
         self.parts = parts
+        self._their_inputs = read_settings(self.folder / "inputs.json") if parts else {}
         self._sweep()  # before anything new is written: debris, or the parts of a finished run
         write_settings(self.folder / "settings.json", settings)
         self.journal.rewrite([{"part": name, "rows": rows} for name, rows in self.parts])
@@ -251,6 +253,14 @@ class ResumableOutput(RowOutput):
             for batch in _batches(self.folder / name, _INDEXED):
                 self.index.remember(batch, number)
         self.held = len(self.index)  # images this output holds from earlier runs
+
+    def continues_other_inputs(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        """The inputs of the unfinished run this one continues, when they differ from this run's
+        ``inputs`` (that run's images not saved yet would be missing from ``--out``, unnoticed);
+        this run's are recorded for the next."""
+        write_settings(self.folder / "inputs.json", inputs)
+        before = self._their_inputs
+        return before if before and before != inputs else None
 
     def _complete(self, entries: list[dict]) -> list[dict]:
         """The entries that still hold: a part whose file is there, a finish with its file name."""
