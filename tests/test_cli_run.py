@@ -619,3 +619,16 @@ def test_ignore_orientation_reads_photos_as_the_official_code_does(tmp_path: Pat
     jpeg = encoded_jpeg(turned, name, max_pixels=None, upright=False)  # --preprocess gpu's reading
     assert jpeg is not None and (jpeg.orientation, jpeg.width, jpeg.height) == (1, *stored)
     assert encoded_jpeg(turned, name, max_pixels=None).orientation == 6
+
+
+def test_a_recorded_folder_that_is_gone_is_said(tmp_path: Path, ramplus_tiny) -> None:
+    """A moved archive is tagged again under new keys, its old rows kept: said, not left to be found."""
+    lib = _images(tmp_path / "lib", ["y2005/a.jpg"])
+    args = ["--workers", "0", *ramplus_tiny.cli_args(), "--out", tmp_path / "tags.parquet"]
+    assert ramtag(lib, *args).exit_code == 0
+    assert "not there any more" not in ramtag(lib, *args).stderr
+    lib.rename(tmp_path / "moved")
+    result = ramtag(tmp_path / "moved", *args)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert f"warning: {lib}: a folder of tags.parquet's rows, not there any more (moved? a drive not mounted?)" in said

@@ -102,6 +102,11 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     )
     if not _builds_on(job):  # none at all: said now, before the model loads (a re-run may prune)
         refs = some_images(refs, findings, found.paths)
+    for root in recorded:  # a moved archive: its photos would be tagged again beside their old rows
+        if not os.path.exists(root.path):
+            events.warning(Path(root.path), f"a folder of {Path(job.outputs.out or '').name}'s rows, not there any "
+                           "more (moved? a drive not mounted?): its rows are kept, and photos of it found "
+                           "elsewhere are tagged again under new keys")
     from ..model.needed import check_model_files
 
     model = job.model  # files missing offline: all of them said now, before torch is imported
