@@ -632,3 +632,23 @@ def test_a_recorded_folder_that_is_gone_is_said(tmp_path: Path, ramplus_tiny) ->
     assert result.exit_code == 0, result.output
     said = " ".join(result.stderr.split())
     assert f"warning: {lib}: a folder of tags.parquet's rows, not there any more (moved? a drive not mounted?)" in said
+
+
+def test_a_second_ctrl_c_still_says_what_was_saved(tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    photos = _images(tmp_path / "photos", ["a.jpg", "b.jpg", "c.jpg"])
+    out = tmp_path / "tags.parquet"
+    write = ResumableOutput.write
+    calls = []
+
+    def write_then_stop_at_once(self, batch):
+        write(self, batch)
+        self.save()
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what a second Ctrl-C does: no batch finished, no summary
+
+    monkeypatch.setattr(ResumableOutput, "write", write_then_stop_at_once)
+    result = ramtag(photos, "--out", out, "--workers", "0", "--batch-size", "1", *ramplus_tiny.cli_args())
+    assert result.exit_code == 130
+    assert f"interrupted: 2 images saved in {out}.parts; run the same command again to continue" in " ".join(
+        result.stderr.split())

@@ -33,6 +33,7 @@ class RunReport(ProgressReport, RunEvents):
         self.job = job
         self.count: int | None = None
         self.first_error = ""  # named in the summary when -v did not name every bad file
+        self.file: ResumableOutput | None = None  # the --out file, once open
         self.stop = threading.Event()
         self.ctrl_c = CtrlC(self.stop, lambda signum: err_console.print(
             "stopping after this batch (Ctrl-C again to stop at once)" if signum == signal.SIGINT
@@ -75,7 +76,7 @@ class RunReport(ProgressReport, RunEvents):
     def opened(self, output: Tee) -> None:
         from ..outputs.file import ResumableOutput
 
-        file = output.find(ResumableOutput)
+        file = self.file = output.find(ResumableOutput)
         if file is not None and file.resumed and not self.quiet:
             if file.builds_on:
                 what = "new, changed or failed" if file.index.rerun.retry_errors else "new or changed"

@@ -29,7 +29,9 @@ from .common import (
     ThresholdsOpt,
     WorkersOpt,
     choices,
+    err_console,
     path_text,
+    plural,
 )
 from .scale import AddressOpt, ConcurrencyOpt, Engine, EngineOpt, GpusOpt, run_on_ray
 from .xmp import EmbedOpt, Naming, TouchOpt, XmpNamingOpt, XmpOpt, XmpParentOpt
@@ -239,6 +241,13 @@ def run_command(
     report = RunReport(job, quiet=quiet, verbose=verbose, started=started)
     try:
         done = run_job(job, events=report, stop=report.stop)
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, what was saved before stays
+        file = report.file
+        if file is None or not file.parts:
+            raise
+        err_console.print(f"interrupted: {plural(file.saved_rows, 'image')} saved in {file.folder}; run the same "
+                          "command again to continue", markup=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     finally:
         report.end()
     report.finished(done)
