@@ -554,6 +554,14 @@ def test_text_named_png(tmp_path: Path) -> None:
     assert error.kind == "not_image" and str(error).startswith("not an image Pillow can read")
 
 
+def test_a_listed_appledouble_file_is_named_for_what_it_is(tmp_path: Path) -> None:
+    """`find . -type f` on a disk a Mac wrote lists a ._ file beside each photo."""
+    path = tmp_path / "._photo.jpg"
+    path.write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(64))
+    error = _failure(path)
+    assert error.kind == "not_image" and "macOS AppleDouble file, the Finder's metadata for photo.jpg" in str(error)
+
+
 def test_corrupt_data(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), "red").save(buffer, format="WEBP")

@@ -320,6 +320,12 @@ def _unidentified(path: Path | PurePosixPath) -> ImageDecodeError:
             "AVIF images need a Pillow built with AVIF support (the official wheels since 11.3)",
             "unsupported",
         )
+    if path.name.startswith("._"):
+        return ImageDecodeError(
+            f"not an image: a macOS AppleDouble file, the Finder's metadata for {path.name[2:]} on a disk "
+            "that is not a Mac's; leave out names starting with ._ (find ... ! -name '._*')",
+            "not_image",
+        )
     return ImageDecodeError(
         "not an image Pillow can read: the content matches no supported format "
         "(mislabelled, corrupt or cut off early)",
