@@ -211,3 +211,22 @@ def test_the_python_api_tags_one_path_or_many_and_keeps_going(
         tiny_tagger.tag(paths, raise_errors=True)
     image = Image.open(ramplus_tiny.images / "demo4.jpg")
     assert tiny_tagger.tag(image).path is None and tiny_tagger.tag(image).tags == one.tags
+
+
+def test_a_signal_the_process_was_started_ignoring_stays_ignored() -> None:
+    """`nohup ramtag run ...` or a script's `ramtag run ... &`: SIGINT is ignored from the start."""
+    import signal
+    import threading
+
+    from ramtag.engine.local import CtrlC
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctrl_c = CtrlC(threading.Event())
+        ctrl_c.install()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == ctrl_c._handle
+        ctrl_c.remove()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -241,7 +241,9 @@ class CtrlC:
 
     def install(self) -> None:
         if self._previous is None and threading.current_thread() is threading.main_thread():
-            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+            # A signal the process was started ignoring (`nohup`, a script's `cmd &`) stays ignored.
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS
+                              if signal.getsignal(number) is not signal.SIG_IGN}
 
     def remove(self) -> None:
         if self._previous is not None:
