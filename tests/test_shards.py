@@ -366,7 +366,8 @@ def test_ray_engine_needs_an_output_folder(tmp_path: Path, ramplus_tiny) -> None
     result = CliRunner().invoke(app, ["run", str(tmp_path / "shards"), "--concurrency", "2"])
     assert result.exit_code == 2 and "--concurrency go with --engine ray" in result.stderr
     result = CliRunner().invoke(app, ["run", str(tmp_path / "shards"), "--out", str(tmp_path), *ramplus_tiny.cli_args()])
-    assert result.exit_code == 2 and "is a folder" in result.stderr
+    assert result.exit_code == 2 and f"is a folder: --out names the file to write, such as {tmp_path / 'tags.parquet'}" \
+        in " ".join(result.stderr.split())
 
 
 def test_member_names_that_are_not_utf8_keep_their_own_keys(tmp_path: Path) -> None:
