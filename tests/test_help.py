@@ -107,7 +107,9 @@ def test_help_snapshot() -> None:
 
 
 def test_click_errors_are_one_line_like_ramtags(tmp_path: Path) -> None:
+    (tmp_path / "-leading.jpg").write_bytes(b"")  # a file whose name Click reads as options
     for args, words in (
+        (["run", "-leading.jpg"], "error: No such option: -l; -leading.jpg is a file: write it ./-leading.jpg"),
         (["run", "photos", "--lang", "fr"], "error: Invalid value for '--lang': 'fr' is not one of 'en', 'zh', 'both'."),
         (["run", "--nope"], "error: No such option: --nope"),
         (["xmp", "clean"], "error: Missing argument 'PATH'."),

@@ -152,6 +152,9 @@ def run(app: Any) -> None:
         where = context.command_path if context is not None else "ramtag"
         message = " ".join(error.format_message().split())  # type: ignore[attr-defined]
         message = message.removeprefix("Value error, ").replace(": Value error, ", ": ")
+        dashed = next((arg for arg in sys.argv[1:] if arg.startswith("-") and len(arg) > 1 and os.path.exists(arg)), None)
+        if dashed is not None and "option" in message:  # `ramtag run -x.jpg`: a file, read as options
+            message += f"; {dashed} is a file: write it ./{dashed}"
         print(f"error: {terminal_text(message)} (see '{where} --help')", file=sys.stderr)
         sys.exit(2)
     except _CLICK_EXCEPTION as error:
