@@ -652,3 +652,14 @@ def test_a_second_ctrl_c_still_says_what_was_saved(tmp_path: Path, ramplus_tiny,
     assert result.exit_code == 130
     assert f"interrupted: 2 images saved in {out}.parts; run the same command again to continue" in " ".join(
         result.stderr.split())
+
+
+def test_verbose_says_what_a_walk_left_out(tmp_path: Path, ramplus_tiny) -> None:
+    """A run that found images said nothing of the files it passed over: was the archive covered?"""
+    photos = _images(tmp_path / "photos", ["a.jpg", ".hidden/b.jpg"])
+    (photos / "scan.psd").write_bytes(b"8BPS")
+    args = [photos, "--workers", "0", *ramplus_tiny.cli_args(), "--out", tmp_path / "t.csv"]
+    said = " ".join(ramtag(*args, "-v").stderr.split())
+    assert ("not tagged from the folders walked: 1 file skipped (.psd), not an image or camera raw extension; "
+            "1 hidden folder left out (--hidden includes them)") in said
+    assert "not tagged from" not in ramtag(*args, "--overwrite").stderr

@@ -170,6 +170,9 @@ class RunReport(ProgressReport, RunEvents):
                     for name, value in timings.stages().items()
                 )
                 self.say(f"time per stage: {stages}")
+                found = done.findings
+                if found is not None and (found.skipped or found.hidden_images or found.hidden_folders or found.filtered):
+                    self.say(f"not tagged from the folders walked: {found.why()}")
             self._said_where(done)
             for pattern in sorted(done.findings.unmatched if done.findings is not None else ()):
                 hint = done.findings.case_hint(pattern) or (" (globs match the paths as the output has them, "  # type: ignore[union-attr]
