@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-from .jpeg import JPEG_MAGIC, EncodedJpeg, encoded_jpeg
+from .jpeg import JPEG_MAGIC, EncodedJpeg, encoded_jpeg, end_marker_added
 from .raw import ORIGINAL_SIZE, RawOptions, decode_raw
 from .refs import MAX_PIXELS, Decoded, ImageDecodeError, ImageRef, is_raw_name, max_file_bytes, too_large
 
@@ -203,40 +203,12 @@ def _decode(
             "memory",
         ) from error
     except OSError as error:
-        whole = _end_marker_added(where) if "truncated" in _pillow_words(error).lower() else None
+        whole = end_marker_added(where) if "truncated" in _pillow_words(error).lower() else None
         if whole is not None:  # an old camera's or scanner's JPEG without its last two bytes
             return _decode(io.BytesIO(whole), named, max_pixels, draft_size, upright)
         raise _damaged(error) from error
     except _MALFORMED as error:
         raise _damaged(error) from error
-
-
-_END = b"\xff\xd9"  # a JPEG's end-of-image marker
-
-
-def _end_marker_added(where: Path | io.BytesIO) -> bytes | None:
-    """A JPEG that lacks only its end marker, with the marker: ``None`` if more is missing.
-
-    Decoders read such a file whole (every viewer shows it), but Pillow calls it truncated. Adding
-    the marker to a file cut off in its image data would decode too, the rest made up; so it is
-    decoded twice, with 64 bytes of zeros and of ones before the marker: where the image data is
-    whole, the decoder skips them (the same pixels twice), where it is cut off it decodes them.
-    """
-    try:
-        data = where.getvalue() if isinstance(where, io.BytesIO) else where.read_bytes()
-    except OSError:
-        return None
-    if not data.startswith(JPEG_MAGIC) or data.rstrip(b"\x00").endswith(_END):
-        return None
-    decoded = []
-    for filler in (b"\x00" * 64, b"\xff\x00" * 32):  # 0xFF is stuffed in image data: ones, no marker
-        try:
-            with Image.open(io.BytesIO(data + filler + _END)) as image:
-                image.load()
-                decoded.append(image.tobytes())
-        except Exception:  # noqa: BLE001 - not decodable even so: the file's own error stands
-            return None
-    return data + _END if decoded[0] == decoded[1] else None
 
 
 def _check_file(path: Path) -> None:

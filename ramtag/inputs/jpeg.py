@@ -18,6 +18,8 @@ from PIL import Image
 from .refs import ImageDecodeError, too_large
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -116,3 +118,28 @@ def _header(data: bytes) -> tuple[int, list[int]] | None:
             length = int.from_bytes(data[position + 2 : position + 4], "big")
             position += 2 + max(length, 2)
     return None
+
+
+def end_marker_added(where: Path | io.BytesIO) -> bytes | None:
+    """A JPEG that lacks only its end marker, with the marker: ``None`` if more is missing.
+
+    Decoders read such a file whole (every viewer shows it), but Pillow calls it truncated. Adding
+    the marker to a file cut off in its image data would decode too, the rest made up; so it is
+    decoded twice, with 64 bytes of zeros and of ones before the marker: where the image data is
+    whole, the decoder skips them (the same pixels twice), where it is cut off it decodes them.
+    """
+    try:
+        data = where.getvalue() if isinstance(where, io.BytesIO) else where.read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(JPEG_MAGIC) or data.rstrip(b"\x00").endswith(_END):
+        return None
+    decoded = []
+    for filler in (b"\x00" * 64, b"\xff\x00" * 32):  # 0xFF is stuffed in image data: ones, no marker
+        try:
+            with Image.open(io.BytesIO(data + filler + _END)) as image:
+                image.load()
+                decoded.append(image.tobytes())
+        except Exception:  # noqa: BLE001 - not decodable even so: the file's own error stands
+            return None
+    return data + _END if decoded[0] == decoded[1] else None
