@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from .version import __version__
-from .errors import UsageError
+from .errors import CheckpointError, UsageError
 from .model.labels import TagVocabulary
 from .model.load import LoadInfo
 from .model.network import RamModel
@@ -152,7 +152,18 @@ class Tagger:
             logits = self._logits(self.model, pixels, self.open_embed, timings)
         if self.precision.overflow_retry and not bool(torch.isfinite(logits).all()):
             logits = self._without_overflow(batch, timings)
+        if bool(torch.isnan(logits).any()):  # never written as "no tags": a damaged file or cache
+            raise CheckpointError(self._not_numbers())
         return torch.sigmoid(logits.float()).cpu().numpy()
+
+    def _not_numbers(self) -> str:
+        from .model.cached import converted_dir
+
+        where = (f"its converted copy in {converted_dir()}" if self.info is not None and self.info.from_cache
+                 else str(self.info.path) if self.info is not None else "the weights")
+        return (f"the model computed scores that are not numbers (NaN): its weights are damaged ({where}); "
+                "`ramtag models verify` checks the released weights, and deleting a converted copy has it made "
+                "again from the .pth")
 
     def _logits(
         self, model: RamModel, pixels: torch.Tensor, open_embed: torch.Tensor | None,

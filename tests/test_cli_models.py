@@ -200,6 +200,34 @@ def test_verify_finds_damaged_files(online: list[dict[str, Any]]) -> None:
     assert "verify failed: 2 problems" in result.stderr
 
 
+def test_verify_names_what_to_delete_and_checks_the_converted_copies(
+    online: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ramtag.model.cached import converted_dir
+    from ramtag.model.load import load_model
+
+    assert invoke("download").exit_code == 0
+    weights = download.cached_weights("ram_plus")
+    load_model(weights, num_tags=16)  # its converted copy, with its sha256 recorded
+    (converted,) = converted_dir().glob("*.safetensors")
+    assert "ok       converted    sha256" in invoke("verify", "ram_plus").stdout
+    with open(converted, "r+b") as handle:
+        handle.seek(converted.stat().st_size // 2)
+        handle.write(b"\xff" * 64)
+    with open(weights, "r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"\0" * 8)
+    result = invoke("verify", "ram_plus")
+    assert result.exit_code == 1 and "DAMAGED  converted    sha256" in result.stdout
+    said = " ".join(result.stderr.split())
+    assert f"{converted} is damaged: delete it; it is made again from the .pth at the next run" in said
+    assert f"{weights.resolve()} is damaged: delete it; then download it again" in said  # the blob, not the link
+    monkeypatch.setenv("RAMTAG_OFFLINE", "1")  # offline the Hub cannot be asked, but the file was checked once
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *args, **kwargs: str(weights))  # the cache as it is
+    with pytest.raises(download.ChecksumError, match="no longer the .* it had when downloaded"):
+        download.weights_file("ram_plus")
+
+
 def test_verify_rejects_a_checkpoint_of_the_other_kind(hub_cache: Path, ramplus_tiny: Any) -> None:
     result = invoke("verify", "ram", "--checkpoint", str(ramplus_tiny.checkpoint))
     assert result.exit_code == 1

@@ -154,19 +154,19 @@ def test_one_cached_conversion_serves_runs_with_and_without_a_tag_list(ramplus_t
     _, implied = load_model(ramplus_tiny.checkpoint)
     assert not named.from_cache and implied.from_cache and implied.config == named.config
     folder = isolated_user_dirs / "ramtag" / "converted"
-    assert [p.name for p in folder.iterdir()] == [f"{named.sha256}-t16-s384-v{LAYOUT_VERSION}.safetensors"]
+    assert [p.name for p in folder.glob("*.safetensors")] == [f"{named.sha256}-t16-s384-v{LAYOUT_VERSION}.safetensors"]
     for path in folder.iterdir():
         path.unlink()
     _, implied = load_model(ramplus_tiny.checkpoint)  # the other way round
     _, named = load_model(ramplus_tiny.checkpoint, num_tags=16, image_size=384)
-    assert not implied.from_cache and named.from_cache and len(list(folder.iterdir())) == 1
+    assert not implied.from_cache and named.from_cache and len(list(folder.glob("*.safetensors"))) == 1
     # A checkpoint whose tag count only its tag list tells (4 descriptions a tag, not 51): its
     # conversion is found again by the same request, the input size still read from the weights.
     custom = save_official(random_model(CONFIGS["ramplus_identity_proj"]), isolated_user_dirs / "custom.pth")
     _, first = load_model(custom, num_tags=5)
     _, again = load_model(custom, num_tags=5)
     assert not first.from_cache and again.from_cache and again.config.image_size == 384
-    assert len(list(folder.iterdir())) == 2
+    assert len(list(folder.glob("*.safetensors"))) == 2
 
 
 def test_a_conversion_recorded_by_the_previous_version_is_found(ramplus_tiny, isolated_user_dirs: Path) -> None:
@@ -181,6 +181,7 @@ def test_a_conversion_recorded_by_the_previous_version_is_found(ramplus_tiny, is
         metadata = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))["__metadata__"]
     metadata.pop("inferred")
     save_file(load_file(str(cached)), str(cached), metadata={**metadata, "as_inferred": "1"})
+    cached.with_name(cached.name + ".sha256").unlink()  # that version recorded no sha256
     _, again = load_model(ramplus_tiny.checkpoint, num_tags=16)
     assert again.from_cache
 
@@ -204,6 +205,44 @@ def test_corrupt_cache_is_rebuilt(ramplus_tiny, isolated_user_dirs: Path) -> Non
     model, again = load_model(ramplus_tiny.checkpoint, num_tags=16)
     assert not again.from_cache
     assert cached.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("damage", ["overwritten", "cut off", "cut off before it was recorded"])
+def test_a_converted_copy_damaged_since_is_made_again(
+    ramplus_tiny, isolated_user_dirs: Path, damage: str
+) -> None:
+    """A disk error, or a copy of the cache cut off: every score was NaN and the run said "0 errors",
+    or every run ended in safetensors' traceback."""
+    first, _ = load_model(ramplus_tiny.checkpoint, num_tags=16)
+    (cached,) = (isolated_user_dirs / "ramtag" / "converted").glob("*.safetensors")
+    data = bytearray(cached.read_bytes())
+    if damage == "overwritten":  # the same size, other bytes in the weights
+        data[len(data) // 2 : len(data) // 2 + 4096] = bytes(range(256)) * 16
+    else:
+        data = data[: len(data) // 2]
+        if damage == "cut off before it was recorded":
+            cached.with_name(cached.name + ".sha256").unlink()
+    cached.write_bytes(bytes(data))
+    model, info = load_model(ramplus_tiny.checkpoint, num_tags=16)
+    assert not info.from_cache
+    for key, value in first.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert load_model(ramplus_tiny.checkpoint, num_tags=16)[1].from_cache  # the copy made again is used
+
+
+def test_a_full_disk_for_the_converted_copy_costs_only_the_copy(
+    ramplus_tiny, isolated_user_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors import SafetensorError
+
+    from ramtag.model import load
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(load, "save_file", full)
+    model, info = load_model(ramplus_tiny.checkpoint, num_tags=16)  # loaded all the same
+    assert not info.from_cache and model.config.num_tags == 16
 
 
 # --- errors: one line naming the file and what to do -------------------------------------------

@@ -98,3 +98,14 @@ def test_image_urls_are_tagged_as_run_reads_them(tmp_path: Path, tiny_tagger, ra
     local = tiny_tagger.tag(tmp_path / "a.jpg")
     assert found.error is None and found.path == f"{base}/a.jpg" and found.tags == local.tags
     assert missing.error is not None and "404" in missing.error and missing.tags == []
+
+
+def test_weights_that_compute_no_numbers_stop_the_run(ramplus_tiny: OfficialFixture) -> None:
+    """Damaged weights gave every image no tags and NaN scores, and the run said "0 errors"."""
+    from ramtag.errors import CheckpointError
+
+    tagger = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="fp32")
+    with torch.no_grad():
+        next(tagger.model.parameters()).fill_(float("nan"))
+    with pytest.raises(CheckpointError, match=r"not numbers \(NaN\): its weights are damaged"):
+        tagger.tag(Image.new("RGB", (32, 32)))

@@ -202,7 +202,7 @@ def verify_command(
     else:
         weights = FileCheck("checkpoint", checkpoint, sha256_file(checkpoint, remember=False))
     data = {data_name: check_data_file(data_name) for data_name in DATA_FILES}
-    checks = [*data.values(), weights]
+    checks = [*data.values(), *_converted_checks(), weights]
     failures = sum(_print_check(check, needed=check is weights) for check in checks)
     if weights.path is None:
         failures += 1
@@ -223,6 +223,20 @@ def verify_command(
         raise typer.Exit(1)
 
 
+def _converted_checks() -> list[FileCheck]:
+    """The converted copies whose sha256 was recorded when they were made, re-hashed."""
+    from ..model.cached import converted_dir
+
+    checks = []
+    for path in sorted(converted_dir().glob("*.safetensors")):
+        try:
+            expected = path.with_name(path.name + ".sha256").read_text(encoding="ascii").strip()
+            checks.append(FileCheck("converted", path, sha256_file(path, remember=False), expected))
+        except OSError:
+            continue  # made before ramtag recorded it, or gone meanwhile
+    return checks
+
+
 def _print_check(check: FileCheck, *, needed: bool = True) -> int:
     """One stdout line for a file; returns 1 when it counts as a failure (the caller says why an
     absent checkpoint is one: a data file never downloaded is fetched at first use)."""
@@ -231,7 +245,11 @@ def _print_check(check: FileCheck, *, needed: bool = True) -> int:
                    f"later    {check.name:<12} not downloaded yet (fetched at first use)")
         return 0
     if not check.ok:
-        typer.echo(f"DAMAGED  {check.name:<12} sha256 {check.sha256} (expected {check.expected})  {check.path}")
+        real = check.path.resolve()  # the Hub cache's snapshot entry is a link: the blob is what to delete
+        typer.echo(f"DAMAGED  {check.name:<12} sha256 {check.sha256} (expected {check.expected})  {real}")
+        again = ("it is made again from the .pth at the next run" if check.name == "converted"
+                 else "then download it again (`ramtag models download`)")
+        err_console.print(f"{real} is damaged: delete it; {again}", markup=False, soft_wrap=True)
         return 1
     note = "" if check.expected else "  (no reference sha256 to compare with)"
     typer.echo(f"ok       {check.name:<12} sha256 {check.sha256}  {check.path}{note}")

@@ -92,7 +92,13 @@ def pinned_url(entry: DataFile) -> str:
     if not template:
         return entry.url
     if "{" in template:
-        return template.format(path=entry.path, filename=entry.filename, commit=OFFICIAL_COMMIT, repo=OFFICIAL_REPO)
+        try:
+            return template.format(path=entry.path, filename=entry.filename, commit=OFFICIAL_COMMIT, repo=OFFICIAL_REPO)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise UsageError(
+                f"{DATA_URL_ENV}={_without_credentials(template)!r} is not a URL template ramtag can fill ({type(exc).__name__}: {exc}): "
+                "it may hold {path}, {filename}, {commit} and {repo}, or be a base URL without braces"
+            ) from None
     return f"{template.rstrip('/')}/{entry.path}"
 
 
@@ -264,6 +270,11 @@ def weights_file(name: str, *, progress: bool = True, instead: str | None = None
     path = Path(found)
     if not is_offline:
         _verify_download(source, path)
+    elif (verified := _read_verified().get(str(path.resolve()))) is not None and sha256_file(path) != verified:
+        raise ChecksumError(  # offline the Hub cannot be asked, but a file checked once can be again
+            f"{path.resolve()}: sha256 no longer the {verified[:12]}… it had when downloaded: the file is damaged;"
+            f" delete it and run `ramtag models download {source.name}` again (on a connected machine)"
+        )
     return path
 
 

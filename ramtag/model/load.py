@@ -191,6 +191,25 @@ def save_converted(model: RamModel, dest: Path, *, source_sha256: str = "", infe
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     with AtomicFile(dest, durable=False) as pending:  # a cache: rebuilt from the .pth if lost
         save_file(state, str(pending.path), metadata=metadata)
+    _content_record(dest).write_text(sha256_file(dest) + "\n", encoding="ascii")
+
+
+def _content_record(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _intact(path: Path) -> bool:
+    """Whether a converted copy holds what was written (its sha256, recorded beside it, is
+    re-hashed only when its size or time changed): a disk error, or a copy of the cache cut off or
+    damaged, is made again from the .pth instead of giving scores that are not numbers."""
+    try:
+        expected = _content_record(path).read_text(encoding="ascii").strip()
+    except OSError:
+        return True  # converted before ramtag recorded the sha256
+    try:
+        return sha256_file(path) == expected
+    except OSError:
+        return False
 
 
 def _load_converted(path: Path, metadata: dict[str, str]) -> RamModel:
@@ -226,11 +245,13 @@ def load_model(
     else:
         cached = _cached_conversion(sha256, num_tags, image_size) if use_cache else None
         cached_meta = converted_metadata(cached) if cached is not None else None
+        if cached is not None and cached_meta is not None and not _intact(cached):
+            cached_meta = None  # damaged since: made again below
         if cached is not None and cached_meta is not None:
             try:
                 model = _load_converted(cached, cached_meta)
                 from_cache = True
-            except CheckpointError:
+            except (CheckpointError, SafetensorError, OSError):  # cut off, unreadable: made again below
                 cached_meta = None
         if cached_meta is None:
             state = read_checkpoint(path)
@@ -246,7 +267,7 @@ def load_model(
                 try:  # named by what it holds: found again by a request with or without a tag list
                     save_converted(model, _cache_path(sha256, config.num_tags, config.image_size),
                                    source_sha256=sha256, inferred=inferred)
-                except OSError:
+                except (OSError, SafetensorError):  # safetensors' own error for a full disk
                     pass  # an unwritable cache only costs a slower next start
     _check_kind(path, model.config.kind, kind)
     _check_layout(path, model.config)
