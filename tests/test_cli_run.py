@@ -663,3 +663,21 @@ def test_verbose_says_what_a_walk_left_out(tmp_path: Path, ramplus_tiny) -> None
     assert ("not tagged from the folders walked: 1 file skipped (.psd), not an image or camera raw extension; "
             "1 hidden folder left out (--hidden includes them)") in said
     assert "not tagged from" not in ramtag(*args, "--overwrite").stderr
+
+
+def test_a_first_run_says_what_it_downloads_before_the_wait(
+    tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first command of the README downloads 3 GB: a silent terminal for minutes looked hung."""
+    ram_data = REPO.parent / "shared" / "ram_data"
+    monkeypatch.setenv("RAMTAG_DATA_URL", f"{ram_data.as_uri()}/{{filename}}")
+    monkeypatch.delenv("RAMTAG_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    photos = _images(tmp_path / "photos", ["a.jpg"])
+    args = [photos, "--workers", "0", "--checkpoint", ramplus_tiny.checkpoint, "--out", tmp_path / "t.parquet"]
+    result = ramtag(*args)  # the official lists: 4,585 tags for a checkpoint of 16, refused once fetched
+    said = " ".join(result.stderr.split())
+    assert "first use: downloading tag list (ram_tag_list.txt), Chinese tag list (ram_tag_list_chinese.txt), " \
+        "thresholds (ram_tag_list_threshold.txt) into " in said
+    assert "later runs use these copies" in said
+    assert "first use" not in ramtag(*args).stderr  # cached now: nothing to say

@@ -58,6 +58,11 @@ class RunReport(ProgressReport, RunEvents):
         if not self.quiet:
             self.say(f"warning: {path}: {why}")  # said safe for a terminal
 
+    def downloading(self, files: list[str], into: list[str]) -> None:
+        if not self.quiet:  # the RAM++ weights are 3 GB: minutes, which must not look like a hang
+            self.say(f"first use: downloading {', '.join(files)} into {' and '.join(into)}; later runs use these "
+                     "copies (`ramtag models download` fetches them ahead)")
+
     def model_ready(self, tagger: Tagger) -> None:
         # said when auto chose other than exact fp32 (or with --verbose), once, before tagging starts
         exact = tagger.precision.name == "fp32"

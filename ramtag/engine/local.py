@@ -37,6 +37,9 @@ class RunEvents:
     def warning(self, path: Path, why: str) -> None:
         """Discovery skipped something (an unreadable folder, a broken link, a duplicate)."""
 
+    def downloading(self, files: list[str], into: list[str]) -> None:
+        """These files are not cached: they are downloaded now, ``into`` these folders (first use)."""
+
     def model_ready(self, tagger: Tagger) -> None:
         """The model is loaded (``tagger.precision``: the precision resolved for its device)."""
 
@@ -110,8 +113,10 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     from ..model.needed import check_model_files
 
     model = job.model  # files missing offline: all of them said now, before torch is imported
-    check_model_files(model.checkpoint, model=model.kind, tag_list=model.tag_list, tag_list_zh=model.tag_list_zh,
-                      thresholds=model.thresholds)
+    fetched = check_model_files(model.checkpoint, model=model.kind, tag_list=model.tag_list,
+                                tag_list_zh=model.tag_list_zh, thresholds=model.thresholds)
+    if fetched:
+        events.downloading([f"{item.what} ({item.name})" for item in fetched], sorted({item.looked for item in fetched}))
     from ..outputs.rerun import Rerun
     from ..outputs.schema import schema_for
     from ..outputs.targets import open_outputs

@@ -66,9 +66,10 @@ def missing_files(
 def check_model_files(
     checkpoint: object | None, *, model: str | None, tag_list: object | None, tag_list_zh: object | None,
     thresholds: object | None, options: Collection[str] | None = None,
-) -> None:
+) -> list[Needed]:
     """``check_available`` for the files ``load_tagger`` would download with these arguments;
-    ``options``: the ones the command has, if not all (``eval`` has no --tag-list-zh)."""
+    ``options``: the ones the command has, if not all (``eval`` has no --tag-list-zh). Returns
+    those files: they are downloaded next, which a command says before a wait of minutes."""
     official = tag_list is None  # the official lists, downloaded at first use
     needed = missing_files(
         weights=(model or "ram_plus") if checkpoint is None else None,
@@ -77,6 +78,7 @@ def check_model_files(
     if options is not None:
         needed = [item if item.flag in options else replace(item, flag="") for item in needed]
     check_available(needed, model=model or "ram_plus")
+    return needed
 
 
 def check_available(needed: list[Needed], *, model: str) -> None:
