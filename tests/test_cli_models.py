@@ -291,3 +291,20 @@ def test_download_benchmarks_fetches_every_label_file_and_the_text_encoder(
         assert hashlib.sha256(Path(paths[entry.name]).read_bytes()).hexdigest() == entry.sha256
     assert "ram_plus" in paths and loaded == [encoder.DEFAULT_TEXT_ENCODER]
     assert "fetching the text encoder openai/clip-vit-base-patch16" in result.stderr
+
+
+def test_a_full_disk_while_downloading_says_so(online: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said: Python's warning from the Hub client, then to run it "on a connected machine"."""
+    import errno
+    import warnings
+
+    def full(*args: object, **kwargs: object) -> str:
+        warnings.warn("Not enough free disk space to download the file.", UserWarning)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", full)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with pytest.raises(download.ResourceUnavailableError, match="no space left in .* point HF_HOME at a disk"):
+            download.weights_file("ram_plus")
+    assert [str(w.message) for w in said] == []

@@ -19,10 +19,12 @@ format string with any of ``{path}``, ``{filename}``, ``{commit}`` and ``{repo}`
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import urllib.parse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,16 +254,25 @@ def weights_file(name: str, *, progress: bool = True, instead: str | None = None
             " and copy its Hugging Face cache (HF_HOME) here"
         )
     try:
-        found = hf_hub_download(
-            source.repo_id,
-            source.filename,
-            repo_type=source.repo_type,
-            local_files_only=is_offline,
-            library_name="ramtag",
-            library_version=__version__,
-            tqdm_class=None if progress else _quiet_bar(),
-        )
+        with warnings.catch_warnings():  # said below, in ramtag's words, if the download fails for it
+            warnings.filterwarnings("ignore", message="Not enough free disk space")
+            found = hf_hub_download(
+                source.repo_id,
+                source.filename,
+                repo_type=source.repo_type,
+                local_files_only=is_offline,
+                library_name="ramtag",
+                library_version=__version__,
+                tqdm_class=None if progress else _quiet_bar(),
+            )
     except _hub_errors() as exc:
+        if getattr(exc, "errno", None) == errno.ENOSPC:
+            from huggingface_hub import constants
+
+            raise ResourceUnavailableError(
+                f"cannot download {source.display}: no space left in {constants.HF_HUB_CACHE} (the released "
+                "weights take about 3 GB); free some, or point HF_HOME at a disk with room"
+            ) from None
         if is_offline and isinstance(exc, LocalEntryNotFoundError):
             raise ResourceUnavailableError(
                 f"{source.display} is not in the Hugging Face cache and ramtag is offline ({_OFFLINE_VARS}): {instead}"
