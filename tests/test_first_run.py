@@ -77,7 +77,7 @@ def test_unreachable_hosts_fail_fast_without_retries(tmp_path: Path, monkeypatch
     assert result.exit_code == 1
     first = result.stderr.splitlines()[0]
     assert first == (f"error: cannot download the files ramtag needs (127.0.0.1:{port} refused the connection), "
-                     "and it is not cached:")
+                     "and they are not cached:")
     assert "Retry" not in result.stderr and len(result.stderr.splitlines()) == 6
 
 

@@ -91,7 +91,7 @@ def check_available(needed: list[Needed], *, model: str) -> None:
         reasons = [reason for reason in dict.fromkeys(unreachable(item.url) for item in needed) if reason]
         if not reasons:
             return  # the hosts answer: the downloads go ahead
-        problem = f"cannot download the files ramtag needs ({'; '.join(reasons)}), and it is not cached"
+        problem = f"cannot download the files ramtag needs ({'; '.join(reasons)}), and they are not cached"
     lines = [f"{problem}:"]
     width = max(len(item.what) for item in needed)
     for item in needed:
