@@ -552,3 +552,22 @@ def test_iptc_keywords_count_where_the_photo_has_no_xmp_keywords(tmp_path: Path)
     assert photo_keywords(photo)["AddedSubject"] == ["scan", "café"]
     subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=newer", str(photo)], check=True)
     assert photo_keywords(photo)["AddedSubject"] == ["newer"]  # XMP's dc:subject wins, as readers do
+
+
+def test_a_read_only_sidecar_is_never_replaced(tmp_path: Path) -> None:
+    """A new sidecar renamed over it worked in a writable folder, undoing the read-only mode."""
+    image = tmp_path / "a.jpg"
+    sidecar = tmp_path / "a.jpg.xmp"
+    sidecar.write_text(LIGHTROOM)
+    sidecar.chmod(0o444)
+    out = SidecarWriter(PROVENANCE).write([ImageRecord("a.jpg", result(["cat"]), 10, 10, None, image)])
+    assert out[0].error == "sidecar a.jpg.xmp: the sidecar is read-only: ramtag does not change it (make it " \
+        "writable with chmod u+w)"
+    assert sidecar.read_text() == LIGHTROOM
+    sidecar.chmod(0o644)
+    assert SidecarWriter(PROVENANCE).write([ImageRecord("a.jpg", result(["cat"]), 10, 10, None, image)])[0].error is None
+    sidecar.chmod(0o444)
+    for dry_run in (True, False):
+        with pytest.raises(SidecarError, match="read-only"):
+            clean(sidecar, dry_run=dry_run)
+    assert "ramtag" in sidecar.read_text()

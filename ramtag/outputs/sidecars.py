@@ -27,6 +27,7 @@ from ..inputs.refs import is_image_name, is_raw_name
 from .base import PerImageOutput
 from .inside import photo_keywords
 from .pairs import Siblings
+from .rewriting import read_only
 from .xmp import MAX_SIDECAR_BYTES, SidecarError, _descriptions, _read_state, _utc_now, merge
 
 if TYPE_CHECKING:
@@ -109,11 +110,20 @@ def read_sidecar(path: Path) -> bytes | None:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old sidecar or the new one; an existing one keeps its permissions."""
+    """Readers see the old sidecar or the new one; an existing one keeps its permissions, and one
+    made read-only is never replaced."""
+    _check_writable(path)
     try:
         atomic.write_atomically(path, data)
     except OSError as exc:
         raise SidecarError(f"cannot write it ({exc.strerror or exc})") from None
+
+
+def _check_writable(path: Path) -> None:
+    """A sidecar its owner made read-only (chmod a-w) stays as it is: renaming a new one over it
+    would work in a writable folder, and undo what the read-only mode asked."""
+    if path.exists() and read_only(path):
+        raise SidecarError("the sidecar is read-only: ramtag does not change it (make it writable with chmod u+w)")
 
 
 class SidecarWriter(PerImageOutput):
@@ -283,6 +293,7 @@ def clean(path: Path, *, dry_run: bool = False) -> str:
     merged = merge(data, None)
     if merged is data:
         return "untouched"
+    _check_writable(path)  # a dry run says so too
     if not dry_run and merged is None:
         try:
             path.unlink()
