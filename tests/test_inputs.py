@@ -532,12 +532,11 @@ def test_truncated_file(tmp_path: Path, fmt: str) -> None:
     assert str(error).startswith("truncated file: the image data ends early")
 
 
-@pytest.mark.parametrize("progressive", [False, True])
-def test_a_jpeg_missing_only_its_end_marker_is_read_whole(tmp_path: Path, progressive: bool) -> None:
+def test_a_jpeg_missing_only_its_end_marker_is_read_whole(tmp_path: Path) -> None:
     """Old cameras and scanners left it out; every viewer shows such a file, Pillow called it truncated."""
     noise = Image.effect_noise((96, 64), 60).convert("RGB")
     buffer = io.BytesIO()
-    noise.save(buffer, format="JPEG", progressive=progressive)
+    noise.save(buffer, format="JPEG")
     data = buffer.getvalue()
     whole = np.asarray(Image.open(buffer))
     path = tmp_path / "old.jpg"
@@ -545,6 +544,29 @@ def test_a_jpeg_missing_only_its_end_marker_is_read_whole(tmp_path: Path, progre
     np.testing.assert_array_equal(np.asarray(decode_image(path)), whole)
     path.write_bytes(data[:-40])  # image data missing too: still refused, never made up
     assert _failure(path).kind == "truncated"
+
+
+def test_a_progressive_jpeg_cut_off_between_scans_stays_truncated(tmp_path: Path) -> None:
+    """Its first scans decode to a blurry whole image, with or without what the test adds."""
+    noise = Image.effect_noise((256, 256), 60).convert("RGB")
+    buffer = io.BytesIO()
+    noise.save(buffer, format="JPEG", progressive=True)
+    data = buffer.getvalue()
+    scans = [at for at in range(len(data) - 1) if data[at : at + 2] == b"\xff\xda"]
+    assert len(scans) > 3
+    path = tmp_path / "cut.jpg"
+    for at in (scans[2], scans[-1], len(data) - 2):  # between scans, and before the end marker alone
+        path.write_bytes(data[:at])
+        assert _failure(path).kind == "truncated"
+
+
+def test_draft_decoding_of_an_image_read_as_stored_keeps_its_size(tmp_path: Path) -> None:
+    from ramtag.inputs import original_size
+
+    path = _save(tmp_path / "big.jpg", (4000, 3000))
+    for upright in (True, False):
+        image = decode_image(path, draft_size=384, upright=upright)
+        assert image.size == (1000, 750) and original_size(image) == (4000, 3000)
 
 
 def test_text_named_png(tmp_path: Path) -> None:

@@ -170,19 +170,19 @@ def _decode(
             image.load()  # errors in the pixel data surface here, not in a worker later
             loaded = image.size  # after any draft scaling
             if not upright:  # as stored, EXIF orientation ignored (a copy, detached from the file)
-                return image if image.format == "JPEG" else image.copy()
-            if image.format == "JPEG":
+                turned = image if image.format == "JPEG" else image.copy()
+            elif image.format == "JPEG":
                 # One frame, turned upright in place: a loaded JPEG outlives its file, and an
                 # upright one (most photos) is not copied, which saves ~50 ms on 12 megapixels.
                 ImageOps.exif_transpose(image, in_place=True)
-                upright = image
+                turned = image
             else:  # a copy, detached from the file: frame counts and the like need none
-                upright = ImageOps.exif_transpose(image)
-            if upright.size != loaded:  # rotated by a quarter turn
+                turned = ImageOps.exif_transpose(image)
+            if turned.size != loaded:  # rotated by a quarter turn
                 width, height = height, width
-            if (width, height) != upright.size:
-                upright.info[_ORIGINAL_SIZE] = (width, height)
-            return upright
+            if (width, height) != turned.size:  # decoded at reduced scale: the file's size recorded
+                turned.info[_ORIGINAL_SIZE] = (width, height)
+            return turned
     except Image.DecompressionBombError as error:
         raise _too_large_from_pillow(error, max_pixels) from error
     except Image.DecompressionBombWarning as error:  # only when warnings are turned into errors

@@ -27,6 +27,7 @@ _MODES = frozenset({"RGB", "L"})  # what nvJPEG decodes to RGB as Pillow's conve
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})  # orientations that swap width and height
 _ORIENTATION = 0x0112
 _END = b"\xff\xd9"  # end of image
+_SCAN = b"\xff\xda"  # start of a scan
 _END_WITHIN = 1024  # bytes from the end it must be found in (padding after it is common)
 _START_OF_SCAN, _END_OF_IMAGE, _APP1, _APP15 = 0xDA, 0xD9, 0xE1, 0xEF
 _STANDALONE = frozenset({0x00, 0x01, *range(0xD0, 0xD9)})  # markers without a length: RSTn, SOI, TEM
@@ -127,12 +128,17 @@ def end_marker_added(where: Path | io.BytesIO) -> bytes | None:
     the marker to a file cut off in its image data would decode too, the rest made up; so it is
     decoded twice, with 64 bytes of zeros and of ones before the marker: where the image data is
     whole, the decoder skips them (the same pixels twice), where it is cut off it decodes them.
+    Only a file of one scan (baseline, as cameras and scanners write): a progressive file cut off
+    between two of its scans passes that test with the blurry image of the scans before.
     """
     try:
         data = where.getvalue() if isinstance(where, io.BytesIO) else where.read_bytes()
     except OSError:
         return None
     if not data.startswith(JPEG_MAGIC) or data.rstrip(b"\x00").endswith(_END):
+        return None
+    header = _header(data)  # a marker cannot occur in image data (0xFF is stuffed): another scan's
+    if header is None or data.find(_SCAN, header[0] + 2) >= 0:
         return None
     decoded = []
     for filler in (b"\x00" * 64, b"\xff\x00" * 32):  # 0xFF is stuffed in image data: ones, no marker
