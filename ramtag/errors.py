@@ -44,6 +44,18 @@ class RamtagWarning(UserWarning):
     """Something a user should know that does not stop the work (a weaker default was chosen)."""
 
 
+def silence(category: type[Warning], message: str = "") -> None:
+    """Ignore another library's warning that ramtag says in its own words (or has no use for), from
+    now on. Added only where it is missing: each new filter clears Python's record of the warnings
+    shown once, which would then show at every call."""
+    import warnings
+
+    for action, pattern, kind, module, _ in warnings.filters:
+        if action == "ignore" and kind is category and module is None and (pattern.pattern if pattern else "") == message:
+            return
+    warnings.filterwarnings("ignore", message=message, category=category)
+
+
 class DefaultThresholdWarning(RamtagWarning):
     """A tag list without per-tag thresholds: every tag gets the default one."""
 

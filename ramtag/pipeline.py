@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .errors import RamtagError, RamtagWarning
+from .errors import RamtagError, RamtagWarning, silence
 from .hostmem import release_activations_promptly, threshold_for
 from .inputs import MAX_PIXELS, ImageRef, decode_ref, original_size
 from .inputs.decode import decode_or_encoded
@@ -256,7 +256,7 @@ def make_loader(
     elif workers > (cores := _usable_cores()):  # said once, in place of torch's warning at each pass
         warnings.warn(RamtagWarning(f"--workers {workers} is more than the {cores} CPU"
                                     f"{'s' if cores > 1 else ''} this process may use: decoding may be slower, not faster"))
-    warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+    silence(UserWarning, "This DataLoader will create")
     dataset = ImageDataset(
         partial(preprocess, config=tagger.config),
         max_pixels=max_pixels,

@@ -571,3 +571,67 @@ def test_a_read_only_sidecar_is_never_replaced(tmp_path: Path) -> None:
         with pytest.raises(SidecarError, match="read-only"):
             clean(sidecar, dry_run=dry_run)
     assert "ramtag" in sidecar.read_text()
+
+
+def test_copies_of_the_photos_keywords_are_theirs_once_their_software_writes_the_sidecar(tmp_path: Path) -> None:
+    """digiKam writes back every keyword it shows: a later run, or clean, took the copies out."""
+    photo = photo_with_keywords(tmp_path / "a.jpg")
+    sidecar = tmp_path / "a.jpg.xmp"
+    SidecarWriter(PROVENANCE).write([ImageRecord("a.jpg", result(["sky"]), 8, 8, None, photo)])
+    text = sidecar.read_text()
+    subject = element(text, "dc:subject")
+    sidecar.write_text(text.replace(subject, subject.replace("<rdf:Bag>", "<rdf:Bag>\n     <rdf:li>Holiday</rdf:li>")))
+    other = Provenance("ram", "cd" * 32, "0.5", "settings-2")
+    SidecarWriter(other).write([ImageRecord("a.jpg", result(["tree"]), 8, 8, None, photo)])
+    again = sidecar.read_text()
+    kept = element(again, "dc:subject")
+    assert all(f"<rdf:li>{k}</rdf:li>" in kept for k in ("Holiday", "Dog", "Grandma", "tree")) and "sky" not in kept
+    assert "Animals|Dog" in element(again, "lr:hierarchicalSubject")
+    assert clean(sidecar) == "cleaned"
+    cleaned = element(sidecar.read_text(), "dc:subject")
+    assert all(f"<rdf:li>{k}</rdf:li>" in cleaned for k in ("Holiday", "Dog", "Grandma")) and "tree" not in cleaned
+
+
+def test_a_started_hierarchy_keeps_the_persons_spelling(tmp_path: Path) -> None:
+    """With --xmp-parent "", ramtag's `dog` stood in the hierarchy where the person's `Dog` belonged."""
+    flat_only = DARKTABLE.replace(element(DARKTABLE, "lr:hierarchicalSubject"), "").replace(
+        "<rdf:li>holiday</rdf:li>", "<rdf:li>Dog</rdf:li>")
+    bare = Provenance("ram_plus", "ab" * 32, "0.5", "settings-1", parent="")
+    merged = merge(flat_only.encode(), bare, result(["dog", "sky"]), now=clock()).decode()
+    for field in ("lr:hierarchicalSubject", "digiKam:TagsList"):
+        values = element(merged, field)
+        assert "<rdf:li>Dog</rdf:li>" in values and "<rdf:li>dog</rdf:li>" not in values, field
+    assert merge(merged.encode(), None) == flat_only.encode()
+
+
+def test_a_new_sidecar_copies_the_keywords_of_the_other_naming(tmp_path: Path) -> None:
+    """--xmp-naming ext beside Lightroom's IMG_1.xmp: Immich and digiKam read the new IMG_1.JPG.xmp."""
+    from PIL import Image
+
+    photo = tmp_path / "IMG_1.JPG"
+    Image.new("RGB", (8, 8)).save(photo)
+    (tmp_path / "IMG_1.xmp").write_text(LIGHTROOM)
+    SidecarWriter(PROVENANCE, naming="ext").write([ImageRecord("IMG_1.JPG", result(["sky"]), 8, 8, None, photo)])
+    created = (tmp_path / "IMG_1.JPG.xmp").read_text()
+    assert "Grandma's garden" in element(created, "dc:subject") and "Animals|dog" in element(created, "lr:hierarchicalSubject")
+    assert (tmp_path / "IMG_1.xmp").read_text() == LIGHTROOM
+
+
+@needs_exiftool
+def test_iptc_changed_after_the_xmp_and_mpo_files_count(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ramtag.outputs.inside import photo_keywords
+
+    photo = tmp_path / "both.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=Dog", "-IPTC:Keywords=Dog", str(photo)],
+                   check=True)
+    assert photo_keywords(photo)["AddedSubject"] == ["Dog"]  # a current digest: the XMP is what readers take
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-IPTC:Keywords+=Family",
+                    "-Photoshop:IPTCDigest=0123456789abcdef0123456789abcdef", str(photo)], check=True)
+    assert photo_keywords(photo)["AddedSubject"] == ["Dog", "Family"]  # changed since: the IPTC's too
+    mpo = tmp_path / "camera.jpg"  # Pillow calls a JPEG with an MPF segment (many cameras') MPO
+    Image.new("RGB", (8, 8)).save(mpo, "MPO", save_all=True, append_images=[Image.new("RGB", (8, 8))])
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-IPTC:Keywords=Dog", str(mpo)], check=True)
+    assert Image.open(mpo).format == "MPO" and photo_keywords(mpo)["AddedSubject"] == ["Dog"]

@@ -14,11 +14,11 @@ import re
 import stat
 import struct
 import threading
-import warnings
 from pathlib import Path, PurePosixPath
 
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
+from ..errors import silence
 from .jpeg import JPEG_MAGIC, EncodedJpeg, encoded_jpeg, end_marker_added
 from .raw import ORIGINAL_SIZE, RawOptions, decode_raw
 from .refs import MAX_PIXELS, Decoded, ImageDecodeError, ImageRef, is_raw_name, max_file_bytes, too_large
@@ -283,7 +283,7 @@ def _denied() -> ImageDecodeError:
 
 def _unidentified(path: Path | PurePosixPath) -> ImageDecodeError:
     suffix = path.suffix.lower()
-    if suffix in _HEIF_EXTENSIONS and not _heif_ready():
+    if suffix in _HEIF_EXTENSIONS and not heif_ready():
         return ImageDecodeError(
             "HEIC/HEIF images need pillow-heif: pip install pillow-heif", "unsupported"
         )
@@ -336,7 +336,7 @@ def _prepare_pillow(max_pixels: int | None) -> None:
     line on stderr, for a photo ramtag then tags): ramtag's own limit says what it refuses, so that
     warning is silenced (again at each call: a caller's ``catch_warnings`` may have restored it).
     """
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    silence(Image.DecompressionBombWarning)
     current = Image.MAX_IMAGE_PIXELS
     if current is None or (max_pixels is not None and 2 * current >= max_pixels):
         return
@@ -349,7 +349,7 @@ def _prepare_pillow(max_pixels: int | None) -> None:
 
 
 @functools.cache
-def _heif_ready() -> bool:
+def heif_ready() -> bool:
     """Teach Pillow HEIC/HEIF once; False when pillow-heif is missing."""
     try:
         import pillow_heif
@@ -363,7 +363,7 @@ def _teach_heif() -> bool:
     """Whether Pillow knows HEIF now. Done at the first file Pillow cannot identify, not at
     start-up: importing pillow-heif takes 0.2 s, and most collections hold no HEIC."""
     global _heif_known
-    if _heif_ready():
+    if heif_ready():
         _heif_known = True
     return _heif_known
 

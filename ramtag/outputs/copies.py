@@ -22,11 +22,29 @@ def adopt_copies(own: dict[str, list[str]], present: dict[str, list[str]]) -> di
     for field in (HIERARCHICAL, TAGS_LIST):
         if not own[field]:  # only ramtag has written this field: its copies are still its own
             continue
-        theirs = set(adopted[FLAT])
+        theirs = {value.casefold() for value in adopted[FLAT]}  # keywords match whatever their case
         if field == TAGS_LIST:
-            theirs |= {value.replace("|", "/") for value in adopted[HIERARCHICAL]}
-        mine = set(own[field])
-        adopted[field] = [value for value in present[field] if value in mine or value in theirs]
+            theirs |= {value.replace("|", "/").casefold() for value in adopted[HIERARCHICAL]}
+        mine = {value.casefold() for value in own[field]}
+        adopted[field] = [value for value in present[field] if value.casefold() in mine | theirs]
+    return adopted
+
+
+def adopt_photo_copies(
+    person: dict[str, list[str]], present: dict[str, list[str]], owned: dict[str, set[str]],
+    photo: dict[str, list[str]],
+) -> dict[str, list[str]]:
+    """``person`` with ramtag's copies of the keywords inside the photo (``photo``, by field:
+    ``inside``) counted as theirs in a field their software has written since: digiKam writes back
+    every keyword it shows, the copies too, and a later run must not take them out."""
+    hierarchy = [*photo[HIERARCHICAL], *photo[FLAT]]
+    forms = {FLAT: set(photo[FLAT]), HIERARCHICAL: set(hierarchy),
+             TAGS_LIST: {*photo[TAGS_LIST], *(value.replace("|", "/") for value in hierarchy)}}
+    adopted = dict(person)
+    for field, copies in forms.items():
+        if person[field]:  # their software has written this field
+            kept = set(person[field])
+            adopted[field] = [v for v in present[field] if v in kept or (v in owned[field] and v in copies)]
     return adopted
 
 
@@ -43,11 +61,13 @@ def added_keywords(
     outside = {FLAT: [], HIERARCHICAL: [], TAGS_LIST: [], **(elsewhere or {})}
     wanted = {key: [*outside[FLAT], *v] if key == FLAT and v and not person[FLAT] else list(v) for key, v in wanted.items()}
     person_flat = person[FLAT] or list(outside[FLAT])
+    # The person's copies go first: where one is spelt like a tag in another case, theirs is kept.
     if wanted[HIERARCHICAL] and not person[HIERARCHICAL]:
-        wanted[HIERARCHICAL] += outside[HIERARCHICAL] or person_flat
+        wanted[HIERARCHICAL] = [*hierarchy_of(person_flat, outside[HIERARCHICAL]), *wanted[HIERARCHICAL]]
     if wanted[TAGS_LIST] and not person[TAGS_LIST]:
-        paths = [v.replace("|", "/") for v in person[HIERARCHICAL] or outside[HIERARCHICAL]]
-        wanted[TAGS_LIST] += (person[HIERARCHICAL] and paths) or outside[TAGS_LIST] or paths or person_flat
+        paths = [v.replace("|", "/") for v in hierarchy_of(person_flat, person[HIERARCHICAL] or outside[HIERARCHICAL])]
+        copies = (person[HIERARCHICAL] and paths) or outside[TAGS_LIST] or paths
+        wanted[TAGS_LIST] = [*copies, *wanted[TAGS_LIST]]
     # Keywords match whatever their case: Lightroom and digiKam hold one keyword `Dog`, so a `dog`
     # beside the person's `Dog` would be a second one.
     added = {key: _missing(values, person[key]) for key, values in wanted.items()}
@@ -61,6 +81,13 @@ def added_keywords(
         theirs += [v.replace("|", "/") for v in person[HIERARCHICAL]]
         added[TAGS_LIST] = _missing(added[TAGS_LIST], theirs)
     return added
+
+
+def hierarchy_of(flat: Sequence[str], paths: Sequence[str]) -> list[str]:
+    """A hierarchical field's keywords: ``paths``, then the ``flat`` keywords none of them names
+    (top-level ones, as Lightroom lays them out)."""
+    named = {part for path in paths for part in path.split("|")}
+    return list(dict.fromkeys([*paths, *(keyword for keyword in flat if keyword not in named)]))
 
 
 def _missing(values: Sequence[str], present: Sequence[str]) -> list[str]:

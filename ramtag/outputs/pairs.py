@@ -39,6 +39,11 @@ class Siblings:
             return None
         return min([image.name, *others], key=_claim)
 
+    def owner_of_stem(self, folder: Path, stem: str) -> str | None:
+        """The name of the image that owns ``folder/stem.xmp``; ``None`` when no image has that stem."""
+        names = self._listing(os.fspath(folder)).get(stem, [])
+        return min(names, key=_claim) if names else None
+
     def _listing(self, folder: str) -> dict[str, list[str]]:
         if folder in self._stems:
             self._stems.move_to_end(folder)

@@ -181,9 +181,9 @@ def same_pixels(original: Path, copy: Path) -> bool:
             return bool(np.array_equal(first.raw_image_visible, second.raw_image_visible))
     from PIL import Image, ImageSequence
 
-    from ..inputs.decode import _heif_ready
+    from ..inputs.decode import heif_ready
 
-    _heif_ready()
+    heif_ready()
     with Image.open(original) as first, Image.open(copy) as second:
         frames = zip(ImageSequence.Iterator(first), ImageSequence.Iterator(second), strict=False)
         if getattr(first, "n_frames", 1) != getattr(second, "n_frames", 1):

@@ -25,7 +25,7 @@ from ..errors import UsageError
 from ..text import json_text
 from ..inputs.refs import is_image_name, is_raw_name
 from .base import PerImageOutput
-from .inside import photo_keywords
+from .inside import joined, keywords_in, photo_keywords
 from .pairs import Siblings
 from .rewriting import read_only
 from .xmp import MAX_SIDECAR_BYTES, SidecarError, _descriptions, _read_state, _utc_now, merge
@@ -197,15 +197,29 @@ class SidecarWriter(PerImageOutput):
         """The image's sidecar of the other naming, when an earlier run (another ``--xmp-naming``)
         left ramtag's entries there: it is kept up to date too, so no application reads old tags
         from it. Never created; never a sidecar another image of the stem owns."""
+        return next((candidate for candidate in self._other_forms(image, path) if holds_ramtag(candidate)), None)
+
+    def _other_forms(self, image: Path, path: Path) -> Iterator[Path]:
+        """The image's sidecars other than ``path``: of the other naming, never another image's."""
         forms = [image.with_name(image.name + ".xmp")]
         owner = self._owner(image)
         if owner is None or owner == image.name:
             forms.append(image.with_suffix(".xmp"))
         for form in forms:
             for candidate in (form, form.with_suffix(".XMP")):
-                if candidate.name.lower() != path.name.lower() and candidate.is_file() and holds_ramtag(candidate):
-                    return candidate
-        return None
+                if candidate.name.lower() != path.name.lower() and candidate.is_file():
+                    yield candidate
+
+    def _keywords_beside(self, image: Path, path: Path) -> dict[str, list[str]]:
+        """The person's keywords where a new sidecar must not hide them: inside the photo, and in
+        its sidecar of the other naming (Lightroom's ``IMG_1.xmp`` beside a new ``IMG_1.JPG.xmp``)."""
+        found = [photo_keywords(image)]
+        for other in self._other_forms(image, path):
+            try:
+                found.insert(0, keywords_in(read_sidecar(other))[0])
+            except SidecarError:
+                continue  # broken: said when ramtag is asked to write it, never guessed from
+        return joined(*found)
 
     def is_current(self, image: Path, stamp: Stamp | None = None) -> bool:
         """Whether the sidecar holds ramtag's entries from these settings, for this version of the
@@ -250,7 +264,7 @@ class SidecarWriter(PerImageOutput):
         if path.resolve() == image.resolve():
             raise SidecarError("the sidecar would be the image itself")
         other = self.other_for(image, path)
-        inside = functools.cache(lambda: photo_keywords(image))  # read once, and only if needed
+        inside = functools.cache(lambda: self._keywords_beside(image, path))  # read once, and only if needed
         if other is not None:
             try:
                 self.others_written += self._merge_into(other, result, stamp, inside)
@@ -290,7 +304,8 @@ def clean(path: Path, *, dry_run: bool = False) -> str:
     data = read_sidecar(path)
     if data is None:
         raise SidecarError("not found")
-    merged = merge(data, None)
+    image = image_of(path)  # copies of its keywords that the person's software has written are theirs
+    merged = merge(data, None, inside=None if image is None else (lambda: photo_keywords(image)))
     if merged is data:
         return "untouched"
     _check_writable(path)  # a dry run says so too
@@ -302,6 +317,19 @@ def clean(path: Path, *, dry_run: bool = False) -> str:
     elif not dry_run:
         write_atomically(path, merged)
     return "removed" if merged is None else "cleaned"
+
+
+_CLEANED = Siblings()  # the folders ``clean`` goes through, a few listings at a time
+
+
+def image_of(sidecar: Path) -> Path | None:
+    """The image a sidecar is for: ``IMG_1.JPG`` for ``IMG_1.JPG.xmp``; for ``IMG_1.xmp``, the
+    image of that stem that owns it (``pairs``: a raw before a JPEG); ``None`` if there is none."""
+    named = sidecar.with_suffix("")
+    if is_image_name(named.name) and named.is_file():
+        return named
+    owner = _CLEANED.owner_of_stem(sidecar.parent, sidecar.stem)
+    return sidecar.with_name(owner) if owner is not None else None
 
 
 def find_sidecars(paths: Iterable[Path], *, hidden: bool = False) -> Iterator[Path]:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RamtagError
-from .copies import added_keywords, adopt_copies
+from .copies import added_keywords, adopt_copies, adopt_photo_copies
 from .xmlspans import XML_NS, Edit, Element, XmlError, escape, indent_at, parse, removal, splice, xml_text
 
 if TYPE_CHECKING:
@@ -229,13 +229,17 @@ def merge(
     present = {key: [item.text for p in found for item in _items(p)[1]] for key, found in props.items()}
     owned = {key: set(old[key]) if old else set() for key in props}
     person = adopt_copies({key: [v for v in values if v not in owned[key]] for key, values in present.items()}, present)
+    theirs = None  # the keywords inside the image (``inside``), where the sidecar is to hold copies of them
+    if inside is not None and not any(person.values()):
+        theirs = inside()  # a sidecar with no keywords of the person's
+    elif inside is not None and old is not None and (kept := adopt_photo_copies(person, present, owned, inside())) != person:
+        person, theirs = kept, inside()  # copies their software wrote back: theirs, and kept up
     owned = {key: owned[key] - set(person[key]) for key in owned}  # less the copies the person adopted
     new: State | None = None
     added: dict[str, list[str]] = {key: [] for key in props}
     if provenance is not None:
         if result is None:
             raise ValueError("merge needs the result to write")
-        theirs = inside() if inside is not None and not any(person.values()) else None
         added = added_keywords(_wanted(provenance, result), person, theirs)
         new = {
             "Settings": provenance.settings, "Model": provenance.model,
