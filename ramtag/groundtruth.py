@@ -109,9 +109,10 @@ def parse_ground_truth(
         raise UsageError(f"unknown label format {dialect!r}; use auto or one of {', '.join(DIALECTS)}")
     classes = tuple(taglist) if taglist is not None else tuple(dict.fromkeys(t for _, ts, _ in rows for t in ts))
     if taglist is not None and dialect == "csv":  # labels people typed: `Cat` is a list's only `cat`
-        folded = Counter(name.casefold() for name in set(classes))
-        spelt = {name.casefold(): name for name in classes if folded[name.casefold()] == 1}
-        rows = [(image, [n if n in classes else spelt.get(n.casefold(), n) for n in names], line)
+        known = set(classes)
+        folded = Counter(name.casefold() for name in known)
+        spelt = {name.casefold(): name for name in known if folded[name.casefold()] == 1}
+        rows = [(image, [n if n in known else spelt.get(n.casefold(), n) for n in names], line)
                 for image, names, line in rows]
     return _collect(rows, classes, dialect, by_index=False)
 

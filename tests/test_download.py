@@ -188,7 +188,8 @@ def test_data_url_forms(monkeypatch: pytest.MonkeyPatch) -> None:
     assert download.data_url("tag_list") == "https://mirror.example/ram/ram/data/ram_tag_list.txt"
     monkeypatch.setenv("RAMTAG_DATA_URL", "https://mirror.example/{commit}/{filename}")
     assert download.data_url("thresholds") == f"https://mirror.example/{OFFICIAL_COMMIT}/ram_tag_list_threshold.txt"
-    for typo in ("https://me:s3cret@mirror.example/{file}", "https://mirror.example/{}", "https://mirror.example/{path"):
+    for typo in ("https://me:s3cret@mirror.example/{file}", "https://mirror.example/{}", "https://mirror.example/{path",
+                 "https://mirror.example/{path.x}", "https://mirror.example/{path[x]}"):
         monkeypatch.setenv("RAMTAG_DATA_URL", typo)  # one line naming the variable, never a traceback
         with pytest.raises(UsageError, match=r"RAMTAG_DATA_URL=.* is not a URL template .*\{filename\}") as caught:
             download.data_url("tag_list")

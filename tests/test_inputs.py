@@ -139,9 +139,10 @@ def test_nas_thumbnails_and_recycle_bins_are_left_out(tmp_path: Path) -> None:
     _save(tmp_path / "share" / "photo.jpg")
     _save(tmp_path / "share" / "@eaDir" / "photo.jpg" / "SYNOPHOTO_THUMB_M.jpg")
     _save(tmp_path / "share" / "#recycle" / "old.jpg")
+    _save(tmp_path / "share" / "$Recycle.Bin" / "S-1-5-21" / "$R1.jpg")  # a Windows system drive's spelling
     _save(tmp_path / "share" / "@eaDir.jpg")  # a file so named is a photo
     assert _keys(discover([tmp_path / "share"])) == ["@eaDir.jpg", "photo.jpg"]
-    assert len(_keys(discover([tmp_path / "share"], hidden=True))) == 4
+    assert len(_keys(discover([tmp_path / "share"], hidden=True))) == 5
 
 
 def test_files_given_directly_keep_their_spelling(
@@ -660,7 +661,7 @@ def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_heic_without_pillow_heif(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(decoding, "_heif_ready", lambda: False)
+    monkeypatch.setattr(decoding, "heif_ready", lambda: False)
     path = tmp_path / "phone.heic"
     path.write_bytes(b"\x00\x00\x00\x18ftypmif1" + b"\x00" * 32)
     assert "pip install pillow-heif" in str(_failure(path))
@@ -724,3 +725,24 @@ def test_the_package_names_are_its_modules_functions_whatever_was_imported_first
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_a_list_from_a_pipe_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--files-from <(find ...)` hands over /dev/fd/63, a pipe: it was refused as "not a file"."""
+    import os
+    import threading
+
+    monkeypatch.chdir(tmp_path)
+    _save(tmp_path / "a.jpg")
+    _save(tmp_path / "b.jpg")
+    pipe = tmp_path / "list"
+    os.mkfifo(pipe)
+
+    def write() -> None:
+        with open(pipe, "w") as handle:
+            handle.write("a.jpg\nb.jpg\n")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert _keys(discover([], files_from=pipe)) == ["a.jpg", "b.jpg"]
+    writer.join()

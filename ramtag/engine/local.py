@@ -68,15 +68,17 @@ def _continued(job: Job, output: Tee, events: RunEvents) -> None:
     """Said when this run continues an unfinished one that had other inputs: what that one had not
     tagged yet would otherwise be missing from the finished output without a word."""
     from ..inputs.fs import is_url
+    from ..inputs.lists import is_stream
     from ..outputs.file import ResumableOutput
 
     file = output.find(ResumableOutput)
     if file is None:
         return
     found = job.inputs
-    inputs = {"paths": [path if is_url(path) else os.path.realpath(path) for path in found.paths],
-              "files_from": found.files_from if found.files_from in (None, "-") else os.path.realpath(found.files_from),
-              "include": list(found.include), "exclude": list(found.exclude), "hidden": found.hidden}
+    inputs = {"paths": sorted(path if is_url(path) else os.path.realpath(path) for path in found.paths),
+              "files_from": None if found.files_from is None else "-" if is_stream(found.files_from)
+              else os.path.realpath(found.files_from),
+              "include": sorted(found.include), "exclude": sorted(found.exclude), "hidden": found.hidden}
     theirs = file.continues_other_inputs(inputs)
     if theirs is not None:
         given = " ".join(theirs.get("paths") or []) or f"--files-from {theirs.get('files_from')}"
@@ -203,10 +205,12 @@ def _counter(job: Job, output: Tee, events: RunEvents, roots: list[Root]) -> thr
     """A walk beside the run that counts what it will tag, for a progress total; only where the
     inputs are cheap to walk again (local folders and files, not stdin, tar shards or URLs)."""
     from ..inputs import discover_items, is_plain_input, select
+    from ..inputs.lists import is_stream
     from ..inputs.identity import stamped
 
     found = job.inputs
-    if not events.wants_total or found.files_from == "-" or not all(is_plain_input(path) for path in found.paths):
+    if not events.wants_total or (found.files_from is not None and is_stream(found.files_from)) \
+            or not all(is_plain_input(path) for path in found.paths):
         return None
     if job.outputs.content_hash:
         return None  # counting would read every file a second time

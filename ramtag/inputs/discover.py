@@ -18,7 +18,7 @@ from typing import TextIO
 from ..errors import RamtagError, UsageError
 from .folders import folder_prefix, walk_folder
 from .globs import selected
-from .lists import check_list, listed_paths
+from .lists import check_list, is_stream, listed_paths
 from .refs import MAX_PIXELS, ErrorCallback, ImageRef
 from .patterns import expand_braces
 from .remote import is_url, remote_item, resolve_input
@@ -79,7 +79,7 @@ def discover_items(
     listed = _Listings()
     given = [(os.fspath(item), _resolved(item, hidden, listed)) for item in inputs]
     refuse_name_clashes(_named_shards(given))
-    if files_from is not None and str(files_from) != "-":
+    if files_from is not None and not is_stream(files_from):  # a pipe is read once, as it comes
         if not os.path.isfile(files_from):
             raise UsageError(f"--files-from list not found (or not a file): {files_from}")
         check_list(files_from)
@@ -362,7 +362,7 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool 
 def _named_before(path: Path, named: set[str]) -> bool:
     """Whether this file, named directly or listed, was so named already, however written (keys
     keep the path as written, so ``a.jpg`` and ``/home/me/a.jpg`` would be two rows of one file)."""
-    real = os.path.realpath(path)
+    real = os.path.normpath(os.path.abspath(path))  # words only: no file system call per listed file
     if real in named:
         return True
     named.add(real)

@@ -23,9 +23,9 @@ TOOL_FOLDERS = frozenset({
 # Folders that NAS systems and Windows keep beside a person's photos, not hidden by a dot: Synology's
 # thumbnails (five small JPEGs per photo in @eaDir), recycle bins and snapshots (copies of
 # everything), QNAP's, Windows' bin and index. Left out like hidden folders, without a word.
-SYSTEM_FOLDERS = frozenset({
-    "@eaDir", "#recycle", "#snapshot", "@Recycle", "@Recently-Snapshot", "$RECYCLE.BIN",
-    "System Volume Information",
+SYSTEM_FOLDERS = frozenset({  # compared without case: Windows writes $Recycle.Bin and $RECYCLE.BIN
+    "@eadir", "#recycle", "#snapshot", "@recycle", "@recently-snapshot", "$recycle.bin",
+    "system volume information",
 })
 
 
@@ -85,8 +85,8 @@ def walk_folder(
                 on_orphan(path)
         subfolders: list[str] = []
         for entry in entries:
-            if not hidden and (entry.name.startswith(".") or entry.name in SYSTEM_FOLDERS and _is_dir(entry)):
-                if on_hidden is not None and entry.name not in TOOL_FOLDERS | SYSTEM_FOLDERS and (
+            if not hidden and (entry.name.startswith(".") or _system_folder(entry)):
+                if on_hidden is not None and entry.name not in TOOL_FOLDERS and entry.name.casefold() not in SYSTEM_FOLDERS and (
                     (is_folder := _is_dir(entry)) or is_image_name(entry.name)
                 ):
                     on_hidden(entry.path, is_folder)
@@ -113,6 +113,10 @@ def _broken_link(path: str) -> str:
         if error.errno == errno.ELOOP:
             return "symbolic link loop skipped (links that lead back to each other)"
     return "broken symbolic link skipped"
+
+
+def _system_folder(entry: os.DirEntry[str]) -> bool:
+    return entry.name[:1] in "@#$Ss" and entry.name.casefold() in SYSTEM_FOLDERS and _is_dir(entry)
 
 
 def _orphan_sidecars(entries: list[os.DirEntry[str]]) -> list[Path]:

@@ -30,6 +30,17 @@ def listed_paths(files_from: str | Path, stdin: TextIO | None) -> Iterator[str]:
         yield from _list_entries(handle, os.fspath(files_from))
 
 
+def is_stream(files_from: str | Path) -> bool:
+    """Whether a list is read as it comes, once: stdin (``-``), or a pipe (``--files-from <(find ...)``)."""
+    if str(files_from) == "-":
+        return True
+    try:
+        mode = os.stat(files_from).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
 def check_list(files_from: str | Path) -> None:
     """Refuse now, before any work, a list file that is no list of paths (``_separated_by_nul``)."""
     try:

@@ -96,7 +96,7 @@ def pinned_url(entry: DataFile) -> str:
     if "{" in template:
         try:
             return template.format(path=entry.path, filename=entry.filename, commit=OFFICIAL_COMMIT, repo=OFFICIAL_REPO)
-        except (KeyError, IndexError, ValueError) as exc:
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
             raise UsageError(
                 f"{DATA_URL_ENV}={_without_credentials(template)!r} is not a URL template ramtag can fill ({type(exc).__name__}: {exc}): "
                 "it may hold {path}, {filename}, {commit} and {repo}, or be a base URL without braces"
