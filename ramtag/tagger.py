@@ -161,6 +161,8 @@ class Tagger:
 
         where = (f"its converted copy in {converted_dir()}" if self.info is not None and self.info.from_cache
                  else str(self.info.path) if self.info is not None else "the weights")
+        if self.open_embed is not None:
+            where += ", or the embeddings of the --tags"
         return (f"the model computed scores that are not numbers (NaN): its weights are damaged ({where}); "
                 "`ramtag models verify` checks the released weights, and deleting a converted copy has it made "
                 "again from the .pth")

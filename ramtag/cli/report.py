@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.progress import ProgressColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -127,21 +127,24 @@ class RunReport(ProgressReport, RunEvents):
         super().end()
         self.ctrl_c.remove()
 
+    def stopped(self, file: ResumableOutput | None) -> NoReturn:
+        """Ctrl-C or SIGTERM ended the run (``file``: the --out file, if any): what was saved, and
+        how to go on; also after a second Ctrl-C, which stopped at once."""
+        terminated = self.ctrl_c.received == signal.SIGTERM
+        what = "terminated" if terminated else "interrupted"
+        if file is None or not file.parts:
+            self.say(what)
+        else:
+            self.say(f"{what}: {plural(file.saved_rows, 'image')} saved in {file.folder}; "
+                     "run the same command again to continue")
+        raise typer.Exit(128 + signal.SIGTERM if terminated else 130)
+
     def finished(self, done: LocalRun) -> None:
         from ..outputs.file import ResumableOutput
 
         result, file = done.result, done.output.find(ResumableOutput)
         if result.stopped:
-            terminated = self.ctrl_c.received == signal.SIGTERM
-            what = "terminated" if terminated else "interrupted"
-            if file is None:
-                self.say(what)
-            else:
-                self.say(
-                    f"{what}: {plural(file.saved_rows, 'image')} saved in {file.folder}; "
-                    "run the same command again to continue"
-                )
-            raise typer.Exit(128 + signal.SIGTERM if terminated else 130)
+            self.stopped(file)
         if not self.quiet:
             from ..outputs.embedded import EmbedWriter
 

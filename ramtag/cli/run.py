@@ -29,9 +29,7 @@ from .common import (
     ThresholdsOpt,
     WorkersOpt,
     choices,
-    err_console,
     path_text,
-    plural,
 )
 from .scale import AddressOpt, ConcurrencyOpt, Engine, EngineOpt, GpusOpt, run_on_ray
 from .xmp import EmbedOpt, Naming, TouchOpt, XmpNamingOpt, XmpOpt, XmpParentOpt
@@ -242,12 +240,7 @@ def run_command(
     try:
         done = run_job(job, events=report, stop=report.stop)
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, what was saved before stays
-        file = report.file
-        if file is None or not file.parts:
-            raise
-        err_console.print(f"interrupted: {plural(file.saved_rows, 'image')} saved in {file.folder}; run the same "
-                          "command again to continue", markup=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+        report.stopped(report.file)
     finally:
         report.end()
     report.finished(done)

@@ -306,8 +306,8 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
     if outputs.out is not None:
         out = Path(outputs.out)
         if out.is_dir():
-            raise UsageError(f"{out} is a folder: --out names the file to write, such as {out / 'tags.parquet'} "
-                             "(--engine ray writes a folder)")
+            raise UsageError(f"{out} is a folder: --out names the file to write, such as "
+                             f"{out / ('tags.' + (outputs.format or 'parquet'))} (--engine ray writes a folder)")
         fmt = format_for(out, outputs.format)
         if out.is_file():
             check_not_an_input(out, job.inputs.paths)
