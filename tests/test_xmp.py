@@ -635,3 +635,48 @@ def test_iptc_changed_after_the_xmp_and_mpo_files_count(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8)).save(mpo, "MPO", save_all=True, append_images=[Image.new("RGB", (8, 8))])
     subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-IPTC:Keywords=Dog", str(mpo)], check=True)
     assert Image.open(mpo).format == "MPO" and photo_keywords(mpo)["AddedSubject"] == ["Dog"]
+
+
+def _run(provenance: Provenance, photo: Path, tags: list[str], naming: str = "auto") -> None:
+    SidecarWriter(provenance, naming=naming, now=clock()).write([ImageRecord(photo.name, result(tags), 8, 8, None, photo)])
+
+
+OTHER = Provenance("ram", "cd" * 32, "0.5", "settings-2")
+
+
+def test_a_tag_spelt_like_a_keyword_in_the_photo_is_never_taken_for_a_copy(tmp_path: Path) -> None:
+    """Beside their darktable sidecar (no copies made), ramtag's `dog` read as a copy of the photo's
+    `dog` written back, and stayed through clean."""
+    photo = photo_with_keywords(tmp_path / "a.jpg", PHOTO_XMP.replace(">Dog<", ">dog<").replace("|Dog", "|dog"))
+    sidecar = tmp_path / "a.jpg.xmp"
+    sidecar.write_text(DARKTABLE)
+    _run(PROVENANCE, photo, ["dog", "sky"])
+    once = sidecar.read_bytes()
+    _run(PROVENANCE, photo, ["dog", "sky"])
+    assert sidecar.read_bytes() == once  # the same settings: not a byte changed
+    assert clean(sidecar) == "cleaned" and sidecar.read_text() == DARKTABLE
+
+
+def test_copies_survive_clean_a_change_of_naming_and_later_runs(tmp_path: Path) -> None:
+    """Lightroom's IMG_1.xmp beside a raw: copies in IMG_1.CR2.xmp that darktable wrote back were taken
+    out by clean, and by a run with --xmp-naming replace; a third run flattened the photo's paths."""
+    raw = tmp_path / "IMG_1.CR2"
+    raw.write_bytes(b"II*\x00 raw")
+    (tmp_path / "IMG_1.xmp").write_text(LIGHTROOM)
+    _run(PROVENANCE, raw, ["sky"], naming="ext")
+    ext = tmp_path / "IMG_1.CR2.xmp"
+    assert "Animals|dog" in element(ext.read_text(), "lr:hierarchicalSubject")
+    _run(OTHER, raw, ["tree"], naming="replace")  # IMG_1.xmp is Lightroom's: ext is kept up to date
+    kept = ext.read_text()
+    assert "Grandma's garden" in element(kept, "dc:subject") and "Animals|dog" in element(kept, "lr:hierarchicalSubject")
+    text = ext.read_text()
+    subject = element(text, "dc:subject")
+    ext.write_text(text.replace(subject, subject.replace("<rdf:Bag>", "<rdf:Bag>\n     <rdf:li>Holiday</rdf:li>")))
+    third = Provenance("ram", "ef" * 32, "0.5", "settings-3")
+    _run(third, raw, ["cat"], naming="ext")
+    later = ext.read_text()
+    assert "Animals|dog" in element(later, "lr:hierarchicalSubject")  # still the photo's path, not a flat `dog`
+    assert "Holiday" in element(later, "dc:subject")
+    assert clean(ext) == "cleaned"
+    cleaned = element(ext.read_text(), "dc:subject")
+    assert "Holiday" in cleaned and "Grandma's garden" in cleaned and "cat" not in cleaned

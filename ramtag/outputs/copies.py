@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 FLAT, HIERARCHICAL, TAGS_LIST = "AddedSubject", "AddedHierarchicalSubject", "AddedTagsList"
+COPIES = "Copies"  # ramtag's record of which of its additions are copies of the person's keywords
 
 
 def adopt_copies(own: dict[str, list[str]], present: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -30,21 +31,17 @@ def adopt_copies(own: dict[str, list[str]], present: dict[str, list[str]]) -> di
     return adopted
 
 
-def adopt_photo_copies(
-    person: dict[str, list[str]], present: dict[str, list[str]], owned: dict[str, set[str]],
-    photo: dict[str, list[str]],
+def adopt_recorded_copies(
+    person: dict[str, list[str]], present: dict[str, list[str]], owned: dict[str, set[str]], copied: set[str]
 ) -> dict[str, list[str]]:
-    """``person`` with ramtag's copies of the keywords inside the photo (``photo``, by field:
-    ``inside``) counted as theirs in a field their software has written since: digiKam writes back
-    every keyword it shows, the copies too, and a later run must not take them out."""
-    hierarchy = [*photo[HIERARCHICAL], *photo[FLAT]]
-    forms = {FLAT: set(photo[FLAT]), HIERARCHICAL: set(hierarchy),
-             TAGS_LIST: {*photo[TAGS_LIST], *(value.replace("|", "/") for value in hierarchy)}}
+    """``person`` with the copies ramtag recorded making (``copied``: of the keywords inside the
+    photo, of its other sidecar, of their flatter keywords) counted as theirs in a field their
+    software has written since: digiKam writes back every keyword it shows, the copies too."""
     adopted = dict(person)
-    for field, copies in forms.items():
-        if person[field]:  # their software has written this field
+    for field in (FLAT, HIERARCHICAL, TAGS_LIST):
+        if person[field] and copied:
             kept = set(person[field])
-            adopted[field] = [v for v in present[field] if v in kept or (v in owned[field] and v in copies)]
+            adopted[field] = [v for v in present[field] if v in kept or (v in owned[field] and v in copied)]
     return adopted
 
 
@@ -86,8 +83,8 @@ def added_keywords(
 def hierarchy_of(flat: Sequence[str], paths: Sequence[str]) -> list[str]:
     """A hierarchical field's keywords: ``paths``, then the ``flat`` keywords none of them names
     (top-level ones, as Lightroom lays them out)."""
-    named = {part for path in paths for part in path.split("|")}
-    return list(dict.fromkeys([*paths, *(keyword for keyword in flat if keyword not in named)]))
+    named = {part.casefold() for path in paths for part in path.split("|")}
+    return _missing([*paths, *(keyword for keyword in flat if keyword.casefold() not in named)], ())
 
 
 def _missing(values: Sequence[str], present: Sequence[str]) -> list[str]:

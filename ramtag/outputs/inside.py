@@ -83,8 +83,15 @@ def keywords_in(packet: bytes | None) -> tuple[dict[str, list[str]], dict[str, s
 
 
 def joined(*sources: dict[str, list[str]]) -> dict[str, list[str]]:
-    """The keywords of several places, each field's once, in order."""
-    return {field: list(dict.fromkeys(v for source in sources for v in source[field])) for field in no_keywords()}
+    """The keywords of several places, each field's once whatever its case (the first spelling), in order."""
+    found = no_keywords()
+    for field, values in found.items():
+        seen: set[str] = set()
+        for value in (v for source in sources for v in source[field]):
+            if value.casefold() not in seen:
+                seen.add(value.casefold())
+                values.append(value)
+    return found
 
 
 def _changed_since(photoshop: dict) -> bool:

@@ -200,26 +200,7 @@ class SidecarWriter(PerImageOutput):
         return next((candidate for candidate in self._other_forms(image, path) if holds_ramtag(candidate)), None)
 
     def _other_forms(self, image: Path, path: Path) -> Iterator[Path]:
-        """The image's sidecars other than ``path``: of the other naming, never another image's."""
-        forms = [image.with_name(image.name + ".xmp")]
-        owner = self._owner(image)
-        if owner is None or owner == image.name:
-            forms.append(image.with_suffix(".xmp"))
-        for form in forms:
-            for candidate in (form, form.with_suffix(".XMP")):
-                if candidate.name.lower() != path.name.lower() and candidate.is_file():
-                    yield candidate
-
-    def _keywords_beside(self, image: Path, path: Path) -> dict[str, list[str]]:
-        """The person's keywords where a new sidecar must not hide them: inside the photo, and in
-        its sidecar of the other naming (Lightroom's ``IMG_1.xmp`` beside a new ``IMG_1.JPG.xmp``)."""
-        found = [photo_keywords(image)]
-        for other in self._other_forms(image, path):
-            try:
-                found.insert(0, keywords_in(read_sidecar(other))[0])
-            except SidecarError:
-                continue  # broken: said when ramtag is asked to write it, never guessed from
-        return joined(*found)
+        return other_sidecars(image, path, self._owner(image))
 
     def is_current(self, image: Path, stamp: Stamp | None = None) -> bool:
         """Whether the sidecar holds ramtag's entries from these settings, for this version of the
@@ -264,13 +245,17 @@ class SidecarWriter(PerImageOutput):
         if path.resolve() == image.resolve():
             raise SidecarError("the sidecar would be the image itself")
         other = self.other_for(image, path)
-        inside = functools.cache(lambda: self._keywords_beside(image, path))  # read once, and only if needed
+        photo, owner = functools.cache(lambda: photo_keywords(image)), self._owner(image)  # read once, if needed
+
+        def beside(target: Path) -> Callable[[], dict[str, list[str]]]:  # each sidecar: the keywords outside it
+            return functools.cache(lambda: keywords_beside(image, target, owner, photo))
+
         if other is not None:
             try:
-                self.others_written += self._merge_into(other, result, stamp, inside)
+                self.others_written += self._merge_into(other, result, stamp, beside(other))
             except SidecarError as error:
                 raise SidecarError(f"{other.name}, which holds its tags from an earlier run: {error}") from None
-        self.written += self._merge_into(path, result, stamp, inside)
+        self.written += self._merge_into(path, result, stamp, beside(path))
         return path
 
     def _merge_into(self, path: Path, result: TagResult, stamp: Stamp | None, inside: Callable) -> bool:
@@ -305,7 +290,8 @@ def clean(path: Path, *, dry_run: bool = False) -> str:
     if data is None:
         raise SidecarError("not found")
     image = image_of(path)  # copies of its keywords that the person's software has written are theirs
-    merged = merge(data, None, inside=None if image is None else (lambda: photo_keywords(image)))
+    owner = None if image is None else _CLEANED.owner_of_stem(path.parent, image.stem)
+    merged = merge(data, None, inside=None if image is None else (lambda: keywords_beside(image, path, owner)))
     if merged is data:
         return "untouched"
     _check_writable(path)  # a dry run says so too
@@ -317,6 +303,32 @@ def clean(path: Path, *, dry_run: bool = False) -> str:
     elif not dry_run:
         write_atomically(path, merged)
     return "removed" if merged is None else "cleaned"
+
+
+def other_sidecars(image: Path, target: Path, owner: str | None) -> Iterator[Path]:
+    """The image's sidecars other than ``target``: of the other naming, never another image's
+    (``owner``: the name of the image that owns the stem's ``IMG_1.xmp``, None when it is alone)."""
+    forms = [image.with_name(image.name + ".xmp")]
+    if owner is None or owner == image.name:
+        forms.append(image.with_suffix(".xmp"))
+    for form in forms:
+        for candidate in (form, form.with_suffix(".XMP")):
+            if candidate.name.lower() != target.name.lower() and candidate.is_file():
+                yield candidate
+
+
+def keywords_beside(
+    image: Path, target: Path, owner: str | None, photo: Callable[[], dict[str, list[str]]] | None = None
+) -> dict[str, list[str]]:
+    """The person's keywords that the sidecar ``target`` must not hide: inside the photo, and in
+    its sidecar of the other naming (Lightroom's ``IMG_1.xmp`` beside a new ``IMG_1.JPG.xmp``)."""
+    found = [photo() if photo is not None else photo_keywords(image)]
+    for other in other_sidecars(image, target, owner):
+        try:
+            found.insert(0, keywords_in(read_sidecar(other))[0])
+        except SidecarError:
+            continue  # broken: said when ramtag is asked to write it, never guessed from
+    return joined(*found)
 
 
 _CLEANED = Siblings()  # the folders ``clean`` goes through, a few listings at a time

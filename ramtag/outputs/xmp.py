@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RamtagError
-from .copies import added_keywords, adopt_copies, adopt_photo_copies
+from .copies import COPIES, added_keywords, adopt_copies, adopt_recorded_copies
 from .xmlspans import XML_NS, Edit, Element, XmlError, escape, indent_at, parse, removal, splice, xml_text
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def _struct(item: Element) -> dict[str, str]:
 
 def _read_state(descriptions: Sequence[Element]) -> tuple[State | None, str]:
     """ramtag's record (None if the sidecar has none) and its date; attribute form read too."""
-    state: State = {**dict.fromkeys(_SIMPLE, ""), "Tags": [], **{f.record: [] for f in FIELDS}}
+    state: State = {**dict.fromkeys(_SIMPLE, ""), "Tags": [], **{f.record: [] for f in FIELDS}, COPIES: []}
     date, seen = "", False
     for description in descriptions:
         simple = [(local, value) for uri, local, value in _properties(description) if uri == RAMTAG]
@@ -198,7 +198,8 @@ class _Writer:
         parts.append(self.simple("Date", date))
         if state["Tags"]:
             parts.append(self.tags(state["Tags"], indent))
-        records = [_Field(f.record, RAMTAG, "ramtag", f.record, "Bag") for f in FIELDS if state[f.record]]
+        records = [_Field(name, RAMTAG, "ramtag", name, "Bag") for name in (*(f.record for f in FIELDS), COPIES)
+                   if state.get(name)]
         return parts + [self.bag(record, state[record.local], indent) for record in records]
 
 
@@ -229,22 +230,25 @@ def merge(
     present = {key: [item.text for p in found for item in _items(p)[1]] for key, found in props.items()}
     owned = {key: set(old[key]) if old else set() for key in props}
     person = adopt_copies({key: [v for v in values if v not in owned[key]] for key, values in present.items()}, present)
-    theirs = None  # the keywords inside the image (``inside``), where the sidecar is to hold copies of them
-    if inside is not None and not any(person.values()):
-        theirs = inside()  # a sidecar with no keywords of the person's
-    elif inside is not None and old is not None and (kept := adopt_photo_copies(person, present, owned, inside())) != person:
-        person, theirs = kept, inside()  # copies their software wrote back: theirs, and kept up
+    copied = set(old[COPIES]) if old else set()  # copies ramtag made of the person's keywords
+    person = adopt_recorded_copies(person, present, owned, copied)  # those their software wrote back
     owned = {key: owned[key] - set(person[key]) for key in owned}  # less the copies the person adopted
+    # The keywords where the sidecar's must not hide them: for a sidecar with none of the person's,
+    # and one that holds copies of them (kept up: the photo's paths head its hierarchy).
+    theirs = inside() if inside is not None and (copied or not any(person.values())) else None
     new: State | None = None
     added: dict[str, list[str]] = {key: [] for key in props}
     if provenance is not None:
         if result is None:
             raise ValueError("merge needs the result to write")
-        added = added_keywords(_wanted(provenance, result), person, theirs)
+        wanted = _wanted(provenance, result)
+        added = added_keywords(wanted, person, theirs)
+        ramtags = {value for values in wanted.values() for value in values}
         new = {
             "Settings": provenance.settings, "Model": provenance.model,
             "Checkpoint": provenance.checkpoint_sha256, "Thresholds": provenance.thresholds, "Image": image,
             "Tags": _scored(provenance, result), **added,
+            COPIES: _unique(v for values in added.values() for v in values if v not in ramtags),
         }
     in_place = all(
         set(added[key]) <= set(present[key]) and not (owned[key] - set(added[key])) & set(present[key])
