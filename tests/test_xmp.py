@@ -185,7 +185,7 @@ def test_lightroom_sidecar_keeps_everything_and_clean_gives_back_its_bytes() -> 
     subject = element(text, "dc:subject")
     assert subject.count("<rdf:li>dog</rdf:li>") == 1  # the person's dog, not a second one
     assert "<rdf:li>Grandma's garden</rdf:li>" in subject and "<rdf:li>cat</rdf:li>" in subject
-    assert "<rdf:li>ramtag|dog</rdf:li>" in element(text, "lr:hierarchicalSubject")
+    assert "ramtag|dog" not in element(text, "lr:hierarchicalSubject")  # they have `dog`: in no field again
     assert merge(merged, None) == original
 
 
@@ -207,8 +207,9 @@ def test_exiftool_reads_the_keywords_and_everything_else_is_unchanged(tmp_path: 
         assert exiftool_everything_but_keywords(after) == exiftool_everything_but_keywords(before)
         was, now = exiftool_keywords(before), exiftool_keywords(after)
         assert set(now["Subject"]) == set(was["Subject"]) | {"cat", "dog"}
-        assert set(now["HierarchicalSubject"]) == set(was["HierarchicalSubject"]) | {"ramtag|cat", "ramtag|dog"}
-        assert set(now["TagsList"]) >= {"ramtag/cat", "ramtag/dog"}
+        mine = [tag for tag in ("cat", "dog") if tag not in was["Subject"]]  # Lightroom's has its own dog
+        assert set(now["HierarchicalSubject"]) == set(was["HierarchicalSubject"]) | {f"ramtag|{t}" for t in mine}
+        assert set(now["TagsList"]) >= {f"ramtag/{t}" for t in mine}
         for values in now.values():
             assert len(values) == len(set(values))
 
@@ -465,7 +466,7 @@ def test_a_tag_is_the_persons_keyword_whatever_its_case() -> None:
     subject = element(merged, "dc:subject")
     assert "<rdf:li>Dog</rdf:li>" in subject and "<rdf:li>dog</rdf:li>" not in subject
     assert "<rdf:li>sky</rdf:li>" in subject and "dog" not in element(merged, "ramtag:AddedSubject")
-    assert "ramtag|dog" in element(merged, "lr:hierarchicalSubject")  # under ramtag's parent: another keyword
+    assert "ramtag|dog" not in element(merged, "lr:hierarchicalSubject")  # digiKam would write its name, `dog`
     assert merge(merged.encode(), None) == capital.encode()
     bare = Provenance("ram_plus", "ab" * 32, "0.5", "settings-1", parent="")
     flat = merge(capital.encode(), bare, result(["dog", "SKY", "sky"]), now=clock()).decode()
@@ -526,7 +527,7 @@ def test_a_new_sidecar_copies_the_keywords_inside_the_photo(tmp_path: Path) -> N
     assert [w in subject for w in ("<rdf:li>Dog</rdf:li>", "Grandma", "sky", "tree", "<rdf:li>dog</rdf:li>")] == [
         True, True, True, False, False]
     hierarchy = element(sidecar, "lr:hierarchicalSubject")
-    assert "Animals|Dog" in hierarchy and "<rdf:li>Grandma</rdf:li>" in hierarchy and "ramtag|dog" in hierarchy
+    assert "Animals|Dog" in hierarchy and "<rdf:li>Grandma</rdf:li>" in hierarchy and "ramtag|dog" not in hierarchy
     assert "Animals/Dog" in element(sidecar, "digiKam:TagsList")
     assert photo.read_bytes() == before
     assert clean(tmp_path / "a.jpg.xmp") == "removed"  # the copies were ramtag's to take out
@@ -680,3 +681,59 @@ def test_copies_survive_clean_a_change_of_naming_and_later_runs(tmp_path: Path) 
     assert clean(ext) == "cleaned"
     cleaned = element(ext.read_text(), "dc:subject")
     assert "Holiday" in cleaned and "Grandma's garden" in cleaned and "cat" not in cleaned
+
+
+def _as_digikam_writes(sidecar: Path, tags: list[str]) -> None:
+    """digiKam rewrites the three keyword lists from the tags it shows: names, `|` and `/` paths."""
+    args = ["-XMP-dc:Subject=", "-XMP-lr:HierarchicalSubject=", "-XMP-digiKam:TagsList="]
+    for tag in tags:
+        args += [f"-XMP-dc:Subject={tag.rpartition('/')[2]}", f"-XMP-lr:HierarchicalSubject={tag.replace('/', '|')}",
+                 f"-XMP-digiKam:TagsList={tag}"]
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", *args, str(sidecar)], check=True)
+
+
+@needs_exiftool
+def test_what_digikam_writes_back_is_theirs_and_ramtags_tags_never_stick(tmp_path: Path) -> None:
+    """Their `Night` beside ramtag's `ramtag/night`: digiKam wrote `night` into dc:subject, which
+    clean left for good. A keyword they removed in digiKam came back as a copy, and clean then took
+    their own paths out."""
+    photo = photo_with_keywords(tmp_path / "a.jpg", PHOTO_XMP.replace(">Grandma<", ">Night<"))
+    sidecar = tmp_path / "a.jpg.xmp"
+    _run(PROVENANCE, photo, ["night", "sky", "building"])
+    shown = exiftool_keywords(sidecar)
+    assert "night" not in shown["Subject"] and "ramtag/night" not in shown["TagsList"]  # they have Night
+    kept = [t for t in shown["TagsList"] if t != "Animals/Dog"] + ["building"]  # one removed, a top-level one added
+    _as_digikam_writes(sidecar, kept)
+    _run(OTHER, photo, ["tree"])
+    after = exiftool_keywords(sidecar)
+    assert "Animals/Dog" not in after["TagsList"] and "Animals|Dog" not in after["HierarchicalSubject"]
+    assert clean(sidecar) == "cleaned"
+    left = exiftool_keywords(sidecar)
+    assert "tree" not in left["Subject"] and "sky" not in left["Subject"]  # ramtag's own, taken out
+    assert {"Night", "building"} <= set(left["Subject"]) and "night" not in left["Subject"]
+    assert "building" in left["TagsList"]
+
+
+def test_a_photo_with_digikams_tags_alone_gives_its_paths_to_every_field(tmp_path: Path) -> None:
+    tags_only = PHOTO_XMP.replace(
+        "<dc:subject><rdf:Bag><rdf:li>Dog</rdf:li><rdf:li>Grandma</rdf:li><rdf:li>Animals</rdf:li>\n   <rdf:li>tree</rdf:li></rdf:Bag></dc:subject>",
+        "").replace("<lr:hierarchicalSubject><rdf:Bag><rdf:li>Animals|Dog</rdf:li></rdf:Bag></lr:hierarchicalSubject>",
+                    "<digiKam:TagsList xmlns:digiKam='http://www.digikam.org/ns/1.0/'><rdf:Seq><rdf:li>Animals/Dog</rdf:li>"
+                    "<rdf:li>People/Anna</rdf:li></rdf:Seq></digiKam:TagsList>")
+    photo = photo_with_keywords(tmp_path / "a.jpg", tags_only)
+    _run(PROVENANCE, photo, ["sky"])
+    text = (tmp_path / "a.jpg.xmp").read_text()
+    assert "Animals|Dog" in element(text, "lr:hierarchicalSubject") and "People|Anna" in text
+    assert "<rdf:li>Anna</rdf:li>" in element(text, "dc:subject") and "People/Anna" in element(text, "digiKam:TagsList")
+
+
+def test_an_image_named_to_clean_brings_its_sidecars(tmp_path: Path) -> None:
+    """`ramtag xmp clean p1.jpg` said "0 sidecars" beside p1.jpg.xmp and p1.xmp holding ramtag's entries."""
+    from PIL import Image
+
+    photo = tmp_path / "p1.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
+    for naming in ("ext", "replace"):
+        _run(PROVENANCE, photo, ["sky"], naming=naming)
+    (tmp_path / "p2.jpg.xmp").write_text(LIGHTROOM)  # another image's
+    assert sorted(p.name for p in find_sidecars([photo])) == ["p1.jpg.xmp", "p1.xmp"]

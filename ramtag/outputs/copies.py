@@ -39,9 +39,16 @@ def adopt_recorded_copies(
     software has written since: digiKam writes back every keyword it shows, the copies too."""
     adopted = dict(person)
     for field in (FLAT, HIERARCHICAL, TAGS_LIST):
-        if person[field] and copied:
+        written = person[field] or bool(owned[field] - set(present[field]))  # theirs added or removed some
+        if written and copied:
             kept = set(person[field])
             adopted[field] = [v for v in present[field] if v in kept or (v in owned[field] and v in copied)]
+    # A flat keyword one of their hierarchical ones names is theirs, though spelt like a tag of
+    # ramtag's: digiKam writes the name of each keyword it shows (a top-level `building`) there.
+    named = {_leaf(v, field) for field in (HIERARCHICAL, TAGS_LIST) for v in adopted[field]}
+    if named & owned[FLAT]:
+        kept = set(adopted[FLAT])
+        adopted[FLAT] = [v for v in present[FLAT] if v in kept or (v in owned[FLAT] and v in named)]
     return adopted
 
 
@@ -56,13 +63,20 @@ def added_keywords(
     for), so those are copied in (as ramtag's additions: ``clean`` takes them out again).
     """
     outside = {FLAT: [], HIERARCHICAL: [], TAGS_LIST: [], **(elsewhere or {})}
-    wanted = {key: [*outside[FLAT], *v] if key == FLAT and v and not person[FLAT] else list(v) for key, v in wanted.items()}
-    person_flat = person[FLAT] or list(outside[FLAT])
+    person_paths = person[HIERARCHICAL] or _as_paths(person[TAGS_LIST])
+    outside_paths = outside[HIERARCHICAL] or _as_paths(outside[TAGS_LIST])
+    person_flat = person[FLAT] or _leaves(person_paths) or list(outside[FLAT]) or _leaves(outside_paths)
+    # A tag the person has already, in any case and in any field (`Night` beside ramtag's `night`), is
+    # not added in another: digiKam writes each keyword's name into dc:subject, a second `night`.
+    have = {keyword.casefold() for keyword in person_flat}
+    wanted = {key: [v for v in values if _leaf(v, key).casefold() not in have] for key, values in wanted.items()}
+    if wanted[FLAT] and not person[FLAT]:
+        wanted[FLAT] = [*person_flat, *wanted[FLAT]]
     # The person's copies go first: where one is spelt like a tag in another case, theirs is kept.
     if wanted[HIERARCHICAL] and not person[HIERARCHICAL]:
-        wanted[HIERARCHICAL] = [*hierarchy_of(person_flat, outside[HIERARCHICAL]), *wanted[HIERARCHICAL]]
+        wanted[HIERARCHICAL] = [*hierarchy_of(person_flat, person_paths or outside_paths), *wanted[HIERARCHICAL]]
     if wanted[TAGS_LIST] and not person[TAGS_LIST]:
-        paths = [v.replace("|", "/") for v in hierarchy_of(person_flat, person[HIERARCHICAL] or outside[HIERARCHICAL])]
+        paths = [v.replace("|", "/") for v in hierarchy_of(person_flat, person[HIERARCHICAL] or outside_paths)]
         copies = (person[HIERARCHICAL] and paths) or outside[TAGS_LIST] or paths
         wanted[TAGS_LIST] = [*copies, *wanted[TAGS_LIST]]
     # Keywords match whatever their case: Lightroom and digiKam hold one keyword `Dog`, so a `dog`
@@ -78,6 +92,20 @@ def added_keywords(
         theirs += [v.replace("|", "/") for v in person[HIERARCHICAL]]
         added[TAGS_LIST] = _missing(added[TAGS_LIST], theirs)
     return added
+
+
+def _as_paths(tags_list: Sequence[str]) -> list[str]:
+    return [value.replace("/", "|") for value in tags_list]
+
+
+def _leaves(paths: Sequence[str]) -> list[str]:
+    return _missing([path.rpartition("|")[2] for path in paths], ())
+
+
+def _leaf(value: str, field: str) -> str:
+    """A keyword's own name: after its hierarchy's last separator in the hierarchical fields."""
+    separator = {HIERARCHICAL: "|", TAGS_LIST: "/"}.get(field)
+    return value.rpartition(separator)[2] if separator else value
 
 
 def hierarchy_of(flat: Sequence[str], paths: Sequence[str]) -> list[str]:

@@ -345,11 +345,15 @@ def image_of(sidecar: Path) -> Path | None:
 
 
 def find_sidecars(paths: Iterable[Path], *, hidden: bool = False) -> Iterator[Path]:
-    """``.xmp`` files under folders (sorted, recursively) and those named directly."""
+    """``.xmp`` files under folders (sorted, recursively), those named directly, and the sidecars
+    of an image named directly (which is itself for the embedded keywords: ``embedded``)."""
     for root in paths:
         if not root.is_dir():
             if root.suffix.lower() == ".xmp" or not is_image_name(root.name):
-                yield root  # an image named directly is for the embedded keywords (``embedded``)
+                yield root
+            else:
+                owner = _CLEANED.owner_of_stem(root.parent, root.stem)
+                yield from (p for p in other_sidecars(root, root, owner) if holds_ramtag(p))
             continue
         for folder, subfolders, files in os.walk(root):
             subfolders[:] = sorted(d for d in subfolders if hidden or not d.startswith("."))
