@@ -95,3 +95,55 @@ def test_a_url_on_the_command_line_that_fails_says_how(server: str, ramplus_tiny
     assert refused.exit_code == 2 and "the server answered HTTP 403 Forbidden" in refused.stderr
     missing = runner.invoke(app, ["run", f"{server}/gone.jpg", *ramplus_tiny.cli_args()])
     assert missing.exit_code == 2 and f"input not found: {server}/gone.jpg" in missing.stderr
+
+
+def _shard(count: int) -> bytes:
+    import tarfile
+
+    buffer = io.BytesIO()
+    photo = _jpeg()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for number in range(count):
+            info = tarfile.TarInfo(f"{number:09d}.jpg")
+            info.size = len(photo)
+            archive.addfile(info, io.BytesIO(photo))
+    return buffer.getvalue()
+
+
+def test_a_connection_dropped_mid_shard_is_that_shards_row(tmp_path: Path, ramplus_tiny) -> None:
+    """aiohttp's payload error is no OSError: one dropped connection ended a run of many shards,
+    with a traceback, and what it had tagged was lost."""
+    shard = _shard(40)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            code = 500 if self.path == "/00002.tar" else 200
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(shard) if code == 200 else 0))
+            self.end_headers()
+            if self.command == "GET" and code == 200:
+                self.wfile.write(shard[: len(shard) // 2] if self.path == "/00001.tar" else shard)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        out = tmp_path / "tags.jsonl"
+        result = CliRunner().invoke(app, ["run", base + "/{00000..00002}.tar", "--out", str(out), "--workers", "0",
+                                          *ramplus_tiny.cli_args()])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.exit_code == 0, result.output
+    rows = {row["path"]: row for row in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert sum(key.startswith("00000.tar/") and rows[key]["error"] is None for key in rows) == 40
+    assert rows["00001.tar"]["error"].startswith(f"{base}/00001.tar: cannot read this tar shard: ")
+    assert "run again to retry it" in rows["00001.tar"]["error"]
+    assert rows["00002.tar"]["error"] == (f"{base}/00002.tar: cannot read this tar shard: the server answered "
+                                          "HTTP 500 Internal Server Error; run again to retry it")

@@ -333,6 +333,24 @@ def test_local_engine_tags_shards_and_resumes_by_key(tmp_path: Path, ramplus_tin
     assert result.exit_code == 2 and "--xmp writes sidecars beside image files" in result.stderr
 
 
+def test_a_shard_read_whole_again_replaces_its_error_row(tmp_path: Path, ramplus_tiny) -> None:
+    """Its members' rows say how it went now: the old error row stayed beside them, counted as a
+    file no longer there, until --prune."""
+    sample_shards(tmp_path / "shards", count=2)
+    good = (tmp_path / "shards" / "00001.tar").read_bytes()
+    (tmp_path / "shards" / "00001.tar").write_bytes(b"<html>503 Service Unavailable</html>")  # a proxy's page
+    out = tmp_path / "tags.parquet"
+    args = ["run", str(tmp_path / "shards"), "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert "not a readable tar archive" in pd.read_parquet(out).set_index("path").loc["00001.tar", "error"]
+    (tmp_path / "shards" / "00001.tar").write_bytes(good)  # downloaded again, whole
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and "no longer there" not in result.stderr, result.stderr
+    frame = pd.read_parquet(out)
+    assert frame["error"].isna().all() and sorted(frame["path"]) == [
+        "00000.tar/000000000", "00000.tar/000000001", "00001.tar/000010000", "00001.tar/000010001"]
+
+
 def test_local_runs_never_import_ray(tmp_path: Path, ramplus_tiny) -> None:
     sample_shards(tmp_path, count=1, per_shard=1)
     code = (

@@ -34,7 +34,7 @@ from typing import Union
 
 from ..errors import RamtagError, UsageError
 from ..text import printable
-from .fs import filesystem
+from .fs import failure, filesystem
 from .identity import Stamp
 from .refs import MAX_PIXELS, ImageDecodeError, ImageRef, is_image_name, max_file_bytes
 
@@ -179,7 +179,9 @@ def shard_members(
         stream = shard.open()
     except RamtagError:
         raise
-    except OSError as error:
+    except Exception as error:  # noqa: BLE001 - each filesystem has its own errors (aiohttp's are no OSErrors)
+        if not shard.remote and not isinstance(error, OSError):
+            raise
         raise _unreadable(shard, error) from error
     with stream:
         sample = _Sample(shard.name, where)
@@ -219,7 +221,9 @@ def shard_members(
         except _FORMAT_ERRORS as error:
             yield from sample.flush()
             yield ImageRef(where, shard.name, Unusable(shard.name, _damaged(count, error), "corrupt"))
-        except OSError as error:
+        except Exception as error:  # noqa: BLE001 - a connection dropped mid-shard: aiohttp's payload error
+            if not shard.remote and not isinstance(error, OSError):
+                raise
             raise _unreadable(shard, error) from error
 
 
@@ -283,8 +287,12 @@ def members_or_error(
         yield ImageRef(where, shard.name, Unusable(shard.name, str(error), "unreadable"))
 
 
-def _unreadable(shard: TarShard, error: OSError) -> ShardReadError:
-    reason = error.strerror or str(error) or type(error).__name__
+def _unreadable(shard: TarShard, error: BaseException) -> ShardReadError:
+    if shard.remote:  # the server's answer, or what became of the connection, in words
+        reason = failure(error)[0]
+        return ShardReadError(f"{shard.location}: cannot read this tar shard: {reason}"
+                              + ("" if "run again" in reason else "; run again to retry it"))
+    reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
     return ShardReadError(f"{shard.location}: cannot read this tar shard ({reason})")
 
 

@@ -341,8 +341,12 @@ class ResumableOutput(RowOutput):
     def finish(self) -> None:
         """Write the complete output and put it in place; then the parts folder goes."""
         self.save()
-        self.stale = self.index.stale()
-        dropped = set(self.stale) if self.rerun.prune else set()
+        stale = self.index.stale()
+        # A shard's error row (keyed by its name) once the shard was read to its end: its members'
+        # rows say how it went now, as a success replaces an image's error row.
+        superseded = {key for key in stale if "/" not in key and self.index.is_error(key)}
+        self.stale = [key for key in stale if key not in superseded]
+        dropped = (set(self.stale) if self.rerun.prune else set()) | superseded
         if self.builds_on and not self.parts and not dropped:
             return  # nothing new: the output already is complete
         # The file exists before the journal says "finish": so, after a crash, a "finish" entry
