@@ -681,3 +681,15 @@ def test_a_first_run_says_what_it_downloads_before_the_wait(
         "thresholds (ram_tag_list_threshold.txt) into " in said
     assert "later runs use these copies" in said
     assert "first use" not in ramtag(*args).stderr  # cached now: nothing to say
+
+
+def test_a_deleted_images_error_row_stays_until_prune(tmp_path: Path, ramplus_tiny) -> None:
+    """Only a shard read whole again replaces its error row: a deleted image's is reported as gone."""
+    photos = _images(tmp_path / "photos", ["good.jpg"])
+    (photos / "bad.jpg").write_bytes(b"not a picture")
+    args = [photos, "--workers", "0", *ramplus_tiny.cli_args(), "--out", tmp_path / "t.parquet"]
+    assert ramtag(*args).exit_code == 0
+    (photos / "bad.jpg").unlink()
+    result = ramtag(*args)
+    assert "1 row names a file no longer there (e.g. bad.jpg)" in " ".join(result.stderr.split())
+    assert sorted(pd.read_parquet(tmp_path / "t.parquet")["path"]) == ["bad.jpg", "good.jpg"]

@@ -127,7 +127,7 @@ def test_a_persons_keywords_survive_and_new_settings_replace_only_ramtags(tmp_pa
     EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
     found = keywords(path)
     assert found["Subject"] == ["Holiday 2024", "dog", "grass", "狗"]  # 'dog' was the person's already
-    assert found["Keywords"] == ["Holiday 2024", "grass"]  # not 'dog', theirs; IPTC not UTF-8: Chinese in XMP only
+    assert found["Keywords"] == ["Holiday 2024", "dog", "grass"]  # IPTC not declared UTF-8: Chinese stays in XMP
     newer = Provenance("ram_plus", "0" * 64, "0.68", "settings-2")
     EmbedWriter(newer, tool=tool).update(path, TagResult(["cat"], [0.9], None, None))
     assert keywords(path)["Subject"] == ["Holiday 2024", "dog", "cat"]  # the person's 'dog' stays

@@ -737,3 +737,19 @@ def test_an_image_named_to_clean_brings_its_sidecars(tmp_path: Path) -> None:
         _run(PROVENANCE, photo, ["sky"], naming=naming)
     (tmp_path / "p2.jpg.xmp").write_text(LIGHTROOM)  # another image's
     assert sorted(p.name for p in find_sidecars([photo])) == ["p1.jpg.xmp", "p1.xmp"]
+
+
+def test_sidecars_whose_keywords_are_paths_alone_clean_back_exactly() -> None:
+    """A darktable sidecar of an untagged photo (its own paths, no dc:subject), or a Lightroom keyword
+    kept out of dc:subject: the names ramtag copied, and a tag of its own, were taken for the person's."""
+    tags_list = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+                 ' <rdf:Description rdf:about="" xmlns:digiKam="http://www.digikam.org/ns/1.0/">\n'
+                 '  <digiKam:TagsList><rdf:Seq><rdf:li>People/Anna</rdf:li></rdf:Seq></digiKam:TagsList>\n'
+                 ' </rdf:Description></rdf:RDF></x:xmpmeta>').encode()
+    not_exported = LIGHTROOM.replace("     <rdf:li>dog</rdf:li>\n", "").encode()  # Animals|dog in the hierarchy only
+    for original, tags in ((tags_list, ["sky"]), (not_exported, ["dog", "cat"])):
+        merged = merge(original, PROVENANCE, result(tags), now=clock())
+        assert merge(merged, PROVENANCE, result(tags), now=clock("2030-01-01T00:00:00Z")) == merged
+        assert merge(merged, None) == original
+    assert "<rdf:li>dog</rdf:li>" not in element(merge(not_exported, PROVENANCE, result(["dog"]), now=clock()).decode(),
+                                                  "dc:subject")  # their hierarchy has dog

@@ -179,8 +179,10 @@ def shard_members(
         stream = shard.open()
     except RamtagError:
         raise
-    except Exception as error:  # noqa: BLE001 - each filesystem has its own errors (aiohttp's are no OSErrors)
-        if not shard.remote and not isinstance(error, OSError):
+    except OSError as error:
+        raise _unreadable(shard, error) from error
+    except _transport_errors() as error:  # a server's answer, a dropped connection: aiohttp's are no OSErrors
+        if not shard.remote:
             raise
         raise _unreadable(shard, error) from error
     with stream:
@@ -221,8 +223,10 @@ def shard_members(
         except _FORMAT_ERRORS as error:
             yield from sample.flush()
             yield ImageRef(where, shard.name, Unusable(shard.name, _damaged(count, error), "corrupt"))
-        except Exception as error:  # noqa: BLE001 - a connection dropped mid-shard: aiohttp's payload error
-            if not shard.remote and not isinstance(error, OSError):
+        except OSError as error:
+            raise _unreadable(shard, error) from error
+        except _transport_errors() as error:  # a connection dropped mid-shard: aiohttp's payload error
+            if not shard.remote:
                 raise
             raise _unreadable(shard, error) from error
 
@@ -285,6 +289,17 @@ def members_or_error(
     except ShardReadError as error:
         where = Path(shard.location)
         yield ImageRef(where, shard.name, Unusable(shard.name, str(error), "unreadable"))
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What reading a shard over the network raises besides OSError: timeouts, aiohttp's errors."""
+    import asyncio
+
+    try:
+        import aiohttp
+    except ImportError:
+        return (asyncio.TimeoutError,)
+    return (asyncio.TimeoutError, aiohttp.ClientError)
 
 
 def _unreadable(shard: TarShard, error: BaseException) -> ShardReadError:

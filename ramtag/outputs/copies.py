@@ -45,7 +45,7 @@ def adopt_recorded_copies(
             adopted[field] = [v for v in present[field] if v in kept or (v in owned[field] and v in copied)]
     # A flat keyword one of their hierarchical ones names is theirs, though spelt like a tag of
     # ramtag's: digiKam writes the name of each keyword it shows (a top-level `building`) there.
-    named = {_leaf(v, field) for field in (HIERARCHICAL, TAGS_LIST) for v in adopted[field]}
+    named = {_leaf(v, field) for field in (HIERARCHICAL, TAGS_LIST) for v in adopted[field]} - copied
     if named & owned[FLAT]:
         kept = set(adopted[FLAT])
         adopted[FLAT] = [v for v in present[FLAT] if v in kept or (v in owned[FLAT] and v in named)]
@@ -65,11 +65,14 @@ def added_keywords(
     outside = {FLAT: [], HIERARCHICAL: [], TAGS_LIST: [], **(elsewhere or {})}
     person_paths = person[HIERARCHICAL] or _as_paths(person[TAGS_LIST])
     outside_paths = outside[HIERARCHICAL] or _as_paths(outside[TAGS_LIST])
-    person_flat = person[FLAT] or _leaves(person_paths) or list(outside[FLAT]) or _leaves(outside_paths)
+    person_flat = person[FLAT] or _missing([*_leaves(person_paths), *outside[FLAT]], ()) or _leaves(outside_paths)
     # A tag the person has already, in any case and in any field (`Night` beside ramtag's `night`), is
     # not added in another: digiKam writes each keyword's name into dc:subject, a second `night`.
-    have = {keyword.casefold() for keyword in person_flat}
-    wanted = {key: [v for v in values if _leaf(v, key).casefold() not in have] for key, values in wanted.items()}
+    # The three fields hold one entry per tag, in one order (``xmp._wanted``): dropped together.
+    have = {keyword.casefold() for keyword in [*person_flat, *_leaves(person_paths), *_leaves(person[HIERARCHICAL])]}
+    kept = [value.casefold() not in have for value in wanted[FLAT]]
+    wanted = {key: [v for v, keep in zip(values, kept) if keep] if key in (FLAT, HIERARCHICAL, TAGS_LIST) else list(values)
+              for key, values in wanted.items()}
     if wanted[FLAT] and not person[FLAT]:
         wanted[FLAT] = [*person_flat, *wanted[FLAT]]
     # The person's copies go first: where one is spelt like a tag in another case, theirs is kept.

@@ -344,7 +344,7 @@ class ResumableOutput(RowOutput):
         stale = self.index.stale()
         # A shard's error row (keyed by its name) once the shard was read to its end: its members'
         # rows say how it went now, as a success replaces an image's error row.
-        superseded = {key for key in stale if "/" not in key and self.index.is_error(key)}
+        superseded = {key for key in stale if "/" not in key and self.index.is_error(key) and self.index.shards.get(key)}
         self.stale = [key for key in stale if key not in superseded]
         dropped = (set(self.stale) if self.rerun.prune else set()) | superseded
         if self.builds_on and not self.parts and not dropped:
