@@ -278,12 +278,14 @@ class Tagger:
         batch_size: int | None = None,
         top_k: int | None = None,
         raise_errors: bool = False,
+        ignore_orientation: bool = False,
     ) -> Any:
         """Tag one image (a path, an image URL or a PIL image: one ``TagResult``) or several (a list, in order).
 
         A file that cannot be decoded gives a result with ``error`` set and no tags, and the other
         images are still tagged; with ``raise_errors`` an ``ImageDecodeError`` naming the first such
         file is raised instead. ``batch_size`` defaults to the device's, as on the command line.
+        ``ignore_orientation``: images as stored, as the official code reads them (``run --ignore-orientation``).
         """
         _whole_number("top_k", top_k, " (or None: every tag over its threshold)")
         _whole_number("batch_size", batch_size)
@@ -301,7 +303,8 @@ class Tagger:
             for n, item in enumerate(items)
         ]
         collected = Collected()
-        run(refs, self, collected, batch_size=batch_size or default_batch_size(self.device), workers=0, top_k=top_k)
+        run(refs, self, collected, batch_size=batch_size or default_batch_size(self.device), workers=0, top_k=top_k,
+            upright=not ignore_orientation)
         results = []
         for item, record in zip(items, collected.records):
             path = None if isinstance(item, Image.Image) else os.fspath(item)  # as given, not as keyed

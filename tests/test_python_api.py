@@ -109,3 +109,19 @@ def test_weights_that_compute_no_numbers_stop_the_run(ramplus_tiny: OfficialFixt
         next(tagger.model.parameters()).fill_(float("nan"))
     with pytest.raises(CheckpointError, match=r"not numbers \(NaN\): its weights are damaged"):
         tagger.tag(Image.new("RGB", (32, 32)))
+
+
+def test_tag_reads_images_as_stored_when_asked(ramplus_tiny: OfficialFixture, tmp_path: Path) -> None:
+    """As `run --ignore-orientation`: the official code's scores for a photo EXIF marks as turned."""
+    from test_cli_run import with_orientation
+
+    name = next(n for n in ramplus_tiny.expected["meta"]["images_order"] if n.endswith(".jpg"))
+    turned = tmp_path / "turned.jpg"
+    turned.write_bytes(with_orientation((ramplus_tiny.images / name).read_bytes(), 6))
+    tagger = load_tagger(**ramplus_tiny.tagger_kwargs(), device="cpu", precision="fp32")
+    official = np.array(ramplus_tiny.expected["images"][name]["scores"])
+    as_stored = tagger.tag(turned, ignore_orientation=True)
+    assert np.abs(as_stored.all_scores - official).max() < 1e-4
+    assert np.abs(tagger.tag(turned).all_scores - official).max() > 1e-3
+    with Image.open(turned) as image:  # a PIL image the same
+        assert np.abs(tagger.tag(image, ignore_orientation=True).all_scores - official).max() < 1e-4

@@ -737,6 +737,10 @@ def test_an_image_named_to_clean_brings_its_sidecars(tmp_path: Path) -> None:
         _run(PROVENANCE, photo, ["sky"], naming=naming)
     (tmp_path / "p2.jpg.xmp").write_text(LIGHTROOM)  # another image's
     assert sorted(p.name for p in find_sidecars([photo])) == ["p1.jpg.xmp", "p1.xmp"]
+    import os
+
+    os.link(tmp_path / "p1.jpg.xmp", tmp_path / "p1.jpg.XMP")  # as a case-insensitive disk shows one file
+    assert sorted(p.name for p in find_sidecars([photo])) == ["p1.jpg.xmp", "p1.xmp"]
 
 
 def test_sidecars_whose_keywords_are_paths_alone_clean_back_exactly() -> None:

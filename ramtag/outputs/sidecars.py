@@ -331,6 +331,15 @@ def keywords_beside(
     return joined(*found)
 
 
+def _distinct(paths: Iterable[Path]) -> Iterator[Path]:
+    seen: set[tuple[int, int]] = set()
+    for path in paths:
+        info = path.stat()
+        if (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            yield path
+
+
 _CLEANED = Siblings()  # the folders ``clean`` goes through, a few listings at a time
 
 
@@ -351,9 +360,9 @@ def find_sidecars(paths: Iterable[Path], *, hidden: bool = False) -> Iterator[Pa
         if not root.is_dir():
             if root.suffix.lower() == ".xmp" or not is_image_name(root.name):
                 yield root
-            else:
+            else:  # one file, however many spellings find it (IMG_1.JPG.xmp and .XMP on a Mac's disk)
                 owner = _CLEANED.owner_of_stem(root.parent, root.stem)
-                yield from (p for p in other_sidecars(root, root, owner) if holds_ramtag(p))
+                yield from _distinct(p for p in other_sidecars(root, root, owner) if holds_ramtag(p))
             continue
         for folder, subfolders, files in os.walk(root):
             subfolders[:] = sorted(d for d in subfolders if hidden or not d.startswith("."))
