@@ -225,12 +225,12 @@ def verify_command(
 
 def _converted_checks() -> list[FileCheck]:
     """The converted copies whose sha256 was recorded when they were made, re-hashed."""
-    from ..model.cached import converted_dir
+    from ..model.cached import content_record, converted_dir
 
     checks = []
     for path in sorted(converted_dir().glob("*.safetensors")):
         try:
-            expected = path.with_name(path.name + ".sha256").read_text(encoding="ascii").strip()
+            expected = content_record(path).read_text(encoding="ascii").strip()
             checks.append(FileCheck("converted", path, sha256_file(path, remember=False), expected))
         except OSError:
             continue  # made before ramtag recorded it, or gone meanwhile

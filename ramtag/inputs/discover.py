@@ -319,7 +319,7 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool 
     names cannot repeat) only keys with an escaped byte are looked at: ``caf\\xe9.jpg`` is also
     what a name that is not UTF-8 becomes (``text.printable``)."""
     keys: dict[str, str] = {}
-    named: set[str] = set()  # real paths of the files named directly or listed (``a.jpg``, ``./x/../a.jpg``)
+    named: set[str] = set()  # absolute paths of the files named directly or listed (``a.jpg``, ``./x/../a.jpg``)
     shards: dict[str, TarShard] = {}
     twice = 0  # images given twice: the first few are said, not thousands (``photos photos/2024``)
 

@@ -179,11 +179,7 @@ def shard_members(
         stream = shard.open()
     except RamtagError:
         raise
-    except OSError as error:
-        raise _unreadable(shard, error) from error
-    except _transport_errors() as error:  # a server's answer, a dropped connection: aiohttp's are no OSErrors
-        if not shard.remote:
-            raise
+    except _read_errors(shard) as error:
         raise _unreadable(shard, error) from error
     with stream:
         sample = _Sample(shard.name, where)
@@ -223,11 +219,7 @@ def shard_members(
         except _FORMAT_ERRORS as error:
             yield from sample.flush()
             yield ImageRef(where, shard.name, Unusable(shard.name, _damaged(count, error), "corrupt"))
-        except OSError as error:
-            raise _unreadable(shard, error) from error
-        except _transport_errors() as error:  # a connection dropped mid-shard: aiohttp's payload error
-            if not shard.remote:
-                raise
+        except _read_errors(shard) as error:  # over the network too: a connection dropped mid-shard
             raise _unreadable(shard, error) from error
 
 
@@ -291,15 +283,18 @@ def members_or_error(
         yield ImageRef(where, shard.name, Unusable(shard.name, str(error), "unreadable"))
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """What reading a shard over the network raises besides OSError: timeouts, aiohttp's errors."""
+def _read_errors(shard: TarShard) -> tuple[type[BaseException], ...]:
+    """What reading ``shard`` raises when it cannot be read: OSError, and over the network
+    timeouts and aiohttp's errors too (its payload error, a dropped connection, is no OSError)."""
+    if not shard.remote:
+        return (OSError,)
     import asyncio
 
     try:
         import aiohttp
     except ImportError:
-        return (asyncio.TimeoutError,)
-    return (asyncio.TimeoutError, aiohttp.ClientError)
+        return (OSError, asyncio.TimeoutError)
+    return (OSError, asyncio.TimeoutError, aiohttp.ClientError)
 
 
 def _unreadable(shard: TarShard, error: BaseException) -> ShardReadError:

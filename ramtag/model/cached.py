@@ -27,3 +27,8 @@ def converted_metadata(path: Path) -> dict[str, str] | None:
         return None
     metadata = header.get("__metadata__") or {}
     return metadata if metadata.get("format") == "ramtag" else None
+
+
+def content_record(path: Path) -> Path:
+    """Where a converted copy's sha256, taken when it was written, is kept: beside it."""
+    return path.with_name(path.name + ".sha256")

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from ..atomic import AtomicFile
 from ..errors import CheckpointError
 from ..hashing import sha256_file
-from .cached import converted_dir, converted_metadata
+from .cached import content_record, converted_dir, converted_metadata
 from .config import ModelConfig
 from .convert import convert_official, infer_config, unwrap
 from .empty import uninitialised
@@ -191,11 +191,7 @@ def save_converted(model: RamModel, dest: Path, *, source_sha256: str = "", infe
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     with AtomicFile(dest, durable=False) as pending:  # a cache: rebuilt from the .pth if lost
         save_file(state, str(pending.path), metadata=metadata)
-    _content_record(dest).write_text(sha256_file(dest) + "\n", encoding="ascii")
-
-
-def _content_record(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
+    content_record(dest).write_text(sha256_file(dest) + "\n", encoding="ascii")
 
 
 def _intact(path: Path) -> bool:
@@ -203,7 +199,7 @@ def _intact(path: Path) -> bool:
     re-hashed only when its size or time changed): a disk error, or a copy of the cache cut off or
     damaged, is made again from the .pth instead of giving scores that are not numbers."""
     try:
-        expected = _content_record(path).read_text(encoding="ascii").strip()
+        expected = content_record(path).read_text(encoding="ascii").strip()
     except OSError:
         return True  # converted before ramtag recorded the sha256
     try:

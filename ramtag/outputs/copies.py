@@ -1,11 +1,13 @@
-"""When ramtag's copies of a person's keywords become the person's own.
+"""What ramtag adds to each keyword field, and when its copies of a person's keywords become theirs.
 
-ramtag starts ``lr:hierarchicalSubject`` and ``digiKam:TagsList`` only with the person's flatter
-keywords copied in (darktable reads only the hierarchical field once it exists, digiKam only
-TagsList), and records the copies as its own additions so that ``clean`` takes them out again. Once
-the person's software has written such a field itself (it holds values ramtag did not add), the
-field is the person's: the copies of their keywords stay through re-runs and ``clean``.
-``added_keywords`` decides what ramtag adds to each field, copies included.
+A field that ramtag starts would hide the person's keywords held elsewhere: darktable reads only
+``lr:hierarchicalSubject`` once it exists, digiKam only ``digiKam:TagsList``, and Immich, digiKam and
+darktable read a sidecar's keywords instead of the photo's. So ramtag starts a field with copies of
+the person's keywords (their flatter ones, those inside the photo or its other sidecar: ``inside``)
+and records them as its own additions, so that ``clean`` takes them out again; a sidecar also
+records which additions are copies (``COPIES``). Once the person's software has written such a
+field (it holds values ramtag did not add, or lacks some it did), the copies there are theirs and
+stay through re-runs and ``clean``. ``added_keywords`` decides what ramtag adds, copies included.
 """
 
 from __future__ import annotations
@@ -65,11 +67,11 @@ def added_keywords(
     outside = {FLAT: [], HIERARCHICAL: [], TAGS_LIST: [], **(elsewhere or {})}
     person_paths = person[HIERARCHICAL] or _as_paths(person[TAGS_LIST])
     outside_paths = outside[HIERARCHICAL] or _as_paths(outside[TAGS_LIST])
-    person_flat = person[FLAT] or _missing([*_leaves(person_paths), *outside[FLAT]], ()) or _leaves(outside_paths)
+    person_flat = person[FLAT] or distinct([*_leaves(person_paths), *outside[FLAT]]) or _leaves(outside_paths)
     # A tag the person has already, in any case and in any field (`Night` beside ramtag's `night`), is
     # not added in another: digiKam writes each keyword's name into dc:subject, a second `night`.
     # The three fields hold one entry per tag, in one order (``xmp._wanted``): dropped together.
-    have = {keyword.casefold() for keyword in [*person_flat, *_leaves(person_paths), *_leaves(person[HIERARCHICAL])]}
+    have = {keyword.casefold() for keyword in [*person_flat, *_leaves(person_paths)]}
     kept = [value.casefold() not in have for value in wanted[FLAT]]
     wanted = {key: [v for v, keep in zip(values, kept) if keep] if key in (FLAT, HIERARCHICAL, TAGS_LIST) else list(values)
               for key, values in wanted.items()}
@@ -102,7 +104,7 @@ def _as_paths(tags_list: Sequence[str]) -> list[str]:
 
 
 def _leaves(paths: Sequence[str]) -> list[str]:
-    return _missing([path.rpartition("|")[2] for path in paths], ())
+    return distinct([path.rpartition("|")[2] for path in paths])
 
 
 def _leaf(value: str, field: str) -> str:
@@ -115,7 +117,12 @@ def hierarchy_of(flat: Sequence[str], paths: Sequence[str]) -> list[str]:
     """A hierarchical field's keywords: ``paths``, then the ``flat`` keywords none of them names
     (top-level ones, as Lightroom lays them out)."""
     named = {part.casefold() for path in paths for part in path.split("|")}
-    return _missing([*paths, *(keyword for keyword in flat if keyword.casefold() not in named)], ())
+    return distinct([*paths, *(keyword for keyword in flat if keyword.casefold() not in named)])
+
+
+def distinct(values: Sequence[str]) -> list[str]:
+    """Each keyword once whatever its case, in order, as first spelt."""
+    return _missing(values, ())
 
 
 def _missing(values: Sequence[str], present: Sequence[str]) -> list[str]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .copies import FLAT, HIERARCHICAL, TAGS_LIST, hierarchy_of
+from .copies import FLAT, HIERARCHICAL, TAGS_LIST, distinct, hierarchy_of
 from .xmp import FIELDS, RAMTAG, SidecarError, _descriptions, _items
 
 _HEIF = frozenset({".heic", ".heif", ".avif", ".hif"})
@@ -84,14 +84,7 @@ def keywords_in(packet: bytes | None) -> tuple[dict[str, list[str]], dict[str, s
 
 def joined(*sources: dict[str, list[str]]) -> dict[str, list[str]]:
     """The keywords of several places, each field's once whatever its case (the first spelling), in order."""
-    found = no_keywords()
-    for field, values in found.items():
-        seen: set[str] = set()
-        for value in (v for source in sources for v in source[field]):
-            if value.casefold() not in seen:
-                seen.add(value.casefold())
-                values.append(value)
-    return found
+    return {field: distinct([v for source in sources for v in source[field]]) for field in no_keywords()}
 
 
 def _changed_since(photoshop: dict) -> bool:

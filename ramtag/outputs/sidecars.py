@@ -197,10 +197,8 @@ class SidecarWriter(PerImageOutput):
         """The image's sidecar of the other naming, when an earlier run (another ``--xmp-naming``)
         left ramtag's entries there: it is kept up to date too, so no application reads old tags
         from it. Never created; never a sidecar another image of the stem owns."""
-        return next((candidate for candidate in self._other_forms(image, path) if holds_ramtag(candidate)), None)
-
-    def _other_forms(self, image: Path, path: Path) -> Iterator[Path]:
-        return other_sidecars(image, path, self._owner(image))
+        others = other_sidecars(image, path, self._owner(image))
+        return next((candidate for candidate in others if holds_ramtag(candidate)), None)
 
     def is_current(self, image: Path, stamp: Stamp | None = None) -> bool:
         """Whether the sidecar holds ramtag's entries from these settings, for this version of the
@@ -289,9 +287,7 @@ def clean(path: Path, *, dry_run: bool = False) -> str:
     data = read_sidecar(path)
     if data is None:
         raise SidecarError("not found")
-    image = image_of(path)  # copies of its keywords that the person's software has written are theirs
-    owner = None if image is None else _CLEANED.owner_of_stem(path.parent, image.stem)
-    merged = merge(data, None, inside=None if image is None else (lambda: keywords_beside(image, path, owner)))
+    merged = merge(data, None)  # the copies the person's software wrote back stay: ramtag recorded its own
     if merged is data:
         return "untouched"
     _check_writable(path)  # a dry run says so too
@@ -340,17 +336,7 @@ def _distinct(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-_CLEANED = Siblings()  # the folders ``clean`` goes through, a few listings at a time
-
-
-def image_of(sidecar: Path) -> Path | None:
-    """The image a sidecar is for: ``IMG_1.JPG`` for ``IMG_1.JPG.xmp``; for ``IMG_1.xmp``, the
-    image of that stem that owns it (``pairs``: a raw before a JPEG); ``None`` if there is none."""
-    named = sidecar.with_suffix("")
-    if is_image_name(named.name) and named.is_file():
-        return named
-    owner = _CLEANED.owner_of_stem(sidecar.parent, sidecar.stem)
-    return sidecar.with_name(owner) if owner is not None else None
+_CLEANED = Siblings()  # the folders of the images ``clean`` is given, a few listings at a time
 
 
 def find_sidecars(paths: Iterable[Path], *, hidden: bool = False) -> Iterator[Path]:

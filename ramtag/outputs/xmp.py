@@ -215,8 +215,9 @@ def merge(
     """The sidecar with ramtag's entries replaced by ``result``'s, or removed (``provenance`` None).
 
     ``image`` describes the version of the image the tags are of (its size and time): a re-run
-    refreshes a sidecar whose image has changed since. ``inside`` gives the keywords inside the
-    image, by field: copied in where the sidecar holds none of the person's (``outputs.inside``).
+    refreshes a sidecar whose image has changed since. ``inside`` gives the keywords outside the
+    sidecar (inside the image, in its other sidecar), by field: copied in where the sidecar holds
+    none of the person's or copies of them already (``outputs.inside``).
 
     Returns ``data`` itself when nothing changes (an unchanged record keeps its date, so a rerun is
     byte-identical), and ``None`` when removing leaves nothing at all (a sidecar only ramtag wrote).
@@ -233,14 +234,14 @@ def merge(
     copied = set(old[COPIES]) if old else set()  # copies ramtag made of the person's keywords
     person = adopt_recorded_copies(person, present, owned, copied)  # those their software wrote back
     owned = {key: owned[key] - set(person[key]) for key in owned}  # less the copies the person adopted
-    # The keywords where the sidecar's must not hide them: for a sidecar with none of the person's,
-    # and one that holds copies of them (kept up: the photo's paths head its hierarchy).
-    theirs = inside() if inside is not None and (copied or not any(person.values())) else None
     new: State | None = None
     added: dict[str, list[str]] = {key: [] for key in props}
     if provenance is not None:
         if result is None:
             raise ValueError("merge needs the result to write")
+        # The keywords where the sidecar's must not hide them: for a sidecar with none of the
+        # person's, and one that holds copies of them (kept up: the photo's paths head its hierarchy).
+        theirs = inside() if inside is not None and (copied or not any(person.values())) else None
         wanted = _wanted(provenance, result)
         added = added_keywords(wanted, person, theirs)
         ramtags = {value for values in wanted.values() for value in values}
