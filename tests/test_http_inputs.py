@@ -147,3 +147,48 @@ def test_a_connection_dropped_mid_shard_is_that_shards_row(tmp_path: Path, rampl
     assert "run again to retry it" in rows["00001.tar"]["error"]
     assert rows["00002.tar"]["error"] == (f"{base}/00002.tar: cannot read this tar shard: the server answered "
                                           "HTTP 500 Internal Server Error; run again to retry it")
+
+
+def test_a_rerun_downloads_only_shards_whose_version_changed(tmp_path: Path, ramplus_tiny) -> None:
+    """The server's ETag (or Last-Modified) with the size stands for a shard's version; a server
+    that sends neither gets every shard downloaded again, as before."""
+    shard = _shard(3)
+    etags = {"/00000.tar": '"a1"', "/00001.tar": '"b1"', "/00002.tar": None}
+    downloads: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(shard)))
+            if etags.get(self.path):
+                self.send_header("ETag", etags[self.path])
+            self.end_headers()
+            if self.command == "GET":
+                downloads.append(self.path)
+                self.wfile.write(shard)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    out = tmp_path / "tags.parquet"
+    args = ["run", base + "/{00000..00002}.tar", "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()]
+    try:
+        results = []
+        for etag in ('"b1"', '"b1"', '"b2"'):
+            etags["/00001.tar"] = etag
+            downloads.clear()
+            results.append(CliRunner().invoke(app, args))
+            assert results[-1].exit_code == 0, results[-1].output
+            results[-1] = (results[-1].stderr, sorted(set(downloads)))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert results[0][1] == ["/00000.tar", "/00001.tar", "/00002.tar"]
+    assert results[1][1] == ["/00002.tar"] and "9 images found, all unchanged" in results[1][0], results[1][0]
+    assert results[2][1] == ["/00001.tar", "/00002.tar"] and "9 images found, all unchanged" in results[2][0]

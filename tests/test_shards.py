@@ -13,6 +13,7 @@ from pathlib import Path
 
 import fsspec
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -422,3 +423,65 @@ def test_shards_in_a_folder_of_images_are_named_as_not_read(tmp_path: Path, ramp
                                       *ramplus_tiny.cli_args()])
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "shards.csv")) == 4 and "not read" not in result.stderr
+
+
+def test_a_rerun_does_not_read_shards_unchanged_since_they_were_read_whole(
+    tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run used to read every shard again (over HTTP: download it) only to find its rows."""
+    shards = sample_shards(tmp_path / "shards", count=3)
+    write_shard(shards[2], [("000020000.jpg", _jpeg()), ("000020001.jpg", b"broken")])
+    out = tmp_path / "tags.parquet"
+    args = ["run", str(tmp_path / "shards"), "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()]
+    opened: list[str] = []
+    real_open = TarShard.open
+    monkeypatch.setattr(TarShard, "open", lambda shard: opened.append(shard.name) or real_open(shard))
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert sorted(opened) == ["00000.tar", "00001.tar", "00002.tar"]
+    recorded = json.loads(pq.read_schema(out).metadata[b"ramtag"])["shards"]
+    assert sorted(recorded) == ["00000.tar", "00001.tar", "00002.tar"]
+    before = pd.read_parquet(out)
+
+    opened.clear()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert opened == ["00002.tar"], "only the shard with an error row to retry is read"
+    assert "6 images found: 1 retried after an error, 5 unchanged; 1 error" in result.stderr, result.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(out).set_index("path").loc[before["path"]].reset_index(),
+                                  before, check_like=True)
+
+    opened.clear()
+    result = CliRunner().invoke(app, [*args, "--keep-errors"])
+    assert opened == [] and "nothing new to tag: 6 images found" in result.stderr, result.stderr
+
+    # Rewritten (one member fewer): read again, and its member gone is found gone.
+    os.utime(shards[0], ns=(0, 0))
+    write_shard(shards[1], [("000010000.jpg", _jpeg(color="red"))])
+    opened.clear()
+    result = CliRunner().invoke(app, [*args, "--keep-errors", "--prune"])
+    assert result.exit_code == 0, result.output
+    assert sorted(opened) == ["00000.tar", "00001.tar"]
+    assert "1 row of files no longer there removed (--prune)" in result.stderr or "removed (--prune)" in result.stderr
+    assert "00001.tar/000010001" not in set(pd.read_parquet(out)["path"])
+    opened.clear()
+    CliRunner().invoke(app, [*args, "--keep-errors"])
+    assert opened == []
+
+
+def test_shards_read_in_part_are_read_again(tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run with --include saw only some members: the next one cannot vouch for the others."""
+    sample_shards(tmp_path / "shards", count=1, per_shard=3)
+    out = tmp_path / "tags.parquet"
+    args = ["run", str(tmp_path / "shards"), "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()]
+    assert CliRunner().invoke(app, [*args, "--include", "*0000"]).exit_code == 0
+    opened: list[str] = []
+    real_open = TarShard.open
+    monkeypatch.setattr(TarShard, "open", lambda shard: opened.append(shard.name) or real_open(shard))
+    result = CliRunner().invoke(app, args)
+    assert opened == ["00000.tar"] and "3 images found: 2 new, 1 unchanged" in result.stderr, result.stderr
+    opened.clear()
+    result = CliRunner().invoke(app, [*args, "--include", "*0001"])
+    assert opened == [] and "nothing new to tag: 1 image found" in result.stderr, result.stderr
+    opened.clear()
+    result = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert opened == ["00000.tar"], "--overwrite starts from nothing"

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from ..inputs import ImageRef
     from ..inputs.discover import Findings
     from ..inputs.roots import KeyPlan, Root
+    from ..inputs.shards import TarShard
     from ..outputs.base import Tee
+    from ..outputs.file import ResumableOutput
     from ..pipeline import ImageRecord
     from ..tagger import Tagger
     from .runner import RunResult
@@ -100,10 +102,11 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     found = job.inputs
     plans: list[KeyPlan] = []
     recorded = _recorded_roots(job)
+    shards = _UnchangedShards(job.outputs.out)
     refs = discover(  # checks that the inputs exist, before the model loads
         input_paths(found.paths), files_from=found.files_from, include=found.include, exclude=found.exclude,
         hidden=found.hidden, max_pixels=found.max_pixels, on_error=events.warning, findings=(findings := Findings()),
-        recorded=recorded, on_plan=plans.append,
+        recorded=recorded, on_plan=plans.append, unchanged=shards,
     )
     if not _builds_on(job):  # none at all: said now, before the model loads (a re-run may prune)
         refs = some_images(refs, findings, found.paths)
@@ -137,6 +140,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     with open_outputs(job.outputs, schema, warn=events.warning, rerun=rerun) as output:
         events.opened(output)
         _continued(job, output, events)
+        shards.open(output)
         counting = _counter(job, output, events, plans[0].table)
 
         def batch(number: int, records: list[ImageRecord]) -> None:
@@ -153,6 +157,32 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
             on_tagged=events.tagged,
         )
     return LocalRun(result, output, tagger, findings)
+
+
+class _UnchangedShards:
+    """Asked by discovery before it opens a tar shard: the keys of its members when ``--out`` holds
+    them all from a read of this very version (``outputs.rerun.ShardVersions``), so it is not read."""
+
+    def __init__(self, out: str | os.PathLike[str] | None) -> None:
+        self.file: ResumableOutput | None = None
+        self.opened = out is None  # no file to record versions in: nothing to ask about
+        self.early: dict[str, str | None] = {}  # read before the output opened (to check for images)
+
+    def open(self, output: Tee) -> None:
+        from ..outputs.file import ResumableOutput
+
+        self.file, self.opened = output.find(ResumableOutput), True
+        if self.file is not None:
+            self.file.shard_versions.found.update(self.early)
+
+    def __call__(self, shard: TarShard) -> list[str] | None:
+        from ..inputs.shards import shard_version
+
+        if self.file is None:
+            if not self.opened:
+                self.early.setdefault(shard.name, shard_version(shard))
+            return None
+        return self.file.shard_versions.unchanged(shard, self.file.index)
 
 
 def _builds_on(job: Job) -> bool:

@@ -24,7 +24,8 @@ from .patterns import expand_braces
 from .remote import is_url, remote_item, resolve_input
 from .roots import KeyPlan, Root, plan_keys
 from .shards import (
-    Item, TarShard, is_shard_name, members_or_error, name_clash, refuse_name_clashes, same_shard, shard_folder,
+    Item, TarShard, is_shard_name, members_or_error, name_clash, recorded, refuse_name_clashes, same_shard,
+    shard_folder,
 )
 
 def discover(
@@ -40,6 +41,7 @@ def discover(
     findings: Findings | None = None,
     recorded: Sequence[Root] = (),
     on_plan: Callable[[KeyPlan], None] | None = None,
+    unchanged: Callable[[TarShard], Iterable[str] | None] | None = None,
 ) -> Iterator[ImageRef]:
     """Every image under ``inputs`` (folders, files, tar shards, URLs, in the order given), then
     those listed.
@@ -54,13 +56,15 @@ def discover(
     (``max_pixels`` bounds the size of a member read). ``findings`` counts what was left out.
 
     ``recorded``: the folders an output was made from (``inputs.roots``), keyed as they were then;
-    ``on_plan`` is handed this run's ``KeyPlan`` before anything is walked.
+    ``on_plan`` is handed this run's ``KeyPlan`` before anything is walked. ``unchanged`` (see
+    ``image_refs``) spares reading tar shards an output holds every member of already.
     """
     items = discover_items(
         inputs, files_from=files_from, hidden=hidden, stdin=stdin, on_error=on_error, findings=findings,
         recorded=recorded, on_plan=on_plan,
     )
-    return select(image_refs(items, hidden=hidden, max_pixels=max_pixels), include, exclude, findings)
+    return select(image_refs(items, hidden=hidden, max_pixels=max_pixels, unchanged=unchanged), include, exclude,
+                  findings)
 
 
 def discover_items(
@@ -107,13 +111,19 @@ def _under(written: str, found: list[str | Path | Item]) -> list[str | Path | It
     ]
 
 
-def image_refs(items: Iterable[Item], *, hidden: bool = False, max_pixels: int | None = MAX_PIXELS) -> Iterator[ImageRef]:
-    """``items`` with each tar shard replaced by its image members, read in order."""
+def image_refs(
+    items: Iterable[Item], *, hidden: bool = False, max_pixels: int | None = MAX_PIXELS,
+    unchanged: Callable[[TarShard], Iterable[str] | None] | None = None,
+) -> Iterator[ImageRef]:
+    """``items`` with each tar shard replaced by its image members, read in order. ``unchanged``
+    may answer for a shard, before it is opened, with the keys of all its members (an output holds
+    them, and the shard has not changed since): those come as ``RECORDED`` refs, and it is not read."""
     for item in items:
         if isinstance(item, ImageRef):
             yield item
-        else:
-            yield from members_or_error(item, hidden=hidden, max_pixels=max_pixels)
+            continue
+        keys = unchanged(item) if unchanged is not None else None
+        yield from members_or_error(item, hidden=hidden, max_pixels=max_pixels) if keys is None else recorded(item, keys)
 
 
 def select(

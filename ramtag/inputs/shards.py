@@ -91,6 +91,42 @@ class Unusable:
         raise ImageDecodeError(self.message, self.kind)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A tar member not read this time: its shard is unchanged since an output recorded all of its
+    members (``shard_version``), so its row stands. Never decoded."""
+
+    def read(self, limit: int | None) -> bytes:
+        raise RuntimeError("a member of an unchanged shard is not read")
+
+
+RECORDED = Recorded()
+
+# What a store says about a remote file that changes whenever its content does (fsspec's info:
+# HTTP's headers, S3, GCS, Azure); with the size, it stands for the shard's version.
+_VERSION_FIELDS = ("ETag", "etag", "Last-Modified", "LastModified", "last_modified", "updated", "mtime", "md5Hash")
+
+
+def shard_version(shard: TarShard) -> str | None:
+    """What tells this shard's content from another's without reading it: size and modification
+    time of a local file; over a URL, the size with the store's ETag or modification time. ``None``
+    when there is nothing to go by (a server sending neither, a shard that cannot be reached)."""
+    if not shard.remote:
+        try:
+            info = os.stat(shard.location)
+        except OSError:
+            return None
+        return f"{info.st_size}:{info.st_mtime_ns // 1000}"
+    try:
+        fs, path = filesystem(shard.location)
+        info = fs.info(path)
+    except Exception:  # noqa: BLE001 - any failure only means reading the shard, which says why
+        return None
+    size = info.get("size")
+    version = next((info[name] for name in _VERSION_FIELDS if info.get(name) not in (None, "")), None)
+    return f"{size}:{version}" if isinstance(size, int) and version is not None else None
+
+
 def is_shard_name(name: str) -> bool:
     return name.lower().endswith(SHARD_SUFFIXES)
 
@@ -174,7 +210,7 @@ def shard_members(
     starting with ``.``, like macOS's ``._x.jpg``) is skipped unless ``hidden``.
     """
     limit = max_file_bytes(max_pixels)
-    where = Path(shard.location) if not shard.remote else Path(shard.location.split("://", 1)[-1])
+    where = _where(shard)
     try:
         stream = shard.open()
     except RamtagError:
@@ -281,6 +317,17 @@ def members_or_error(
     except ShardReadError as error:
         where = Path(shard.location)
         yield ImageRef(where, shard.name, Unusable(shard.name, str(error), "unreadable"))
+
+
+def recorded(shard: TarShard, keys: Iterable[str]) -> Iterator[ImageRef]:
+    """``RECORDED`` refs for the members (``keys``) of a shard unchanged since an output read it."""
+    where = _where(shard)
+    return (ImageRef(where, key, RECORDED) for key in keys)
+
+
+def _where(shard: TarShard) -> Path:
+    """What a member's ``path`` says it came from: the shard's path, or its URL's."""
+    return Path(shard.location) if not shard.remote else Path(shard.location.split("://", 1)[-1])
 
 
 def _read_errors(shard: TarShard) -> tuple[type[BaseException], ...]:

@@ -18,11 +18,12 @@ it is tagged and its new row goes into a part. The index this needs holds one sm
 
 When the run ends, the previous output (for an incremental run) and the parts are streamed into a
 new version that atomically replaces ``--out``: rows replaced by newer ones (and, with ``--prune``,
-rows of files gone from the folders this run walked) are left out on the way, so ``--out`` is at every moment absent, the previous
-complete version, or the new one. That version is first written inside the folder, and a
-``finish`` line is journaled once it exists: a run that finds the line but not the file knows the
-rename happened (the parts are in the output already); otherwise it simply finishes again. After a crash, ``kill -9`` or Ctrl-C at any point, the same
-command continues: images already in a part or in the output are skipped, the rest tagged once.
+rows of files gone from the folders this run walked) are left out on the way, so ``--out`` is at
+every moment absent, the previous complete version, or the new one. That version is first written
+inside the folder, and a ``finish`` line is journaled once it exists: a run that finds the line but
+not the file knows the rename happened (the parts are in the output already); otherwise it simply
+finishes again. After a crash, ``kill -9`` or Ctrl-C at any point, the same command continues:
+images already in a part or in the output are skipped, the rest tagged once.
 """
 
 from __future__ import annotations
@@ -42,13 +43,15 @@ import pyarrow.parquet as pq
 from ..atomic import AtomicFile, replace_durably
 from ..errors import OutputError
 from ..inputs.roots import Root, owner_index, roots_from_metadata
-from ..inputs.shards import InMemory, Unusable
+from ..inputs.shards import RECORDED, InMemory, Unusable
 from . import columns as arrow
 from .base import RowOutput
 from .formats import FORMATS, ParquetSink, Sink, not_added_to
 from .journal import Journal, hold_lock, read_settings, write_settings
-from .rerun import CHANGED, UNCHANGED, Rerun, RowIndex
-from .schema import IDENTITY_COLUMNS, conform, differences, read_metadata, roots_in, settings_of, to_record_batch
+from .rerun import CHANGED, UNCHANGED, Rerun, RowIndex, ShardVersions
+from .schema import (
+    IDENTITY_COLUMNS, conform, differences, read_metadata, roots_in, settings_of, to_record_batch, with_metadata,
+)
 
 if TYPE_CHECKING:
     from ..inputs import ImageRef
@@ -145,6 +148,7 @@ class ResumableOutput(RowOutput):
         self.journal = Journal(self.folder / "journal")
         self.parts: list[tuple[str, int]] = []  # committed (name, rows), in order
         self.index = RowIndex(self.rerun)  # every key of the previous output and of the parts
+        self.shard_versions = ShardVersions()  # tar shards whose members it holds all of
         self.held = 0
         self.builds_on = False  # whether the rows of an existing --out are kept
         self.tally: Counter[str] = Counter()  # images written by this run, by decision (NEW...)
@@ -179,9 +183,10 @@ class ResumableOutput(RowOutput):
     def needs(self, item: ImageRef | ImageRecord) -> bool:
         if hasattr(item, "result"):  # a record: whether this output asked for it
             return item.key in self._asked
-        decision = self.index.decide(item)  # type: ignore[arg-type]
-        self.index.saw(item.key)
         source = item.source  # type: ignore[union-attr]
+        # RECORDED: a member of a shard unchanged since its row was written, not read this time
+        decision = UNCHANGED if source is RECORDED else self.index.decide(item)  # type: ignore[arg-type]
+        self.index.saw(item.key)
         if isinstance(source, (InMemory, Unusable)):
             self.index.read_shard(item.key, whole=not isinstance(source, Unusable) or source.kind == "too_large")
         if decision == UNCHANGED:
@@ -284,8 +289,9 @@ class ResumableOutput(RowOutput):
             previous = pq.ParquetFile(self.dest)
         except (OSError, pa.ArrowException):
             raise OutputError(f"{self.dest} already exists and is not a Parquet file; {redo}") from None
-        if read_metadata(previous.schema_arrow) is None:
+        if (metadata := read_metadata(previous.schema_arrow)) is None:
             raise OutputError(f"{self.dest} already exists and was not written by ramtag; {redo}")
+        self.shard_versions = ShardVersions(metadata.get("shards"))
         changed = differences(settings_of(previous.schema_arrow), settings_of(self.schema))
         if changed:
             raise OutputError(
@@ -347,8 +353,11 @@ class ResumableOutput(RowOutput):
         superseded = {key for key in stale if "/" not in key and self.index.is_error(key) and self.index.shards.get(key)}
         self.stale = [key for key in stale if key not in superseded]
         dropped = (set(self.stale) if self.rerun.prune else set()) | superseded
-        if self.builds_on and not self.parts and not dropped:
+        versions = self.shard_versions.to_record(self.index) if FORMATS[self.fmt].can_continue else {}
+        if self.builds_on and not self.parts and not dropped and versions == self.shard_versions.recorded:
             return  # nothing new: the output already is complete
+        if versions:
+            self.schema = with_metadata(self.schema, shards=versions)
         # The file exists before the journal says "finish": so, after a crash, a "finish" entry
         # whose file is gone means the rename below happened.
         output = OutputFile(self.dest, self.fmt, self.schema, tmp=self.folder / "final.tmp")

@@ -17,6 +17,11 @@ unchanged. Once the run has walked everything, the rows of files it did not find
 disk (``stale``): under a folder this run walked and gone, they are reported, and removed with
 ``--prune``; so are the rows of members no longer in a tar shard this run read to its end. Rows of
 folders and shards the run was not given, and of URLs, are never touched.
+
+A tar shard read to its end is remembered by its version (``inputs.shards.shard_version``: size
+and time, or a store's ETag), in the output's metadata (``ShardVersions``). A later run finding it
+at that version does not read it (or download it) again: its members' rows stand, unless one is an
+error row to retry.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
 
     from ..inputs import ImageRef
     from ..inputs.identity import Stamp
+    from ..inputs.shards import TarShard
 
 NEW, UNCHANGED, CHANGED, RETRY, HASH = "new", "unchanged", "changed", "retried", "hashed"
 _SEEN, _ERROR, _WALKED = 1, 2, 4  # the low bits of an entry; then the fingerprint's kind (2 bits), then it
@@ -150,6 +156,54 @@ class RowIndex:
             if where is not None and _gone(where):
                 found.append(key)
         return found
+
+
+class ShardVersions:
+    """The version of each tar shard whose members an output holds all of (read to its end, no
+    ``--include``/``--exclude``), as recorded in its metadata; what this run found."""
+
+    def __init__(self, recorded: dict[str, str] | None = None) -> None:
+        self.recorded = dict(recorded or {})
+        self.found: dict[str, str | None] = {}  # this run's shards: version taken before reading
+        self.skipped: set[str] = set()
+        self._members: dict[str, list[str]] | None = None
+
+    def unchanged(self, shard: TarShard, index: RowIndex) -> list[str] | None:
+        """The keys of ``shard``'s members when it need not be read: at its recorded version, every
+        member's row held (none of them an error to retry). ``None``: read it."""
+        from ..inputs.shards import shard_version
+
+        if shard.name in self.found:  # the same shard named twice: read once, as before
+            return None
+        version = self.found[shard.name] = shard_version(shard)
+        if version is None or self.recorded.get(shard.name) != version:
+            return None
+        keys = self._member_keys(index).get(shard.name)
+        if not keys or (index.rerun.retry_errors and any(index.is_error(key) for key in [shard.name, *keys])):
+            return None
+        self.skipped.add(shard.name)
+        return keys
+
+    def to_record(self, index: RowIndex) -> dict[str, str]:
+        """What the output records now: this run's shards read whole (or skipped) at the version
+        found; the others as recorded, unless this run read them only in part."""
+        versions = dict(self.recorded)
+        for name, version in self.found.items():
+            whole = name in self.skipped or index.shards.get(name)
+            if version is not None and whole:
+                versions[name] = version
+            elif name in index.shards or version is None:
+                versions.pop(name, None)
+        return versions
+
+    def _member_keys(self, index: RowIndex) -> dict[str, list[str]]:
+        if self._members is None:
+            self._members = {}
+            for key in index.entries:
+                name, slash, _ = key.partition("/")
+                if slash and name in self.recorded:
+                    self._members.setdefault(name, []).append(key)
+        return self._members
 
 
 def _gone(path: str) -> bool:

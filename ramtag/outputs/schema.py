@@ -121,6 +121,12 @@ def roots_in(sources: Iterable[Path]) -> list[Root]:
     return []
 
 
+def with_metadata(schema: pa.Schema, **updates: Any) -> pa.Schema:
+    """``schema`` with ``updates`` in ramtag's metadata (what a run learns as it goes: shard versions)."""
+    metadata = {**(read_metadata(schema) or {}), **updates}
+    return schema.with_metadata({**(schema.metadata or {}), METADATA_KEY.encode(): json_text(metadata)})
+
+
 def read_metadata(schema: pa.Schema) -> dict[str, Any] | None:
     """The provenance stored with an output, or ``None`` when it has none."""
     raw = (schema.metadata or {}).get(METADATA_KEY.encode())
