@@ -485,3 +485,25 @@ def test_shards_read_in_part_are_read_again(tmp_path: Path, ramplus_tiny, monkey
     opened.clear()
     result = CliRunner().invoke(app, [*args, "--overwrite"])
     assert opened == ["00000.tar"], "--overwrite starts from nothing"
+
+
+def test_rows_of_a_shard_deleted_from_a_shard_folder_are_gone(tmp_path: Path, ramplus_tiny) -> None:
+    shards = sample_shards(tmp_path / "shards", count=3)
+    other = sample_shards(tmp_path / "elsewhere", count=1)[0].rename(tmp_path / "elsewhere" / "00009.tar")
+    out = tmp_path / "tags.parquet"
+    args = ["run", str(tmp_path / "shards"), "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert CliRunner().invoke(app, [*args[:2], str(other), *args[2:]]).exit_code == 0
+    shards[1].unlink()
+    other.unlink()  # named as a file, not in the folder: its rows are never looked for
+    result = CliRunner().invoke(app, args)
+    assert "2 rows name files no longer there (e.g. 00001.tar/000010000): kept" in result.stderr, result.stderr
+    assert len(pd.read_parquet(out)) == 8
+    result = CliRunner().invoke(app, [*args, "--prune"])
+    assert result.exit_code == 0 and "removed (--prune)" in result.stderr, result.stderr
+    assert sorted(pd.read_parquet(out)["path"]) == [
+        "00000.tar/000000000", "00000.tar/000000001", "00002.tar/000020000", "00002.tar/000020001",
+        "00009.tar/000000000", "00009.tar/000000001"]
+    result = CliRunner().invoke(app, args)
+    assert "no longer there" not in result.stderr and "nothing new to tag: 4 images found" in result.stderr
+    assert "00001.tar" not in json.loads(pq.read_schema(out).metadata[b"ramtag"])["shards"]

@@ -136,7 +136,8 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     schema = schema_for(tagger, job.outputs.lang, job.outputs.all_scores, job.results, roots=plans[0].table)
     options = job.outputs
     rerun = Rerun(retry_errors=options.retry_errors, prune=options.prune, by_content=options.content_hash,
-                  file_of=plans[0].file_of, whole_shards=not (found.include or found.exclude))
+                  file_of=plans[0].file_of, whole_shards=not (found.include or found.exclude),
+                  shard_folders=frozenset(os.path.realpath(path) for path in found.paths if os.path.isdir(path)))
     with open_outputs(job.outputs, schema, warn=events.warning, rerun=rerun) as output:
         events.opened(output)
         _continued(job, output, events)
@@ -166,7 +167,7 @@ class _UnchangedShards:
     def __init__(self, out: str | os.PathLike[str] | None) -> None:
         self.file: ResumableOutput | None = None
         self.opened = out is None  # no file to record versions in: nothing to ask about
-        self.early: dict[str, str | None] = {}  # read before the output opened (to check for images)
+        self.early: dict[str, dict[str, str] | None] = {}  # read before the output opened (to check for images)
 
     def open(self, output: Tee) -> None:
         from ..outputs.file import ResumableOutput
@@ -176,11 +177,11 @@ class _UnchangedShards:
             self.file.shard_versions.found.update(self.early)
 
     def __call__(self, shard: TarShard) -> list[str] | None:
-        from ..inputs.shards import shard_version
+        from ..outputs.rerun import ShardVersions
 
         if self.file is None:
             if not self.opened:
-                self.early.setdefault(shard.name, shard_version(shard))
+                self.early.setdefault(shard.name, ShardVersions.take(shard))
             return None
         return self.file.shard_versions.unchanged(shard, self.file.index)
 

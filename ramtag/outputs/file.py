@@ -347,13 +347,13 @@ class ResumableOutput(RowOutput):
     def finish(self) -> None:
         """Write the complete output and put it in place; then the parts folder goes."""
         self.save()
-        stale = self.index.stale()
+        stale = self.index.stale() + (gone := self.shard_versions.gone(self.index))
         # A shard's error row (keyed by its name) once the shard was read to its end: its members'
         # rows say how it went now, as a success replaces an image's error row.
         superseded = {key for key in stale if "/" not in key and self.index.is_error(key) and self.index.shards.get(key)}
         self.stale = [key for key in stale if key not in superseded]
         dropped = (set(self.stale) if self.rerun.prune else set()) | superseded
-        versions = self.shard_versions.to_record(self.index) if FORMATS[self.fmt].can_continue else {}
+        versions = self.shard_versions.to_record(self.index, gone) if FORMATS[self.fmt].can_continue else {}
         if self.builds_on and not self.parts and not dropped and versions == self.shard_versions.recorded:
             return  # nothing new: the output already is complete
         if versions:

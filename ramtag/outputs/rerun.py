@@ -21,7 +21,8 @@ folders and shards the run was not given, and of URLs, are never touched.
 A tar shard read to its end is remembered by its version (``inputs.shards.shard_version``: size
 and time, or a store's ETag), in the output's metadata (``ShardVersions``). A later run finding it
 at that version does not read it (or download it) again: its members' rows stand, unless one is an
-error row to retry.
+error row to retry. Such a shard deleted from a folder this run was given counts as gone, its rows
+with it.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Rerun:
     by_content: bool = False
     file_of: Callable[[str], str | None] = _nowhere
     whole_shards: bool = True  # no --include/--exclude: a shard read to its end yields every member
+    shard_folders: frozenset[str] = frozenset()  # folders given (real paths): a shard deleted there is gone
 
 
 def fingerprint(stamp: Stamp | None, by_content: bool) -> tuple[int, int]:
@@ -160,23 +162,34 @@ class RowIndex:
 
 class ShardVersions:
     """The version of each tar shard whose members an output holds all of (read to its end, no
-    ``--include``/``--exclude``), as recorded in its metadata; what this run found."""
+    ``--include``/``--exclude``) and where it was, as recorded in its metadata; what this run found."""
 
-    def __init__(self, recorded: dict[str, str] | None = None) -> None:
-        self.recorded = dict(recorded or {})
-        self.found: dict[str, str | None] = {}  # this run's shards: version taken before reading
+    def __init__(self, recorded: dict[str, dict[str, str]] | None = None) -> None:
+        self.recorded = {name: entry for name, entry in (recorded or {}).items() if isinstance(entry, dict)}
+        self.found: dict[str, dict[str, str] | None] = {}  # this run's shards: version taken before reading
         self.skipped: set[str] = set()
         self._members: dict[str, list[str]] | None = None
+
+    @staticmethod
+    def take(shard: TarShard) -> dict[str, str] | None:
+        """``shard``'s version now and where it is (a local one by the real path of its folder)."""
+        from ..inputs.shards import shard_version
+
+        version = shard_version(shard)
+        if version is None:
+            return None
+        where = shard.location if shard.remote else \
+            os.path.join(os.path.realpath(os.path.dirname(shard.location) or "."), os.path.basename(shard.location))
+        return {"version": version, "where": where}
 
     def unchanged(self, shard: TarShard, index: RowIndex) -> list[str] | None:
         """The keys of ``shard``'s members when it need not be read: at its recorded version, every
         member's row held (none of them an error to retry). ``None``: read it."""
-        from ..inputs.shards import shard_version
-
         if shard.name in self.found:  # the same shard named twice: read once, as before
             return None
-        version = self.found[shard.name] = shard_version(shard)
-        if version is None or self.recorded.get(shard.name) != version:
+        now = self.found[shard.name] = self.take(shard)
+        then = self.recorded.get(shard.name)
+        if now is None or then is None or then.get("version") != now["version"]:
             return None
         keys = self._member_keys(index).get(shard.name)
         if not keys or (index.rerun.retry_errors and any(index.is_error(key) for key in [shard.name, *keys])):
@@ -184,15 +197,28 @@ class ShardVersions:
         self.skipped.add(shard.name)
         return keys
 
-    def to_record(self, index: RowIndex) -> dict[str, str]:
+    def gone(self, index: RowIndex) -> list[str]:
+        """The member keys of recorded shards this run did not find, deleted from a folder it was
+        given (``Rerun.shard_folders``): rows of files gone, as for images."""
+        folders, found = index.rerun.shard_folders, []
+        for name, entry in self.recorded.items():
+            where = str(entry.get("where", ""))
+            if name not in self.found and os.path.dirname(where) in folders and _gone(where):
+                found += [key for key in self._member_keys(index).get(name, []) if not index.entries[key] & _SEEN]
+        return found
+
+    def to_record(self, index: RowIndex, gone: list[str]) -> dict[str, dict[str, str]]:
         """What the output records now: this run's shards read whole (or skipped) at the version
-        found; the others as recorded, unless this run read them only in part."""
+        found; the others as recorded, unless this run read them only in part or they are ``gone``
+        and pruned."""
         versions = dict(self.recorded)
-        for name, version in self.found.items():
-            whole = name in self.skipped or index.shards.get(name)
-            if version is not None and whole:
-                versions[name] = version
-            elif name in index.shards or version is None:
+        if index.rerun.prune:
+            for key in gone:
+                versions.pop(key.partition("/")[0], None)
+        for name, now in self.found.items():
+            if now is not None and (name in self.skipped or index.shards.get(name)):
+                versions[name] = now
+            elif name in index.shards or now is None:
                 versions.pop(name, None)
         return versions
 
