@@ -17,7 +17,6 @@ from ramtag.engine.worker import UnitTagger
 from ramtag.errors import OutputError, UsageError
 from ramtag.inputs import ImageRef, discover_items
 from ramtag.outputs import Layout, output_schema, read_metadata, to_record_batch
-from ramtag.inputs.identity import Stamp
 from ramtag.outputs.dataset import DatasetOutput, Part
 from ramtag.outputs.formats import ParquetSink
 from ramtag.outputs.schema import settings_of
@@ -57,7 +56,7 @@ def test_units_are_shards_then_chunks_of_files_and_skip_committed_work(tmp_path:
     assert [unit.name for unit in plan.units] == ["00000.tar", "00001.tar", "00002.tar", None, None, None]
     p = f"{photos.as_posix()}/"  # two inputs: a folder's keys start with the folder
     assert [[ref.key for ref in unit.images] for unit in plan.units[3:]] == [[p + "a.jpg", p + "b.jpg"], [p + "c.jpg", p + "d.jpg"], [p + "e.jpg"]]
-    done = {"00001.tar": Part("00001.parquet", "00001.tar", 2)}  # recorded without a stamp: not compared
+    done = {"00001.tar": Part("00001.parquet", "00001.tar", 2)}  # recorded without a version: not compared
     again = plan_units(items, done_shards=done, done_keys={p + "b.jpg"}, images_per_unit=2, exclude=["d.jpg"])
     assert [unit.name for unit in again.units] == ["00000.tar", "00002.tar", None, None]
     assert [[ref.key for ref in unit.images] for unit in again.units[2:]] == [[p + "a.jpg", p + "c.jpg"], [p + "e.jpg"]]
@@ -145,16 +144,64 @@ def test_parts_are_committed_and_a_crash_leaves_no_duplicates(tmp_path: Path) ->
     (dest / "00000.parquet").unlink()  # deleting a part redoes its shard
     with DatasetOutput(dest, SETTINGS) as again:
         assert set(again.done_shards) == {"00001.tar"}
-        # the shard changed: its part is replaced under the same name, with the stamp it was read at
-        again.commit("00001.tar", _part(["00001.tar/b", "00001.tar/c"]), 2, 0, stamp=Stamp(10, 20))
+        # the shard changed: its part is replaced under the same name, with the version it was read at
+        again.commit("00001.tar", _part(["00001.tar/b", "00001.tar/c"]), 2, 0, version="10:20")
     assert sorted(p.name for p in dest.iterdir()) == ["00001.parquet", "_ramtag", "images-000001.parquet"]
     assert pq.read_table(dest / "00001.parquet").column("path").to_pylist() == ["00001.tar/b", "00001.tar/c"]
     # a crash after the rename, before its entry: the file is the new part; the journal still says
-    # the old stamp, so the next run finds the shard changed and does it once more (never twice over)
+    # the old version, so the next run finds the shard changed and does it once more (never twice over)
     with open(dest / "_ramtag" / "journal", "a") as journal:
         journal.write(json.dumps({"writing": "00001.parquet"}) + "\n")
     with DatasetOutput(dest, SETTINGS) as again:
-        assert again.done_shards["00001.tar"].stamp == Stamp(10, 20) and (dest / "00001.parquet").exists()
+        assert again.done_shards["00001.tar"].version == "10:20" and (dest / "00001.parquet").exists()
+
+
+def test_remote_shards_are_planned_again_when_their_version_changed(tmp_path: Path) -> None:
+    """A committed shard behind a URL was taken as unchanged for ever; now its ETag (or
+    modification time) and size say, as a local shard's size and time do."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pytest.importorskip("aiohttp")
+    etags = {"/00000.tar": '"a"', "/00001.tar": '"b"', "/00002.tar": None}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "10240")
+            if etags.get(self.path):
+                self.send_header("ETag", etags[self.path])
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    shards = [TarShard(f"{base}/0000{n}.tar", f"0000{n}.tar", remote=True) for n in range(3)]
+    try:
+        first = plan_units(shards)
+        assert [unit.version for unit in first.units] == ['10240:"a"', '10240:"b"', None]
+        done = {unit.name: Part(f"{unit.name}.parquet", unit.name, 1, 0, unit.version) for unit in first.units}
+        etags["/00001.tar"] = '"b2"'
+        again = plan_units(shards, done_shards=done)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert [unit.name for unit in again.units] == ["00001.tar"] and again.changed_shards == 1
+    assert again.skipped_shards == 2  # no version to go by: taken as unchanged, as before
+
+
+def test_journals_of_earlier_versions_keep_their_shard_stamps(tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    with DatasetOutput(dest, SETTINGS) as out:
+        out.commit("00000.tar", _part(["00000.tar/a"]), 1, 0)
+    with open(dest / "_ramtag" / "journal", "a") as journal:  # as written before versions
+        journal.write(json.dumps({"part": "00000.parquet", "shard": "00000.tar", "rows": 1, "errors": 0,
+                                  "size": 10240, "mtime_us": 1700000000000000}) + "\n")
+    with DatasetOutput(dest, SETTINGS) as again:
+        assert again.done_shards["00000.tar"].version == "10240:1700000000000000"
 
 
 def test_other_settings_foreign_folders_and_files_are_refused(tmp_path: Path) -> None:

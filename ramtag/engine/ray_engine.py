@@ -132,7 +132,7 @@ class RayEngine:
                         f"a Ray worker tagged with other settings than this run: {'; '.join(changed)}; "
                         "every node must see the same checkpoint and tag lists"
                     )
-                part = output.commit(unit.name, row["data"], row["rows"], row["errors"], stamp=unit.stamp)
+                part = output.commit(unit.name, row["data"], row["rows"], row["errors"], version=unit.version)
                 yield UnitOutcome(unit, part, None, row["seconds"])
         finally:
             close = getattr(results, "close", None)

@@ -1,9 +1,10 @@
 """The work of a run cut into units, each tagged and committed whole, and what a re-run skips.
 
 A tar shard is one unit: it is read in one sequential pass, and its name is its identity, so a
-committed shard is skipped without being opened, unless its size or modification time changed
-since (a local shard; a remote one is taken as unchanged): then it is tagged again, and its part
-replaced. Image files (folders, files named directly, lists,
+committed shard is skipped without being opened, unless its version changed since
+(``inputs.shards.shard_version``: a local shard's size and modification time, a remote one's size
+and ETag or modification time, asked of its store when planning): then it is tagged again, and its
+part replaced. Image files (folders, files named directly, lists,
 URLs) are cut into chunks of ``images_per_unit`` in discovery order, after leaving out the keys
 already committed: adding images to a folder tags only those, and nothing is tagged twice.
 """
@@ -18,9 +19,8 @@ from types import MappingProxyType
 from typing import Any
 
 from ..inputs import MAX_PIXELS, ImageRef, Item, select
-from ..inputs.identity import Stamp, stat_stamp
 from ..inputs.remote import ref_from_data, ref_to_data
-from ..inputs.shards import ShardReadError, TarShard, Unusable, name_clash, shard_members
+from ..inputs.shards import ShardReadError, TarShard, Unusable, name_clash, shard_members, shard_version
 from ..text import json_text
 
 
@@ -30,7 +30,7 @@ class WorkUnit:
 
     shard: TarShard | None = None
     images: tuple[ImageRef, ...] = ()
-    stamp: Stamp | None = field(default=None, compare=False)  # a local shard's size and time when planned
+    version: str | None = field(default=None, compare=False)  # the shard's version when planned
 
     @property
     def name(self) -> str | None:
@@ -96,8 +96,9 @@ def plan_units(
 ) -> Plan:
     """Shards in the order found, then the image files in chunks; committed work left out.
 
-    ``done_shards``: committed shards by name, each with the ``stamp`` it was tagged at. Two shards
-    with the same file name would give the same keys, so they are refused.
+    ``done_shards``: committed shards by name, each with the ``version`` it was tagged at. Two
+    shards with the same file name would give the same keys, so they are refused. Remote shards'
+    versions are asked for a few at a time (one request each).
     """
     if images_per_unit < 1:
         raise ValueError("images_per_unit must be at least 1")
@@ -105,18 +106,20 @@ def plan_units(
     shards: dict[str, str] = {}
     chunk: list[ImageRef] = []
     skipped_shards = skipped_images = changed = 0
+    items = list(items)
+    versions = _versions([item for item in items if isinstance(item, TarShard)])
     for item in items:
         if isinstance(item, TarShard):
             if item.name in shards:
                 raise name_clash(shards[item.name], item)
             shards[item.name] = item.location
-            stamp = None if item.remote else stat_stamp(item.location)
+            version = versions.get(item.location)
             done = done_shards.get(item.name)
             if done is None:
-                units.append(WorkUnit(shard=item, stamp=stamp))
-            elif stamp is not None and done.stamp is not None and stamp != done.stamp:
+                units.append(WorkUnit(shard=item, version=version))
+            elif version is not None and done.version is not None and version != done.version:
                 changed += 1
-                units.append(WorkUnit(shard=item, stamp=stamp))
+                units.append(WorkUnit(shard=item, version=version))
             else:
                 skipped_shards += 1
             continue
@@ -133,6 +136,18 @@ def plan_units(
     if chunk:
         units.append(WorkUnit(images=tuple(chunk)))
     return Plan(units, skipped_shards, skipped_images, changed)
+
+
+def _versions(shards: list[TarShard]) -> dict[str, str | None]:
+    """``shard_version`` of each shard, by location: remote ones eight at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    remote = [shard for shard in shards if shard.remote]
+    found = {shard.location: shard_version(shard) for shard in shards if not shard.remote}
+    if remote:
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="ramtag-versions") as pool:
+            found.update(zip((shard.location for shard in remote), pool.map(shard_version, remote)))
+    return found
 
 
 def _whole(shard: TarShard, refs: Iterator[ImageRef]) -> Iterator[ImageRef]:

@@ -34,7 +34,6 @@ import pyarrow.parquet as pq
 
 from ..atomic import replace_durably
 from ..errors import OutputError
-from ..inputs.identity import Stamp
 from ..inputs.roots import Root, owner_index
 from .base import RowOutput
 from .formats import ParquetSink
@@ -58,7 +57,7 @@ class Part:
     shard: str | None
     rows: int
     errors: int = 0
-    stamp: Stamp | None = None  # the shard file's size and time when it was tagged
+    version: str | None = None  # the shard's version when it was tagged (``inputs.shards.shard_version``)
 
 
 class DatasetOutput:
@@ -143,8 +142,11 @@ class DatasetOutput:
                     announced.add(_safe_name(entry["writing"]))
                 elif "part" in entry:
                     name = _safe_name(entry["part"])
-                    stamp = Stamp(int(entry["size"]), int(entry["mtime_us"])) if "size" in entry else None
-                    committed[name] = Part(name, entry.get("shard"), int(entry["rows"]), int(entry.get("errors", 0)), stamp)
+                    version = entry.get("version")  # or as versions before it: a local shard's size and time
+                    if version is None and "size" in entry:
+                        version = f"{int(entry['size'])}:{int(entry['mtime_us'])}"
+                    committed[name] = Part(name, entry.get("shard"), int(entry["rows"]), int(entry.get("errors", 0)),
+                                           version if isinstance(version, str) else None)
             except (KeyError, TypeError, ValueError):
                 continue  # not an entry of this folder's
         return committed, announced
@@ -185,14 +187,14 @@ class DatasetOutput:
         return name in self.parts or (self.dest / name).exists()
 
     def commit(
-        self, shard: str | None, data: bytes, rows: int, errors: int = 0, *, stamp: Stamp | None = None,
+        self, shard: str | None, data: bytes, rows: int, errors: int = 0, *, version: str | None = None,
     ) -> Part:
         """Put one part (Parquet bytes) in place; once this returns, a crash loses none of it. A shard
-        committed before (changed since: ``stamp``) has its part replaced by the rename."""
+        committed before (changed since: ``version``) has its part replaced by the rename."""
         previous = self.done_shards.get(shard) if shard is not None else None
         name = previous.name if previous is not None else self.part_name(shard)
         tmp = self.dest / f".{name}{_TMP}"
-        part = Part(name, shard, rows, errors, stamp)
+        part = Part(name, shard, rows, errors, version)
         try:
             with open(tmp, "wb") as handle:
                 handle.write(data)
@@ -233,8 +235,8 @@ def dataset_roots(dest: Path) -> list[Root]:
 
 def _entry(part: Part) -> dict[str, Any]:
     entry = {"part": part.name, "shard": part.shard, "rows": part.rows, "errors": part.errors}
-    if part.stamp is not None and part.stamp.size is not None:
-        entry.update(size=part.stamp.size, mtime_us=part.stamp.mtime_us)
+    if part.version is not None:
+        entry["version"] = part.version
     return entry
 
 
