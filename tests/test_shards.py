@@ -507,3 +507,43 @@ def test_rows_of_a_shard_deleted_from_a_shard_folder_are_gone(tmp_path: Path, ra
     result = CliRunner().invoke(app, args)
     assert "no longer there" not in result.stderr and "nothing new to tag: 4 images found" in result.stderr
     assert "00001.tar" not in json.loads(pq.read_schema(out).metadata[b"ramtag"])["shards"]
+
+
+def test_a_shard_is_read_again_unless_the_output_holds_exactly_its_members(
+    tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not skipped: a shard with a member gone whose row was kept (it must stay reported, and be
+    prunable); one read without --hidden when --hidden asks for its hidden members; another
+    folder's shard of the same name, size and time (review of the first version)."""
+    shard = write_shard(tmp_path / "A" / "00000.tar", [("a.jpg", _jpeg()), ("b.jpg", _jpeg()), (".c.jpg", _jpeg())])
+    out = tmp_path / "tags.parquet"
+    common = ["--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()]
+    args = ["run", str(tmp_path / "A"), *common]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    write_shard(shard, [("a.jpg", _jpeg()), (".c.jpg", _jpeg())])  # b.jpg taken out
+    assert "1 row names a file no longer there" in CliRunner().invoke(app, args).stderr
+    result = CliRunner().invoke(app, args)
+    assert "1 row names a file no longer there" in result.stderr, "reported each run until pruned"
+    assert "removed (--prune)" in CliRunner().invoke(app, [*args, "--prune"]).stderr
+    assert sorted(pd.read_parquet(out)["path"]) == ["00000.tar/a"]
+
+    opened: list[str] = []
+    real_open = TarShard.open
+    monkeypatch.setattr(TarShard, "open", lambda shard: opened.append(shard.name) or real_open(shard))
+    assert "nothing new to tag: 1 image found" in CliRunner().invoke(app, args).stderr and opened == []
+    result = CliRunner().invoke(app, [*args, "--hidden"])
+    assert opened == ["00000.tar"] and "2 images found: 1 new, 1 unchanged" in result.stderr, result.stderr
+    result = CliRunner().invoke(app, args)  # a hidden member left out is not gone
+    assert opened == ["00000.tar"] * 2 and "no longer there" not in result.stderr, result.stderr
+    assert sorted(pd.read_parquet(out)["path"]) == ["00000.tar/.c", "00000.tar/a"]
+    result = CliRunner().invoke(app, args)
+    assert opened == ["00000.tar"] * 2 and "nothing new to tag: 1 image found" in result.stderr, result.stderr
+
+    other = write_shard(tmp_path / "B" / "00000.tar", [("x.jpg", _jpeg()), ("y.jpg", _jpeg()), (".z.jpg", _jpeg())])
+    os.utime(shard, ns=(1_700_000_000_000_000_000,) * 2)
+    os.utime(other, ns=(1_700_000_000_000_000_000,) * 2)
+    assert shard.stat().st_size == other.stat().st_size
+    assert CliRunner().invoke(app, [*args, "--hidden"]).exit_code == 0
+    opened.clear()
+    CliRunner().invoke(app, ["run", str(tmp_path / "B"), "--hidden", *common])
+    assert opened == ["00000.tar"] and {"00000.tar/x", "00000.tar/y"} <= set(pd.read_parquet(out)["path"])

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from .job import Job, ModelOptions
+from .job import Job, ModelOptions, OutputOptions
 
 if TYPE_CHECKING:
     from ..inputs import ImageRef
@@ -102,7 +102,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     found = job.inputs
     plans: list[KeyPlan] = []
     recorded = _recorded_roots(job)
-    shards = _UnchangedShards(job.outputs.out)
+    shards = _UnchangedShards(job.outputs)
     refs = discover(  # checks that the inputs exist, before the model loads
         input_paths(found.paths), files_from=found.files_from, include=found.include, exclude=found.exclude,
         hidden=found.hidden, max_pixels=found.max_pixels, on_error=events.warning, findings=(findings := Findings()),
@@ -137,7 +137,8 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     options = job.outputs
     rerun = Rerun(retry_errors=options.retry_errors, prune=options.prune, by_content=options.content_hash,
                   file_of=plans[0].file_of, whole_shards=not (found.include or found.exclude),
-                  shard_folders=frozenset(os.path.realpath(path) for path in found.paths if os.path.isdir(path)))
+                  shard_folders=frozenset(os.path.realpath(path) for path in found.paths if os.path.isdir(path)),
+                  hidden=found.hidden)
     with open_outputs(job.outputs, schema, warn=events.warning, rerun=rerun) as output:
         events.opened(output)
         _continued(job, output, events)
@@ -164,9 +165,12 @@ class _UnchangedShards:
     """Asked by discovery before it opens a tar shard: the keys of its members when ``--out`` holds
     them all from a read of this very version (``outputs.rerun.ShardVersions``), so it is not read."""
 
-    def __init__(self, out: str | os.PathLike[str] | None) -> None:
+    def __init__(self, options: OutputOptions) -> None:
+        from ..outputs.formats import FORMATS, format_for
+
         self.file: ResumableOutput | None = None
-        self.opened = out is None  # no file to record versions in: nothing to ask about
+        # Only a file a later run builds on records versions: nothing to ask about without one.
+        self.opened = options.out is None or not FORMATS[format_for(Path(options.out), options.format)].can_continue
         self.early: dict[str, dict[str, str] | None] = {}  # read before the output opened (to check for images)
 
     def open(self, output: Tee) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .schema import stamps_of
 
@@ -65,6 +65,7 @@ class Rerun:
     file_of: Callable[[str], str | None] = _nowhere
     whole_shards: bool = True  # no --include/--exclude: a shard read to its end yields every member
     shard_folders: frozenset[str] = frozenset()  # folders given (real paths): a shard deleted there is gone
+    hidden: bool = False  # --hidden: a shard's hidden members are read too
 
 
 def fingerprint(stamp: Stamp | None, by_content: bool) -> tuple[int, int]:
@@ -86,6 +87,7 @@ class RowIndex:
         self.entries: dict[str, int] = {}
         self.latest: dict[str, int] = {}  # key -> number (from 1) of the part holding its newest row
         self.shards: dict[str, bool] = {}  # tar shards this run read: name -> read to the end
+        self.members: dict[str, int] = {}  # tar shards this run read: name -> members found
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -140,6 +142,7 @@ class RowIndex:
         could not be read to its end (damaged, cut off, unreadable: its other members may be there)."""
         name, _, member = key.partition("/")
         self.shards[name] = self.shards.get(name, True) and bool(member) and whole and self.rerun.whole_shards
+        self.members[name] = self.members.get(name, 0) + bool(member)
 
     def wrote(self, key: str, part: int) -> None:
         self.latest[key] = part
@@ -151,8 +154,9 @@ class RowIndex:
         for key, entry in self.entries.items():
             if entry & _SEEN or key in self.latest:
                 continue
-            if shards and shards.get(key.partition("/")[0]):
-                found.append(key)  # a member of a shard read to its end this time: not in it any more
+            if shards and shards.get(key.partition("/")[0]):  # a member of a shard read to its end this
+                if self.rerun.hidden or not _hidden_member(key):  # time: not in it any more (a hidden one
+                    found.append(key)  # was only left out, without --hidden)
                 continue
             where = file_of(key) if entry & _WALKED else None  # only rows found in a folder input
             if where is not None and _gone(where):
@@ -164,7 +168,7 @@ class ShardVersions:
     """The version of each tar shard whose members an output holds all of (read to its end, no
     ``--include``/``--exclude``) and where it was, as recorded in its metadata; what this run found."""
 
-    def __init__(self, recorded: dict[str, dict[str, str]] | None = None) -> None:
+    def __init__(self, recorded: dict[str, dict[str, Any]] | None = None) -> None:
         self.recorded = {name: entry for name, entry in (recorded or {}).items() if isinstance(entry, dict)}
         self.found: dict[str, dict[str, str] | None] = {}  # this run's shards: version taken before reading
         self.skipped: set[str] = set()
@@ -185,14 +189,20 @@ class ShardVersions:
     def unchanged(self, shard: TarShard, index: RowIndex) -> list[str] | None:
         """The keys of ``shard``'s members when it need not be read: at its recorded version, every
         member's row held (none of them an error to retry). ``None``: read it."""
-        if shard.name in self.found:  # the same shard named twice: read once, as before
+        if shard.name in self.found:  # discovery yields each shard once: not asked twice
             return None
         now = self.found[shard.name] = self.take(shard)
         then = self.recorded.get(shard.name)
-        if now is None or then is None or then.get("version") != now["version"]:
+        # The very file, at that version, read with the same --hidden; and the output still holds its
+        # members alone (not a member gone since and kept, nor rows of another collection's shard).
+        if now is None or then is None or any(then.get(field) != now[field] for field in now) \
+                or then.get("hidden", False) != index.rerun.hidden:
             return None
-        keys = self._member_keys(index).get(shard.name)
-        if not keys or (index.rerun.retry_errors and any(index.is_error(key) for key in [shard.name, *keys])):
+        keys = self._member_keys(index).get(shard.name, [])
+        if not index.rerun.hidden:  # rows of hidden members read with --hidden once are kept, not found
+            keys = [key for key in keys if not _hidden_member(key)]
+        if not keys or len(keys) != then.get("members") \
+                or (index.rerun.retry_errors and any(index.is_error(key) for key in [shard.name, *keys])):
             return None
         self.skipped.add(shard.name)
         return keys
@@ -207,7 +217,7 @@ class ShardVersions:
                 found += [key for key in self._member_keys(index).get(name, []) if not index.entries[key] & _SEEN]
         return found
 
-    def to_record(self, index: RowIndex, gone: list[str]) -> dict[str, dict[str, str]]:
+    def to_record(self, index: RowIndex, gone: list[str]) -> dict[str, dict[str, Any]]:
         """What the output records now: this run's shards read whole (or skipped) at the version
         found; the others as recorded, unless this run read them only in part or they are ``gone``
         and pruned."""
@@ -216,8 +226,10 @@ class ShardVersions:
             for key in gone:
                 versions.pop(key.partition("/")[0], None)
         for name, now in self.found.items():
-            if now is not None and (name in self.skipped or index.shards.get(name)):
-                versions[name] = now
+            if now is not None and name in self.skipped:
+                versions[name] = self.recorded[name]
+            elif now is not None and index.shards.get(name):
+                versions[name] = {**now, "members": index.members.get(name, 0), "hidden": index.rerun.hidden}
             elif name in index.shards or now is None:
                 versions.pop(name, None)
         return versions
@@ -230,6 +242,11 @@ class ShardVersions:
                 if slash and name in self.recorded:
                     self._members.setdefault(name, []).append(key)
         return self._members
+
+
+def _hidden_member(key: str) -> bool:
+    """A tar member's key (``shard.tar/member``) naming a hidden file or folder."""
+    return any(part.startswith(".") for part in key.partition("/")[2].split("/"))
 
 
 def _gone(path: str) -> bool:
