@@ -373,9 +373,12 @@ def _write_text(dest: Path, text: str) -> None:
         raise OutputError(f"{dest}: cannot write it ({exc.strerror or exc})") from None
 
 
+PER_CLASS_COLUMNS = ["tag", "class_index", "vocabulary_index", "positives", "AP", "precision", "recall", "threshold"]
+
+
 def write_per_class(dest: Path, rows: list[dict[str, Any]]) -> None:
     """``Evaluation.per_class`` as a CSV, written whole or not at all."""
-    names = ["tag", "class_index", "vocabulary_index", "positives", "AP", "precision", "recall", "threshold"]
+    names = PER_CLASS_COLUMNS
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()

@@ -173,6 +173,9 @@ def _csv_rows(text: str, source: str) -> list[tuple[str, list[str], int]]:
         image = from_spreadsheet_cell(cells[path_at].strip())
         if not image:
             raise GroundTruthError(f"{source}:{number}: empty path")
+        if any(cell.strip() for cell in cells[len(header):]):  # a tag per cell would count only the first
+            raise GroundTruthError(f"{source}:{number}: {len(cells)} cells under a header of {len(header)}: join a "
+                                   "line's tags with '|' in its tags cell (dog|grass), as the README shows")
         tags = from_spreadsheet_cell(cells[tags_at]).split(TAG_SEPARATOR) if tags_at < len(cells) else []
         rows.append((image, [tag.strip() for tag in tags if tag.strip()], number))
     return rows

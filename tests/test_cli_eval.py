@@ -508,6 +508,41 @@ def test_usage_errors(tagged: dict, tmp_path: Path) -> None:
     assert alone.exit_code == 2 and "--calibrate" in alone.stderr
 
 
+def test_report_files_never_replace_what_the_command_reads_or_another_kind_of_file(tagged: dict, tmp_path: Path) -> None:
+    """A typo in --calibrate or --per-class replaced hand-made labels, or a Parquet of --all-scores,
+    without a word; a file of their own kind is still replaced (calibrating again and again)."""
+    gt = tmp_path / "labels.csv"
+    gt.write_bytes(tagged["gt"].read_bytes())
+    pred = tmp_path / "tags.parquet"
+    pred.write_bytes(tagged["out"].read_bytes())
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n", encoding="utf-8")
+    for option, dest, said in [("--calibrate", gt, "is also this command's --gt"),
+                               ("--per-class", pred, "is also this command's --pred"),
+                               ("--calibrate", notes, "exists and is not a thresholds file"),
+                               ("--per-class", notes, "exists and is not a per-class CSV")]:
+        result = invoke("eval", "--gt", gt, "--pred", pred, option, dest)
+        assert result.exit_code == 2 and said in result.stderr, result.stderr
+    assert gt.read_bytes() == tagged["gt"].read_bytes() and pred.read_bytes() == tagged["out"].read_bytes()
+    assert notes.read_text(encoding="utf-8") == "my notes\n"
+    same = tmp_path / "same.txt"
+    both = invoke("eval", "--gt", gt, "--pred", pred, "--calibrate", same, "--per-class", same)
+    assert both.exit_code == 2 and "--per-class and --calibrate name one file" in both.stderr
+    for _ in range(2):  # the second time over the files the first wrote
+        result = invoke("eval", "--gt", gt, "--pred", pred, "--calibrate", tmp_path / "t.txt",
+                        "--per-class", tmp_path / "ap.csv")
+        assert result.exit_code == 0, result.output
+
+
+def test_tags_in_cells_of_their_own_are_refused(tagged: dict, tmp_path: Path) -> None:
+    """path,tags then a.jpg,dog,grass counted dog alone, silently: wrong metrics."""
+    gt = tmp_path / "labels.csv"
+    gt.write_text("path,tags\na.jpg,dog,grass\nb.jpg,cat,\n", encoding="utf-8")
+    result = invoke("eval", "--gt", gt, "--pred", tagged["out"])
+    assert result.exit_code != 0 and "labels.csv:2: 3 cells under a header of 2: join a line's tags with '|'" in (
+        result.stderr), result.stderr
+
+
 def test_per_class_csv_tag_names_start_no_formula(tmp_path: Path) -> None:
     from ramtag.evaluation import write_per_class
 

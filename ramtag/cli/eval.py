@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -147,6 +148,10 @@ def eval_command(
         raise UsageError("--target-precision chooses --calibrate thresholds: add --calibrate FILE")
     if ignore_orientation and images is None:
         raise UsageError("--ignore-orientation is how --images are read; scores given with --pred were read already")
+    _check_reports([("--per-class", per_class, _is_per_class, "a per-class CSV"),
+                    ("--calibrate", calibrate, _is_thresholds, "a thresholds file")],
+                   [("--gt", gt), ("--gt-classes", taglist), ("--pred", pred), ("--scores", scores),
+                    ("--thresholds", thresholds)])
     chosen = benchmark(bench.value) if bench is not None else None
     if chosen is not None and chosen.descriptions is not None and images is not None:
         open_set_module(chosen)  # before any download or model load
@@ -169,6 +174,54 @@ def eval_command(
         _print(result, Console(highlight=False))
     if not quiet:
         _warn(result, scored_here=images is not None)
+
+
+def _check_reports(reports: list[tuple[str, Path | None, Callable[[Path], bool], str]],
+                   inputs: list[tuple[str, Path | None]]) -> None:
+    """What --per-class and --calibrate write replaces a file: never one this command reads, nor an
+    existing file of another kind (labels, a Parquet of scores); checked before any work."""
+    written: dict[Path, str] = {}
+    for option, dest, is_kind, kind in reports:
+        if dest is None:
+            continue
+        if dest.resolve() in written:
+            raise UsageError(f"{written[dest.resolve()]} and {option} name one file, {dest}: give each its own")
+        written[dest.resolve()] = option
+        if not dest.is_file():
+            continue
+        for name, given in inputs:
+            if given is not None and given.exists() and dest.samefile(given):
+                raise UsageError(f"{option} {dest} is also this command's {name}: writing it would replace what it "
+                                 "reads; name another file")
+        if not is_kind(dest):
+            raise UsageError(f"{option} {dest} exists and is not {kind}, which is what would replace it; "
+                             "name another file, or delete that one first")
+
+
+def _is_per_class(path: Path) -> bool:
+    from ..evaluation import PER_CLASS_COLUMNS
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.readline().strip() == ",".join(PER_CLASS_COLUMNS)
+    except OSError:
+        return True  # not readable: writing says why
+
+
+def _is_thresholds(path: Path) -> bool:
+    from ..errors import VocabularyError
+    from ..model.labels import read_named_thresholds, read_thresholds
+
+    try:
+        if path.stat().st_size > 16 << 20:
+            return False
+        if read_named_thresholds(path) is None:
+            read_thresholds(path)
+    except VocabularyError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 # --- running the model on the labelled images ------------------------------------------------
