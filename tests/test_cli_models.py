@@ -293,6 +293,20 @@ def test_download_benchmarks_fetches_every_label_file_and_the_text_encoder(
     assert "fetching the text encoder openai/clip-vit-base-patch16" in result.stderr
 
 
+def test_download_text_encoder_alone_fetches_only_it(online: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the missing-encoder message tells a person to run: the encoder, not 3 GB of weights."""
+    from ramtag.describe import encoder
+
+    loaded: list[str] = []
+    monkeypatch.setattr(encoder, "TextEncoder", lambda name: loaded.append(name))
+    result = invoke("download", "--text-encoder")
+    assert result.exit_code == 0, result.output
+    assert list(_lines(result.stdout)) == [encoder.DEFAULT_TEXT_ENCODER] and loaded == [encoder.DEFAULT_TEXT_ENCODER]
+    assert online == []  # no weights
+    both = invoke("download", "ram_plus", "--text-encoder")
+    assert both.exit_code == 0 and "ram_plus" in _lines(both.stdout) and len(loaded) == 2
+
+
 def test_a_full_disk_while_downloading_says_so(online: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
     """It said: Python's warning from the Hub client, then to run it "on a connected machine"."""
     import errno

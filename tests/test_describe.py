@@ -272,6 +272,32 @@ def test_an_encoder_that_cannot_load_leaves_no_file_behind(tmp_path: Path) -> No
     assert result.exit_code != 0 and not out.exists() and not list(tmp_path.iterdir())
 
 
+def test_an_encoder_missing_offline_is_said_before_any_request(
+    server: ChatServer, tmp_path: Path, isolated_user_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LLM was asked (and paid) first, then the encoder failed; a cache holding the model but not
+    its tokenizer (what transformers' one-liner leaves) gave 'not a CLIP text encoder'."""
+    import huggingface_hub.constants
+
+    hub = isolated_user_dirs / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    out = tmp_path / "d.json"
+    args = ["red umbrella", "--base-url", server.url, "--api-key", KEY, "--out", str(out), "--embed"]
+    result = describe(*args)
+    assert result.exit_code == 1 and server.completions == [] and not out.exists()
+    said = result.stderr.replace("\n", "")
+    assert "the text encoder openai/clip-vit-base-patch16 is not cached" in said, said
+    assert "ramtag is offline" in said and "run `ramtag models download --text-encoder` on a connected machine" in said
+    snapshot = hub / "models--openai--clip-vit-base-patch16" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}", encoding="utf-8")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    result = describe(*args)
+    assert result.exit_code == 1 and server.completions == []
+    assert "is cached without its tokenizer" in result.stderr.replace("\n", ""), result.stderr
+
+
 def test_unreachable_endpoint_fails_fast() -> None:
     with ChatServer() as chat:
         url = chat.url

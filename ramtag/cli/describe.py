@@ -107,10 +107,12 @@ def describe_command(
         names += read_tag_names(read_lines(from_file, "tag file"))
     if embed and out is None:
         raise UsageError("--embed writes next to the descriptions file: add --out FILE.json")
-    if embed and text_encoder is not None:  # before any request is sent
+    if embed:  # before any request is sent
+        from ..describe.encoder import DEFAULT_TEXT_ENCODER, check_encoder_available
         from ..paths import check_model_name
 
-        check_model_name(text_encoder, "--text-encoder")
+        check_model_name(text_encoder or DEFAULT_TEXT_ENCODER, "--text-encoder")
+        check_encoder_available(text_encoder or DEFAULT_TEXT_ENCODER)
     targets = [out] + ([embeddings_path_for(out)] if embed and out is not None else [])
     for target in targets:
         if target is not None and target.exists() and not overwrite:

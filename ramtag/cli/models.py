@@ -128,6 +128,14 @@ def download_command(
             "text encoder their open-set protocols need.",
         ),
     ] = False,
+    text_encoder: Annotated[
+        bool,
+        typer.Option(
+            "--text-encoder",
+            help="Fetch the CLIP text encoder that embeds open-set tags (describe --embed, run --tags); alone, "
+            "only it.",
+        ),
+    ] = False,
 ) -> None:
     """Fetch the weights and the official data files, so that later runs (or a copy of the caches) work offline.
 
@@ -144,13 +152,16 @@ def download_command(
             f"({_hub_cache()}) to the same places here"
         )
     data_instead, weights_instead = download_advice()
-    for name in DATA_FILES:
-        typer.echo(f"{name}\t{data_file(name, instead=data_instead)}")
-    for source in sources:
-        err_console.print(f"fetching {source.display}", markup=False, soft_wrap=True)
-        typer.echo(f"{source.name}\t{weights_file(source.name, instead=weights_instead)}")
+    if names or all_models or benchmarks or not text_encoder:
+        for name in DATA_FILES:
+            typer.echo(f"{name}\t{data_file(name, instead=data_instead)}")
+        for source in sources:
+            err_console.print(f"fetching {source.display}", markup=False, soft_wrap=True)
+            typer.echo(f"{source.name}\t{weights_file(source.name, instead=weights_instead)}")
     if benchmarks:
         _download_benchmarks()
+    elif text_encoder:
+        _download_text_encoder()
     err_console.print(
         f"To run offline elsewhere, copy {data_dir()} and the Hugging Face cache (HF_HOME) to the same places"
         " there and set RAMTAG_OFFLINE=1.",
@@ -161,7 +172,6 @@ def download_command(
 
 def _download_benchmarks() -> None:
     """Every benchmark's label files, and the text encoder of the open-set ones (rare-200, HICO)."""
-    from ..describe.encoder import DEFAULT_TEXT_ENCODER, TextEncoder
     from ..groundtruth import benchmark_file
     from ..model.registry import BENCHMARKS
 
@@ -169,6 +179,12 @@ def _download_benchmarks() -> None:
         for entry in (chosen.taglist, chosen.annotations, chosen.descriptions):
             if entry is not None:
                 typer.echo(f"{entry.name}\t{benchmark_file(entry, chosen)}")
+    _download_text_encoder()
+
+
+def _download_text_encoder() -> None:
+    from ..describe.encoder import DEFAULT_TEXT_ENCODER, TextEncoder
+
     err_console.print(f"fetching the text encoder {DEFAULT_TEXT_ENCODER}", markup=False, soft_wrap=True)
     TextEncoder(DEFAULT_TEXT_ENCODER)
     typer.echo(f"{DEFAULT_TEXT_ENCODER}\t{_hub_cache() / ('models--' + DEFAULT_TEXT_ENCODER.replace('/', '--'))}")

@@ -62,23 +62,33 @@ def encoder_fingerprint(name: str) -> str:
     return str(folder.resolve())
 
 
-def _reachable_or_cached(repo: str) -> None:
-    """A Hub text encoder that is not cached while the Hub cannot be reached: said at once, instead
-    of after the Hub client's retries."""
+def check_encoder_available(name: str) -> None:
+    """A Hub text encoder whose files are not all cached while the Hub cannot be reached (or ramtag is
+    offline): said at once, before any LLM request or the Hub client's retries. A folder passes."""
+    if Path(name).expanduser().is_dir():
+        return
     from huggingface_hub import constants, try_to_load_from_cache
 
     from ..model.needed import unreachable
 
-    if isinstance(try_to_load_from_cache(repo, "config.json"), str):
+    try:
+        missing = [file for file in ("config.json", "tokenizer_config.json")
+                   if try_to_load_from_cache(name, file) is None]
+    except ValueError as exc:  # the Hub client's HFValidationError: no valid id, and no folder
+        raise UsageError(f"--text-encoder {name}: no such folder, and not a Hugging Face id "
+                         f"({str(exc).splitlines()[0][:120]})") from None
+    if not missing:
         return
-    problem = unreachable(constants.ENDPOINT)
+    problem = "ramtag is offline: HF_HUB_OFFLINE or RAMTAG_OFFLINE is set" if offline() else unreachable(constants.ENDPOINT)
     if problem is not None:
-        folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+        folder = Path(constants.HF_HUB_CACHE) / f"models--{name.replace('/', '--')}"
+        what = "is not cached" if len(missing) == 2 else f"is cached without its {'tokenizer' if 'tokenizer_config.json' in missing else 'configuration'}"
+        fetch = "run `ramtag models download --text-encoder`" if name == DEFAULT_TEXT_ENCODER else \
+            "run this command (it downloads the encoder)"
         raise ResourceUnavailableError(
-            f"the text encoder {repo} is not cached (looked in {folder}) and cannot be downloaded ({problem}); "
-            f"on a connected machine run `python -c \"from transformers import CLIPTextModelWithProjection as m; "
-            f"m.from_pretrained('{repo}')\"` and copy that folder here, set HF_HUB_OFFLINE=1, or pass "
-            "--text-encoder with a local folder, or --tags with embeddings made by `ramtag describe --embed`"
+            f"the text encoder {name} {what} (looked in {folder}) and cannot be downloaded ({problem}); {fetch} "
+            "on a connected machine and copy its Hugging Face cache (HF_HOME) here, or pass --text-encoder with a "
+            "local folder holding a CLIP text model and its tokenizer"
         )
 
 
@@ -92,12 +102,7 @@ class TextEncoder:
         check_model_name(name, "--text-encoder")
         local = Path(name).expanduser().is_dir()  # a folder named like a Hub id ("tinyclip") is the folder
         source = str(Path(name).expanduser()) if local else name
-        if not local and not offline():
-            try:
-                _reachable_or_cached(name)
-            except ValueError as exc:  # the Hub client's HFValidationError: no valid id, and no folder
-                raise UsageError(f"--text-encoder {name}: no such folder, and not a Hugging Face id "
-                                 f"({str(exc).splitlines()[0][:120]})") from None
+        check_encoder_available(name)
         try:
             with _quiet_loading():
                 self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline())
