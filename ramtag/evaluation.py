@@ -52,6 +52,7 @@ class Evaluation:
     uniform_run_threshold: float | None = None  # the run's thresholds, when one value for every tag
     scores: dict[str, Any] = field(default_factory=dict)  # what made them (``scores_made_with``)
     unknown_classes: list[str] = field(default_factory=list)
+    case_clash: list[str] = field(default_factory=list)  # of those: matching tags that differ only in case
     some_tags: bool = False  # the scores are of some tags (--only-tags, open-set): not the whole model's
     threshold_notes: list[str] = field(default_factory=list)  # a named --thresholds file's gaps
     unknown_labels: list[str] = field(default_factory=list)
@@ -184,6 +185,7 @@ def evaluate(
         some_tags=some_tags,
         threshold_notes=threshold_notes,
         unknown_classes=list(match.unknown),
+        case_clash=list(match.case_clash),
         unknown_labels=sorted(labels.unknown_labels),
         missing_examples=list(paired.missing[:5]),
         failed_example=_failure(keys, errors, int(paired.predicted_rows[~ok][0])) if not ok.all() else None,

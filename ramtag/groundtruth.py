@@ -2,8 +2,7 @@
 
 Three formats, told apart by their first lines (or named with ``dialect``):
 
-- ``csv``: a header with ``path`` and ``tags`` columns (others are ignored, so an edited ``ramtag run``
-  CSV works), tags joined with ``|``;
+- ``csv``: a header with ``path`` and ``tags`` (other columns ignored: a ``ramtag run`` CSV), tags joined by ``|``;
 - ``openimages``: the official OpenImages files, ``test/<id>,tag,tag`` without header or extension;
 - ``indices``: the official ImageNet-multi and HICO files, ``file.JPEG,i j k`` with 0-based line
   numbers of a taglist, and no comma at all for an image without labels.
@@ -174,8 +173,8 @@ def _csv_rows(text: str, source: str) -> list[tuple[str, list[str], int]]:
         if not image:
             raise GroundTruthError(f"{source}:{number}: empty path")
         if any(cell.strip() for cell in cells[len(header):]):  # a tag per cell would count only the first
-            raise GroundTruthError(f"{source}:{number}: {len(cells)} cells under a header of {len(header)}: join a "
-                                   "line's tags with '|' in its tags cell (dog|grass), as the README shows")
+            raise GroundTruthError(f"{source}:{number}: {len(cells)} cells under a header of {len(header)}: "
+                                   "join a line's tags with '|' (dog|grass)")
         tags = from_spreadsheet_cell(cells[tags_at]).split(TAG_SEPARATOR) if tags_at < len(cells) else []
         rows.append((image, [tag.strip() for tag in tags if tag.strip()], number))
     return rows
@@ -249,14 +248,14 @@ class VocabularyMatch:
     classes: np.ndarray  # indices into GroundTruth.classes
     vocabulary_index: np.ndarray
     unknown: tuple[str, ...]  # class names the model does not know, each once
+    case_clash: tuple[str, ...] = ()  # those of them left out for matching two tags, or a tag another class has
 
 
 def match_vocabulary(classes: Sequence[str], vocabulary: Sequence[str], *, ignore_case: bool = False) -> VocabularyMatch:
-    """Each class by its exact name, as the official code looks tags up (``Boxer`` the dog breed is
-    not ``boxer``): a near miss is reported as unknown rather than guessed. ``ignore_case``, for
-    labels people typed (``Person``): a class with no exact match takes the one tag equal to it but
-    for case, unless two tags are so, or another class has that tag already (``Sky`` beside ``sky``
-    would make two classes of one tag, each counting the other's positives as negatives)."""
+    """Each class by its exact name, as the official code looks tags up (``Boxer`` the dog breed is not
+    ``boxer``): a near miss is unknown rather than guessed. ``ignore_case``, for typed labels (``Person``):
+    a class with no exact match takes the one tag equal to it but for case, unless two tags are so, or
+    another class has it already (``Sky`` beside ``sky``: one tag's two classes): ``case_clash``."""
     index_of = {name: index for index, name in reversed(list(enumerate(vocabulary)))}
     lowered: dict[str, int] = {}
     if ignore_case:
@@ -272,11 +271,12 @@ def match_vocabulary(classes: Sequence[str], vocabulary: Sequence[str], *, ignor
                 index = -1
             taken.add(index)
         if index < 0:
-            unknown[name] = None
+            unknown[name] = ignore_case and name.lower() in lowered
             continue
         kept.append(position)
         where.append(index)
-    return VocabularyMatch(np.array(kept, dtype=np.int64), np.array(where, dtype=np.int64), tuple(unknown))
+    return VocabularyMatch(np.array(kept, dtype=np.int64), np.array(where, dtype=np.int64), tuple(unknown),
+                           tuple(name for name, clash in unknown.items() if clash))
 
 
 @dataclass(frozen=True)

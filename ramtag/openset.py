@@ -180,9 +180,10 @@ def open_set_tagger(
     if vocab not in VOCAB_MODES:
         raise UsageError(f"--vocab must be one of {', '.join(VOCAB_MODES)}, not {vocab!r}")
     if vocab == "both":
-        clash = sorted(set(open_set.tags) & set(tagger.vocabulary.tags))
+        builtin = {name.casefold(): name for name in tagger.vocabulary.tags}  # Cat beside cat: one keyword
+        clash = sorted((name, builtin[name.casefold()]) for name in open_set.tags if name.casefold() in builtin)
         if clash:
-            shown = ", ".join(repr(name) for name in clash[:5])
+            shown = ", ".join(repr(name) + ("" if name == known else f" (as {known!r})") for name, known in clash[:5])
             raise UsageError(  # --tags and --vocab both contradict each other: a usage mistake (exit 2)
                 f"open-set tags already in the built-in vocabulary: {shown}; "
                 "remove them or use --vocab open"

@@ -211,7 +211,7 @@ def test_thresholds_calibrated_on_an_only_tags_run_go_to_those_tags(
     typed = tmp_path / "typed.csv"  # a cell joined with commas, and classes this run did not score
     typed.write_text("path,tags\ndemo2.jpg,sky\ndemo3.jpg,\"dog, car\"\ndemo4.jpg,dog\n", encoding="utf-8")
     said = invoke("eval", "--gt", typed, "--pred", out)
-    assert ("2 classes were left out, not among the tags these scores have (an --only-tags or open-set run): "
+    assert ("2 classes were left out, not among the tags these scores have (from a run with --only-tags or --tags): "
             "'dog, car', 'dog' (one label 'dog, car': the tags of a labels cell are joined by '|')") in " ".join(said.stderr.split())
     typed.write_text("path,tags\ndemo3.jpg,\"dog, car\"\n", encoding="utf-8")
     said = invoke("eval", "--gt", typed, "--pred", out)

@@ -178,7 +178,7 @@ def test_match_vocabulary_ignoring_case_only_when_one_tag_matches() -> None:
     assert match.vocabulary_index.tolist() == [1, 0, 2, 4]  # Boxer: its exact tag first
     # BOXER could be either tag: not guessed. DOG beside dog would be a second class of one tag,
     # each counting the other's positives as negatives: left out and reported instead.
-    assert match.unknown == ("DOG", "BOXER", "unicorn")
+    assert match.unknown == ("DOG", "BOXER", "unicorn") and match.case_clash == ("DOG", "BOXER")  # said apart
     assert match_vocabulary(["SKY", "Sky"], ["sky"], ignore_case=True).vocabulary_index.tolist() == [0]
     assert match_vocabulary(classes, vocabulary).unknown == ("Cat", "DOG", "BOXER", "person", "unicorn")
 

@@ -153,6 +153,9 @@ def test_bad_specs_are_clear(tmp_path: Path, tiny_tagger: Tagger, tiny_clip: Pat
     with pytest.raises(UsageError, match="already in the built-in vocabulary"):  # exit 2, as usage mistakes
         open_set_tagger(tiny_tagger, clash, vocab="both")
     assert open_set_tagger(tiny_tagger, clash, vocab="open").vocabulary.tags == ("cat", "red umbrella")
+    spelt = load_open_set("Cat,red umbrella", text_encoder=str(tiny_clip))  # both would be written: one keyword
+    with pytest.raises(UsageError, match=r"already in the built-in vocabulary: 'Cat' \(as 'cat'\)"):
+        open_set_tagger(tiny_tagger, spelt, vocab="both")
     with pytest.raises(UsageError, match="--vocab"):
         open_set_tagger(tiny_tagger, clash, vocab="all")
     names = tmp_path / "names.txt"

@@ -340,11 +340,17 @@ def _warn(result: Evaluation, scored_here: bool) -> None:
 
         joined = comma_joined(result.unknown_classes)
         name = repr if joined else str  # names with commas, in a list joined by commas: quoted apart
-        shown = ", ".join(name(n) for n in result.unknown_classes[:5]) + (" …" if len(result.unknown_classes) > 5 else "")
-        why = ("not among the tags these scores have (an --only-tags or open-set run)" if result.some_tags
+        why = ("not among the tags these scores have (from a run with --only-tags or --tags)" if result.some_tags
                else "not being tags of the model")
         hint = f" (one label {joined!r}: the tags of a labels cell are joined by '|')" if joined else ""
-        say(f"{_were(len(result.unknown_classes), 'class', 'es')} left out, {why}: {shown}{hint}")
+        clash = [c for c in result.unknown_classes if c in result.case_clash]
+        plain = [c for c in result.unknown_classes if c not in result.case_clash]
+        if plain:
+            shown = ", ".join(name(n) for n in plain[:5]) + (" …" if len(plain) > 5 else "")
+            say(f"{_were(len(plain), 'class', 'es')} left out, {why}: {shown}{hint}")
+        if clash:
+            say(f"{_were(len(clash), 'class', 'es')} left out, each matching two tags that differ only in case, or a "
+                f"tag another class has: {', '.join(name(n) for n in clash[:5])}; write them as the tags are spelt")
     if result.unknown_labels:
         shown = ", ".join(result.unknown_labels[:5]) + (" …" if len(result.unknown_labels) > 5 else "")
         say(f"{_were(counts['labels_naming_no_class'], 'label')} ignored, naming no class of the taglist: {shown}")
