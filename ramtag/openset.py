@@ -188,6 +188,11 @@ def open_set_tagger(
                 f"open-set tags already in the built-in vocabulary: {shown}; "
                 "remove them or use --vocab open"
             )
+    width, wanted = open_set.embedded.embeddings.shape[-1], tagger.config.text_width
+    if width != wanted:
+        raise UsageError(f"{open_set.source}: embeddings {width} wide, made by another text encoder than this model "
+                         f"was trained with ({wanted} wide: CLIP ViT-B/16); embed the descriptions with it "
+                         "(`ramtag describe --embed` without --text-encoder)")
     return tagger.with_open_set(
         open_set.vocabulary(threshold, thresholds),
         open_set.label_embed(tagger.config.kind),

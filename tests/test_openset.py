@@ -166,6 +166,12 @@ def test_bad_specs_are_clear(tmp_path: Path, tiny_tagger: Tagger, tiny_clip: Pat
 def test_wrong_width_is_refused(tiny_tagger: Tagger) -> None:
     with pytest.raises(UsageError, match="do not fit the model"):
         tiny_tagger.with_open_set(tiny_tagger.vocabulary, F.normalize(torch.randn(16, 51, 768), dim=-1), keep_builtin=False)
+    from ramtag.describe.files import LabelEmbeddings
+    from ramtag.openset import OpenSet
+
+    wide = OpenSet(LabelEmbeddings(("kite",), F.normalize(torch.randn(1, 51, 768), dim=-1), "clip-large"), "kite.safetensors")
+    with pytest.raises(UsageError, match=r"kite.safetensors: embeddings 768 wide, .* \(512 wide: CLIP ViT-B/16\)"):
+        open_set_tagger(tiny_tagger, wide, vocab="open")
 
 
 def run_cli(*args: str) -> Result:
