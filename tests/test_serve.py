@@ -4,6 +4,7 @@ the same tags as ``ramtag run``, PhotoPrism's shapes, bad images, limits, tokens
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import shutil
 import struct
@@ -131,11 +132,18 @@ def test_bad_images_get_their_error_and_the_others_are_tagged(server, ramplus_ti
         "results"][0]["error"].endswith("(start it with --allow-urls)")
 
 
+def ramplus_tags() -> list[str]:
+    from conftest import FIXTURES
+
+    return (FIXTURES / "official_ramplus_tiny" / "tags.txt").read_text(encoding="utf-8").split("\n")[:16]
+
+
 def test_health_info_metrics_and_the_page(server) -> None:
     assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
     info = httpx.get(server.url + "/v1/info").json()
     assert info["model_kind"] == "ram_plus" and info["vocabulary_size"] == 16 and len(info["checkpoint_sha256"]) == 64
     assert info["precision"] == "fp32" and info["device"] == "cpu" and info["chinese_names"] is True
+    assert info["tags"] == ramplus_tags()  # what all_scores' numbers are the scores of
     metrics = httpx.get(server.url + "/metrics").text
     assert 'ramtag_requests_total{endpoint="/healthz",code="200"}' in metrics
     assert "ramtag_batches_total" in metrics and "ramtag_request_seconds_bucket" in metrics
@@ -148,8 +156,12 @@ def test_a_token_is_required_once_set_and_never_printed(ramplus_tiny) -> None:
     secret = "s3cret-token-value"
     running = Server(ramplus_tiny.cli_args(), env={"RAMTAG_TOKEN": secret}, ready=False)
     try:
-        assert httpx.get(running.url + "/healthz", timeout=5).status_code in (200, 503)  # open: for probes
+        early = httpx.get(running.url + "/healthz", timeout=5).status_code
+        assert early in (200, 503)  # open: for probes
         running.wait_ready()
+        counted = httpx.get(running.url + "/metrics", headers={"Authorization": "Bearer " + secret}).text
+        if early == 503:  # counted from the start, not only once the model was loaded
+            assert 'ramtag_requests_total{endpoint="/healthz",code="503"}' in counted
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer " + secret[:-1]}):
             refused = httpx.get(running.url + "/v1/info", headers=headers)
             assert refused.status_code == 401 and secret not in refused.text
@@ -184,6 +196,51 @@ def test_sigterm_lets_the_request_in_flight_finish(ramplus_tiny) -> None:
     asking.join()
     assert answer["response"].status_code == 200
     assert len(answer["response"].json()["results"]) == 12 and code == 0
+    assert "stopping: answering the 1 request in flight first (at most 120 s); Ctrl-C again stops at once" in (
+        running.output())
+
+
+def test_a_second_ctrl_c_stops_at_once_in_one_line(ramplus_tiny) -> None:
+    """It printed a traceback per request cancelled, answered them 500, and exited 0."""
+    import signal
+
+    running = Server([*ramplus_tiny.cli_args(), "--batch-size", "1"])
+    image = (ramplus_tiny.images / "demo2.jpg").read_bytes()
+    asking = threading.Thread(target=lambda: httpx.post(
+        running.url + "/v1/tag", files=[("files", (f"{n}.jpg", image)) for n in range(30)], timeout=120))
+    asking.start()
+    while "ramtag_queue_depth 0" in httpx.get(running.url + "/metrics").text:
+        threading.Event().wait(0.02)  # until the request is admitted
+    running.process.send_signal(signal.SIGINT)
+    threading.Event().wait(0.5)
+    running.process.send_signal(signal.SIGINT)
+    code = running.process.wait(timeout=60)
+    with contextlib.suppress(httpx.HTTPError):
+        asking.join()
+    said = running.output()
+    assert code == 128 + signal.SIGINT and "Traceback" not in said, said
+    assert said.rstrip().endswith("stopped at once: 1 request in flight not answered"), said
+
+
+def test_an_ipv6_wildcard_takes_ipv4_too() -> None:
+    import socket
+
+    from ramtag.cli import serve
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        sockets = serve._listen("::", 0)
+    except Exception as error:  # noqa: BLE001 - a kernel without IPv6
+        pytest.skip(f"cannot listen on :: here ({error})")
+    try:
+        sockets[0].listen()
+        port = sockets[0].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # refused before: IPV6_V6ONLY was set on every IPv6 socket
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_a_full_queue_answers_503_with_retry_after(ramplus_tiny) -> None:
@@ -214,6 +271,46 @@ def test_a_public_address_needs_a_token() -> None:
     result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"], env={"RAMTAG_TOKEN": ""})
     assert result.exit_code == 2
     assert "--host 0.0.0.0 lets other machines in: give --token" in result.stderr
+    for token in ("   ", "pässwörd", "two words"):  # accepted, then never matched from curl or Go
+        refused = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"], env={"RAMTAG_TOKEN": token})
+        assert refused.exit_code == 2 and "--token must be printable ASCII without spaces" in refused.stderr
+
+
+def test_a_server_on_loopback_with_a_token_answers_any_host_name(ramplus_tiny) -> None:
+    """Behind a reverse proxy that forwards the Host header: the token stands against DNS rebinding."""
+    running = Server(ramplus_tiny.cli_args(), env={"RAMTAG_TOKEN": "proxy-token"})
+    try:
+        headers = {"Host": "photos.example.org", "Authorization": "Bearer proxy-token"}
+        assert httpx.get(running.url + "/v1/info", headers=headers).status_code == 200
+        assert httpx.get(running.url + "/v1/info", headers={"Host": "photos.example.org"}).status_code == 401
+    finally:
+        assert running.stop() == 0
+
+
+def test_too_many_requests_at_once_get_ramtags_503_logged_and_counted(ramplus_tiny) -> None:
+    """uvicorn's own limit answered text/plain without Retry-After, unlogged and uncounted."""
+    running = Server([*ramplus_tiny.cli_args(), "--batch-size", "1", "--queue", "1"])
+    image = (ramplus_tiny.images / "demo2.jpg").read_bytes()
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:
+        answers.append(httpx.post(running.url + "/v1/tag", files=[("files", ("a.jpg", image))], timeout=120))
+
+    try:
+        threads = [threading.Thread(target=ask) for _ in range(90)]  # past 64 in flight at once
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        metrics = httpx.get(running.url + "/metrics").text
+    finally:
+        assert running.stop() == 0
+    refused = [answer for answer in answers if answer.status_code == 503]
+    assert refused and all(answer.headers.get("retry-after") == "1" and "busy" in answer.json()["error"]
+                           for answer in refused)
+    assert f'ramtag_requests_total{{endpoint="/v1/tag",code="503"}} {len(refused)}' in metrics
+    assert running.output().count("POST /v1/tag 503") == len(refused)
+    assert "Exceeded concurrency limit" not in running.output()
 
 
 def test_the_body_limit_is_checked_before_the_whole_body_is_read(server) -> None:
@@ -256,6 +353,12 @@ def test_misspelt_options_and_misnamed_fields_are_refused_in_words(server, rampl
     assert httpx.post(server.url + "/v1/tag?top_k=2&verbose=1", files={"files": photo}).status_code == 400
     boolean = httpx.post(server.url + "/v1/tag", json={"images": [encoded], "threshold": True}, timeout=60)
     assert boolean.status_code == 400 and "threshold must be a number" in boolean.json()["error"]
+    for wrong, said in [({"top_k": 2.9}, "top_k a whole number"), ({"top_k": "2.9"}, "top_k a whole number"),
+                        ({"all_scores": "nope"}, "all_scores must be true or false")]:
+        refused = httpx.post(server.url + "/v1/tag", json={"images": [encoded], **wrong}, timeout=60)
+        assert refused.status_code == 400 and said in refused.json()["error"], wrong  # was cut to 2, or taken as no
+    fine = httpx.post(server.url + "/v1/tag", data={"top_k": "2", "all_scores": "0"}, files={"files": photo}, timeout=60)
+    assert fine.status_code == 200 and len(fine.json()["results"][0]["tags"]) <= 2
     single = httpx.post(server.url + "/v1/tag", files={"file": ("a.jpg", photo)}, timeout=60)
     assert single.status_code == 400 and "images go in the field 'files'" in single.json()["error"]
     good = httpx.post(server.url + "/v1/tag?top_k=2", files={"files": ("a.jpg", photo)}, timeout=60)
@@ -305,6 +408,7 @@ def test_only_tags_are_checked_before_the_server_starts(ramplus_tiny) -> None:
     assert result.exit_code == 2 and "--only-tags ' , ' names no tag" in result.stderr
     misspelt = CliRunner().invoke(app, ["serve", "--only-tags", "cat,cta", "--port", "0", *ramplus_tiny.cli_args()])
     assert misspelt.exit_code == 2 and "'cta'" in misspelt.stderr and "listening" not in misspelt.stderr
+    assert "--tags" not in misspelt.stderr  # serve has no --tags to suggest
 
 
 def test_a_port_in_use_is_one_line_before_the_model_loads(ramplus_tiny) -> None:

@@ -56,7 +56,7 @@ EXAMPLES: dict[str, list[str]] = {
     ],
     "serve": [
         "ramtag serve                                   # http://127.0.0.1:8000: a page to try it, the API",
-        "ramtag serve --host 0.0.0.0 --token $(openssl rand -hex 16)   # for PhotoPrism on another machine",
+        "ramtag serve --host 0.0.0.0   # PhotoPrism elsewhere; token in $RAMTAG_TOKEN (--token shows in ps)",
         "curl -F files=@photo.jpg http://127.0.0.1:8000/v1/tag",
     ],
     "models": ["ramtag models list", "ramtag models download", "ramtag models verify"],

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Optional
@@ -113,6 +114,7 @@ def _listen(host: str, port: int) -> list[socket.socket]:
         found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as error:
         found, problem = [], error
+    both = {entry[0] for entry in found} >= {socket.AF_INET, socket.AF_INET6}
     for family, kind, proto, _name, address in dict.fromkeys(found):
         try:
             sock = socket.socket(family, kind, proto)
@@ -122,8 +124,8 @@ def _listen(host: str, port: int) -> list[socket.socket]:
         try:
             if os.name != "nt":  # on Windows the option lets another process take the port
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if family == socket.AF_INET6:  # `--host ::` alone also takes IPv4, as servers usually do
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if both else 0)
             sock.bind((address[0], port, *address[2:]))
         except OSError as error:
             sock.close()
@@ -169,9 +171,9 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
         except RamtagError:
             vocabulary = None  # loading the model says what is wrong with the files
         if vocabulary is not None:
-            vocabulary.positions(list(options.only_tags))
+            vocabulary.positions(list(options.only_tags), open_set=False)  # serve has no --tags
     state = ServerState(token=token, max_body=max_body, timeout=timeout, loopback=is_loopback(host),
-                        log=_request_log() if access_log else None)
+                        log=_request_log() if access_log else None, in_flight=max(64, 2 * capacity))
     failure: list[RamtagError] = []
     app = create_app(state)
 
@@ -190,7 +192,8 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
                 server.should_exit = True
                 return
             service = Service(tagger, batch_size=batch_size, max_wait=max_wait, capacity=capacity,
-                              limits=limits, decoders=max(1, min(4, (os.cpu_count() or 2) - 1)))  # type: ignore[arg-type]
+                              limits=limits, decoders=max(1, min(4, (os.cpu_count() or 2) - 1)),  # type: ignore[arg-type]
+                              metrics=state.metrics)
             asyncio.run_coroutine_threadsafe(_ready(state, service), loop).result()
 
         threading.Thread(target=load, name="ramtag-load", daemon=True).start()
@@ -199,9 +202,10 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
             await state.service.stop()
 
     app.router.lifespan_context = lifespan
+    grace = max(30, int(timeout))  # ramtag's own limit on requests in flight, answered in JSON: not uvicorn's
     config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=max(30, int(timeout)), limit_concurrency=max(64, 2 * capacity))
-    server = _graceful_server_class()(config)
+                            timeout_graceful_shutdown=grace)
+    server = _graceful_server_class()(config, state, grace)
     _announce(server, host, token is not None)
     server.run(sockets=_listen(host, port))
     if failure:  # with its own exit code: a misspelt --only-tags name is a usage error (2)
@@ -247,7 +251,26 @@ def _graceful_server_class():  # uvicorn imported only by this command
 
     class GracefulServer(uvicorn.Server):
         """uvicorn's server, but a SIGTERM or Ctrl-C that stopped it gracefully is the end, exit 0:
-        uvicorn would raise the signal again once stopped, and the process would die of it."""
+        uvicorn would raise the signal again once stopped, and the process would die of it. The first
+        signal says what the server waits for; a second one ends it at once, in a line, with the
+        signal's exit status (uvicorn cancelled the requests in flight, with a traceback each)."""
+
+        def __init__(self, config: object, state: object, grace: int) -> None:
+            super().__init__(config)  # type: ignore[arg-type]
+            self.state, self.grace = state, grace
+
+        def handle_exit(self, sig: int, frame: object) -> None:  # type: ignore[override]
+            active = self.state.active  # type: ignore[attr-defined]
+            if self.should_exit:
+                err_console.print(f"stopped at once: {active} request{'s' * (active != 1)} in flight not answered",
+                                  markup=False, highlight=False, soft_wrap=True)
+                sys.stderr.flush()
+                os._exit(128 + sig)
+            if active:
+                err_console.print(f"stopping: answering the {active} request{'s' * (active != 1)} in flight first "
+                                  f"(at most {self.grace} s); Ctrl-C again stops at once", markup=False,
+                                  highlight=False, soft_wrap=True)
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
 
         @contextlib.contextmanager
         def capture_signals(self):  # type: ignore[override]
@@ -272,6 +295,27 @@ async def _ready(state: object, service: object) -> None:
                       f"on {info['device']}", markup=False, highlight=False, soft_wrap=True)
 
 
+def _example(port: int) -> str:
+    """``, e.g. http://NAME:PORT`` with a name other machines may reach this one by: its host name
+    unless that names loopback (as Debian's /etc/hosts has it), else its address on the way out."""
+    import ipaddress
+
+    try:
+        name: str | None = socket.gethostname()
+        if ipaddress.ip_address(socket.gethostbyname(name or "")).is_loopback:
+            name = None
+    except (OSError, ValueError):
+        name = None
+    if name is None:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect(("192.0.2.1", 9))  # a documentation address: nothing is sent
+                name = probe.getsockname()[0]
+        except OSError:
+            return ""
+    return f", e.g. http://{name}:{port}"
+
+
 def _announce(server: object, host: str, token: bool) -> None:
     """Say where the server listens once the socket is bound (the port may have been 0)."""
     original = server.startup  # type: ignore[attr-defined]
@@ -284,7 +328,7 @@ def _announce(server: object, host: str, token: bool) -> None:
                 shown = f"[{address}]" if ":" in address else address
                 where = f"http://{shown}:{port}"
                 if address in ("0.0.0.0", "::"):  # no address anyone can open: say what is meant
-                    where = f"every address of this machine at port {port}, e.g. http://{socket.gethostname()}:{port}"
+                    where = f"every address of this machine at port {port}{_example(port)}"
                 guard = "token required" if token else "loopback only, no token"
                 err_console.print(f"ramtag serve listening on {where} ({guard}); "
                                   "loading the model (GET /healthz says when it is ready)", markup=False, highlight=False,

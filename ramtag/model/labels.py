@@ -198,7 +198,7 @@ class TagVocabulary:
         zh = tuple(self.tags_zh[i] for i in positions) if self.tags_zh is not None else None
         return TagVocabulary(tuple(self.tags[i] for i in positions), self.thresholds[list(positions)], zh)
 
-    def positions(self, names: Sequence[str], option: str = "--only-tags") -> list[int]:
+    def positions(self, names: Sequence[str], option: str = "--only-tags", *, open_set: bool = True) -> list[int]:
         """Where the named tags are, in the order named, each once.
 
         A name is a tag's English name, else the same in another case, else a Chinese name (which
@@ -222,7 +222,7 @@ class TagVocabulary:
         if missing:
             raise UsageError(
                 f"{option}: not in the model's vocabulary: {_unknown(missing, self.tags)}; "
-                "check the spelling against the tag list, or use --tags for tags outside it"
+                "check the spelling against the tag list" + (", or use --tags for tags outside it" if open_set else "")
             )
         return list(found)
 

@@ -8,7 +8,8 @@
 
 Every route but ``/``, ``/healthz`` needs the token when the server has one. A body over
 ``max_body`` bytes gets 413 before it is read further; a request that cannot be admitted (the queue
-is full) gets 503 with ``Retry-After``; one that takes longer than ``timeout`` gets 504.
+is full, or ``in_flight`` requests are being answered already, before its body is read) gets 503
+with ``Retry-After``; one that takes longer than ``timeout`` gets 504.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .service import BadRequest, Incoming, Options, Service
 
 OPEN_PATHS = {"/", "/healthz"}
 VISION = "/api/v1/vision/labels"
+ROUTES = {*OPEN_PATHS, "/v1/info", "/metrics", "/v1/tag", VISION}
 
 
 class TooLarge(Exception):
@@ -44,8 +46,10 @@ class TooLarge(Exception):
 @dataclass
 class ServerState:
     """What the routes share: the service once the model is loaded, and the server's limits.
-    ``loopback``: only requests addressed to this machine by name (``Host: localhost``, ``127.0.0.1``)
-    are answered, so a web page cannot reach the server through DNS rebinding."""
+    ``loopback`` without a token: only requests addressed to this machine by name (``Host:
+    localhost``, ``127.0.0.1``) are answered, so a web page cannot reach the server through DNS
+    rebinding (with a token, such a page cannot present it). ``in_flight``: requests answered at once
+    at most; the others get 503 before their body is read, which bounds the memory bodies take."""
 
     token: str | None
     max_body: int
@@ -55,6 +59,8 @@ class ServerState:
     loading: str = "the model is loading"
     metrics: Metrics = field(default_factory=Metrics)
     log: Callable[[str], None] | None = None  # one line per request: who, what, the status; never a header
+    in_flight: int = 256
+    active: int = 0  # requests being answered now
 
 
 def create_app(state: ServerState) -> FastAPI:
@@ -64,8 +70,11 @@ def create_app(state: ServerState) -> FastAPI:
     async def guard(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
         path = request.scope["path"]  # the request line's path, never built from the Host header
-        if state.loopback and not is_loopback(_hostname(request.headers.get("host") or "")):
-            response: Response = _error(421, "this server answers requests for localhost only (--host)")
+        if state.loopback and state.token is None and not is_loopback(_hostname(request.headers.get("host") or "")):
+            response: Response = _error(421, "this server answers requests for localhost only (--host); behind a "
+                                        "proxy, have it send Host: localhost, or give the server a --token")
+        elif state.active >= state.in_flight:
+            response = _error(503, "busy: too many requests at once; try again shortly", {"Retry-After": "1"})
         elif state.token is not None and path not in OPEN_PATHS and not token_matches(
             presented_token(request.headers), state.token
         ):
@@ -73,11 +82,16 @@ def create_app(state: ServerState) -> FastAPI:
             body = photoprism.error_response("", 401, message) if path == VISION else {"error": message}
             response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         else:
-            response = await call_next(request)
+            state.active += 1
+            try:
+                response = await call_next(request)
+            finally:
+                state.active -= 1
         route = request.scope.get("route")
         metrics = state.service.metrics if state.service is not None else state.metrics
         took = time.perf_counter() - started
-        metrics.request(getattr(route, "path", "other"), response.status_code, took)
+        known = path if path in ROUTES else "other"  # refused before routing (421, 401, busy): its route still
+        metrics.request(getattr(route, "path", known), response.status_code, took)
         if state.log is not None:  # the path as routed (an unknown one as sent, shortened and escaped)
             shown = getattr(route, "path", None) or terminal_text(path[:100])
             client = request.client.host if request.client is not None else "-"
@@ -107,7 +121,7 @@ def create_app(state: ServerState) -> FastAPI:
         service = state.service
         if service is None:
             return _not_ready(state)
-        return JSONResponse(service.info())
+        return JSONResponse({**service.info(), "tags": list(service.tagger.vocabulary.tags)})  # all_scores' order
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
@@ -232,21 +246,24 @@ def _options(fields: dict[str, Any]) -> Options:
     unknown = sorted(set(fields) - set(OPTIONS))
     if unknown:  # a misspelt option (topk) would be ignored without a word
         raise BadRequest(f"unknown option {unknown[0]!r}; the options are {', '.join(OPTIONS)}")
-    if isinstance(fields.get("threshold"), bool) or isinstance(fields.get("top_k"), bool):
+    threshold, top_k, all_scores = fields.get("threshold"), fields.get("top_k"), fields.get("all_scores", False)
+    if isinstance(all_scores, str) and all_scores.lower() in _YES + _NO:
+        all_scores = all_scores.lower() in _YES
+    if not isinstance(all_scores, bool):
+        raise BadRequest("all_scores must be true or false (1 or 0)")
+    if isinstance(threshold, bool) or isinstance(top_k, (bool, float)) or (isinstance(top_k, str) and top_k != "" and not top_k.isdigit()):
         raise BadRequest("threshold must be a number, top_k a whole number")
     try:
-        threshold = fields.get("threshold")
-        top_k = fields.get("top_k")
-        all_scores = fields.get("all_scores", False)
-        if isinstance(all_scores, str):
-            all_scores = all_scores.lower() in ("1", "true", "yes", "on")
         return Options(
             threshold=None if threshold in (None, "") else float(threshold),
             top_k=None if top_k in (None, "") else int(top_k),
-            lang=str(fields.get("lang") or "en"), all_scores=bool(all_scores),
+            lang=str(fields.get("lang") or "en"), all_scores=all_scores,
         )
     except (TypeError, ValueError):
         raise BadRequest("threshold must be a number, top_k a whole number") from None
+
+
+_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 def _not_ready(state: ServerState) -> JSONResponse:

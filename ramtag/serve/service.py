@@ -105,13 +105,13 @@ class Service:
     """The model, loaded once, behind a batcher; ``tag`` answers one request's images."""
 
     def __init__(self, tagger: Tagger, *, batch_size: int, max_wait: float, capacity: int, limits: Limits,
-                 raw_decode: str = "auto", decoders: int = 2) -> None:
+                 raw_decode: str = "auto", decoders: int = 2, metrics: Metrics | None = None) -> None:
         from ..inputs.raw import RawOptions
 
         self.tagger = tagger
         self.limits = limits
         self.raw = RawOptions(raw_decode, tagger.config.image_size)
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()  # the server's, counting since it started listening
         self.batcher = Batcher(tagger.scores, batch_size=batch_size, max_wait=max_wait, capacity=capacity,
                                metrics=self.metrics)
         self._decoders = ThreadPoolExecutor(max_workers=decoders, thread_name_prefix="ramtag-decode")
@@ -278,6 +278,9 @@ def check_serve_options(host: str, token: str | None, batch_size: int, max_wait_
     """Mistakes ``ramtag serve`` refuses before anything is loaded."""
     from .security import is_loopback
 
+    if token and not (token.isascii() and token.isprintable() and " " not in token and token.strip()):
+        raise UsageError("--token must be printable ASCII without spaces (what every HTTP client sends unchanged: "
+                         "PhotoPrism, curl); `openssl rand -hex 16` makes one")
     if not is_loopback(host) and not token:
         raise UsageError(
             f"--host {host} lets other machines in: give --token (or set RAMTAG_TOKEN) so that only "
