@@ -261,7 +261,7 @@ def _graceful_server_class():  # uvicorn imported only by this command
 
         def handle_exit(self, sig: int, frame: object) -> None:  # type: ignore[override]
             active = self.state.active  # type: ignore[attr-defined]
-            if self.should_exit:
+            if self.should_exit and active:
                 err_console.print(f"stopped at once: {active} request{'s' * (active != 1)} in flight not answered",
                                   markup=False, highlight=False, soft_wrap=True)
                 sys.stderr.flush()

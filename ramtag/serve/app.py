@@ -94,7 +94,7 @@ def create_app(state: ServerState) -> FastAPI:
         metrics.request(getattr(route, "path", known), response.status_code, took)
         if state.log is not None:  # the path as routed (an unknown one as sent, shortened and escaped)
             shown = getattr(route, "path", None) or terminal_text(path[:100])
-            client = request.client.host if request.client is not None else "-"
+            client = request.client.host.removeprefix("::ffff:") if request.client is not None else "-"  # IPv4 on ::
             state.log(f"{client} {request.method} {shown} {response.status_code} {took * 1000:.0f} ms")
         return response
 
