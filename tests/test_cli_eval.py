@@ -532,6 +532,11 @@ def test_report_files_never_replace_what_the_command_reads_or_another_kind_of_fi
         result = invoke("eval", "--gt", gt, "--pred", pred, "--calibrate", tmp_path / "t.txt",
                         "--per-class", tmp_path / "ap.csv")
         assert result.exit_code == 0, result.output
+    (tmp_path / "empty.csv").touch()  # as mktemp leaves it
+    assert invoke("eval", "--gt", gt, "--pred", pred, "--per-class", tmp_path / "empty.csv").exit_code == 0
+    scores = tmp_path / "scores.out"  # not there yet: the command writes it before the report would
+    result = invoke("eval", "--gt", gt, "--images", tmp_path, "--scores", scores, "--per-class", scores)
+    assert result.exit_code == 2 and "is also this command's --scores" in result.stderr and not scores.exists()
 
 
 def test_tags_in_cells_of_their_own_are_refused(tagged: dict, tmp_path: Path) -> None:

@@ -296,6 +296,10 @@ def test_an_encoder_missing_offline_is_said_before_any_request(
     result = describe(*args)
     assert result.exit_code == 1 and server.completions == []
     assert "is cached without its tokenizer" in result.stderr.replace("\n", ""), result.stderr
+    (snapshot / "tokenizer.json").write_text("{}", encoding="utf-8")  # a tokenizer without tokenizer_config.json
+    from ramtag.describe.encoder import check_encoder_available
+
+    check_encoder_available("openai/clip-vit-base-patch16")  # passes: loading decides
 
 
 def test_unreachable_endpoint_fails_fast() -> None:

@@ -196,7 +196,7 @@ def test_sigterm_lets_the_request_in_flight_finish(ramplus_tiny) -> None:
     asking.join()
     assert answer["response"].status_code == 200
     assert len(answer["response"].json()["results"]) == 12 and code == 0
-    assert "stopping: answering the 1 request in flight first (at most 120 s); Ctrl-C again stops at once" in (
+    assert "stopping: answering the 1 request in flight first (at most 120 s); a second Ctrl-C or SIGTERM stops at once" in (
         running.output())
 
 
@@ -357,8 +357,13 @@ def test_misspelt_options_and_misnamed_fields_are_refused_in_words(server, rampl
                         ({"all_scores": "nope"}, "all_scores must be true or false")]:
         refused = httpx.post(server.url + "/v1/tag", json={"images": [encoded], **wrong}, timeout=60)
         assert refused.status_code == 400 and said in refused.json()["error"], wrong  # was cut to 2, or taken as no
-    fine = httpx.post(server.url + "/v1/tag", data={"top_k": "2", "all_scores": "0"}, files={"files": photo}, timeout=60)
+    fine = httpx.post(server.url + "/v1/tag", data={"top_k": " 2", "all_scores": "0"}, files={"files": photo}, timeout=60)
     assert fine.status_code == 200 and len(fine.json()["results"][0]["tags"]) <= 2
+    assert "all_scores" not in fine.json()["results"][0] or fine.json()["results"][0]["all_scores"] is None
+    for accepted in ({"top_k": 2.0, "all_scores": 1}, {"all_scores": None, "top_k": None}, {"all_scores": True}):
+        answer = httpx.post(server.url + "/v1/tag", json={"images": [encoded], **accepted}, timeout=60)
+        assert answer.status_code == 200, (accepted, answer.text)  # what JSON clients write
+        assert (answer.json()["results"][0].get("all_scores") is not None) == bool(accepted["all_scores"])
     single = httpx.post(server.url + "/v1/tag", files={"file": ("a.jpg", photo)}, timeout=60)
     assert single.status_code == 400 and "images go in the field 'files'" in single.json()["error"]
     good = httpx.post(server.url + "/v1/tag?top_k=2", files={"files": ("a.jpg", photo)}, timeout=60)

@@ -187,13 +187,12 @@ def _check_reports(reports: list[tuple[str, Path | None, Callable[[Path], bool],
         if dest.resolve() in written:
             raise UsageError(f"{written[dest.resolve()]} and {option} name one file, {dest}: give each its own")
         written[dest.resolve()] = option
-        if not dest.is_file():
-            continue
-        for name, given in inputs:
-            if given is not None and given.exists() and dest.samefile(given):
+        for name, given in inputs:  # --scores may not exist yet: this command writes it first
+            if given is not None and (dest.resolve() == given.resolve() or
+                                      (given.exists() and dest.exists() and dest.samefile(given))):
                 raise UsageError(f"{option} {dest} is also this command's {name}: writing it would replace what it "
                                  "reads; name another file")
-        if not is_kind(dest):
+        if dest.is_file() and not is_kind(dest):
             raise UsageError(f"{option} {dest} exists and is not {kind}, which is what would replace it; "
                              "name another file, or delete that one first")
 
@@ -202,8 +201,9 @@ def _is_per_class(path: Path) -> bool:
     from ..evaluation import PER_CLASS_COLUMNS
 
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.readline().strip() == ",".join(PER_CLASS_COLUMNS)
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            first = handle.readline().strip()
+        return first in ("", ",".join(PER_CLASS_COLUMNS))  # empty (touch, mktemp), or one of ours
     except OSError:
         return True  # not readable: writing says why
 

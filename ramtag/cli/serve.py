@@ -124,8 +124,11 @@ def _listen(host: str, port: int) -> list[socket.socket]:
         try:
             if os.name != "nt":  # on Windows the option lets another process take the port
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:  # `--host ::` alone also takes IPv4, as servers usually do
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if both else 0)
+            if family == socket.AF_INET6 and both:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            elif family == socket.AF_INET6:  # `--host ::` alone takes IPv4 too, where the system allows it
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind((address[0], port, *address[2:]))
         except OSError as error:
             sock.close()
@@ -268,7 +271,7 @@ def _graceful_server_class():  # uvicorn imported only by this command
                 os._exit(128 + sig)
             if active:
                 err_console.print(f"stopping: answering the {active} request{'s' * (active != 1)} in flight first "
-                                  f"(at most {self.grace} s); Ctrl-C again stops at once", markup=False,
+                                  f"(at most {self.grace} s); a second Ctrl-C or SIGTERM stops at once", markup=False,
                                   highlight=False, soft_wrap=True)
             super().handle_exit(sig, frame)  # type: ignore[arg-type]
 

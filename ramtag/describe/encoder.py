@@ -72,17 +72,20 @@ def check_encoder_available(name: str) -> None:
     from ..model.needed import unreachable
 
     try:
-        missing = [file for file in ("config.json", "tokenizer_config.json")
-                   if try_to_load_from_cache(name, file) is None]
+        cached = {file: try_to_load_from_cache(name, file) is not None  # (or known not to be on the Hub)
+                  for file in ("config.json", "tokenizer_config.json", "tokenizer.json", "vocab.json")}
     except ValueError as exc:  # the Hub client's HFValidationError: no valid id, and no folder
         raise UsageError(f"--text-encoder {name}: no such folder, and not a Hugging Face id "
                          f"({str(exc).splitlines()[0][:120]})") from None
+    missing = [what for what, files in (("configuration", ["config.json"]),
+                                        ("tokenizer", ["tokenizer_config.json", "tokenizer.json", "vocab.json"]))
+               if not any(cached[file] for file in files)]
     if not missing:
         return
     problem = "ramtag is offline: HF_HUB_OFFLINE or RAMTAG_OFFLINE is set" if offline() else unreachable(constants.ENDPOINT)
     if problem is not None:
         folder = Path(constants.HF_HUB_CACHE) / f"models--{name.replace('/', '--')}"
-        what = "is not cached" if len(missing) == 2 else f"is cached without its {'tokenizer' if 'tokenizer_config.json' in missing else 'configuration'}"
+        what = "is not cached" if len(missing) == 2 else f"is cached without its {missing[0]}"
         fetch = "run `ramtag models download --text-encoder`" if name == DEFAULT_TEXT_ENCODER else \
             "run this command (it downloads the encoder)"
         raise ResourceUnavailableError(

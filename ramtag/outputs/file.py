@@ -348,9 +348,9 @@ class ResumableOutput(RowOutput):
         """Write the complete output and put it in place; then the parts folder goes."""
         self.save()
         stale = self.index.stale() + (gone := self.shard_versions.gone(self.index))
-        # A shard's error row (keyed by its name) once the shard was read to its end: its members'
-        # rows say how it went now, as a success replaces an image's error row.
-        superseded = {key for key in stale if "/" not in key and self.index.is_error(key) and self.index.shards.get(key)}
+        # A shard's error row (keyed by its name) once the shard was read again: its members' rows
+        # (or a new error row) say how it went now, as a success replaces an image's error row.
+        superseded = {name for name in self.index.shards if self.index.is_error(name) and not self.index.found(name)}
         self.stale = [key for key in stale if key not in superseded]
         dropped = (set(self.stale) if self.rerun.prune else set()) | superseded
         versions = self.shard_versions.to_record(self.index, gone) if FORMATS[self.fmt].can_continue else {}

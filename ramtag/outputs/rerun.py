@@ -108,14 +108,22 @@ class RowIndex:
     def walked(self, key: str) -> bool:
         return bool(self.entries.get(key, 0) & _WALKED)
 
+    def found(self, key: str) -> bool:
+        """This run found the file of ``key``."""
+        return bool(self.entries.get(key, 0) & _SEEN)
+
     def is_error(self, key: str) -> bool:
         return bool(self.entries.get(key, 0) & _ERROR)
 
     def decide(self, ref: ImageRef) -> str:
-        """What this run does with the image ``ref``: NEW, UNCHANGED, CHANGED or RETRY."""
+        """What this run does with the image ``ref``: NEW, UNCHANGED, CHANGED or RETRY. A tar member
+        now cut off or damaged (its shard re-downloaded badly) whose row is a success: CHANGED, so
+        its error row says so, as a photo damaged since would be tagged again and fail."""
         entry = self.entries.get(ref.key)
         if entry is None:
             return NEW
+        if not entry & _ERROR and getattr(ref.source, "kind", None) in ("truncated", "corrupt"):
+            return CHANGED
         kind, value = entry >> 3 & 3, entry >> _SHIFT
         if entry & _ERROR and self.rerun.retry_errors:
             return RETRY
@@ -152,7 +160,7 @@ class RowIndex:
         walked, no longer there (a file left out by ``--exclude``, or hidden, still exists)."""
         file_of, shards, found = self.rerun.file_of, self.shards, []
         for key, entry in self.entries.items():
-            if entry & _SEEN or key in self.latest:
+            if entry & _SEEN:  # (rows in the parts of an unfinished run too: a file gone since is gone)
                 continue
             if shards and shards.get(key.partition("/")[0]):  # a member of a shard read to its end this
                 if self.rerun.hidden or not _hidden_member(key):  # time: not in it any more (a hidden one

@@ -246,20 +246,22 @@ def _options(fields: dict[str, Any]) -> Options:
     unknown = sorted(set(fields) - set(OPTIONS))
     if unknown:  # a misspelt option (topk) would be ignored without a word
         raise BadRequest(f"unknown option {unknown[0]!r}; the options are {', '.join(OPTIONS)}")
-    threshold, top_k, all_scores = fields.get("threshold"), fields.get("top_k"), fields.get("all_scores", False)
-    if isinstance(all_scores, str) and all_scores.lower() in _YES + _NO:
-        all_scores = all_scores.lower() in _YES
-    if not isinstance(all_scores, bool):
+    threshold, top_k, all_scores = fields.get("threshold"), fields.get("top_k"), fields.get("all_scores")
+    flag = str(all_scores).strip().lower() if isinstance(all_scores, (str, int)) else all_scores
+    if flag not in (*_YES, *_NO, None, True, False):  # JSON true/1/"yes", a form's "1"/"on"; "nope" is no answer
         raise BadRequest("all_scores must be true or false (1 or 0)")
-    if isinstance(threshold, bool) or isinstance(top_k, (bool, float)) or (isinstance(top_k, str) and top_k != "" and not top_k.isdigit()):
+    if isinstance(threshold, bool) or isinstance(top_k, bool):
         raise BadRequest("threshold must be a number, top_k a whole number")
     try:
+        whole = None if top_k in (None, "") else float(str(top_k).strip())
+        if whole is not None and not whole.is_integer():  # 2.9 was cut to 2 without a word
+            raise ValueError
         return Options(
             threshold=None if threshold in (None, "") else float(threshold),
-            top_k=None if top_k in (None, "") else int(top_k),
-            lang=str(fields.get("lang") or "en"), all_scores=all_scores,
+            top_k=None if whole is None else int(whole),
+            lang=str(fields.get("lang") or "en"), all_scores=flag in (*_YES, True),
         )
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest("threshold must be a number, top_k a whole number") from None
 
 
