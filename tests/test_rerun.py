@@ -328,13 +328,13 @@ def test_prune_only_touches_rows_found_in_a_folder_input(tmp_path: Path, ramplus
 def test_a_file_that_cannot_be_looked_at_is_not_taken_for_deleted(monkeypatch, tmp_path: Path) -> None:
     from ramtag.outputs import rerun
 
-    assert rerun._gone(str(tmp_path / "missing.jpg")) and rerun._gone(str(tmp_path / "missing" / "x.jpg"))
+    assert rerun.gone(str(tmp_path / "missing.jpg")) and rerun.gone(str(tmp_path / "missing" / "x.jpg"))
 
     def denied(path):
         raise PermissionError(13, "Permission denied", path)
 
     monkeypatch.setattr(rerun.os, "lstat", denied)
-    assert not rerun._gone(str(tmp_path / "unreadable" / "x.jpg"))
+    assert not rerun.gone(str(tmp_path / "unreadable" / "x.jpg"))
 
 
 def test_an_unfinished_runs_roots_come_before_the_outputs(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:

@@ -461,7 +461,7 @@ def test_a_rerun_does_not_read_shards_unchanged_since_they_were_read_whole(
     result = CliRunner().invoke(app, [*args, "--keep-errors", "--prune"])
     assert result.exit_code == 0, result.output
     assert sorted(opened) == ["00000.tar", "00001.tar"]
-    assert "1 row of files no longer there removed (--prune)" in result.stderr or "removed (--prune)" in result.stderr
+    assert "removed (--prune)" in result.stderr
     assert "00001.tar/000010001" not in set(pd.read_parquet(out)["path"])
     opened.clear()
     CliRunner().invoke(app, [*args, "--keep-errors"])
@@ -547,3 +547,75 @@ def test_a_shard_is_read_again_unless_the_output_holds_exactly_its_members(
     opened.clear()
     CliRunner().invoke(app, ["run", str(tmp_path / "B"), "--hidden", *common])
     assert opened == ["00000.tar"] and {"00000.tar/x", "00000.tar/y"} <= set(pd.read_parquet(out)["path"])
+
+
+def test_a_shard_damaged_since_its_rows_says_so(tmp_path: Path, ramplus_tiny) -> None:
+    """A re-download cut inside a member kept that member's old row and said nothing (it is CHANGED:
+    its error row says what happened, as for a photo damaged since); a shard-level error row of an
+    earlier read stayed, with its old message, when the shard read differently the next time."""
+    shard = write_shard(tmp_path / "shards" / "00000.tar", [(f"{n}.jpg", _jpeg(size=(64, 48))) for n in range(4)])
+    whole = shard.read_bytes()
+    out = tmp_path / "tags.parquet"
+    args = ["run", str(tmp_path / "shards"), "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    shard.write_bytes(whole[:2048 + 300])  # cut inside the second member's data (its header at 1536)
+    result = CliRunner().invoke(app, args)
+    rows = pd.read_parquet(out).set_index("path")
+    assert "the tar shard ends inside this member" in rows.loc["00000.tar/1", "error"], result.stderr
+    assert "1 changed (re-tagged)" in result.stderr and "1 error" in result.stderr
+    assert pd.isna(rows.loc["00000.tar/0", "error"]) and pd.isna(rows.loc["00000.tar/3", "error"])  # kept
+
+    shard.write_bytes(whole[:6144])  # cut after the last member, without the blocks that end a tar
+    CliRunner().invoke(app, args)
+    rows = pd.read_parquet(out).set_index("path")
+    assert "cut short between two members" in rows.loc["00000.tar", "error"]
+    shard.write_bytes(whole[:2048 + 300])  # read again, now cut inside a member: the old message goes
+    CliRunner().invoke(app, args)
+    assert "00000.tar" not in set(pd.read_parquet(out)["path"])
+    shard.write_bytes(whole)
+    CliRunner().invoke(app, args)
+    assert pd.read_parquet(out)["error"].isna().all() and len(pd.read_parquet(out)) == 4
+
+
+def test_rows_of_a_shard_read_only_in_part_then_deleted_are_gone(tmp_path: Path, ramplus_tiny) -> None:
+    """A shard cut off by a failed download, or read when the run was stopped, then deleted: its
+    rows stayed for ever, and --prune said 'nothing new'."""
+    import threading
+
+    from ramtag.engine.job import InputOptions, Job, ModelOptions, OutputOptions
+    from ramtag.engine.local import RunEvents, run_job
+
+    folder = tmp_path / "shards"
+    sample_shards(folder, count=2)
+    cut = write_shard(folder / "00002.tar", [(f"{n:09d}.jpg", _jpeg(size=(64, 48))) for n in range(3)])
+    cut.write_bytes(cut.read_bytes()[:2048 + 300])  # its second member cut off
+    out = tmp_path / "tags.parquet"
+    args = ["run", str(folder), "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert {"00002.tar/000000000", "00002.tar/000000001"} <= set(pd.read_parquet(out)["path"])
+    cut.unlink()
+    result = CliRunner().invoke(app, [*args, "--prune"])
+    assert result.exit_code == 0 and "removed (--prune)" in result.stderr, result.stderr
+    assert not any(path.startswith("00002.tar") for path in pd.read_parquet(out)["path"]), result.stderr
+
+    # Stopped inside a shard (as by Ctrl-C), the shard deleted, the run continued.
+    other = tmp_path / "other.parquet"
+    write_shard(folder / "00003.tar", [(f"{n:09d}.jpg", _jpeg()) for n in range(6)])
+    model = ModelOptions(checkpoint=str(ramplus_tiny.checkpoint), tag_list=str(ramplus_tiny.tags),
+                         thresholds=str(ramplus_tiny.thresholds), device="cpu")
+    job = Job(inputs=InputOptions(paths=(str(folder),)), model=model,
+              outputs=OutputOptions(out=str(other), save_every=2), batch_size=2, workers=0)
+    stop = threading.Event()
+
+    class StopInTheLastShard(RunEvents):
+        def batch(self, records):
+            if any(record.key.startswith("00003.tar/") for record in records):
+                stop.set()
+
+    assert run_job(job, events=StopInTheLastShard(), stop=stop).result.stopped
+    (folder / "00003.tar").unlink()
+    result = CliRunner().invoke(app, ["run", str(folder), "--out", str(other), "--workers", "0", "--prune",
+                                      *ramplus_tiny.cli_args()])
+    assert result.exit_code == 0 and "removed (--prune)" in result.stderr, result.stderr
+    assert sorted(pd.read_parquet(other)["path"]) == [
+        "00000.tar/000000000", "00000.tar/000000001", "00001.tar/000010000", "00001.tar/000010001"]

@@ -163,7 +163,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
 
 class _UnchangedShards:
     """Asked by discovery before it opens a tar shard: the keys of its members when ``--out`` holds
-    them all from a read of this very version (``outputs.rerun.ShardVersions``), so it is not read."""
+    them all from a read of this very version (``outputs.shardversions``), so it is not read."""
 
     def __init__(self, options: OutputOptions) -> None:
         from ..outputs.formats import FORMATS, format_for
@@ -171,7 +171,7 @@ class _UnchangedShards:
         self.file: ResumableOutput | None = None
         # Only a file a later run builds on records versions: nothing to ask about without one.
         self.opened = options.out is None or not FORMATS[format_for(Path(options.out), options.format)].can_continue
-        self.early: dict[str, dict[str, str] | None] = {}  # read before the output opened (to check for images)
+        self.early: dict[str, dict[str, str]] = {}  # read before the output opened (to check for images)
 
     def open(self, output: Tee) -> None:
         from ..outputs.file import ResumableOutput
@@ -181,7 +181,7 @@ class _UnchangedShards:
             self.file.shard_versions.found.update(self.early)
 
     def __call__(self, shard: TarShard) -> list[str] | None:
-        from ..outputs.rerun import ShardVersions
+        from ..outputs.shardversions import ShardVersions
 
         if self.file is None:
             if not self.opened:

@@ -19,7 +19,7 @@ _HOMES = {
     "METADATA_KEY": "schema", "Layout": "schema", "output_schema": "schema", "read_metadata": "schema",
     "schema_for": "schema", "to_record_batch": "schema", "settings_of": "schema", "differences": "schema",
     "FORMATS": "formats", "format_for": "formats", "text_sink": "formats",
-    "OutputFile": "file", "ResumableOutput": "file",
+    "OutputFile": "formats", "ResumableOutput": "file",
     "Output": "base", "Tee": "base", "Collected": "base",
 }
 

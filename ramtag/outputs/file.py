@@ -28,7 +28,6 @@ images already in a part or in the output are skipped, the rest tagged once.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import time
@@ -40,15 +39,16 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import AtomicFile, replace_durably
+from ..atomic import replace_durably
 from ..errors import OutputError
 from ..inputs.roots import Root, owner_index, roots_from_metadata
 from ..inputs.shards import RECORDED, InMemory, Unusable
 from . import columns as arrow
 from .base import RowOutput
-from .formats import FORMATS, ParquetSink, Sink, not_added_to
+from .formats import FORMATS, OutputFile, ParquetSink, not_added_to
 from .journal import Journal, hold_lock, read_settings, write_settings
-from .rerun import CHANGED, UNCHANGED, Rerun, RowIndex, ShardVersions
+from .rerun import CHANGED, UNCHANGED, Rerun, RowIndex
+from .shardversions import ShardVersions
 from .schema import (
     IDENTITY_COLUMNS, conform, differences, read_metadata, roots_in, settings_of, to_record_batch, with_metadata,
 )
@@ -83,41 +83,6 @@ def recorded_roots(dest: Path) -> list[Root]:
     return roots_in(sources)
 
 
-class OutputFile:
-    """A new version of ``dest`` written beside it and renamed onto it only when complete.
-
-    Until ``commit()``, ``dest`` is untouched: absent, or the previous complete version.
-    """
-
-    def __init__(self, dest: Path, fmt: str, schema: pa.Schema, *, tmp: Path | None = None) -> None:
-        self.dest = dest
-        self._pending = AtomicFile(dest, tmp=tmp)
-        self.tmp = self._pending.path
-        try:
-            self._file = open(self.tmp, "wb")
-        except OSError as exc:
-            raise OutputError(f"{dest}: cannot write here ({exc.strerror})") from None
-        chosen = FORMATS[fmt]
-        self._text = None if chosen.binary else io.TextIOWrapper(self._file, encoding="utf-8", newline="")
-        self.sink: Sink = chosen.writer(self._text or self._file, schema)
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self.sink.write(batch)
-
-    def commit(self) -> None:
-        self.sink.close()
-        (self._text or self._file).close()
-        try:
-            self._pending.commit()
-        except OSError as exc:
-            raise OutputError(f"{self.dest}: cannot replace it ({exc.strerror})") from None
-
-    def discard(self) -> None:
-        self.sink.abort()
-        (self._text or self._file).close()
-        self._pending.discard()
-
-
 class ResumableOutput(RowOutput):
     """Where ``ramtag run --out`` writes; see the module docstring for the on-disk protocol.
 
@@ -148,7 +113,7 @@ class ResumableOutput(RowOutput):
         self.journal = Journal(self.folder / "journal")
         self.parts: list[tuple[str, int]] = []  # committed (name, rows), in order
         self.index = RowIndex(self.rerun)  # every key of the previous output and of the parts
-        self.shard_versions = ShardVersions()  # tar shards whose members it holds all of
+        self.shard_versions = ShardVersions()  # tar shards it has rows of (``shardversions``)
         self.held = 0
         self.builds_on = False  # whether the rows of an existing --out are kept
         self.tally: Counter[str] = Counter()  # images written by this run, by decision (NEW...)
@@ -249,11 +214,13 @@ class ResumableOutput(RowOutput):
                 parts = []
         self.parts = parts
         self._their_inputs = read_settings(self.folder / "inputs.json") if parts else {}
+        located = read_settings(self.folder / "shards.json") if parts else {}  # where the parts' shards were
         self._sweep()  # before anything new is written: debris, or the parts of a finished run
         write_settings(self.folder / "settings.json", settings)
         self.journal.rewrite([{"part": name, "rows": rows} for name, rows in self.parts])
         if self.builds_on:
             self._adopt_previous()
+        self.shard_versions.resume(located)
         for number, (name, _) in enumerate(self.parts, start=1):  # newer than the previous output
             for batch in _batches(self.folder / name, _INDEXED):
                 self.index.remember(batch, number)
@@ -326,6 +293,8 @@ class ResumableOutput(RowOutput):
         name = f"{number:06d}.parquet"
         tmp = self.folder / f"{name}.tmp"
         try:
+            if located := self.shard_versions.located():
+                write_settings(self.folder / "shards.json", located)
             sink = ParquetSink(tmp, self.schema)
             for batch in self._pending:
                 sink.write(batch)

@@ -15,6 +15,7 @@ A new format is a writer class and one row of the table.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TextIO
 
-from ..errors import UsageError
+from ..atomic import AtomicFile
+from ..errors import OutputError, UsageError
 from ..text import spreadsheet_cell
 
 # Parquet key-value metadata key holding the run's provenance (``Tagger.metadata()`` as JSON).
@@ -242,3 +244,38 @@ def text_sink(fmt: str, stream: TextIO, schema: pa.Schema) -> Sink:
     if chosen is None or chosen.binary:
         raise UsageError(f"{fmt} cannot be written to a text stream; give --out FILE")
     return chosen.writer(stream, schema)
+
+
+class OutputFile:
+    """A new version of ``dest`` written beside it and renamed onto it only when complete.
+
+    Until ``commit()``, ``dest`` is untouched: absent, or the previous complete version.
+    """
+
+    def __init__(self, dest: Path, fmt: str, schema: pa.Schema, *, tmp: Path | None = None) -> None:
+        self.dest = dest
+        self._pending = AtomicFile(dest, tmp=tmp)
+        self.tmp = self._pending.path
+        try:
+            self._file = open(self.tmp, "wb")
+        except OSError as exc:
+            raise OutputError(f"{dest}: cannot write here ({exc.strerror})") from None
+        chosen = FORMATS[fmt]
+        self._text = None if chosen.binary else io.TextIOWrapper(self._file, encoding="utf-8", newline="")
+        self.sink: Sink = chosen.writer(self._text or self._file, schema)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.sink.write(batch)
+
+    def commit(self) -> None:
+        self.sink.close()
+        (self._text or self._file).close()
+        try:
+            self._pending.commit()
+        except OSError as exc:
+            raise OutputError(f"{self.dest}: cannot replace it ({exc.strerror})") from None
+
+    def discard(self) -> None:
+        self.sink.abort()
+        (self._text or self._file).close()
+        self._pending.discard()

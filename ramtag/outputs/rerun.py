@@ -18,11 +18,7 @@ disk (``stale``): under a folder this run walked and gone, they are reported, an
 ``--prune``; so are the rows of members no longer in a tar shard this run read to its end. Rows of
 folders and shards the run was not given, and of URLs, are never touched.
 
-A tar shard read to its end is remembered by its version (``inputs.shards.shard_version``: size
-and time, or a store's ETag), in the output's metadata (``ShardVersions``). A later run finding it
-at that version does not read it (or download it) again: its members' rows stand, unless one is an
-error row to retry. Such a shard deleted from a folder this run was given counts as gone, its rows
-with it.
+Tar shards read are remembered, with their version when read to their end (``shardversions``).
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .schema import stamps_of
 
@@ -39,7 +35,6 @@ if TYPE_CHECKING:
 
     from ..inputs import ImageRef
     from ..inputs.identity import Stamp
-    from ..inputs.shards import TarShard
 
 NEW, UNCHANGED, CHANGED, RETRY, HASH = "new", "unchanged", "changed", "retried", "hashed"
 _SEEN, _ERROR, _WALKED = 1, 2, 4  # the low bits of an entry; then the fingerprint's kind (2 bits), then it
@@ -163,101 +158,21 @@ class RowIndex:
             if entry & _SEEN:  # (rows in the parts of an unfinished run too: a file gone since is gone)
                 continue
             if shards and shards.get(key.partition("/")[0]):  # a member of a shard read to its end this
-                if self.rerun.hidden or not _hidden_member(key):  # time: not in it any more (a hidden one
+                if self.rerun.hidden or not hidden_member(key):  # time: not in it any more (a hidden one
                     found.append(key)  # was only left out, without --hidden)
                 continue
             where = file_of(key) if entry & _WALKED else None  # only rows found in a folder input
-            if where is not None and _gone(where):
+            if where is not None and gone(where):
                 found.append(key)
         return found
 
 
-class ShardVersions:
-    """The version of each tar shard whose members an output holds all of (read to its end, no
-    ``--include``/``--exclude``) and where it was, as recorded in its metadata; what this run found."""
-
-    def __init__(self, recorded: dict[str, dict[str, Any]] | None = None) -> None:
-        self.recorded = {name: entry for name, entry in (recorded or {}).items() if isinstance(entry, dict)}
-        self.found: dict[str, dict[str, str] | None] = {}  # this run's shards: version taken before reading
-        self.skipped: set[str] = set()
-        self._members: dict[str, list[str]] | None = None
-
-    @staticmethod
-    def take(shard: TarShard) -> dict[str, str] | None:
-        """``shard``'s version now and where it is (a local one by the real path of its folder)."""
-        from ..inputs.shards import shard_version
-
-        version = shard_version(shard)
-        if version is None:
-            return None
-        where = shard.location if shard.remote else \
-            os.path.join(os.path.realpath(os.path.dirname(shard.location) or "."), os.path.basename(shard.location))
-        return {"version": version, "where": where}
-
-    def unchanged(self, shard: TarShard, index: RowIndex) -> list[str] | None:
-        """The keys of ``shard``'s members when it need not be read: at its recorded version, every
-        member's row held (none of them an error to retry). ``None``: read it."""
-        if shard.name in self.found:  # discovery yields each shard once: not asked twice
-            return None
-        now = self.found[shard.name] = self.take(shard)
-        then = self.recorded.get(shard.name)
-        # The very file, at that version, read with the same --hidden; and the output still holds its
-        # members alone (not a member gone since and kept, nor rows of another collection's shard).
-        if now is None or then is None or any(then.get(field) != now[field] for field in now) \
-                or then.get("hidden", False) != index.rerun.hidden:
-            return None
-        keys = self._member_keys(index).get(shard.name, [])
-        if not index.rerun.hidden:  # rows of hidden members read with --hidden once are kept, not found
-            keys = [key for key in keys if not _hidden_member(key)]
-        if not keys or len(keys) != then.get("members") \
-                or (index.rerun.retry_errors and any(index.is_error(key) for key in [shard.name, *keys])):
-            return None
-        self.skipped.add(shard.name)
-        return keys
-
-    def gone(self, index: RowIndex) -> list[str]:
-        """The member keys of recorded shards this run did not find, deleted from a folder it was
-        given (``Rerun.shard_folders``): rows of files gone, as for images."""
-        folders, found = index.rerun.shard_folders, []
-        for name, entry in self.recorded.items():
-            where = str(entry.get("where", ""))
-            if name not in self.found and os.path.dirname(where) in folders and _gone(where):
-                found += [key for key in self._member_keys(index).get(name, []) if not index.entries[key] & _SEEN]
-        return found
-
-    def to_record(self, index: RowIndex, gone: list[str]) -> dict[str, dict[str, Any]]:
-        """What the output records now: this run's shards read whole (or skipped) at the version
-        found; the others as recorded, unless this run read them only in part or they are ``gone``
-        and pruned."""
-        versions = dict(self.recorded)
-        if index.rerun.prune:
-            for key in gone:
-                versions.pop(key.partition("/")[0], None)
-        for name, now in self.found.items():
-            if now is not None and name in self.skipped:
-                versions[name] = self.recorded[name]
-            elif now is not None and index.shards.get(name):
-                versions[name] = {**now, "members": index.members.get(name, 0), "hidden": index.rerun.hidden}
-            elif name in index.shards or now is None:
-                versions.pop(name, None)
-        return versions
-
-    def _member_keys(self, index: RowIndex) -> dict[str, list[str]]:
-        if self._members is None:
-            self._members = {}
-            for key in index.entries:
-                name, slash, _ = key.partition("/")
-                if slash and name in self.recorded:
-                    self._members.setdefault(name, []).append(key)
-        return self._members
-
-
-def _hidden_member(key: str) -> bool:
+def hidden_member(key: str) -> bool:
     """A tar member's key (``shard.tar/member``) naming a hidden file or folder."""
     return any(part.startswith(".") for part in key.partition("/")[2].split("/"))
 
 
-def _gone(path: str) -> bool:
+def gone(path: str) -> bool:
     """Deleted: not there (a folder that cannot be read is not proof of anything)."""
     try:
         os.lstat(path)
