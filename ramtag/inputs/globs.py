@@ -6,15 +6,30 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
+from .shards import InMemory, Unusable
+
 if TYPE_CHECKING:
     from .discover import Findings
+    from .refs import ImageRef
 
 
-def selected(key: str, include: Sequence[str], exclude: Sequence[str], findings: Findings | None = None) -> bool:
-    included = not include or matches(key, include, "--include", findings)
-    excluded = bool(exclude) and (included or bool(findings and findings.unmatched)) and matches(
-        key, exclude, "--exclude", findings)  # tried on the others too while a glob has matched nothing
-    return included and not excluded
+def selected(key: str, include: Sequence[str], exclude: Sequence[str], findings: Findings | None = None,
+             *, member: str | None = None) -> bool:
+    """``member``: a tar member's path in its shard (``00000.tar/000000001.jpg`` for the key
+    ``00000.tar/000000001``), matched as well, so that ``*.jpg`` takes it."""
+    included = not include or matches(key, include, "--include", findings) or (
+        member is not None and matches(member, include, "--include", findings))
+    excluded = bool(exclude) and (included or bool(findings and findings.unmatched)) and (
+        matches(key, exclude, "--exclude", findings) or (member is not None and matches(member, exclude, "--exclude",
+                                                                                           findings)))
+    return included and not excluded  # (an exclude is tried on the others too while it has matched nothing)
+
+
+def member_path(ref: ImageRef) -> str | None:
+    """A tar member's path in its shard (``00000.tar/000000001.jpg``), when its key lacks it."""
+    if not isinstance(ref.source, (InMemory, Unusable)) or "/" not in ref.key or ref.key.endswith("/" + ref.source.name):
+        return None
+    return f"{ref.key.partition('/')[0]}/{ref.source.name}"
 
 
 def matches(key: str, patterns: Sequence[str], option: str = "", findings: Findings | None = None) -> bool:

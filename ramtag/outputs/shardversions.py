@@ -6,8 +6,8 @@ shard by the real path of its folder, a remote one by its URL) and, for one read
 time, or a store's ETag), how many members it had and whether hidden ones were read. A later run:
 
 - does not read (over a URL, download) a shard found at its recorded version, in the same place,
-  with the same ``--hidden``, while the output holds exactly its members and none is an error row
-  to retry: their rows stand (``unchanged``);
+  with the same ``--hidden`` and no ``--include``/``--exclude``, while the output holds exactly its
+  members and none is an error row to retry: their rows stand (``unchanged``);
 - counts the rows of a recorded shard it did not find, deleted from a folder it was given, as rows
   of files gone (``gone``): reported, and removed with ``--prune``.
 
@@ -66,6 +66,8 @@ class ShardVersions:
             return None
         now = self.found[shard.name] = self.take(shard)
         then = self.recorded.get(shard.name)
+        if not index.rerun.whole_shards:  # --include/--exclude match members by their names, only known when read
+            return None
         if then is None or "version" not in now or then.get("version") != now["version"] \
                 or then.get("where") != now["where"] or then.get("hidden", False) != index.rerun.hidden:
             return None
