@@ -192,3 +192,10 @@ def test_a_rerun_downloads_only_shards_whose_version_changed(tmp_path: Path, ram
     assert results[0][1] == ["/00000.tar", "/00001.tar", "/00002.tar"]
     assert results[1][1] == ["/00002.tar"] and "9 images found, all unchanged" in results[1][0], results[1][0]
     assert results[2][1] == ["/00001.tar", "/00002.tar"] and "9 images found, all unchanged" in results[2][0]
+
+
+def test_an_http_folder_url_is_refused_in_words(server: str, ramplus_tiny) -> None:
+    """It was read as one file: '1 image: 1 error, not an image Pillow can read'."""
+    result = CliRunner().invoke(app, ["run", server + "/shards/", *ramplus_tiny.cli_args()])
+    assert result.exit_code == 2 and "a folder over HTTP cannot be listed" in result.stderr
+    assert server + "/shards/{00000..00099}.tar" in result.stderr

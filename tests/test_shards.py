@@ -215,8 +215,10 @@ def test_shards_from_patterns_folders_and_urls(tmp_path: Path) -> None:
     assert [item.name for item in items] == ["00000.tar", "00001.tar", "00002.tar"]  # not opened
     Image.new("RGB", (8, 8)).save(tmp_path / "shards" / "photo.jpg")  # images beside: a photo folder
     assert [ref.key for ref in discover([tmp_path / "shards"])] == ["photo.jpg"]
-    with pytest.raises(UsageError, match=r"input not found: .*00003.tar \(from .*4 names\)"):
-        discover([str(tmp_path / "shards/{00000..00003}.tar")])
+    gap = list(discover([str(tmp_path / "shards/{00000..00003}.tar")]))  # a gap: the missing shard's error row
+    assert [ref.key for ref in gap] == [*expected, "00003.tar"] and gap[-1].source.kind == "unreadable"
+    with pytest.raises(UsageError, match=r"input not found: .*b.jpg \(from .*2 names\)"):  # images: a typo
+        discover([str(tmp_path / "shards/{photo,b}.jpg")])
     assert [ref.key for ref in discover([shards[0], shards[0]])] == expected[:2]  # given twice: read once
     sample_shards(tmp_path / "elsewhere", count=1)
     with pytest.raises(UsageError, match="two tar shards are named 00000.tar"):
@@ -619,3 +621,20 @@ def test_rows_of_a_shard_read_only_in_part_then_deleted_are_gone(tmp_path: Path,
     assert result.exit_code == 0 and "removed (--prune)" in result.stderr, result.stderr
     assert sorted(pd.read_parquet(other)["path"]) == [
         "00000.tar/000000000", "00000.tar/000000001", "00001.tar/000010000", "00001.tar/000010001"]
+
+
+def test_a_pattern_with_gaps_tags_what_is_there(tmp_path: Path, ramplus_tiny) -> None:
+    """img2dataset leaves gaps where shards failed: one missing shard stopped the run (over HTTP it was
+    an error row); a pattern naming nothing that exists, or a glob, still fails at once."""
+    sample_shards(tmp_path / "shards", count=3)
+    (tmp_path / "shards" / "00001.tar").unlink()
+    out = tmp_path / "tags.parquet"
+    common = ["--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()]
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "shards" / "{00000..00002}.tar"), *common])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(out).set_index("path")
+    assert "cannot read this tar shard" in rows.loc["00001.tar", "error"] and len(rows) == 5
+    none = CliRunner().invoke(app, ["run", str(tmp_path / "shards" / "{00005..00006}.tar"), *common])
+    assert none.exit_code == 2 and "(from " in none.stderr and "2 names, none there)" in none.stderr
+    glob = CliRunner().invoke(app, ["run", str(tmp_path / "shards" / "*.tar"), *common])
+    assert glob.exit_code == 2 and "* and ? are the shell's: leave them unquoted" in glob.stderr

@@ -58,14 +58,19 @@ def resolve_input(item: str) -> list[Any]:
         filesystem(expanded[0])  # a missing package fails now; the shards are not looked up one by one
         return [remote_item(url, None) for url in expanded]
     if expanded == [item]:
-        raise UsageError(f"input not found: {item}")
-    for path in expanded:
-        if not os.path.exists(path):
-            raise UsageError(f"input not found: {path} (from {item}, {len(expanded)} names)")
-    return expanded
+        raise UsageError(f"input not found: {item}" + (" (ramtag expands {a..b} and {a,b}; * and ? are the "
+                                                        "shell's: leave them unquoted)" if set("*?[") & set(item) else ""))
+    missing = [path for path in expanded if not os.path.exists(path)]
+    if missing and (len(missing) == len(expanded) or not all(is_shard_name(path) for path in missing)):
+        raise UsageError(f"input not found: {missing[0]} (from {item}, {len(expanded)} names"
+                         + (", none there)" if len(missing) == len(expanded) else ")"))
+    return expanded  # a shard missing from a pattern (a collection with gaps): its error row, as over HTTP
 
 
 def _resolve_url(url: str) -> list[Item]:
+    if url.lower().startswith(("http://", "https://")) and url.split("?", 1)[0].endswith("/"):
+        raise UsageError(f"{url}: a folder over HTTP cannot be listed; name its shards with a pattern "
+                         f"({url}{{00000..00099}}.tar) or its images")
     fs, path = filesystem(url)
     try:
         info = fs.info(path)
