@@ -110,11 +110,11 @@ def test_changed_deleted_and_repaired_files(tmp_path: Path, ramplus_tiny) -> Non
     # --keep-errors leaves error rows of files that did not change; the repaired one did
     result = _run(photos, "--keep-errors", fixture=ramplus_tiny, out=out)
     assert _summary(result).startswith("3 images found: 2 changed (re-tagged), 1 unchanged; 0 errors")
-    assert "1 row names a file no longer there (e.g. gone.jpg): kept; --prune removes them" in result.stderr
+    assert "1 row names a file no longer there (e.g. gone.jpg): kept; --prune removes it" in result.stderr
 
     result = _run(photos, "--prune", fixture=ramplus_tiny, out=out)
     assert "nothing new to tag: 3 images found, all unchanged" in result.stderr
-    assert "1 row names a file deleted from the folders: removed (--prune), e.g. gone.jpg" in result.stderr
+    assert "1 row names a file no longer there: removed (--prune), e.g. gone.jpg" in result.stderr
     frame = pd.read_parquet(out)
     assert sorted(frame["path"]) == ["a.jpg", "b.jpg", "broken.jpg"] and frame["path"].is_unique
     rows = frame.set_index("path")

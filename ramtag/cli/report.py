@@ -156,7 +156,9 @@ class RunReport(ProgressReport, RunEvents):
                 if result.images:
                     self.say(f"{rerun_summary(file, found, self.errors)} {self.timing()}{where}")
                 else:
-                    self.say(f"nothing new to tag: {plural(found, 'image')} found, all unchanged "
+                    kept = f" (and {file.kept_errors} error {'row' if file.kept_errors == 1 else 'rows'} kept: " \
+                        "--keep-errors)" if file.kept_errors else ""
+                    self.say(f"nothing new to tag: {plural(found, 'image')} found, all unchanged{kept} "
                              f"({self.elapsed():.1f} s){where}")
                 if file.stale:
                     self.say(stale_summary(file))
@@ -247,5 +249,5 @@ def stale_summary(file: ResumableOutput) -> str:
     count, first = len(file.stale), file.stale[0]
     rows = "row names a file" if count == 1 else "rows name files"
     if file.pruned:
-        return f"{count} {rows} deleted from the folders: removed (--prune), e.g. {first}"
-    return f"{count} {rows} no longer there (e.g. {first}): kept; --prune removes them"
+        return f"{count} {rows} no longer there: removed (--prune), e.g. {first}"
+    return f"{count} {rows} no longer there (e.g. {first}): kept; --prune removes {'it' if count == 1 else 'them'}"
