@@ -57,10 +57,8 @@ class GroundTruth:
         where = {column: j for j, column in enumerate(columns)}
         out = np.zeros((len(rows), len(columns)), dtype=bool)
         for i, row in enumerate(rows):
-            for label in self.labels[row]:
-                j = where.get(label)
-                if j is not None:
-                    out[i, j] = True
+            for j in (where[label] for label in self.labels[row] if label in where):
+                out[i, j] = True
         return out
 
 
@@ -121,8 +119,10 @@ _LABEL_COLUMNS = {"tags", "tag", "labels", "label", "classes", "class", "categor
 
 
 def _check_not_a_header(text: str, source: str) -> None:
-    """``file,labels`` first is a header with other names, not an image labelled ``labels``."""
+    """``file,labels`` first is a header with other names, not an image labelled ``labels``; ``[{``: JSON."""
     first = next((line for line in text.splitlines() if line.strip()), "")
+    if first.lstrip().startswith(("[", "{")):  # a descriptions or results JSON given as labels
+        raise GroundTruthError(f"{source}: JSON, not labels: a labels file is a CSV with a path,tags header")
     for delimiter in (",", ";", "\t"):
         cells = [cell.strip().lower() for cell in next(csv.reader([first], delimiter=delimiter), [])]
         if len(cells) >= 2 and cells[0] in _IMAGE_COLUMNS and any(cell in _LABEL_COLUMNS for cell in cells[1:]):
@@ -131,8 +131,7 @@ def _check_not_a_header(text: str, source: str) -> None:
 
 
 def _delimiter(first: str) -> str | None:
-    """The delimiter of a labels CSV whose header is ``first``: a comma, or the semicolon a European
-    spreadsheet writes, or a tab; ``None`` when no delimiter makes it a path,tags header."""
+    """The delimiter of a path,tags header ``first``: a comma, a European spreadsheet's semicolon, a tab."""
     for delimiter in (",", ";", "\t"):
         cells = next(csv.reader([first], delimiter=delimiter), [])
         if {"path", "tags"} <= {cell.strip().lower() for cell in cells}:

@@ -152,6 +152,9 @@ def test_indices_need_a_taglist_and_csv_a_header() -> None:
         with pytest.raises(GroundTruthError, match=f"first line '{header}' looks like a header; .*path,tags"):
             parse_ground_truth(f"{header}\na.jpg,cat\n", source="labels.csv")
     assert parse_ground_truth("test/0001,Dog,Person\n").images == ("test/0001",)  # OpenImages: no header
+    for text in ('[{"red umbrella": ["a photo of a red umbrella."]}]\n', '{"path": "a.jpg"}\n'):  # describe's
+        with pytest.raises(GroundTruthError, match="d.json: JSON, not labels: a labels file is a CSV with a path,tags"):
+            parse_ground_truth(text, source="d.json")
 
 
 def read_taglist_text(text: str) -> list[str]:
