@@ -199,3 +199,43 @@ def test_an_http_folder_url_is_refused_in_words(server: str, ramplus_tiny) -> No
     result = CliRunner().invoke(app, ["run", server + "/shards/", *ramplus_tiny.cli_args()])
     assert result.exit_code == 2 and "a folder over HTTP cannot be listed" in result.stderr
     assert server + "/shards/{00000..00099}.tar" in result.stderr
+
+
+def test_a_server_without_range_requests_serves_large_shards_and_images(tmp_path: Path, ramplus_tiny) -> None:
+    """python -m http.server answers no Range: past fsspec's first 5 MB block the run stopped with a
+    ValueError traceback. Shards and images are read as one streamed GET."""
+    import functools
+    import os as _os
+    from http.server import SimpleHTTPRequestHandler
+
+    import pandas as pd
+
+    from test_shards import write_shard
+
+    noise = _os.urandom(6 << 20)  # a 'photo' of 6 MB that is no image: an error row, read whole
+    write_shard(tmp_path / "www" / "00000.tar", [("000.jpg", _jpeg()), ("001.jpg", noise), ("002.jpg", _jpeg())])
+    (tmp_path / "www" / "big.jpg").write_bytes(_jpeg() + noise)  # JPEG data then junk: decodes
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # a client that closed early (a HEAD's, a stream read far enough): not this test's output
+
+    httpd = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path / "www")))
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    out = tmp_path / "tags.parquet"
+    try:
+        result = CliRunner().invoke(app, ["run", f"{base}/00000.tar", f"{base}/big.jpg", "--out", str(out),
+                                          "--workers", "0", *ramplus_tiny.cli_args()])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    rows = pd.read_parquet(out).set_index("path")
+    assert rows.loc["00000.tar/002", "error"] is None or pd.isna(rows.loc["00000.tar/002", "error"])
+    assert "not an image" in rows.loc["00000.tar/001", "error"] and len(rows) == 4

@@ -7,7 +7,7 @@ named in the error, with the ``pip install`` that provides it.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import UsageError
 
@@ -32,6 +32,15 @@ HTTP_READ_TIMEOUT = 60.0
 
 def is_url(text: str) -> bool:
     return _URL.match(text) is not None
+
+
+def open_url(url: str) -> BinaryIO:
+    """``url`` opened for one sequential read. Over HTTP as one streamed GET: fsspec's default file
+    asks for ranges past its first block (5 MB), which a plain server (``python -m http.server``,
+    many proxies) does not serve, and reading then stopped the run with a ValueError."""
+    fs, path = filesystem(url)
+    streamed = url.lower().startswith(("http://", "https://"))
+    return fs.open(path, "rb", block_size=0) if streamed else fs.open(path, "rb")
 
 
 

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from .fs import failure, filesystem, is_url
+from .fs import failure, filesystem, is_url, open_url
 from .patterns import expand_braces
 from .refs import ImageDecodeError, ImageRef, is_image_name
 from .shards import Item, TarShard, is_shard_name
@@ -32,8 +32,7 @@ class RemoteFile:
 
     def read(self, limit: int | None) -> bytes:
         try:
-            fs, path = filesystem(self.url)
-            with fs.open(path, "rb") as handle:
+            with open_url(self.url) as handle:
                 data = handle.read(-1 if limit is None else limit + 1)
         except UsageError:
             raise

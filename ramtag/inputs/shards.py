@@ -34,7 +34,7 @@ from typing import Union
 
 from ..errors import RamtagError, UsageError
 from ..text import printable
-from .fs import failure, filesystem
+from .fs import failure, filesystem, open_url
 from .identity import Stamp
 from .refs import MAX_PIXELS, ImageDecodeError, ImageRef, is_image_name, max_file_bytes
 
@@ -59,8 +59,7 @@ class TarShard:
     def open(self) -> BinaryIO:
         if not self.remote:
             return open(self.location, "rb")
-        fs, path = filesystem(self.location)
-        return fs.open(path, "rb")
+        return open_url(self.location)
 
 
 Item = Union[ImageRef, TarShard]
