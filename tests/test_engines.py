@@ -109,7 +109,10 @@ def test_a_unit_is_tagged_like_a_local_run(tmp_path: Path, tiny_tagger, ramplus_
     joined.parent.mkdir()
     joined.write_bytes(whole + whole)
     done = worker.tag(WorkUnit(shard=TarShard(str(joined), joined.name)))
-    assert done.failure is None and done.rows == 2  # the members before the damage are committed
+    # the members before the damage are committed, with the shard's row saying it is damaged (kept
+    # whatever --include says, as in a local run)
+    assert done.failure is None and (done.rows, done.errors) == (3, 1)
+    assert "00000.tar" in pq.read_table(io.BytesIO(done.data)).column("path").to_pylist()
     assert Job.from_json(job.to_json()) == job
 
 

@@ -217,7 +217,7 @@ def test_shards_from_patterns_folders_and_urls(tmp_path: Path) -> None:
     assert [ref.key for ref in discover([tmp_path / "shards"])] == ["photo.jpg"]
     gap = list(discover([str(tmp_path / "shards/{00000..00003}.tar")]))  # a gap: the missing shard's error row
     assert [ref.key for ref in gap] == [*expected, "00003.tar"] and gap[-1].source.kind == "unreadable"
-    with pytest.raises(UsageError, match=r"input not found: .*b.jpg \(from .*2 names\)"):  # images: a typo
+    with pytest.raises(UsageError, match=r"input not found: .*b.jpg \(from .*2 names, 1 not there\)"):  # a typo
         discover([str(tmp_path / "shards/{photo,b}.jpg")])
     assert [ref.key for ref in discover([shards[0], shards[0]])] == expected[:2]  # given twice: read once
     sample_shards(tmp_path / "elsewhere", count=1)
@@ -638,3 +638,39 @@ def test_a_pattern_with_gaps_tags_what_is_there(tmp_path: Path, ramplus_tiny) ->
     assert none.exit_code == 2 and "(from " in none.stderr and "2 names, none there)" in none.stderr
     glob = CliRunner().invoke(app, ["run", str(tmp_path / "shards" / "*.tar"), *common])
     assert glob.exit_code == 2 and "* and ? are the shell's: leave them unquoted" in glob.stderr
+
+
+def test_globs_and_keep_errors_never_hide_a_shards_state(tmp_path: Path, ramplus_tiny) -> None:
+    """(Review) A whole shard's error row went through --include: a damaged shard's row was dropped,
+    a missing one left none; under --keep-errors a member damaged once kept its error row after the
+    shard was whole again; a pattern over the wrong folder ran with 99 error rows."""
+    def run(*extra: str) -> pd.DataFrame:
+        result = CliRunner().invoke(app, ["run", *extra, "--out", str(out), "--workers", "0",
+                                          *ramplus_tiny.cli_args()])
+        assert result.exit_code == 0, result.output
+        return pd.read_parquet(out).set_index("path")
+
+    shard = write_shard(tmp_path / "shards" / "00000.tar", [(f"{n}.jpg", _jpeg(size=(64, 48))) for n in range(4)])
+    whole = shard.read_bytes()
+    out = tmp_path / "tags.parquet"
+    shard.write_bytes(whole[:6144])  # cut after its last member
+    assert "cut short" in run(str(tmp_path / "shards")).loc["00000.tar", "error"]
+    assert "cut short" in run(str(tmp_path / "shards"), "--include", "*.jpg").loc["00000.tar", "error"]
+    missing = str(tmp_path / "shards" / "{00000..00002}.tar")
+    sample_shards(tmp_path / "more", count=3)
+    for name in ("00001.tar", "00002.tar"):
+        (tmp_path / "more" / name).rename(tmp_path / "shards" / name)
+    (tmp_path / "shards" / "00001.tar").unlink()
+    assert "cannot read this tar shard" in run(missing, "--include", "*.jpg").loc["00001.tar", "error"]
+
+    out = tmp_path / "keep.parquet"
+    shard.write_bytes(whole)
+    run(str(shard), "--keep-errors")
+    shard.write_bytes(whole[:2048 + 300])  # a failed re-download
+    assert "ends inside this member" in run(str(shard), "--keep-errors").loc["00000.tar/1", "error"]
+    shard.write_bytes(whole)  # downloaded again, whole: the shard changed, its member's error is retried
+    assert run(str(shard), "--keep-errors")["error"].isna().all()
+
+    wrong = CliRunner().invoke(app, ["run", str(tmp_path / "shards" / "{00000..00099}.tar"), "--out", str(out),
+                                     *ramplus_tiny.cli_args()])
+    assert wrong.exit_code == 2 and "98 not there; a pattern may miss a few shards" in wrong.stderr, wrong.stderr

@@ -17,7 +17,7 @@ from typing import TextIO
 
 from ..errors import RamtagError, UsageError
 from .folders import folder_prefix, walk_folder
-from .globs import member_path, selected
+from .globs import kept
 from .lists import check_list, is_stream, listed_paths
 from .refs import MAX_PIXELS, ErrorCallback, ImageRef
 from .patterns import expand_braces
@@ -134,8 +134,7 @@ def select(
         return iter(refs)
     if findings is not None:
         findings.unmatched = {f"--include {p}" for p in include} | {f"--exclude {p}" for p in exclude}
-    return (ref for ref in refs
-            if selected(ref.key, include, exclude, findings, member=member_path(ref)) or _left_out(findings))
+    return (ref for ref in refs if kept(ref, include, exclude, findings) or _left_out(findings))
 
 
 def _left_out(findings: Findings | None) -> bool:

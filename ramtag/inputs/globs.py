@@ -25,6 +25,17 @@ def selected(key: str, include: Sequence[str], exclude: Sequence[str], findings:
     return included and not excluded  # (an exclude is tried on the others too while it has matched nothing)
 
 
+def kept(ref: ImageRef, include: Sequence[str], exclude: Sequence[str], findings: Findings | None = None) -> bool:
+    """Whether ``--include``/``--exclude`` keep ``ref``: by its key, or a tar member's name; a
+    whole shard's row (``shard_row``) always."""
+    return shard_row(ref) or selected(ref.key, include, exclude, findings, member=member_path(ref))
+
+
+def shard_row(ref: ImageRef) -> bool:
+    """A row for a whole tar shard (it cannot be read, or is damaged): never filtered out."""
+    return isinstance(ref.source, Unusable) and "/" not in ref.key and ref.key == ref.source.name
+
+
 def member_path(ref: ImageRef) -> str | None:
     """A tar member's path in its shard (``00000.tar/000000001.jpg``), when its key lacks it."""
     if not isinstance(ref.source, (InMemory, Unusable)) or "/" not in ref.key or ref.key.endswith("/" + ref.source.name):

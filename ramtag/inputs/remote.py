@@ -54,22 +54,31 @@ def resolve_input(item: str) -> list[Any]:
     if is_url(item):
         if len(expanded) == 1:
             return _resolve_url(item)
+        for url in expanded:
+            _refuse_http_folder(url)
         filesystem(expanded[0])  # a missing package fails now; the shards are not looked up one by one
         return [remote_item(url, None) for url in expanded]
     if expanded == [item]:
         raise UsageError(f"input not found: {item}" + (" (ramtag expands {a..b} and {a,b}; * and ? are the "
                                                         "shell's: leave them unquoted)" if set("*?[") & set(item) else ""))
     missing = [path for path in expanded if not os.path.exists(path)]
-    if missing and (len(missing) == len(expanded) or not all(is_shard_name(path) for path in missing)):
-        raise UsageError(f"input not found: {missing[0]} (from {item}, {len(expanded)} names"
-                         + (", none there)" if len(missing) == len(expanded) else ")"))
+    shards = all(is_shard_name(path) for path in missing)
+    if missing and (2 * len(missing) > len(expanded) or not shards):
+        there = "none there" if len(missing) == len(expanded) else f"{len(missing)} not there"
+        hint = "; a pattern may miss a few shards, each then an error row, not most" \
+            if shards and len(missing) < len(expanded) else ""
+        raise UsageError(f"input not found: {missing[0]} (from {item}, {len(expanded)} names, {there}{hint})")
     return expanded  # a shard missing from a pattern (a collection with gaps): its error row, as over HTTP
 
 
-def _resolve_url(url: str) -> list[Item]:
+def _refuse_http_folder(url: str) -> None:
     if url.lower().startswith(("http://", "https://")) and url.split("?", 1)[0].endswith("/"):
         raise UsageError(f"{url}: a folder over HTTP cannot be listed; name its shards with a pattern "
                          f"({url}{{00000..00099}}.tar) or its images")
+
+
+def _resolve_url(url: str) -> list[Item]:
+    _refuse_http_folder(url)
     fs, path = filesystem(url)
     try:
         info = fs.info(path)

@@ -293,7 +293,7 @@ class ResumableOutput(RowOutput):
         name = f"{number:06d}.parquet"
         tmp = self.folder / f"{name}.tmp"
         try:
-            if located := self.shard_versions.located():
+            if located := self.shard_versions.located(self.index):
                 write_settings(self.folder / "shards.json", located)
             sink = ParquetSink(tmp, self.schema)
             for batch in self._pending:

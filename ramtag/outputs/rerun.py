@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..inputs.shards import InMemory
 from .schema import stamps_of
 
 if TYPE_CHECKING:
@@ -120,8 +121,8 @@ class RowIndex:
         if not entry & _ERROR and getattr(ref.source, "kind", None) in ("truncated", "corrupt"):
             return CHANGED
         kind, value = entry >> 3 & 3, entry >> _SHIFT
-        if entry & _ERROR and self.rerun.retry_errors:
-            return RETRY
+        if entry & _ERROR and (self.rerun.retry_errors or isinstance(ref.source, InMemory)):
+            return RETRY  # (a member of a shard read again, read whole now: its shard changed, as a file would)
         if kind == 0:
             return UNCHANGED  # nothing recorded to compare with
         if kind == _STAT and self.rerun.by_content and ref.stamp is not None and ref.stamp.sha256:

@@ -39,13 +39,13 @@ class ShardVersions:
     def resume(self, located: dict[str, Any]) -> None:
         """Where the shards of an unfinished run's parts were (what ``located`` kept)."""
         for name, where in located.items():
-            if isinstance(where, str):
-                self.recorded.setdefault(name, {"where": where})
+            if isinstance(where, str) and self.recorded.get(name, {}).get("where") != where:
+                self.recorded[name] = {"where": where}  # read there since: where it is now
 
-    def located(self) -> dict[str, str]:
-        """Where every shard known was: what an unfinished run keeps beside its parts."""
-        return {name: str(entry["where"]) for name, entry in [*self.recorded.items(), *self.found.items()]
-                if "where" in entry}
+    def located(self, index: RowIndex) -> dict[str, str]:
+        """Where every shard with rows was: what an unfinished run keeps beside its parts."""
+        found = [(name, entry) for name, entry in self.found.items() if name in index.shards]
+        return {name: str(entry["where"]) for name, entry in [*self.recorded.items(), *found] if "where" in entry}
 
     @staticmethod
     def take(shard: TarShard) -> dict[str, str]:
