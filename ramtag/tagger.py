@@ -13,12 +13,12 @@ and device defaults); a file that cannot be used is a result with an ``error``, 
 from __future__ import annotations
 
 import copy
+import operator
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from PIL import Image
 
 from .version import __version__
 from .errors import CheckpointError, UsageError
+from .inputs.refs import MAX_PIXELS
 from .model.labels import TagVocabulary
 from .model.load import LoadInfo
 from .model.network import RamModel
@@ -273,41 +274,46 @@ class Tagger:
 
     def tag(
         self,
-        images: str | os.PathLike[str] | Image.Image | Iterable[str | os.PathLike[str] | Image.Image],
+        images: Any,
         *,
         batch_size: int | None = None,
         top_k: int | None = None,
         raise_errors: bool = False,
         ignore_orientation: bool = False,
+        max_pixels: int | None = MAX_PIXELS,
     ) -> Any:
-        """Tag one image (a path, an image URL or a PIL image: one ``TagResult``) or several (a list, in order).
+        """Tag one image (a path, an image URL, a PIL image or a uint8 numpy array: one ``TagResult``)
+        or several (a list, in order). ``TagResult.all_scores`` follows ``tagger.vocabulary.tags``.
 
         A file that cannot be decoded gives a result with ``error`` set and no tags, and the other
         images are still tagged; with ``raise_errors`` an ``ImageDecodeError`` naming the first such
-        file is raised instead. ``batch_size`` defaults to the device's, as on the command line.
-        ``ignore_orientation``: images as stored, as the official code reads them (``run --ignore-orientation``).
+        file is raised as soon as its batch is done. ``batch_size`` defaults to the device's, as on
+        the command line. ``ignore_orientation``: images as stored, as the official code reads them
+        (``run --ignore-orientation``). ``max_pixels``: larger files are refused (``None``: no limit).
         """
-        _whole_number("top_k", top_k, " (or None: every tag over its threshold)")
-        _whole_number("batch_size", batch_size)
+        top_k = _whole_number("top_k", top_k, " (or None: every tag over its threshold)")
+        batch_size = _whole_number("batch_size", batch_size)
         from .devices import default_batch_size
         from .engine.runner import run
-        from .inputs import ImageDecodeError, ImageRef
-        from .inputs.refs import Decoded
+        from .inputs import ImageDecodeError
+        from .inputs.given import given_images, image_ref, is_one_image
         from .outputs.base import Collected
 
-        single = isinstance(images, (str, os.PathLike, Image.Image))
-        items = [images] if single else list(images)  # type: ignore[list-item, arg-type]
-        refs = [
-            ImageRef(Path(f"<image {n}>"), f"<image {n}>", Decoded(f"image {n}", item))
-            if isinstance(item, Image.Image) else _file_or_url(item)
-            for n, item in enumerate(items)
-        ]
+        single = is_one_image(images)
+        items = [images] if single else given_images(images)
+        refs = [image_ref(item, n) for n, item in enumerate(items)]
+
+        def first_error(_number: int, records: list[Any]) -> None:
+            failed = next((record for record in records if record.result is None), None) if raise_errors else None
+            if failed is not None:
+                raise ImageDecodeError(f"{failed.key}: {failed.error}")
+
         collected = Collected()
         run(refs, self, collected, batch_size=batch_size or default_batch_size(self.device), workers=0, top_k=top_k,
-            upright=not ignore_orientation)
+            upright=not ignore_orientation, max_pixels=max_pixels, on_batch=first_error)
         results = []
         for item, record in zip(items, collected.records):
-            path = None if isinstance(item, Image.Image) else os.fspath(item)  # as given, not as keyed
+            path = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None  # as given, not as keyed
             if record.result is None:
                 if raise_errors:
                     raise ImageDecodeError(f"{path or record.key}: {record.error}")
@@ -356,23 +362,16 @@ def _timed(timings: StageTimings | None, stage: str, device: torch.device) -> It
     timings.add(stage, time.perf_counter() - start)
 
 
-def _whole_number(name: str, value: object, otherwise: str = "") -> None:
-    """``value`` is None or a whole number of at least 1 (not a bool), else a ``UsageError``."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+def _whole_number(name: str, value: Any, otherwise: str = "") -> int | None:
+    """``value`` as an int: None, or a whole number of at least 1 (numpy's too; not a bool), else a
+    ``UsageError``."""
+    try:
+        number = None if value is None or isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if value is not None and (number is None or number < 1):
         raise UsageError(f"{name} {value!r}: give a whole number of at least 1{otherwise}")
-
-
-def _file_or_url(item: str | os.PathLike[str]) -> Any:
-    """An image file, or an image URL (http(s), s3://... as ``ramtag run`` reads them)."""
-    from .inputs import ImageRef
-    from .inputs.fs import is_url
-
-    text = os.fspath(item)
-    if isinstance(item, str) and is_url(text):
-        from .inputs.remote import remote_image
-
-        return remote_image(text, text)
-    return ImageRef(Path(item), text)
+    return number
 
 
 def _names(names: Sequence[str] | str) -> list[str]:

@@ -125,3 +125,35 @@ def test_tag_reads_images_as_stored_when_asked(ramplus_tiny: OfficialFixture, tm
     assert np.abs(tagger.tag(turned).all_scores - official).max() > 1e-3
     with Image.open(turned) as image:  # a PIL image the same
         assert np.abs(tagger.tag(image, ignore_orientation=True).all_scores - official).max() < 1e-4
+
+
+def test_what_a_researcher_hands_over_is_taken_or_refused_in_words(tiny_tagger, ramplus_tiny: OfficialFixture,
+                                                                  tmp_path: Path) -> None:
+    """numpy arrays were a TypeError about paths, numpy's int64 was 'not a whole number', tensors,
+    None and bytes raised what Python raises; raise_errors tagged everything before raising; a
+    file over the pixel limit named --max-pixels, which Python has not."""
+    photo = Image.open(ramplus_tiny.images / "demo2.jpg").convert("RGB")
+    pixels = np.asarray(photo)
+    from_pil, from_array = tiny_tagger.tag(photo), tiny_tagger.tag(pixels)
+    assert from_array.tags == from_pil.tags and np.array_equal(from_array.all_scores, from_pil.all_scores)
+    several = tiny_tagger.tag([pixels, np.asarray(photo.convert("L")), pixels[:, :, :1]])
+    assert len(several) == 3 and all(result.error is None for result in several)
+    assert len(tiny_tagger.tag(ramplus_tiny.images / "demo2.jpg", top_k=np.int64(2)).tags) <= 2
+    for wrong, said in [(torch.zeros(3, 8, 8), "'Tensor' is not an image ramtag reads"),
+                        (None, "'NoneType' is not an image ramtag reads"), (b"a.jpg", "image bytes are not taken"),
+                        (np.zeros((8, 8), np.float32), "give uint8 pixels"), (2.0, "'float' is not an image")]:
+        with pytest.raises(UsageError, match=said):
+            tiny_tagger.tag(wrong)
+    seen: list[int] = []
+    real = tiny_tagger.scores
+    tiny_tagger.scores = lambda batch: seen.append(len(batch)) or real(batch)  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Exception, match="nope.jpg: file not found"):
+            tiny_tagger.tag([tmp_path / "nope.jpg", *[photo] * 6], batch_size=1, raise_errors=True)
+    finally:
+        del tiny_tagger.scores
+    assert len(seen) <= 1  # raised with its batch, not after all seven
+    big = tmp_path / "big.png"
+    Image.new("RGB", (300, 200)).save(big)
+    assert "image too large" in tiny_tagger.tag(big, max_pixels=50_000).error
+    assert tiny_tagger.tag(big, max_pixels=None).error is None

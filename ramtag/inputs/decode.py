@@ -272,7 +272,7 @@ def _empty() -> ImageDecodeError:
 
 
 def _gone() -> ImageDecodeError:
-    return ImageDecodeError("file not found: deleted or moved before it could be read", "missing")
+    return ImageDecodeError("file not found (no such file, or deleted or moved since it was found)", "missing")
 
 
 def _denied() -> ImageDecodeError:

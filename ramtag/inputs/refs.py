@@ -119,7 +119,7 @@ def is_raw_name(name: str | os.PathLike[str]) -> bool:
 def too_large(pixels: int, max_pixels: int) -> ImageDecodeError:
     return ImageDecodeError(
         f"image too large: {pixels:,} pixels is over the limit of {max_pixels:,} "
-        "(a guard against decompression bombs); raise it with --max-pixels if you trust the file",
+        "(a guard against decompression bombs); raise it with --max-pixels (max_pixels= in Python) if you trust the file",
         "too_large",
     )
 
