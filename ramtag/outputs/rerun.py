@@ -118,10 +118,11 @@ class RowIndex:
         entry = self.entries.get(ref.key)
         if entry is None:
             return NEW
-        if not entry & _ERROR and getattr(ref.source, "kind", None) in ("truncated", "corrupt"):
+        source = getattr(ref, "source", None)  # (a record, for what --embed rewrote, has none)
+        if not entry & _ERROR and getattr(source, "kind", None) in ("truncated", "corrupt"):
             return CHANGED
         kind, value = entry >> 3 & 3, entry >> _SHIFT
-        if entry & _ERROR and (self.rerun.retry_errors or isinstance(ref.source, InMemory)):
+        if entry & _ERROR and (self.rerun.retry_errors or isinstance(source, InMemory)):
             return RETRY  # (a member of a shard read again, read whole now: its shard changed, as a file would)
         if kind == 0:
             return UNCHANGED  # nothing recorded to compare with
