@@ -34,7 +34,7 @@ from .errors import GroundTruthError, UsageError  # GroundTruthError: still impo
 from .inputs import IMAGE_EXTENSIONS
 from .model.download import data_dir, fetch_pinned
 from .model.registry import BENCHMARKS, Benchmark, DataFile, benchmark  # noqa: F401 - importable from here
-from .text import from_spreadsheet_cell
+from .text import from_spreadsheet_cell, is_json_document
 
 DIALECTS = ("csv", "openimages", "indices")
 TAG_SEPARATOR = "|"
@@ -121,7 +121,7 @@ _LABEL_COLUMNS = {"tags", "tag", "labels", "label", "classes", "class", "categor
 def _check_not_a_header(text: str, source: str) -> None:
     """``file,labels`` first is a header with other names, not an image labelled ``labels``; ``[{``: JSON."""
     first = next((line for line in text.splitlines() if line.strip()), "")
-    if first.lstrip().startswith(("[", "{")):  # a descriptions or results JSON given as labels
+    if is_json_document(text):  # a descriptions or results JSON given as labels
         raise GroundTruthError(f"{source}: JSON, not labels: a labels file is a CSV with a path,tags header")
     for delimiter in (",", ";", "\t"):
         cells = [cell.strip().lower() for cell in next(csv.reader([first], delimiter=delimiter), [])]

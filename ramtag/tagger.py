@@ -293,6 +293,7 @@ class Tagger:
         """
         top_k = _whole_number("top_k", top_k, " (or None: every tag over its threshold)")
         batch_size = _whole_number("batch_size", batch_size)
+        max_pixels = _whole_number("max_pixels", max_pixels, " (or None: no limit)")
         from .devices import default_batch_size
         from .engine.runner import run
         from .inputs import ImageDecodeError

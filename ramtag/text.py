@@ -79,3 +79,15 @@ def json_text(value: Any, **options: Any) -> str:
     except UnicodeEncodeError:
         return json.dumps(value, **options)
     return text
+
+
+def is_json_document(text: str) -> bool:
+    """Whether ``text`` is a JSON array or object (a file of another kind given in its place)."""
+    stripped = text.lstrip("\ufeff").strip()
+    if stripped[:1] not in ("[", "{"):
+        return False
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return False
+    return True

@@ -155,6 +155,7 @@ def test_indices_need_a_taglist_and_csv_a_header() -> None:
     for text in ('[{"red umbrella": ["a photo of a red umbrella."]}]\n', '{"path": "a.jpg"}\n'):  # describe's
         with pytest.raises(GroundTruthError, match="d.json: JSON, not labels: a labels file is a CSV with a path,tags"):
             parse_ground_truth(text, source="d.json")
+    assert parse_ground_truth("[2019] trip/a.jpg,cat,dog\n").images == ("[2019] trip/a.jpg",)  # not JSON
 
 
 def read_taglist_text(text: str) -> list[str]:

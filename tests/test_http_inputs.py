@@ -215,6 +215,10 @@ def test_a_server_without_range_requests_serves_large_shards_and_images(tmp_path
     noise = _os.urandom(6 << 20)  # a 'photo' of 6 MB that is no image: an error row, read whole
     write_shard(tmp_path / "www" / "00000.tar", [("000.jpg", _jpeg()), ("001.jpg", noise), ("002.jpg", _jpeg())])
     (tmp_path / "www" / "big.jpg").write_bytes(_jpeg() + noise)  # JPEG data then junk: decodes
+    import numpy as np
+
+    random = np.random.default_rng(0).integers(0, 256, (900, 1200, 3), dtype=np.uint8)
+    Image.fromarray(random).save(tmp_path / "www" / "noise.png")  # 3 MB no compression shrinks: read whole
 
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
@@ -230,12 +234,13 @@ def test_a_server_without_range_requests_serves_large_shards_and_images(tmp_path
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
     out = tmp_path / "tags.parquet"
     try:
-        result = CliRunner().invoke(app, ["run", f"{base}/00000.tar", f"{base}/big.jpg", "--out", str(out),
-                                          "--workers", "0", *ramplus_tiny.cli_args()])
+        result = CliRunner().invoke(app, ["run", f"{base}/00000.tar", f"{base}/big.jpg", f"{base}/noise.png",
+                                          "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()])
     finally:
         httpd.shutdown()
         httpd.server_close()
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     rows = pd.read_parquet(out).set_index("path")
     assert rows.loc["00000.tar/002", "error"] is None or pd.isna(rows.loc["00000.tar/002", "error"])
-    assert "not an image" in rows.loc["00000.tar/001", "error"] and len(rows) == 4
+    assert "not an image" in rows.loc["00000.tar/001", "error"] and len(rows) == 5
+    assert pd.isna(rows.loc[f"{base}/noise.png", "error"]) and rows.loc[f"{base}/noise.png", "width"] == 1200

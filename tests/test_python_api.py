@@ -157,3 +157,8 @@ def test_what_a_researcher_hands_over_is_taken_or_refused_in_words(tiny_tagger, 
     Image.new("RGB", (300, 200)).save(big)
     assert "image too large" in tiny_tagger.tag(big, max_pixels=50_000).error
     assert tiny_tagger.tag(big, max_pixels=None).error is None
+    with pytest.raises(UsageError, match="max_pixels 0: give a whole number"):
+        tiny_tagger.tag(big, max_pixels=0)
+    mapped = np.lib.format.open_memmap(tmp_path / "pixels.npy", mode="w+", dtype=np.uint8, shape=pixels.shape)
+    mapped[:] = pixels
+    assert tiny_tagger.tag(mapped).tags == from_pil.tags  # a memory-mapped dataset's image

@@ -5,6 +5,7 @@ else is one ``UsageError`` saying what is taken, before any image is tagged."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ def is_one_image(images: Any) -> bool:
     """``images`` is one image, not several (an array of one image's pixels included)."""
     if isinstance(images, (str, os.PathLike)) or _is_pil(images):
         return True
-    return type(images).__name__ == "ndarray" and getattr(images, "ndim", 0) in (2, 3)
+    return _is_array(images) and images.ndim in (2, 3)
 
 
 def given_images(images: Any) -> list[Any]:
@@ -35,7 +36,7 @@ def image_ref(item: Any, number: int) -> ImageRef:
     """The ``ImageRef`` of the ``number``-th image given."""
     if _is_pil(item):
         return ImageRef(Path(f"<image {number}>"), f"<image {number}>", Decoded(f"image {number}", item))
-    if type(item).__name__ == "ndarray":
+    if _is_array(item):
         return ImageRef(Path(f"<image {number}>"), f"<image {number}>", Decoded(f"image {number}", _from_array(item)))
     if isinstance(item, str) and "://" in item:
         from .fs import is_url
@@ -51,6 +52,12 @@ def image_ref(item: Any, number: int) -> ImageRef:
     hint = " (a tensor: tagger.scores(batch) takes preprocessed ones, or convert it to a PIL image)" \
         if kind == "Tensor" else ""
     raise UsageError(f"image {number}: {kind!r} is not an image ramtag reads; give {TAKEN}{hint}")
+
+
+def _is_array(item: Any) -> bool:
+    """A numpy array (a memmap or masked one too); numpy is imported by whoever made it."""
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(item, numpy.ndarray)
 
 
 def _is_pil(item: Any) -> bool:

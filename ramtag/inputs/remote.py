@@ -33,7 +33,7 @@ class RemoteFile:
     def read(self, limit: int | None) -> bytes:
         try:
             with open_url(self.url) as handle:
-                data = handle.read(-1 if limit is None else limit + 1)
+                data = _read_up_to(handle, None if limit is None else limit + 1)
         except UsageError:
             raise
         except Exception as error:  # noqa: BLE001 - each filesystem has its own errors
@@ -45,6 +45,18 @@ class RemoteFile:
                 "too_large",
             )
         return data
+
+
+def _read_up_to(handle: Any, size: int | None) -> bytes:
+    """All of ``handle`` or its first ``size`` bytes: a streamed read returns what has arrived so far."""
+    chunks, got = [], 0
+    while size is None or got < size:
+        chunk = handle.read(-1 if size is None else size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 def resolve_input(item: str) -> list[Any]:
