@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .pipeline import StageTimings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TagResult:
     """Tags over threshold by descending score, and the score of every vocabulary tag.
 
@@ -54,6 +54,18 @@ class TagResult:
     width: int | None = None
     height: int | None = None
     error: str | None = None
+
+    def __eq__(self, other: object) -> bool:  # all_scores compared as arrays (== on them is elementwise)
+        if not isinstance(other, TagResult):
+            return NotImplemented
+        mine, theirs = self.all_scores, other.all_scores
+        same = mine is theirs or (mine is not None and theirs is not None and np.array_equal(mine, theirs))
+        return same and [getattr(self, f) for f in _PLAIN] == [getattr(other, f) for f in _PLAIN]
+
+    __hash__ = None  # type: ignore[assignment]  # lists inside: not hashable, as before
+
+
+_PLAIN = ("tags", "scores", "tags_zh", "path", "width", "height", "error")
 
 
 class Tagger:

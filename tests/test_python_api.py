@@ -162,3 +162,6 @@ def test_what_a_researcher_hands_over_is_taken_or_refused_in_words(tiny_tagger, 
     mapped = np.lib.format.open_memmap(tmp_path / "pixels.npy", mode="w+", dtype=np.uint8, shape=pixels.shape)
     mapped[:] = pixels
     assert tiny_tagger.tag(mapped).tags == from_pil.tags  # a memory-mapped dataset's image
+    import pickle
+
+    assert pickle.loads(pickle.dumps(from_pil)) == from_pil != several[1]  # == raised numpy's ValueError
