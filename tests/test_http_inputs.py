@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import socket
@@ -9,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -24,6 +26,19 @@ def _jpeg() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (32, 24), (200, 120, 40)).save(buffer, "JPEG")
     return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def served(handler: Any, server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer) -> Iterator[str]:
+    """A loopback HTTP server with ``handler`` while the block runs: its base URL."""
+    httpd = server_class(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @pytest.fixture
@@ -49,16 +64,11 @@ def server() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        with served(Handler) as base:
+            yield base
     finally:
         release.set()
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def _closed_port() -> int:
@@ -129,17 +139,10 @@ def test_a_connection_dropped_mid_shard_is_that_shards_row(tmp_path: Path, rampl
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    with served(Handler) as base:
         out = tmp_path / "tags.jsonl"
         result = CliRunner().invoke(app, ["run", base + "/{00000..00002}.tar", "--out", str(out), "--workers", "0",
                                           *ramplus_tiny.cli_args()])
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert result.exit_code == 0, result.output
     rows = {row["path"]: row for row in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
     assert sum(key.startswith("00000.tar/") and rows[key]["error"] is None for key in rows) == 40
@@ -172,13 +175,9 @@ def test_a_rerun_downloads_only_shards_whose_version_changed(tmp_path: Path, ram
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
     out = tmp_path / "tags.parquet"
-    args = ["run", base + "/{00000..00002}.tar", "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()]
-    try:
+    with served(Handler) as base:
+        args = ["run", base + "/{00000..00002}.tar", "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()]
         results = []
         for etag in ('"b1"', '"b1"', '"b2"'):
             etags["/00001.tar"] = etag
@@ -186,9 +185,6 @@ def test_a_rerun_downloads_only_shards_whose_version_changed(tmp_path: Path, ram
             results.append(CliRunner().invoke(app, args))
             assert results[-1].exit_code == 0, results[-1].output
             results[-1] = (results[-1].stderr, sorted(set(downloads)))
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert results[0][1] == ["/00000.tar", "/00001.tar", "/00002.tar"]
     assert results[1][1] == ["/00002.tar"] and "9 images found, all unchanged" in results[1][0], results[1][0]
     assert results[2][1] == ["/00001.tar", "/00002.tar"] and "9 images found, all unchanged" in results[2][0]
@@ -228,17 +224,10 @@ def test_a_server_without_range_requests_serves_large_shards_and_images(tmp_path
         def handle_error(self, request: object, client_address: object) -> None:
             pass  # a client that closed early (a HEAD's, a stream read far enough): not this test's output
 
-    httpd = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path / "www")))
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
     out = tmp_path / "tags.parquet"
-    try:
+    with served(functools.partial(Quiet, directory=str(tmp_path / "www")), Server) as base:
         result = CliRunner().invoke(app, ["run", f"{base}/00000.tar", f"{base}/big.jpg", f"{base}/noise.png",
                                           "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()])
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     rows = pd.read_parquet(out).set_index("path")
     assert rows.loc["00000.tar/002", "error"] is None or pd.isna(rows.loc["00000.tar/002", "error"])
