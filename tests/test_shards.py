@@ -674,3 +674,21 @@ def test_globs_and_keep_errors_never_hide_a_shards_state(tmp_path: Path, ramplus
     wrong = CliRunner().invoke(app, ["run", str(tmp_path / "shards" / "{00000..00099}.tar"), "--out", str(out),
                                      *ramplus_tiny.cli_args()])
     assert wrong.exit_code == 2 and "98 not there; a pattern may miss a few shards" in wrong.stderr, wrong.stderr
+
+
+def test_a_shard_without_images_is_not_read_again_either(
+    tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sample_shards(tmp_path / "shards", count=1)
+    write_shard(tmp_path / "shards" / "00001.tar", [("a.json", b"{}"), ("a.txt", b"a caption")])
+    out = tmp_path / "tags.parquet"
+    args = ["run", str(tmp_path / "shards"), "--out", str(out), "--workers", "0", *ramplus_tiny.cli_args()]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    opened: list[str] = []
+    real_open = TarShard.open
+    monkeypatch.setattr(TarShard, "open", lambda shard: opened.append(shard.name) or real_open(shard))
+    result = CliRunner().invoke(app, args)
+    assert opened == [] and "nothing new to tag: 2 images found" in result.stderr, result.stderr
+    write_shard(tmp_path / "shards" / "00001.tar", [("b.jpg", _jpeg())])  # images added to it since
+    result = CliRunner().invoke(app, args)
+    assert opened == ["00001.tar"] and "00001.tar/b" in set(pd.read_parquet(out)["path"]), result.stderr

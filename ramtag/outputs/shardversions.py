@@ -74,7 +74,7 @@ class ShardVersions:
         keys = self._member_keys(index).get(shard.name, [])
         if not index.rerun.hidden:  # rows of hidden members read with --hidden once are kept, not found
             keys = [key for key in keys if not hidden_member(key)]
-        if not keys or len(keys) != then.get("members") \
+        if len(keys) != then.get("members") \
                 or (index.rerun.retry_errors and any(index.is_error(key) for key in [shard.name, *keys])):
             return None
         self.skipped.add(shard.name)
@@ -106,6 +106,8 @@ class ShardVersions:
                 versions[name] = {**now, "members": index.members.get(name, 0), "hidden": index.rerun.hidden}
             elif name in index.shards:  # read in part: where it is, so that its deletion is seen
                 versions[name] = {"where": now["where"]}
+            elif "version" in now and index.rerun.whole_shards:  # read to its end: no image in it
+                versions[name] = {**now, "members": 0, "hidden": index.rerun.hidden}
         return versions
 
     def _member_keys(self, index: RowIndex) -> dict[str, list[str]]:
