@@ -59,6 +59,20 @@ def test_offline_first_run_lists_every_missing_file_at_once(tmp_path: Path, isol
     assert len(lines) == 6 and not (tmp_path / "tags.parquet").exists()
 
 
+def test_a_missing_checkpoint_file_is_named_with_the_other_missing_files(
+    tmp_path: Path, isolated_user_dirs: Path
+) -> None:
+    """load_tagger("nope.pth") offline listed the tag lists, then, once given, failed on the checkpoint."""
+    from ramtag import load_tagger
+    from ramtag.errors import ResourceUnavailableError
+
+    with pytest.raises(ResourceUnavailableError) as raised:
+        load_tagger(tmp_path / "nope.pth")
+    lines = str(raised.value).splitlines()
+    assert lines[1].split() == ["checkpoint", "nope.pth", "(looked", "in", f"{tmp_path.resolve()})"]
+    assert lines[2].strip().startswith("tag list") and len(lines) == 6
+
+
 def test_unreachable_hosts_fail_fast_without_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants
 

@@ -77,7 +77,10 @@ def check_model_files(
     )
     if options is not None:
         needed = [item if item.flag in options else replace(item, flag="") for item in needed]
-    check_available(needed, model=model or "ram_plus")
+    given = Path(str(checkpoint)).expanduser() if checkpoint is not None else None
+    missing = [Needed("checkpoint", given.name, str(given.parent.resolve()), "", "")] \
+        if needed and given is not None and given.suffix and not given.exists() else []  # named with the rest
+    check_available(missing + needed, model=model or "ram_plus")
     return needed
 
 
