@@ -170,7 +170,7 @@ def test_remote_shards_are_planned_again_when_their_version_changed(tmp_path: Pa
 
     class Handler(BaseHTTPRequestHandler):
         def do_HEAD(self) -> None:
-            self.send_response(200)
+            self.send_response(404 if etags.get(self.path) == "gone" else 200)
             self.send_header("Content-Length", "10240")
             if etags.get(self.path):
                 self.send_header("ETag", etags[self.path])
@@ -189,11 +189,14 @@ def test_remote_shards_are_planned_again_when_their_version_changed(tmp_path: Pa
         done = {unit.name: Part(f"{unit.name}.parquet", unit.name, 1, 0, unit.version) for unit in first.units}
         etags["/00001.tar"] = '"b2"'
         again = plan_units(shards, done_shards=done)
+        etags["/00000.tar"] = "gone"  # deleted on the server: tagged again, so that its failure is said
+        gone = plan_units(shards, done_shards=done)
     finally:
         httpd.shutdown()
         httpd.server_close()
     assert [unit.name for unit in again.units] == ["00001.tar"] and again.changed_shards == 1
     assert again.skipped_shards == 2  # no version to go by: taken as unchanged, as before
+    assert [unit.name for unit in gone.units] == ["00000.tar", "00001.tar"] and gone.units[0].version == "gone"
 
 
 def test_journals_of_earlier_versions_keep_their_shard_stamps(tmp_path: Path) -> None:

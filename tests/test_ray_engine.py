@@ -161,11 +161,17 @@ def test_a_changed_shard_is_redone_and_its_part_replaced_whole(local_ray, ramplu
     result = ramtag(*args)
     assert result.exit_code == 0, result.output
     assert "1 tar shard changed since tagged: tagging again" in result.stderr
-    assert "skipping 1 shards" in result.stderr
+    assert "skipping 1 shard and 0 images" in result.stderr
     assert sorted(p.name for p in out.glob("*.parquet")) == ["a.parquet", "b.parquet"]  # replaced, not added
     assert (out / "b.parquet").stat().st_ino == untouched
     assert sorted(pd.read_parquet(out)["path"]) == ["a.tar/x1", "a.tar/x3", "b.tar/y1"]
     assert "nothing new to tag" in ramtag(*args).stderr
+    (shards / "b.tar").unlink()  # its rows stayed without a word
+    result = ramtag(*args)
+    assert "1 tar shard in " in result.stderr and "is not among this run's inputs (e.g. b.tar: deleted?): its part " \
+        "stays; delete a part file (b.parquet) to drop its rows" in result.stderr.replace("\n", " "), result.stderr
+    more = ramtag(*args[:-len(ramplus_tiny.cli_args())], "--workers", "64", *ramplus_tiny.cli_args())
+    assert more.exit_code == 2 and "pass --workers" in more.stderr, more.output  # Ray waited for ever
 
 
 def test_a_worker_that_never_started_is_one_line_not_rays_traceback() -> None:

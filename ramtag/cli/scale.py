@@ -86,7 +86,8 @@ def run_on_ray(job: Job, *, quiet: bool, verbose: bool, started: float) -> None:
     if done.interrupted:
         report.say(
             f"interrupted: {plural(len(done.output.parts), 'part')} saved in {done.output.dest}; "
-            "run the same command again to continue"
+            + ("run the same command without --overwrite to continue (with it, it would start over)"
+               if job.outputs.overwrite else "run the same command again to continue")
         )
         raise typer.Exit(130)
     report.summary(done.output)
@@ -118,12 +119,18 @@ class _UnitReport(ProgressReport):
         plan = self.plan
         if plan.skipped_shards or plan.skipped_images:
             self.say(
-                f"skipping {plan.skipped_shards} shards and {plan.skipped_images} images already in "
+                f"skipping {plural(plan.skipped_shards, 'shard')} and {plural(plan.skipped_images, 'image')} already in "
                 f"{output.dest} (--overwrite redoes them)"
             )
         if plan.changed_shards:
             self.say(f"{plural(plan.changed_shards, 'tar shard')} changed since tagged: tagging again, "
                      "each part replaced whole")
+        if plan.unseen_shards:
+            first = output.done_shards[plan.unseen_shards[0]].name
+            self.say(f"{plural(len(plan.unseen_shards), 'tar shard')} in {output.dest} "
+                     f"{'is' if len(plan.unseen_shards) == 1 else 'are'} not among this run's inputs (e.g. "
+                     f"{plan.unseen_shards[0]}: deleted?): {'its part stays' if len(plan.unseen_shards) == 1 else 'their parts stay'}; "
+                     f"delete a part file ({first}) to drop its rows")
         if not plan.units:
             self.say(f"nothing new to tag → {output.dest} ({plural(len(output.parts), 'part')})")
             return
@@ -135,7 +142,7 @@ class _UnitReport(ProgressReport):
             self.say(f"precision {chosen} on the cluster's GPUs (--precision fp32 for exact scores)")
         self.say(
             f"{plural(len(plan.units), 'part')} to tag ({plan.shards} tar shards, {plan.images} image files) "
-            f"on {min(actors, len(plan.units))} Ray actors"
+            f"on {plural(min(actors, len(plan.units)), 'Ray actor')}"
         )
 
     def advance(self, outcome: UnitOutcome) -> None:
@@ -161,8 +168,9 @@ class _UnitReport(ProgressReport):
     def summary(self, output: DatasetOutput) -> None:
         if self.failures:
             self.say(
-                f"{plural(self.failures, 'tar shard')} could not be read and were not saved; "
-                "run the same command again to retry them"
+                f"{plural(self.failures, 'tar shard')} could not be read and "
+                f"{'was' if self.failures == 1 else 'were'} not saved; run the same command again to retry "
+                f"{'it' if self.failures == 1 else 'them'}"
             )
         if self.quiet or (self.plan is not None and not self.plan.units):  # "nothing new to tag" was said
             return

@@ -81,6 +81,11 @@ class RayEngine:
                 self.workers = workers if workers is not None else 0
                 self.num_cpus = 1 + self.workers
                 fits = max(1, int(cpus // self.num_cpus))
+            if self.num_cpus > cpus:  # Ray would wait for ever for an actor no node can hold
+                raise UsageError(
+                    f"each Ray actor needs {self.num_cpus} CPUs (itself and --workers {self.workers}) but the "
+                    f"cluster has {cpus:g}; pass --workers {max(0, int(cpus) - 1)} or fewer"
+                )
             self.concurrency = concurrency if concurrency is not None else fits
         except BaseException:
             self.close()

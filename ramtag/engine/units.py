@@ -74,6 +74,7 @@ class Plan:
     skipped_shards: int
     skipped_images: int
     changed_shards: int = 0  # committed before, changed since: tagged again
+    unseen_shards: tuple[str, ...] = ()  # committed before, not among this run's inputs (deleted?)
 
     @property
     def images(self) -> int:
@@ -135,7 +136,8 @@ def plan_units(
             chunk = []
     if chunk:
         units.append(WorkUnit(images=tuple(chunk)))
-    return Plan(units, skipped_shards, skipped_images, changed)
+    unseen = tuple(sorted(name for name in done_shards if name not in shards))  # a folder's shard deleted?
+    return Plan(units, skipped_shards, skipped_images, changed, unseen)
 
 
 def _versions(shards: list[TarShard]) -> dict[str, str | None]:

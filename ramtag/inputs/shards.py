@@ -106,19 +106,27 @@ RECORDED = Recorded()
 _VERSION_FIELDS = ("ETag", "etag", "Last-Modified", "LastModified", "last_modified", "updated", "mtime", "md5Hash")
 
 
+GONE = "gone"
+
+
 def shard_version(shard: TarShard) -> str | None:
     """What tells this shard's content from another's without reading it: size and modification
-    time of a local file; over a URL, the size with the store's ETag or modification time. ``None``
-    when there is nothing to go by (a server sending neither, a shard that cannot be reached)."""
+    time of a local file; over a URL, the size with the store's ETag or modification time; ``GONE``
+    where the file is not there (an HTTP 404). ``None`` when there is nothing to go by (a server
+    sending neither, a shard that cannot be reached)."""
     if not shard.remote:
         try:
             info = os.stat(shard.location)
+        except FileNotFoundError:
+            return GONE
         except OSError:
             return None
         return f"{info.st_size}:{info.st_mtime_ns // 1000}"
     try:
         fs, path = filesystem(shard.location)
         info = fs.info(path)
+    except FileNotFoundError:
+        return GONE  # unlike any version: a committed shard is tagged again, and says why it cannot be
     except Exception:  # noqa: BLE001 - any failure only means reading the shard, which says why
         return None
     size = info.get("size")
