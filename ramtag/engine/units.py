@@ -2,7 +2,7 @@
 
 A tar shard is one unit: it is read in one sequential pass, and its name is its identity, so a
 committed shard is skipped without being opened, unless its version changed since
-(``inputs.shards.shard_version``: a local shard's size and modification time, a remote one's size
+(``inputs.versions.shard_version``: a local shard's size and modification time, a remote one's size
 and ETag or modification time, asked of its store when planning): then it is tagged again, and its
 part replaced. Image files (folders, files named directly, lists,
 URLs) are cut into chunks of ``images_per_unit`` in discovery order, after leaving out the keys
@@ -20,7 +20,8 @@ from typing import Any
 
 from ..inputs import MAX_PIXELS, ImageRef, Item, select
 from ..inputs.remote import ref_from_data, ref_to_data
-from ..inputs.shards import ShardReadError, TarShard, Unusable, name_clash, shard_members, shard_version
+from ..inputs.shards import ShardReadError, TarShard, Unusable, name_clash, shard_members
+from ..inputs.versions import shard_version
 from ..text import json_text
 
 

@@ -57,7 +57,7 @@ class Part:
     shard: str | None
     rows: int
     errors: int = 0
-    version: str | None = None  # the shard's version when it was tagged (``inputs.shards.shard_version``)
+    version: str | None = None  # the shard's version when it was tagged (``inputs.versions.shard_version``)
 
 
 class DatasetOutput:

@@ -2,7 +2,7 @@
 
 An output records, in its metadata (``shards``), each tar shard a run read: where it was (a local
 shard by the real path of its folder, a remote one by its URL) and, for one read to its end without
-``--include``/``--exclude``, its version (``inputs.shards.shard_version``: size and modification
+``--include``/``--exclude``, its version (``inputs.versions.shard_version``: size and modification
 time, or a store's ETag), how many members it had and whether hidden ones were read. A later run:
 
 - does not read (over a URL, download) a shard found at its recorded version, in the same place,
@@ -50,7 +50,7 @@ class ShardVersions:
     @staticmethod
     def take(shard: TarShard) -> dict[str, str]:
         """Where ``shard`` is and, when it can be told, its version now."""
-        from ..inputs.shards import shard_version
+        from ..inputs.versions import shard_version
 
         where = shard.location if shard.remote else \
             os.path.join(os.path.realpath(os.path.dirname(shard.location) or "."), os.path.basename(shard.location))
