@@ -327,9 +327,7 @@ class Tagger:
         results = []
         for item, record in zip(items, collected.records):
             path = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None  # as given, not as keyed
-            if record.result is None:
-                if raise_errors:
-                    raise ImageDecodeError(f"{path or record.key}: {record.error}")
+            if record.result is None:  # (with raise_errors, first_error raised already)
                 results.append(TagResult([], [], None, None, path, None, None, record.error))
             else:
                 results.append(replace(record.result, path=path, width=record.width, height=record.height))

@@ -205,7 +205,8 @@ def _serve(options: ModelOptions, *, host: str, port: int, token: str | None, ba
             await state.service.stop()
 
     app.router.lifespan_context = lifespan
-    grace = max(30, int(timeout))  # ramtag's own limit on requests in flight, answered in JSON: not uvicorn's
+    grace = max(30, int(timeout))
+    # No limit_concurrency: requests in flight are limited by ramtag (ServerState.in_flight), answered in JSON.
     config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=grace)
     server = _graceful_server_class()(config, state, grace)

@@ -45,7 +45,7 @@ def image_ref(item: Any, number: int) -> ImageRef:
             from .remote import remote_image
 
             return remote_image(item, item)
-    if isinstance(item, (str, os.PathLike)) and not isinstance(item, bytes):
+    if isinstance(item, (str, os.PathLike)):
         text = os.fspath(item)
         return ImageRef(Path(text).expanduser(), text)
     kind = type(item).__name__

@@ -101,6 +101,7 @@ class Recorded:
 
 RECORDED = Recorded()
 
+
 def is_shard_name(name: str) -> bool:
     return name.lower().endswith(SHARD_SUFFIXES)
 
@@ -171,7 +172,8 @@ def _clean(name: str) -> str:
     return name.lstrip("/")
 
 
-def _hidden(name: str) -> bool:
+def hidden_name(name: str) -> bool:
+    """A member name with a hidden file or folder in it (``._x.jpg``, ``.thumbs/x.jpg``)."""
     return any(part.startswith(".") for part in PurePosixPath(name).parts)
 
 
@@ -198,7 +200,7 @@ def shard_members(
             archive = tarfile.open(fileobj=stream, mode="r|*")
             for member in archive:
                 name = _clean(member.name)
-                if not member.isreg() or not is_image_name(name) or (not hidden and _hidden(name)):
+                if not member.isreg() or not is_image_name(name) or (not hidden and hidden_name(name)):
                     continue
                 if member_key(name) != sample.key:  # a sample's members are consecutive
                     yield from sample.start(member_key(name))

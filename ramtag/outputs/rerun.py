@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..inputs.shards import InMemory
+from ..inputs.shards import InMemory, hidden_name
 from .schema import stamps_of
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ class RowIndex:
 
 def hidden_member(key: str) -> bool:
     """A tar member's key (``shard.tar/member``) naming a hidden file or folder."""
-    return any(part.startswith(".") for part in key.partition("/")[2].split("/"))
+    return hidden_name(key.partition("/")[2])
 
 
 def gone(path: str) -> bool:

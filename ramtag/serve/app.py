@@ -88,7 +88,7 @@ def create_app(state: ServerState) -> FastAPI:
             finally:
                 state.active -= 1
         route = request.scope.get("route")
-        metrics = state.service.metrics if state.service is not None else state.metrics
+        metrics = state.metrics  # the service's too, from the start
         took = time.perf_counter() - started
         known = path if path in ROUTES else "other"  # refused before routing (421, 401, busy): its route still
         metrics.request(getattr(route, "path", known), response.status_code, took)
@@ -125,8 +125,7 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        chosen = state.service.metrics if state.service is not None else state.metrics
-        return PlainTextResponse(chosen.text(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(state.metrics.text(), media_type="text/plain; version=0.0.4")
 
     @app.post("/v1/tag")
     async def tag(request: Request) -> JSONResponse:
