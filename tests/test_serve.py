@@ -7,8 +7,10 @@ import base64
 import contextlib
 import io
 import shutil
+import socket
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -321,6 +323,26 @@ def test_the_body_limit_is_checked_before_the_whole_body_is_read(server) -> None
     response = httpx.post(server.url + "/v1/tag", content=chunks(), headers={"content-type": "application/json"},
                           timeout=60)
     assert response.status_code == 413
+
+
+def test_a_client_hanging_up_mid_upload_is_one_log_line(server) -> None:
+    """A phone dropping off Wi-Fi mid-upload printed a 70-line traceback per request."""
+    address = httpx.URL(server.url)
+    for path, kind, start in [("/v1/tag", "multipart/form-data; boundary=x", b"--x\r\n"),
+                              ("/api/v1/vision/labels", "application/json", b'{"id": ')]:
+        with socket.create_connection((address.host, address.port)) as client:
+            client.sendall(f"POST {path} HTTP/1.1\r\nHost: {address.host}\r\nContent-Type: {kind}\r\n"
+                           f"Content-Length: 100000\r\n\r\n".encode() + start)
+            time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while "".join(server.lines).count("499") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    printed = "".join(server.lines)
+    assert "POST /v1/tag 499" in printed and "POST /api/v1/vision/labels 499" in printed
+    assert "the client closed the connection" in printed and "Traceback" not in printed
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'endpoint="/v1/tag",code="499"} 1' in metrics
+    assert httpx.get(server.url + "/healthz").status_code == 200  # and it goes on answering
 
 
 def test_an_image_path_that_does_not_exist_fails_at_start(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import RamtagError
 from ..text import terminal_text
@@ -37,6 +38,7 @@ from .service import BadRequest, Incoming, Options, Service
 OPEN_PATHS = {"/", "/healthz"}
 VISION = "/api/v1/vision/labels"
 ROUTES = {*OPEN_PATHS, "/v1/info", "/metrics", "/v1/tag", VISION}
+CLIENT_GONE = 499  # nginx's "client closed request"
 
 
 class TooLarge(Exception):
@@ -85,6 +87,8 @@ def create_app(state: ServerState) -> FastAPI:
             state.active += 1
             try:
                 response = await call_next(request)
+            except ClientDisconnect:  # the client hung up mid-upload: one log line, not a traceback
+                response = Response(status_code=CLIENT_GONE)  # nobody reads it; logged and counted as nginx does
             finally:
                 state.active -= 1
         route = request.scope.get("route")
@@ -95,7 +99,8 @@ def create_app(state: ServerState) -> FastAPI:
         if state.log is not None:  # the path as routed (an unknown one as sent, shortened and escaped)
             shown = getattr(route, "path", None) or terminal_text(path[:100])
             client = request.client.host.removeprefix("::ffff:") if request.client is not None else "-"  # IPv4 on ::
-            state.log(f"{client} {request.method} {shown} {response.status_code} {took * 1000:.0f} ms")
+            gone = " (the client closed the connection)" if response.status_code == CLIENT_GONE else ""
+            state.log(f"{client} {request.method} {shown} {response.status_code} {took * 1000:.0f} ms{gone}")
         return response
 
     @app.exception_handler(StarletteHTTPException)
