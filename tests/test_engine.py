@@ -213,12 +213,40 @@ def test_the_python_api_tags_one_path_or_many_and_keeps_going(
     assert tiny_tagger.tag(image).path is None and tiny_tagger.tag(image).tags == one.tags
 
 
+def test_a_first_ctrl_c_cuts_a_wait_short_but_never_the_bookkeeping_within() -> None:
+    import signal
+    import threading
+
+    from ramtag.stopping import CtrlC, Stopped, not_now, waiting
+
+    said: list[tuple[int, bool]] = []
+    stop = threading.Event()
+    ctrl_c = CtrlC(stop, lambda signum, waited: said.append((signum, waited)))
+    ctrl_c.install()
+    try:
+        steps = []
+        with pytest.raises(Stopped), waiting():
+            with not_now():
+                signal.raise_signal(signal.SIGINT)
+                steps.append("the bookkeeping went on")
+            steps.append("not reached")
+        assert steps == ["the bookkeeping went on"] and stop.is_set() and said == [(signal.SIGINT, True)]
+        stop.clear()
+        signal.raise_signal(signal.SIGTERM)  # no wait: the batch in hand is finished, nothing raised
+        assert stop.is_set() and said[-1] == (signal.SIGTERM, False)
+        with pytest.raises(KeyboardInterrupt) as second:
+            signal.raise_signal(signal.SIGINT)
+        assert type(second.value) is KeyboardInterrupt  # the second stops at once, wherever it comes
+    finally:
+        ctrl_c.remove()
+
+
 def test_a_signal_the_process_was_started_ignoring_stays_ignored() -> None:
     """`nohup ramtag run ...` or a script's `ramtag run ... &`: SIGINT is ignored from the start."""
     import signal
     import threading
 
-    from ramtag.engine.local import CtrlC
+    from ramtag.stopping import CtrlC
 
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -188,6 +192,58 @@ def test_a_rerun_downloads_only_shards_whose_version_changed(tmp_path: Path, ram
     assert results[0][1] == ["/00000.tar", "/00001.tar", "/00002.tar"]
     assert results[1][1] == ["/00002.tar"] and "9 images found, all unchanged" in results[1][0], results[1][0]
     assert results[2][1] == ["/00001.tar", "/00002.tar"] and "9 images found, all unchanged" in results[2][0]
+
+
+def test_ctrl_c_while_a_shard_stalls_stops_at_once_and_keeps_what_was_tagged(tmp_path: Path, ramplus_tiny) -> None:
+    """The first Ctrl-C waited out the stalled read (a minute per connection), then wrote the
+    shard's timeout as its error row; with nothing being tagged, it now stops there and then."""
+    shard = _shard(3)
+    asked, release = threading.Event(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(shard)))
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            if self.path == "/00001.tar" and not release.is_set():
+                self.wfile.write(shard[:700])  # a member's header and some of its data, then silence
+                self.wfile.flush()
+                asked.set()
+                release.wait(30)
+                return
+            self.wfile.write(shard)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    def press_ctrl_c() -> None:
+        if asked.wait(120):
+            time.sleep(0.5)  # the run is inside the read by now
+            os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "tags.parquet"
+    with served(Handler) as base:
+        args = ["run", base + "/{00000..00001}.tar", "--out", str(out), "--workers", "0", "--batch-size", "2",
+                *ramplus_tiny.cli_args()]
+        threading.Thread(target=press_ctrl_c, daemon=True).start()
+        try:
+            stopped = CliRunner().invoke(app, args)
+        finally:
+            release.set()
+        assert stopped.exit_code == 130, stopped.output
+        assert "stopping now: no batch was being tagged" in stopped.stderr
+        assert "interrupted: 2 images saved" in stopped.stderr  # the batch before; the one awaited is redone
+        saved = pd.concat(map(pd.read_parquet, sorted((tmp_path / "tags.parquet.parts").glob("*.parquet"))))
+        assert sorted(saved["path"]) == ["00000.tar/000000000", "00000.tar/000000001"]
+        assert saved["error"].isna().all()  # no timeout row for the stalled shard
+        finished = CliRunner().invoke(app, args)
+    assert finished.exit_code == 0, finished.output
+    rows = pd.read_parquet(out)
+    assert len(rows) == 6 and rows["path"].is_unique and rows["error"].isna().all()
 
 
 def test_an_http_folder_url_is_refused_in_words(server: str, ramplus_tiny) -> None:

@@ -13,7 +13,8 @@ import typer
 from rich.progress import ProgressColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..engine.job import Job
-from ..engine.local import CtrlC, RunEvents
+from ..engine.local import RunEvents
+from ..stopping import CtrlC
 from .common import err_console
 from .progress import ProgressReport, plural
 
@@ -35,9 +36,7 @@ class RunReport(ProgressReport, RunEvents):
         self.first_error = ""  # named in the summary when -v did not name every bad file
         self.file: ResumableOutput | None = None  # the --out file, once open
         self.stop = threading.Event()
-        self.ctrl_c = CtrlC(self.stop, lambda signum: err_console.print(
-            "stopping after this batch (Ctrl-C again to stop at once)" if signum == signal.SIGINT
-            else "terminated (SIGTERM): stopping after this batch", markup=False))
+        self.ctrl_c = CtrlC(self.stop, _say_stopping)
 
     @property
     def wants_total(self) -> bool:  # type: ignore[override]
@@ -251,3 +250,12 @@ def stale_summary(file: ResumableOutput) -> str:
     if file.pruned:
         return f"{count} {rows} no longer there: removed (--prune), e.g. {first}"
     return f"{count} {rows} no longer there (e.g. {first}): kept; --prune removes {'it' if count == 1 else 'them'}"
+
+
+def _say_stopping(signum: int, waiting: bool) -> None:
+    """The first Ctrl-C or SIGTERM: a batch being tagged is finished first; a wait is cut short."""
+    if waiting:
+        said = "stopping now: no batch was being tagged"
+    else:
+        said = "stopping after this batch" + (" (Ctrl-C again to stop at once)" if signum == signal.SIGINT else "")
+    err_console.print(said if signum == signal.SIGINT else f"terminated (SIGTERM): {said}", markup=False)

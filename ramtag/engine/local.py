@@ -3,18 +3,17 @@
 ``run_job`` is the whole of ``ramtag run`` without a terminal: check the job (no torch yet), find the
 inputs, load the model, open the outputs, run the loop (``runner.run``), and return what happened.
 What a person should see is passed to ``RunEvents``, whose methods do nothing here; the command
-line renders them. ``CtrlC`` turns the first Ctrl-C or SIGTERM into a stop after the batch in hand.
+line renders them.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from .job import Job, ModelOptions, OutputOptions
@@ -267,38 +266,3 @@ def _counter(job: Job, output: Tee, events: RunEvents, roots: list[Root]) -> thr
             pass
 
     return threading.Thread(target=count, name="ramtag-count", daemon=True)
-
-
-class CtrlC:
-    """While installed, the first Ctrl-C (or SIGTERM: ``timeout``, ``kill``, ``docker stop``, a batch
-    scheduler) sets ``stop`` (the run ends after the batch in hand, which is saved) and calls
-    ``on_first`` with the signal; a second one raises ``KeyboardInterrupt`` at once. Signals arrive
-    in the main thread only: elsewhere installing does nothing."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, stop: threading.Event, on_first: Callable[[int], None] | None = None) -> None:
-        self.stop = stop
-        self.on_first = on_first
-        self.received: int | None = None  # the signal that stopped the run
-        self._previous: dict[int, Any] | None = None
-
-    def install(self) -> None:
-        if self._previous is None and threading.current_thread() is threading.main_thread():
-            # A signal the process was started ignoring (`nohup`, a script's `cmd &`) stays ignored.
-            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS
-                              if signal.getsignal(number) is not signal.SIG_IGN}
-
-    def remove(self) -> None:
-        if self._previous is not None:
-            for number, handler in self._previous.items():
-                signal.signal(number, handler)
-            self._previous = None
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
-        self.received = signum
-        self.stop.set()
-        if self.on_first is not None:
-            self.on_first(signum)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ..inputs.identity import stamped
 from ..inputs.refs import MAX_PIXELS
 from ..pipeline import StageTimings, run_batches
+from ..stopping import not_now
 
 if TYPE_CHECKING:
     from ..inputs import ImageRef
@@ -94,6 +95,8 @@ def run(
                 break
     finally:
         batches.close()  # stops the decoding workers
+    if stop is not None and stop.is_set():  # also when it came while the next batch was awaited
+        result.stopped = True
     if on_tagged is not None:
         on_tagged()
     with result.timings.timing("write"):
@@ -107,7 +110,9 @@ def run(
 def _needed(refs: Iterable[ImageRef], output: Output, result: RunResult, content: bool) -> Iterator[ImageRef]:
     for ref in refs:
         ref = stamped(ref, content=content)
-        if output.needs(ref):
+        with not_now():  # what the outputs note of it, whole
+            needed = output.needs(ref)
+        if needed:
             yield ref
         else:
             result.skipped += 1
