@@ -367,6 +367,24 @@ def test_stdout_is_json_lines_when_piped(tmp_path: Path, ramplus_tiny) -> None:
     assert result.stderr == ""  # --quiet
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_or_a_closed_stdout_is_one_line(tmp_path: Path, ramplus_tiny) -> None:
+    """`ramtag run photos > tags.jsonl` on a full disk, and a cron job's closed stdout, were tracebacks."""
+    photos = _images(tmp_path / "photos", ["a.jpg"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    def run(redirect: str, *extra: str) -> subprocess.CompletedProcess:
+        script = f'exec "$0" -m ramtag run "$@" {redirect}'
+        return subprocess.run(["bash", "-c", script, sys.executable, str(photos), "--workers", "0",
+                               *ramplus_tiny.cli_args(), *extra], stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+
+    for redirect, code, said in [("> /dev/full", 1, "cannot write the results to stdout (No space left on device)"),
+                                 (">&-", 2, "stdout is closed: give --out FILE")]:
+        done = run(redirect)
+        assert done.returncode == code and said in done.stderr and "Traceback" not in done.stderr, done.stderr
+    closed = run(">&-", "--xmp")
+    assert closed.returncode == 0 and (photos / "a.jpg.xmp").exists(), closed.stderr  # the keywords need no stdout
+
+
 def test_out_dash_is_stdout_also_beside_sidecars(tmp_path: Path, ramplus_tiny, monkeypatch: pytest.MonkeyPatch) -> None:
     photos = _images(tmp_path / "photos", ["a.jpg", "b.jpg"])
     monkeypatch.chdir(tmp_path)

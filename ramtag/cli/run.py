@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -9,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..engine.job import ClusterOptions, InputOptions, Job, ModelOptions, OutputOptions, ResultOptions, only_tag_names
+from ..errors import UsageError
 from ..inputs.refs import RAW_DECODES
 from ..model.config import LANGS, VOCAB_MODES
 from ..outputs.formats import EXTENSIONS, FORMATS
@@ -203,6 +206,10 @@ def run_command(
     """
     started = time.perf_counter()
     stdout = out == Path("-")  # the rows to stdout, as without --out (with --xmp or --embed too)
+    if sys.stdout is None and (out is None or stdout):  # started with stdout closed (`>&-`, some daemons)
+        if not (xmp or embed) or stdout:
+            raise UsageError("stdout is closed: give --out FILE for the results")
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # the keywords are what was asked for
     job = Job(
         inputs=InputOptions(
             paths=tuple(str(item) for item in inputs or ()), files_from=files_from,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import OutputError, UsageError
 from ..text import terminal_text
 from .base import RowOutput
 from .formats import python_rows, text_sink
@@ -30,6 +33,8 @@ class StdoutOutput(RowOutput):
     def __init__(self, fmt: str | None, schema: pa.Schema, lang: str, *, everything: bool = True) -> None:
         super().__init__(schema)
         self.everything = everything
+        if sys.stdout is None:  # started with stdout closed (`>&-`, some daemons)
+            raise UsageError("stdout is closed: give --out FILE for the results")
         if fmt is None and sys.stdout.isatty():
             self.sink: Any = TerminalTable(Console(highlight=False), lang)
         else:
@@ -47,10 +52,24 @@ class StdoutOutput(RowOutput):
         return records
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self.sink.write(batch)
+        with _writing():
+            self.sink.write(batch)
 
     def save(self) -> None:
-        self.sink.close()
+        with _writing():
+            self.sink.close()
+
+
+@contextmanager
+def _writing() -> Iterator[None]:
+    """A full disk or a failing device behind a redirected stdout is one line, like a full --out."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): the command line ends quietly
+    except OSError as error:
+        raise OutputError(f"cannot write the results to stdout ({error.strerror or error}); "
+                          "free some space, or give --out FILE on another disk") from error
 
 
 class TerminalTable:
