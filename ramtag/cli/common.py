@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import RamtagError
-from ..model.config import PREPROCESSING
+from ..model.config import MODEL_KINDS, PREPROCESSING
+from ..precision import CHOICES as PRECISION_CHOICES
 from ..text import terminal_text
 
 # Diagnostics go to stderr; stdout carries data only.
@@ -82,10 +83,18 @@ def reporting_errors() -> Iterator[None]:
 
 MODEL_PANEL = "Model"
 
+def completes(values: Iterable[str]) -> Callable[[str], list[str]]:
+    """Shell completion for an option whose values are checked by ramtag rather than by Click."""
+    choices = tuple(values)
+    return lambda incomplete: [value for value in choices if value.startswith(incomplete)]
+
+
 ModelOpt = Annotated[
     str,
     typer.Option(
         "--model",
+        metavar="|".join(MODEL_KINDS),
+        autocompletion=completes(MODEL_KINDS),
         help="Which model: ram_plus (RAM++) or ram. With --checkpoint, the file must be of this kind.",
         rich_help_panel=MODEL_PANEL,
     ),
@@ -128,11 +137,12 @@ OnlyTagsOpt = Annotated[
 ]
 DeviceOpt = Annotated[
     str,
-    typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL),
+    typer.Option("--device", metavar="DEVICE", autocompletion=completes(("auto", "cpu", "cuda", "mps")),
+                 help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL),
 ]
 PrecisionOpt = Annotated[
     str,
-    typer.Option("--precision", help="auto, fp32, bf16, bf16-mixed, fp16 or int8 (auto: bf16-mixed on CPUs with native bf16, AMX or AVX-512 BF16, fp32 on other CPUs, fp16 on GPUs; bf16-mixed: bf16 in the MLPs of Swin's first two stages and the decoder's feed-forward layers, the rest fp32; int8: CPUs only, scores move slightly).", rich_help_panel=MODEL_PANEL),
+    typer.Option("--precision", metavar="NAME", autocompletion=completes(PRECISION_CHOICES), help="auto, fp32, bf16, bf16-mixed, fp16 or int8 (auto: bf16-mixed on CPUs with native bf16, AMX or AVX-512 BF16, fp32 on other CPUs, fp16 on GPUs; bf16-mixed: bf16 in the MLPs of Swin's first two stages and the decoder's feed-forward layers, the rest fp32; int8: CPUs only, scores move slightly).", rich_help_panel=MODEL_PANEL),
 ]
 
 SPEED_PANEL = "Speed"

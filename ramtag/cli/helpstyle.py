@@ -95,8 +95,31 @@ def _as_words(original: Any) -> Any:
     return display_type_rich
 
 
+def _no_option_as_a_value(original: Any) -> Any:
+    """``invoke`` refusing an option's value that is another option of the command: a value left
+    out (``--include --checkpoint x.pth``, ``--out --overwrite``) took the next option as the value
+    and sent its own value elsewhere, which then failed far from the mistake."""
+
+    def invoke(self: Any, ctx: Any) -> Any:
+        names = {name for param in self.params for name in (*param.opts, *param.secondary_opts)
+                 if name.startswith("-") and name != "-"}
+        for param in self.params:
+            if param.param_type_name != "option" or getattr(param, "is_flag", False):
+                continue
+            value = ctx.params.get(param.name)
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                text = str(item) if isinstance(item, (str, os.PathLike)) else ""
+                if text.split("=", 1)[0] in names:
+                    raise _USAGE_ERROR(f"{param.opts[0]} needs a value before the next option; it got {text}", ctx=ctx)
+        return original(self, ctx)
+
+    invoke._ramtag = True  # type: ignore[attr-defined]
+    return invoke
+
+
 def install() -> None:
-    """Make Typer's help show values as words (only where Typer has its own way of showing them)."""
+    """Make Typer's help show values as words (only where Typer has its own way of showing them),
+    and its commands refuse an option given as another option's value."""
     from typer import core
 
     for kind in (core.TyperOption, core.TyperArgument):
@@ -105,6 +128,8 @@ def install() -> None:
             styled = _as_words(original)
             styled._ramtag = True  # type: ignore[attr-defined]
             kind.display_type_rich = styled  # type: ignore[method-assign]
+    if not getattr(core.TyperCommand.invoke, "_ramtag", False):
+        core.TyperCommand.invoke = _no_option_as_a_value(core.TyperCommand.invoke)  # type: ignore[method-assign]
 
 
 def shell_completion_without_installer() -> bool:

@@ -123,15 +123,15 @@ def run_command(
     ] = False,
     files_from: Annotated[
         Optional[str],
-        typer.Option("--files-from", help="Also tag the paths listed in this file, one per line or NUL-separated ('-': stdin).", rich_help_panel=INPUT_PANEL),
+        typer.Option("--files-from", metavar="FILE", help="Also tag the paths listed in this file, one per line or NUL-separated ('-': stdin).", rich_help_panel=INPUT_PANEL),
     ] = None,
     include: Annotated[
         Optional[list[str]],
-        typer.Option("--include", help="Only paths matching this glob, or under a folder it matches (repeatable).", rich_help_panel=INPUT_PANEL),
+        typer.Option("--include", metavar="GLOB", help="Only paths matching this glob, or under a folder it matches (repeatable).", rich_help_panel=INPUT_PANEL),
     ] = None,
     exclude: Annotated[
         Optional[list[str]],
-        typer.Option("--exclude", help="Skip paths matching this glob, or under a folder it matches (repeatable).", rich_help_panel=INPUT_PANEL),
+        typer.Option("--exclude", metavar="GLOB", help="Skip paths matching this glob, or under a folder it matches (repeatable).", rich_help_panel=INPUT_PANEL),
     ] = None,
     hidden: Annotated[
         bool,
@@ -205,6 +205,8 @@ def run_command(
     A file that cannot be read becomes a row with an error; the run goes on and exits 0.
     """
     started = time.perf_counter()
+    if quiet and verbose:
+        raise UsageError("-q (--quiet) and -v (--verbose) ask for opposite things: give one")
     stdout = out == Path("-")  # the rows to stdout, as without --out (with --xmp or --embed too)
     if sys.stdout is None and (out is None or stdout):  # started with stdout closed (`>&-`, some daemons)
         if not (xmp or embed) or stdout:
