@@ -14,10 +14,10 @@ from pathlib import Path
 from .devices import resolve_device
 from .errors import UsageError
 from .model.config import MODEL_KINDS
-from .model.labels import VOCAB_MODES, read_named_thresholds, read_thresholds
+from .model.labels import VOCAB_MODES
 from .model.load import load_model
-from .tagger import Tagger, _names
-from .vocabulary import load_vocabulary, named_thresholds, split_thresholds
+from .tagger import Tagger
+from .vocabulary import named_thresholds, prepare_vocabulary
 
 
 def load_tagger(
@@ -62,26 +62,11 @@ def load_tagger(
 
         found = read_spec(tags)
         open_tags = len(spec_tags(found))
-    notes: list[Warning] = []  # given once the weights load: not as a first line before their error
-    # A file naming its tags (eval --calibrate on some tags' scores) is applied by name at the end.
-    named = read_named_thresholds(Path(thresholds)) if thresholds is not None else None
-    vocabulary = load_vocabulary(
-        tag_list=Path(tag_list) if tag_list is not None else None,
-        tag_list_zh=Path(tag_list_zh) if tag_list_zh is not None else None,
-        thresholds=Path(thresholds) if thresholds is not None and named is None else None,
-        threshold=threshold, notes=notes if named is None else [], spare=open_tags,
+    prepared = prepare_vocabulary(  # given once the weights load: not as a first line before their error
+        tag_list=tag_list, tag_list_zh=tag_list_zh, thresholds=thresholds, threshold=threshold,
+        only_tags=only_tags, open_tags=open_tags, vocab=vocab,
     )
-    picked = vocabulary.positions(_names(only_tags)) if only_tags is not None else None  # before the weights
-    open_values = None
-    if thresholds is not None and threshold is None and named is None:
-        builtin_values, open_values = split_thresholds(
-            Path(thresholds), read_thresholds(Path(thresholds)), tags=len(vocabulary),
-            scored=len(picked) if picked is not None else len(vocabulary), open_tags=open_tags, vocab=vocab,
-        )
-        if builtin_values is not None:
-            vocabulary = vocabulary.with_thresholds_at(picked if picked is not None else range(len(vocabulary)), builtin_values)
-        if builtin_values is not None or open_values is not None:  # the file was not a short one for the tag list
-            notes = [note for note in notes if not str(note).startswith(f"{Path(thresholds)}: ")]
+    vocabulary, named, open_values, notes = prepared.vocabulary, prepared.named, prepared.open_values, prepared.notes
     if checkpoint is None:
         from .model.download import weights_file
 

@@ -28,7 +28,7 @@ from PIL import Image
 from .version import __version__
 from .errors import CheckpointError, UsageError
 from .inputs.refs import MAX_PIXELS
-from .model.labels import TagVocabulary
+from .model.labels import TagVocabulary, names_given
 from .model.load import LoadInfo
 from .model.network import RamModel
 from .model.transform import preprocess
@@ -266,7 +266,7 @@ class Tagger:
         """
         if self.open_embed is not None or not self.builtin:
             raise UsageError("pick the built-in tags first, then add open-set tags")
-        picked = self.vocabulary.positions(_names(names))
+        picked = self.vocabulary.positions(names_given(names))
         positions = [self.builtin_tags[i] for i in picked] if self.builtin_tags is not None else picked
         return self._with_tags(self.vocabulary.subset(picked), builtin_tags=positions)
 
@@ -383,12 +383,3 @@ def _whole_number(name: str, value: Any, otherwise: str = "") -> int | None:
     if value is not None and (number is None or number < 1):
         raise UsageError(f"{name} {value!r}: give a whole number of at least 1{otherwise}")
     return number
-
-
-def _names(names: Sequence[str] | str) -> list[str]:
-    """Tag names given as a list, or as one string separated by commas; at least one."""
-    listed = [part.strip() for part in names.split(",")] if isinstance(names, str) else [str(name).strip() for name in names]
-    listed = [name for name in listed if name]
-    if not listed:
-        raise UsageError("no tags named: give at least one tag to score")
-    return listed

@@ -2,9 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from .model.labels import TagVocabulary
+from .model.labels import TagVocabulary, names_given, read_named_thresholds, read_thresholds
+
+
+@dataclass
+class Prepared:
+    """A run's vocabulary as its files give it, before the weights load. ``named``: thresholds
+    by tag name (a file ``eval --calibrate`` wrote), applied once the tagger exists;
+    ``open_values``: a thresholds file's values for open-set tags; ``notes``: warnings to give
+    once the weights have loaded."""
+
+    vocabulary: TagVocabulary
+    named: dict[str, float] | None
+    open_values: list[float] | None
+    notes: list[Warning]
+
+
+def prepare_vocabulary(
+    *,
+    tag_list: str | Path | None = None,
+    tag_list_zh: str | Path | None = None,
+    thresholds: str | Path | None = None,
+    threshold: float | None = None,
+    only_tags: Sequence[str] | str | None = None,
+    open_tags: int = 0,
+    vocab: str = "open",
+) -> Prepared:
+    """The vocabulary files read and checked against each other, with the names ``only_tags`` gives
+    and the length of a thresholds file: every mistake in them found without torch or the weights."""
+    notes: list[Warning] = []
+    named = read_named_thresholds(Path(thresholds)) if thresholds is not None else None
+    vocabulary = load_vocabulary(
+        tag_list=Path(tag_list) if tag_list is not None else None,
+        tag_list_zh=Path(tag_list_zh) if tag_list_zh is not None else None,
+        thresholds=Path(thresholds) if thresholds is not None and named is None else None,
+        threshold=threshold, notes=notes if named is None else [], spare=open_tags,
+    )
+    picked = vocabulary.positions(names_given(only_tags)) if only_tags is not None else None
+    open_values = None
+    if thresholds is not None and threshold is None and named is None:
+        builtin_values, open_values = split_thresholds(
+            Path(thresholds), read_thresholds(Path(thresholds)), tags=len(vocabulary),
+            scored=len(picked) if picked is not None else len(vocabulary), open_tags=open_tags, vocab=vocab,
+        )
+        if builtin_values is not None:
+            vocabulary = vocabulary.with_thresholds_at(picked if picked is not None else range(len(vocabulary)), builtin_values)
+        if builtin_values is not None or open_values is not None:  # the file was not a short one for the tag list
+            notes = [note for note in notes if not str(note).startswith(f"{Path(thresholds)}: ")]
+    return Prepared(vocabulary, named, open_values, notes)
 
 
 def load_vocabulary(

@@ -161,6 +161,25 @@ def test_mistakes_fail_before_torch_is_imported(tmp_path: Path, args: list[str],
     assert heavy == []
 
 
+def test_mistakes_in_the_vocabulary_files_fail_before_torch_is_imported(tmp_path: Path, ramplus_tiny) -> None:
+    """--only-tags names, a thresholds file, --lang without Chinese names: said after 4-8 s of
+    imports before; and `ramtag describe` alone imported torch to say it had no tags."""
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"")
+    (tmp_path / "short.txt").write_text("high\n")
+    model = ["--checkpoint", str(ramplus_tiny.root / "checkpoint.pth"), "--tag-list", str(ramplus_tiny.root / "tags.txt")]
+    for args, code, words in [
+        (["--only-tags", "nosuchtag"], 2, "--only-tags: not in the model's vocabulary: 'nosuchtag'"),
+        (["--thresholds", str(tmp_path / "short.txt")], 1, "short.txt"),
+        (["--threshold", "0.5", "--lang", "zh"], 2, "--lang zh needs Chinese tag names"),
+    ]:
+        done, stderr, heavy = _fails_fast(tmp_path, "photos", *model, *args)
+        assert done == code and words in stderr and stderr.count("\n") == 1, stderr
+        assert heavy == []
+    done, stderr, heavy = _fails_fast(tmp_path, command="describe")
+    assert done == 2 and "no tags to describe" in stderr and heavy == []
+
+
 @pytest.mark.parametrize(("command", "args"), [("run", ["--bogus"]), ("run", ["photos", "--batch-size", "x"]),
                                              ("eval", ["--help"]), ("", ["--help"]), ("", ["--version"])])
 def test_the_command_line_is_parsed_without_numpy_pillow_or_the_evaluation(

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from ..atomic import AtomicFile
 from ..errors import OutputError, VocabularyError
 
 if TYPE_CHECKING:
+    import torch
+
     from .encoder import TextEncoder
 
 EMBEDDINGS_FORMAT = "ramtag.label_embeddings"

@@ -121,6 +121,8 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
                                 tag_list_zh=model.tag_list_zh, thresholds=model.thresholds)
     if fetched:
         events.downloading([f"{item.what} ({item.name})" for item in fetched], sorted({item.looked for item in fetched}))
+    if model.tags is None:  # mistakes in the vocabulary files and --only-tags, before torch is imported
+        _check_vocabulary(model, job.outputs.lang)
     from ..outputs.rerun import Rerun
     from ..outputs.schema import schema_for
     from ..outputs.targets import open_outputs
@@ -215,6 +217,17 @@ def tagger_for(model: ModelOptions) -> Tagger:
         only_tags=list(model.only_tags) if model.only_tags is not None else None,
         tags=model.tags, vocab=model.vocab, text_encoder=model.text_encoder,
     )
+
+
+def _check_vocabulary(model: ModelOptions, lang: str) -> None:
+    from ..vocabulary import prepare_vocabulary
+
+    vocabulary = prepare_vocabulary(
+        tag_list=model.tag_list, tag_list_zh=model.tag_list_zh, thresholds=model.thresholds,
+        threshold=model.threshold, only_tags=list(model.only_tags) if model.only_tags is not None else None,
+    ).vocabulary
+    if lang != "en" and vocabulary.tags_zh is None:
+        raise UsageError(f"--lang {lang} needs Chinese tag names: pass --tag-list-zh")
 
 
 def check_names(tagger: Tagger, lang: str) -> None:

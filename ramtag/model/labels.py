@@ -244,3 +244,12 @@ def _unknown(names: Sequence[str], tags: Sequence[str]) -> str:
 def _separator_in(name: str) -> str:
     return (f"tag {name!r} contains {LIST_SEPARATOR!r}, which separates tags in CSV outputs and in "
             "Lightroom's keyword hierarchy; rename it")
+
+
+def names_given(names: Sequence[str] | str) -> list[str]:
+    """Tag names given as a list, or as one string separated by commas; at least one."""
+    listed = [part.strip() for part in names.split(",")] if isinstance(names, str) else [str(name).strip() for name in names]
+    listed = [name for name in listed if name]
+    if not listed:
+        raise UsageError("no tags named: give at least one tag to score")
+    return listed
