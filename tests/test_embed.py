@@ -323,6 +323,31 @@ def test_with_xmp_too_a_read_only_photo_gets_its_sidecar_and_its_row_its_tags(tm
     assert "(for camera raws" not in result.stderr  # the sidecar was asked for with --xmp
 
 
+def test_with_xmp_too_a_photo_exiftool_cannot_write_gets_its_sidecar_and_its_row_its_tags(
+    tmp_path: Path, ramplus_tiny
+) -> None:
+    """A PNG named .jpg (phone exports): it lost its sidecar and its tags to the embed's error."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(ramplus_tiny.images / "demo4.jpg").save(photos / "png.jpg", "PNG")
+    shutil.copyfile(ramplus_tiny.images / "demo4.jpg", photos / "fine.jpg")
+    before = (photos / "png.jpg").read_bytes()
+    out = tmp_path / "tags.jsonl"
+    result = ramtag("run", photos, "--embed", "--xmp", "--out", out, *ramplus_tiny.cli_args())
+    assert result.exit_code == 0, result.output
+    rows = {row["path"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert rows["png.jpg"]["error"] is None and rows["png.jpg"]["tags"]
+    assert set(keywords(photos / "png.jpg.xmp")["Subject"]) == set(rows["png.jpg"]["tags"])
+    assert (photos / "png.jpg").read_bytes() == before and keywords(photos / "fine.jpg")["Subject"]
+    said = " ".join(result.stderr.split())
+    assert "1 photo exiftool could not write into (their sidecars have the keywords)" in said
+    assert "looks more like a PNG" in said and "rename it" in said
+    alone = ramtag("run", photos, "--embed", "--overwrite", "--out", out, *ramplus_tiny.cli_args())
+    assert alone.exit_code == 0, alone.output
+    rows = {row["path"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert rows["png.jpg"]["error"].startswith("--embed: exiftool could not write it")  # without --xmp: its row's error
+
+
 def test_clean_of_a_read_only_photo_says_so_in_its_dry_run_too(tmp_path: Path, ramplus_tiny) -> None:
     photo = tmp_path / "a.jpg"
     shutil.copyfile(ramplus_tiny.images / "demo4.jpg", photo)
@@ -523,6 +548,30 @@ def test_iptc_keywords_copied_to_xmp_read_as_meant_and_kept_once_the_person_writ
     found = keywords(path)
     assert found["Subject"] == ["café", "東京", "person", "trip"]
     assert "cat" not in found["Keywords"]
+
+
+def test_latin1_iptc_keywords_in_a_block_declared_utf8_keep_their_bytes(tmp_path: Path, ramplus_tiny, tool) -> None:
+    """An older program's Latin-1 keywords under a UTF-8 declaration: exiftool reads each such
+    byte as '?', and writing the list back turned the person's 'Café' into 'Caf?' for good."""
+    path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-charset", "iptc=latin", "-IPTC:Keywords=Café",
+                    "-IPTC:Keywords=Zürich", str(path)], check=True)
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-IPTC:CodedCharacterSet=UTF8", str(path)], check=True)
+    original = path.read_bytes()
+
+    def raw_keywords() -> list[str]:
+        done = subprocess.run([EXIFTOOL, "-j", "-b", "-IPTC:Keywords", str(path)], capture_output=True, check=True)
+        return json.loads(done.stdout)[0]["Keywords"]
+
+    mine = ["base64:Q2Fm6Q==", "base64:WvxyaWNo"]  # b"Caf\xe9", b"Z\xfcrich"
+    assert raw_keywords() == mine
+    EmbedWriter(PROVENANCE, tool=tool).update(path, RESULT)
+    assert raw_keywords() == [*mine, "dog", "grass", "狗"]
+    assert keywords(path)["Subject"] == ["Café", "Zürich", "dog", "grass", "狗"]  # the copies read as meant
+    EmbedWriter(Provenance("ram_plus", "", "0.5", "settings-2"), tool=tool).update(path, TagResult(["cat"], [0.9], None, None))
+    assert raw_keywords() == [*mine, "cat"]
+    assert clean_embedded(tool, path) == "cleaned"
+    assert path.read_bytes() == original
 
 
 def test_copies_in_the_hierarchy_are_kept_once_the_persons_software_writes_it(tmp_path: Path, ramplus_tiny, tool) -> None:

@@ -216,8 +216,16 @@ class RunReport(ProgressReport, RunEvents):
             parts.append(f"{plural(embedded.read_only, 'read-only photo')} not written into (chmod u+w lets ramtag "
                          + ("write keywords; their sidecars have them)" if self.job.outputs.xmp
                             else "write keywords; --xmp writes sidecars)"))
+        if embedded is not None and embedded.refused:
+            count = len(embedded.refused)
+            parts.append(f"{plural(count, 'photo')} exiftool could not write into (their sidecars have the keywords"
+                         + (f"): {embedded.refused[0]}" + (f"; -v lists all {count}" if count > 1 else "")
+                            if not self.verbose else ")"))
         if parts:
             self.say("; ".join(parts))
+        if embedded is not None and self.verbose:
+            for refused in embedded.refused:
+                self.say(f"--embed: {refused}")
         if sidecars is not None and done.findings is not None and done.findings.orphans:
             from ..outputs.sidecars import holds_ramtag
 

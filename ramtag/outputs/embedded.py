@@ -23,6 +23,7 @@ are never written to (they get sidecars); nor is a read-only file.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -152,7 +153,31 @@ def read_held(tool: ExifTool, path: Path) -> Held:
     values = {tag: _as_list(found.get(tag)) for tag, _ in FIELDS}
     record = {key: value for key, value in found.items() if key.startswith("XMP-ramtag:")} or None
     utf8 = str(found.get("IPTC:CodedCharacterSet", "")).upper().replace("-", "") == "UTF8"
+    if utf8 and any("?" in keyword for keyword in values["IPTC:Keywords"]):
+        values["IPTC:Keywords"] = _raw_keywords(tool, path, values["IPTC:Keywords"])
     return Held(values, record, frozenset(found), str(found.get(_TOOLKIT) or ""), utf8, digest_current)
+
+
+def _raw_keywords(tool: ExifTool, path: Path, read: list[str]) -> list[str]:
+    """IPTC keywords declared UTF-8 that are not (Latin-1 from an older program): exiftool reads
+    each invalid byte as ``?``; their bytes, as the Latin-1 they are. Only ever read: the person's
+    keywords are never written back (``_edit``), so their bytes stay as they were."""
+    try:
+        raw = _as_list(tool.read(path, "-b", "-IPTC:Keywords").get("IPTC:Keywords"))
+    except ExifToolError:
+        return read
+    if len(raw) != len(read):
+        return read
+    decoded = []
+    for value in raw:
+        if value.startswith("base64:"):
+            data = base64.b64decode(value[len("base64:"):])
+            try:
+                value = data.decode("utf-8")
+            except UnicodeDecodeError:
+                value = data.decode("cp1252", errors="replace")
+        decoded.append(value)
+    return decoded
 
 
 def _settings_of(held: Held) -> str | None:
@@ -161,6 +186,18 @@ def _settings_of(held: Held) -> str | None:
 
 def _assign(tag: str, values: Sequence[str]) -> list[str]:
     return [f"-{tag}={value}" for value in values] if values else [f"-{tag}="]
+
+
+def _edit(tag: str, now: Sequence[str], wanted: Sequence[str], person: Sequence[str]) -> list[str]:
+    """``tag``'s list from ``now`` to ``wanted`` (the ``person``'s values, then ramtag's). IPTC
+    keywords are edited in place, ramtag's taken out and added one by one, for the person's to keep
+    their bytes (exiftool would write the whole list anew in the declared character set); XMP
+    lists are assigned whole."""
+    if not tag.startswith("IPTC:"):
+        return _assign(tag, wanted)
+    mine = [value for value in now if value not in person]
+    return ([f"-{tag}-={value}" for value in dict.fromkeys(mine) if value not in wanted]
+            + [f"-{tag}+={value}" for value in wanted if value not in person and value not in mine])
 
 
 def _toolkit(previous: str) -> list[str]:
@@ -190,7 +227,7 @@ def tagging_args(held: Held, provenance: Provenance, result: TagResult, suffix: 
     for tag, name in FIELDS:
         if tag.startswith("IPTC:") and not iptc:
             continue
-        args += _assign(tag, person[name] + added[name])
+        args += _edit(tag, held.values[tag], person[name] + added[name], person[name])
         args += _assign(f"XMP-ramtag:{name}", added[name])
     if iptc and added["AddedKeywords"] and "IPTC" in created and any(not n.isascii() for n in added["AddedKeywords"]):
         args.append("-IPTC:CodedCharacterSet=UTF8")
@@ -208,7 +245,7 @@ def cleaning_args(held: Held) -> list[str]:
     args = []
     for tag, name in FIELDS:
         if held.values[tag] != person[name]:
-            args += _assign(tag, person[name])
+            args += _edit(tag, held.values[tag], person[name], person[name])
     args.append("-XMP-ramtag:all=")
     created = set(held.created())
     args += _toolkit(held.previous_toolkit())
@@ -245,6 +282,7 @@ class EmbedWriter(PerImageOutput):
         self.tool = tool or ExifTool()
         self.written = 0  # photos this run wrote keywords into
         self.read_only = 0  # photos it left alone, being read-only (an output may have tagged them still)
+        self.refused: list[str] = []  # with --xmp, photos exiftool could not write into: why (their sidecars hold the keywords)
 
     def handles(self, path: Path) -> bool:
         return can_embed(path)
@@ -274,9 +312,20 @@ class EmbedWriter(PerImageOutput):
         return f"--embed: {error}"
 
     def update(self, path: Path, result: TagResult, stamp: object = None) -> bool:
-        """Write the tags into ``path``; False when it holds them from these settings already."""
+        """Write the tags into ``path``; False when it holds them from these settings already.
+        With --xmp, a photo exiftool cannot write is said at the end, not an error row: its
+        sidecar, written next, holds the keywords (and its row its tags), as for a read-only photo."""
         if self.beside_sidecars and read_only(path):
             return False  # counted by ``needs``; its sidecar holds the keywords
+        try:
+            return self._update(path, result)
+        except EmbedError as error:
+            if not self.beside_sidecars:
+                raise
+            self.refused.append(f"{path}: {error}")
+            return False
+
+    def _update(self, path: Path, result: TagResult) -> bool:
         remove_stale(path)
         held = read_held(self.tool, path)
         if _settings_of(held) == self.provenance.settings:

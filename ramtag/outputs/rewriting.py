@@ -68,7 +68,7 @@ def rewrite(
     free = shutil.disk_usage(folder).free
     if free < info.st_size + (16 << 20):
         raise OutputError(f"not enough free space in {folder or '.'} to rewrite {path.name} safely "
-                          f"({free >> 20} MiB free, {info.st_size >> 20} MiB needed and a margin): free some space, "
+                          f"({_mib(free)} free; it needs {_mib(info.st_size)} and 16 MiB to spare): free some space, "
                           "then run again (photos done so far are complete)")
     copy = temporary_path(path)
     remove_stale(path)
@@ -81,7 +81,8 @@ def rewrite(
             raise EmbedError(str(exc)) from None
         if "1 image files updated" not in answer.stdout and "1 image files unchanged" not in answer.stdout:
             problems = answer.errors() or [answer.stderr.strip() or answer.stdout.strip()]
-            raise EmbedError(f"exiftool could not write it ({problems[0]})")
+            hint = "; its extension does not match what it holds: rename it" if "looks more like" in problems[0] else ""
+            raise EmbedError(f"exiftool could not write it ({problems[0]}){hint}")
         if refresh_digest:
             _refresh_digest(tool, copy)
         _check_pixels(path, copy)
@@ -205,3 +206,7 @@ def _discard(path: Path) -> None:
         pass
     except OSError:
         pass
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
