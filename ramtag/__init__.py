@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from .version import IMPORTED_AT, __version__
+
+# RAMTAG_OFFLINE is HF_HUB_OFFLINE for the Hugging Face libraries too, set before they are imported
+# (they read it once): otherwise huggingface_hub still makes its own requests at start-up.
+if os.environ.get("RAMTAG_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 __all__ = ["IMPORTED_AT", "Tagger", "TagResult", "__version__", "load_tagger"]
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import os
 import inspect
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +27,8 @@ from ramtag import __version__
 from ramtag.errors import ChecksumError, ResourceUnavailableError, UsageError
 from ramtag.model import download
 from ramtag.model.registry import DATA_FILES, OFFICIAL_COMMIT, WEIGHTS, WeightsSource
+
+from conftest import REPO
 
 RAM_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "ram_data"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -325,6 +330,45 @@ def test_offline_weights_come_from_the_cache_only(hub: FakeHub, monkeypatch: pyt
     assert hub.queries == []  # no Hub query offline
 
 
+def _as_blob(path: Path, content: bytes, *, link: bool = True) -> None:
+    """The snapshot entry as huggingface_hub lays it out: a link to ``blobs/<sha256>`` (or, after
+    ``cp -rL``, a copy of it beside the blob)."""
+    blob = path.parents[2] / "blobs" / hashlib.sha256(content).hexdigest()
+    blob.parent.mkdir(exist_ok=True)
+    blob.write_bytes(path.read_bytes())
+    if link:
+        path.unlink()
+        path.symlink_to(os.path.relpath(blob, path.parent))
+
+
+@pytest.mark.parametrize("link", [True, False], ids=["linked", "copied"])
+def test_weights_in_a_copied_cache_are_checked_against_their_blob_name(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, link: bool
+) -> None:
+    """A cache copied to an offline machine has no record of what was verified (it is keyed by
+    the original path): a bad copy was used, and `models verify` called it ok."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = place_in_hub_cache(WEIGHTS["ram_plus"], hub.content)
+    _as_blob(path, hub.content, link=link)
+    assert download.weights_file("ram_plus") == path and download.check_weights("ram_plus").ok
+    damaged = bytearray(hub.content)
+    damaged[3] ^= 1
+    (path.resolve() if link else path).write_bytes(bytes(damaged))
+    if not link:
+        (path.parents[2] / "blobs" / hashlib.sha256(hub.content).hexdigest()).write_bytes(bytes(damaged))
+    with pytest.raises(ChecksumError, match="not the .* its name in the Hugging Face cache says: the file is damaged"):
+        download.weights_file("ram_plus")
+    check = download.check_weights("ram_plus")
+    assert not check.ok and check.expected == hashlib.sha256(hub.content).hexdigest()
+    assert hub.queries == []
+
+
+def test_weights_whose_blob_name_matches_need_no_hub_query(hub: FakeHub) -> None:
+    path = place_in_hub_cache(WEIGHTS["ram_plus"], hub.content)
+    _as_blob(path, hub.content)
+    assert download.weights_file("ram_plus") == path and hub.queries == []
+
+
 @pytest.mark.parametrize(
     "error",
     [
@@ -362,3 +406,14 @@ def test_real_hub_client_offline_reads_only_the_cache(cache: Path, monkeypatch: 
         download.weights_file("ram")
     path = place_in_hub_cache(WEIGHTS["ram"], b"cached weights")
     assert download.weights_file("ram", progress=False) == path
+
+
+def test_ramtag_offline_keeps_the_hugging_face_libraries_offline_too() -> None:
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import: under RAMTAG_OFFLINE=1 alone it still
+    made its own requests at start-up (a few seconds' wait on every run of an air-gapped machine)."""
+    env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"}
+    code = "import ramtag, huggingface_hub.constants as c; print(c.HF_HUB_OFFLINE)"
+    for flag, expected in (("1", "True"), ("", "False")):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**env, "RAMTAG_OFFLINE": flag}, cwd=REPO)
+        assert done.stdout.strip() == expected

@@ -281,12 +281,40 @@ def weights_file(name: str, *, progress: bool = True, instead: str | None = None
     path = Path(found)
     if not is_offline:
         _verify_download(source, path)
-    elif (verified := _read_verified().get(str(path.resolve()))) is not None and sha256_file(path) != verified:
-        raise ChecksumError(  # offline the Hub cannot be asked, but a file checked once can be again
-            f"{path.resolve()}: sha256 no longer the {verified[:12]}… it had when downloaded: the file is damaged;"
+        return path
+    # Offline the Hub cannot be asked, but a file checked once can be again, and a file the cache
+    # keeps under its sha256 (a cache copied from another machine) can be checked against its name.
+    verified = _read_verified().get(str(path.resolve()))
+    expected = verified or _blob_sha256(path)
+    if expected is not None and sha256_file(path) != expected:
+        said = "no longer the {} it had when downloaded" if verified else "not the {} its name in the Hugging Face cache says"
+        raise ChecksumError(
+            f"{path.resolve()}: sha256 {said.format(expected[:12] + '…')}: the file is damaged (a bad copy?);"
             f" delete it and run `ramtag models download {source.name}` again (on a connected machine)"
         )
     return path
+
+
+def _blob_sha256(path: Path) -> str | None:
+    """The sha256 the Hugging Face cache names a large file by: its snapshot entry links to (or,
+    copied with ``cp -rL``, sits beside) ``blobs/<sha256>``, the LFS sha256 the Hub sent with it."""
+    resolved = path.resolve()
+    if resolved.parent.name == "blobs" and _is_sha256(resolved.name):
+        return resolved.name
+    snapshot = path.parent  # a copy that followed the links: the blob of the same size, if only one
+    if snapshot.parent.name != "snapshots":
+        return None
+    blobs = snapshot.parent.parent / "blobs"
+    try:
+        size = path.stat().st_size
+        named = [entry.name for entry in blobs.iterdir() if _is_sha256(entry.name) and entry.stat().st_size == size]
+    except OSError:
+        return None
+    return named[0] if len(named) == 1 else None
+
+
+def _is_sha256(name: str) -> bool:
+    return len(name) == 64 and all(char in "0123456789abcdef" for char in name)
 
 
 def check_weights(name: str) -> FileCheck:
@@ -295,7 +323,7 @@ def check_weights(name: str) -> FileCheck:
     if path is None:
         return FileCheck(name, None)
     actual = sha256_file(path, remember=False)
-    expected = _read_verified().get(str(path.resolve()))
+    expected = _read_verified().get(str(path.resolve())) or _blob_sha256(path)
     if expected is None and not offline():
         expected = _hub_sha256(weights_source(name), path)
         if expected == actual:
@@ -305,7 +333,9 @@ def check_weights(name: str) -> FileCheck:
 
 def _verify_download(source: WeightsSource, path: Path) -> None:
     actual = sha256_file(path)  # memo: a 3 GB file is hashed once per (path, size, mtime)
-    if _read_verified().get(str(path.resolve())) == actual:
+    if actual in (_read_verified().get(str(path.resolve())), _blob_sha256(path)):
+        if _read_verified().get(str(path.resolve())) != actual:
+            _remember_verified(path, actual)
         return
     expected = _hub_sha256(source, path)
     if expected is None:
