@@ -355,6 +355,31 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, r
     assert not (tmp_path / "tags.parquet.parts").exists()
 
 
+@pytest.mark.parametrize("out_name", ["tags.parquet", "tags.csv"])
+def test_a_folder_of_someone_elses_at_the_parts_name_is_refused_and_kept(
+    tmp_path: Path, ramplus_tiny, out_name: str
+) -> None:
+    """Its files were deleted without a word, and a subfolder made the run fail with a traceback
+    after removing the whole folder."""
+    photos = _images(tmp_path / "photos", ["a.jpg"])
+    out = tmp_path / out_name
+    parts = tmp_path / f"{out_name}.parts"
+    (parts / "sub").mkdir(parents=True)
+    (parts / "mine.txt").write_text("precious")
+    (parts / "sub" / "more.txt").write_text("also")
+    result = ramtag(photos, "--out", out, "--workers", "0", *ramplus_tiny.cli_args())
+    assert result.exit_code == 1 and "holds files ramtag did not write (e.g. mine.txt)" in result.stderr
+    assert (parts / "mine.txt").read_text() == "precious" and (parts / "sub" / "more.txt").exists()
+    assert not out.exists()
+    (parts / "mine.txt").unlink()
+    result = ramtag(photos, "--out", out, "--workers", "0", *ramplus_tiny.cli_args())
+    assert result.exit_code == 1 and "(e.g. sub)" in result.stderr and (parts / "sub" / "more.txt").exists()
+    (parts / "sub" / "more.txt").unlink()
+    (parts / "sub").rmdir()  # an empty folder of that name is taken, and goes with the run
+    assert ramtag(photos, "--out", out, "--workers", "0", *ramplus_tiny.cli_args()).exit_code == 0
+    assert out.exists() and not parts.exists()
+
+
 def test_stdout_is_json_lines_when_piped(tmp_path: Path, ramplus_tiny) -> None:
     image = _images(tmp_path, ["one.jpg"]) / "one.jpg"
     result = ramtag(image, "--top-k", "1", "--workers", "0", "-q", *ramplus_tiny.cli_args())
