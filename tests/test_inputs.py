@@ -59,7 +59,7 @@ def tree(tmp_path: Path) -> Path:
     _save(tmp_path / "elsewhere" / "e.jpg")
     (root / "ext").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     (root / "sub" / "loop").symlink_to("..", target_is_directory=True)  # back to tree: a loop
-    (root / "link.jpg").symlink_to(root / "sub" / "c.PNG")
+    (root / "link.jpg").symlink_to(tmp_path / "elsewhere" / "e.jpg")  # outside: followed
     (root / "broken.jpg").symlink_to(tmp_path / "nowhere.jpg")
     return root
 
@@ -89,6 +89,20 @@ def test_walk_order_keys_and_paths(tree: Path) -> None:
     assert refs[3].path == tree / "ext" / "e.jpg"  # opened through the link, as the user sees it
     assert refs[5].path == tree / "sub" / "deeper" / "d.webp"
     assert errors == [(tree / "broken.jpg", "broken symbolic link skipped")]
+
+
+def test_a_link_to_what_the_walk_reaches_anyway_is_not_followed(tmp_path: Path) -> None:
+    """A shortcut folder sorted before the real one took over its photos' keys; deleting it had
+    them tagged again under new keys, the old rows left behind. A file link doubled its image."""
+    root = tmp_path / "library"
+    _save(root / "photos" / "a.jpg")
+    _save(root / ".store" / "s.jpg")
+    (root / "a_best").symlink_to("photos", target_is_directory=True)
+    (root / "alias.jpg").symlink_to(root / "photos" / "a.jpg")
+    (root / "kept").symlink_to(".store", target_is_directory=True)  # its target is left out as hidden
+    assert _keys(discover([root])) == ["kept/s.jpg", "photos/a.jpg"]
+    assert _keys(discover([root], hidden=True)) == [".store/s.jpg", "photos/a.jpg"]
+    assert _keys(discover([root / "a_best"])) == ["a.jpg"]  # a link given as the input is the root
 
 
 def test_a_symbolic_link_loop_is_said_as_one(tmp_path: Path) -> None:

@@ -65,6 +65,7 @@ def walk_folder(
     folder whose images are all hidden can say why none was found.
     """
     visited: set[tuple[int, int] | str] = set()
+    inside = _Inside(os.fspath(root), hidden)
     pending: list[tuple[str, str]] = [(os.fspath(root), key_prefix)]  # (folder path, key prefix), a stack
     while pending:
         folder, prefix = pending.pop()
@@ -91,6 +92,8 @@ def walk_folder(
                 ):
                     on_hidden(entry.path, is_folder)
                 continue
+            if entry.is_symlink() and inside.reached(entry.path):
+                continue  # its target is walked under its own path: keys do not hang on a shortcut's name
             if _is_dir(entry):
                 subfolders.append(entry.name)
             elif is_image_name(entry.name):
@@ -103,6 +106,24 @@ def walk_folder(
         del entries
         for name in reversed(subfolders):
             pending.append((os.path.join(folder, name), f"{prefix}{name}/"))
+
+
+class _Inside:
+    """Whether a symbolic link's target is walked anyway, under its own path: it lies inside the
+    root, in no hidden folder left out. Such a link is not followed, so that an image has one key,
+    whatever the link is called and whether it stays (a link sorted first took over the keys of the
+    real folder, and deleting it had those photos tagged again under new keys)."""
+
+    def __init__(self, root: str, hidden: bool) -> None:
+        self.root = os.path.realpath(root)
+        self.hidden = hidden
+
+    def reached(self, link: str) -> bool:
+        target = os.path.realpath(link)
+        if not target.startswith(self.root + os.sep) or not os.path.exists(target):
+            return False
+        parts = os.path.relpath(target, self.root).split(os.sep)
+        return self.hidden or not any(part.startswith(".") or part.casefold() in SYSTEM_FOLDERS for part in parts)
 
 
 def _broken_link(path: str) -> str:
