@@ -19,6 +19,7 @@ import io
 import json
 import statistics
 import subprocess
+import os
 import sys
 import tarfile
 import tempfile
@@ -29,7 +30,8 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO.parent / "shared" / "fixtures" / "official_ramplus_tiny"
+# The project's tiny official-code fixture, beside the checkout; RAMTAG_FIXTURE names another folder.
+FIXTURE = Path(os.environ.get("RAMTAG_FIXTURE") or REPO.parent / "shared" / "fixtures" / "official_ramplus_tiny")
 PER_SHARD = 32
 
 

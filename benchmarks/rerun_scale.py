@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO.parent / "shared" / "fixtures" / "official_ramplus_tiny"
+# The project's tiny official-code fixture, beside the checkout; RAMTAG_FIXTURE names another folder.
+FIXTURE = Path(os.environ.get("RAMTAG_FIXTURE") or REPO.parent / "shared" / "fixtures" / "official_ramplus_tiny")
 MODEL = ["--checkpoint", str(FIXTURE / "checkpoint.pth"), "--tag-list", str(FIXTURE / "tags.txt"),
          "--thresholds", str(FIXTURE / "thresholds.txt")]
 JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")  # never decoded: nothing is tagged
@@ -51,7 +52,8 @@ def previous_output(photos: Path, out: Path) -> None:
     from ramtag.inputs.roots import Root
     from ramtag.outputs.schema import schema_for, to_record_batch
     from ramtag.pipeline import ImageRecord
-    from ramtag.tagger import TagResult, load_tagger
+    from ramtag.loading import load_tagger
+    from ramtag.tagger import TagResult
 
     tagger = load_tagger(MODEL[1], tag_list=MODEL[3], thresholds=MODEL[5], device="cpu")
     schema = schema_for(tagger, "en", False, ResultOptions(), roots=[Root(os.path.realpath(photos), "")])

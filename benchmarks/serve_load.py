@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import os
 import sys
 import threading
 import time
@@ -24,7 +25,8 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-FIXTURE = REPO.parent / "shared" / "fixtures" / "official_ramplus_tiny"
+# The project's tiny official-code fixture, beside the checkout; RAMTAG_FIXTURE names another folder.
+FIXTURE = Path(os.environ.get("RAMTAG_FIXTURE") or REPO.parent / "shared" / "fixtures" / "official_ramplus_tiny")
 
 from serving import Server  # noqa: E402
 
