@@ -226,7 +226,12 @@ def run_bench(
     status(f"tagging {len(refs)} images{warming}")
     clock: dict[str, Any] = {}
 
-    def batch(number: int, _records: list) -> None:
+    def batch(number: int, records: list) -> None:
+        if number > warmup:  # an image that failed is no image tagged: left out of images/s
+            clock["failed"] = clock.get("failed", 0) + sum(record.error is not None for record in records)
+        if any(record.error is not None for record in records) and "example" not in clock:
+            failed = next(record for record in records if record.error is not None)
+            clock["example"] = f"{failed.key}: {failed.error}"
         if number == warmup:  # the measured part starts after the warm-up batches
             clock.update(started=time.perf_counter(), before=replace(timings))
 
@@ -240,7 +245,10 @@ def run_bench(
             )  # the workers have exited when it returns: their peak memory is known
         wall = time.perf_counter() - clock["started"]
     before, errors = clock["before"], result.errors
-    measured = timings.images - before.images
+    measured = timings.images - before.images - clock.get("failed", 0)
+    if measured <= 0:
+        raise UsageError(f"{folder}: no image after the warm-up could be tagged (e.g. {clock.get('example', '?')}); "
+                         "time a folder of images that read")
     return BenchResult(
         settings={
             "model": tagger.config.kind,
@@ -278,8 +286,9 @@ def _check_warmup(images: int, batch_size: int, warmup: int) -> None:
     batches = math.ceil(images / batch_size)
     if warmup >= batches:
         raise UsageError(
-            f"{images} images make {batches} batch{'es' if batches != 1 else ''} of {batch_size}, none left to measure after "
-            f"{warmup} warm-up batches: give more images or a smaller --warmup"
+            f"{images} image{'s make' if images != 1 else ' makes'} {batches} batch{'es' if batches != 1 else ''} of "
+            f"{batch_size}, none left to measure after {warmup} warm-up batch{'es' if warmup != 1 else ''}: give more "
+            "images or a smaller --warmup"
         )
 
 

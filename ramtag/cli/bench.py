@@ -214,7 +214,7 @@ def _print(result: BenchResult, source: str) -> None:
         f"{result.images_per_s:.2f} images/s over {plural(result.measured_images, 'image')} "
         f"({result.wall_s:.1f} s; start-up {_startup(result)} and "
         f"{plural(s['warmup_batches'], 'warm-up batch', 'es')} excluded; "
-        f"{plural(result.errors, 'error')})",
+        f"{plural(result.errors, 'unreadable image') + ' left out' if result.errors else 'no errors'})",
         markup=False, soft_wrap=True,
     )
     out.print("ms per image:", markup=False)
