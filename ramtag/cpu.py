@@ -42,6 +42,13 @@ def emulates_fp16() -> bool:
     return "avx2" in flags and not {"avx512_fp16", "amx_fp16"} & flags
 
 
+def emulates_bf16() -> bool:
+    """Whether this is an x86 CPU whose bf16 matrix products are emulated (no AMX or AVX-512 BF16,
+    or ``RAMTAG_NATIVE_BF16=0``): there bf16 measured up to 8x slower than fp32. False where the
+    system does not list the flags (ARM, macOS, Windows), which ``native_bf16`` cannot judge."""
+    return "avx2" in _listed_flags() and native_bf16() is None
+
+
 def native_bf16_set() -> bool | None:
     """What ``RAMTAG_NATIVE_BF16`` says (None: not set, or not a yes or no)."""
     setting = os.environ.get(ENV, "").strip().lower()

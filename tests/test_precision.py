@@ -208,6 +208,24 @@ def test_fp16_on_a_cpu_that_emulates_it_is_warned_about(ramplus_tiny, tmp_path, 
     assert said["sapphire"] == said["unknown"] == []  # native fp16, or flags not listed (ARM, Windows): no word
 
 
+def test_bf16_on_a_cpu_that_emulates_it_is_warned_about(ramplus_tiny, tmp_path, monkeypatch) -> None:
+    """fp16 was warned about, bf16 (up to 8x slower than fp32 there) not."""
+    import ramtag.cpu
+
+    image = str(sorted(ramplus_tiny.images.iterdir())[0])
+    said = {}
+    for name, flags in {"zen3": "avx2 avx512f", "zen4": "avx2 avx512f avx512_bf16", "unknown": ""}.items():
+        monkeypatch.setattr(ramtag.cpu, "_listed_flags", lambda flags=flags: frozenset(flags.split()))
+        monkeypatch.setattr(ramtag.cpu, "cpu_flags", lambda flags=flags: frozenset(flags.split()))
+        monkeypatch.delenv("RAMTAG_NATIVE_BF16", raising=False)
+        result = CliRunner().invoke(app, ["run", image, "--out", str(tmp_path / f"{name}.jsonl"), *ramplus_tiny.cli_args(),
+                                          "--device", "cpu", "--precision", "bf16-mixed"])
+        assert result.exit_code == 0, result.output
+        said[name] = [line for line in result.stderr.splitlines() if line.startswith("warning: --precision bf16")]
+    assert len(said["zen3"]) == 1 and "emulated" in said["zen3"][0] and "use fp32" in said["zen3"][0]
+    assert said["zen4"] == said["unknown"] == []
+
+
 def _prints_ok(code: str) -> None:
     """``code`` in a fresh interpreter (what is imported at start-up is the point) ends printing ok."""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

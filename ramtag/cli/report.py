@@ -76,6 +76,14 @@ class RunReport(ProgressReport, RunEvents):
                 self.say("warning: --precision fp16 on this CPU: it has no native fp16 matrix products (AVX-512 "
                          "FP16), so they are emulated, many times slower than fp32; use fp32, or bf16-mixed "
                          "where the CPU has AMX or AVX-512 BF16")
+        name = tagger.precision.name
+        if name in ("bf16", "bf16-mixed") and tagger.device.type == "cpu" and not self.quiet:
+            from ..cpu import emulates_bf16
+
+            if emulates_bf16():
+                self.say(f"warning: --precision {name} on this CPU: it has no native bf16 matrix products (AMX or "
+                         "AVX-512 BF16), so they are emulated, several times slower than fp32; use fp32 (what "
+                         "auto chooses here)")
 
     def opened(self, output: Tee) -> None:
         from ..outputs.file import ResumableOutput
