@@ -130,7 +130,7 @@ OnlyTagsOpt = Annotated[
         "--only-tags",
         help="Score only these built-in tags (names separated by commas, English or Chinese, or a "
         ".txt file of one per line): the others are not computed, which makes the tagging head "
-        "faster; their scores stay the same.",
+        "faster; their scores stay those of a full run (to rounding).",
         rich_help_panel=MODEL_PANEL,
         show_default=False,
     ),
