@@ -95,6 +95,43 @@ def test_unreachable_hosts_fail_fast_without_retries(tmp_path: Path, monkeypatch
     assert "Retry" not in result.stderr and len(result.stderr.splitlines()) == 6
 
 
+def test_a_host_that_takes_the_connection_and_never_answers_fails_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy or firewall that accepts and then says nothing: huggingface_hub's retries waited
+    about 7 minutes before its own error, without the list of files and what to do."""
+    import socket
+
+    import huggingface_hub.constants
+
+    import ramtag.model.needed as needed
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the system completes each connection; nobody ever reads or answers
+    port = silent.getsockname()[1]
+    monkeypatch.setattr(needed, "ANSWER_SECONDS", 1.0)
+    needed._probe.cache_clear()
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("RAMTAG_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("RAMTAG_DATA_URL", f"http://127.0.0.1:{port}/mirror")
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    (tmp_path / "a.jpg").write_bytes((SHARED / "fixtures/official_ramplus_tiny/images/demo4.jpg").read_bytes())
+    try:
+        result = ramtag("run", tmp_path / "a.jpg")
+    finally:
+        silent.close()
+        needed._probe.cache_clear()
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "error: cannot download the files ramtag needs (127.0.0.1 took the connection but did not answer within "
+        "1 s), and they are not cached:")
+    assert "Retry" not in result.stderr and "ramtag models download" in result.stderr
+
+
 def official_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     mirror = tmp_path / "mirror"
     mirror.mkdir()

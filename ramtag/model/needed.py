@@ -1,12 +1,14 @@
 """Before loading: every file a run needs, found or not, so that a first run offline fails at once
 with the whole list instead of one missing file at a time after retries.
 
-``check_available`` looks in the caches only (no network). When something is missing it makes one
-quick connection to each host the downloads would use (1.5 s at most; none through a proxy): a
-name that does not resolve or a refused connection will not get better by retrying, so
-the run stops there with one error that lists each missing file, where ramtag looked for it, the
-command that fetches them on a connected machine, and the options and variables to use here.
-A reachable host lets the downloads go ahead (and retry what is worth retrying).
+``check_available`` looks in the caches only (no network). When something is missing it asks each
+host the downloads would use for an answer (a connection within 5 s, then any HTTP answer to a HEAD
+within 10 s; nothing through a proxy): a name that does not resolve, a refused connection, a
+firewall that drops it, or a host that accepts and never answers will not get better by retrying
+(huggingface_hub's retries took 7 minutes on the last), so the run stops there with one error that
+lists each missing file, where ramtag looked for it, the command that fetches them on a connected
+machine, and the options and variables to use here. A host that answers lets the downloads go
+ahead (and retry what is worth retrying).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 from ..errors import ResourceUnavailableError
 from ..paths import offline
 
-PROBE_SECONDS = 1.5
+CONNECT_SECONDS = 5.0
+ANSWER_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -116,18 +119,42 @@ def unreachable(url: str) -> str | None:
     proxies = urllib.request.getproxies()
     if (proxies.get(parts.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(parts.hostname):
         return None  # through a proxy: only the download itself can tell
-    return _probe(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    return _probe(parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
 
 @functools.lru_cache(maxsize=16)
-def _probe(host: str, port: int) -> str | None:
-    """One connection per host and process: the run's check and the model load's ask the same."""
+def _probe(scheme: str, host: str, port: int) -> str | None:
+    """One question per host and process: the run's check and the model load's ask the same."""
     try:
-        with socket.create_connection((host, port), timeout=PROBE_SECONDS):
-            return None
+        with socket.create_connection((host, port), timeout=CONNECT_SECONDS):
+            pass
     except socket.gaierror as error:
         return f"{host} does not resolve: {error.strerror or error}"
     except ConnectionRefusedError:
         return f"{host}:{port} refused the connection"
+    except TimeoutError:
+        return f"{host}:{port} did not take a connection within {CONNECT_SECONDS:g} s (a firewall dropping it?)"
     except OSError:
-        return None  # slow or flaky (a timeout, a reset): worth the download's own retries
+        return None  # flaky (a reset...): worth the download's own retries
+    return _silent(f"{scheme}://{host}:{port}/", host)
+
+
+def _silent(url: str, host: str) -> str | None:
+    """Why ``url`` gives no HTTP answer (None when it answers anything, an error status included)."""
+    import http.client
+    import urllib.error
+
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        direct.open(urllib.request.Request(url, method="HEAD"), timeout=ANSWER_SECONDS).close()
+    except urllib.error.HTTPError:
+        return None  # an answer
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, TimeoutError):
+            return f"{host} took the connection but did not answer within {ANSWER_SECONDS:g} s"
+        return None  # TLS and the like: the download says it better
+    except TimeoutError:
+        return f"{host} took the connection but did not answer within {ANSWER_SECONDS:g} s"
+    except (OSError, http.client.HTTPException):
+        return None
+    return None
