@@ -198,6 +198,14 @@ def test_a_tag_list_of_another_checkpoint_is_said_on_every_load(ramplus_tiny) ->
         assert info.from_cache is cached
 
 
+def test_a_tag_list_that_cannot_fit_says_what_the_checkpoint_holds(ramplus_tiny) -> None:
+    """'816 description embeddings, not a multiple of 4585' named neither its 16 tags nor the fix."""
+    with pytest.raises(CheckpointError) as raised:
+        load_model(ramplus_tiny.checkpoint, num_tags=4585)
+    assert "816 description embeddings (16 tags of 51 descriptions, as released)" in str(raised.value)
+    assert str(raised.value).endswith("pass its own with --tag-list")
+
+
 def test_corrupt_cache_is_rebuilt(ramplus_tiny, isolated_user_dirs: Path) -> None:
     _, info = load_model(ramplus_tiny.checkpoint, num_tags=16)
     (cached,) = (isolated_user_dirs / "ramtag" / "converted").glob("*.safetensors")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import http.server
@@ -385,6 +386,19 @@ def test_hub_failures_become_one_line(hub: FakeHub, error: BaseException) -> Non
     assert message.startswith(f"cannot download {WEIGHTS['ram_plus'].display}: ")
     assert str(error).splitlines()[0].rstrip(".") in message
     assert "--checkpoint PATH" in message and "\n" not in message
+
+
+def test_a_cache_that_cannot_be_written_is_said_as_such(hub: FakeHub) -> None:
+    """A read-only HF_HOME read as a network failure: 'copy the cache from a connected machine'."""
+    hub.error = OSError(errno.EROFS, "Read-only file system")
+    with pytest.raises(ResourceUnavailableError) as caught:
+        download.weights_file("ram_plus")
+    message = str(caught.value)
+    assert "cannot write in the Hugging Face cache" in message and "(Read-only file system)" in message
+    assert "point HF_HOME at a folder you can write to" in message and "run the command again" not in message
+    hub.error = httpx.ConnectError("peer closed connection without sending complete message body")
+    with pytest.raises(ResourceUnavailableError, match="; run the command again to retry, or pass --checkpoint"):
+        download.weights_file("ram_plus")
 
 
 def test_quiet_download_passes_a_silent_progress_bar(hub: FakeHub) -> None:

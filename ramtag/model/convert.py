@@ -134,9 +134,11 @@ def infer_config(
         tags, per_tag = rows, 1
     elif num_tags:
         if rows % num_tags:
+            likely = f" ({rows // DEFAULT_DESCRIPTIONS_PER_TAG} tags of {DEFAULT_DESCRIPTIONS_PER_TAG} descriptions, " \
+                "as released)" if rows % DEFAULT_DESCRIPTIONS_PER_TAG == 0 else ""
             raise CheckpointError(
-                f"holds {rows} description embeddings, not a multiple of the tag list's "
-                f"{num_tags} tags: the tag list does not belong to this checkpoint"
+                f"holds {rows} description embeddings{likely}, not a whole number per tag of a tag list of "
+                f"{num_tags}: the tag list does not belong to this checkpoint; pass its own with --tag-list"
             )
         tags, per_tag = num_tags, rows // num_tags
     elif rows % DEFAULT_DESCRIPTIONS_PER_TAG == 0:

@@ -273,11 +273,19 @@ def weights_file(name: str, *, progress: bool = True, instead: str | None = None
                 f"cannot download {source.display}: no space left in {constants.HF_HUB_CACHE} (the released "
                 "weights take about 3 GB); free some, or point HF_HOME at a disk with room"
             ) from None
+        if getattr(exc, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM):
+            from huggingface_hub import constants
+
+            raise ResourceUnavailableError(
+                f"cannot download {source.display}: cannot write in the Hugging Face cache {constants.HF_HUB_CACHE} "
+                f"({exc.strerror}); point HF_HOME at a folder you can write to, or {instead.removeprefix('or ')}"
+            ) from None
         if is_offline and isinstance(exc, LocalEntryNotFoundError):
             raise ResourceUnavailableError(
                 f"{source.display} is not in the Hugging Face cache and ramtag is offline ({_OFFLINE_VARS}): {instead}"
             ) from None
-        raise ResourceUnavailableError(f"cannot download {source.display}: {_one_line(exc)}; {instead}") from None
+        again = "" if isinstance(exc, LocalEntryNotFoundError) else "run the command again to retry, or "
+        raise ResourceUnavailableError(f"cannot download {source.display}: {_one_line(exc)}; {again}{instead}") from None
     path = Path(found)
     if not is_offline:
         _verify_download(source, path)
