@@ -192,3 +192,18 @@ def test_switching_naming_keeps_the_earlier_sidecars_up_to_date(tmp_path: Path, 
     ext, replace = ((folder / name).read_text(encoding="utf-8") for name in ("demo4.jpg.xmp", "demo4.xmp"))
     # Both hold the top tag alone: in lr:hierarchicalSubject, and in ramtag's record of what it added.
     assert ext.count("<rdf:li>ramtag|") == replace.count("<rdf:li>ramtag|") == 2
+
+
+def test_a_sidecar_that_is_a_symbolic_link_stays_one(tmp_path: Path, ramplus_tiny) -> None:
+    """It was replaced by a regular file: the link gone, the file it pointed to left stale."""
+    folder, store = tmp_path / "photos", tmp_path / "store"
+    folder.mkdir()
+    store.mkdir()
+    shutil.copyfile(ramplus_tiny.images / "demo4.jpg", folder / "demo4.jpg")
+    (store / "demo4.xmp").write_text(LIGHTROOM, encoding="utf-8")
+    (folder / "demo4.xmp").symlink_to(store / "demo4.xmp")
+    result = ramtag("run", folder, "--xmp", "--workers", "0", *ramplus_tiny.cli_args())
+    assert result.exit_code == 0, result.output
+    assert (folder / "demo4.xmp").is_symlink() and "ramtag|" in (store / "demo4.xmp").read_text(encoding="utf-8")
+    assert ramtag("xmp", "clean", folder).exit_code == 0
+    assert (folder / "demo4.xmp").is_symlink() and (store / "demo4.xmp").read_text(encoding="utf-8") == LIGHTROOM

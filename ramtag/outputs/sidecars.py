@@ -111,8 +111,11 @@ def read_sidecar(path: Path) -> bytes | None:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Readers see the old sidecar or the new one; an existing one keeps its permissions, and one
-    made read-only is never replaced."""
+    made read-only is never replaced. A sidecar that is a symbolic link stays one: the file it
+    points to is the one replaced (as for photos under --embed)."""
     _check_writable(path)
+    if path.is_symlink() and path.exists():
+        path = Path(os.path.realpath(path))
     try:
         atomic.write_atomically(path, data)
     except OSError as exc:
