@@ -594,6 +594,7 @@ def test_control_characters_in_file_names_reach_the_terminal_escaped(tmp_path: P
                           "width": [None], "height": [None]}).to_batches()[0])
     table.close()
     assert "\\x1b[2Jevil\\r.jpg" in screen.getvalue() and "\x1b[2J" not in screen.getvalue()
+    assert "error: empty file" in screen.getvalue()  # an error row says so in words, not by colour alone
 
 
 @pytest.mark.skipif(os.name != "posix", reason="process groups and killpg are POSIX's")

@@ -38,8 +38,8 @@ EXAMPLES: dict[str, list[str]] = {
     ],
     "run": [
         "ramtag run ./photos --out tags.parquet",
-        "ramtag run ./photos --embed            # keywords into the photos (Lightroom, Immich)",
-        "ramtag run ./photos --xmp --lang both  # XMP sidecars, English and Chinese keywords",
+        "ramtag run ./photos --embed             # keywords into the photos themselves",
+        "ramtag run ./photos --xmp --lang both   # XMP sidecars, English and Chinese",
     ],
     "eval": [
         "ramtag eval --pred tags.parquet --gt labels.csv",
@@ -47,7 +47,7 @@ EXAMPLES: dict[str, list[str]] = {
     ],
     "describe": [
         'ramtag describe "cat wearing a hat" --out hat.json',
-        'ramtag describe "red panda" --llm none --out panda.json   # no LLM: ramtag\'s templates',
+        'ramtag describe "red panda" --llm none --out panda.json  # no LLM: templates',
         "ramtag run ./photos --tags hat.json --out tags.parquet",
     ],
     "bench": [
@@ -55,8 +55,8 @@ EXAMPLES: dict[str, list[str]] = {
         "ramtag bench --images ./photos --precision int8 --json",
     ],
     "serve": [
-        "ramtag serve                                   # http://127.0.0.1:8000: a page to try it, the API",
-        "ramtag serve --host 0.0.0.0   # PhotoPrism elsewhere; token in $RAMTAG_TOKEN (--token shows in ps)",
+        "ramtag serve                  # the API and a page to try it: 127.0.0.1:8000",
+        "ramtag serve --host 0.0.0.0   # PhotoPrism elsewhere; token in $RAMTAG_TOKEN",
         "curl -F files=@photo.jpg http://127.0.0.1:8000/v1/tag",
     ],
     "models": ["ramtag models list", "ramtag models download", "ramtag models verify"],

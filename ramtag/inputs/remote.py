@@ -71,8 +71,9 @@ def resolve_input(item: str) -> list[Any]:
         filesystem(expanded[0])  # a missing package fails now; the shards are not looked up one by one
         return [remote_item(url, None) for url in expanded]
     if expanded == [item]:
-        raise UsageError(f"input not found: {item}" + (" (ramtag expands {a..b} and {a,b}; * and ? are the "
-                                                        "shell's: leave them unquoted)" if set("*?[") & set(item) else ""))
+        hint = " (ramtag expands {a..b} and {a,b}; * and ? are the shell's: leave them unquoted)" \
+            if set("*?[") & set(item) else " (a list of paths on stdin: --files-from -)" if item == "-" else ""
+        raise UsageError(f"input not found: {item}{hint}")
     missing = [path for path in expanded if not os.path.exists(path)]
     shards = all(is_shard_name(path) for path in missing)
     if missing and (2 * len(missing) > len(expanded) or not shards):

@@ -94,7 +94,7 @@ class TerminalTable:
         table.columns[0].overflow = table.columns[1].overflow = "fold"
         for row in self.rows:
             if row["error"] is not None:
-                tags = f"[red]{escape(terminal_text(row['error']))}[/]"
+                tags = f"[red]error: {escape(terminal_text(row['error']))}[/]"  # said in words too: NO_COLOR
                 size = ""
             else:
                 names = {"en": row["tags"], "zh": row.get("tags_zh"), "both": None}[self.lang]
