@@ -105,6 +105,14 @@ def test_a_link_to_what_the_walk_reaches_anyway_is_not_followed(tmp_path: Path) 
     assert _keys(discover([root / "a_best"])) == ["a.jpg"]  # a link given as the input is the root
 
 
+def test_an_edit_copy_left_by_a_killed_embed_is_never_a_photo(tmp_path: Path) -> None:
+    """`--hidden` runs tagged `.a.ramtag-tmp.jpg` (and wrote it a sidecar)."""
+    _save(tmp_path / "a.jpg")
+    _save(tmp_path / ".a.ramtag-tmp.jpg")
+    _save(tmp_path / ".b.jpg")
+    assert _keys(discover([tmp_path], hidden=True)) == [".b.jpg", "a.jpg"]
+
+
 def test_a_symbolic_link_loop_is_said_as_one(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")
     (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +28,11 @@ SYSTEM_FOLDERS = frozenset({  # compared without case: Windows writes $Recycle.B
     "@eadir", "#recycle", "#snapshot", "@recycle", "@recently-snapshot", "$recycle.bin",
     "system volume information",
 })
+
+
+# The copy `run --embed` edits beside a photo (`.IMG_1.ramtag-tmp.JPG`), left behind by a kill:
+# never a photo, --hidden or not; the next --embed run or `xmp clean` removes it.
+_EDIT_COPY = re.compile(r"\..+\.ramtag-tmp\.[^.]+")
 
 
 def folder_prefix(written: str) -> str:
@@ -86,6 +92,8 @@ def walk_folder(
                 on_orphan(path)
         subfolders: list[str] = []
         for entry in entries:
+            if entry.name.startswith(".") and _EDIT_COPY.fullmatch(entry.name):
+                continue
             if not hidden and (entry.name.startswith(".") or _system_folder(entry)):
                 if on_hidden is not None and entry.name not in TOOL_FOLDERS and entry.name.casefold() not in SYSTEM_FOLDERS and (
                     (is_folder := _is_dir(entry)) or is_image_name(entry.name)

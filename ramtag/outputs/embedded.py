@@ -17,7 +17,7 @@ digest that was already out of date is left so, for the readers to reconcile as 
 A photo is never damaged (``rewriting``): the edit is made on a copy beside it, the copy must decode
 to the very same pixels, it is synced and takes the original's mode, owner and modification time,
 and only then is it renamed over the original. A kill at any moment leaves the original or the new
-file, and at worst a hidden ``.NAME.ramtag-tmp.EXT`` copy, removed by the next run. Proprietary raws
+file, and at worst a hidden ``.NAME.ramtag-tmp.EXT`` copy, removed by the next --embed run (walks never take it for a photo). Proprietary raws
 are never written to (they get sidecars); nor is a read-only file.
 """
 
