@@ -352,6 +352,8 @@ def test_clean_of_a_read_only_photo_says_so_in_its_dry_run_too(tmp_path: Path, r
     photo = tmp_path / "a.jpg"
     shutil.copyfile(ramplus_tiny.images / "demo4.jpg", photo)
     assert ramtag("run", photo, "--embed", *ramplus_tiny.cli_args()).exit_code == 0
+    shutil.copyfile(ramplus_tiny.images / "demo4.jpg", tmp_path / "b.bmp")  # and a sidecar to clean
+    assert ramtag("run", tmp_path / "b.bmp", "--xmp", *ramplus_tiny.cli_args()).exit_code == 0
     os.chmod(photo, 0o444)
     for dry in (["--dry-run"], []):
         cleaned = ramtag("xmp", "clean", tmp_path, *dry)
@@ -359,6 +361,9 @@ def test_clean_of_a_read_only_photo_says_so_in_its_dry_run_too(tmp_path: Path, r
         assert f"{photo}: the file is read-only: ramtag does not change it (make it writable with chmod u+w)" \
             in cleaned.stderr and "--xmp" not in cleaned.stderr  # no sidecars to suggest to a clean
         assert "would be cleaned: " not in cleaned.stdout
+        said = " ".join(cleaned.stderr.split())
+        assert "0 photos" in said and "cleaned of embedded keywords, 0 without them, 1 error" in said
+        assert "without ramtag entries, 0 errors" in said  # the photo's error was counted among the sidecars' too
 
 
 def test_embed_without_exiftool_fails_before_loading(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:

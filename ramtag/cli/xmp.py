@@ -120,9 +120,8 @@ def clean_command(
             verb = {"cleaned": "cleaned", "removed": "deleted"}[outcome]
             typer.echo(f"{'would be ' if dry_run else ''}{verb}: {terminal_text(str(path))}")
     photos = _clean_photos(paths, dry_run=dry_run, hidden=hidden)
-    counts["errors"] += photos["errors"]
     if not quiet:
-        total = sum(counts.values()) - photos["errors"]
+        total = sum(counts.values())
         if total or not (photos["cleaned"] or photos["errors"]):  # "0 sidecars" only when nothing else is said
             would = "would be " if dry_run else ""
             err_console.print(
@@ -138,7 +137,7 @@ def clean_command(
                 f"{photos['untouched']} without them, {plural(photos['errors'], 'error')}"
                 + (" (dry run: nothing written)" if dry_run else ""), markup=False, soft_wrap=True,
             )
-    if counts["errors"]:
+    if counts["errors"] or photos["errors"]:
         raise typer.Exit(1)
 
 
