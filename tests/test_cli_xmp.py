@@ -163,6 +163,8 @@ def test_naming_parent_and_stdout(photos: Path, ramplus_tiny) -> None:
     assert (photos / "synth_rgba.png.xmp").read_text(encoding="utf-8") == DARKTABLE  # replace naming left it
     result = ramtag("run", photos, "--xmp", "--xmp-parent", "|bad", *args)
     assert result.exit_code == 2 and "--xmp-parent" in result.stderr
+    result = ramtag("run", photos, "--xmp", "--xmp-parent", "AI/Tags", *args)  # two levels in digiKam, one in Lightroom
+    assert result.exit_code == 2 and "levels are separated by '|' ('AI|Tags')" in result.stderr
 
 
 def test_clean_dry_run_and_errors(photos: Path, ramplus_tiny) -> None:

@@ -73,7 +73,7 @@ XmpParentOpt = Annotated[
     typer.Option(
         "--xmp-parent",
         help="Parent keyword of the tags in the hierarchical fields (ramtag|cat, ramtag/cat); "
-        "'' puts them at the top level.",
+        "levels separated by '|' (AI|ramtag); '' puts them at the top level.",
         rich_help_panel=XMP_PANEL,
     ),
 ]

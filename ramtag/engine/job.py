@@ -336,6 +336,9 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
         parent = outputs.xmp_parent
         if parent.strip(" |") != parent or "||" in parent:
             raise UsageError(f"--xmp-parent {parent!r}: no leading, trailing or doubled '|' (nor spaces at the ends)")
+        if "/" in parent:  # digiKam's TagsList splits levels at '/', Lightroom's hierarchy at '|'
+            raise UsageError(f"--xmp-parent {parent!r}: levels are separated by '|' ({parent.replace('/', '|')!r}); "
+                             "a '/' would be a level in digiKam but part of the name in Lightroom")
         from ..inputs import is_plain_input
         from ..inputs.fs import is_url
         from ..inputs.patterns import expand_braces
