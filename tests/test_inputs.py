@@ -204,6 +204,15 @@ def test_files_from_stdin_and_file(tree: Path, monkeypatch: pytest.MonkeyPatch) 
     assert both == ["B.JPG", "a.jpg", "sub/deeper/d.webp", "notes.txt", "gone.jpg"]  # inputs, then the list
 
 
+def test_a_listed_name_with_spaces_at_its_ends_is_that_file(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ls -1 > list` names " lead.jpg" as it is: stripped, it was a missing file."""
+    monkeypatch.chdir(tree)
+    _save(tree / " lead.jpg")
+    _save(tree / "trail.jpg ", format="JPEG")
+    listing = " lead.jpg\ntrail.jpg \r\n  a.jpg  \n"
+    assert _keys(discover([], files_from="-", stdin=io.StringIO(listing))) == [" lead.jpg", "trail.jpg ", "a.jpg"]
+
+
 def test_files_from_nul_separated(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # find -print0: names as they are, a newline, leading spaces or a '#' included.
     monkeypatch.chdir(tree)

@@ -65,7 +65,8 @@ _UTF16_OR_32_BOM = ("\udcff\udcfe", "\udcfe\udcff", "\x00\x00\udcfe\udcff")  # a
 
 def _list_entries(stream: TextIO | BinaryIO, source: str) -> Iterator[str]:
     """The paths of a list: NUL-separated names as they are (the only way to list a name with a
-    newline in it), else non-blank, non-comment lines with surrounding whitespace removed.
+    newline in it), else non-blank, non-comment lines with surrounding whitespace removed (unless
+    the name with it is a file's).
 
     A file is looked at for a NUL up to ``_NUL_WITHIN``; a pipe or a terminal, whose writer may
     still be at work, only as far as what has arrived with its first line end."""
@@ -86,9 +87,13 @@ def _list_entries(stream: TextIO | BinaryIO, source: str) -> Iterator[str]:
         return
     ends = _CR if _cr_only("".join(head)) else _LINE_END
     for raw in _records(text, ends, ends.split):
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            yield line
+        line = raw.removesuffix("\r") if ends is _LINE_END else raw
+        trimmed = line.strip()
+        if not trimmed or trimmed.startswith("#"):
+            continue
+        # Spaces around a name are the list's (indentation, a space before a line end), unless a
+        # file is named so (`ls` lists " lead.jpg" as it is): then they are the name's.
+        yield line if line != trimmed and os.path.lexists(line) else trimmed
 
 
 def _cr_only(head: str) -> bool:
