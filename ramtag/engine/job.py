@@ -322,7 +322,8 @@ def _check_outputs(job: Job, outputs: OutputOptions) -> None:
         if not folder.is_dir():
             raise UsageError(f"--out {out}: {folder} is a file, not a folder")
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise UsageError(f"--out {out}: cannot write in {folder} (permission denied)")
+            why = "a read-only file system" if _read_only_mount(folder) else "permission denied"
+            raise UsageError(f"--out {out}: cannot write in {folder} ({why})")
     elif outputs.format is not None and FORMATS[outputs.format].binary:
         raise UsageError(f"{FORMATS[outputs.format].label} needs a file: add --out FILE.{outputs.format}")
     if outputs.prune and outputs.out is None:
@@ -375,3 +376,10 @@ def _check_cluster(job: Job) -> None:
         raise UsageError("--engine ray writes a folder of Parquet parts: add --out FOLDER")
     if job.outputs.format not in (None, "parquet"):
         raise UsageError(f"--engine ray writes Parquet only, not {job.outputs.format}")
+
+
+def _read_only_mount(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
