@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import RamtagError, UsageError
+from ..text import printable
 from .folders import folder_prefix, walk_folder
 from .globs import kept
 from .lists import check_list, is_stream, listed_paths
@@ -360,9 +361,9 @@ def _once(items: Iterable[Item], on_error: ErrorCallback | None, *, every: bool 
             if first == os.fspath(item.path) or os.path.realpath(first) == os.path.realpath(item.path):
                 given_twice(item.path)
             elif on_error is not None:  # another file left out: each one said
-                escaped = " (a name that is not UTF-8 is written with its bytes as \\xNN)" if "\\x" in item.key else ""
-                on_error(item.path, f"its key {item.key} is {first}'s already{escaped}: not tagged "
-                         "(rename it, or tag it into another --out)")
+                whose = "this file's" if printable(name := os.fspath(item.path)) != name else "the other's (this has a \\)"
+                escaped = f" (a name that is not UTF-8 is written with its bytes as \\xNN: {whose})" if "\\x" in item.key else ""
+                on_error(item.path, f"its key {item.key} is {first}'s already{escaped}: not tagged (rename it, or tag it into another --out)")
             continue
         else:
             keys[item.key] = os.fspath(item.path)

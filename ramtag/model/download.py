@@ -2,8 +2,8 @@
 
 Weights come from the Hugging Face Hub through ``huggingface_hub``, which brings its cache
 (``HF_HOME``), ``HF_ENDPOINT``, resumable downloads and the progress bar. After a download the file's
-sha256 is compared once with the one the Hub lists; the result is remembered in
-``cache_dir()/verified_weights.json`` so later runs neither re-hash the file nor ask the Hub for its sha256 again.
+sha256 is compared once with the one the Hub lists; the result is remembered
+(``verified``) so later runs neither re-hash the file nor ask the Hub for its sha256 again.
 
 The three data files (tag list, Chinese tag list, thresholds) are 20-45 kB each, pinned by commit
 and sha256 in ``registry``; they live in ``cache_dir()/data/<commit>/`` and are re-hashed every time
@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import urllib.parse
 import warnings
@@ -41,6 +40,7 @@ from .registry import (
     DataFile,
     WeightsSource,
 )
+from .verified import blob_sha256, hub_errors, hub_sha256, read_verified, remember_verified, verify_download
 
 DATA_URL_ENV = "RAMTAG_DATA_URL"
 _TIMEOUT_S = 30
@@ -265,7 +265,7 @@ def weights_file(name: str, *, progress: bool = True, instead: str | None = None
                 library_version=__version__,
                 tqdm_class=None if progress else _quiet_bar(),
             )
-    except _hub_errors() as exc:
+    except hub_errors() as exc:
         if getattr(exc, "errno", None) == errno.ENOSPC:
             from huggingface_hub import constants
 
@@ -288,12 +288,12 @@ def weights_file(name: str, *, progress: bool = True, instead: str | None = None
         raise ResourceUnavailableError(f"cannot download {source.display}: {_one_line(exc)}; {again}{instead}") from None
     path = Path(found)
     if not is_offline:
-        _verify_download(source, path)
+        verify_download(source, path)
         return path
     # Offline the Hub cannot be asked, but a file checked once can be again, and a file the cache
     # keeps under its sha256 (a cache copied from another machine) can be checked against its name.
-    verified = _read_verified().get(str(path.resolve()))
-    expected = verified or _blob_sha256(path)
+    verified = read_verified().get(str(path.resolve()))
+    expected = verified or blob_sha256(path)
     if expected is not None and sha256_file(path) != expected:
         said = "no longer the {} it had when downloaded" if verified else "not the {} its name in the Hugging Face cache says"
         raise ChecksumError(
@@ -303,116 +303,18 @@ def weights_file(name: str, *, progress: bool = True, instead: str | None = None
     return path
 
 
-def _blob_sha256(path: Path) -> str | None:
-    """The sha256 the Hugging Face cache names a large file by: its snapshot entry links to (or,
-    copied with ``cp -rL``, sits beside) ``blobs/<sha256>``, the LFS sha256 the Hub sent with it."""
-    resolved = path.resolve()
-    if resolved.parent.name == "blobs" and _is_sha256(resolved.name):
-        return resolved.name
-    snapshot = path.parent  # a copy that followed the links: the blob of the same size, if only one
-    if snapshot.parent.name != "snapshots":
-        return None
-    blobs = snapshot.parent.parent / "blobs"
-    try:
-        size = path.stat().st_size
-        named = [entry.name for entry in blobs.iterdir() if _is_sha256(entry.name) and entry.stat().st_size == size]
-    except OSError:
-        return None
-    return named[0] if len(named) == 1 else None
-
-
-def _is_sha256(name: str) -> bool:
-    return len(name) == 64 and all(char in "0123456789abcdef" for char in name)
-
-
 def check_weights(name: str) -> FileCheck:
     """Re-hash the cached checkpoint (no memo) against the sha256 verified earlier or, online, the Hub's."""
     path = cached_weights(name)
     if path is None:
         return FileCheck(name, None)
     actual = sha256_file(path, remember=False)
-    expected = _read_verified().get(str(path.resolve())) or _blob_sha256(path)
+    expected = read_verified().get(str(path.resolve())) or blob_sha256(path)
     if expected is None and not offline():
-        expected = _hub_sha256(weights_source(name), path)
+        expected = hub_sha256(weights_source(name), path)
         if expected == actual:
-            _remember_verified(path, actual)
+            remember_verified(path, actual)
     return FileCheck(name, path, actual, expected)
-
-
-def _verify_download(source: WeightsSource, path: Path) -> None:
-    actual = sha256_file(path)  # memo: a 3 GB file is hashed once per (path, size, mtime)
-    if actual in (_read_verified().get(str(path.resolve())), _blob_sha256(path)):
-        if _read_verified().get(str(path.resolve())) != actual:
-            _remember_verified(path, actual)
-        return
-    expected = _hub_sha256(source, path)
-    if expected is None:
-        return  # the Hub lists no sha256 (or is out of reach): nothing to compare with
-    if actual != expected:
-        raise ChecksumError(
-            f"{path.resolve()}: sha256 {actual[:12]}… does not match {expected[:12]}… listed by the Hub for"
-            f" {source.display}; delete that file and run `ramtag models download {source.name}` again"
-        )
-    _remember_verified(path, actual)
-
-
-def _hub_sha256(source: WeightsSource, path: Path) -> str | None:
-    """The LFS sha256 the Hub lists for the file, at the commit it was downloaded from when known."""
-    from huggingface_hub import HfApi
-
-    # hf_hub_download returns ``.../snapshots/<commit>/<filename>``: ask about that very commit.
-    snapshot = path.parent
-    revision = snapshot.name if snapshot.parent.name == "snapshots" and len(snapshot.name) == 40 else None
-    try:
-        infos = HfApi(library_name="ramtag", library_version=__version__).get_paths_info(
-            source.repo_id, [source.filename], repo_type=source.repo_type, revision=revision
-        )
-    except _hub_errors():
-        return None
-    for info in infos:
-        lfs = getattr(info, "lfs", None)
-        if getattr(info, "path", None) == source.filename and lfs is not None:
-            return getattr(lfs, "sha256", None) or None
-    return None
-
-
-def _verified_file() -> Path:
-    return cache_dir() / "verified_weights.json"
-
-
-def _read_verified() -> dict[str, str]:
-    """Resolved checkpoint path -> sha256 that once matched the Hub's (with the hash memo, no re-hash)."""
-    try:
-        data = json.loads(_verified_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _remember_verified(path: Path, sha256: str) -> None:
-    record = _read_verified()
-    record[str(path.resolve())] = sha256
-    try:
-        _write_atomic(_verified_file(), json.dumps(record, indent=1, sort_keys=True).encode("utf-8"))
-    except ResourceUnavailableError:
-        pass  # a read-only cache only costs one more Hub query next time
-
-
-def _hub_errors() -> tuple[type[BaseException], ...]:
-    """What huggingface_hub raises for a failed download or query.
-
-    Its HTTP client changed over versions (requests, whose errors are OSErrors, then httpx/httpx2);
-    ``huggingface_hub.utils.httpx`` names the one in use where there is one.
-    """
-    from huggingface_hub.utils import EntryNotFoundError
-
-    try:
-        from huggingface_hub.utils import httpx
-
-        transport: tuple[type[BaseException], ...] = (httpx.HTTPError,)
-    except ImportError:
-        transport = ()
-    return (OSError, EntryNotFoundError, *transport)
 
 
 def _quiet_bar() -> type:
