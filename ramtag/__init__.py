@@ -9,7 +9,7 @@ from .version import IMPORTED_AT, __version__
 # RAMTAG_OFFLINE is HF_HUB_OFFLINE for the Hugging Face libraries too, set before they are imported
 # (they read it once): otherwise huggingface_hub still makes its own requests at start-up.
 if os.environ.get("RAMTAG_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # also over an empty or 0 one: ramtag is offline all the same
 
 __all__ = ["IMPORTED_AT", "Tagger", "TagResult", "__version__", "load_tagger"]
 

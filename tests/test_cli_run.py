@@ -376,6 +376,7 @@ def test_a_folder_of_someone_elses_at_the_parts_name_is_refused_and_kept(
     assert result.exit_code == 1 and "(e.g. sub)" in result.stderr and (parts / "sub" / "more.txt").exists()
     (parts / "sub" / "more.txt").unlink()
     (parts / "sub").rmdir()  # an empty folder of that name is taken, and goes with the run
+    (parts / ".DS_Store").write_bytes(b"\0")  # what Finder leaves in a folder it showed: no one's work
     assert ramtag(photos, "--out", out, "--workers", "0", *ramplus_tiny.cli_args()).exit_code == 0
     assert out.exists() and not parts.exists()
 

@@ -340,7 +340,7 @@ def test_with_xmp_too_a_photo_exiftool_cannot_write_gets_its_sidecar_and_its_row
     assert set(keywords(photos / "png.jpg.xmp")["Subject"]) == set(rows["png.jpg"]["tags"])
     assert (photos / "png.jpg").read_bytes() == before and keywords(photos / "fine.jpg")["Subject"]
     said = " ".join(result.stderr.split())
-    assert "1 photo exiftool could not write into (their sidecars have the keywords)" in said
+    assert "1 photo --embed could not write into (their sidecars have the keywords)" in said
     assert "looks more like a PNG" in said and "rename it" in said
     alone = ramtag("run", photos, "--embed", "--overwrite", "--out", out, *ramplus_tiny.cli_args())
     assert alone.exit_code == 0, alone.output
@@ -577,6 +577,21 @@ def test_latin1_iptc_keywords_in_a_block_declared_utf8_keep_their_bytes(tmp_path
     assert raw_keywords() == [*mine, "cat"]
     assert clean_embedded(tool, path) == "cleaned"
     assert path.read_bytes() == original
+
+
+def test_an_iptc_block_ramtag_made_is_not_declared_utf8_over_the_persons_latin1(tmp_path: Path, ramplus_tiny, tool) -> None:
+    """ramtag makes the block (ASCII tags: nothing declared), an older program adds 'Café' in
+    Latin-1, a re-run brings a Chinese tag: declaring UTF-8 for it made the person's read 'Caf?'."""
+    path = photo(tmp_path, "jpg", ramplus_tiny.images / "demo4.jpg")
+    EmbedWriter(PROVENANCE, tool=tool).update(path, TagResult(["dog"], [0.9], None, None))
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-charset", "iptc=latin", "-IPTC:Keywords+=Café",
+                    str(path)], check=True)
+    EmbedWriter(Provenance("ram_plus", "", "0.5", "settings-2"), tool=tool).update(path, RESULT)
+    done = subprocess.run([EXIFTOOL, "-j", "-b", "-IPTC:all", str(path)], capture_output=True, check=True)
+    iptc = json.loads(done.stdout)[0]
+    assert "CodedCharacterSet" not in iptc and iptc["Keywords"] == ["dog", "Café", "grass"]  # read as Latin-1
+    assert b"Caf\xe9" in path.read_bytes()
+    assert "狗" in keywords(path)["Subject"]  # in XMP only
 
 
 def test_copies_in_the_hierarchy_are_kept_once_the_persons_software_writes_it(tmp_path: Path, ramplus_tiny, tool) -> None:

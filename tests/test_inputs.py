@@ -91,17 +91,18 @@ def test_walk_order_keys_and_paths(tree: Path) -> None:
     assert errors == [(tree / "broken.jpg", "broken symbolic link skipped")]
 
 
-def test_a_link_to_what_the_walk_reaches_anyway_is_not_followed(tmp_path: Path) -> None:
+def test_a_link_to_a_folder_the_walk_reaches_anyway_is_not_followed(tmp_path: Path) -> None:
     """A shortcut folder sorted before the real one took over its photos' keys; deleting it had
-    them tagged again under new keys, the old rows left behind. A file link doubled its image."""
+    them tagged again under new keys, the old rows left behind. A link to a file is a name of its
+    own (an album of links), as before."""
     root = tmp_path / "library"
     _save(root / "photos" / "a.jpg")
     _save(root / ".store" / "s.jpg")
     (root / "a_best").symlink_to("photos", target_is_directory=True)
     (root / "alias.jpg").symlink_to(root / "photos" / "a.jpg")
     (root / "kept").symlink_to(".store", target_is_directory=True)  # its target is left out as hidden
-    assert _keys(discover([root])) == ["kept/s.jpg", "photos/a.jpg"]
-    assert _keys(discover([root], hidden=True)) == [".store/s.jpg", "photos/a.jpg"]
+    assert _keys(discover([root])) == ["alias.jpg", "kept/s.jpg", "photos/a.jpg"]
+    assert _keys(discover([root], hidden=True)) == ["alias.jpg", ".store/s.jpg", "photos/a.jpg"]
     assert _keys(discover([root / "a_best"])) == ["a.jpg"]  # a link given as the input is the root
 
 

@@ -226,7 +226,7 @@ class RunReport(ProgressReport, RunEvents):
                             else "write keywords; --xmp writes sidecars)"))
         if embedded is not None and embedded.refused:
             count = len(embedded.refused)
-            parts.append(f"{plural(count, 'photo')} exiftool could not write into (their sidecars have the keywords"
+            parts.append(f"{plural(count, 'photo')} --embed could not write into (their sidecars have the keywords"
                          + (f"): {embedded.refused[0]}" + (f"; -v lists all {count}" if count > 1 else "")
                             if not self.verbose else ")"))
         if parts:

@@ -100,7 +100,7 @@ def walk_folder(
                 ):
                     on_hidden(entry.path, is_folder)
                 continue
-            if entry.is_symlink() and inside.reached(entry.path):
+            if entry.is_symlink() and _is_dir(entry) and inside.reached(entry.path):
                 continue  # its target is walked under its own path: keys do not hang on a shortcut's name
             if _is_dir(entry):
                 subfolders.append(entry.name)
@@ -117,18 +117,19 @@ def walk_folder(
 
 
 class _Inside:
-    """Whether a symbolic link's target is walked anyway, under its own path: it lies inside the
-    root, in no hidden folder left out. Such a link is not followed, so that an image has one key,
-    whatever the link is called and whether it stays (a link sorted first took over the keys of the
-    real folder, and deleting it had those photos tagged again under new keys)."""
+    """Whether a link to a folder leads where the walk goes anyway, under its own path: inside the
+    root, in no hidden folder left out. Such a link is not followed: each folder is walked once, and
+    the first path to reach it gave its photos their keys, so a link sorted before the real folder
+    took them over (and deleting it had those photos tagged again under new keys). Links to files
+    are followed, each a name of its own (an album of links); so are links to folders elsewhere."""
 
     def __init__(self, root: str, hidden: bool) -> None:
-        self.root = os.path.realpath(root)
+        self.root = os.path.join(os.path.realpath(root), "")  # with its separator ("/" stays "/")
         self.hidden = hidden
 
     def reached(self, link: str) -> bool:
         target = os.path.realpath(link)
-        if not target.startswith(self.root + os.sep) or not os.path.exists(target):
+        if not target.startswith(self.root) or not os.path.exists(target):
             return False
         parts = os.path.relpath(target, self.root).split(os.sep)
         return self.hidden or not any(part.startswith(".") or part.casefold() in SYSTEM_FOLDERS for part in parts)

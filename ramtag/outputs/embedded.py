@@ -174,8 +174,8 @@ def _raw_keywords(tool: ExifTool, path: Path, read: list[str]) -> list[str]:
             data = base64.b64decode(value[len("base64:"):])
             try:
                 value = data.decode("utf-8")
-            except UnicodeDecodeError:
-                value = data.decode("cp1252", errors="replace")
+            except UnicodeDecodeError:  # exiftool's Latin is cp1252; its five undefined bytes as Latin-1
+                value = "".join(bytes([byte]).decode("cp1252", errors="ignore") or chr(byte) for byte in data)
         decoded.append(value)
     return decoded
 
@@ -212,7 +212,9 @@ def tagging_args(held: Held, provenance: Provenance, result: TagResult, suffix: 
     iptc = suffix in _IPTC
     created, previous = held.created(), held.previous_toolkit()
     if iptc:
-        utf8 = "IPTC" in created or held.iptc_utf8
+        # UTF-8 where declared, or where ramtag made the block and may declare it: not over the
+        # person's own non-ASCII keywords, which their program wrote in its character set.
+        utf8 = held.iptc_utf8 or ("IPTC" in created and all(k.isascii() for k in person["AddedKeywords"]))
         # Without UTF-8 declared, IPTC is Latin-1 to its readers: other names stay in XMP only.
         # IPTC keywords hold 64 bytes: a longer name stays in XMP rather than being cut.
         wanted["AddedKeywords"] = [

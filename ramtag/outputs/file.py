@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -47,7 +46,7 @@ from ..inputs.shards import RECORDED, InMemory, Unusable
 from . import columns as arrow
 from .base import RowOutput
 from .formats import FORMATS, OutputFile, ParquetSink, not_added_to
-from .journal import Journal, hold_lock, read_settings, write_settings
+from .journal import Journal, check_parts_folder, hold_lock, junk_name, owned_name, read_settings, write_settings
 from .rerun import CHANGED, UNCHANGED, Rerun, RowIndex
 from .shardversions import ShardVersions
 from .schema import (
@@ -73,28 +72,6 @@ def _batches(source: Path, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
 
 def parts_dir(dest: Path) -> Path:
     return dest.with_name(dest.name + ".parts")
-
-
-# What a run writes in its parts folder (each also under NAME.tmp first): nothing else is ever deleted there.
-_OURS = re.compile(r"(lock|journal|settings\.json|inputs\.json|shards\.json|final|\d{6,}\.parquet)(\.tmp)?")
-
-
-def _check_ours(folder: Path) -> None:
-    """A folder at the parts folder's name that holds anything a run does not write there is
-    someone else's: refused, where it was emptied and removed."""
-    try:
-        entries = list(folder.iterdir())
-    except FileNotFoundError:
-        return
-    except NotADirectoryError:
-        raise OutputError(f"{folder}: cannot create it (a file of that name exists); move it away, "
-                          "or choose another --out") from None
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot read it ({exc.strerror})") from None
-    foreign = sorted(entry.name for entry in entries if not _OURS.fullmatch(entry.name) or entry.is_dir())
-    if foreign:
-        raise OutputError(f"{folder} holds files ramtag did not write (e.g. {foreign[0]}), where a run keeps its "
-                          "results until it finishes: move them away, or choose another --out")
 
 
 def recorded_roots(dest: Path) -> list[Root]:
@@ -148,7 +125,7 @@ class ResumableOutput(RowOutput):
         self._pending_rows = 0
         self._saved_at = time.monotonic()
         self._lock_fd: int | None = None
-        _check_ours(self.folder)
+        check_parts_folder(self.folder)
         try:
             self.folder.mkdir(exist_ok=True)
             self._lock_fd = hold_lock(self.folder / "lock", self.dest)
@@ -296,7 +273,7 @@ class ResumableOutput(RowOutput):
         """Delete what is not a committed part: crash debris, parts of a finished or dropped run."""
         keep = {"lock", *(name for name, _ in self.parts)}
         for path in self.folder.iterdir():
-            if path.name not in keep and _OURS.fullmatch(path.name) and not path.is_dir():
+            if path.name not in keep and owned_name(path.name) and not path.is_dir():
                 path.unlink()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -388,7 +365,7 @@ class ResumableOutput(RowOutput):
             return
         if not any(path.suffix == ".parquet" for path in self.folder.iterdir()):
             for path in self.folder.iterdir():
-                if _OURS.fullmatch(path.name) and not path.is_dir():
+                if (owned_name(path.name) or junk_name(path.name)) and not path.is_dir():
                     path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 self.folder.rmdir()  # empty now, unless something was put there meanwhile

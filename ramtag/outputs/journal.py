@@ -9,12 +9,16 @@ keep the same three files beside their results:
 - ``lock``: held (``flock``) by the run writing there, so a second run on the same output refuses.
 - ``settings.json``: the result-changing settings the entries were made with, which a re-run must
   share (``schema.differences``).
+
+``check_parts_folder``: a local run's folder (``tags.parquet.parts``) holding any other name but a
+file browser's litter is someone else's, and refused: only the names a run writes are ever deleted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +120,36 @@ def read_settings(path: Path) -> dict[str, Any]:
 
 def write_settings(path: Path, settings: dict[str, Any]) -> None:
     write_atomically(path, json_text(settings), tmp=path.with_name(path.name + ".tmp"))
+
+
+# What a run writes in its parts folder (each also under NAME.tmp first): nothing else is ever deleted there.
+_OURS = re.compile(r"(lock|journal|settings\.json|inputs\.json|shards\.json|final|\d{6,}\.parquet)(\.tmp)?")
+
+
+def owned_name(name: str) -> bool:
+    return _OURS.fullmatch(name) is not None
+
+
+def junk_name(name: str) -> bool:
+    """What a file browser leaves in a folder it showed (Finder's .DS_Store and ._ files, Windows'
+    Thumbs.db): never a run's, never a person's work; removed with the folder."""
+    return name.startswith(".") or name.casefold() in ("thumbs.db", "desktop.ini")
+
+
+def check_parts_folder(folder: Path) -> None:
+    """A folder at the parts folder's name that holds anything a run does not write there is
+    someone else's: refused, where it was emptied and removed."""
+    try:
+        entries = list(folder.iterdir())
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise OutputError(f"{folder}: cannot create it (a file of that name exists); move it away, "
+                          "or choose another --out") from None
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot read it ({exc.strerror})") from None
+    foreign = sorted(entry.name for entry in entries
+                     if not (owned_name(entry.name) or junk_name(entry.name)) or entry.is_dir())
+    if foreign:
+        raise OutputError(f"{folder} holds files ramtag did not write (e.g. {foreign[0]}), where a run keeps its "
+                          "results until it finishes: move them away, or choose another --out")

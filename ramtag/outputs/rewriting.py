@@ -68,7 +68,7 @@ def rewrite(
     free = shutil.disk_usage(folder).free
     if free < info.st_size + (16 << 20):
         raise OutputError(f"not enough free space in {folder or '.'} to rewrite {path.name} safely "
-                          f"({_mib(free)} free; it needs {_mib(info.st_size)} and 16 MiB to spare): free some space, "
+                          f"({_mib(free)} free of the {_mib(info.st_size + (16 << 20))} needed: the copy and a margin): free some space, "
                           "then run again (photos done so far are complete)")
     copy = temporary_path(path)
     remove_stale(path)
