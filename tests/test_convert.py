@@ -104,7 +104,7 @@ def test_descriptions_per_tag_follow_the_tag_list() -> None:
     state = export_official(random_model(CONFIGS["ramplus_identity_proj"]))
     assert infer_config(state, num_tags=5).descriptions_per_tag == 4
     assert infer_config(state, num_tags=10).descriptions_per_tag == 2
-    with pytest.raises(CheckpointError, match="not a multiple"):
+    with pytest.raises(CheckpointError, match="not a whole number per tag"):
         infer_config(state, num_tags=3)
     with pytest.raises(CheckpointError, match="give its tag list"):
         infer_config(state)
