@@ -69,8 +69,8 @@ class AtomicFile:
         if self.keep_mode:
             try:
                 os.chmod(self.path, os.stat(self.dest).st_mode & 0o7777)
-            except FileNotFoundError:
-                pass
+            except FileNotFoundError:  # a new file: the umask's mode, whatever the writer made (safetensors: 0600)
+                os.chmod(self.path, 0o666 & ~_umask())
         os.replace(self.path, self.dest)
         if self.durable:
             sync_folder(self.dest.parent.resolve())
@@ -106,3 +106,9 @@ def write_atomically(
         fd = os.open(pending.path, os.O_WRONLY | os.O_CREAT | fresh, 0o666)  # the umask applies
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read by setting it: put back at once
+    os.umask(mask)
+    return mask

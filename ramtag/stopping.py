@@ -51,12 +51,16 @@ def not_now() -> Iterator[None]:
         _held += 1
     try:
         yield
-    finally:
+    except BaseException:  # a second Ctrl-C or an error: it goes on as it is, never hidden as a stop
         if main:
             _held -= 1
-            if _held == 0 and _deferred:
-                _deferred = False
-                raise Stopped
+            _deferred = _deferred and _held > 0
+        raise
+    if main:
+        _held -= 1
+        if _held == 0 and _deferred:
+            _deferred = False
+            raise Stopped
 
 
 class CtrlC:

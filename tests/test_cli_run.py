@@ -398,15 +398,19 @@ def test_a_full_disk_or_a_closed_stdout_is_one_line(tmp_path: Path, ramplus_tiny
     """`ramtag run photos > tags.jsonl` on a full disk, and a cron job's closed stdout, were tracebacks."""
     photos = _images(tmp_path / "photos", ["a.jpg"])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    def run(redirect: str, *extra: str) -> subprocess.CompletedProcess:
+    def run(redirect: str, *extra: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         script = f'exec "$0" -m ramtag run "$@" {redirect}'
         return subprocess.run(["bash", "-c", script, sys.executable, str(photos), "--workers", "0",
-                               *ramplus_tiny.cli_args(), *extra], stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+                               *ramplus_tiny.cli_args(), *extra], stderr=subprocess.PIPE, text=True,
+                              env={**env, **(env_extra or {})}, timeout=300)
 
     for redirect, code, said in [("> /dev/full", 1, "cannot write the results to stdout (No space left on device)"),
                                  (">&-", 2, "stdout is closed: give --out FILE")]:
         done = run(redirect)
         assert done.returncode == code and said in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert run(">&-", "--xmp", "--format", "csv").returncode == 2  # rows asked for on stdout all the same
+    done = run("> /dev/full", "--format", "csv", env_extra={"PYTHONUNBUFFERED": "1"})  # the header at once
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     closed = run(">&-", "--xmp")
     assert closed.returncode == 0 and (photos / "a.jpg.xmp").exists(), closed.stderr  # the keywords need no stdout
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,9 @@ def test_converted_weights_are_cached(ramplus_tiny, isolated_user_dirs: Path) ->
     assert info1.sha256 == info2.sha256 and len(info1.sha256) == 64
     cached = list((isolated_user_dirs / "ramtag" / "converted").glob(f"{info1.sha256}*.safetensors"))
     assert len(cached) == 1
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert cached[0].stat().st_mode & 0o777 == 0o666 & ~umask  # safetensors made it 0600: a shared cache's users could not read it
     # The converted file itself is a valid --checkpoint.
     third, info3 = load_model(cached[0])
     for key, value in first.state_dict().items():
@@ -296,6 +300,19 @@ def test_arbitrary_objects_are_never_unpickled(ram_tiny, tmp_path: Path) -> None
     with pytest.raises(CheckpointError) as excinfo:
         load_model(path)
     assert "never unpickles" in _message(excinfo)
+
+
+def test_a_legacy_pickle_is_refused_in_one_line_without_torchs_warning(tmp_path: Path) -> None:
+    """A pre-zip pickle (pickle.dump) was refused after two lines of torch's UserWarning."""
+    import pickle
+    import warnings
+
+    path = tmp_path / "legacy.pth"
+    path.write_bytes(pickle.dumps({"args": argparse.Namespace(lr=1)}, protocol=4))
+    with warnings.catch_warnings(record=True) as said, pytest.raises(CheckpointError, match="never unpickles"):
+        warnings.simplefilter("always")
+        load_model(path)
+    assert [str(note.message) for note in said] == []
 
 
 def test_ram_file_where_ram_plus_was_asked(ram_tiny) -> None:

@@ -237,6 +237,11 @@ def test_a_first_ctrl_c_cuts_a_wait_short_but_never_the_bookkeeping_within() -> 
         with pytest.raises(KeyboardInterrupt) as second:
             signal.raise_signal(signal.SIGINT)
         assert type(second.value) is KeyboardInterrupt  # the second stops at once, wherever it comes
+        stop.clear()
+        with pytest.raises(KeyboardInterrupt) as held, waiting(), not_now():
+            signal.raise_signal(signal.SIGINT)  # the first, held back
+            signal.raise_signal(signal.SIGINT)  # the second, inside the bookkeeping: not made a mere stop
+        assert type(held.value) is KeyboardInterrupt
     finally:
         ctrl_c.remove()
 

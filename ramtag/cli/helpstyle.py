@@ -102,7 +102,7 @@ def _no_option_as_a_value(original: Any) -> Any:
 
     def invoke(self: Any, ctx: Any) -> Any:
         names = {name for param in self.params for name in (*param.opts, *param.secondary_opts)
-                 if name.startswith("-") and name != "-"}
+                 if name.startswith("-") and name != "-"} | set(CONTEXT["help_option_names"])
         for param in self.params:
             if param.param_type_name != "option" or getattr(param, "is_flag", False):
                 continue

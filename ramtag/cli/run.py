@@ -209,7 +209,7 @@ def run_command(
         raise UsageError("-q (--quiet) and -v (--verbose) ask for opposite things: give one")
     stdout = out == Path("-")  # the rows to stdout, as without --out (with --xmp or --embed too)
     if sys.stdout is None and (out is None or stdout):  # started with stdout closed (`>&-`, some daemons)
-        if not (xmp or embed) or stdout:
+        if not (xmp or embed) or stdout or fmt is not None:  # rows asked for on stdout
             raise UsageError("stdout is closed: give --out FILE for the results")
         sys.stdout = open(os.devnull, "w", encoding="utf-8")  # the keywords are what was asked for
     job = Job(

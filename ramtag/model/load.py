@@ -8,6 +8,7 @@ by the source file's sha256, which makes every later start a plain memory-mapped
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,9 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         except RuntimeError as exc:
             if "mmap" not in str(exc).lower():
                 raise
-            raw = torch.load(path, map_location="cpu", weights_only=True)  # legacy, non-zip format
+            with warnings.catch_warnings():  # torch's note on a legacy pickle's protocol: ours is the one to see
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                raw = torch.load(path, map_location="cpu", weights_only=True)  # legacy, non-zip format
     except pickle.UnpicklingError as exc:
         if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
             raise _fail(

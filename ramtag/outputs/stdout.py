@@ -38,7 +38,8 @@ class StdoutOutput(RowOutput):
         if fmt is None and sys.stdout.isatty():
             self.sink: Any = TerminalTable(Console(highlight=False), lang)
         else:
-            self.sink = text_sink(fmt or "jsonl", sys.stdout, schema)
+            with _writing():  # CSV's header is written at once (unbuffered: PYTHONUNBUFFERED, python -u)
+                self.sink = text_sink(fmt or "jsonl", sys.stdout, schema)
 
     def needs(self, item: ImageRef | ImageRecord) -> bool:
         return self.everything
