@@ -275,7 +275,7 @@ def test_ctrl_c_saves_the_batch_and_a_rerun_finishes(
     result = ramtag(photos, "--out", out, *args)
     assert result.exit_code == 0, result.output
     assert "continuing the unfinished run: 2 images saved in" in result.stderr
-    assert "5 images found: 3 new, 2 unchanged" in result.stderr
+    assert "5 images found: 3 new, 2 tagged before it was stopped" in result.stderr
     assert ramtag(photos, "--out", tmp_path / "whole.parquet", *args).exit_code == 0
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(tmp_path / "whole.parquet"))
 

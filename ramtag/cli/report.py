@@ -253,7 +253,8 @@ def rerun_summary(file: ResumableOutput, found: int, errors: int) -> str:
     unchanged = found - sum(tally.values())
     parts = [f"{tally[NEW]} new" if tally[NEW] else "", f"{tally[CHANGED]} changed (re-tagged)" if tally[CHANGED] else "",
              f"{tally[RETRY]} retried after an error" if tally[RETRY] else "",
-             f"{tally[HASH]} re-tagged to record their SHA-256" if tally[HASH] else "", f"{unchanged} unchanged"]
+             f"{tally[HASH]} re-tagged to record their SHA-256" if tally[HASH] else "",
+             f"{unchanged} unchanged" if file.builds_on else f"{unchanged} tagged before it was stopped"]
     said = ", ".join(part for part in parts if part)
     kept = f" (and {file.kept_errors} error {'row' if file.kept_errors == 1 else 'rows'} kept: --keep-errors)" \
         if file.kept_errors else ""
