@@ -140,3 +140,13 @@ def test_the_program_exits_the_ordinary_way_while_a_thread_still_works(tmp_path:
     done = _leaving(tmp_path, body)
     assert done.returncode == 0 and done.stdout.endswith("end")
     assert (tmp_path / "thread").exists() and (tmp_path / "atexit").exists() and "teardown" in done.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["models", "list"]])
+def test_a_reader_that_goes_away_ends_the_command_with_0(args: list[str]) -> None:
+    """`ramtag models list | head -1` under `set -o pipefail`: rich's broken-pipe exit 1 failed the script."""
+    process = subprocess.Popen([sys.executable, "-m", "ramtag", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=REPO)
+    process.stdout.close()  # before the program writes: every write of its finds the pipe broken
+    assert process.wait(timeout=120) == 0
+    assert process.stderr.read() == b""

@@ -130,6 +130,25 @@ def install() -> None:
             kind.display_type_rich = styled  # type: ignore[method-assign]
     if not getattr(core.TyperCommand.invoke, "_ramtag", False):
         core.TyperCommand.invoke = _no_option_as_a_value(core.TyperCommand.invoke)  # type: ignore[method-assign]
+    from rich.console import Console
+
+    if not getattr(Console.on_broken_pipe, "_ramtag", False):
+        Console.on_broken_pipe = _reader_gone(Console.on_broken_pipe)  # type: ignore[method-assign]
+
+
+def _reader_gone(original: Any) -> Any:
+    """Rich's broken-pipe handler, ending with 0: the reader of ``ramtag models list | head -1`` or
+    ``--help | head`` has what it wanted (rich said 1, which fails a script under pipefail), as
+    ``ramtag run ... | head`` ends (``common.reporting_errors``)."""
+
+    def on_broken_pipe(self: Any) -> None:
+        try:
+            original(self)
+        except SystemExit:
+            raise SystemExit(0) from None
+
+    on_broken_pipe._ramtag = True  # type: ignore[attr-defined]
+    return on_broken_pipe
 
 
 def shell_completion_without_installer() -> bool:
