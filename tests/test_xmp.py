@@ -189,6 +189,16 @@ def test_lightroom_sidecar_keeps_everything_and_clean_gives_back_its_bytes() -> 
     assert merge(merged, None) == original
 
 
+def test_darktables_own_tags_are_not_copied_as_the_persons_keywords() -> None:
+    """darktable|format|cr2 is darktable's note of the file: it became a digiKam tag tree
+    (darktable/format/cr2) in the TagsList ramtag starts, and a keyword in a Lightroom sidecar."""
+    merged = merge(DARKTABLE.encode(), PROVENANCE, result(["beach"]), now=clock()).decode()
+    tags_list = element(merged, "digiKam:TagsList")
+    assert "<rdf:li>holiday</rdf:li>" in tags_list and "darktable" not in tags_list
+    assert "darktable|format|cr2" in element(merged, "lr:hierarchicalSubject")  # darktable's own field, as it was
+    assert merge(merged.encode(), None) == DARKTABLE.encode()
+
+
 def test_darktable_history_stays_byte_for_byte() -> None:
     merged = merge(DARKTABLE.encode(), PROVENANCE, result(["holiday", "beach"]), now=clock()).decode()
     for name in ("darktable:history", "darktable:masks_history"):

@@ -65,8 +65,9 @@ def added_keywords(
     for), so those are copied in (as ramtag's additions: ``clean`` takes them out again).
     """
     outside = {FLAT: [], HIERARCHICAL: [], TAGS_LIST: [], **(elsewhere or {})}
-    person_paths = person[HIERARCHICAL] or _as_paths(person[TAGS_LIST])
-    outside_paths = outside[HIERARCHICAL] or _as_paths(outside[TAGS_LIST])
+    outside[TAGS_LIST] = [path for path in outside[TAGS_LIST] if not _automatic(path.replace("/", "|"))]
+    person_paths = _people(person[HIERARCHICAL] or _as_paths(person[TAGS_LIST]))
+    outside_paths = _people(outside[HIERARCHICAL] or _as_paths(outside[TAGS_LIST]))
     person_flat = person[FLAT] or distinct([*_leaves(person_paths), *outside[FLAT]]) or _leaves(outside_paths)
     # A tag the person has already, in any case and in any field (`Night` beside ramtag's `night`), is
     # not added in another: digiKam writes each keyword's name into dc:subject, a second `night`.
@@ -81,7 +82,7 @@ def added_keywords(
     if wanted[HIERARCHICAL] and not person[HIERARCHICAL]:
         wanted[HIERARCHICAL] = [*hierarchy_of(person_flat, person_paths or outside_paths), *wanted[HIERARCHICAL]]
     if wanted[TAGS_LIST] and not person[TAGS_LIST]:
-        paths = [v.replace("|", "/") for v in hierarchy_of(person_flat, person[HIERARCHICAL] or outside_paths)]
+        paths = [v.replace("|", "/") for v in hierarchy_of(person_flat, _people(person[HIERARCHICAL]) or outside_paths)]
         copies = (person[HIERARCHICAL] and paths) or outside[TAGS_LIST] or paths
         wanted[TAGS_LIST] = [*copies, *wanted[TAGS_LIST]]
     # Keywords match whatever their case: Lightroom and digiKam hold one keyword `Dog`, so a `dog`
@@ -97,6 +98,16 @@ def added_keywords(
         theirs += [v.replace("|", "/") for v in person[HIERARCHICAL]]
         added[TAGS_LIST] = _missing(added[TAGS_LIST], theirs)
     return added
+
+
+def _automatic(path: str) -> bool:
+    """darktable's own tags (``darktable|format|dng``, ``darktable|exported``): what it notes of a
+    photo, not a keyword the person gave; never copied into another field or sidecar."""
+    return path.casefold().startswith("darktable|")
+
+
+def _people(paths: Sequence[str]) -> list[str]:
+    return [path for path in paths if not _automatic(path)]
 
 
 def _as_paths(tags_list: Sequence[str]) -> list[str]:
