@@ -78,6 +78,25 @@ def test_a_recorded_folder_found_inside_a_walked_one_keeps_its_keys(tmp_path: Pa
     assert pd.read_parquet(out)["path"].tolist() == ["a.jpg", "photos/top.jpg"]
 
 
+def test_a_file_named_or_listed_inside_a_recorded_folder_has_that_folders_key(
+    tmp_path: Path, ramplus_tiny, monkeypatch
+) -> None:
+    """`find . -name '*.jpg' | ramtag run --files-from -` onto an output a folder run made added
+    ./small/a.jpg beside a.jpg: one photo, two rows, tagged again."""
+    monkeypatch.chdir(tmp_path)
+    _image(tmp_path / "small" / "a.jpg")
+    _image(tmp_path / "small" / "sub" / "b.jpg", shade=10)
+    _image(tmp_path / "elsewhere.jpg", shade=200)
+    out = tmp_path / "tags.parquet"
+    assert _run("small", fixture=ramplus_tiny, out=out).exit_code == 0
+    listing = "./small/a.jpg\nsmall/sub/b.jpg\n"
+    result = ramtag("--files-from", "-", "--out", out, "--workers", "0", *ramplus_tiny.cli_args(), input=listing)
+    assert "nothing new to tag: 2 images found, all unchanged" in result.stderr, result.stderr
+    assert "nothing new" in _run(tmp_path / "small" / "sub" / "b.jpg", fixture=ramplus_tiny, out=out).stderr
+    _run("elsewhere.jpg", fixture=ramplus_tiny, out=out)  # outside every folder: its path as given
+    assert pd.read_parquet(out)["path"].tolist() == ["a.jpg", "sub/b.jpg", "elsewhere.jpg"]
+
+
 def test_keys_that_would_collide_are_refused_before_anything_is_tagged(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     _image(tmp_path / "d1" / "d2" / "x.jpg")  # keyed d2/x.jpg under d1

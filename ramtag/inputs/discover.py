@@ -397,4 +397,4 @@ def _expand(item: str | Path | Item, walk: _Walk, several: bool) -> Iterator[Ite
     elif is_shard_name(os.fspath(item)):
         yield TarShard(os.fspath(item), os.path.basename(item))
     else:
-        yield ImageRef(Path(item), str(item))
+        yield ImageRef(Path(item), walk.plan.file_key(item) or str(item))

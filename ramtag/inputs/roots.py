@@ -11,8 +11,9 @@ and however the folder is written; a folder inside a recorded one takes the keys
 and a recorded folder found inside a walked one keeps its own. A new folder gets its name as prefix.
 Two folders whose keys would collide are refused, in words, before anything is tagged.
 
-Tar shards (``shard.tar/member``), URLs and files named directly or in a list keep the keys they
-always had; only folders are roots.
+Tar shards (``shard.tar/member``) and URLs keep the keys they always had; only folders are roots. A
+file named directly or in a list is keyed by its path as given, unless it lies in one of the folders:
+then it has the key that folder gives it.
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ class KeyPlan:
             return found.prefix
         outer = _outer(real, self.table)  # a listed folder inside a recorded one: its keys there
         return _inside(real, outer) if outer is not None else default
+
+    def file_key(self, path: str | os.PathLike[str]) -> str | None:
+        """The key a file named directly or listed has under a folder of the table (an earlier
+        run's or this one's), so that one photo is one row however it is named: ``find . | ramtag
+        run --files-from -`` onto an output a folder run made gave ``./photos/a.jpg`` beside
+        ``a.jpg``. None outside every folder: its key is its path as given."""
+        written = os.fspath(path)
+        real = os.path.join(os.path.realpath(os.path.dirname(written) or "."), os.path.basename(written))
+        outer = _outer(real, self.table)
+        return printable(outer.prefix + os.path.relpath(real, outer.path).replace(os.sep, "/")) if outer else None
 
     def nested(self) -> dict[tuple[int, int], str]:
         """Recorded roots by folder identity, so a walk that reaches one keys it as recorded."""
