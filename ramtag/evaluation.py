@@ -128,7 +128,9 @@ def evaluate(
     if match.classes.size == 0:
         scored = f"among the tags scored in {pred}" if some_tags else f"a tag of the model that wrote {pred}"
         joined = comma_joined(labels.classes)
-        hint = f"; the tags of a labels cell are joined by '|', not as in {joined!r}" if joined else ""
+        piped = next((name for name in labels.classes if "|" in name), None)  # path,tags without its header
+        hint = (f"; the tags of a labels cell are joined by '|', not as in {joined!r}" if joined else
+                f"; {piped!r} was read as one class: a path,tags file needs its header line, path,tags" if piped else "")
         raise RamtagError(
             f"none of the {len(labels.classes)} classes of the labels is {scored} "
             f"(e.g. {labels.classes[0]!r}); check the taglist or the model's vocabulary{hint}" if labels.classes

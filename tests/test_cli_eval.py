@@ -395,6 +395,15 @@ def test_kept_scores_are_told_apart_by_the_checkpoints_bytes_not_its_path(
     assert other.exit_code != 0 and "holds scores made with other settings" in other.stderr
 
 
+def test_a_labels_csv_without_its_header_says_so(tagged: dict, tmp_path: Path) -> None:
+    """Read as an OpenImages-style file, 'sky|grass' became one class: 'none of the classes is a tag'."""
+    labels = tmp_path / "labels.csv"
+    labels.write_text("".join(f"{path},sky|dog\n" for path in tagged["frame"]["path"][:3]), encoding="utf-8")
+    result = invoke("eval", "--gt", labels, "--pred", tagged["out"])
+    assert result.exit_code == 1
+    assert "'sky|dog' was read as one class: a path,tags file needs its header line, path,tags" in result.stderr
+
+
 def test_a_label_naming_several_scored_images_says_which(tagged: dict, tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -83,6 +83,8 @@ def test_chinese_names_pick_every_tag_they_name_and_unknown_names_are_one_error(
     message = str(raised.value)
     assert "'dgo' (did you mean 'dog'?)" in message and "'kitten'" in message and "'crow'" not in message
     assert "--tags" in message and "\n" not in message
+    with pytest.raises(UsageError, match="Chinese names need the Chinese tag list: pass --tag-list-zh"):
+        TagVocabulary.from_names(["dog"]).positions(["狗"])  # no Chinese list given: no spelling mistake
 
 
 def test_a_misspelt_name_costs_no_model_load(ramplus_tiny: OfficialFixture, monkeypatch: pytest.MonkeyPatch) -> None:

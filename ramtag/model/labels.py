@@ -220,9 +220,11 @@ class TagVocabulary:
             else:
                 missing.append(name)
         if missing:
+            chinese = self.tags_zh is None and any(not name.isascii() for name in missing)
             raise UsageError(
                 f"{option}: not in the model's vocabulary: {_unknown(missing, self.tags)}; "
-                "check the spelling against the tag list" + (", or use --tags for tags outside it" if open_set else "")
+                + ("Chinese names need the Chinese tag list: pass --tag-list-zh" if chinese else
+                   "check the spelling against the tag list" + (", or use --tags for tags outside it" if open_set else ""))
             )
         return list(found)
 
