@@ -572,6 +572,10 @@ def test_a_folder_can_be_excluded_by_name_and_a_glob_that_matched_nothing_is_sai
                    *ramplus_tiny.cli_args())  # the files are .jpg
     assert upper.exit_code == 1 and "4 images left out by --include/--exclude (globs are case-sensitive: " \
         "--include *.JPG matches files named in another case)" in upper.stderr
+    prefixed = ramtag(photos, "--include", "photos/*.jpg", "--workers", "0", *ramplus_tiny.cli_args())
+    said = " ".join(prefixed.stderr.split())  # the folder's name in the glob: keys are relative to it
+    assert prefixed.exit_code == 1 and "--include photos/*.jpg matched no file (globs match paths as the output" in said
+    assert "(see README, 'Usage', --include)" in said
 
 
 def test_control_characters_in_file_names_reach_the_terminal_escaped(tmp_path: Path, ramplus_tiny) -> None:

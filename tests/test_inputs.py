@@ -27,7 +27,8 @@ from ramtag.inputs import (
     decode_image,
     discover,
 )
-from ramtag.inputs.discover import Findings, NothingFoundError, discover_items, some_images
+from ramtag.inputs.discover import discover_items
+from ramtag.inputs.findings import Findings, NothingFoundError, some_images
 
 
 @pytest.fixture(autouse=True)

@@ -44,7 +44,7 @@ class ClusterRun:
 def run_job_on_ray(job: Job, events: ClusterEvents | None = None) -> ClusterRun:
     """Plan the units, tag them on the cluster, commit each part as it comes."""
     from ..inputs import discover_items
-    from ..inputs.discover import Findings, some_images
+    from ..inputs.findings import Findings, some_images
     from ..inputs.roots import Root
     from .local import check_names, input_paths, tagger_for
 

@@ -20,7 +20,7 @@ from .job import Job, ModelOptions, OutputOptions
 
 if TYPE_CHECKING:
     from ..inputs import ImageRef
-    from ..inputs.discover import Findings
+    from ..inputs.findings import Findings
     from ..inputs.roots import KeyPlan, Root
     from ..inputs.shards import TarShard
     from ..outputs.base import Tee
@@ -92,7 +92,7 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
     """Run ``job`` here. Mistakes in it fail before anything heavy is imported or loaded."""
     from ..devices import default_batch_size
     from ..inputs import discover
-    from ..inputs.discover import Findings, some_images
+    from ..inputs.findings import Findings, some_images
 
     job.check()
     if job.cluster.engine != "local":

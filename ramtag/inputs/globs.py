@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .shards import InMemory, Unusable
 
 if TYPE_CHECKING:
-    from .discover import Findings
+    from .findings import Findings
     from .refs import ImageRef
 
 
