@@ -115,7 +115,7 @@ def run_command(
     ] = Lang("en"),
     top_k: Annotated[
         Optional[int],
-        typer.Option("--top-k", min=1, help="At most K tags per image (the best ones).", rich_help_panel=OUTPUT_PANEL),
+        typer.Option("--top-k", min=1, help="At most K tags per image: the K best of those over their thresholds.", rich_help_panel=OUTPUT_PANEL),
     ] = None,
     all_scores: Annotated[
         bool,
