@@ -37,7 +37,6 @@ from .inputs.identity import Stamp
 from .inputs.jpeg import EncodedJpeg, original
 from .inputs.raw import RawOptions
 from .model.transform import preprocess
-from .stopping import Stopped, waiting
 
 if TYPE_CHECKING:  # the pipeline is handed a tagger; it never imports one
     from .tagger import Tagger, TagResult
@@ -309,14 +308,10 @@ def run_batches(
         refs, tagger, batch_size=batch_size, workers=workers, max_pixels=max_pixels,
         draft_decode=draft_decode, raw_decode=raw_decode, preprocessing=preprocessing, upright=upright,
     )
-    batches = None
+    batches = iter(loader)
     while True:
-        try:  # a stop while nothing is being tagged ends the batches here, at once (``stopping``)
-            with timings.timing("wait"), waiting():
-                batches = iter(loader) if batches is None else batches  # it reads the first refs
-                batch = next(batches, None)
-        except Stopped:
-            return
+        with timings.timing("wait"):
+            batch = next(batches, None)
         if batch is None:
             return
         if any(item.jpeg is not None for item in batch.items):

@@ -1,74 +1,85 @@
 """Ctrl-C and SIGTERM during a run: the first stops it after the batch in hand, the second at once.
 
 ``CtrlC`` is installed by the command line while a local run tags. The first signal sets the run's
-``stop`` event: the batch being tagged is finished and saved. But while the run is only waiting for
-its next batch (``waiting``: images being read, a tar shard arriving over a stalled connection,
-decoding workers busy), there is no batch in hand to finish, and the wait could last as long as a
-network timeout: then the first signal also raises ``Stopped`` there, which ends the stream of
-batches at once, and what was tagged before is saved as after any stop.
+``stop`` event: the batch being tagged is finished and saved, and the run ends. Nothing is raised
+from the signal handler then: an exception thrown into whatever the main thread was doing (a fork's
+bookkeeping, a library holding a lock) could leave the process hung. So the inputs, whose next item
+may be minutes away (a tar shard over a stalled connection), are read on a thread of their own
+(``prefetched``), and the main thread waits for them in short steps, looking at ``stop`` between
+them: a stop while it waits ends the stream of images there, and what was tagged is saved.
 """
 
 from __future__ import annotations
 
+import queue
 import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
-_waiting = 0  # how many ``waiting`` blocks the main thread is in
-_held = 0  # how many ``not_now`` blocks within them
-_deferred = False  # a stop came during ``not_now``: raised when it ends
-
-
-class Stopped(KeyboardInterrupt):
-    """The first Ctrl-C or SIGTERM arrived while the run waited for its next batch. A
-    ``KeyboardInterrupt``: caught anywhere but where the batches are awaited, it stops the run as a
-    second Ctrl-C does (what was saved stays)."""
+T = TypeVar("T")
+_waiting = 0  # the main thread waits for the next input (``prefetched``): said by the first signal
+_STEP_S = 0.1  # how often a wait looks at ``stop``
+_END = object()
 
 
-@contextmanager
-def waiting() -> Iterator[None]:
-    """A stretch of the main thread with no batch in hand, which a stop may cut short (``Stopped``)."""
+def prefetched(items: Iterable[T], stop: threading.Event, depth: int = 16) -> Iterator[T]:
+    """``items`` read ahead on a thread of their own (at most ``depth`` ahead), ending early when
+    ``stop`` is set while the next one is awaited. An error of theirs is raised here, in order. The
+    thread is a daemon: one left waiting on a stalled connection holds nothing of the run's."""
+    box: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=depth)
+    gone = threading.Event()  # the consumer stopped asking
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not gone.is_set():
+            try:
+                box.put(entry, timeout=_STEP_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
+            put((_END, error))
+            return
+        put((_END, None))
+
+    threading.Thread(target=produce, name="ramtag-inputs", daemon=True).start()
     global _waiting
-    main = threading.current_thread() is threading.main_thread()  # where signals are handled
-    if main:
-        _waiting += 1
     try:
-        yield
+        while True:
+            _waiting += 1
+            try:
+                while True:
+                    if stop.is_set():
+                        return
+                    try:
+                        item, error = box.get(timeout=_STEP_S)
+                        break
+                    except queue.Empty:
+                        continue
+            finally:
+                _waiting -= 1
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
     finally:
-        if main:
-            _waiting -= 1
-
-
-@contextmanager
-def not_now() -> Iterator[None]:
-    """Within ``waiting``, bookkeeping that a stop must not cut in half (an output deciding what it
-    needs, which may ask ExifTool): a stop arriving here is raised when it ends."""
-    global _held, _deferred
-    main = threading.current_thread() is threading.main_thread()
-    if main:
-        _held += 1
-    try:
-        yield
-    except BaseException:  # a second Ctrl-C or an error: it goes on as it is, never hidden as a stop
-        if main:
-            _held -= 1
-            _deferred = _deferred and _held > 0
-        raise
-    if main:
-        _held -= 1
-        if _held == 0 and _deferred:
-            _deferred = False
-            raise Stopped
+        gone.set()
 
 
 class CtrlC:
     """While installed, the first Ctrl-C (or SIGTERM: ``timeout``, ``kill``, ``docker stop``, a batch
-    scheduler) sets ``stop`` (the run ends after the batch in hand, which is saved; at once while it
-    is ``waiting``) and calls ``on_first`` with the signal and whether it waited; a second one raises
-    ``KeyboardInterrupt`` at once. Signals arrive in the main thread only: elsewhere installing does
-    nothing."""
+    scheduler) sets ``stop`` (the run ends after the batch in hand, which is saved) and calls
+    ``on_first`` with the signal and whether the run was only waiting for its inputs; a second one
+    raises ``KeyboardInterrupt`` at once. Signals arrive in the main thread only: elsewhere
+    installing does nothing."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -95,11 +106,5 @@ class CtrlC:
             raise KeyboardInterrupt
         self.received = signum
         self.stop.set()
-        global _deferred
-        waited = _waiting > 0
         if self.on_first is not None:
-            self.on_first(signum, waited)
-        if waited and _held:
-            _deferred = True
-        elif waited:
-            raise Stopped
+            self.on_first(signum, _waiting > 0)

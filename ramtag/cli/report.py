@@ -272,7 +272,7 @@ def stale_summary(file: ResumableOutput) -> str:
 def _say_stopping(signum: int, waiting: bool) -> None:
     """The first Ctrl-C or SIGTERM: a batch being tagged is finished first; a wait is cut short."""
     if waiting:
-        said = "stopping now: no batch was being tagged"
+        said = "stopping without waiting for the next image: what was read is tagged and saved"
     else:
         said = "stopping after this batch" + (" (Ctrl-C again to stop at once)" if signum == signal.SIGINT else "")
     err_console.print(said if signum == signal.SIGINT else f"terminated (SIGTERM): {said}", markup=False)

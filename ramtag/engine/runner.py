@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ..inputs.identity import stamped
 from ..inputs.refs import MAX_PIXELS
 from ..pipeline import StageTimings, run_batches
-from ..stopping import not_now
+from ..stopping import prefetched
 
 if TYPE_CHECKING:
     from ..inputs import ImageRef
@@ -77,6 +77,8 @@ def run(
         result.stopped = True
         output.save()
         return result
+    if stop is not None:  # read ahead on a thread: a stop is heard while the next image is awaited
+        refs = prefetched(refs, stop)
     batches = run_batches(
         _needed(refs, output, result, content_hash), tagger, batch_size=batch_size, workers=workers, top_k=top_k,
         max_pixels=max_pixels, timings=result.timings, draft_decode=draft_decode,
@@ -110,9 +112,7 @@ def run(
 def _needed(refs: Iterable[ImageRef], output: Output, result: RunResult, content: bool) -> Iterator[ImageRef]:
     for ref in refs:
         ref = stamped(ref, content=content)
-        with not_now():  # what the outputs note of it, whole
-            needed = output.needs(ref)
-        if needed:
+        if output.needs(ref):
             yield ref
         else:
             result.skipped += 1

@@ -211,6 +211,10 @@ def differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
         return f"; --precision {value(found, key)} matches it" if key == "precision" else ""
 
     def shown(settings: dict[str, Any], key: str) -> str:
+        if key == "columns" and isinstance(found.get(key), list) and isinstance(wanted.get(key), list):
+            other = wanted if settings is found else found  # each side said by what the other lacks
+            extra = [name for name in settings[key] if name not in other[key]]
+            return ", ".join(extra) if extra else "none of the others"
         if key == "previous_output":  # whether the rows of an existing --out file are kept (no --overwrite)
             return "yes" if value(settings, key) else "no, --overwrite"
         if key == "bf16_recipe":
@@ -234,9 +238,11 @@ def recipe_of(settings: dict[str, Any]) -> str | None:
     return settings.get("bf16_recipe") or FIRST_BF16_RECIPE  # not recorded: made before it was
 
 
-_WORDS = {  # settings without an option of that name
+_WORDS = {  # settings without an option of that name, or named otherwise there
     "previous_output": "keeps the existing output's rows",
     "bf16_recipe": "the blocks bf16-mixed computes in bf16",
+    "model_kind": "--model", "checkpoint_sha256": "--checkpoint (its sha256)", "vocabulary": "the tag list",
+    "thresholds": "thresholds", "input_size": "input size", "top_k": "--top-k",
 }
 
 
