@@ -110,4 +110,9 @@ def failure(error: BaseException) -> tuple[str, str]:
         if os_error.errno == errno.ECONNREFUSED:
             return f"cannot connect: {where} refused the connection (no server there?)", "unreadable"
         return f"cannot connect to {where} ({os_error.strerror or os_error})", "unreadable"
+    if type(cause).__name__ in ("ClientPayloadError", "ServerDisconnectedError", "ContentLengthError"):
+        # aiohttp's words ("<ContentLengthError: 400, ...>") read like an HTTP 400 the server never sent
+        got = re.search(r"received (\d+) of (\d+) bytes", str(cause))
+        part = f" ({int(got.group(1)):,} of {int(got.group(2)):,} bytes)" if got else ""
+        return f"the connection closed before the whole file arrived{part}", "unreadable"
     return f"cannot read it ({type(cause).__name__}: {cause})", "unreadable"
