@@ -309,10 +309,17 @@ def test_continuing_an_unfinished_run_with_other_inputs_is_said(
     assert result.exit_code == 0 and "other inputs" not in result.stderr
 
 
-def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path, ramplus_tiny) -> None:
+def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:
+    from ramtag.engine import local as local_engine
+
     photos = _images(tmp_path / "photos", ["a.jpg"])
     out = tmp_path / "tags.parquet"
+
+    def no_model(_options):
+        raise AssertionError("the model was loaded before the refusal")
+
     with ResumableOutput(out, "parquet", output_schema(Layout(16))):
+        monkeypatch.setattr(local_engine, "tagger_for", no_model)  # said before the model loads
         result = ramtag(photos, "--out", out, *ramplus_tiny.cli_args())
     assert result.exit_code == 1
     assert "another ramtag run is writing" in result.stderr

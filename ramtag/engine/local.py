@@ -123,6 +123,10 @@ def run_job(job: Job, *, events: RunEvents | None = None, stop: threading.Event 
         events.downloading([f"{item.what} ({item.name})" for item in fetched], sorted({item.looked for item in fetched}))
     if model.tags is None:  # mistakes in the vocabulary files and --only-tags, before torch is imported
         _check_vocabulary(model, job.outputs.lang)
+    if job.outputs.out is not None:  # another run writing the same output: said before the model loads
+        from ..outputs.journal import check_unlocked
+
+        check_unlocked(Path(job.outputs.out))
     from ..outputs.rerun import Rerun
     from ..outputs.schema import schema_for
     from ..outputs.targets import open_outputs

@@ -109,6 +109,26 @@ def hold_lock(path: Path, dest: Path) -> int:
     return fd
 
 
+def check_unlocked(dest: Path) -> None:
+    """Refuse at once, before the model loads, an output another run is writing (``hold_lock``
+    takes the lock when the output opens; this only looks)."""
+    path = dest.with_name(dest.name + ".parts") / "lock"
+    if fcntl is None or not path.is_file():
+        return
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return  # said when the output opens, if it matters
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OutputError(
+            f"another ramtag run is writing {dest} (it holds {path}); wait for it to finish or stop it first"
+        ) from None
+    finally:
+        os.close(fd)  # (closing lets go of a lock taken here)
+
+
 def read_settings(path: Path) -> dict[str, Any]:
     """The settings file, or ``{}`` when it is missing or unreadable (which then matches nothing)."""
     try:
