@@ -118,7 +118,8 @@ class RunReport(ProgressReport, RunEvents):
                     self.first_error = f"{record.key}: {record.error}"
         of = f"/{self.count}" if self.count is not None else ""
         self.show(
-            f"{self.images}{of} images, {self.rate():.1f} images/s, {plural(self.errors, 'error')}",
+            f"{self.images}{of} {'image' if self.images == 1 and not of else 'images'}, {self.rate():.1f} images/s, "
+            f"{plural(self.errors, 'error')}",
             completed=self.images, total=self.count,
         )
 
