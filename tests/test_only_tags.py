@@ -141,7 +141,7 @@ def test_run_only_tags_writes_them_alone_and_a_rerun_must_name_the_same(tmp_path
     again = run_cli(photos, "--out", out, "--only-tags", wanted, *common)
     assert again.exit_code == 0 and pq.read_table(out).num_rows == 2
     other = run_cli(photos, "--out", out, "--only-tags", tags[4], *common)
-    assert other.exit_code != 0 and "vocabulary" in other.stderr
+    assert other.exit_code != 0 and "the tags scored (--tag-list, --only-tags)" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
 
 

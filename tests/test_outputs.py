@@ -396,7 +396,7 @@ def test_an_unfinished_run_with_other_settings_is_kept_unless_overwrite(tmp_path
 
 def test_differences_are_said_briefly() -> None:
     words = differences({**META, "columns": ["path"]}, {**META, "vocabulary": list("abcdefghij"), "columns": ["path"]})
-    assert words == ["the tag list (a, b, c, d there, 10 values starting a, b, c now)"]
+    assert words == ["the tags scored (--tag-list, --only-tags) (a, b, c, d there, 10 values starting a, b, c now)"]
     words = differences({**META, "columns": ["path"]}, {**META, "top_k": 3, "columns": ["path"]})
     assert words == ["--top-k (not set there, 3 now)"]  # not Python's None, nor the setting's inner name
     words = differences({**META, "columns": ["path", "tags"]}, {**META, "columns": ["path", "tags", "all_scores"]})

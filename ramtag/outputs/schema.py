@@ -241,7 +241,7 @@ def recipe_of(settings: dict[str, Any]) -> str | None:
 _WORDS = {  # settings without an option of that name, or named otherwise there
     "previous_output": "keeps the existing output's rows",
     "bf16_recipe": "the blocks bf16-mixed computes in bf16",
-    "model_kind": "--model", "checkpoint_sha256": "--checkpoint (its sha256)", "vocabulary": "the tag list",
+    "model_kind": "--model", "checkpoint_sha256": "--checkpoint (its sha256)", "vocabulary": "the tags scored (--tag-list, --only-tags)",
     "thresholds": "thresholds", "input_size": "input size", "top_k": "--top-k",
 }
 
