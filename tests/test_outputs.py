@@ -325,6 +325,19 @@ def test_parts_are_journaled_and_a_crash_loses_only_unsaved_rows(tmp_path: Path)
     assert read_metadata(pq.read_schema(dest)) == META
 
 
+def test_the_images_saved_count_each_image_once(tmp_path: Path) -> None:
+    """A row replaced later in the same unfinished run (a shard's error row, then its members'
+    rows again) was counted twice: "201 images saved", then "204", then "201"."""
+    schema = output_schema(Layout(4), META)
+    dest = tmp_path / "tags.parquet"
+    with ResumableOutput(dest, "parquet", schema, save_every=1) as out:
+        out.write(_batch(["a", "b"], schema))
+        out.write(_batch(["b", "c"], schema))  # b again
+        assert out.saved_rows == 3
+    with ResumableOutput(dest, "parquet", schema) as again:
+        assert again.saved_rows == 3
+
+
 def test_a_crash_around_the_final_rename_never_duplicates_rows(tmp_path: Path) -> None:
     schema = output_schema(Layout(4), META)
     dest = tmp_path / "tags.parquet"

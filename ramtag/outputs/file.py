@@ -123,6 +123,7 @@ class ResumableOutput(RowOutput):
         self._asked: dict[str, tuple[str, int | None]] = {}  # asked for, not written yet: decision, root
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        self._saved_keys = 0
         self._saved_at = time.monotonic()
         self._lock_fd: int | None = None
         check_parts_folder(self.folder)
@@ -226,6 +227,7 @@ class ResumableOutput(RowOutput):
             for batch in _batches(self.folder / name, _INDEXED):
                 self.index.remember(batch, number)
         self.held = len(self.index)  # images this output holds from earlier runs
+        self._saved_keys = len(self.index.latest)
 
     def continues_other_inputs(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
         """The inputs of the unfinished run this one continues, when they differ from this run's
@@ -309,10 +311,13 @@ class ResumableOutput(RowOutput):
             for key in batch.column("path").to_pylist():
                 self.index.wrote(key, number)
         self._pending, self._pending_rows = [], 0
+        self._saved_keys = len(self.index.latest)
 
     @property
     def saved_rows(self) -> int:
-        return sum(rows for _, rows in self.parts)
+        """Images the unfinished run's parts hold, each once: a row replaced since (a shard's error
+        row, then its members' rows) is not counted again, as summing the parts' rows did."""
+        return self._saved_keys
 
     def finish(self) -> None:
         """Write the complete output and put it in place; then the parts folder goes."""
