@@ -47,6 +47,10 @@ def prefetched(items: Iterable[T], stop: threading.Event, depth: int = 16) -> It
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
             put((_END, error))
             return
+        finally:
+            close = getattr(items, "close", None)  # a generator's files and connections, let go here
+            if close is not None:
+                close()
         put((_END, None))
 
     threading.Thread(target=produce, name="ramtag-inputs", daemon=True).start()

@@ -95,6 +95,19 @@ def test_a_file_named_or_listed_inside_a_recorded_folder_has_that_folders_key(
     assert "nothing new" in _run(tmp_path / "small" / "sub" / "b.jpg", fixture=ramplus_tiny, out=out).stderr
     _run("elsewhere.jpg", fixture=ramplus_tiny, out=out)  # outside every folder: its path as given
     assert pd.read_parquet(out)["path"].tolist() == ["a.jpg", "sub/b.jpg", "elsewhere.jpg"]
+    # a glob written against the path as given still takes it (its key is shorter)
+    _image(tmp_path / "small" / "sub" / "c.jpg", shade=30)
+    listing = "small/a.jpg\nsmall/sub/c.jpg\n"
+    result = ramtag("--files-from", "-", "--exclude", "small/sub/*", "--out", out, "--workers", "0",
+                    *ramplus_tiny.cli_args(), input=listing)
+    assert result.exit_code == 0 and "matched no file" not in result.stderr, result.stderr
+    assert "sub/c.jpg" not in pd.read_parquet(out)["path"].tolist()
+    # a folder the walk reaches through a link to elsewhere: keyed as the walk keys it
+    _image(tmp_path / "outside" / "d.jpg", shade=60)
+    (tmp_path / "small" / "ext").symlink_to(tmp_path / "outside", target_is_directory=True)
+    _run("small", fixture=ramplus_tiny, out=out)
+    assert "nothing new" in _run("small/ext/d.jpg", fixture=ramplus_tiny, out=out).stderr
+    assert pd.read_parquet(out)["path"].tolist().count("ext/d.jpg") == 1
 
 
 def test_keys_that_would_collide_are_refused_before_anything_is_tagged(tmp_path: Path, ramplus_tiny, monkeypatch) -> None:

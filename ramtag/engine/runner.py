@@ -97,6 +97,9 @@ def run(
                 break
     finally:
         batches.close()  # stops the decoding workers
+        close = getattr(refs, "close", None)
+        if stop is not None and close is not None:
+            close()  # the inputs' thread stops reading ahead (``prefetched``), whatever ended the run
     if stop is not None and stop.is_set():  # also when it came while the next batch was awaited
         result.stopped = True
     if on_tagged is not None:

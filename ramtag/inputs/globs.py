@@ -26,9 +26,12 @@ def selected(key: str, include: Sequence[str], exclude: Sequence[str], findings:
 
 
 def kept(ref: ImageRef, include: Sequence[str], exclude: Sequence[str], findings: Findings | None = None) -> bool:
-    """Whether ``--include``/``--exclude`` keep ``ref``: by its key, or a tar member's name; a
-    whole shard's row (``shard_row``) always."""
-    return shard_row(ref) or selected(ref.key, include, exclude, findings, member=member_path(ref))
+    """Whether ``--include``/``--exclude`` keep ``ref``: by its key, or a tar member's name, or a
+    file named or listed by its path as given (keyed under a folder of the output, its key is
+    shorter); a whole shard's row (``shard_row``) always."""
+    given = ref.path.as_posix() if ref.source is None and not ref.walked and ref.path is not None else None
+    other = member_path(ref) or (given if given != ref.key else None)
+    return shard_row(ref) or selected(ref.key, include, exclude, findings, member=other)
 
 
 def shard_row(ref: ImageRef) -> bool:

@@ -18,6 +18,7 @@ then it has the key that folder gives it.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,10 +81,18 @@ class KeyPlan:
         run's or this one's), so that one photo is one row however it is named: ``find . | ramtag
         run --files-from -`` onto an output a folder run made gave ``./photos/a.jpg`` beside
         ``a.jpg``. None outside every folder: its key is its path as given."""
+        if not self.table:
+            return None
         written = os.fspath(path)
-        real = os.path.join(os.path.realpath(os.path.dirname(written) or "."), os.path.basename(written))
-        outer = _outer(real, self.table)
-        return printable(outer.prefix + os.path.relpath(real, outer.path).replace(os.sep, "/")) if outer else None
+        folder = os.path.abspath(os.path.dirname(written) or ".")  # (absolute: the cache outlives a chdir)
+        for place in (_real_folder(folder), folder):
+            # the folder's real path; else as written (a folder reached through a link to elsewhere,
+            # which the walk follows and keys under the link)
+            full = os.path.join(place, os.path.basename(written))
+            outer = _outer(full, self.table)
+            if outer is not None:
+                return printable(outer.prefix + os.path.relpath(full, outer.path).replace(os.sep, "/"))
+        return None
 
     def nested(self) -> dict[tuple[int, int], str]:
         """Recorded roots by folder identity, so a walk that reaches one keys it as recorded."""
@@ -160,6 +169,12 @@ def plan_keys(folders: Sequence[str | os.PathLike[str]], *, several: bool, recor
         run[written] = new
         table.append(new)
     return KeyPlan(run, table)
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    """A listed file's folder, resolved once for all the files listed in it."""
+    return os.path.realpath(folder)
 
 
 def _inside(real: str, outer: Root) -> str:

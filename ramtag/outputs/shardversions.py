@@ -44,7 +44,8 @@ class ShardVersions:
 
     def located(self, index: RowIndex) -> dict[str, str]:
         """Where every shard with rows was: what an unfinished run keeps beside its parts."""
-        found = [(name, entry) for name, entry in self.found.items() if name in index.shards]
+        # A snapshot: the inputs' thread (``stopping.prefetched``) adds shards while a part is saved.
+        found = [(name, entry) for name, entry in list(self.found.items()) if name in index.shards]
         return {name: str(entry["where"]) for name, entry in [*self.recorded.items(), *found] if "where" in entry}
 
     @staticmethod
