@@ -227,11 +227,11 @@ def run_bench(
     clock: dict[str, Any] = {}
 
     def batch(number: int, records: list) -> None:
+        failed = [record for record in records if record.error is not None]
         if number > warmup:  # an image that failed is no image tagged: left out of images/s
-            clock["failed"] = clock.get("failed", 0) + sum(record.error is not None for record in records)
-        if any(record.error is not None for record in records) and "example" not in clock:
-            failed = next(record for record in records if record.error is not None)
-            clock["example"] = f"{failed.key}: {failed.error}"
+            clock["failed"] = clock.get("failed", 0) + len(failed)
+        if failed and "example" not in clock:
+            clock["example"] = f"{failed[0].key}: {failed[0].error}"
         if number == warmup:  # the measured part starts after the warm-up batches
             clock.update(started=time.perf_counter(), before=replace(timings))
 

@@ -119,7 +119,7 @@ def _unchanged(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .outputs.file import parts_dir
+    from .outputs.journal import parts_dir
     from .outputs.rerun import UNCHANGED, RowIndex
     from .outputs.schema import IDENTITY_COLUMNS, read_metadata, recipe_of
     from .precision import PRECISIONS

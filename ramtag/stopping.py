@@ -21,16 +21,17 @@ T = TypeVar("T")
 _waiting = 0  # the main thread waits for the next input (``prefetched``): said by the first signal
 _STEP_S = 0.1  # how often a wait looks at ``stop``
 _END = object()
+_Entry = tuple[Any, "BaseException | None"]  # an input, or _END with the error that ended them (if one did)
 
 
 def prefetched(items: Iterable[T], stop: threading.Event, depth: int = 16) -> Iterator[T]:
     """``items`` read ahead on a thread of their own (at most ``depth`` ahead), ending early when
     ``stop`` is set while the next one is awaited. An error of theirs is raised here, in order. The
     thread is a daemon: one left waiting on a stalled connection holds nothing of the run's."""
-    box: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=depth)
+    box: queue.Queue[_Entry] = queue.Queue(maxsize=depth)
     gone = threading.Event()  # the consumer stopped asking
 
-    def put(entry: tuple[Any, BaseException | None]) -> bool:
+    def put(entry: _Entry) -> bool:
         while not gone.is_set():
             try:
                 box.put(entry, timeout=_STEP_S)
@@ -54,21 +55,9 @@ def prefetched(items: Iterable[T], stop: threading.Event, depth: int = 16) -> It
         put((_END, None))
 
     threading.Thread(target=produce, name="ramtag-inputs", daemon=True).start()
-    global _waiting
     try:
-        while True:
-            _waiting += 1
-            try:
-                while True:
-                    if stop.is_set():
-                        return
-                    try:
-                        item, error = box.get(timeout=_STEP_S)
-                        break
-                    except queue.Empty:
-                        continue
-            finally:
-                _waiting -= 1
+        while (entry := _next(box, stop)) is not None:
+            item, error = entry
             if item is _END:
                 if error is not None:
                     raise error
@@ -76,6 +65,21 @@ def prefetched(items: Iterable[T], stop: threading.Event, depth: int = 16) -> It
             yield item
     finally:
         gone.set()
+
+
+def _next(box: queue.Queue[_Entry], stop: threading.Event) -> _Entry | None:
+    """The next entry of ``box``, waited for in short steps; None once ``stop`` is set."""
+    global _waiting
+    _waiting += 1
+    try:
+        while not stop.is_set():
+            try:
+                return box.get(timeout=_STEP_S)
+            except queue.Empty:
+                continue
+        return None
+    finally:
+        _waiting -= 1
 
 
 class CtrlC:

@@ -73,10 +73,10 @@ def test_a_missing_checkpoint_file_is_named_with_the_other_missing_files(
     assert lines[2].strip().startswith("tag list") and len(lines) == 6
 
 
-def test_unreachable_hosts_fail_fast_without_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _online_at(port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Online, the Hub and the tag lists' mirror both at 127.0.0.1:``port``, no proxy; a photo in ``tmp_path``."""
     import huggingface_hub.constants
 
-    port = closed_port()
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("RAMTAG_OFFLINE")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
@@ -85,6 +85,11 @@ def test_unreachable_hosts_fail_fast_without_retries(tmp_path: Path, monkeypatch
     for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(proxy, raising=False)
     (tmp_path / "a.jpg").write_bytes((SHARED / "fixtures/official_ramplus_tiny/images/demo4.jpg").read_bytes())
+
+
+def test_unreachable_hosts_fail_fast_without_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = closed_port()
+    _online_at(port, tmp_path, monkeypatch)
     started = time.perf_counter()
     result = ramtag("run", tmp_path / "a.jpg")
     assert time.perf_counter() - started < 5
@@ -102,8 +107,6 @@ def test_a_host_that_takes_the_connection_and_never_answers_fails_fast(
     about 7 minutes before its own error, without the list of files and what to do."""
     import socket
 
-    import huggingface_hub.constants
-
     import ramtag.model.needed as needed
 
     silent = socket.socket()
@@ -112,14 +115,7 @@ def test_a_host_that_takes_the_connection_and_never_answers_fails_fast(
     port = silent.getsockname()[1]
     monkeypatch.setattr(needed, "ANSWER_SECONDS", 1.0)
     needed._probe.cache_clear()
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.delenv("RAMTAG_OFFLINE")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("RAMTAG_DATA_URL", f"http://127.0.0.1:{port}/mirror")
-    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(proxy, raising=False)
-    (tmp_path / "a.jpg").write_bytes((SHARED / "fixtures/official_ramplus_tiny/images/demo4.jpg").read_bytes())
+    _online_at(port, tmp_path, monkeypatch)
     try:
         result = ramtag("run", tmp_path / "a.jpg")
     finally:

@@ -83,6 +83,7 @@ def reporting_errors() -> Iterator[None]:
 
 MODEL_PANEL = "Model"
 
+
 def completes(values: Iterable[str]) -> Callable[[str], list[str]]:
     """Shell completion for an option whose values are checked by ramtag rather than by Click."""
     choices = tuple(values)

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     from ..tagger import Tagger
 
 
+# Precisions whose matrix products a CPU may lack: (number format, the feature that has them, how
+# much slower emulated, what to use instead).
+_FP16 = ("fp16", "AVX-512 FP16", "many times", "use fp32, or bf16-mixed where the CPU has AMX or AVX-512 BF16")
+_BF16 = ("bf16", "AMX or AVX-512 BF16", "several times", "use fp32 (what auto chooses here)")
+_EMULATED = {"fp16": _FP16, "bf16": _BF16, "bf16-mixed": _BF16}
+
+
 class RunReport(ProgressReport, RunEvents):
     """Everything a local run says on stderr: progress, skipped folders, bad images, the summary."""
 
@@ -69,21 +76,14 @@ class RunReport(ProgressReport, RunEvents):
             from ..precision import why_auto
 
             self.say(f"precision {why_auto(tagger.precision, tagger.device)}")
-        if tagger.precision.name == "fp16" and tagger.device.type == "cpu" and not self.quiet:
-            from ..cpu import emulates_fp16
-
-            if emulates_fp16():
-                self.say("warning: --precision fp16 on this CPU: it has no native fp16 matrix products (AVX-512 "
-                         "FP16), so they are emulated, many times slower than fp32; use fp32, or bf16-mixed "
-                         "where the CPU has AMX or AVX-512 BF16")
         name = tagger.precision.name
-        if name in ("bf16", "bf16-mixed") and tagger.device.type == "cpu" and not self.quiet:
-            from ..cpu import emulates_bf16
+        if name in _EMULATED and tagger.device.type == "cpu" and not self.quiet:
+            from ..cpu import emulates_bf16, emulates_fp16
 
-            if emulates_bf16():
-                self.say(f"warning: --precision {name} on this CPU: it has no native bf16 matrix products (AMX or "
-                         "AVX-512 BF16), so they are emulated, several times slower than fp32; use fp32 (what "
-                         "auto chooses here)")
+            kind, native, how, instead = _EMULATED[name]
+            if (emulates_fp16 if kind == "fp16" else emulates_bf16)():
+                self.say(f"warning: --precision {name} on this CPU: it has no native {kind} matrix products "
+                         f"({native}), so they are emulated, {how} slower than fp32; {instead}")
 
     def opened(self, output: Tee) -> None:
         from ..outputs.file import ResumableOutput

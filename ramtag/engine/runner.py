@@ -77,11 +77,11 @@ def run(
         result.stopped = True
         output.save()
         return result
-    if stop is not None:  # read ahead on a thread: a stop is heard while the next image is awaited
-        refs = prefetched(refs, stop)
+    # Read ahead on a thread: a stop is heard while the next image is awaited (``stopping``).
+    ahead = prefetched(refs, stop) if stop is not None else None
     batches = run_batches(
-        _needed(refs, output, result, content_hash), tagger, batch_size=batch_size, workers=workers, top_k=top_k,
-        max_pixels=max_pixels, timings=result.timings, draft_decode=draft_decode,
+        _needed(ahead or refs, output, result, content_hash), tagger, batch_size=batch_size, workers=workers,
+        top_k=top_k, max_pixels=max_pixels, timings=result.timings, draft_decode=draft_decode,
         raw_decode=raw_decode, preprocessing=preprocessing, upright=upright,
     )
     try:
@@ -93,15 +93,12 @@ def run(
             if on_batch is not None:
                 on_batch(number, records)
             if stop is not None and stop.is_set():
-                result.stopped = True
                 break
     finally:
         batches.close()  # stops the decoding workers
-        close = getattr(refs, "close", None)
-        if stop is not None and close is not None:
-            close()  # the inputs' thread stops reading ahead (``prefetched``), whatever ended the run
-    if stop is not None and stop.is_set():  # also when it came while the next batch was awaited
-        result.stopped = True
+        if ahead is not None:
+            ahead.close()  # and the inputs' thread, whatever ended the run
+    result.stopped = stop is not None and stop.is_set()  # after a batch, or while the next was awaited
     if on_tagged is not None:
         on_tagged()
     with result.timings.timing("write"):

@@ -40,7 +40,7 @@ from .registry import (
     DataFile,
     WeightsSource,
 )
-from .verified import blob_sha256, hub_errors, hub_sha256, read_verified, remember_verified, verify_download
+from .verified import blob_sha256, hub_errors, hub_sha256, remember_verified, remembered, verify_download
 
 DATA_URL_ENV = "RAMTAG_DATA_URL"
 _TIMEOUT_S = 30
@@ -292,7 +292,7 @@ def weights_file(name: str, *, progress: bool = True, instead: str | None = None
         return path
     # Offline the Hub cannot be asked, but a file checked once can be again, and a file the cache
     # keeps under its sha256 (a cache copied from another machine) can be checked against its name.
-    verified = read_verified().get(str(path.resolve()))
+    verified = remembered(path)
     expected = verified or blob_sha256(path)
     if expected is not None and sha256_file(path) != expected:
         said = "no longer the {} it had when downloaded" if verified else "not the {} its name in the Hugging Face cache says"
@@ -309,7 +309,7 @@ def check_weights(name: str) -> FileCheck:
     if path is None:
         return FileCheck(name, None)
     actual = sha256_file(path, remember=False)
-    expected = read_verified().get(str(path.resolve())) or blob_sha256(path)
+    expected = remembered(path) or blob_sha256(path)
     if expected is None and not offline():
         expected = hub_sha256(weights_source(name), path)
         if expected == actual:

@@ -149,12 +149,10 @@ def _silent(url: str, host: str) -> str | None:
         direct.open(urllib.request.Request(url, method="HEAD"), timeout=ANSWER_SECONDS).close()
     except urllib.error.HTTPError:
         return None  # an answer
-    except urllib.error.URLError as error:
-        if isinstance(error.reason, TimeoutError):
+    except (urllib.error.URLError, TimeoutError) as error:  # urllib wraps a timeout while connecting
+        if isinstance(getattr(error, "reason", error), TimeoutError):
             return f"{host} took the connection but did not answer within {ANSWER_SECONDS:g} s"
         return None  # TLS and the like: the download says it better
-    except TimeoutError:
-        return f"{host} took the connection but did not answer within {ANSWER_SECONDS:g} s"
     except (OSError, http.client.HTTPException):
         return None
     return None

@@ -43,8 +43,9 @@ def _is_sha256(name: str) -> bool:
 
 def verify_download(source: WeightsSource, path: Path) -> None:
     actual = sha256_file(path)  # memo: a 3 GB file is hashed once per (path, size, mtime)
-    if actual in (read_verified().get(str(path.resolve())), blob_sha256(path)):
-        if read_verified().get(str(path.resolve())) != actual:
+    checked = remembered(path)
+    if actual in (checked, blob_sha256(path)):
+        if checked != actual:
             remember_verified(path, actual)
         return
     expected = hub_sha256(source, path)
@@ -89,6 +90,11 @@ def read_verified() -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def remembered(path: Path) -> str | None:
+    """The sha256 ``path`` had when it was checked against the Hub's, if it was."""
+    return read_verified().get(str(path.resolve()))
 
 
 def remember_verified(path: Path, sha256: str) -> None:

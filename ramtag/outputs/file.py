@@ -46,7 +46,9 @@ from ..inputs.shards import RECORDED, InMemory, Unusable
 from . import columns as arrow
 from .base import RowOutput
 from .formats import FORMATS, OutputFile, ParquetSink, not_added_to
-from .journal import Journal, check_parts_folder, hold_lock, junk_name, owned_name, read_settings, write_settings
+from .journal import (
+    Journal, check_parts_folder, hold_lock, junk_name, owned_name, parts_dir, read_settings, write_settings,
+)
 from .rerun import CHANGED, UNCHANGED, Rerun, RowIndex
 from .shardversions import ShardVersions
 from .schema import (
@@ -68,10 +70,6 @@ def _batches(source: Path, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
     file = pq.ParquetFile(source)
     present = [name for name in columns if name in file.schema_arrow.names]
     yield from file.iter_batches(batch_size=_READ_BATCH_ROWS, columns=present)
-
-
-def parts_dir(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".parts")
 
 
 def recorded_roots(dest: Path) -> list[Root]:

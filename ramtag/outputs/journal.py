@@ -103,16 +103,23 @@ def hold_lock(path: Path, dest: Path) -> int:
         held = False
     if not held:
         os.close(fd)
-        raise OutputError(
-            f"another ramtag run is writing {dest} (it holds {path}); wait for it to finish or stop it first"
-        )
+        raise _held_elsewhere(dest, path)
     return fd
+
+
+def _held_elsewhere(dest: Path, lock: Path) -> OutputError:
+    return OutputError(f"another ramtag run is writing {dest} (it holds {lock}); wait for it to finish or stop it first")
+
+
+def parts_dir(dest: Path) -> Path:
+    """Where a local run keeps its parts until it finishes: ``tags.parquet.parts`` beside ``--out``."""
+    return dest.with_name(dest.name + ".parts")
 
 
 def check_unlocked(dest: Path) -> None:
     """Refuse at once, before the model loads, an output another run is writing (``hold_lock``
     takes the lock when the output opens; this only looks)."""
-    path = dest.with_name(dest.name + ".parts") / "lock"
+    path = parts_dir(dest) / "lock"
     if fcntl is None or not path.is_file():
         return
     try:
@@ -122,9 +129,7 @@ def check_unlocked(dest: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise OutputError(
-            f"another ramtag run is writing {dest} (it holds {path}); wait for it to finish or stop it first"
-        ) from None
+        raise _held_elsewhere(dest, path) from None
     finally:
         os.close(fd)  # (closing lets go of a lock taken here)
 
